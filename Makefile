@@ -1,0 +1,59 @@
+# lockctl: PGXS build and tests.
+#
+#   make && sudo make install          build and install against pg_config
+#   make installcheck                  regress + isolation + TAP, each on a
+#                                      temporary server with lockctl preloaded
+#   make regresscheck | isolationcheck | tapcheck     one kind only
+#   make regresscheck REGRESS=lease                  one regression test
+#   make isolationcheck ISOLATION=last_seat          one isolation spec
+#   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
+#
+# The temporary servers cannot run as root; scripts/test takes care of that.
+
+EXTENSION = lockctl
+EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+
+MODULE_big = lockctl
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring reservations"
+
+# The install script is assembled from one SQL fragment per concept, in this
+# order, so that each concept keeps its SQL beside its C code.
+SQL_PARTS = src/lockctl.sql $(filter-out src/lockctl.sql,$(sort $(wildcard src/*.sql)))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+
+# Tests are whatever files are present: sql/*.sql, specs/*.spec, t/*.pl.
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --temp-instance=./tmp_check_regress --temp-config=./lockctl.conf \
+	--load-extension=$(EXTENSION)
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./lockctl.conf \
+	--load-extension=$(EXTENSION)
+TAP_TESTS = 1
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso results output_iso regression.diffs regression.out
+
+# Warnings are errors.  -Wno-unused-parameter: every fmgr function takes
+# fcinfo whether it uses it or not.
+PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
+
+PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_PARTS) $(EXTENSION).control
+	cat $(SQL_PARTS) > $@
+
+$(OBJS): src/lockctl.h
+
+.PHONY: regresscheck isolationcheck tapcheck
+regresscheck:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+isolationcheck:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+tapcheck:
+	$(prove_installcheck)

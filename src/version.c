@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * version.c
+ *	  Version-checked updates: the trigger and the versioned update.
+ *	  (Not built yet: see issue 3.)
+ *
+ * src/version.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lockctl.h"
+
+void
+VersionInit(void)
+{
+}

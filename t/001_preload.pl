@@ -1,0 +1,62 @@
+# The preload check and the server's life cycle with lockctl loaded.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('preload');
+$node->init;
+$node->start;
+
+# Without the preload, CREATE EXTENSION fails and says what to set.
+my ($ret, $stdout, $stderr) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nCREATE EXTENSION lockctl;");
+isnt($ret, 0, 'CREATE EXTENSION fails without shared_preload_libraries');
+like($stderr, qr/ERROR:  55000: lockctl must be loaded via "shared_preload_libraries"/,
+	'the error is 55000 and names the setting');
+like($stderr, qr/HINT:  Add 'lockctl' to "shared_preload_libraries"/,
+	'the hint says what to do');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_extension WHERE extname = 'lockctl'"),
+	'0', 'nothing was left behind');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_namespace WHERE nspname = 'lockctl'"),
+	'0', 'not even the schema');
+
+# LOAD fails the same way, every time (the library is not half-loaded).
+for my $try (1 .. 2)
+{
+	($ret, $stdout, $stderr) = $node->psql('postgres', "LOAD 'lockctl';");
+	like($stderr, qr/must be loaded via "shared_preload_libraries"/,
+		"LOAD without the preload fails (try $try)");
+}
+
+# With the preload, it installs and reports its version.
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
+$node->restart;
+$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+is($node->safe_psql('postgres', 'SELECT lockctl.library_version()'),
+	$node->safe_psql('postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'lockctl'"),
+	'library and extension versions agree');
+is($node->safe_psql('postgres', 'SHOW lockctl.max_leases'),
+	'4096', 'settings are registered');
+
+# A postmaster setting takes effect at restart, and the extension survives it.
+$node->append_conf('postgresql.conf', 'lockctl.max_leases = 128');
+$node->restart;
+is($node->safe_psql('postgres', 'SHOW lockctl.max_leases'),
+	'128', 'postmaster setting applied after restart');
+is($node->safe_psql('postgres', 'SELECT lockctl.library_version()'),
+	'1.0', 'extension works after restart');
+
+# A crash restart brings it back too.
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql('postgres', 'SELECT lockctl.library_version()'),
+	'1.0', 'extension works after a crash restart');
+
+$node->stop;
+done_testing();
