@@ -8,9 +8,11 @@ set -euo pipefail
 
 LOCKCTL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
-PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
+# PG_CONFIG may point at a private copy of the server (scripts/private-pg),
+# so that several checkouts on one machine never install over each other.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 export PG_CONFIG
+PG_BINDIR=$(dirname "$PG_CONFIG")
 # Debian's python3 and its packages, whatever else is first on PATH.
 PYTHON=/usr/bin/python3
 
@@ -92,4 +94,6 @@ lockctl_build_install() {
     lockctl_as_root make -C "$LOCKCTL_ROOT" -s install PG_CONFIG="$PG_CONFIG"
 }
 
-LOCKCTL_LOCKFILE=/tmp/lockctl-install.lock
+# One installation, one test run at a time: a server started by one run
+# would otherwise load a library that another run installed after it.
+LOCKCTL_LOCKFILE=/tmp/lockctl-install.$(echo "$PG_CONFIG" | cksum | cut -d' ' -f1).lock
