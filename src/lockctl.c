@@ -147,9 +147,11 @@ lockctl_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 
-	RequestAddinShmemSpace(add_size(add_size(LeaseShmemSize(),
-											 ReserveShmemSize()),
-									ExpiryWorkerShmemSize()));
+	RequestAddinShmemSpace(add_size(add_size(VersionShmemSize(),
+											 LeaseShmemSize()),
+									add_size(ReserveShmemSize(),
+											 ExpiryWorkerShmemSize())));
+	VersionShmemRequest();
 	LeaseShmemRequest();
 	ReserveShmemRequest();
 }
@@ -163,6 +165,7 @@ lockctl_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
+	VersionShmemStartup();
 	LeaseShmemStartup();
 	ReserveShmemStartup();
 	ExpiryWorkerShmemStartup();

@@ -35,6 +35,9 @@ extern bool lockctl_preloaded;
  * ShmemStartup (create or attach) function.
  */
 extern void VersionInit(void);
+extern Size VersionShmemSize(void);
+extern void VersionShmemRequest(void);
+extern void VersionShmemStartup(void);
 
 extern void LeaseInit(void);
 extern Size LeaseShmemSize(void);

@@ -16,3 +16,19 @@ void
 VersionInit(void)
 {
 }
+
+Size
+VersionShmemSize(void)
+{
+	return 0;
+}
+
+void
+VersionShmemRequest(void)
+{
+}
+
+void
+VersionShmemStartup(void)
+{
+}
