@@ -97,3 +97,43 @@ lockctl_build_install() {
 # One installation, one test run at a time: a server started by one run
 # would otherwise load a library that another run installed after it.
 LOCKCTL_LOCKFILE=/tmp/lockctl-install.$(echo "$PG_CONFIG" | cksum | cut -d' ' -f1).lock
+
+# lockctl_scratch_start DATADIR PORT [CONF-LINE...]: initdb (once) and start
+# a scratch server as the server user, with lockctl preloaded, listening on
+# 127.0.0.1:PORT and on a socket in DATADIR.  Extra lines go to its
+# postgresql.conf.  A server already running in DATADIR is reused.
+lockctl_scratch_start() {
+    local dir=$1 port=$2 line
+    shift 2
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        [ "$(id -u)" = 0 ] && chown "$(lockctl_server_user)" "$dir"
+        lockctl_as_server_user initdb -D "$dir" -U postgres -A trust --no-sync >/dev/null
+        {
+            echo "shared_preload_libraries = 'lockctl'"
+            echo "listen_addresses = '127.0.0.1'"
+            echo "port = $port"
+            echo "unix_socket_directories = '$dir'"
+            echo "max_connections = 200"
+            echo "shared_buffers = '256MB'"
+            echo "max_worker_processes = 16"
+            for line in "$@"; do echo "$line"; done
+        } | lockctl_as_server_user tee -a "$dir/postgresql.conf" >/dev/null
+    fi
+    if lockctl_as_server_user pg_ctl -D "$dir" status >/dev/null 2>&1; then
+        # Running: restart so that it loads the library just installed.
+        lockctl_as_server_user pg_ctl -D "$dir" -w -m fast restart -l "$dir/server.log" >/dev/null
+    else
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            lockctl_die "port $port is taken by another program; choose another with LOCKCTL_PORT"
+        fi
+        lockctl_as_server_user pg_ctl -D "$dir" -w -t 60 start -l "$dir/server.log" >/dev/null ||
+            { tail -20 "$dir/server.log" >&2; lockctl_die "the scratch server in $dir did not start"; }
+    fi
+}
+
+# lockctl_scratch_stop DATADIR: stop the scratch server in DATADIR, if any.
+lockctl_scratch_stop() {
+    [ -f "$1/PG_VERSION" ] || return 0
+    lockctl_as_server_user pg_ctl -D "$1" -w -m fast stop >/dev/null 2>&1 || true
+}

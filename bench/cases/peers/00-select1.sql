@@ -1,0 +1,2 @@
+-- label: SELECT 1 (floor)
+SELECT 1;
