@@ -209,6 +209,18 @@ UPDATE part SET version = 1, region = 'ap' WHERE id = 1 RETURNING tableoid::regc
 UPDATE part SET version = 1 WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE part_us SET version = 1 WHERE id = 2 RETURNING *;
+-- update_versioned on a partitioned table with a one-column key; a row
+-- moved to another partition keeps its version
+CREATE TABLE ptab (id int PRIMARY KEY, v int, x text) PARTITION BY RANGE (id);
+CREATE TABLE ptab_lo PARTITION OF ptab FOR VALUES FROM (0) TO (100);
+CREATE TABLE ptab_hi PARTITION OF ptab FOR VALUES FROM (100) TO (200);
+SELECT lockctl.enable_versioning('ptab', 'v');
+INSERT INTO ptab VALUES (150, NULL, 'b');
+SELECT lockctl.update_versioned('ptab', 150, 1, '{"x": "bb"}');
+SELECT lockctl.update_versioned('ptab', 150, 1, '{"x": "bb"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ptab', 150, 2, '{"id": 50}');
+SELECT tableoid::regclass, * FROM ptab;
 
 --
 -- update_versioned
@@ -402,7 +414,7 @@ SELECT lockctl.update_versioned('acc', 1, 5, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT table_name FROM lockctl.versioned_tables ORDER BY table_name::text;
 
-DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed CASCADE;
+DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed, ptab CASCADE;
 DROP DOMAIN regress_positive;
 DROP FOREIGN TABLE acc_ft;
 DROP SERVER regress_lockctl_srv;
