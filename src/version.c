@@ -172,6 +172,15 @@ typedef struct UVCacheEntry
 #define UV_CACHE_MAX	1024
 
 static HTAB *uv_cache = NULL;
+
+/* Cloned trigger oid -> the table versioning was enabled on. */
+typedef struct RootCacheEntry
+{
+	Oid			tgoid;
+	Oid			rootrelid;
+} RootCacheEntry;
+
+static HTAB *root_cache = NULL;
 static Oid	version_fn_oid = InvalidOid;
 static bool callbacks_registered = false;
 
@@ -328,6 +337,16 @@ version_invalidate_rel(Datum arg, Oid relid)
 	HASH_SEQ_STATUS seq;
 	UVCacheEntry *e;
 
+	/* Trigger oids can be reused after a drop: forget them all. */
+	if (root_cache != NULL && hash_get_num_entries(root_cache) > 0)
+	{
+		RootCacheEntry *r;
+
+		hash_seq_init(&seq, root_cache);
+		while ((r = hash_seq_search(&seq)) != NULL)
+			hash_search(root_cache, &r->tgoid, HASH_REMOVE, NULL);
+	}
+
 	if (uv_cache == NULL)
 		return;
 	hash_seq_init(&seq, uv_cache);
@@ -466,9 +485,26 @@ version_root_relid(Trigger *trigger, Oid relid)
 {
 	Oid			tgoid = trigger->tgoid;
 	Relation	tgrel;
+	RootCacheEntry *r;
+	bool		found;
 
 	if (!trigger->tgisclone)
 		return relid;
+
+	version_register_callbacks();
+	if (root_cache == NULL)
+	{
+		HASHCTL		info;
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(Oid);
+		info.entrysize = sizeof(RootCacheEntry);
+		root_cache = hash_create("lockctl version trigger roots", 64, &info,
+								 HASH_ELEM | HASH_BLOBS);
+	}
+	r = hash_search(root_cache, &trigger->tgoid, HASH_FIND, NULL);
+	if (r != NULL)
+		return r->rootrelid;
 
 	tgrel = table_open(TriggerRelationId, AccessShareLock);
 	for (;;)
@@ -497,6 +533,9 @@ version_root_relid(Trigger *trigger, Oid relid)
 		tgoid = parent;
 	}
 	table_close(tgrel, AccessShareLock);
+
+	r = hash_search(root_cache, &trigger->tgoid, HASH_ENTER, &found);
+	r->rootrelid = relid;
 	return relid;
 }
 
