@@ -162,7 +162,7 @@ RESET ROLE;
 -- ORM mode: SET version = read + 1 WHERE version = read
 --
 CREATE TABLE orm (id bigint PRIMARY KEY, name text, lock_version integer NOT NULL DEFAULT 0);
-SELECT lockctl.enable_versioning('orm', 'lock_version', 'orm');
+SELECT lockctl.enable_versioning('orm', 'lock_version', 'ORM');
 INSERT INTO orm (id, name) VALUES (1, 'a');
 SELECT * FROM orm;
 -- Rails: read 0, send 1 where 0
@@ -353,6 +353,8 @@ SELECT lockctl.reset_versioning_stats('acc');
 SELECT table_name, checked_updates, conflicts, blind_writes, inserts
   FROM lockctl.versioned_tables WHERE table_name = 'acc'::regclass;
 SELECT lockctl.reset_versioning_stats('gen');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.reset_versioning_stats(4242424242::oid::regclass);
 \echo :LAST_ERROR_SQLSTATE
 SET ROLE regress_lockctl_other;
 SELECT lockctl.reset_versioning_stats();

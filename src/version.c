@@ -400,9 +400,9 @@ version_find_trigger(Relation rel, Oid fnoid)
 static VersionMode
 version_parse_mode(const char *mode)
 {
-	if (strcmp(mode, "strict") == 0)
+	if (pg_strcasecmp(mode, "strict") == 0)
 		return VERSION_MODE_STRICT;
-	if (strcmp(mode, "orm") == 0)
+	if (pg_strcasecmp(mode, "orm") == 0)
 		return VERSION_MODE_ORM;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1616,8 +1616,14 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 
 	if (OidIsValid(only))
 	{
-		Relation	rel = relation_open(only, AccessShareLock);
-		bool		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
+		Relation	rel = try_relation_open(only, AccessShareLock);
+		bool		versioned;
+
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", only)));
+		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
 
 		if (!versioned)
 			ereport(ERROR,
