@@ -273,8 +273,29 @@ SELECT lockctl.update_versioned('acc_view', 1, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT lockctl.update_versioned('nokey', 1, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT lockctl.update_versioned('twokey', 1, 1, '{}');
+-- a composite key comes as a JSON object
+CREATE TABLE ck (a int, b text, version int, note text, PRIMARY KEY (a, b));
+SELECT lockctl.enable_versioning('ck');
+INSERT INTO ck VALUES (1, 'x y', NULL, NULL);
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": "x y"}'::jsonb, 1, '{"note": "n"}');
+SELECT lockctl.update_versioned('ck', '{"b": "x y", "a": "1"}', 2, '{"note": "m"}');
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": "x y"}'::jsonb, 2, '{}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 2, "b": "x y"}'::jsonb, 1, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1, "c": "x y"}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": null}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": [1], "b": "x y"}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', 1, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', 'not json', 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM ck;
 -- nothing of that changed the row
 SELECT * FROM acc WHERE id = 2;
 -- the trigger must fire, or nothing would check
@@ -416,7 +437,7 @@ SELECT lockctl.update_versioned('acc', 1, 5, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT table_name FROM lockctl.versioned_tables ORDER BY table_name::text;
 
-DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed, ptab CASCADE;
+DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed, ptab, ck CASCADE;
 DROP DOMAIN regress_positive;
 DROP FOREIGN TABLE acc_ft;
 DROP SERVER regress_lockctl_srv;
