@@ -175,7 +175,7 @@ BEGIN ATOMIC
 END;
 
 -- ---------------------------------------------------------------------------
--- Internal: raise the standard error for an unknown pool.
+-- Internal: check a resource argument (NULL, empty, too long) for function fn.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
