@@ -663,9 +663,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.confirm must not be null';
     END IF;
+    -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
+    -- "status = 'held'" it does not let the planner pick the worker's
+    -- partial index of all live holds over the primary key.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
-     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('confirm', id, ARRAY['confirmed']);
@@ -701,7 +704,7 @@ BEGIN
     END IF;
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
-     WHERE r.id = id AND r.status = 'held'
+     WHERE r.id = id AND r.finished IS NULL
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -742,7 +745,7 @@ BEGIN
     END IF;
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
-     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('extend', id, ARRAY[]::text[]);
