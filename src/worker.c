@@ -1469,8 +1469,10 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 
 		if (slot->paused_until > now && slot->pid == 0)
 			state = "paused";
-		else if (slot->state == SLOT_RUNNING)
+		else if (slot->state == SLOT_RUNNING && slot->has_extension)
 			state = "running";
+		else if (slot->state == SLOT_RUNNING)
+			state = "starting";	/* not yet sure the extension is there */
 		else if (slot->state == SLOT_STARTING)
 			state = "starting";
 		else
