@@ -11,9 +11,11 @@
  * _PG_init raises an error that says what to set, so that no function ever
  * runs against shared memory that was never created.
  *
- * Each concept (version.c, lease.c, reserve.c, worker.c) registers its own
- * pieces from its Init function; the shared-memory hooks here only add up
- * their sizes and let each create or attach to its part.
+ * Each concept in C (version.c, lease.c, worker.c) registers its own pieces
+ * from its Init function; the shared-memory hooks here only add up their
+ * sizes and let each create or attach to its part.  Reservations keep all
+ * their state in tables and are written in SQL (src/reserve.sql), so they
+ * need no hooks.
  *
  * src/lockctl.c
  *
@@ -72,7 +74,6 @@ _PG_init(void)
 
 	VersionInit();
 	LeaseInit();
-	ReserveInit();
 	ExpiryWorkerInit();
 
 #if PG_VERSION_NUM >= 150000
@@ -168,11 +169,9 @@ lockctl_shmem_request(void)
 
 	RequestAddinShmemSpace(add_size(add_size(VersionShmemSize(),
 											 LeaseShmemSize()),
-									add_size(ReserveShmemSize(),
-											 ExpiryWorkerShmemSize())));
+									ExpiryWorkerShmemSize()));
 	VersionShmemRequest();
 	LeaseShmemRequest();
-	ReserveShmemRequest();
 	ExpiryWorkerShmemRequest();
 }
 
@@ -187,7 +186,6 @@ lockctl_shmem_startup(void)
 
 	VersionShmemStartup();
 	LeaseShmemStartup();
-	ReserveShmemStartup();
 	ExpiryWorkerShmemStartup();
 }
 

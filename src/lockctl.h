@@ -47,11 +47,6 @@ extern Size LeaseShmemSize(void);
 extern void LeaseShmemRequest(void);
 extern void LeaseShmemStartup(void);
 
-extern void ReserveInit(void);
-extern Size ReserveShmemSize(void);
-extern void ReserveShmemRequest(void);
-extern void ReserveShmemStartup(void);
-
 extern void ExpiryWorkerInit(void);
 extern Size ExpiryWorkerShmemSize(void);
 extern void ExpiryWorkerShmemRequest(void);
