@@ -1,0 +1,2 @@
+import sys
+print("driver stub", sys.argv[1:])
