@@ -3,7 +3,8 @@
 
     /usr/bin/python3 scripts/demo.d/run.py "host=127.0.0.1 port=5499 dbname=lockctl_demo"
     /usr/bin/python3 scripts/demo.d/run.py --check "..."   exit 1 unless every
-                                                           lockctl outcome is right
+                                       lockctl outcome is right, 3 if some
+                                       could not run (functions missing)
 
 scripts/demo runs it against the scratch server it starts; any database with
 the lockctl extension will do (the role must be able to create schema demo,
@@ -548,6 +549,8 @@ def main():
         print("WRONG with lockctl: " + ", ".join(wrong))
     if args.check and wrong:
         sys.exit(1)
+    if args.check and unavailable:
+        sys.exit(3)
 
 
 def print_table(rows):
