@@ -27,6 +27,7 @@ extern int	lockctl_expiry_interval;	/* ms */
 extern int	lockctl_retention;			/* s, -1 keeps finished holds */
 extern int	lockctl_expiry_batch_size;
 extern char *lockctl_worker_databases;	/* '' serves every database */
+extern int	lockctl_max_versioned_tables;
 
 /* lockctl.c: true once _PG_init ran inside shared_preload_libraries */
 extern bool lockctl_preloaded;
