@@ -137,6 +137,8 @@
 #define WORKER_RESTART_MAX_MS			(60 * 1000)
 /* A worker that ran at least this long resets the restart back-off. */
 #define WORKER_HEALTHY_MS				(60 * 1000)
+/* At most this many workers probing databases not known to have it. */
+#define LAUNCHER_MAX_PROBES				4
 /* Retry delay when no background worker slot was free. */
 #define WORKER_NO_SLOT_RETRY_MS			(10 * 1000)
 /* Longest pause after consecutive failed passes. */
@@ -172,6 +174,7 @@ typedef struct ExpirySlot
 	pid_t		pid;			/* 0 when no process runs */
 	Latch	   *latch;			/* the worker's latch, NULL when none */
 	bool		stop_requested;
+	bool		has_extension;	/* the worker found the extension */
 	ExpiryExitReason exit_reason;
 	TimestampTz paused_until;	/* set by the utility hook */
 	TimestampTz started_at;
@@ -215,6 +218,7 @@ typedef struct LauncherDb
 	TimestampTz next_start;		/* do not start before */
 	int			backoff_ms;		/* next restart delay */
 	bool		absent;			/* last worker found no extension */
+	bool		present;		/* the current worker found it */
 } LauncherDb;
 
 static ExpiryShared *expiry_shared = NULL;
@@ -613,6 +617,7 @@ lockctl_launcher_main(Datum main_arg)
 		TimestampTz now;
 		long		timeout;
 		bool		rescan = false;
+		int			nprobes;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -634,6 +639,26 @@ lockctl_launcher_main(Datum main_arg)
 		}
 
 		timeout = launcher_ms_until(now, next_scan);
+
+		/*
+		 * Count the workers still finding out whether their database has
+		 * the extension, so that a cluster with many databases is probed a
+		 * few at a time rather than all at once.
+		 */
+		nprobes = 0;
+		hash_seq_init(&seq, launcher_dbs);
+		while ((db = (LauncherDb *) hash_seq_search(&seq)) != NULL)
+		{
+			if (db->running && !db->present && db->slotno >= 0)
+			{
+				LWLockAcquire(expiry_shared->lock, LW_SHARED);
+				db->present = expiry_shared->slots[db->slotno].has_extension;
+				LWLockRelease(expiry_shared->lock);
+				if (!db->present)
+					nprobes++;
+			}
+		}
+
 		hash_seq_init(&seq, launcher_dbs);
 		while ((db = (LauncherDb *) hash_seq_search(&seq)) != NULL)
 		{
@@ -658,7 +683,13 @@ lockctl_launcher_main(Datum main_arg)
 				if (paused_until > now)
 					timeout = Min(timeout, launcher_ms_until(now, paused_until));
 				else if (db->next_start <= now)
+				{
+					if (nprobes >= LAUNCHER_MAX_PROBES)
+						continue;	/* a probe's exit wakes us */
 					launcher_start_worker(db, now);
+					if (db->running)
+						nprobes++;
+				}
 				else
 					timeout = Min(timeout, launcher_ms_until(now, db->next_start));
 			}
@@ -725,6 +756,7 @@ launcher_adopt_slots(void)
 		db->handle = NULL;
 		db->seen = true;
 		db->running = (slot->pid != 0);
+		db->present = slot->has_extension;
 		if (!db->running)
 			slot->state = SLOT_STOPPED;
 	}
@@ -913,6 +945,7 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 		pfree(db->handle);
 	db->handle = NULL;
 	db->running = false;
+	db->present = false;
 
 	switch (reason)
 	{
@@ -1001,6 +1034,7 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 		slot->pid = 0;
 		slot->latch = NULL;
 		slot->stop_requested = false;
+		slot->has_extension = false;
 		slot->exit_reason = EXIT_UNKNOWN;
 		slot->started_at = 0;
 		args.dboid = db->dboid;
@@ -1059,6 +1093,7 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 	launcher_out_of_slots = false;
 	db->handle = handle;
 	db->running = true;
+	db->present = false;
 }
 
 /* ----------------------------------------------------------------
@@ -1198,7 +1233,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 			slot->exit_reason = EXIT_NO_EXTENSION;
 			LWLockRelease(expiry_shared->lock);
 			ereport(DEBUG1,
-					(errmsg("lockctl expiry worker: extension \"lockctl\" is not installed in this database, exiting")));
+					(errmsg("lockctl expiry worker for database \"%s\" exits: extension \"lockctl\" is not installed",
+							NameStr(slot->dbname))));
 			proc_exit(0);
 		}
 
@@ -1290,6 +1326,14 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return 0;
+	}
+	if (!slot->has_extension)
+	{
+		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+		slot->has_extension = true;
+		if (expiry_shared->launcher_latch)
+			SetLatch(expiry_shared->launcher_latch);
+		LWLockRelease(expiry_shared->lock);
 	}
 
 	if (purge)
