@@ -490,8 +490,12 @@ def main():
                     help="exit 1 unless every lockctl outcome is right")
     args = ap.parse_args()
 
-    demo = Demo(args.dsn)
-    demo.setup()
+    try:
+        demo = Demo(args.dsn)
+        demo.setup()
+    except psycopg.Error as e:
+        print(f"error: cannot prepare the demo database: {str(e).strip()}", file=sys.stderr)
+        sys.exit(2)
     rows = []
     started = time.monotonic()
 
