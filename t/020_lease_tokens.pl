@@ -102,12 +102,21 @@ is($standby->safe_psql('postgres', 'SELECT live FROM lockctl.lease_stats'),
 
 # Promotion: the standby's epoch file is older than the primary's, but the
 # new timeline puts every token of the promoted server above the old ones.
+# Restart the primary twice: its epoch is now ahead of the standby's.
+$primary->restart;
+$primary->restart;
 take($primary, 'e2', 'o5');
+my $epoch_of = sub { ($_[0] >> 28) & 0xFFFFF };
+$primary->wait_for_catchup($standby);
 $primary->stop;
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()')
   or die 'promotion did not finish';
 take($standby, 'a', 'o6');
+ok($epoch_of->($tokens[-1]) < $epoch_of->($tokens[-2]),
+	'the promoted standby works from a lower epoch than the old primary');
+is($tokens[-1] >> 48, ($tokens[-2] >> 48) + 1,
+	'but on the next timeline, which is what makes its tokens higher');
 take($standby, 'e', 'o6');
 $standby->restart;
 take($standby, 'f', 'o6');
