@@ -471,38 +471,57 @@ BEGIN
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
-    -- then from the first one up to ours.
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-     WHERE s.pool_id = v_pool
-       AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                      WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
-                        AND x.capacity - x.held - x.confirmed >= v_quantity
-                      ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING s.slot INTO v_slot;
-    IF v_slot IS NULL AND v_start > 0 THEN
+    -- then from the first one up to ours.  A row locked and then found to
+    -- have too few units stays locked until the end of the transaction, so
+    -- the attempt runs in a subtransaction that is rolled back when it
+    -- fails: this call never waits while it holds a slot lock out of
+    -- order, which is what keeps reserve free of deadlocks.
+    BEGIN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
          WHERE s.pool_id = v_pool
            AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = v_pool AND x.slot < v_start
+                          WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING s.slot INTO v_slot;
-    END IF;
+        IF v_slot IS NULL AND v_start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_start
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot INTO v_slot;
+        END IF;
+        IF v_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        v_slot := NULL;
+    END;
 
-    -- 2. middle path: every slot with enough is busy; wait for the nearest.
-    -- The free units are checked again once the lock is ours.
+    -- 2. middle path: every slot with enough is busy; wait for the nearest,
+    -- holding no other.  The free units are checked again once the lock is
+    -- ours; if they are gone, the subtransaction gives the lock back.
     IF v_slot IS NULL THEN
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool
-           AND s.capacity - s.held - s.confirmed >= v_quantity
-           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = v_pool AND x.slot < v_slots
-                            AND x.capacity - x.held - x.confirmed >= v_quantity
-                          ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-        RETURNING s.slot INTO v_slot;
+        BEGIN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.capacity - s.held - s.confirmed >= v_quantity
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_slots
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
+            RETURNING s.slot INTO v_slot;
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+            v_slot := NULL;
+        END;
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,
