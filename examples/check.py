@@ -15,7 +15,7 @@ and said so.  Needs examples/node/node_modules (npm ci) for the Node.js one.
 import os
 import subprocess
 import sys
-import time
+import threading
 
 import psycopg
 
@@ -41,38 +41,53 @@ def report(ok, what, output=""):
             print(f"#   {line}")
 
 
-def start(args, cwd):
-    return subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+class Proc:
+    """A child process whose output a thread collects line by line, so that
+    one can wait for a given line with a bound, and never block on a pipe."""
+
+    def __init__(self, args, cwd, env=None):
+        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)         # end of output
+            self.cond.notify_all()
+
+    def wait_for_line(self, needle, bound=15):
+        """Wait until a line holds needle (or the output ends, or bound)."""
+        with self.cond:
+            self.cond.wait_for(lambda: any(l is None or needle in l for l in self.lines), bound)
+
+    def finish(self, bound=BOUND):
+        """Wait for the exit (killing it after bound); return (status, output)."""
+        try:
+            self.proc.wait(bound)
+            killed = ""
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            killed = f"\n(killed after {bound} s)"
+        self.reader.join(10)
+        with self.cond:
+            out = "".join(l for l in self.lines if l is not None)
+        return self.proc.returncode, out + killed
+
+
+def start(args, cwd, env=None):
+    return Proc(args, cwd, env)
 
 
 def finish(proc, bound=BOUND):
-    try:
-        out, _ = proc.communicate(timeout=bound)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        out += f"\n(killed after {bound} s)"
-    return proc.returncode, out
-
-
-def wait_for_line(proc, needle, bound=15):
-    """Read proc's output until a line holds needle; return what was read."""
-    seen = []
-    deadline = time.monotonic() + bound
-    os.set_blocking(proc.stdout.fileno(), False)
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            seen.append(line)
-            if needle in line:
-                break
-        elif proc.poll() is not None:
-            break
-        else:
-            time.sleep(0.05)
-    os.set_blocking(proc.stdout.fileno(), True)
-    return "".join(seen)
+    return proc.finish(bound)
 
 
 def worker(dsn, *opts):
@@ -96,7 +111,7 @@ def check_python(dsn, conn):
     # (wait 0), and a third waits and takes over when the first releases.
     first = start(worker(dsn, "--resource", res, "--owner", "first", "--ttl", "2",
                          "--batches", "4", "--batch-seconds", "0.3"), HERE)
-    head = wait_for_line(first, "acquired lease")
+    first.wait_for_line("acquired lease")
     rc2, out2 = finish(start(worker(dsn, "--resource", res, "--owner", "second"), HERE))
     report(rc2 == 2 and "not granted" in out2,
            "python worker: a second worker is refused the held lease (exit 2)", out2)
@@ -104,7 +119,6 @@ def check_python(dsn, conn):
                          "--batches", "2", "--batch-seconds", "0.1"), HERE)
     rc1, out1 = finish(first)
     rc3, out3 = finish(third)
-    out1 = head + out1
     report(rc1 == 0 and rc3 == 0 and "released lease" in out1 and "acquired lease" in out3,
            "python worker: a waiting worker takes over after the release", out1 + out3)
     bad = conn.execute(
@@ -118,11 +132,10 @@ def check_python(dsn, conn):
     stalled = start(worker(dsn, "--resource", res, "--owner", "stalled", "--ttl", "1",
                            "--batches", "3", "--batch-seconds", "0.1",
                            "--stall-in", "2", "--stall", "3"), HERE)
-    head = wait_for_line(stalled, "stalling")
+    stalled.wait_for_line("stalling")
     rcn, outn = finish(start(worker(dsn, "--resource", res, "--owner", "next", "--ttl", "5",
                                     "--wait", "20", "--batches", "1", "--batch-seconds", "0.1"), HERE))
     rcs, outs = finish(stalled)
-    outs = head + outs
     report(rcn == 0 and "written under token" in outn,
            "python worker: the next worker gets the expired lease and writes", outn)
     report(rcs == 3 and "refused, the lease was lost" in outs,
@@ -146,11 +159,8 @@ def check_node(dsn):
                "user": "PGUSER", "password": "PGPASSWORD"}.get(k)
         if key:
             env[key] = v
-    proc = subprocess.Popen(["node", "checkout.js", "--pool", "example:check-concert",
-                             "--capacity", "5", "--customers", "8", "--ttl", "2"],
-                            cwd=nodedir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    rc, out = finish(proc)
+    rc, out = finish(start(["node", "checkout.js", "--pool", "example:check-concert",
+                            "--capacity", "5", "--customers", "8", "--ttl", "2"], nodedir, env))
     report(rc == 0, "node checkout: exits 0", out)
     report("summary: capacity=5 paid=3 sold_out=3 expired=2 late_payment=refused available=2 ok" in out,
            "node checkout: 3 paid, 3 sold out, 2 unpaid holds expired and came back, "
