@@ -315,11 +315,20 @@ lease_fence_free(LeaseEntry *e)
 	if (!e->fenced)
 		return true;
 	lease_fence_tag(&tag, &e->key);
-	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
-		return false;
-	LockRelease(&tag, ExclusiveLock, false);
-	e->fenced = false;
-	return true;
+	switch (LockAcquire(&tag, ExclusiveLock, false, true))
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return false;
+		case LOCKACQUIRE_OK:
+			/* nobody holds it: no fencing transaction is left */
+			LockRelease(&tag, ExclusiveLock, false);
+			e->fenced = false;
+			return true;
+		default:
+			/* our own transaction fenced it: still fenced for the others */
+			LockRelease(&tag, ExclusiveLock, false);
+			return true;
+	}
 }
 
 /*
