@@ -113,8 +113,13 @@ LOCKCTL_LOCKFILE=/tmp/lockctl-install.$(echo "$PG_CONFIG" | cksum | cut -d' ' -f
 #   lockctl_scratch_psql DATADIR PORT DB ARGS...   psql as the server user
 #       over the unix socket, stopping at the first error.
 #
-# Authentication is "trust" for the server user on the socket and on
-# 127.0.0.1 only: a scratch server for one machine, never a production one.
+#   lockctl_scratch_password DATADIR     the password for TCP connections.
+#
+# Authentication: "trust" on the unix socket, which lives in DATADIR (mode
+# 700: only the server user and root can reach it); on 127.0.0.1, the
+# server user's password (scram-sha-256), made at random and kept in
+# DATADIR/lockctl-scratch.password.  Nothing listens beyond 127.0.0.1.  A
+# scratch server for one machine, never a production one.
 # ---------------------------------------------------------------------------
 
 # As lockctl_as_server_user, from / (the caller's directory may be out of
@@ -152,11 +157,23 @@ lockctl_scratch_start() {
     fi
     if [ ! -f "$data/PG_VERSION" ]; then
         lockctl_log "creating a scratch PostgreSQL cluster in $data"
-        lockctl_scratch_as_server_user initdb -D "$data" -U "$user" --auth=trust \
+        lockctl_scratch_as_server_user initdb -D "$data" -U "$user" \
+            --auth-local=trust --auth-host=scram-sha-256 \
             --encoding=UTF8 --no-locale >"$data.initdb.log" 2>&1 ||
             { cat "$data.initdb.log" >&2; lockctl_die "initdb failed"; }
         rm -f "$data.initdb.log"
         lockctl_scratch_as_server_user sh -c "echo \"include_if_exists = 'lockctl-scratch.conf'\" >> '$data/postgresql.conf'"
+    fi
+
+    lockctl_scratch_as_server_user sh -c "cat > '$data/pg_hba.conf'" <<HBA
+# Written by scripts/lib.sh (lockctl_scratch_start) at every start.
+# The socket's directory is the data directory: only the server user and
+# root reach it.  TCP (127.0.0.1 only) needs lockctl-scratch.password.
+local all all                trust
+host  all all 127.0.0.1/32   scram-sha-256
+HBA
+    if ! lockctl_scratch_as_server_user test -s "$data/lockctl-scratch.password"; then
+        lockctl_scratch_as_server_user sh -c "umask 077; od -An -N18 -tx1 /dev/urandom | tr -d ' \n' > '$data/lockctl-scratch.password'"
     fi
 
     # The library the server would load now, to tell whether a running
@@ -167,6 +184,8 @@ lockctl_scratch_start() {
         if [ "$running" = "$port" ] &&
            [ "$lib" = "$(cat "$data/lockctl-scratch.lib" 2>/dev/null)" ]; then
             lockctl_log "reusing the scratch server already running in $data (port $port)"
+            lockctl_scratch_as_server_user pg_ctl reload -D "$data" >/dev/null
+            lockctl_scratch_set_password "$data" "$port"
             return 0
         fi
         if [ "$running" != "$port" ] && lockctl_port_in_use "$port"; then
@@ -201,6 +220,21 @@ CONF
         tail -20 "$data/server.log" >&2 || true
         lockctl_die "the scratch server did not start (log: $data/server.log)"
     fi
+    lockctl_scratch_set_password "$data" "$port"
+}
+
+lockctl_scratch_password() {
+    lockctl_scratch_as_server_user cat "$1/lockctl-scratch.password"
+}
+
+# Give the server user the password of DATADIR/lockctl-scratch.password
+# (through stdin: never on a command line).
+lockctl_scratch_set_password() {
+    local data=$1 port=$2
+    lockctl_scratch_psql "$data" "$port" postgres <<SQL
+SET log_statement = 'none';
+ALTER ROLE CURRENT_USER PASSWORD '$(lockctl_scratch_password "$data")';
+SQL
 }
 
 lockctl_scratch_stop() {
