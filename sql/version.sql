@@ -298,6 +298,24 @@ SELECT * FROM "Odd ""Name""";
 SELECT lockctl.update_versioned('"Odd ""Name"""', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, 2,
     '{"amount": 99999}');
 \echo :LAST_ERROR_SQLSTATE
+-- JSON values become column values as jsonb_to_record makes them
+CREATE DOMAIN regress_positive AS int CHECK (VALUE > 0);
+CREATE TABLE typed (id text PRIMARY KEY, version int, j json, b bool, t text,
+                    p regress_positive, arr int[]);
+SELECT lockctl.enable_versioning('typed');
+INSERT INTO typed (id) VALUES ('k');
+SELECT lockctl.update_versioned('typed', 'k', 1, '{"j": "s", "b": true, "t": 12.50, "p": 3}');
+SELECT lockctl.update_versioned('typed', 'k', 2, '{"j": {"x": [1]}, "arr": [1, 2], "t": true}');
+SELECT * FROM typed;
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"p": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"p": 0, "arr": [3]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"b": "maybe"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"arr": {"a": 1}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM typed;
 -- the prepared statement follows changes of the table
 ALTER TABLE acc ADD COLUMN note text;
 SELECT lockctl.update_versioned('acc', 2, 7, '{"balance": 61, "note": "hi"}');
@@ -384,7 +402,8 @@ SELECT lockctl.update_versioned('acc', 1, 5, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT table_name FROM lockctl.versioned_tables ORDER BY table_name::text;
 
-DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual CASCADE;
+DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed CASCADE;
+DROP DOMAIN regress_positive;
 DROP FOREIGN TABLE acc_ft;
 DROP SERVER regress_lockctl_srv;
 DROP FOREIGN DATA WRAPPER regress_lockctl_fdw;

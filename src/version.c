@@ -992,7 +992,8 @@ lockctl_disable_versioning(PG_FUNCTION_ARGS)
  */
 static void
 version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
-				   AttrNumber vattnum, List *colnames, bool keep)
+				   AttrNumber vattnum, List *colnames, bool keep,
+				   bool use_record)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	Relation	idx;
@@ -1005,7 +1006,8 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 	StringInfoData sql;
 	StringInfoData rec;
 	ListCell   *lc;
-	Oid			argtypes[3];
+	Oid		   *argtypes;
+	int			nargs = 3;
 	SPIPlanPtr	plan;
 
 	idx = index_open(pkoid, AccessShareLock);
@@ -1036,22 +1038,32 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 	appendStringInfo(&sql, "UPDATE %s%s AS t SET ",
 					 rel->rd_rel->relkind == RELKIND_RELATION ? "ONLY " : "",
 					 qualname);
+	argtypes = palloc(sizeof(Oid) * (3 + list_length(colnames)));
 	foreach(lc, colnames)
 	{
 		const char *col = (const char *) lfirst(lc);
 		AttrNumber	attnum = get_attnum(RelationGetRelid(rel), col);
 		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
 
-		appendStringInfo(&sql, "%s = r.%s, ", quote_identifier(col),
-						 quote_identifier(col));
-		appendStringInfo(&rec, "%s%s %s", rec.len > 0 ? ", " : "",
-						 quote_identifier(col),
-						 format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN |
-											  FORMAT_TYPE_FORCE_QUALIFY));
+		if (use_record)
+		{
+			appendStringInfo(&sql, "%s = r.%s, ", quote_identifier(col),
+							 quote_identifier(col));
+			appendStringInfo(&rec, "%s%s %s", rec.len > 0 ? ", " : "",
+							 quote_identifier(col),
+							 format_type_extended(att->atttypid, att->atttypmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN |
+												  FORMAT_TYPE_FORCE_QUALIFY));
+		}
+		else
+		{
+			/* the value comes converted to the column's type */
+			argtypes[nargs++] = att->atttypid;
+			appendStringInfo(&sql, "%s = $%d, ", quote_identifier(col), nargs);
+		}
 	}
 	appendStringInfo(&sql, "%s = $3", quote_identifier(vname));
-	if (colnames != NIL)
+	if (use_record && colnames != NIL)
 		appendStringInfo(&sql, " FROM pg_catalog.jsonb_to_record($2) AS r(%s)",
 						 rec.data);
 	appendStringInfo(&sql, " WHERE t.%s OPERATOR(%s.%s) $1 RETURNING t.%s",
@@ -1064,7 +1076,7 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 	argtypes[0] = TupleDescAttr(tupdesc, pkattnum - 1)->atttypid;
 	argtypes[1] = JSONBOID;
 	argtypes[2] = INT8OID;
-	plan = SPI_prepare(sql.data, 3, argtypes);
+	plan = SPI_prepare(sql.data, nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
@@ -1112,7 +1124,13 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	UVCacheEntry tmp;
 	bool		found;
 	bool		cached;
-	Datum		values[3];
+	bool		use_record = false;
+	Datum	   *values;
+	char	   *nulls;
+	JsonbValue *jvals;
+	AttrNumber *attnums;
+	int			nkeys;
+	TupleDesc	tupdesc;
 	volatile int rc = 0;
 	int64		result;
 	bool		isnull;
@@ -1199,7 +1217,14 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("lockctl.update_versioned() finds the row by its primary key.")));
 
-	/* The columns to set, checked, in the order jsonb keeps its keys. */
+	/*
+	 * The columns to set, checked, in the order jsonb keeps its keys, and
+	 * their values.
+	 */
+	tupdesc = RelationGetDescr(rel);
+	nkeys = JsonContainerSize(&changes->root);
+	jvals = palloc(sizeof(JsonbValue) * (nkeys + 1));
+	attnums = palloc(sizeof(AttrNumber) * (nkeys + 1));
 	initStringInfo(&cols);
 	{
 		JsonbIterator *it = JsonbIteratorInit(&changes->root);
@@ -1211,6 +1236,19 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 			char	   *col;
 			AttrNumber	attnum;
 
+			if (tok == WJB_VALUE && ncols > 0)
+			{
+				Oid			base = getBaseType(TupleDescAttr(tupdesc, attnums[ncols - 1] - 1)->atttypid);
+
+				/*
+				 * Arrays and objects for columns other than json and jsonb
+				 * are converted as jsonb_to_record converts them.
+				 */
+				jvals[ncols - 1] = v;
+				if (v.type == jbvBinary && base != JSONOID && base != JSONBOID)
+					use_record = true;
+				continue;
+			}
 			if (tok != WJB_KEY)
 				continue;
 			col = pnstrdup(v.val.string.val, v.val.string.len);
@@ -1232,9 +1270,12 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 						 errdetail("The new version is the expected version plus one.")));
 			colnames = lappend(colnames, col);
 			appendBinaryStringInfo(&cols, col, strlen(col) + 1);
+			attnums[ncols] = attnum;
 			ncols++;
 		}
 	}
+	/* The plan's form is part of what identifies it. */
+	appendStringInfoChar(&cols, use_record ? 'r' : 'p');
 
 	/* The prepared UPDATE for these columns. */
 	version_register_callbacks();
@@ -1287,7 +1328,8 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	{
 		/* Not kept: freed with the SPI context, on error too. */
 		memset(&tmp, 0, sizeof(tmp));
-		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames, cached);
+		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames, cached,
+						   use_record);
 		if (cached)
 		{
 			e = hash_search(uv_cache, &ckey, HASH_ENTER, &found);
@@ -1320,14 +1362,61 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 									  typioparam, e->pktypmod);
 	}
 
+	values = palloc(sizeof(Datum) * (3 + ncols));
+	nulls = palloc(3 + ncols + 1);
+	memset(nulls, ' ', 3 + ncols);
+	nulls[3 + ncols] = '\0';
 	values[0] = keyval;
 	values[1] = JsonbPGetDatum(changes);
 	values[2] = Int64GetDatum(expected);
+	if (!use_record)
+	{
+		for (int i = 0; i < ncols; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(tupdesc, attnums[i] - 1);
+			JsonbValue *v = &jvals[i];
+			Oid			base;
+			char	   *str;
+			Oid			typin;
+			Oid			typioparam;
+
+			if (v->type == jbvNull)
+			{
+				nulls[3 + i] = 'n';
+				values[3 + i] = (Datum) 0;
+				continue;
+			}
+			if (att->atttypid == JSONBOID)
+			{
+				values[3 + i] = JsonbPGetDatum(JsonbValueToJsonb(v));
+				continue;
+			}
+			base = getBaseType(att->atttypid);
+			if (base == JSONOID || base == JSONBOID)
+			{
+				Jsonb	   *j = JsonbValueToJsonb(v);
+
+				str = JsonbToCString(NULL, &j->root, VARSIZE(j));
+			}
+			else if (v->type == jbvString)
+				str = pnstrdup(v->val.string.val, v->val.string.len);
+			else if (v->type == jbvNumeric)
+				str = DatumGetCString(DirectFunctionCall1(numeric_out,
+														  NumericGetDatum(v->val.numeric)));
+			else if (v->type == jbvBool)
+				str = pstrdup(v->val.boolean ? "true" : "false");
+			else
+				elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+			getTypeInputInfo(att->atttypid, &typin, &typioparam);
+			values[3 + i] = OidInputFunctionCall(typin, str, typioparam,
+												 att->atttypmod);
+		}
+	}
 	if (cached)
 		e->busy++;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(plan, values, NULL, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
