@@ -175,11 +175,10 @@ BEGIN ATOMIC
 END;
 
 -- ---------------------------------------------------------------------------
--- Internal: raise the standard error for an unknown pool.
+-- Internal: check a resource argument (NULL, empty, too long) for function fn.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF resource IS NULL THEN
@@ -401,7 +400,7 @@ CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_resource text := lockctl.check_resource('reserve', resource);
+    v_resource text := resource;
     v_pool bigint;
     v_slots integer;
     v_start integer;
@@ -415,6 +414,18 @@ DECLARE
     v_ttl interval := ttl;
     v_key text := idempotency_key;
 BEGIN
+    -- The checks of lockctl.check_resource, inline: this is the hot path.
+    IF v_resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'resource of lockctl.reserve must not be null';
+    ELSIF octet_length(v_resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'resource of lockctl.reserve must not be empty';
+    ELSIF octet_length(v_resource) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'resource of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_resource));
+    END IF;
     IF v_quantity IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'quantity of lockctl.reserve must not be null';
