@@ -258,6 +258,7 @@ static long launcher_ms_until(TimestampTz now, TimestampTz when);
 
 static void launcher_detach(int code, Datum arg);
 static void worker_detach(int code, Datum arg);
+static void worker_error_context(void *arg);
 static bool worker_pass(int slotno);
 static int	worker_batch(int slotno, bool purge, int batch_size, bool *absent);
 
@@ -1122,6 +1123,15 @@ worker_detach(int code, Datum arg)
 }
 
 /*
+ * Error context of the worker: every message it logs names its database.
+ */
+static void
+worker_error_context(void *arg)
+{
+	errcontext("lockctl expiry worker for database \"%s\"", (const char *) arg);
+}
+
+/*
  * Main of an expiry worker.
  */
 void
@@ -1133,6 +1143,7 @@ lockctl_expiry_worker_main(Datum main_arg)
 	bool		claimed = false;
 	MemoryContext worker_cxt;
 	volatile int consecutive_errors = 0;
+	ErrorContextCallback errcallback;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -1160,6 +1171,11 @@ lockctl_expiry_worker_main(Datum main_arg)
 	if (!claimed)
 		proc_exit(0);
 	before_shmem_exit(worker_detach, Int32GetDatum(slotno));
+
+	errcallback.callback = worker_error_context;
+	errcallback.arg = MemoryContextStrdup(TopMemoryContext, NameStr(slot->dbname));
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 
