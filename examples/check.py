@@ -162,9 +162,9 @@ def check_node(dsn):
     rc, out = finish(start(["node", "checkout.js", "--pool", "example:check-concert",
                             "--capacity", "5", "--customers", "8", "--ttl", "2"], nodedir, env))
     report(rc == 0, "node checkout: exits 0", out)
-    report("summary: capacity=5 paid=3 sold_out=3 expired=2 late_payment=refused available=2 ok" in out,
-           "node checkout: 3 paid, 3 sold out, 2 unpaid holds expired and came back, "
-           "late payment refused", out)
+    report("summary: capacity=5 paid=3 sold_out=3 expired=2 notified=2 late_payment=refused available=2 ok" in out,
+           "node checkout: 3 paid, 3 sold out, 2 unpaid holds expired, announced by NOTIFY "
+           "and came back, late payment refused", out)
     report(out.count("(retried: same hold)") == 3,
            "node checkout: a retried reserve with the same idempotency key returns the same hold",
            out)

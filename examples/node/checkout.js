@@ -9,7 +9,8 @@
 // on the pool (or "sold out"), with an idempotency key so that a retried
 // request never takes a second ticket.  Those who pay confirm their hold;
 // those who walk away just leave: lockctl's background worker gives their
-// tickets back when the hold's time is up.  A payment that arrives after the
+// tickets back when the hold's time is up, and announces it (NOTIFY
+// lockctl_expired, which the example LISTENs to).  A payment that arrives after the
 // hold expired is refused, so the shop never charges for a ticket it no
 // longer holds.
 //
@@ -53,6 +54,7 @@ async function one(client, sql, params) {
 
 // Of the customers who get a ticket, every second one walks away.
 let holdsTaken = 0;
+const abandoned = [];                       // their hold ids
 
 // One customer: reserve (retried once, as a flaky network makes clients do),
 // then pay or walk away.
@@ -71,6 +73,7 @@ async function customer(i) {
     if (again !== hold) throw new Error(`retry of order-${i} took a second hold ${again}`);
     holdsTaken += 1;
     if (holdsTaken % 2 === 0) {
+      abandoned.push(String(hold));
       console.log(`customer ${i}: hold ${hold}, walked away without paying`);
       return 'walked away';
     }
@@ -121,6 +124,14 @@ async function waitAvailable(client, want, bound) {
 
 async function main() {
   const admin = await db.connect();
+  // The expiry worker announces every hold it expires: NOTIFY
+  // lockctl_expired, with the hold's id as payload.
+  const listener = await db.connect();
+  const notified = new Set();
+  listener.on('notification', (msg) => {
+    if (msg.channel === 'lockctl_expired') notified.add(msg.payload);
+  });
+  await listener.query('LISTEN lockctl_expired');
   try {
     // A fresh pool for the example.
     try {
@@ -146,17 +157,27 @@ async function main() {
     const want = capacity - paid;
     const now = await waitAvailable(admin, want, ttl + 10);
     console.log(`${now - afterRush} unpaid tickets came back by themselves: ${now} available`);
+    const deadlineNotify = Date.now() + 5000;
+    while (abandoned.some((id) => !notified.has(id)) && Date.now() < deadlineNotify) {
+      await sleep(100);
+    }
+    const announced = abandoned.filter((id) => notified.has(id));
+    console.log(`the worker announced them: NOTIFY lockctl_expired for hold ${announced.join(', ') || '(none)'}`);
 
     const late = await latePayer();
     const final = await waitAvailable(admin, want, 10);
 
     const ok = paid + walkedAway === Math.min(capacity, customers) &&
+      announced.length === abandoned.length &&
       soldOut === Math.max(0, customers - capacity) &&
       now === want && late === 'refused' && final === want;
     console.log(`summary: capacity=${capacity} paid=${paid} sold_out=${soldOut} ` +
-      `expired=${now - afterRush} late_payment=${late} available=${final} ${ok ? 'ok' : 'WRONG'}`);
+      `expired=${now - afterRush} notified=${announced.length} late_payment=${late} ` +
+      `available=${final} ${ok ? 'ok' : 'WRONG'}`);
     return ok ? 0 : 1;
   } finally {
+    await listener.query('UNLISTEN *').catch(() => {});
+    listener.release();
     admin.release();
   }
 }
