@@ -160,7 +160,7 @@ def check_node(dsn):
         if key:
             env[key] = v
     rc, out = finish(start(["node", "checkout.js", "--pool", "example:check-concert",
-                            "--capacity", "5", "--customers", "8", "--ttl", "2"], nodedir, env))
+                            "--capacity", "5", "--customers", "8", "--ttl", "3"], nodedir, env))
     report(rc == 0, "node checkout: exits 0", out)
     report("summary: capacity=5 paid=3 sold_out=3 expired=2 notified=2 late_payment=refused available=2 ok" in out,
            "node checkout: 3 paid, 3 sold out, 2 unpaid holds expired, announced by NOTIFY "
