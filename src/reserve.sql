@@ -544,7 +544,12 @@ BEGIN
                 MESSAGE = format('pool "%s" does not exist', v_resource),
                 DETAIL = 'It was dropped while this call waited for it.';
         END IF;
-        -- The slot count may have changed while we waited.
+        -- The slot count may have changed while we waited, and set_slots
+        -- may have added slot rows that the statement above, with its older
+        -- snapshot, did not see.  Lock again: every row of the pool is then
+        -- ours (no new one can appear, set_slots needs our locks first), so
+        -- the count below is exact and rebalance moves only locked units.
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
         SELECT p.slots INTO v_slots FROM lockctl.pools AS p WHERE p.id = v_pool;
         SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
           FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
