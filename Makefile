@@ -4,6 +4,7 @@
 #   make installcheck                  regress + isolation + TAP, each on a
 #                                      temporary server with lockctl preloaded
 #   make regresscheck | isolationcheck | tapcheck     one kind only
+#   make examplescheck                 the demo and examples/, on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -32,7 +33,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./lockctl.conf \
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples results output_iso regression.diffs regression.out
 
 # Warnings are errors.  -Wno-unused-parameter: every fmgr function takes
 # fcinfo whether it uses it or not.
@@ -50,10 +51,13 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 
 $(OBJS): src/lockctl.h
 
-.PHONY: regresscheck isolationcheck tapcheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
 	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
 tapcheck:
 	$(prove_installcheck)
+# The demonstration and the client examples, against a scratch server.
+examplescheck:
+	PG_CONFIG=$(PG_CONFIG) bash scripts/examples-check

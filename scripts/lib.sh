@@ -98,42 +98,158 @@ lockctl_build_install() {
 # would otherwise load a library that another run installed after it.
 LOCKCTL_LOCKFILE=/tmp/lockctl-install.$(echo "$PG_CONFIG" | cksum | cut -d' ' -f1).lock
 
-# lockctl_scratch_start DATADIR PORT [CONF-LINE...]: initdb (once) and start
-# a scratch server as the server user, with lockctl preloaded, listening on
-# 127.0.0.1:PORT and on a socket in DATADIR.  Extra lines go to its
-# postgresql.conf.  A server already running in DATADIR is reused.
+# ---------------------------------------------------------------------------
+# Scratch servers: the one scripts/demo leaves running for you to explore,
+# and the throw-away ones of the examples phase of scripts/test.
+#
+#   lockctl_scratch_start DATADIR PORT [CONF-LINE...]   create (initdb) and
+#       start a server in DATADIR, lockctl preloaded, listening on
+#       127.0.0.1:PORT and on a unix socket in DATADIR; extra lines go to its
+#       configuration after the defaults, so they override them.  A server already running there on PORT is reused,
+#       unless lockctl was installed again or the extra lines changed since it started (then it is
+#       restarted, so that it loads the new library).  Fails, saying so, when
+#       PORT is taken by anything else.  DATADIR's parent must exist; DATADIR
+#       is created and given to the server user.
+#   lockctl_scratch_stop DATADIR         stop it (fast shutdown), if running.
+#   lockctl_scratch_psql DATADIR PORT DB ARGS...   psql as the server user
+#       over the unix socket, stopping at the first error.
+#
+#   lockctl_scratch_password DATADIR     the password for TCP connections.
+#
+# Authentication: "trust" on the unix socket, which lives in DATADIR (mode
+# 700: only the server user and root can reach it); on 127.0.0.1, the
+# server user's password (scram-sha-256), made at random and kept in
+# DATADIR/lockctl-scratch.password.  Nothing listens beyond 127.0.0.1.  A
+# scratch server for one machine, never a production one.
+# ---------------------------------------------------------------------------
+
+# As lockctl_as_server_user, from / (the caller's directory may be out of
+# the server user's reach).
+lockctl_scratch_as_server_user() {
+    (cd / && lockctl_as_server_user "$@")
+}
+
+# The port of the server running in DATADIR, or nothing.
+lockctl_scratch_running_port() {
+    local data=$1
+    lockctl_scratch_as_server_user pg_ctl status -D "$data" >/dev/null 2>&1 || return 0
+    sed -n 4p "$data/postmaster.pid" 2>/dev/null || true
+}
+
+# True when something accepts TCP connections on 127.0.0.1:PORT.
+lockctl_port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 lockctl_scratch_start() {
-    local dir=$1 port=$2 line
+    local data=$1 port=$2 user running lib extra
     shift 2
-    if [ ! -f "$dir/PG_VERSION" ]; then
-        mkdir -p "$dir"
-        [ "$(id -u)" = 0 ] && chown "$(lockctl_server_user)" "$dir"
-        lockctl_as_server_user initdb -D "$dir" -U postgres -A trust --no-sync >/dev/null
-        {
-            echo "shared_preload_libraries = 'lockctl'"
-            echo "listen_addresses = '127.0.0.1'"
-            echo "port = $port"
-            echo "unix_socket_directories = '$dir'"
-            echo "max_connections = 200"
-            echo "shared_buffers = '256MB'"
-            echo "max_worker_processes = 16"
-            for line in "$@"; do echo "$line"; done
-        } | lockctl_as_server_user tee -a "$dir/postgresql.conf" >/dev/null
-    fi
-    if lockctl_as_server_user pg_ctl -D "$dir" status >/dev/null 2>&1; then
-        # Running: restart so that it loads the library just installed.
-        lockctl_as_server_user pg_ctl -D "$dir" -w -m fast restart -l "$dir/server.log" >/dev/null
-    else
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            lockctl_die "port $port is taken by another program; choose another with LOCKCTL_PORT"
+    extra=$(printf '%s\n' "$@")
+    user=$(lockctl_server_user)
+    [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1024 ] && [ "$port" -le 65535 ] ||
+        lockctl_die "port '$port' is not a number between 1024 and 65535"
+    # The socket lives in the data directory; its path has a hard limit.
+    [ ${#data} -le 90 ] ||
+        lockctl_die "data directory path too long for a unix socket (${#data} > 90 characters): $data"
+    if [ ! -d "$data" ]; then
+        if [ "$(id -un)" = "$user" ]; then
+            mkdir -m 700 "$data"
+        else
+            lockctl_as_root install -d -m 700 -o "$user" "$data"
         fi
-        lockctl_as_server_user pg_ctl -D "$dir" -w -t 60 start -l "$dir/server.log" >/dev/null ||
-            { tail -20 "$dir/server.log" >&2; lockctl_die "the scratch server in $dir did not start"; }
+    fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        lockctl_log "creating a scratch PostgreSQL cluster in $data"
+        lockctl_scratch_as_server_user initdb -D "$data" -U "$user" \
+            --auth-local=trust --auth-host=scram-sha-256 \
+            --encoding=UTF8 --no-locale >"$data.initdb.log" 2>&1 ||
+            { cat "$data.initdb.log" >&2; lockctl_die "initdb failed"; }
+        rm -f "$data.initdb.log"
+        lockctl_scratch_as_server_user sh -c "echo \"include_if_exists = 'lockctl-scratch.conf'\" >> '$data/postgresql.conf'"
+    fi
+
+    lockctl_scratch_as_server_user sh -c "cat > '$data/pg_hba.conf'" <<HBA
+# Written by scripts/lib.sh (lockctl_scratch_start) at every start.
+# The socket's directory is the data directory: only the server user and
+# root reach it.  TCP (127.0.0.1 only) needs lockctl-scratch.password.
+local all all                trust
+host  all all 127.0.0.1/32   scram-sha-256
+HBA
+    if ! lockctl_scratch_as_server_user test -s "$data/lockctl-scratch.password"; then
+        lockctl_scratch_as_server_user sh -c "umask 077; od -An -N18 -tx1 /dev/urandom | tr -d ' \n' > '$data/lockctl-scratch.password'"
+    fi
+
+    # The library the server would load now, to tell whether a running
+    # server loaded the same one.
+    lib=$( (cat "$("$PG_CONFIG" --pkglibdir)/lockctl.so"; echo "$extra") | cksum)
+    running=$(lockctl_scratch_running_port "$data")
+    if [ -n "$running" ]; then
+        if [ "$running" = "$port" ] &&
+           [ "$lib" = "$(cat "$data/lockctl-scratch.lib" 2>/dev/null)" ]; then
+            lockctl_log "reusing the scratch server already running in $data (port $port)"
+            lockctl_scratch_as_server_user pg_ctl reload -D "$data" >/dev/null
+            lockctl_scratch_set_password "$data" "$port"
+            return 0
+        fi
+        if [ "$running" != "$port" ] && lockctl_port_in_use "$port"; then
+            lockctl_die "port $port on 127.0.0.1 is taken by another program; choose a free one, e.g. LOCKCTL_PORT=$((port + 1))"
+        fi
+        if [ "$running" != "$port" ]; then
+            lockctl_log "the scratch server in $data runs on port $running; restarting it on port $port"
+        else
+            lockctl_log "lockctl was built and installed anew since the scratch server started: restarting it"
+        fi
+        lockctl_scratch_stop "$data"
+    fi
+    if lockctl_port_in_use "$port"; then
+        lockctl_die "port $port on 127.0.0.1 is taken by another program; choose a free one, e.g. LOCKCTL_PORT=$((port + 1))"
+    fi
+
+    lockctl_scratch_as_server_user sh -c "cat > '$data/lockctl-scratch.conf'" <<CONF
+# Written by scripts/lib.sh (lockctl_scratch_start) at every start.
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$data'
+shared_preload_libraries = 'lockctl'
+max_connections = 100
+# A scratch server: durability traded for speed.
+synchronous_commit = off
+fsync = off
+full_page_writes = off
+$extra
+CONF
+    lockctl_scratch_as_server_user sh -c "cat > '$data/lockctl-scratch.lib'" <<<"$lib"
+    lockctl_log "starting the scratch server (port $port, log in $data/server.log)"
+    if ! lockctl_scratch_as_server_user pg_ctl start -D "$data" -l "$data/server.log" -w -t 60 >/dev/null; then
+        tail -20 "$data/server.log" >&2 || true
+        lockctl_die "the scratch server did not start (log: $data/server.log)"
+    fi
+    lockctl_scratch_set_password "$data" "$port"
+}
+
+lockctl_scratch_password() {
+    lockctl_scratch_as_server_user cat "$1/lockctl-scratch.password"
+}
+
+# Give the server user the password of DATADIR/lockctl-scratch.password
+# (through stdin: never on a command line).
+lockctl_scratch_set_password() {
+    local data=$1 port=$2
+    lockctl_scratch_psql "$data" "$port" postgres <<SQL
+SET log_statement = 'none';
+ALTER ROLE CURRENT_USER PASSWORD '$(lockctl_scratch_password "$data")';
+SQL
+}
+
+lockctl_scratch_stop() {
+    local data=$1
+    if [ -n "$(lockctl_scratch_running_port "$data")" ]; then
+        lockctl_scratch_as_server_user pg_ctl stop -D "$data" -m fast -w -t 60 >/dev/null
     fi
 }
 
-# lockctl_scratch_stop DATADIR: stop the scratch server in DATADIR, if any.
-lockctl_scratch_stop() {
-    [ -f "$1/PG_VERSION" ] || return 0
-    lockctl_as_server_user pg_ctl -D "$1" -w -m fast stop >/dev/null 2>&1 || true
+lockctl_scratch_psql() {
+    local data=$1 port=$2 db=$3
+    shift 3
+    lockctl_scratch_as_server_user psql -X -q -v ON_ERROR_STOP=1 -h "$data" -p "$port" -d "$db" "$@"
 }
