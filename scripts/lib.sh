@@ -105,10 +105,10 @@ LOCKCTL_LOCKFILE=/tmp/lockctl-install.$(echo "$PG_CONFIG" | cksum | cut -d' ' -f
 #   lockctl_scratch_start DATADIR PORT [CONF-LINE...]   create (initdb) and
 #       start a server in DATADIR, lockctl preloaded, listening on
 #       127.0.0.1:PORT and on a unix socket in DATADIR; extra lines go to its
-#       configuration after the defaults, so they override them.  A server already running there on PORT is reused,
-#       unless lockctl was installed again or the extra lines changed since it started (then it is
-#       restarted, so that it loads the new library).  Fails, saying so, when
-#       PORT is taken by anything else.  DATADIR's parent must exist; DATADIR
+#       configuration after the defaults, so they override them.  A server
+#       already running there on PORT is reused, unless lockctl was installed
+#       again or the extra lines changed since it started (then it is
+#       restarted).  Fails, saying so, when PORT is taken by anything else.  DATADIR's parent must exist; DATADIR
 #       is created and given to the server user.
 #   lockctl_scratch_stop DATADIR         stop it (fast shutdown), if running.
 #   lockctl_scratch_psql DATADIR PORT DB ARGS...   psql as the server user
