@@ -134,7 +134,9 @@ $small->start;
 $small->safe_psql('postgres', 'CREATE EXTENSION lockctl');
 $small->safe_psql('postgres',
 	"SELECT lockctl.acquire('k' || i, 'o', '1 hour') FROM generate_series(1, 15) i");
-$small->safe_psql('postgres', "SELECT lockctl.acquire('short', 'o', '300 ms')");
+# Long enough to be surely live at the next statement on a loaded machine,
+# short enough for the sweep below.
+$small->safe_psql('postgres', "SELECT lockctl.acquire('short', 'o', '3 s')");
 my ($ret, $out, $err) = $small->psql('postgres',
 	"\\set VERBOSITY verbose\nSELECT lockctl.acquire('k16', 'o')");
 like($err, qr/ERROR:  53400: too many leases/, 'a full table is 53400');
