@@ -86,7 +86,7 @@ SELECT count(*) AS still_held FROM lockctl.lease('job');
 SELECT lockctl.release('job', token) AS released FROM tok WHERE name = 'A';
 SELECT lockctl.release('job', token) AS released_twice FROM tok WHERE name = 'A';
 SELECT count(*) AS gone FROM lockctl.lease('job');
-INSERT INTO tok SELECT 'B', lockctl.acquire('job', 'worker-b', '20 ms');
+INSERT INTO tok SELECT 'B', lockctl.acquire('job', 'worker-b', '1 s');
 SELECT b.token > a.token AS rises
   FROM tok a, tok b WHERE a.name = 'A' AND b.name = 'B';
 -- the released token is stale now.
@@ -94,7 +94,7 @@ SELECT pg_temp.try($$SELECT lockctl.fence('job', (SELECT token FROM tok WHERE na
 
 -- Expiry: after its ttl the lease is not live; renew and fence say so, and
 -- another owner takes it with a higher token.
-SELECT pg_sleep(0.05);
+SELECT pg_sleep(1.1);
 SELECT count(*) AS expired_not_shown FROM lockctl.leases WHERE resource = 'job';
 SELECT pg_temp.try($$SELECT lockctl.renew('job', (SELECT token FROM tok WHERE name = 'B'))$$);
 SELECT pg_temp.try($$SELECT lockctl.fence('job', (SELECT token FROM tok WHERE name = 'B'))$$);
@@ -103,18 +103,18 @@ SELECT c.token > b.token AS rises_after_expiry
   FROM tok b, tok c WHERE b.name = 'B' AND c.name = 'C';
 SELECT pg_temp.try($$SELECT lockctl.fence('job', (SELECT token FROM tok WHERE name = 'B'))$$);
 -- the same owner after expiry gets a new token, not the old one.
-SELECT lockctl.acquire('short', 'me', '10 ms') IS NOT NULL AS got_short \gset
+SELECT lockctl.acquire('short', 'me', '1 s') IS NOT NULL AS got_short \gset
 INSERT INTO tok SELECT 'S1', token FROM lockctl.lease('short');
-SELECT pg_sleep(0.03);
+SELECT pg_sleep(1.1);
 SELECT lockctl.acquire('short', 'me') > token AS new_token_after_expiry
   FROM tok WHERE name = 'S1';
 
 -- A fenced lease is not granted to anyone else until the fencing
 -- transaction ends, even after it expires.
-INSERT INTO tok SELECT 'D', lockctl.acquire('fenced', 'holder', '20 ms');
+INSERT INTO tok SELECT 'D', lockctl.acquire('fenced', 'holder', '1 s');
 BEGIN;
 SELECT lockctl.fence('fenced', token) FROM tok WHERE name = 'D';
-SELECT pg_sleep(0.05);
+SELECT pg_sleep(1.1);
 -- (another session is refused here: see specs/lease_fence_holds.spec)
 COMMIT;
 SELECT lockctl.acquire('fenced', 'next') > token AS granted_after_commit
