@@ -72,8 +72,10 @@ my %has = map { $_ => ($features =~ /"$_": true/ ? 1 : 0) } qw(versioning lease 
 note "feature $_: " . ($has{$_} ? 'exercised' : 'ABSENT, not exercised') for sort keys %has;
 if (!grep { $_ } values %has)
 {
+	note 'no lockctl feature to exercise yet';
 	$node->stop;
-	plan skip_all => 'no lockctl feature to exercise yet';
+	done_testing();
+	exit 0;
 }
 
 # The load runs in the background; this loop adds the server-level faults.
