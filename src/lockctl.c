@@ -38,6 +38,7 @@ int			lockctl_max_leases = 4096;
 int			lockctl_expiry_interval = 1000;
 int			lockctl_retention = 7 * 24 * 3600;
 int			lockctl_expiry_batch_size = 1000;
+int			lockctl_max_versioned_tables = 1024;
 
 bool		lockctl_preloaded = false;
 
@@ -100,6 +101,14 @@ lockctl_define_settings(void)
 							NULL, NULL, NULL);
 
 	/* versioning */
+	DefineCustomIntVariable("lockctl.max_versioned_tables",
+							gettext_noop("Maximum number of versioned tables whose counters are kept, across all databases."),
+							gettext_noop("Each takes a small entry in shared memory; tables beyond the limit are still checked, but not counted."),
+							&lockctl_max_versioned_tables,
+							1024, 16, 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	/* reservations and the expiry worker */
 	DefineCustomIntVariable("lockctl.expiry_interval",

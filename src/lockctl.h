@@ -25,6 +25,7 @@ extern int	lockctl_max_leases;
 extern int	lockctl_expiry_interval;	/* ms */
 extern int	lockctl_retention;			/* s, -1 keeps finished holds */
 extern int	lockctl_expiry_batch_size;
+extern int	lockctl_max_versioned_tables;
 
 /* lockctl.c: true once _PG_init ran inside shared_preload_libraries */
 extern bool lockctl_preloaded;
