@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.h
+ *	  Declarations shared by lease.c (the lease table, waits, fencing) and
+ *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
+ *
+ * src/lease.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKCTL_LEASE_H
+#define LOCKCTL_LEASE_H
+
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "lib/ilist.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#include "lockctl.h"
+
+/*
+ * A fencing token is a positive int64 made of three fields, most significant
+ * first (see lease_token.c for why the order guarantees a rising token):
+ *
+ *	 bit 63			 0 (tokens are positive bigints)
+ *	 bits 48..62	 WAL timeline of the server that granted the lease
+ *	 bits 28..47	 epoch, advanced durably at every start of the server
+ *	 bits 0..27		 counter within the epoch
+ */
+#define LEASE_TOKEN_TLI_SHIFT		48
+#define LEASE_TOKEN_TLI_MAX			((TimeLineID) 0x7FFF)
+#define LEASE_TOKEN_EPOCH_SHIFT		28
+#define LEASE_TOKEN_EPOCH_MAX		((uint64) 0xFFFFF)
+#define LEASE_TOKEN_COUNTER_MAX		((uint64) 0xFFFFFFF)
+
+/* Key of the lease table: leases are per database, like advisory locks. */
+typedef struct LeaseKey
+{
+	Oid			dbid;
+	char		resource[LOCKCTL_NAME_MAXLEN + 1];
+} LeaseKey;
+
+/*
+ * One resource in the lease table.  An entry exists while its lease is held
+ * (even if expired and not yet reclaimed), while anyone waits for it, or
+ * while a transaction may still hold its fence lock.
+ */
+typedef struct LeaseEntry
+{
+	LeaseKey	key;			/* hash key: must be first */
+	bool		held;			/* a lease was granted and not released */
+	bool		fenced;			/* a transaction may hold the fence lock */
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+	int64		token;
+	Oid			roleid;			/* role that took the lease */
+	TimestampTz acquired_at;	/* wall clock, for display only */
+	int64		expires_mono;	/* monotonic clock, microseconds */
+	int			nwaiters;
+	dlist_head	waiters;		/* LeaseWaiter, first come first served */
+} LeaseEntry;
+
+/* A backend waiting in acquire(); one slot per backend. */
+typedef struct LeaseWaiter
+{
+	dlist_node	node;
+	Latch	   *latch;
+	int			pid;
+	LeaseEntry *entry;			/* NULL when not waiting */
+	TimestampTz since;
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+} LeaseWaiter;
+
+/* Counters, protected by the lease lock. */
+typedef struct LeaseCounters
+{
+	uint64		grants;			/* new leases (new tokens) */
+	uint64		regrants;		/* same owner asked again: same token */
+	uint64		renewals;
+	uint64		releases;
+	uint64		force_releases;
+	uint64		expiries;		/* leases that ran out before release */
+	uint64		conflicts;		/* acquire found the lease held by another */
+	uint64		waits;			/* acquire went to sleep */
+	uint64		timeouts;		/* acquire gave up: returned NULL */
+	uint64		fences;
+	uint64		fence_failures;
+	uint64		full;			/* acquire refused: table full */
+} LeaseCounters;
+
+typedef struct LeaseShared
+{
+	LWLock	   *lock;
+	int			nentries;
+	uint64		epoch;			/* current token epoch (durable) */
+	uint64		counter;		/* next counter value in this epoch */
+	LeaseCounters stats;
+	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
+} LeaseShared;
+
+extern LeaseShared *lease_shared;
+extern struct HTAB *lease_hash;
+
+/* lease.c */
+extern int64 lease_now_mono(void);
+
+/* lease_token.c */
+extern void LeaseEpochStartup(void);
+extern int64 LeaseNextToken(void);
+extern void LeaseRestoreDump(void);
+extern void LeaseShutdownDump(int code, Datum arg);
+
+#endif							/* LOCKCTL_LEASE_H */

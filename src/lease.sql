@@ -1,0 +1,125 @@
+
+-- ---------------------------------------------------------------------------
+-- Leases with fencing tokens (src/lease.c, src/lease_token.c)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION lockctl.acquire(resource text, owner text,
+                                ttl interval DEFAULT '30 s',
+                                wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
+    'take the lease on resource for owner; returns its fencing token, or NULL if not granted within wait';
+
+CREATE FUNCTION lockctl.renew(resource text, token bigint,
+                              ttl interval DEFAULT '30 s')
+    RETURNS timestamptz
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_renew';
+COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost';
+
+CREATE FUNCTION lockctl.release(resource text, token bigint)
+    RETURNS boolean
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release';
+COMMENT ON FUNCTION lockctl.release(text, bigint) IS
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token';
+
+CREATE FUNCTION lockctl.fence(resource text, token bigint)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence';
+COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease; then no one else gets the lease until the transaction ends';
+
+CREATE FUNCTION lockctl.force_release(resource text)
+    RETURNS boolean
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_force_release';
+COMMENT ON FUNCTION lockctl.force_release(text) IS
+    'administrative: end the live lease on resource in this database, whoever holds it';
+
+CREATE FUNCTION lockctl.lease_list(resource text DEFAULT NULL,
+                                   OUT dbid oid, OUT resource text,
+                                   OUT owner text, OUT token bigint,
+                                   OUT acquired_at timestamptz,
+                                   OUT expires_at timestamptz,
+                                   OUT waiters integer, OUT roleid oid,
+                                   OUT fenced boolean)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_list';
+
+CREATE FUNCTION lockctl.lease(resource text,
+                              OUT owner text, OUT token bigint,
+                              OUT acquired_at timestamptz,
+                              OUT expires_at timestamptz,
+                              OUT waiters integer, OUT acquired_by name,
+                              OUT fenced boolean)
+    RETURNS SETOF record
+    LANGUAGE sql VOLATILE ROWS 1
+    BEGIN ATOMIC
+        SELECT l.owner, l.token, l.acquired_at, l.expires_at, l.waiters,
+               pg_catalog.pg_get_userbyid(l.roleid), l.fenced
+          FROM lockctl.lease_list(lease.resource) AS l;
+    END;
+COMMENT ON FUNCTION lockctl.lease(text) IS
+    'the live lease on resource in this database: no row when there is none';
+
+CREATE FUNCTION lockctl.lease_waiter_list(OUT dbid oid, OUT resource text,
+                                          OUT owner text, OUT pid integer,
+                                          OUT queue_position integer,
+                                          OUT waiting_since timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+
+CREATE FUNCTION lockctl.lease_stats(OUT live integer, OUT waiting integer,
+                                    OUT slots_used integer,
+                                    OUT max_leases integer,
+                                    OUT grants bigint, OUT regrants bigint,
+                                    OUT renewals bigint, OUT releases bigint,
+                                    OUT force_releases bigint,
+                                    OUT expiries bigint, OUT conflicts bigint,
+                                    OUT waits bigint, OUT timeouts bigint,
+                                    OUT fences bigint,
+                                    OUT fence_failures bigint,
+                                    OUT full bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
+COMMENT ON FUNCTION lockctl.lease_stats() IS
+    'lease counters since the server started';
+
+CREATE VIEW lockctl.leases AS
+    SELECT d.datname AS database, l.resource, l.owner, l.token,
+           l.acquired_at, l.expires_at, l.waiters,
+           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced
+      FROM lockctl.lease_list() AS l
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) l.dbid;
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database';
+
+CREATE VIEW lockctl.lease_waiters AS
+    SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
+           w.waiting_since
+      FROM lockctl.lease_waiter_list() AS w
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) w.dbid;
+COMMENT ON VIEW lockctl.lease_waiters IS
+    'every session waiting in lockctl.acquire, in line order per resource';
+
+CREATE VIEW lockctl.lease_stats AS
+    SELECT * FROM lockctl.lease_stats();
+
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
+GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
+-- Forcing a lease free is administrative: superusers, and roles granted it.
+REVOKE EXECUTE ON FUNCTION lockctl.force_release(text) FROM PUBLIC;
