@@ -39,6 +39,7 @@ int			lockctl_expiry_interval = 1000;
 int			lockctl_retention = 7 * 24 * 3600;
 int			lockctl_expiry_batch_size = 1000;
 int			lockctl_max_versioned_tables = 1024;
+char	   *lockctl_worker_databases = NULL;
 
 bool		lockctl_preloaded = false;
 
@@ -138,6 +139,15 @@ lockctl_define_settings(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("lockctl.worker_databases",
+							   gettext_noop("Databases the expiry worker serves; empty serves every database that has the extension."),
+							   gettext_noop("A comma-separated list of database names, as written (double-quote a name with a comma)."),
+							   &lockctl_worker_databases,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   lockctl_check_worker_databases, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("lockctl");
 #else
@@ -163,6 +173,7 @@ lockctl_shmem_request(void)
 	VersionShmemRequest();
 	LeaseShmemRequest();
 	ReserveShmemRequest();
+	ExpiryWorkerShmemRequest();
 }
 
 /*

@@ -16,6 +16,7 @@
 
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "utils/guc.h"
 
 /* Longest resource, owner, holder or idempotency key, in bytes. */
 #define LOCKCTL_NAME_MAXLEN		200
@@ -26,6 +27,7 @@ extern int	lockctl_expiry_interval;	/* ms */
 extern int	lockctl_retention;			/* s, -1 keeps finished holds */
 extern int	lockctl_expiry_batch_size;
 extern int	lockctl_max_versioned_tables;
+extern char *lockctl_worker_databases;	/* '' serves every database */
 
 /* lockctl.c: true once _PG_init ran inside shared_preload_libraries */
 extern bool lockctl_preloaded;
@@ -52,7 +54,10 @@ extern void ReserveShmemStartup(void);
 
 extern void ExpiryWorkerInit(void);
 extern Size ExpiryWorkerShmemSize(void);
+extern void ExpiryWorkerShmemRequest(void);
 extern void ExpiryWorkerShmemStartup(void);
+extern bool lockctl_check_worker_databases(char **newval, void **extra,
+										   GucSource source);
 
 /* args.c: argument checks shared by every SQL entry point */
 extern char *lockctl_arg_name(FunctionCallInfo fcinfo, int argno,

@@ -1,0 +1,936 @@
+
+-- ---------------------------------------------------------------------------
+-- Reservations: pools, their slots, and the holds taken on them.
+--
+-- The whole design, with its trade-offs, is in doc/reserve.md.  In short:
+--
+--   lockctl.pools         one row per pool: name, capacity, slot count.
+--                         Written only by the administrative functions, so
+--                         it is never a hot row.
+--   lockctl.pool_slots    the pool's capacity split over N rows.  Every hold
+--                         is taken from exactly one slot, and the invariant
+--                         held + confirmed <= capacity is a CHECK on each
+--                         slot, so it holds for the pool (the sum) too.
+--                         Pool-level numbers are always sums over slots:
+--                         there is no pool-level counter to serialize on.
+--   lockctl.reservations  one row per hold.
+--
+-- Users never write these tables: the functions below are SECURITY DEFINER
+-- with a pinned search_path, and reading goes through the views.
+--
+-- Lock order, to keep the functions free of deadlocks among themselves:
+--   pools row (admin functions only) -> slot rows in slot order -> holds.
+-- reserve's fast path takes one slot with SKIP LOCKED and never waits; its
+-- middle path waits on one slot while holding no other; its slow path
+-- takes every slot of the pool in slot order.  confirm, cancel and
+-- expire_holds lock the hold first and its slot second: nobody holding a
+-- slot ever waits for a hold, except a transaction that mixes several
+-- calls, which PostgreSQL's deadlock detector resolves (40P01).
+-- ---------------------------------------------------------------------------
+
+CREATE SEQUENCE lockctl.pool_id_seq;
+
+CREATE TABLE lockctl.pools (
+    id          bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.pool_id_seq'::pg_catalog.regclass),
+    resource    text NOT NULL,
+    capacity    bigint NOT NULL,
+    slots       integer NOT NULL,
+    auto_slots  boolean NOT NULL DEFAULT true,
+    created     timestamp with time zone NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT pools_pkey PRIMARY KEY (id),
+    CONSTRAINT pools_resource_key UNIQUE (resource),
+    CONSTRAINT pools_resource_check
+        CHECK (pg_catalog.octet_length(resource) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) 200),
+    CONSTRAINT pools_capacity_check CHECK (capacity OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT pools_slots_check
+        CHECK (slots OPERATOR(pg_catalog.>=) 1 AND slots OPERATOR(pg_catalog.<=) 1024)
+);
+ALTER SEQUENCE lockctl.pool_id_seq OWNED BY lockctl.pools.id;
+
+COMMENT ON TABLE lockctl.pools IS 'lockctl: reservation pools (write through lockctl.create_pool and friends only)';
+
+-- Slot rows are updated by every reserve, confirm, cancel and expiry: leave
+-- room on each page so that those updates stay HOT.
+CREATE TABLE lockctl.pool_slots (
+    pool_id          bigint NOT NULL,
+    slot             integer NOT NULL,
+    capacity         bigint NOT NULL,
+    held             bigint NOT NULL DEFAULT 0,
+    confirmed        bigint NOT NULL DEFAULT 0,
+    holds_taken      bigint NOT NULL DEFAULT 0,
+    holds_confirmed  bigint NOT NULL DEFAULT 0,
+    holds_cancelled  bigint NOT NULL DEFAULT 0,
+    holds_expired    bigint NOT NULL DEFAULT 0,
+    CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
+    CONSTRAINT pool_slots_pool_fkey FOREIGN KEY (pool_id)
+        REFERENCES lockctl.pools (id) ON DELETE CASCADE,
+    CONSTRAINT pool_slots_slot_check CHECK (slot OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT pool_slots_counters_check
+        CHECK (capacity OPERATOR(pg_catalog.>=) 0
+               AND held OPERATOR(pg_catalog.>=) 0
+               AND confirmed OPERATOR(pg_catalog.>=) 0
+               AND holds_taken OPERATOR(pg_catalog.>=) 0
+               AND holds_confirmed OPERATOR(pg_catalog.>=) 0
+               AND holds_cancelled OPERATOR(pg_catalog.>=) 0
+               AND holds_expired OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT pool_slots_not_oversold
+        CHECK (held OPERATOR(pg_catalog.+) confirmed OPERATOR(pg_catalog.<=) capacity)
+) WITH (fillfactor = 50);
+
+COMMENT ON TABLE lockctl.pool_slots IS 'lockctl: each pool''s capacity split over slots, with the units held and confirmed in each';
+
+CREATE SEQUENCE lockctl.hold_id_seq;
+
+-- pool_id is deliberately not a foreign key: the check would cost an index
+-- probe and a row lock per hold on the hottest path there is, and only the
+-- functions below (which check the pool) ever write this table.
+CREATE TABLE lockctl.reservations (
+    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    pool_id          bigint NOT NULL,
+    slot             integer NOT NULL,
+    quantity         bigint NOT NULL,
+    holder           text,
+    status           text NOT NULL DEFAULT 'held',
+    created          timestamp with time zone NOT NULL,
+    expires          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    idempotency_key  text,
+    CONSTRAINT reservations_pkey PRIMARY KEY (id),
+    CONSTRAINT reservations_quantity_check CHECK (quantity OPERATOR(pg_catalog.>) 0),
+    CONSTRAINT reservations_status_check
+        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'confirmed', 'cancelled', 'expired'])),
+    CONSTRAINT reservations_finished_check
+        CHECK ((status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL)),
+    CONSTRAINT reservations_holder_check
+        CHECK (pg_catalog.octet_length(holder) OPERATOR(pg_catalog.<=) 200),
+    CONSTRAINT reservations_key_check
+        CHECK (pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.<=) 200)
+);
+ALTER SEQUENCE lockctl.hold_id_seq OWNED BY lockctl.reservations.id;
+
+COMMENT ON TABLE lockctl.reservations IS 'lockctl: holds on pools (write through lockctl.reserve and friends only)';
+
+-- The worker's scan: only live holds are in it, oldest expiry first, so a
+-- pass costs what is due, not what exists.
+CREATE INDEX reservations_due_idx ON lockctl.reservations (expires)
+    WHERE status OPERATOR(pg_catalog.=) 'held';
+-- The idempotency lookup, and the guarantee that one key makes one hold.
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The purge: only finished holds that may be purged are in it.
+CREATE INDEX reservations_finished_idx ON lockctl.reservations (finished)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']);
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pools', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pool_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pool_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.reservations', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.hold_id_seq', '');
+
+-- Nobody but the functions writes these tables.
+REVOKE ALL ON lockctl.pools, lockctl.pool_slots, lockctl.reservations FROM PUBLIC;
+REVOKE ALL ON SEQUENCE lockctl.pool_id_seq, lockctl.hold_id_seq FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the automatic slot count of a pool of a given capacity.  One
+-- slot per 32 units, at least 1 and at most 64: a pool of fewer than 64
+-- units has one slot and behaves exactly like a single row; a large pool
+-- has enough slots for 64 concurrent buyers to rarely meet.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.auto_slots(capacity bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.int4(LEAST(64::bigint, GREATEST(1::bigint, capacity OPERATOR(pg_catalog./) 32::bigint)));
+
+COMMENT ON FUNCTION lockctl.auto_slots(bigint) IS 'lockctl: the automatic number of slots for a pool of this capacity';
+
+-- ---------------------------------------------------------------------------
+-- Internal: spread a pool's free units over its first nslots slots, giving
+-- slot target `extra` units on top, and take `quantity` units for a new hold
+-- from slot target (quantity 0: only rebalance).  Slots at or past nslots are
+-- retired: they keep what is held and confirmed in them, and no free units.
+-- The caller holds the lock on every slot row of the pool and has checked
+-- that the free units cover quantity.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.rebalance(pool bigint, nslots integer, target integer,
+                                  quantity bigint, spare bigint)
+    RETURNS void
+    LANGUAGE sql VOLATILE STRICT
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE lockctl.pool_slots
+       SET capacity = held OPERATOR(pg_catalog.+) confirmed
+                      OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.=) target THEN quantity ELSE 0::bigint END
+                      OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.<) nslots
+                             THEN (spare OPERATOR(pg_catalog./) nslots::bigint)
+                                  OPERATOR(pg_catalog.+) CASE WHEN slot::bigint OPERATOR(pg_catalog.<) (spare OPERATOR(pg_catalog.%) nslots::bigint)
+                                                         THEN 1::bigint ELSE 0::bigint END
+                             ELSE 0::bigint END,
+           held = held OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.=) target THEN quantity ELSE 0::bigint END,
+           holds_taken = holds_taken OPERATOR(pg_catalog.+)
+                         CASE WHEN slot OPERATOR(pg_catalog.=) target AND quantity OPERATOR(pg_catalog.>) 0
+                              THEN 1::bigint ELSE 0::bigint END
+     WHERE pool_id OPERATOR(pg_catalog.=) pool;
+END;
+
+-- ---------------------------------------------------------------------------
+-- Internal: raise the standard error for an unknown pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('resource of lockctl.%s must not be null', fn);
+    ELSIF octet_length(resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('resource of lockctl.%s must not be empty', fn);
+    ELSIF octet_length(resource) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = format('resource of lockctl.%s is too long', fn),
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(resource));
+    END IF;
+    RETURN resource;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.create_pool(resource, capacity, slots): a new pool.  slots NULL
+-- (the default) lets lockctl choose and adjust it with the capacity.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots integer DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('create_pool', resource);
+    v_slots integer;
+    v_pool bigint;
+BEGIN
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'capacity of lockctl.create_pool must not be null';
+    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of lockctl.create_pool is out of range: %s', capacity),
+            DETAIL = 'It must be between 0 and 1000000000000000.';
+    END IF;
+    IF slots IS NOT NULL AND (slots < 1 OR slots > 1024) THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('slots of lockctl.create_pool is out of range: %s', slots),
+            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
+    END IF;
+    v_slots := coalesce(slots, lockctl.auto_slots(capacity));
+
+    INSERT INTO lockctl.pools AS p (resource, capacity, slots, auto_slots)
+    VALUES (v_resource, capacity, v_slots, slots IS NULL)
+    ON CONFLICT ON CONSTRAINT pools_resource_key DO NOTHING
+    RETURNING p.id INTO v_pool;
+    IF v_pool IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('pool "%s" already exists', v_resource);
+    END IF;
+
+    -- Slot i gets capacity / n units, the first capacity % n one more.
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT v_pool, i, capacity / v_slots + CASE WHEN i < capacity % v_slots THEN 1 ELSE 0 END
+      FROM generate_series(0, v_slots - 1) AS i;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: find a pool by name and lock it and all its slot rows (in slot
+-- order), for the administrative functions.  Returns the pool's id.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.lock_pool(resource text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint;
+BEGIN
+    SELECT p.id INTO v_pool FROM lockctl.pools AS p WHERE p.resource = resource FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', resource);
+    END IF;
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+    RETURN v_pool;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give a locked pool a new capacity and slot count, rebalancing
+-- its free units over the slots.  Raises 55000 if capacity is below what is
+-- held and confirmed.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reshape_pool(fn text, pool bigint, resource text,
+                                     capacity bigint, nslots integer, auto boolean)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_held bigint;
+    v_confirmed bigint;
+BEGIN
+    SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
+      FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
+    IF capacity < v_held + v_confirmed THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('capacity of pool "%s" cannot be set below what is taken', resource),
+            DETAIL = format('Asked for %s; %s units are held and %s confirmed.',
+                            capacity, v_held, v_confirmed),
+            HINT = 'Wait for holds to finish, or cancel some, and try again.';
+    END IF;
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
+    UPDATE lockctl.pools AS p
+       SET capacity = capacity, slots = nslots, auto_slots = auto
+     WHERE p.id = pool;
+    PERFORM lockctl.rebalance(pool, nslots, 0, 0, capacity - v_held - v_confirmed);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_capacity(resource, capacity): change a pool's capacity, never
+-- below what is held and confirmed (55000).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_capacity(resource text, capacity bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('set_capacity', resource);
+    v_pool bigint;
+    v_slots integer;
+    v_auto boolean;
+BEGIN
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'capacity of lockctl.set_capacity must not be null';
+    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of lockctl.set_capacity is out of range: %s', capacity),
+            DETAIL = 'It must be between 0 and 1000000000000000.';
+    END IF;
+    v_pool := lockctl.lock_pool(v_resource);
+    SELECT p.slots, p.auto_slots INTO v_slots, v_auto FROM lockctl.pools AS p WHERE p.id = v_pool;
+    IF v_auto THEN
+        v_slots := lockctl.auto_slots(capacity);
+    END IF;
+    PERFORM lockctl.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_slots(resource, slots): split a pool over this many slots, or
+-- NULL for the automatic count.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_slots(resource text, slots integer)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('set_slots', resource);
+    v_pool bigint;
+    v_capacity bigint;
+BEGIN
+    IF slots IS NOT NULL AND (slots < 1 OR slots > 1024) THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('slots of lockctl.set_slots is out of range: %s', slots),
+            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
+    END IF;
+    v_pool := lockctl.lock_pool(v_resource);
+    SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
+    PERFORM lockctl.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
+                                 coalesce(slots, lockctl.auto_slots(v_capacity)), slots IS NULL);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.drop_pool(resource): drop a pool with all its holds, live ones
+-- included.  Waits for transactions that are taking units from it.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.drop_pool(resource text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint := lockctl.lock_pool(lockctl.check_resource('drop_pool', resource));
+BEGIN
+    DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
+    DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.reserve(resource, quantity, holder, ttl, idempotency_key): take a
+-- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
+-- quantity units are free in the whole pool.
+--
+-- Three ways to get units, cheapest first (doc/reserve.md):
+--   1. fast: the first slot from this backend's own one on that has enough
+--      free units and that no one else has locked (SKIP LOCKED, no wait);
+--   2. middle: wait for the nearest slot that has enough free units;
+--   3. slow: lock every slot of the pool in slot order, count the free
+--      units exactly, and if they are enough move them around so that the
+--      hold fits in one slot (and the rest is spread evenly again).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
+                                holder text DEFAULT NULL,
+                                ttl interval DEFAULT '00:05:00'::interval,
+                                idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := lockctl.check_resource('reserve', resource);
+    v_pool bigint;
+    v_slots integer;
+    v_start integer;
+    v_slot integer;
+    v_id bigint;
+    v_q bigint;
+    v_free bigint;
+    v_now timestamp with time zone;
+    v_quantity bigint := quantity;
+    v_holder text := holder;
+    v_ttl interval := ttl;
+    v_key text := idempotency_key;
+BEGIN
+    IF v_quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.reserve must not be null';
+    ELSIF v_quantity < 1 OR v_quantity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.reserve is out of range: %s', v_quantity),
+            DETAIL = 'It must be between 1 and 1000000000000000.';
+    END IF;
+    IF v_holder IS NOT NULL AND octet_length(v_holder) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_holder));
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.reserve must not be null';
+    ELSIF v_ttl < '1 millisecond'::interval OR v_ttl > '365 days'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
+            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+    END IF;
+    IF v_key IS NOT NULL THEN
+        IF octet_length(v_key) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'idempotency_key of lockctl.reserve must not be empty';
+        ELSIF octet_length(v_key) > 200 THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'idempotency_key of lockctl.reserve is too long',
+                DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_key));
+        END IF;
+    END IF;
+
+    SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+
+    -- A retry with the same key gets the hold the first call made.
+    IF v_key IS NOT NULL THEN
+        SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+         WHERE r.pool_id = v_pool AND r.idempotency_key = v_key;
+        IF FOUND THEN
+            IF v_q <> v_quantity THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                                     v_key, v_resource),
+                    DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, v_quantity);
+            END IF;
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    v_start := pg_backend_pid() % v_slots;
+
+    -- 1. fast path: a slot no one else is using, from our own one upwards,
+    -- then from the first one up to ours.
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+     WHERE s.pool_id = v_pool
+       AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                      WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
+                        AND x.capacity - x.held - x.confirmed >= v_quantity
+                      ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING s.slot INTO v_slot;
+    IF v_slot IS NULL AND v_start > 0 THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = v_pool AND x.slot < v_start
+                            AND x.capacity - x.held - x.confirmed >= v_quantity
+                          ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING s.slot INTO v_slot;
+    END IF;
+
+    -- 2. middle path: every slot with enough is busy; wait for the nearest.
+    -- The free units are checked again once the lock is ours.
+    IF v_slot IS NULL THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool
+           AND s.capacity - s.held - s.confirmed >= v_quantity
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = v_pool AND x.slot < v_slots
+                            AND x.capacity - x.held - x.confirmed >= v_quantity
+                          ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
+        RETURNING s.slot INTO v_slot;
+    END IF;
+
+    -- 3. slow path: no single slot has enough.  Lock them all, in order,
+    -- and count exactly.
+    IF v_slot IS NULL THEN
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('pool "%s" does not exist', v_resource),
+                DETAIL = 'It was dropped while this call waited for it.';
+        END IF;
+        -- The slot count may have changed while we waited.
+        SELECT p.slots INTO v_slots FROM lockctl.pools AS p WHERE p.id = v_pool;
+        SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+          FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
+        IF v_free < v_quantity THEN
+            RETURN NULL;
+        END IF;
+        v_slot := v_start % v_slots;
+        PERFORM lockctl.rebalance(v_pool, v_slots, v_slot, v_quantity, v_free - v_quantity);
+    END IF;
+
+    v_now := clock_timestamp();
+    IF v_key IS NULL THEN
+        INSERT INTO lockctl.reservations AS r
+               (pool_id, slot, quantity, holder, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+        RETURNING r.id INTO v_id;
+        RETURN v_id;
+    END IF;
+
+    INSERT INTO lockctl.reservations AS r
+           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING r.id INTO v_id;
+    IF v_id IS NOT NULL THEN
+        RETURN v_id;
+    END IF;
+
+    -- A concurrent call with the same key committed first: give back the
+    -- units and return its hold.
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = v_pool AND r.idempotency_key = v_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize reserve with idempotency key "%s" on pool "%s"',
+                             v_key, v_resource),
+            DETAIL = 'A concurrent transaction took a hold with the same key after this transaction''s snapshot.',
+            HINT = 'Retry the transaction.';
+    ELSIF v_q <> v_quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             v_key, v_resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, v_quantity);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: explain why hold `id` could not be confirmed, cancelled or
+-- extended.  Returns its status when that is not an error for `action`.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT r.status, r.expires, r.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.reservations AS r WHERE r.id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('hold %s does not exist', id),
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    -- Live after all: it changed under us (a concurrent transaction).
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s hold %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.confirm(id): make a live hold permanent.  Returns true, or false
+-- if it was confirmed already (a safe retry); 55000 if it expired (even if
+-- the worker has not got to it yet) or was cancelled.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.confirm(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.confirm must not be null';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET status = 'confirmed', finished = v_now
+     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('confirm', id, ARRAY['confirmed']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.cancel(id): end a live hold and give its units back.  Returns
+-- true, or false if it had already been cancelled or expired (the units
+-- are back either way); 55000 for a confirmed hold.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.cancel(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.cancel must not be null';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET status = 'cancelled', finished = clock_timestamp()
+     WHERE r.id = id AND r.status = 'held'
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.extend(id, ttl): a live hold now expires ttl from now.  Returns
+-- the new expiry; 55000 if it expired, was cancelled or is confirmed.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.extend(id bigint, ttl interval)
+    RETURNS timestamp with time zone
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_expires timestamp with time zone;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.extend must not be null';
+    END IF;
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.extend must not be null';
+    ELSIF ttl < '1 millisecond'::interval OR ttl > '365 days'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
+            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET expires = v_now + ttl
+     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+    RETURNING r.expires INTO v_expires;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('extend', id, ARRAY[]::text[]);
+    END IF;
+    RETURN v_expires;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.available(resource): units neither held nor confirmed, as this
+-- transaction's snapshot sees them.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.available(resource text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('available', resource);
+    v_free bigint;
+BEGIN
+    SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.resource = v_resource;
+    IF v_free IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+    RETURN v_free;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.expire_holds(batch_size): the expiry worker's pass, one batch, in
+-- the caller's transaction.  Expires up to batch_size live holds whose time
+-- is up, oldest first, skipping holds a concurrent confirm, cancel or extend
+-- has locked; gives their units back; NOTIFY lockctl_expired with each id.
+-- Returns how many it expired.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.expire_holds(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_ids bigint[];
+    v_pools bigint[];
+    v_slots integer[];
+    v_qs bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl.expire_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl.expire_holds is out of range: %s', batch_size),
+            DETAIL = 'It must be between 1 and 1000000.';
+    END IF;
+
+    WITH due AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = 'held' AND r.expires <= v_now
+         ORDER BY r.expires
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    ), done AS (
+        UPDATE lockctl.reservations AS r
+           SET status = 'expired', finished = v_now
+          FROM due
+         WHERE r.id = due.id
+        RETURNING r.id, r.pool_id, r.slot, r.quantity
+    )
+    SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs
+      FROM done;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    -- Give the units back, slot rows locked in (pool, slot) order.
+    PERFORM FROM lockctl.pool_slots AS s
+     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
+     ORDER BY s.pool_id, s.slot
+       FOR UPDATE;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+             GROUP BY u.p, u.s) AS g
+     WHERE s.pool_id = g.p AND s.slot = g.s;
+
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    RETURN cardinality(v_ids);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.purge_holds(retention, batch_size): delete up to batch_size holds
+-- that were cancelled or expired more than retention ago.  Confirmed holds
+-- are never purged: the pools' confirmed units are their sum.  Returns how
+-- many it deleted.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.purge_holds(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_before timestamp with time zone;
+    v_n integer;
+BEGIN
+    IF retention IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'retention of lockctl.purge_holds must not be null';
+    ELSIF retention < '0'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('retention of lockctl.purge_holds is out of range: "%s"', retention),
+            DETAIL = 'It must not be negative.';
+    END IF;
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl.purge_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl.purge_holds is out of range: %s', batch_size),
+            DETAIL = 'It must be between 1 and 1000000.';
+    END IF;
+    v_before := now() - retention;
+
+    WITH old AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = ANY (ARRAY['cancelled', 'expired']) AND r.finished < v_before
+         ORDER BY r.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Views: what anyone may read.
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.pool_status AS
+    SELECT p.resource,
+           p.capacity,
+           t.held,
+           t.confirmed,
+           t.available,
+           p.slots,
+           p.auto_slots,
+           t.holds_taken,
+           t.holds_confirmed,
+           t.holds_cancelled,
+           t.holds_expired,
+           p.created
+      FROM lockctl.pools AS p,
+           LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
+                           pg_catalog.sum(s.confirmed)::bigint AS confirmed,
+                           pg_catalog.sum(s.capacity OPERATOR(pg_catalog.-) s.held
+                                          OPERATOR(pg_catalog.-) s.confirmed)::bigint AS available,
+                           pg_catalog.sum(s.holds_taken)::bigint AS holds_taken,
+                           pg_catalog.sum(s.holds_confirmed)::bigint AS holds_confirmed,
+                           pg_catalog.sum(s.holds_cancelled)::bigint AS holds_cancelled,
+                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired
+                      FROM lockctl.pool_slots AS s
+                     WHERE s.pool_id OPERATOR(pg_catalog.=) p.id) AS t;
+
+COMMENT ON VIEW lockctl.pool_status IS 'lockctl: every pool with its capacity, units held, confirmed and available, and counters of holds';
+
+CREATE VIEW lockctl.holds AS
+    SELECT r.id,
+           p.resource,
+           r.quantity,
+           r.holder,
+           r.status,
+           r.created,
+           r.expires,
+           r.finished,
+           r.idempotency_key
+      FROM lockctl.reservations AS r
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id;
+
+COMMENT ON VIEW lockctl.holds IS 'lockctl: every hold, live and finished (until purged)';
+
+-- ---------------------------------------------------------------------------
+-- Privileges (doc/reserve.md): anyone may reserve, confirm, cancel, extend
+-- and read; creating, resizing and dropping pools is for superusers and
+-- whoever they grant it to; expiring and purging is the worker's.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION lockctl.auto_slots(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, integer, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_resource(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.lock_pool(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.hold_state(text, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.set_slots(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.drop_pool(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.expire_holds(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.purge_holds(interval, integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.confirm(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.cancel(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.extend(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.available(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.cancel(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.extend(bigint, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.available(text) TO PUBLIC;
+GRANT SELECT ON lockctl.pool_status, lockctl.holds TO PUBLIC;

@@ -1,0 +1,48 @@
+-- The expiry worker (src/worker.c): its status, and the wake that makes
+-- CREATE EXTENSION picked up at once.
+
+-- One row per database that an expiry worker serves, or is being started
+-- for, across the cluster.  Counters live in shared memory and restart
+-- from zero with the server.
+CREATE FUNCTION lockctl.worker_status(
+        OUT datid oid,
+        OUT datname name,
+        OUT pid integer,
+        OUT state text,
+        OUT started timestamptz,
+        OUT last_run timestamptz,
+        OUT holds_expired bigint,
+        OUT holds_purged bigint,
+        OUT errors bigint,
+        OUT last_error text,
+        OUT last_error_at timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'lockctl_worker_status';
+
+CREATE VIEW lockctl.workers AS
+    SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
+           w.holds_expired, w.holds_purged, w.errors,
+           w.last_error, w.last_error_at
+      FROM lockctl.worker_status() AS w;
+
+COMMENT ON VIEW lockctl.workers IS
+    'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, and the last error';
+
+-- When the calling transaction commits, make this database's expiry
+-- worker run a pass at once (starting it if none runs).
+CREATE FUNCTION lockctl.wake_expiry_worker() RETURNS void
+    LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'lockctl_wake_expiry_worker';
+
+COMMENT ON FUNCTION lockctl.wake_expiry_worker() IS
+    'at commit, make this database''s lockctl expiry worker run a pass now, starting it if needed';
+
+REVOKE ALL ON FUNCTION lockctl.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.worker_status() TO PUBLIC;
+GRANT SELECT ON lockctl.workers TO PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.wake_expiry_worker() FROM PUBLIC;
+
+-- Last statement of the install script: the worker starts as soon as
+-- CREATE EXTENSION commits.
+SELECT lockctl.wake_expiry_worker();
