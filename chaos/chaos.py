@@ -225,6 +225,7 @@ class Client(threading.Thread):
     def op_vupdate(self):
         a = self.rng.randint(1, N_ACCOUNTS)
         pause = self.rng.random() < 0.3
+        via_fn = self.f["update_versioned"] and self.rng.random() < 0.5
 
         def fn(cur, rec):
             cur.execute("SELECT val, version FROM chaos.accounts WHERE id = %s", (a,))
@@ -232,12 +233,16 @@ class Client(threading.Thread):
             rec["rval"], rec["rver"] = val, ver
             if pause:
                 time.sleep(self.rng.random() * 0.02)
+            if via_fn:
+                cur.execute("SELECT lockctl.update_versioned('chaos.accounts', %s::int, %s, "
+                            "jsonb_build_object('val', %s::bigint))", (a, ver, val + 1))
+                return cur.fetchone()[0]
             cur.execute("UPDATE chaos.accounts SET val = %s, version = %s WHERE id = %s "
                         "RETURNING val, version", (val + 1, ver, a))
             nval, nver = cur.fetchone()
             rec["nval"] = nval
             return nver
-        self.call({"op": "vupdate", "acct": a}, fn)
+        self.call({"op": "vupdate", "acct": a, "fn": via_fn}, fn)
 
     # -- leases
     def op_lease(self):
@@ -478,28 +483,21 @@ def cmd_snapshot(args):
         s["fence_last"] = dict(conn.execute(
             "SELECT resource, token FROM chaos.fence_last").fetchall())
         if f["reserve"]:
-            pools_rel, holds_rel = reserve_tables(f)
             s["pools"] = [r[0] for r in conn.execute(
-                "SELECT row_to_json(p) FROM lockctl.%s p" % pools_rel)]
+                "SELECT row_to_json(p) FROM lockctl.pools p")]
+            s["slots"] = [r[0] for r in conn.execute(
+                "SELECT row_to_json(s) FROM lockctl.pool_slots s")]
             s["holds"] = [r[0] for r in conn.execute(
                 "SELECT json_build_object('row', row_to_json(h), "
-                "'expires_epoch', extract(epoch FROM h.expires_at)::float8, "
-                "'finished_epoch', extract(epoch FROM (to_jsonb(h)->>'finished_at')"
-                "::timestamptz)::float8) "
-                "FROM lockctl.%s h" % holds_rel)]
+                "'expires_epoch', extract(epoch FROM h.expires)::float8, "
+                "'finished_epoch', extract(epoch FROM h.finished)::float8) "
+                "FROM lockctl.reservations h")]
             s["available"] = dict(conn.execute(
                 "SELECT p, lockctl.available(p) FROM unnest(%s::text[]) p", (list(POOLS),)))
         s["settings"] = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name LIKE 'lockctl.%%'").fetchall())
     with open(os.path.join(args.dir, "snapshot.json"), "w") as fh:
         json.dump(s, fh, indent=1, default=str)
-
-
-def reserve_tables(f):
-    rels = f["rels"]
-    pools = "pools" if "pools" in rels else next(r for r in rels if "pool" in r)
-    holds = next((r for r in ("reservations", "holds") if r in rels), None)
-    return pools, holds
 
 
 # --------------------------------------------------------------------------
@@ -708,7 +706,7 @@ class Checker:
         self.stats["fenced writes acknowledged"] = sum(1 for h in ops.values() if h["r"] == "ok")
         self.stats["fenced writes refused (40001)"] = sum(
             1 for h in ops.values() if h.get("err") == "40001")
-        self.stats["fenced writes after a pause past the ttl, accepted"] = sum(
+        self.stats["fenced writes accepted after a pause of 0.5-2.2 s"] = sum(
             1 for h in ops.values() if h["r"] == "ok" and h.get("pause", 0) > 0)
         in_table = {}
         per_res = collections.defaultdict(list)
@@ -778,33 +776,51 @@ class Checker:
         pools = {}
         pool_by_id = {}
         for p in snap["pools"]:
-            name = pick(p, "resource", "name", "pool")
-            pools[name] = p
-            if "id" in p:
-                pool_by_id[p["id"]] = name
+            pools[p["resource"]] = p
+            pool_by_id[p["id"]] = p["resource"]
         holds = {}
-        per_pool = collections.defaultdict(lambda: collections.Counter())
+        per_slot = collections.defaultdict(collections.Counter)
         for x in snap["holds"]:
             h = x["row"]
             h["_expires"] = x["expires_epoch"]
             h["_finished"] = x.get("finished_epoch")
-            pool = pick(h, "resource", "pool", "pool_name", "pool_id")
-            if pool in pool_by_id and pool not in pools:
-                pool = pool_by_id[pool]
-            h["_pool"] = pool
+            h["_pool"] = pool_by_id.get(h["pool_id"], "?%s" % h["pool_id"])
             holds[h["id"]] = h
-            per_pool[pool][h["status"]] += h["quantity"]
+            per_slot[(h["pool_id"], h["slot"])][h["status"]] += h["quantity"]
+            per_slot[(h["pool_id"], h["slot"])]["n_" + h["status"]] += 1
+        sums = collections.defaultdict(collections.Counter)
+        for sl in snap["slots"]:
+            k = (sl["pool_id"], sl["slot"])
+            c = per_slot.pop(k, collections.Counter())
+            name = pool_by_id.get(sl["pool_id"], "?%s" % sl["pool_id"])
+            if sl["held"] != c["held"] or sl["confirmed"] != c["confirmed"]:
+                self.bad("pool counters", "pool %s slot %s: counters held=%s confirmed=%s, its "
+                         "holds sum to held=%s confirmed=%s" % (name, sl["slot"], sl["held"],
+                                                                sl["confirmed"], c["held"],
+                                                                c["confirmed"]))
+            if sl["held"] < 0 or sl["confirmed"] < 0 or \
+                    sl["held"] + sl["confirmed"] > sl["capacity"]:
+                self.bad("capacity", "pool %s slot %s: held %s + confirmed %s > capacity %s"
+                         % (name, sl["slot"], sl["held"], sl["confirmed"], sl["capacity"]))
+            for f in ("capacity", "held", "confirmed"):
+                sums[name][f] += sl[f]
+            sums[name]["holds_confirmed"] += sl.get("holds_confirmed", 0)
+            sums[name]["n_confirmed"] += c["n_confirmed"]
+        for k, c in per_slot.items():
+            self.bad("holds", "%d holds point at pool %s slot %s, which does not exist"
+                     % (sum(v for n, v in c.items() if n.startswith("n_")), k[0], k[1]))
         for name, p in pools.items():
-            cap = p["capacity"]
-            held = pick(p, "held")
-            conf = pick(p, "confirmed")
-            c = per_pool[name]
-            if held != c["held"] or conf != c["confirmed"]:
-                self.bad("pool counters", "pool %s: counters held=%s confirmed=%s, holds sum to "
-                         "held=%s confirmed=%s" % (name, held, conf, c["held"], c["confirmed"]))
-            if held < 0 or conf < 0 or held + conf > cap:
+            t = sums[name]
+            cap, held, conf = p["capacity"], t["held"], t["confirmed"]
+            if t["capacity"] != cap:
+                self.bad("units", "pool %s: capacity %s, its slots' capacities sum to %s"
+                         % (name, cap, t["capacity"]))
+            if held + conf > cap:
                 self.bad("capacity", "pool %s: held %s + confirmed %s > capacity %s"
                          % (name, held, conf, cap))
+            if t["holds_confirmed"] != t["n_confirmed"]:
+                self.bad("pool counters", "pool %s: holds_confirmed counts %s, %s holds are "
+                         "confirmed" % (name, t["holds_confirmed"], t["n_confirmed"]))
             av = snap.get("available", {}).get(name)
             if av is not None and av != cap - held - conf:
                 self.bad("units", "pool %s: available() is %s, capacity - held - confirmed is %s"
@@ -833,7 +849,7 @@ class Checker:
                              % (h["key"], h["pool"], keyed[k], h["v"]))
         keys = collections.Counter()
         for row in holds.values():
-            k = row.get("idempotency_key")
+            k = row["idempotency_key"]
             if k is not None:
                 keys[(row["_pool"], k)] += 1
         for k, n in keys.items():
@@ -850,9 +866,12 @@ class Checker:
                 continue
             row = holds.get(h["id"])
             want = "confirmed" if h["op"] == "confirm" else "cancelled"
+            # cancel answers false for a hold already cancelled or expired
+            ok = (want,) if h["v"] is not False or want == "confirmed" \
+                else ("cancelled", "expired")
             if row is None:
                 self.bad("durability", "hold %s acknowledged %s is missing" % (h["id"], want))
-            elif row["status"] != want:
+            elif row["status"] not in ok:
                 self.bad("holds", "hold %s was acknowledged %s but is %s"
                          % (h["id"], want, row["status"]))
             if h["op"] == "confirm" and exts.get(h["id"]):
@@ -883,7 +902,6 @@ class Checker:
         for s, n in sorted(st.items()):
             self.stats["holds %s" % s] = n
         self.stats["expiry bound checked (s)"] = bound
-        self.stats["clock offset server-client"] = round(offset, 3)
 
 
 def cmd_check(args):
@@ -892,6 +910,11 @@ def cmd_check(args):
     errors = ck.run()
     for k, v in ck.stats.items():
         print("  %-55s %s" % (k, v))
+    errs = collections.Counter((h["op"], h.get("err") or "-") for h in hist if h["r"] != "ok")
+    print("  errors seen by clients (op: SQLSTATE x count):")
+    for op in sorted({k[0] for k in errs}):
+        print("    %-14s %s" % (op, ", ".join("%s x %d" % (e, n) for (o, e), n in
+                                             sorted(errs.items()) if o == op)))
     kinds = collections.Counter(f["kind"] for f in faults)
     print("  faults: %s" % dict(kinds))
     if errors:
@@ -965,20 +988,22 @@ def mutations(hist, snap):
             yield "an acknowledged fenced write lost", "durability", h2, s2
     if snap.get("pools"):
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
-        s2["pools"][0]["held"] += 1
+        s2["slots"][0]["held"] += 1
         yield "a pool counter off by one", "pool counters", h2, s2
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
-        p = s2["pools"][0]
-        p["capacity"] = p["held"] + p["confirmed"] - 1
+        sl = max(s2["slots"], key=lambda x: x["confirmed"])
+        sl["capacity"] = sl["held"] + sl["confirmed"] - 1
         yield "held + confirmed above capacity", "capacity", h2, s2
-        st = [x for x in s2["holds"] if x["row"]["status"] in ("confirmed", "held")]
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        s2["pools"][0]["capacity"] += 1
+        yield "a unit created out of nothing", "units", h2, s2
         if snap["holds"]:
             h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
             x = s2["holds"][0]
             x["row"]["status"] = "held"
             x["expires_epoch"] = s2["server_epoch"] - 60
             yield "an expired hold left unreclaimed", "expiry", h2, s2
-        i = first(lambda h: h["op"] == "confirm" and h["r"] == "ok")
+        i = first(lambda h: h["op"] == "confirm" and h["r"] == "ok" and h["v"])
         if i is not None:
             h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
             for x in s2["holds"]:

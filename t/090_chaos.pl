@@ -114,7 +114,7 @@ is($load->result(0), 0, 'the load ran to its end');
 # Give the expiry worker its bound after the last hold fell due: every hold's
 # time is up, plus two expiry intervals and a second.
 $node->poll_query_until('postgres', q{
-	SELECT clock_timestamp() > coalesce((SELECT max(expires_at) FROM lockctl.reservations),
+	SELECT clock_timestamp() > coalesce((SELECT max(expires) FROM lockctl.reservations),
 	                                    'epoch') + interval '1.4 s'
 }) or die 'the server clock did not move' if $has{reserve};
 
