@@ -183,7 +183,7 @@ static Trigger *version_find_trigger(Relation rel, Oid fnoid);
 static VersionMode version_parse_mode(const char *mode);
 static const char *version_mode_name(VersionMode mode);
 static AttrNumber version_check_column(Relation rel, const char *colname,
-									   Oid *typid);
+									   Oid *typid, bool enabling);
 static Oid	version_root_relid(Trigger *trigger, Oid relid);
 static int64 version_from_datum(Datum d, Oid typid);
 static Datum version_to_datum(int64 v, Oid typid);
@@ -402,20 +402,28 @@ version_mode_name(VersionMode mode)
  * type smallint, integer or bigint.  Returns its number and type.
  */
 static AttrNumber
-version_check_column(Relation rel, const char *colname, Oid *typid)
+version_check_column(Relation rel, const char *colname, Oid *typid,
+					 bool enabling)
 {
 	HeapTuple	atttup;
 	Form_pg_attribute att;
 	AttrNumber	attnum;
 
 	atttup = SearchSysCacheAttName(RelationGetRelid(rel), colname);
-	if (!HeapTupleIsValid(atttup))
+	if (!HeapTupleIsValid(atttup) && enabling)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist",
 						colname, RelationGetRelationName(rel)),
 				 errhint("The version column must exist before versioning is enabled, e.g. ALTER TABLE ... ADD COLUMN %s bigint NOT NULL DEFAULT 1.",
 						 quote_identifier(colname))));
+	if (!HeapTupleIsValid(atttup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("version column \"%s\" of relation \"%s\" does not exist",
+						colname, RelationGetRelationName(rel)),
+				 errdetail("The column was renamed or dropped after versioning was enabled on the table."),
+				 errhint("Call lockctl.disable_versioning() and lockctl.enable_versioning() again with the column's name.")));
 	att = (Form_pg_attribute) GETSTRUCT(atttup);
 	attnum = att->attnum;
 	*typid = att->atttypid;
@@ -619,7 +627,7 @@ version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
 						trigger->tgname, RelationGetRelationName(rel)),
 				 errhint("Create it with lockctl.enable_versioning().")));
 
-	attnum = version_check_column(rel, trigger->tgargs[0], &typid);
+	attnum = version_check_column(rel, trigger->tgargs[0], &typid, false);
 	mode = version_parse_mode(trigger->tgargs[1]);
 
 	st = (VersionTrigState *) fcinfo->flinfo->fn_extra;
@@ -748,7 +756,7 @@ lockctl_version_trigger(PG_FUNCTION_ARGS)
 				 errmsg("version conflict on table \"%s\", row %s: version sent %s, current version %s",
 						RelationGetRelationName(rel),
 						version_row_key(rel, oldtuple), sent, cur),
-				 errdetail("The UPDATE set \"%s\" to %s, but the row is at version %s: it was changed after it was read.",
+				 errdetail("The UPDATE set \"%s\" to %s; the row's current version is %s.",
 						   colname, sent, cur),
 				 orm_style ?
 				 errhint("The version sent is the current version plus one, as ORMs send it; enable versioning with mode 'orm' to accept that form.") :
@@ -885,7 +893,7 @@ lockctl_enable_versioning(PG_FUNCTION_ARGS)
 						   existing->tgnargs > 1 ? existing->tgargs[1] : "?"),
 				 errhint("To change the column or the mode, call lockctl.disable_versioning() first.")));
 
-	(void) version_check_column(rel, colname, &typid);
+	(void) version_check_column(rel, colname, &typid, true);
 
 	/* No partition may be versioned on its own already. */
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
@@ -1168,7 +1176,7 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 				 errdetail("The trigger is disabled, or session_replication_role keeps it from firing."),
 				 errhint("Enable the trigger with ALTER TABLE ... ENABLE TRIGGER, or reset session_replication_role.")));
 
-	vattnum = version_check_column(rel, trigger->tgargs[0], &vtype);
+	vattnum = version_check_column(rel, trigger->tgargs[0], &vtype, false);
 	if (expected < version_type_min(vtype) || expected > version_type_max(vtype))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
