@@ -86,7 +86,7 @@ CREATE FUNCTION lockctl.lease_stats(OUT live integer, OUT waiting integer,
                                     OUT waits bigint, OUT timeouts bigint,
                                     OUT fences bigint,
                                     OUT fence_failures bigint,
-                                    OUT full bigint)
+                                    OUT table_full bigint)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';

@@ -40,7 +40,8 @@
  *
  * The shutdown dump
  * -----------------
- * At a clean shutdown the postmaster writes every live lease, with its
+ * At a clean shutdown (the control file says the cluster was shut down,
+ * which an immediate shutdown does not) the postmaster writes every live lease, with its
  * remaining time, to a file; at the next start they are loaded again and
  * the file is removed.  The remaining time on restore is the smaller of the
  * monotonic time that was left at shutdown and the time left until the
@@ -57,6 +58,8 @@
 #include <unistd.h>
 
 #include "access/xlog.h"
+#include "catalog/pg_control.h"
+#include "common/controldata_utils.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/hsearch.h"
@@ -237,6 +240,22 @@ LeaseShutdownDump(int code, Datum arg)
 
 	if (code != 0 || lease_shared == NULL || lease_hash == NULL)
 		return;
+
+	/*
+	 * An immediate shutdown also ends the postmaster with code 0, but it is
+	 * a crash as far as the data is concerned (the next start runs crash
+	 * recovery): only a shutdown that wrote its shutdown checkpoint counts
+	 * as clean.
+	 */
+	{
+		bool		crc_ok;
+		ControlFileData *cf = get_controlfile(DataDir, &crc_ok);
+
+		if (!crc_ok ||
+			(cf->state != DB_SHUTDOWNED &&
+			 cf->state != DB_SHUTDOWNED_IN_RECOVERY))
+			return;
+	}
 
 	now_mono = lease_now_mono();
 	now_wall = GetCurrentTimestamp();

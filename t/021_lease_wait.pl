@@ -1,0 +1,170 @@
+# Waiting for a lease: a waiter sleeps (no polling) and is woken by the
+# release or by the holder's expiry, waiters are served in arrival order,
+# and a waiter that is cancelled, times out or is terminated leaves nothing
+# behind.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('lease_wait');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION lockctl;
+	CREATE TABLE got (n serial, who text, token bigint,
+	                  at timestamptz DEFAULT clock_timestamp());
+});
+
+# Start a waiter in the background: its acquire's result lands in "got".
+sub start_waiter
+{
+	my ($who, $resource, $wait, %opt) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	my $set = $opt{set} // '';
+	$s->query_safe("SET application_name = '$who'; $set");
+	$s->query_until(qr/^started\n/m, qq{
+\\echo started
+INSERT INTO got (who, token)
+  SELECT '$who', lockctl.acquire('$resource', '$who', '1 min', '$wait');
+});
+	return $s;
+}
+
+sub waiters
+{
+	my ($resource) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
+}
+
+sub wait_for_waiters
+{
+	my ($resource, $n) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $n FROM lockctl.lease_waiters WHERE resource = '$resource'")
+	  or die "timed out waiting for $n waiters on $resource";
+}
+
+# A waiter woken by the release.  The holder's lease lasts an hour, so only
+# the release can end the wait.
+my $t_hold = $node->safe_psql('postgres',
+	"SELECT lockctl.acquire('r1', 'holder', '1 hour')");
+my $w = start_waiter('w-release', 'r1', '5 min');
+wait_for_waiters('r1', 1);
+is($node->safe_psql('postgres',
+		"SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE application_name = 'w-release'"),
+	'Extension/Extension', 'the waiter sleeps on a wait event, it does not spin');
+is($node->safe_psql('postgres', "SELECT waiters FROM lockctl.leases WHERE resource = 'r1'"),
+	'1', 'the view counts the waiter');
+$node->safe_psql('postgres', "SELECT lockctl.release('r1', $t_hold)");
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM got WHERE who = 'w-release'")
+  or die 'waiter was not woken by the release';
+my $t_w = $node->safe_psql('postgres', "SELECT token FROM got WHERE who = 'w-release'");
+ok($t_w > $t_hold, 'the woken waiter gets a higher token');
+is($node->safe_psql('postgres', "SELECT owner FROM lockctl.lease('r1')"),
+	'w-release', 'and holds the lease');
+is(waiters('r1'), '0', 'no waiter left on r1');
+$w->quit;
+
+# A waiter woken by the holder's expiry, not before it.
+$node->safe_psql('postgres', "SELECT lockctl.acquire('r2', 'holder', '1.5 s')");
+my $expires = $node->safe_psql('postgres',
+	"SELECT expires_at FROM lockctl.lease('r2')");
+$w = start_waiter('w-expiry', 'r2', '5 min');
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM got WHERE who = 'w-expiry'")
+  or die 'waiter was not woken by the expiry';
+is($node->safe_psql('postgres',
+		"SELECT at >= '$expires'::timestamptz - interval '20 ms' FROM got WHERE who = 'w-expiry'"),
+	't', 'the waiter got the lease only once it expired');
+is($node->safe_psql('postgres', "SELECT owner FROM lockctl.lease('r2')"),
+	'w-expiry', 'the waiter holds the expired lease');
+$w->quit;
+
+# A wait that runs out returns NULL and leaves the queue.
+$node->safe_psql('postgres', "SELECT lockctl.acquire('r3', 'holder', '1 hour')");
+$w = start_waiter('w-timeout', 'r3', '300 ms');
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM got WHERE who = 'w-timeout'")
+  or die 'wait did not run out';
+is($node->safe_psql('postgres', "SELECT token IS NULL FROM got WHERE who = 'w-timeout'"),
+	't', 'a wait that runs out returns NULL');
+is(waiters('r3'), '0', 'and leaves no waiter behind');
+$w->quit;
+
+# Arrival order: three waiters queue one after the other; each release hands
+# the lease to the next in line.
+my $t_fifo = $node->safe_psql('postgres',
+	"SELECT lockctl.acquire('fifo', 'holder', '1 hour')");
+my @ws;
+for my $i (1 .. 3)
+{
+	push @ws, start_waiter("fifo-$i", 'fifo', '5 min');
+	wait_for_waiters('fifo', $i);
+}
+is($node->safe_psql('postgres',
+		"SELECT string_agg(owner, ',' ORDER BY queue_position) FROM lockctl.lease_waiters WHERE resource = 'fifo'"),
+	'fifo-1,fifo-2,fifo-3', 'lease_waiters lists the line in order');
+# A newcomer that does not wait does not jump the line once the lease is free.
+my $prev = $t_fifo;
+for my $i (1 .. 3)
+{
+	$node->safe_psql('postgres', "SELECT lockctl.release('fifo', $prev)");
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $i FROM got WHERE who LIKE 'fifo-%'")
+	  or die "no grant after release $i";
+	$prev = $node->safe_psql('postgres',
+		"SELECT token FROM got WHERE who = 'fifo-$i'");
+	ok($prev, "fifo-$i got the lease after release $i");
+}
+is($node->safe_psql('postgres',
+		"SELECT string_agg(who, ',' ORDER BY n) FROM got WHERE who LIKE 'fifo-%'"),
+	'fifo-1,fifo-2,fifo-3', 'waiters were served in arrival order');
+is($node->safe_psql('postgres',
+		"SELECT bool_and(token > $t_fifo) AND count(DISTINCT token) = 3 FROM got WHERE who LIKE 'fifo-%'"),
+	't', 'each got its own, higher token');
+$_->quit for @ws;
+
+# Query cancel, statement_timeout and termination end a wait and leave
+# nothing behind.
+$node->safe_psql('postgres', "SELECT lockctl.acquire('r4', 'holder', '1 hour')");
+$w = start_waiter('w-cancel', 'r4', '5 min');
+wait_for_waiters('r4', 1);
+$node->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'w-cancel'");
+wait_for_waiters('r4', 0);
+$w->query_until(qr/^after\n/m, "\\echo after\n");
+like($w->{stderr}, qr/canceling statement due to user request/, 'cancel ends the wait with an error');
+$w->{stderr} = '';
+is($w->query_safe("SELECT 1"), '1', 'the cancelled session is usable');
+$w->quit;
+
+$w = start_waiter('w-stmt-timeout', 'r4', '5 min', set => "SET statement_timeout = '300ms';");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'w-stmt-timeout' AND state = 'active'")
+  or die 'statement_timeout did not end the wait';
+$w->query_until(qr/^after\n/m, "\\echo after\n");
+like($w->{stderr}, qr/canceling statement due to statement timeout/, 'statement_timeout ends the wait');
+is(waiters('r4'), '0', 'no waiter left after statement_timeout');
+$w->quit;
+
+$w = start_waiter('w-terminate', 'r4', '5 min');
+wait_for_waiters('r4', 1);
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'w-terminate'");
+wait_for_waiters('r4', 0);
+pass('a terminated waiter leaves the line');
+# psql itself has exited with its connection; just reap it
+eval { $w->quit; };
+
+# The holder's lease is untouched by all that, and a release with no one
+# waiting frees the slot.
+is($node->safe_psql('postgres', "SELECT owner || ' ' || waiters FROM lockctl.lease('r4')"),
+	'holder 0', 'the lease itself is untouched');
+is($node->safe_psql('postgres', "SELECT waiting FROM lockctl.lease_stats"),
+	'0', 'nobody is counted as waiting');
+
+$node->stop;
+done_testing();

@@ -1,0 +1,130 @@
+# Through PgBouncer in transaction pooling mode, a lease taken in one
+# transaction is renewed, fenced and released from other transactions that
+# run on other server connections: a lease belongs to its token, not to a
+# session.  The test runs its own pgbouncer on a free loopback port.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $pgbouncer = '/usr/sbin/pgbouncer';
+plan skip_all => 'pgbouncer is not installed (apt-get install pgbouncer)'
+  unless -x $pgbouncer;
+
+my $node = PostgreSQL::Test::Cluster->new('lease_pgb');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION lockctl;
+	CREATE TABLE doc (id int PRIMARY KEY, body text, token bigint);
+	INSERT INTO doc VALUES (1, 'original', NULL);
+});
+
+my $user = getpwuid($<);
+my $dir = PostgreSQL::Test::Utils::tempdir;
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $ini = "$dir/pgbouncer.ini";
+open my $fh, '>', "$dir/userlist.txt" or die $!;
+print $fh qq{"$user" ""\n};
+close $fh;
+open $fh, '>', $ini or die $!;
+print $fh <<"INI";
+[databases]
+postgres = host=@{[ $node->host ]} port=@{[ $node->port ]} dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir = @{[ $node->host ]}
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 20
+server_reset_query =
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+close $fh;
+
+system($pgbouncer, '-d', $ini) == 0 or die "pgbouncer did not start: $?";
+END
+{
+	if (defined $dir && -f "$dir/pgbouncer.pid")
+	{
+		open my $p, '<', "$dir/pgbouncer.pid";
+		my $pid = <$p>;
+		chomp $pid;
+		kill 'TERM', $pid if $pid;
+	}
+}
+
+# One statement through pgbouncer over TCP on the loopback port; each is a
+# transaction of its own, on whichever server connection pgbouncer picks.
+sub via_bouncer
+{
+	my ($sql) = @_;
+	my ($out, $err);
+	IPC::Run::run [ 'psql', '-XAtq', '-h', '127.0.0.1', '-p', $port,
+		'-U', $user, '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', $sql ],
+	  '>', \$out, '2>', \$err;
+	chomp $out;
+	return wantarray ? ($?, $out, $err) : $out;
+}
+
+# Wait until pgbouncer answers.
+my $tries = 0;
+until ((via_bouncer('SELECT 1'))[1] eq '1')
+{
+	die 'pgbouncer never answered' if ++$tries > 10 * $PostgreSQL::Test::Utils::timeout_default;
+	select(undef, undef, undef, 0.1);
+}
+
+# Take the lease; note the server connection that did it.
+my ($pid1, $token) = split /\|/,
+  via_bouncer("SELECT pg_backend_pid(), lockctl.acquire('doc', 'app', '1 min')");
+ok($token =~ /^\d+$/, 'lease taken through pgbouncer');
+
+# Another client keeps a transaction open, so that pgbouncer pins a server
+# connection to it and must use another one for everyone else.
+# (A node object that is never started, pointing at pgbouncer's socket, so
+# that background_psql connects through pgbouncer.)
+my $bouncer_node = PostgreSQL::Test::Cluster->new('bouncer_proxy', port => $port);
+my $pinned = $bouncer_node->background_psql('postgres');
+$pinned->query_safe('BEGIN');
+my $pinned_pid = $pinned->query_safe('SELECT pg_backend_pid()');
+
+my ($pid2, $expires) = split /\|/,
+  via_bouncer("SELECT pg_backend_pid(), lockctl.renew('doc', $token, '2 min') > now() + interval '90 s'");
+isnt($pid2, $pinned_pid, 'renew ran on a server connection other than the pinned one');
+is($expires, 't', 'the lease was renewed from another transaction');
+
+# A fenced write through pgbouncer: fence and UPDATE in one transaction.
+my ($rc, $out, $err) = via_bouncer(
+	"BEGIN; SELECT lockctl.fence('doc', $token); UPDATE doc SET body = 'fenced', token = $token WHERE id = 1; COMMIT;");
+is($rc, 0, 'a fenced write through pgbouncer works') or diag $err;
+is($node->safe_psql('postgres', 'SELECT body FROM doc WHERE id = 1'),
+	'fenced', 'and its write is there');
+
+# The pinned client's transaction sees the lease too, and can release it.
+is($pinned->query_safe("SELECT owner FROM lockctl.lease('doc')"), 'app',
+	'the pinned connection sees the lease');
+$pinned->query_safe('COMMIT');
+
+my ($pid3, $released) = split /\|/,
+  via_bouncer("SELECT pg_backend_pid(), lockctl.release('doc', $token)");
+is($released, 't', 'released from yet another transaction through pgbouncer');
+is($node->safe_psql('postgres', "SELECT count(*) FROM lockctl.lease('doc')"),
+	'0', 'the lease is gone');
+
+# A stale token through pgbouncer: 40001 like anywhere else.
+($rc, $out, $err) = via_bouncer("SELECT lockctl.fence('doc', $token)");
+like($err, qr/fencing token $token for lease "doc" is stale/, 'stale token refused through pgbouncer');
+
+$pinned->quit;
+$node->stop;
+done_testing();
