@@ -31,13 +31,8 @@ is($node->safe_psql('postgres',
 	'pg_stat_activity names the worker and its database');
 
 # A listener for lockctl_expired.
-my ($in, $out, $err) = ('', '', '');
-my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
-my $listener = $node->background_psql('postgres', \$in, \$out, $timer,
-	on_error_stop => 1);
-$in .= "LISTEN lockctl_expired;\nSELECT 'listening';\n";
-pump_until($listener, $timer, \$out, qr/listening/)
-  or die 'the listener did not start';
+my $listener = $node->background_psql('postgres');
+$listener->query_safe('LISTEN lockctl_expired');
 
 # A hold with a 1 s ttl comes back by itself, with no call from the client.
 my $t0 = time();
@@ -58,20 +53,18 @@ is($node->safe_psql('postgres', "SELECT lockctl.available('seats')"),
 
 # The listener hears about it (poll: psql shows notifications after a query).
 my $heard = 0;
-for my $try (1 .. 300)
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (time() < $deadline)
 {
-	$in .= "SELECT 'ping $try';\n";
-	pump_until($listener, $timer, \$out, qr/ping $try/) or last;
+	my $out = $listener->query_safe('SELECT pg_sleep(0.05)');
 	if ($out =~ /Asynchronous notification "lockctl_expired" with payload "$id" received/)
 	{
 		$heard = 1;
 		last;
 	}
-	$node->safe_psql('postgres', 'SELECT pg_sleep(0.05)');
 }
 ok($heard, 'LISTEN lockctl_expired receives the id of the expired hold');
-$in .= "\\q\n";
-$listener->finish;
+$listener->quit;
 
 # A confirmed hold is never expired; many due holds go in several batches.
 $node->safe_psql('postgres', q{
@@ -128,11 +121,9 @@ $node->safe_psql('postgres', q{
 ALTER SYSTEM RESET lockctl.retention;
 SELECT pg_reload_conf();
 });
-my ($bin, $bout) = ('', '');
-my $blocker = $node->background_psql('postgres', \$bin, \$bout, $timer,
-	on_error_stop => 1);
-$bin .= "BEGIN;\nLOCK TABLE lockctl.reservations IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n";
-pump_until($blocker, $timer, \$bout, qr/locked/) or die 'could not lock';
+my $blocker = $node->background_psql('postgres');
+$blocker->query_safe('BEGIN');
+$blocker->query_safe('LOCK TABLE lockctl.reservations IN ACCESS EXCLUSIVE MODE');
 $node->poll_query_until('postgres',
 	"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $worker_pid")
   or die 'the worker did not wait for the lock';
@@ -144,8 +135,8 @@ $node->poll_query_until('postgres',
 pass('lockctl.workers shows the last error');
 $node->wait_for_log(qr/ERROR:  canceling statement due to user request/, $log_offset);
 pass('the error is in the server log');
-$bin .= "COMMIT;\n\\q\n";
-$blocker->finish;
+$blocker->query_safe('COMMIT');
+$blocker->quit;
 
 my $late = $node->safe_psql('postgres',
 	"SELECT lockctl.reserve('seats', 2, 'carol', '1 second')");
