@@ -29,7 +29,8 @@ $node->safe_psql('postgres', q{
 $node->safe_psql('hostile', q{
 	GRANT CREATE ON SCHEMA public TO mallory;
 	CREATE TABLE public.hijack_log (what text, by_role name DEFAULT current_user,
-	                                at timestamptz DEFAULT pg_catalog.clock_timestamp());
+	                                at timestamptz DEFAULT pg_catalog.clock_timestamp(),
+	                                query text DEFAULT pg_catalog.current_query());
 	GRANT INSERT, SELECT ON public.hijack_log TO PUBLIC;
 	ALTER DATABASE hostile SET search_path = public, pg_catalog;
 });
@@ -136,16 +137,21 @@ my %has = map { $_ => $node->safe_psql('hostile',
 
 # Exercise each feature.
 my @calls;
+# (The test's own SQL qualifies its operators: only lockctl's may be caught.)
 if ($has{acquire})
 {
 	push @calls, q{
 		SELECT lockctl.acquire('hs-r', 'hs-o', '10 s') AS t \gset
-		SELECT lockctl.acquire('hs-r', 'hs-o', '10 s') = :t AS same_token;
+		SELECT lockctl.acquire('hs-r', 'hs-o', '10 s') OPERATOR(pg_catalog.=) :t AS same_token;
 		SELECT lockctl.renew('hs-r', :t, '20 s') IS NOT NULL AS renewed;
-		SELECT count(*) FROM lockctl.leases WHERE resource = 'hs-r';
-		BEGIN; SELECT lockctl.fence('hs-r', :t) IS NOT DISTINCT FROM lockctl.fence('hs-r', :t) AS fenced; COMMIT;
+		SELECT pg_catalog.count(*) FROM lockctl.leases WHERE resource OPERATOR(pg_catalog.=) 'hs-r';
+		SELECT pg_catalog.count(*) FROM lockctl.lease('hs-r');
+		BEGIN; SELECT lockctl.fence('hs-r', :t); COMMIT;
 		SELECT lockctl.release('hs-r', :t) AS released;
 		SELECT lockctl.acquire('hs-r2', 'hs-o', '1 s', '0') IS NOT NULL AS acquired;
+		SELECT lockctl.force_release('hs-r2');
+		SELECT * FROM lockctl.lease_stats;
+		SELECT pg_catalog.count(*) FROM lockctl.lease_waiters;
 	};
 }
 if ($has{reserve})
@@ -153,15 +159,21 @@ if ($has{reserve})
 	push @calls, q{
 		SELECT lockctl.create_pool('hs-pool', 10);
 		SELECT lockctl.reserve('hs-pool', 3, 'h', '1 hour', 'k1') AS h1 \gset
-		SELECT lockctl.reserve('hs-pool', 3, 'h', '1 hour', 'k1') = :h1 AS idempotent;
+		SELECT lockctl.reserve('hs-pool', 3, 'h', '1 hour', 'k1') OPERATOR(pg_catalog.=) :h1 AS idempotent;
 		SELECT lockctl.available('hs-pool') AS avail;
 		SELECT lockctl.confirm(:h1);
 		SELECT lockctl.reserve('hs-pool', 2, 'h', '1 hour') AS h2 \gset
-		SELECT lockctl.extend(:h2, '2 hours');
+		SELECT lockctl.extend(:h2, '2 hours') IS NOT NULL;
 		SELECT lockctl.cancel(:h2);
 		SELECT lockctl.set_capacity('hs-pool', 20);
+		SELECT lockctl.set_slots('hs-pool', 3);
 		SELECT lockctl.available('hs-pool') AS avail2;
+		SELECT * FROM lockctl.pool_status;
+		SELECT pg_catalog.count(*) FROM lockctl.holds;
 		SELECT lockctl.reserve('hs-pool', 1, 'h', '0.2 s') AS h3 \gset
+		SELECT lockctl.create_pool('hs-pool2', 1000);
+		SELECT lockctl.reserve('hs-pool2', 5, 'h', '1 hour') IS NOT NULL;
+		SELECT lockctl.drop_pool('hs-pool2');
 	};
 }
 if ($has{enable_versioning})
@@ -170,9 +182,12 @@ if ($has{enable_versioning})
 		CREATE TABLE hs_acct (id int PRIMARY KEY, val int, version bigint);
 		SELECT lockctl.enable_versioning('hs_acct');
 		INSERT INTO hs_acct (id, val) VALUES (1, 10);
-		UPDATE hs_acct SET val = 11, version = 1 WHERE id = 1 RETURNING version;
+		UPDATE hs_acct SET val = 11, version = 1 WHERE id OPERATOR(pg_catalog.=) 1 RETURNING version;
+		SELECT lockctl.update_versioned('hs_acct', 1, 2, '{"val": 12}');
+		SELECT * FROM lockctl.versioned_tables;
 		SELECT lockctl.disable_versioning('hs_acct');
-		SELECT lockctl.enable_versioning('hs_acct');
+		SELECT lockctl.enable_versioning('hs_acct', 'version', 'orm');
+		UPDATE hs_acct SET val = 13, version = 4 WHERE id OPERATOR(pg_catalog.=) 1 RETURNING version;
 	};
 }
 my $script = join("\n", @calls);
@@ -185,7 +200,7 @@ if ($has{reserve})
 {
 	# the worker, too, runs in this database: the 0.2 s hold expires
 	ok($node->poll_query_until('hostile',
-			q{SELECT pg_catalog.count(*) = 0 FROM lockctl.reservations
+			q{SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 FROM lockctl.reservations
 			   WHERE status OPERATOR(pg_catalog.=) 'held'
 			     AND holder OPERATOR(pg_catalog.=) 'h'}),
 		'the expiry worker does its work under the hostile search_path');
@@ -193,7 +208,9 @@ if ($has{reserve})
 
 is($node->safe_psql('hostile',
 		q{SELECT pg_catalog.string_agg(DISTINCT what, ', ') FROM public.hijack_log}),
-	'', 'no planted object was ever called');
+	'', 'no planted object was ever called')
+  or diag $node->safe_psql('hostile',
+	q{SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat_ws(' in: ', what, query), E'\n') FROM public.hijack_log});
 
 # The same with the extension dropped and created again by a role that
 # merely owns the database (trusted extensions aside, superuser is needed).
@@ -201,7 +218,9 @@ is($node->safe_psql('hostile',
 is($ret, 0, 'drop and create again under the hostile search_path') or diag $err;
 is($node->safe_psql('hostile',
 		q{SELECT pg_catalog.string_agg(DISTINCT what, ', ') FROM public.hijack_log}),
-	'', 'still no planted object called');
+	'', 'still no planted object called')
+  or diag $node->safe_psql('hostile',
+	q{SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat_ws(' in: ', what, query), E'\n') FROM public.hijack_log});
 
 $node->stop;
 done_testing();
