@@ -421,8 +421,12 @@ class Nemesis(threading.Thread):
                         SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
                          WHERE application_name LIKE 'chaos-client-%%'
                          ORDER BY random() LIMIT 1"""
-                else:
+                elif x < 0.95:
                     kind, q = "kill_worker", """
+                        SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE backend_type = 'lockctl expiry worker'"""
+                else:
+                    kind, q = "kill_launcher", """
                         SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
                          WHERE backend_type <> 'client backend'
                            AND backend_type ILIKE '%%lockctl%%'"""
@@ -894,9 +898,29 @@ class Checker:
                     and row["_finished"] > row["_expires"] + 0.001:
                 self.bad("expiry", "hold %s was confirmed %.3f s after it expired"
                          % (row["id"], row["_finished"] - row["_expires"]))
+        # lateness of holds that fell due while nothing disturbed the worker
+        # (no worker kill, crash or restart from 7 s before until the expiry)
+        disturb = sorted(f["t0"] for f in self.faults
+                         if f["kind"] in ("kill_worker", "kill_launcher", "crash", "restart"))
+        calm = []
+        for row in holds.values():
+            if row["status"] != "expired" or row["_finished"] is None:
+                continue
+            t_e = row["_expires"] - offset
+            t_f = row["_finished"] - offset
+            if not any(t_e - 7 <= t <= t_f for t in disturb):
+                calm.append(row["_finished"] - row["_expires"])
+                if calm[-1] > interval + 1.0:
+                    self.bad("expiry", "hold %s expired %.3f s late with no fault near it "
+                             "(bound %.1f s)" % (row["id"], calm[-1], interval + 1.0))
+        if calm:
+            calm.sort()
+            self.stats["expiry lateness away from faults: n, median / p99 / max (s)"] = \
+                "%d, %.3f / %.3f / %.3f" % (len(calm), calm[len(calm) // 2],
+                                            calm[int(len(calm) * 0.99)], calm[-1])
         if late:
             late.sort()
-            self.stats["expiry lateness median / p99 / max (s)"] = "%.3f / %.3f / %.3f" % (
+            self.stats["expiry lateness, all: median / p99 / max (s)"] = "%.3f / %.3f / %.3f" % (
                 late[len(late) // 2], late[int(len(late) * 0.99)], late[-1])
         st = collections.Counter(r["status"] for r in holds.values())
         for s, n in sorted(st.items()):
