@@ -392,7 +392,8 @@ def _scalar(cur):
 
 
 class Nemesis(threading.Thread):
-    """Cancels queries and terminates client backends and the expiry worker."""
+    """Cancels queries; terminates client backends, the expiry worker and,
+    rarely, the launcher with its workers."""
 
     def __init__(self, args, stop_at):
         super().__init__(daemon=True)
