@@ -308,6 +308,9 @@ SELECT lockctl.update_versioned('acc', 2, 9, '{"balance": 63, "note": "ho"}');
 SELECT id, balance, version, remark FROM acc WHERE id = 2;
 -- in ORM mode it works the same
 SELECT lockctl.update_versioned('orm', 1, 4, '{"name": "via function"}');
+-- an untyped parameter (as drivers send them) resolves to the text form
+PREPARE uv AS SELECT lockctl.update_versioned('orm', $1, $2, $3);
+EXECUTE uv('1', 5, '{"name": "untyped"}');
 SELECT * FROM orm;
 
 --

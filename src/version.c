@@ -166,6 +166,7 @@ typedef struct UVCacheEntry
 	int32		pktypmod;
 	char	   *pkname;
 	Oid			vtype;
+	int			busy;			/* executions under way (nested calls) */
 } UVCacheEntry;
 
 #define UV_CACHE_MAX	1024
@@ -991,7 +992,7 @@ lockctl_disable_versioning(PG_FUNCTION_ARGS)
  */
 static void
 version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
-				   AttrNumber vattnum, List *colnames)
+				   AttrNumber vattnum, List *colnames, bool keep)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	Relation	idx;
@@ -1067,14 +1068,16 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
+	if (keep && SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 
 	e->plan = plan;
 	e->pktype = argtypes[0];
 	e->pktypmod = TupleDescAttr(tupdesc, pkattnum - 1)->atttypmod;
-	e->pkname = MemoryContextStrdup(TopMemoryContext,
-									NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname));
+	e->pkname = keep ?
+		MemoryContextStrdup(TopMemoryContext,
+							NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname)) :
+		pstrdup(NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname));
 	e->vtype = TupleDescAttr(tupdesc, vattnum - 1)->atttypid;
 	e->valid = true;
 }
@@ -1105,13 +1108,18 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	StringInfoData cols;
 	int			ncols = 0;
 	UVCacheKey	ckey;
-	UVCacheEntry *e = NULL;
+	UVCacheEntry *volatile e = NULL;
 	UVCacheEntry tmp;
 	bool		found;
+	bool		cached;
 	Datum		values[3];
-	int			rc;
+	volatile int rc = 0;
 	int64		result;
 	bool		isnull;
+	Oid			pktype;
+	Oid			vtype_ret;
+	const char *pkname;
+	SPIPlanPtr	plan;
 
 	lockctl_arg_not_null(fcinfo, 0, "tbl");
 	lockctl_arg_not_null(fcinfo, 1, "key");
@@ -1244,30 +1252,43 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	ckey.relid = relid;
 	ckey.colhash = hash_bytes((const unsigned char *) cols.data, cols.len) ^ (uint32) ncols;
 
+	/*
+	 * A stale entry (the table changed), or another column set with the
+	 * same hash, is replaced, unless an outer call is still executing its
+	 * plan: then this call uses a plan of its own.
+	 */
+	cached = true;
 	e = hash_search(uv_cache, &ckey, HASH_FIND, NULL);
 	if (e != NULL &&
 		!(e->valid && e->colslen == cols.len &&
 		  memcmp(e->cols, cols.data, cols.len) == 0))
 	{
-		/* Stale, or another column set with the same hash: replace it. */
-		if (e->plan)
-			SPI_freeplan(e->plan);
-		if (e->cols)
-			pfree(e->cols);
-		if (e->pkname)
-			pfree(e->pkname);
-		hash_search(uv_cache, &ckey, HASH_REMOVE, NULL);
+		if (e->busy == 0)
+		{
+			if (e->plan)
+				SPI_freeplan(e->plan);
+			if (e->cols)
+				pfree(e->cols);
+			if (e->pkname)
+				pfree(e->pkname);
+			hash_search(uv_cache, &ckey, HASH_REMOVE, NULL);
+		}
+		else
+			cached = false;
 		e = NULL;
 	}
+	if (e == NULL && hash_get_num_entries(uv_cache) >= UV_CACHE_MAX)
+		cached = false;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
 	if (e == NULL)
 	{
+		/* Not kept: freed with the SPI context, on error too. */
 		memset(&tmp, 0, sizeof(tmp));
-		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames);
-		if (hash_get_num_entries(uv_cache) < UV_CACHE_MAX)
+		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames, cached);
+		if (cached)
 		{
 			e = hash_search(uv_cache, &ckey, HASH_ENTER, &found);
 			*e = tmp;
@@ -1277,11 +1298,15 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 			e->colslen = cols.len;
 		}
 		else
-			e = &tmp;			/* not cached; freed below */
+			e = &tmp;
 	}
+	pktype = e->pktype;
+	pkname = pstrdup(e->pkname);
+	vtype_ret = e->vtype;
+	plan = e->plan;
 
 	/* The key, as the primary key's type. */
-	if (keytype != e->pktype)
+	if (keytype != pktype)
 	{
 		Oid			typout;
 		bool		typvarlena;
@@ -1289,7 +1314,7 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		Oid			typioparam;
 
 		getTypeOutputInfo(keytype, &typout, &typvarlena);
-		getTypeInputInfo(e->pktype, &typin, &typioparam);
+		getTypeInputInfo(pktype, &typin, &typioparam);
 		keyval = OidInputFunctionCall(typin,
 									  OidOutputFunctionCall(typout, keyval),
 									  typioparam, e->pktypmod);
@@ -1298,7 +1323,18 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	values[0] = keyval;
 	values[1] = JsonbPGetDatum(changes);
 	values[2] = Int64GetDatum(expected);
-	rc = SPI_execute_plan(e->plan, values, NULL, false, 0);
+	if (cached)
+		e->busy++;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		if (cached)
+			e->busy--;
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 
@@ -1307,23 +1343,18 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		Oid			typout;
 		bool		typvarlena;
 
-		getTypeOutputInfo(e->pktype, &typout, &typvarlena);
+		getTypeOutputInfo(pktype, &typout, &typvarlena);
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("row (%s)=(%s) of table \"%s\" does not exist",
-						quote_identifier(e->pkname),
+						quote_identifier(pkname),
 						OidOutputFunctionCall(typout, keyval),
 						RelationGetRelationName(rel)),
 				 errtable(rel)));
 	}
 	result = version_from_datum(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull),
-								e->vtype);
-	if (e == &tmp)
-	{
-		SPI_freeplan(tmp.plan);
-		pfree(tmp.pkname);
-	}
+								vtype_ret);
 	SPI_finish();
 	relation_close(rel, NoLock);
 

@@ -34,6 +34,18 @@ CREATE FUNCTION lockctl.update_versioned(
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
 
+-- The same with a text key: parameters that drivers send untyped (node-postgres
+-- sends every parameter so, PREPARE with unknown types) cannot resolve
+-- anyelement; as text they are converted to the key column's type.
+CREATE FUNCTION lockctl.update_versioned(
+        tbl pg_catalog.regclass,
+        key pg_catalog.text,
+        expected_version pg_catalog.int8,
+        changes pg_catalog.jsonb DEFAULT '{}')
+    RETURNS pg_catalog.int8
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
+
 CREATE FUNCTION lockctl.versioned_tables_stats(
         OUT table_name pg_catalog.regclass,
         OUT version_column pg_catalog.name,
@@ -64,6 +76,7 @@ GRANT EXECUTE ON FUNCTION lockctl.version_trigger() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.enable_versioning(pg_catalog.regclass, pg_catalog.name, pg_catalog.text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.disable_versioning(pg_catalog.regclass) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.update_versioned(pg_catalog.regclass, anyelement, pg_catalog.int8, pg_catalog.jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.update_versioned(pg_catalog.regclass, pg_catalog.text, pg_catalog.int8, pg_catalog.jsonb) TO PUBLIC;
 GRANT SELECT ON lockctl.versioned_tables TO PUBLIC;
 -- Resetting counters is an administrative act: superusers, or whom they grant.
 REVOKE ALL ON FUNCTION lockctl.reset_versioning_stats(pg_catalog.regclass) FROM PUBLIC;
