@@ -124,6 +124,8 @@ static bool exit_callback_registered = false;
 /* the waiter slot of this backend while it is queued, else NULL */
 static LeaseWaiter *my_waiter = NULL;
 
+static uint32 lease_key_hash(const void *key, Size keysize);
+static int	lease_key_match(const void *key1, const void *key2, Size keysize);
 static void lease_check_shmem(void);
 static void lease_make_key(LeaseKey *key, const char *resource);
 static void lease_fence_tag(LOCKTAG *tag, const LeaseKey *key);
@@ -222,9 +224,13 @@ LeaseShmemStartup(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(LeaseKey);
 	info.entrysize = sizeof(LeaseEntry);
+	info.hash = lease_key_hash;
+	info.match = lease_key_match;
 	lease_hash = ShmemInitHash("lockctl lease table",
 							   lockctl_max_leases, lockctl_max_leases,
-							   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+							   &info,
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+							   HASH_FIXED_SIZE);
 
 	if (!found)
 	{
@@ -236,6 +242,27 @@ LeaseShmemStartup(void)
 
 	if (!IsUnderPostmaster)
 		on_shmem_exit(LeaseShutdownDump, (Datum) 0);
+}
+
+/*
+ * Hash and compare keys by their resource's length, not the whole buffer.
+ */
+static uint32
+lease_key_hash(const void *key, Size keysize)
+{
+	const LeaseKey *k = (const LeaseKey *) key;
+
+	return hash_bytes((const unsigned char *) k->resource,
+					  strlen(k->resource)) ^ murmurhash32(k->dbid);
+}
+
+static int
+lease_key_match(const void *key1, const void *key2, Size keysize)
+{
+	const LeaseKey *a = (const LeaseKey *) key1;
+	const LeaseKey *b = (const LeaseKey *) key2;
+
+	return (a->dbid == b->dbid && strcmp(a->resource, b->resource) == 0) ? 0 : 1;
 }
 
 /*
@@ -255,7 +282,6 @@ lease_check_shmem(void)
 static void
 lease_make_key(LeaseKey *key, const char *resource)
 {
-	memset(key, 0, sizeof(LeaseKey));
 	key->dbid = MyDatabaseId;
 	strlcpy(key->resource, resource, sizeof(key->resource));
 }
@@ -289,11 +315,20 @@ lease_fence_free(LeaseEntry *e)
 	if (!e->fenced)
 		return true;
 	lease_fence_tag(&tag, &e->key);
-	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
-		return false;
-	LockRelease(&tag, ExclusiveLock, false);
-	e->fenced = false;
-	return true;
+	switch (LockAcquire(&tag, ExclusiveLock, false, true))
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return false;
+		case LOCKACQUIRE_OK:
+			/* nobody holds it: no fencing transaction is left */
+			LockRelease(&tag, ExclusiveLock, false);
+			e->fenced = false;
+			return true;
+		default:
+			/* our own transaction fenced it: still fenced for the others */
+			LockRelease(&tag, ExclusiveLock, false);
+			return true;
+	}
 }
 
 /*
@@ -542,7 +577,7 @@ lease_remember_fence(const LeaseKey *key)
 	int			i;
 
 	for (i = 0; i < fenced_count; i++)
-		if (memcmp(&fenced_list[i].key, key, sizeof(LeaseKey)) == 0)
+		if (lease_key_match(&fenced_list[i].key, key, sizeof(LeaseKey)) == 0)
 			return;
 	if (fenced_count >= fenced_alloc)
 	{

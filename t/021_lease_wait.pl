@@ -127,6 +127,31 @@ is($node->safe_psql('postgres',
 	't', 'each got its own, higher token');
 $_->quit for @ws;
 
+# A fenced transaction holds off a waiter past the lease's expiry, and its
+# commit hands the lease to the waiter.
+my $t_f = $node->safe_psql('postgres',
+	"SELECT lockctl.acquire('r5', 'holder', '500 ms')");
+my $fencer = $node->background_psql('postgres');
+$fencer->query_safe("BEGIN; SELECT lockctl.fence('r5', $t_f);");
+$w = start_waiter('w-fenced', 'r5', '5 min');
+wait_for_waiters('r5', 1);
+$node->poll_query_until('postgres', "SELECT count(*) = 0 FROM lockctl.lease('r5')")
+  or die 'lease r5 never expired';
+# expired, yet the waiter is still waiting: the fence holds the lease
+$node->poll_query_until('postgres',
+	"SELECT clock_timestamp() > (SELECT waiting_since FROM lockctl.lease_waiters WHERE resource = 'r5') + interval '1 s'")
+  or die 'clock did not move';
+is(waiters('r5'), '1', 'an expired but fenced lease is not granted to the waiter');
+is($node->safe_psql('postgres', "SELECT count(*) FROM got WHERE who = 'w-fenced'"),
+	'0', 'the waiter has nothing yet');
+$fencer->query_safe('COMMIT');
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM got WHERE who = 'w-fenced'")
+  or die 'the end of the fencing transaction did not wake the waiter';
+ok($node->safe_psql('postgres', "SELECT token FROM got WHERE who = 'w-fenced'") > $t_f,
+	'the waiter got the lease, with a higher token, once the fencing transaction ended');
+$fencer->quit;
+$w->quit;
+
 # Query cancel, statement_timeout and termination end a wait and leave
 # nothing behind.
 $node->safe_psql('postgres', "SELECT lockctl.acquire('r4', 'holder', '1 hour')");
