@@ -179,7 +179,6 @@ END;
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF resource IS NULL THEN
@@ -401,7 +400,7 @@ CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_resource text := lockctl.check_resource('reserve', resource);
+    v_resource text := resource;
     v_pool bigint;
     v_slots integer;
     v_start integer;
@@ -415,6 +414,18 @@ DECLARE
     v_ttl interval := ttl;
     v_key text := idempotency_key;
 BEGIN
+    -- The checks of lockctl.check_resource, inline: this is the hot path.
+    IF v_resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'resource of lockctl.reserve must not be null';
+    ELSIF octet_length(v_resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'resource of lockctl.reserve must not be empty';
+    ELSIF octet_length(v_resource) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'resource of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_resource));
+    END IF;
     IF v_quantity IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'quantity of lockctl.reserve must not be null';
@@ -471,38 +482,57 @@ BEGIN
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
-    -- then from the first one up to ours.
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-     WHERE s.pool_id = v_pool
-       AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                      WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
-                        AND x.capacity - x.held - x.confirmed >= v_quantity
-                      ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING s.slot INTO v_slot;
-    IF v_slot IS NULL AND v_start > 0 THEN
+    -- then from the first one up to ours.  A row locked and then found to
+    -- have too few units stays locked until the end of the transaction, so
+    -- the attempt runs in a subtransaction that is rolled back when it
+    -- fails: this call never waits while it holds a slot lock out of
+    -- order, which is what keeps reserve free of deadlocks.
+    BEGIN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
          WHERE s.pool_id = v_pool
            AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = v_pool AND x.slot < v_start
+                          WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING s.slot INTO v_slot;
-    END IF;
+        IF v_slot IS NULL AND v_start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_start
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot INTO v_slot;
+        END IF;
+        IF v_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        v_slot := NULL;
+    END;
 
-    -- 2. middle path: every slot with enough is busy; wait for the nearest.
-    -- The free units are checked again once the lock is ours.
+    -- 2. middle path: every slot with enough is busy; wait for the nearest,
+    -- holding no other.  The free units are checked again once the lock is
+    -- ours; if they are gone, the subtransaction gives the lock back.
     IF v_slot IS NULL THEN
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool
-           AND s.capacity - s.held - s.confirmed >= v_quantity
-           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = v_pool AND x.slot < v_slots
-                            AND x.capacity - x.held - x.confirmed >= v_quantity
-                          ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-        RETURNING s.slot INTO v_slot;
+        BEGIN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.capacity - s.held - s.confirmed >= v_quantity
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_slots
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
+            RETURNING s.slot INTO v_slot;
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+            v_slot := NULL;
+        END;
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,

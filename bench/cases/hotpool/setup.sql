@@ -1,0 +1,24 @@
+-- One hot item: the single-row approach (an inventory row and a table of
+-- reservations) and one lockctl pool, both with stock that does not run out
+-- during a run.
+DROP TABLE IF EXISTS bench_hot_inventory, bench_hot_reservations;
+CREATE TABLE bench_hot_inventory (
+    id integer PRIMARY KEY,
+    available bigint NOT NULL CHECK (available >= 0)
+);
+INSERT INTO bench_hot_inventory VALUES (1, 1000000000000);
+-- What an application keeps for each hold, with the index its cleanup job
+-- needs: the same shape as lockctl.reservations.
+CREATE TABLE bench_hot_reservations (
+    id bigserial PRIMARY KEY,
+    item_id integer NOT NULL,
+    quantity bigint NOT NULL,
+    holder text,
+    status text NOT NULL DEFAULT 'held',
+    created timestamptz NOT NULL DEFAULT now(),
+    expires timestamptz NOT NULL
+);
+CREATE INDEX ON bench_hot_reservations (expires) WHERE status = 'held';
+SELECT lockctl.drop_pool(resource) FROM lockctl.pools WHERE resource = 'bench_hot';
+SELECT lockctl.create_pool('bench_hot', 1000000000000);
+VACUUM ANALYZE bench_hot_inventory, bench_hot_reservations;
