@@ -173,6 +173,8 @@ class Client(threading.Thread):
             kinds += ["lease"] * 4
         if feats["reserve"]:
             kinds += ["reserve"] * 4
+        if args.kinds:
+            kinds = [k for k in kinds if k in args.kinds.split(",")]
         self.kinds = kinds
 
     def record(self, rec):
@@ -1117,6 +1119,7 @@ def main():
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("LOCKCTL_CHAOS_SEED", "1")))
     ap.add_argument("--no-nemesis", action="store_true")
+    ap.add_argument("--kinds", default="", help="load: only these (vupdate,lease,reserve)")
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
     rc = globals()["cmd_" + args.command](args)

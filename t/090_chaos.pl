@@ -139,6 +139,27 @@ is($rc, 1, 'a forged fenced write in the table is caught');
 like($out, qr/fencing: .*forged/, 'and named');
 $node->safe_psql('postgres', q{DELETE FROM chaos.fenced WHERE opid = 'forged'});
 
+# A negative control on the real server: with the version check switched
+# off, the same read-modify-write load must be reported as broken.
+if ($has{versioning})
+{
+	my $main = $dir;
+	$dir = "$main-control";
+	make_path($dir);
+	PostgreSQL::Test::Utils::system_log('cp', "$main/features.json", "$dir/");
+	$node->safe_psql('postgres', q{
+		SELECT lockctl.disable_versioning('chaos.accounts');
+		UPDATE chaos.accounts SET val = 0, version = 1;});
+	IPC::Run::run([ $python, $chaos, 'load', '--dsn', $dsn, '--dir', $dir,
+		'--seconds', 3, '--clients', 4, '--kinds', 'vupdate', '--no-nemesis' ],
+		'>', \$out, '2>', \$err) or die "control load failed: $err";
+	chaos_cmd('snapshot');
+	($rc, $out) = chaos_cmd('check');
+	is($rc, 1, 'with versioning off, the checker reports the writes as broken');
+	like($out, qr/^  versions: /m, 'as broken versioned writes');
+	$dir = $main;
+}
+
 # No lease slot leaked: once everything expired, every slot can be taken.
 if ($has{lease})
 {
