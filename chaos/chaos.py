@@ -903,15 +903,20 @@ class Checker:
                          % (row["id"], row["_finished"] - row["_expires"]))
         # lateness of holds that fell due while nothing disturbed the worker
         # (no worker kill, crash or restart from 7 s before until the expiry)
-        disturb = sorted(f["t0"] for f in self.faults
-                         if f["kind"] in ("kill_worker", "kill_launcher", "crash", "restart"))
+        order = ("crash", "restart", "kill_launcher", "kill_worker")
+        disturb = sorted((f["t0"], f["kind"]) for f in self.faults if f["kind"] in order)
         calm = []
+        by_fault = collections.defaultdict(list)
         for row in holds.values():
             if row["status"] != "expired" or row["_finished"] is None:
                 continue
             t_e = row["_expires"] - offset
             t_f = row["_finished"] - offset
-            if not any(t_e - 7 <= t <= t_f for t in disturb):
+            near = {k for t, k in disturb if t_e - 7 <= t <= t_f}
+            if near:
+                worst = next(k for k in order if k in near)
+                by_fault[worst].append(row["_finished"] - row["_expires"])
+            else:
                 calm.append(row["_finished"] - row["_expires"])
                 if calm[-1] > interval + 1.0:
                     self.bad("expiry", "hold %s expired %.3f s late with no fault near it "
@@ -921,6 +926,11 @@ class Checker:
             self.stats["expiry lateness away from faults: n, median / p99 / max (s)"] = \
                 "%d, %.3f / %.3f / %.3f" % (len(calm), calm[len(calm) // 2],
                                             calm[int(len(calm) * 0.99)], calm[-1])
+        for k in order:
+            if by_fault.get(k):
+                v = sorted(by_fault[k])
+                self.stats["expiry lateness near a %s: n, median / max (s)" % k] = \
+                    "%d, %.3f / %.3f" % (len(v), v[len(v) // 2], v[-1])
         if late:
             late.sort()
             self.stats["expiry lateness, all: median / p99 / max (s)"] = "%.3f / %.3f / %.3f" % (
