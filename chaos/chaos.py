@@ -413,6 +413,10 @@ class Nemesis(threading.Thread):
                 if conn is None or conn.closed or conn.broken:
                     conn = connect(self.args.dsn, "chaos-nemesis")
                 x = self.rng.random()
+                # the last 8 s kill no worker: the launcher takes 5 s to come
+                # back, and the final check wants the worker up
+                if mono() > self.stop_at - 8:
+                    x *= 0.8
                 t0 = mono()
                 if x < 0.45:
                     kind, q = "cancel", """
