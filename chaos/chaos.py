@@ -633,7 +633,8 @@ class Checker:
         return ev
 
     def restart_between(self, t_from, t_to):
-        return next((f for f in self.restarts if f["t0"] >= t_from and f["t0"] <= t_to), None)
+        """The first restart that was under way at some moment in [t_from, t_to]."""
+        return next((f for f in self.restarts if f["t1"] >= t_from and f["t0"] <= t_to), None)
 
     def check_lease_grants(self):
         grants = [h for h in self.by_op("acquire") if h["r"] == "ok" and h["v"] is not None]
@@ -688,7 +689,8 @@ class Checker:
                 if r != res or not any(e["op"] == "acquire" for e in es):
                     continue
                 owner = owner_of.get((res, tok))
-                start = min(e["t1"] for e in es if e["op"] == "acquire")
+                first = min((e for e in es if e["op"] == "acquire"), key=lambda e: e["t1"])
+                start = first["t1"]
                 # the last acknowledged grant or renewal set the expiry, and
                 # any later call of the owner may have moved it (even closer)
                 last = max(es, key=lambda e: e["t0"])
@@ -697,7 +699,9 @@ class Checker:
                 for t in rel.get((res, tok), []):
                     if t >= start:
                         end = min(end, t)
-                f = self.restart_between(start, end)
+                # a restart under way at any moment since the grant was
+                # asked for may have ended the lease (a crash always does)
+                f = self.restart_between(first["t0"], end)
                 if f:
                     end = min(end, f["t0"])
                 if end - start > MARGIN:
