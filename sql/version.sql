@@ -162,7 +162,7 @@ RESET ROLE;
 -- ORM mode: SET version = read + 1 WHERE version = read
 --
 CREATE TABLE orm (id bigint PRIMARY KEY, name text, lock_version integer NOT NULL DEFAULT 0);
-SELECT lockctl.enable_versioning('orm', 'lock_version', 'orm');
+SELECT lockctl.enable_versioning('orm', 'lock_version', 'ORM');
 INSERT INTO orm (id, name) VALUES (1, 'a');
 SELECT * FROM orm;
 -- Rails: read 0, send 1 where 0
@@ -209,6 +209,18 @@ UPDATE part SET version = 1, region = 'ap' WHERE id = 1 RETURNING tableoid::regc
 UPDATE part SET version = 1 WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE part_us SET version = 1 WHERE id = 2 RETURNING *;
+-- update_versioned on a partitioned table with a one-column key; a row
+-- moved to another partition keeps its version
+CREATE TABLE ptab (id int PRIMARY KEY, v int, x text) PARTITION BY RANGE (id);
+CREATE TABLE ptab_lo PARTITION OF ptab FOR VALUES FROM (0) TO (100);
+CREATE TABLE ptab_hi PARTITION OF ptab FOR VALUES FROM (100) TO (200);
+SELECT lockctl.enable_versioning('ptab', 'v');
+INSERT INTO ptab VALUES (150, NULL, 'b');
+SELECT lockctl.update_versioned('ptab', 150, 1, '{"x": "bb"}');
+SELECT lockctl.update_versioned('ptab', 150, 1, '{"x": "bb"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ptab', 150, 2, '{"id": 50}');
+SELECT tableoid::regclass, * FROM ptab;
 
 --
 -- update_versioned
@@ -261,8 +273,29 @@ SELECT lockctl.update_versioned('acc_view', 1, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT lockctl.update_versioned('nokey', 1, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT lockctl.update_versioned('twokey', 1, 1, '{}');
+-- a composite key comes as a JSON object
+CREATE TABLE ck (a int, b text, version int, note text, PRIMARY KEY (a, b));
+SELECT lockctl.enable_versioning('ck');
+INSERT INTO ck VALUES (1, 'x y', NULL, NULL);
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": "x y"}'::jsonb, 1, '{"note": "n"}');
+SELECT lockctl.update_versioned('ck', '{"b": "x y", "a": "1"}', 2, '{"note": "m"}');
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": "x y"}'::jsonb, 2, '{}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 2, "b": "x y"}'::jsonb, 1, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1, "c": "x y"}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": 1, "b": null}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', '{"a": [1], "b": "x y"}'::jsonb, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', 1, 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('ck', 'not json', 3, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM ck;
 -- nothing of that changed the row
 SELECT * FROM acc WHERE id = 2;
 -- the trigger must fire, or nothing would check
@@ -298,6 +331,24 @@ SELECT * FROM "Odd ""Name""";
 SELECT lockctl.update_versioned('"Odd ""Name"""', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, 2,
     '{"amount": 99999}');
 \echo :LAST_ERROR_SQLSTATE
+-- JSON values become column values as jsonb_to_record makes them
+CREATE DOMAIN regress_positive AS int CHECK (VALUE > 0);
+CREATE TABLE typed (id text PRIMARY KEY, version int, j json, b bool, t text,
+                    p regress_positive, arr int[]);
+SELECT lockctl.enable_versioning('typed');
+INSERT INTO typed (id) VALUES ('k');
+SELECT lockctl.update_versioned('typed', 'k', 1, '{"j": "s", "b": true, "t": 12.50, "p": 3}');
+SELECT lockctl.update_versioned('typed', 'k', 2, '{"j": {"x": [1]}, "arr": [1, 2], "t": true}');
+SELECT * FROM typed;
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"p": 0}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"p": 0, "arr": [3]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"b": "maybe"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('typed', 'k', 3, '{"arr": {"a": 1}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM typed;
 -- the prepared statement follows changes of the table
 ALTER TABLE acc ADD COLUMN note text;
 SELECT lockctl.update_versioned('acc', 2, 7, '{"balance": 61, "note": "hi"}');
@@ -323,6 +374,8 @@ SELECT lockctl.reset_versioning_stats('acc');
 SELECT table_name, checked_updates, conflicts, blind_writes, inserts
   FROM lockctl.versioned_tables WHERE table_name = 'acc'::regclass;
 SELECT lockctl.reset_versioning_stats('gen');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.reset_versioning_stats(4242424242::oid::regclass);
 \echo :LAST_ERROR_SQLSTATE
 SET ROLE regress_lockctl_other;
 SELECT lockctl.reset_versioning_stats();
@@ -384,7 +437,8 @@ SELECT lockctl.update_versioned('acc', 1, 5, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT table_name FROM lockctl.versioned_tables ORDER BY table_name::text;
 
-DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual CASCADE;
+DROP TABLE acc, gen, nokey, twokey, orm, part, "Odd ""Name""", manual, typed, ptab, ck CASCADE;
+DROP DOMAIN regress_positive;
 DROP FOREIGN TABLE acc_ft;
 DROP SERVER regress_lockctl_srv;
 DROP FOREIGN DATA WRAPPER regress_lockctl_fdw;

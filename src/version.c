@@ -162,9 +162,10 @@ typedef struct UVCacheEntry
 	char	   *cols;			/* column names, each NUL-terminated */
 	int			colslen;
 	SPIPlanPtr	plan;
-	Oid			pktype;
-	int32		pktypmod;
-	char	   *pkname;
+	int			nkeycols;		/* primary key columns */
+	Oid			pktypes[INDEX_MAX_KEYS];
+	int32		pktypmods[INDEX_MAX_KEYS];
+	char	   *pknames;		/* their names, each NUL-terminated */
 	Oid			vtype;
 	int			busy;			/* executions under way (nested calls) */
 } UVCacheEntry;
@@ -172,6 +173,15 @@ typedef struct UVCacheEntry
 #define UV_CACHE_MAX	1024
 
 static HTAB *uv_cache = NULL;
+
+/* Cloned trigger oid -> the table versioning was enabled on. */
+typedef struct RootCacheEntry
+{
+	Oid			tgoid;
+	Oid			rootrelid;
+} RootCacheEntry;
+
+static HTAB *root_cache = NULL;
 static Oid	version_fn_oid = InvalidOid;
 static bool callbacks_registered = false;
 
@@ -328,6 +338,16 @@ version_invalidate_rel(Datum arg, Oid relid)
 	HASH_SEQ_STATUS seq;
 	UVCacheEntry *e;
 
+	/* Trigger oids can be reused after a drop: forget them all. */
+	if (root_cache != NULL && hash_get_num_entries(root_cache) > 0)
+	{
+		RootCacheEntry *r;
+
+		hash_seq_init(&seq, root_cache);
+		while ((r = hash_seq_search(&seq)) != NULL)
+			hash_search(root_cache, &r->tgoid, HASH_REMOVE, NULL);
+	}
+
 	if (uv_cache == NULL)
 		return;
 	hash_seq_init(&seq, uv_cache);
@@ -381,9 +401,9 @@ version_find_trigger(Relation rel, Oid fnoid)
 static VersionMode
 version_parse_mode(const char *mode)
 {
-	if (strcmp(mode, "strict") == 0)
+	if (pg_strcasecmp(mode, "strict") == 0)
 		return VERSION_MODE_STRICT;
-	if (strcmp(mode, "orm") == 0)
+	if (pg_strcasecmp(mode, "orm") == 0)
 		return VERSION_MODE_ORM;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -466,9 +486,26 @@ version_root_relid(Trigger *trigger, Oid relid)
 {
 	Oid			tgoid = trigger->tgoid;
 	Relation	tgrel;
+	RootCacheEntry *r;
+	bool		found;
 
 	if (!trigger->tgisclone)
 		return relid;
+
+	version_register_callbacks();
+	if (root_cache == NULL)
+	{
+		HASHCTL		info;
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(Oid);
+		info.entrysize = sizeof(RootCacheEntry);
+		root_cache = hash_create("lockctl version trigger roots", 64, &info,
+								 HASH_ELEM | HASH_BLOBS);
+	}
+	r = hash_search(root_cache, &trigger->tgoid, HASH_FIND, NULL);
+	if (r != NULL)
+		return r->rootrelid;
 
 	tgrel = table_open(TriggerRelationId, AccessShareLock);
 	for (;;)
@@ -497,6 +534,9 @@ version_root_relid(Trigger *trigger, Oid relid)
 		tgoid = parent;
 	}
 	table_close(tgrel, AccessShareLock);
+
+	r = hash_search(root_cache, &trigger->tgoid, HASH_ENTER, &found);
+	r->rootrelid = relid;
 	return relid;
 }
 
@@ -989,44 +1029,72 @@ lockctl_disable_versioning(PG_FUNCTION_ARGS)
 
 /*
  * Prepare the UPDATE for rel and the given columns into entry e.
+ *
+ * Parameters: $1 the expected version, $2 the changes (jsonb), then one per
+ * primary key column, then (unless use_record) one per column to set, of
+ * that column's type.
  */
 static void
 version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
-				   AttrNumber vattnum, List *colnames, bool keep)
+				   AttrNumber vattnum, List *colnames, bool keep,
+				   bool use_record)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
+	MemoryContext cxt = keep ? TopMemoryContext : CurrentMemoryContext;
 	Relation	idx;
-	AttrNumber	pkattnum;
-	Oid			eqop;
-	HeapTuple	optup;
-	Form_pg_operator opform;
+	int			nk;
 	char	   *qualname;
 	const char *vname = NameStr(TupleDescAttr(tupdesc, vattnum - 1)->attname);
 	StringInfoData sql;
 	StringInfoData rec;
+	StringInfoData where;
+	StringInfoData names;
 	ListCell   *lc;
-	Oid			argtypes[3];
+	Oid		   *argtypes;
+	int			nargs = 2;
 	SPIPlanPtr	plan;
 
+	argtypes = palloc(sizeof(Oid) * (2 + INDEX_MAX_KEYS + list_length(colnames)));
+	argtypes[0] = INT8OID;
+	argtypes[1] = JSONBOID;
+
+	/* WHERE: each key column, with its index's equality operator. */
+	initStringInfo(&where);
+	initStringInfo(&names);
 	idx = index_open(pkoid, AccessShareLock);
-	if (IndexRelationGetNumberOfKeyAttributes(idx) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("lockctl.update_versioned() needs a single-column primary key, and the key of table \"%s\" has %d columns",
-						RelationGetRelationName(rel),
-						IndexRelationGetNumberOfKeyAttributes(idx)),
-				 errhint("Use an UPDATE that sets the version column instead.")));
-	pkattnum = idx->rd_index->indkey.values[0];
-	eqop = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0],
-							   idx->rd_opcintype[0], BTEqualStrategyNumber);
+	nk = IndexRelationGetNumberOfKeyAttributes(idx);
+	for (int i = 0; i < nk; i++)
+	{
+		AttrNumber	attno = idx->rd_index->indkey.values[i];
+		Form_pg_attribute att = TupleDescAttr(tupdesc, attno - 1);
+		Oid			eqop;
+		HeapTuple	optup;
+		Form_pg_operator opform;
+
+		eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
+								   idx->rd_opcintype[i], BTEqualStrategyNumber);
+		if (!OidIsValid(eqop))
+			elog(ERROR, "no equality operator for the primary key of \"%s\"",
+				 RelationGetRelationName(rel));
+		optup = SearchSysCache1(OPEROID, ObjectIdGetDatum(eqop));
+		if (!HeapTupleIsValid(optup))
+			elog(ERROR, "cache lookup failed for operator %u", eqop);
+		opform = (Form_pg_operator) GETSTRUCT(optup);
+
+		argtypes[nargs++] = att->atttypid;
+		appendStringInfo(&where, "%st.%s OPERATOR(%s.%s) $%d",
+						 i > 0 ? " AND " : "",
+						 quote_identifier(NameStr(att->attname)),
+						 quote_identifier(get_namespace_name(opform->oprnamespace)),
+						 NameStr(opform->oprname), nargs);
+		ReleaseSysCache(optup);
+
+		e->pktypes[i] = att->atttypid;
+		e->pktypmods[i] = att->atttypmod;
+		appendBinaryStringInfo(&names, NameStr(att->attname),
+							   strlen(NameStr(att->attname)) + 1);
+	}
 	index_close(idx, AccessShareLock);
-	if (!OidIsValid(eqop))
-		elog(ERROR, "no equality operator for the primary key of \"%s\"",
-			 RelationGetRelationName(rel));
-	optup = SearchSysCache1(OPEROID, ObjectIdGetDatum(eqop));
-	if (!HeapTupleIsValid(optup))
-		elog(ERROR, "cache lookup failed for operator %u", eqop);
-	opform = (Form_pg_operator) GETSTRUCT(optup);
 
 	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										  RelationGetRelationName(rel));
@@ -1042,29 +1110,31 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 		AttrNumber	attnum = get_attnum(RelationGetRelid(rel), col);
 		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
 
-		appendStringInfo(&sql, "%s = r.%s, ", quote_identifier(col),
-						 quote_identifier(col));
-		appendStringInfo(&rec, "%s%s %s", rec.len > 0 ? ", " : "",
-						 quote_identifier(col),
-						 format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN |
-											  FORMAT_TYPE_FORCE_QUALIFY));
+		if (use_record)
+		{
+			appendStringInfo(&sql, "%s = r.%s, ", quote_identifier(col),
+							 quote_identifier(col));
+			appendStringInfo(&rec, "%s%s %s", rec.len > 0 ? ", " : "",
+							 quote_identifier(col),
+							 format_type_extended(att->atttypid, att->atttypmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN |
+												  FORMAT_TYPE_FORCE_QUALIFY));
+		}
+		else
+		{
+			/* the value comes converted to the column's type */
+			argtypes[nargs++] = att->atttypid;
+			appendStringInfo(&sql, "%s = $%d, ", quote_identifier(col), nargs);
+		}
 	}
-	appendStringInfo(&sql, "%s = $3", quote_identifier(vname));
-	if (colnames != NIL)
+	appendStringInfo(&sql, "%s = $1", quote_identifier(vname));
+	if (use_record && colnames != NIL)
 		appendStringInfo(&sql, " FROM pg_catalog.jsonb_to_record($2) AS r(%s)",
 						 rec.data);
-	appendStringInfo(&sql, " WHERE t.%s OPERATOR(%s.%s) $1 RETURNING t.%s",
-					 quote_identifier(NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname)),
-					 quote_identifier(get_namespace_name(opform->oprnamespace)),
-					 NameStr(opform->oprname),
+	appendStringInfo(&sql, " WHERE %s RETURNING t.%s", where.data,
 					 quote_identifier(vname));
-	ReleaseSysCache(optup);
 
-	argtypes[0] = TupleDescAttr(tupdesc, pkattnum - 1)->atttypid;
-	argtypes[1] = JSONBOID;
-	argtypes[2] = INT8OID;
-	plan = SPI_prepare(sql.data, 3, argtypes);
+	plan = SPI_prepare(sql.data, nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
@@ -1072,14 +1142,160 @@ version_uv_prepare(UVCacheEntry *e, Relation rel, Oid pkoid,
 		elog(ERROR, "SPI_keepplan failed");
 
 	e->plan = plan;
-	e->pktype = argtypes[0];
-	e->pktypmod = TupleDescAttr(tupdesc, pkattnum - 1)->atttypmod;
-	e->pkname = keep ?
-		MemoryContextStrdup(TopMemoryContext,
-							NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname)) :
-		pstrdup(NameStr(TupleDescAttr(tupdesc, pkattnum - 1)->attname));
+	e->nkeycols = nk;
+	e->pknames = MemoryContextAlloc(cxt, names.len);
+	memcpy(e->pknames, names.data, names.len);
 	e->vtype = TupleDescAttr(tupdesc, vattnum - 1)->atttypid;
 	e->valid = true;
+}
+
+/*
+ * A scalar JSON value as a value of type typid, as jsonb_to_record makes
+ * it: json and jsonb take the JSON value; other types take the text of a
+ * string, number or boolean through their input function.
+ */
+static Datum
+version_json_to_datum(JsonbValue *v, Oid typid, int32 typmod)
+{
+	Oid			base;
+	char	   *str;
+	Oid			typin;
+	Oid			typioparam;
+
+	if (typid == JSONBOID)
+		return JsonbPGetDatum(JsonbValueToJsonb(v));
+	base = getBaseType(typid);
+	if (base == JSONOID || base == JSONBOID)
+	{
+		Jsonb	   *j = JsonbValueToJsonb(v);
+
+		str = JsonbToCString(NULL, &j->root, VARSIZE(j));
+	}
+	else if (v->type == jbvString)
+		str = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+		str = DatumGetCString(DirectFunctionCall1(numeric_out,
+												  NumericGetDatum(v->val.numeric)));
+	else if (v->type == jbvBool)
+		str = pstrdup(v->val.boolean ? "true" : "false");
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot convert a JSON array or object to type %s",
+						format_type_be(typid))));
+	getTypeInputInfo(typid, &typin, &typioparam);
+	return OidInputFunctionCall(typin, str, typioparam, typmod);
+}
+
+/*
+ * "(a, b)=(1, x)": the key columns and the values in keys[], for messages.
+ */
+static char *
+version_uv_key_shown(UVCacheEntry *e, Datum *keys)
+{
+	StringInfoData names;
+	StringInfoData shown;
+	const char *name = e->pknames;
+
+	initStringInfo(&names);
+	initStringInfo(&shown);
+	for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
+	{
+		Oid			typout;
+		bool		typvarlena;
+
+		getTypeOutputInfo(e->pktypes[i], &typout, &typvarlena);
+		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+						 quote_identifier(name));
+		appendStringInfo(&shown, "%s%s", i > 0 ? ", " : "",
+						 OidOutputFunctionCall(typout, keys[i]));
+	}
+	return psprintf("(%s)=(%s)", names.data, shown.data);
+}
+
+/*
+ * The key argument as values of the primary key columns, into keys[]: any
+ * value for a one-column key (converted through text when its type
+ * differs), a JSON object naming every column for a composite key.
+ */
+static void
+version_uv_keys(UVCacheEntry *e, Datum keyval, Oid keytype, Datum *keys)
+{
+	StringInfoData names;
+	const char *name = e->pknames;
+
+	if (e->nkeycols == 1)
+	{
+		if (keytype != e->pktypes[0])
+		{
+			Oid			typout;
+			bool		typvarlena;
+			Oid			typin;
+			Oid			typioparam;
+
+			getTypeOutputInfo(keytype, &typout, &typvarlena);
+			getTypeInputInfo(e->pktypes[0], &typin, &typioparam);
+			keyval = OidInputFunctionCall(typin,
+										  OidOutputFunctionCall(typout, keyval),
+										  typioparam, e->pktypmods[0]);
+		}
+		keys[0] = keyval;
+		return;
+	}
+	else
+	{
+		Jsonb	   *j;
+
+		initStringInfo(&names);
+		if (keytype == JSONBOID)
+			j = DatumGetJsonbP(keyval);
+		else if (keytype == TEXTOID || keytype == JSONOID ||
+				 keytype == VARCHAROID)
+		{
+			Oid			typout;
+			bool		typvarlena;
+
+			getTypeOutputInfo(keytype, &typout, &typvarlena);
+			j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum(OidOutputFunctionCall(typout, keyval))));
+		}
+		else
+			j = NULL;
+
+		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(name));
+		if (j == NULL || !JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j) ||
+			JsonContainerSize(&j->root) != e->nkeycols)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key of lockctl.update_versioned() must be a JSON object with the %d primary key columns (%s)",
+							e->nkeycols, names.data)));
+
+		name = e->pknames;
+		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
+		{
+			JsonbValue	k;
+			JsonbValue *v;
+
+			k.type = jbvString;
+			k.val.string.val = (char *) name;
+			k.val.string.len = strlen(name);
+			v = findJsonbValueFromContainer(&j->root, JB_FOBJECT, &k);
+			if (v == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("key of lockctl.update_versioned() has no value for primary key column \"%s\"",
+								name),
+						 errdetail("The primary key columns are %s.", names.data)));
+			if (v->type == jbvNull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("key of lockctl.update_versioned() has a null value for primary key column \"%s\"",
+								name)));
+			keys[i] = version_json_to_datum(v, e->pktypes[i], e->pktypmods[i]);
+		}
+	}
 }
 
 /*
@@ -1112,13 +1328,18 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	UVCacheEntry tmp;
 	bool		found;
 	bool		cached;
-	Datum		values[3];
+	bool		use_record = false;
+	Datum	   *values;
+	char	   *nulls;
+	JsonbValue *jvals;
+	AttrNumber *attnums;
+	int			nkeys;
+	TupleDesc	tupdesc;
 	volatile int rc = 0;
 	int64		result;
 	bool		isnull;
-	Oid			pktype;
 	Oid			vtype_ret;
-	const char *pkname;
+	int			nk;
 	SPIPlanPtr	plan;
 
 	lockctl_arg_not_null(fcinfo, 0, "tbl");
@@ -1199,7 +1420,14 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("lockctl.update_versioned() finds the row by its primary key.")));
 
-	/* The columns to set, checked, in the order jsonb keeps its keys. */
+	/*
+	 * The columns to set, checked, in the order jsonb keeps its keys, and
+	 * their values.
+	 */
+	tupdesc = RelationGetDescr(rel);
+	nkeys = JsonContainerSize(&changes->root);
+	jvals = palloc(sizeof(JsonbValue) * (nkeys + 1));
+	attnums = palloc(sizeof(AttrNumber) * (nkeys + 1));
 	initStringInfo(&cols);
 	{
 		JsonbIterator *it = JsonbIteratorInit(&changes->root);
@@ -1211,6 +1439,19 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 			char	   *col;
 			AttrNumber	attnum;
 
+			if (tok == WJB_VALUE && ncols > 0)
+			{
+				Oid			base = getBaseType(TupleDescAttr(tupdesc, attnums[ncols - 1] - 1)->atttypid);
+
+				/*
+				 * Arrays and objects for columns other than json and jsonb
+				 * are converted as jsonb_to_record converts them.
+				 */
+				jvals[ncols - 1] = v;
+				if (v.type == jbvBinary && base != JSONOID && base != JSONBOID)
+					use_record = true;
+				continue;
+			}
 			if (tok != WJB_KEY)
 				continue;
 			col = pnstrdup(v.val.string.val, v.val.string.len);
@@ -1232,9 +1473,12 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 						 errdetail("The new version is the expected version plus one.")));
 			colnames = lappend(colnames, col);
 			appendBinaryStringInfo(&cols, col, strlen(col) + 1);
+			attnums[ncols] = attnum;
 			ncols++;
 		}
 	}
+	/* The plan's form is part of what identifies it. */
+	appendStringInfoChar(&cols, use_record ? 'r' : 'p');
 
 	/* The prepared UPDATE for these columns. */
 	version_register_callbacks();
@@ -1269,8 +1513,8 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 				SPI_freeplan(e->plan);
 			if (e->cols)
 				pfree(e->cols);
-			if (e->pkname)
-				pfree(e->pkname);
+			if (e->pknames)
+				pfree(e->pknames);
 			hash_search(uv_cache, &ckey, HASH_REMOVE, NULL);
 		}
 		else
@@ -1287,7 +1531,8 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 	{
 		/* Not kept: freed with the SPI context, on error too. */
 		memset(&tmp, 0, sizeof(tmp));
-		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames, cached);
+		version_uv_prepare(&tmp, rel, pkoid, vattnum, colnames, cached,
+						   use_record);
 		if (cached)
 		{
 			e = hash_search(uv_cache, &ckey, HASH_ENTER, &found);
@@ -1300,34 +1545,40 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		else
 			e = &tmp;
 	}
-	pktype = e->pktype;
-	pkname = pstrdup(e->pkname);
 	vtype_ret = e->vtype;
 	plan = e->plan;
+	nk = e->nkeycols;
 
-	/* The key, as the primary key's type. */
-	if (keytype != pktype)
-	{
-		Oid			typout;
-		bool		typvarlena;
-		Oid			typin;
-		Oid			typioparam;
-
-		getTypeOutputInfo(keytype, &typout, &typvarlena);
-		getTypeInputInfo(pktype, &typin, &typioparam);
-		keyval = OidInputFunctionCall(typin,
-									  OidOutputFunctionCall(typout, keyval),
-									  typioparam, e->pktypmod);
-	}
-
-	values[0] = keyval;
+	/* $1 the version, $2 the changes, the key, the values. */
+	values = palloc(sizeof(Datum) * (2 + nk + ncols));
+	nulls = palloc(2 + nk + ncols + 1);
+	memset(nulls, ' ', 2 + nk + ncols);
+	nulls[2 + nk + ncols] = '\0';
+	values[0] = Int64GetDatum(expected);
 	values[1] = JsonbPGetDatum(changes);
-	values[2] = Int64GetDatum(expected);
+	version_uv_keys(e, keyval, keytype, &values[2]);
+	if (!use_record)
+	{
+		for (int i = 0; i < ncols; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(tupdesc, attnums[i] - 1);
+
+			if (jvals[i].type == jbvNull)
+			{
+				nulls[2 + nk + i] = 'n';
+				values[2 + nk + i] = (Datum) 0;
+			}
+			else
+				values[2 + nk + i] = version_json_to_datum(&jvals[i],
+														   att->atttypid,
+														   att->atttypmod);
+		}
+	}
 	if (cached)
 		e->busy++;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(plan, values, NULL, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -1339,19 +1590,12 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 
 	if (SPI_processed == 0)
-	{
-		Oid			typout;
-		bool		typvarlena;
-
-		getTypeOutputInfo(pktype, &typout, &typvarlena);
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("row (%s)=(%s) of table \"%s\" does not exist",
-						quote_identifier(pkname),
-						OidOutputFunctionCall(typout, keyval),
+				 errmsg("row %s of table \"%s\" does not exist",
+						version_uv_key_shown(e, &values[2]),
 						RelationGetRelationName(rel)),
 				 errtable(rel)));
-	}
 	result = version_from_datum(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull),
 								vtype_ret);
@@ -1488,8 +1732,14 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 
 	if (OidIsValid(only))
 	{
-		Relation	rel = relation_open(only, AccessShareLock);
-		bool		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
+		Relation	rel = try_relation_open(only, AccessShareLock);
+		bool		versioned;
+
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", only)));
+		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
 
 		if (!versioned)
 			ereport(ERROR,

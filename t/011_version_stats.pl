@@ -87,6 +87,31 @@ is($node->safe_psql('postgres',
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'UPDATE t0 SET version = 1');
 like($stderr, qr/version conflict/, 'versioning survives a restart');
 
+# pg_dump restores versioning with the trigger: its arguments hold the
+# column and the mode, and rows keep their versions.
+$node->safe_psql('postgres', q{
+	CREATE TABLE dumped (id int PRIMARY KEY, "Lock Version" int);
+	SELECT lockctl.enable_versioning('dumped', 'Lock Version', 'orm');
+	INSERT INTO dumped VALUES (1, 41);
+});
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+my $dump = $PostgreSQL::Test::Utils::tmp_check . '/version.dump';
+$node->command_ok(
+	[ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump of a database with versioned tables');
+$node->command_ok(
+	[ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore of it');
+is($node->safe_psql('restored',
+		"SELECT version_column || ' ' || mode FROM lockctl.versioned_tables WHERE table_name = 'dumped'::regclass"),
+	'Lock Version orm', 'versioning is restored with its column and mode');
+is($node->safe_psql('restored', 'SELECT "Lock Version" FROM dumped'),
+	'41', 'rows keep their versions through the restore');
+($ret, $stdout, $stderr) = $node->psql('restored',
+	'UPDATE dumped SET "Lock Version" = 40');
+like($stderr, qr/version conflict on table "dumped"/,
+	'the restored trigger checks versions');
+
 # A hot standby: versioning cannot be changed there; the view can be read.
 $node->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('version_standby');
