@@ -37,8 +37,10 @@
  * the list may take a free lease (first come, first served; a new acquire
  * that does not wait also yields to queued waiters).  Whoever makes the
  * lease free (release, force_release, a head that gives up, the end of a
- * fencing transaction) sets the head's latch; an expiry needs no wake-up
- * because the head's timeout is the expiry.  A waiter leaves the list on
+ * fencing transaction) sets the head's latch; so does a head that leaves
+ * the line with the lease, and a renew, because they change the expiry the
+ * new head must sleep until.  An expiry itself needs no wake-up because
+ * the head's timeout is the expiry.  A waiter leaves the list on
  * grant, on timeout, and on error or cancel (PG_CATCH), and at backend
  * exit (before_shmem_exit) for FATAL exits, so nothing is left behind.
  * An entry is removed from the hash only when nobody holds it, nobody
@@ -508,7 +510,12 @@ lease_dequeue(void)
 	w->entry = NULL;
 	my_waiter = NULL;
 
-	if (was_head && !lease_is_live(e, lease_now_mono()))
+	/*
+	 * The next in line must look again: the lease may be free now, or it
+	 * may have been taken by the one leaving, with an expiry the next one
+	 * has not seen yet (it sleeps until the expiry it last saw).
+	 */
+	if (was_head)
 		lease_wake_head(e);
 	lease_maybe_remove(e);
 }
@@ -777,6 +784,8 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	{
 		e->expires_mono = now + ttl_us;
 		lease_shared->stats.renewals++;
+		/* the first waiter sleeps until the old expiry: it may be sooner now */
+		lease_wake_head(e);
 		expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_TIMESTAMPTZ(expires);

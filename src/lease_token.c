@@ -36,7 +36,9 @@
  * one timeline), 2^28 grants per epoch.  Restoring a file-level copy of the
  * data directory and starting it on the same timeline without archive
  * recovery (which would choose a new timeline) brings back an old epoch, so
- * tokens could repeat: do not do that while old holders are alive.
+ * tokens could repeat: do not do that while old holders are alive.  Nor
+ * does this survive pg_upgrade, which starts a new cluster on timeline 1
+ * with no epoch file.
  *
  * The shutdown dump
  * -----------------

@@ -25,11 +25,12 @@ sub start_waiter
 	my ($who, $resource, $wait, %opt) = @_;
 	my $s = $node->background_psql('postgres', on_error_stop => 0);
 	my $set = $opt{set} // '';
+	my $ttl = $opt{ttl} // '1 min';
 	$s->query_safe("SET application_name = '$who'; $set");
 	$s->query_until(qr/^started\n/m, qq{
 \\echo started
 INSERT INTO got (who, token)
-  SELECT '$who', lockctl.acquire('$resource', '$who', '1 min', '$wait');
+  SELECT '$who', lockctl.acquire('$resource', '$who', '$ttl', '$wait');
 });
 	return $s;
 }
@@ -69,6 +70,24 @@ is($node->safe_psql('postgres', "SELECT owner FROM lockctl.lease('r1')"),
 	'w-release', 'and holds the lease');
 is(waiters('r1'), '0', 'no waiter left on r1');
 $w->quit;
+
+# The next in line follows the lease of the one before it: w-a takes over a
+# one-hour lease with a short lease of its own and never releases it; w-b
+# gets the lease when w-a's runs out, not at the hour it first saw.
+my $t_long = $node->safe_psql('postgres',
+	"SELECT lockctl.acquire('chain', 'holder', '1 hour')");
+my $wa = start_waiter('w-a', 'chain', '5 min', ttl => '300 ms');
+wait_for_waiters('chain', 1);
+my $wb = start_waiter('w-b', 'chain', '5 min');
+wait_for_waiters('chain', 2);
+$node->safe_psql('postgres', "SELECT lockctl.release('chain', $t_long)");
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM got WHERE who = 'w-b'")
+  or die 'the second waiter did not get the lease when the first one\'s expired';
+is($node->safe_psql('postgres',
+		"SELECT b.at - a.at >= interval '300 ms' FROM got a, got b WHERE a.who = 'w-a' AND b.who = 'w-b'"),
+	't', 'the second waiter got it when the first waiter\'s short lease expired');
+$wa->quit;
+$wb->quit;
 
 # A waiter woken by the holder's expiry, not before it.
 $node->safe_psql('postgres', "SELECT lockctl.acquire('r2', 'holder', '1.5 s')");
