@@ -44,6 +44,8 @@ SELECT c.relname, c.relkind
   FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lockctl')
    AND d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'S', 'v')
+   AND c.relname IN ('pools', 'pool_slots', 'reservations', 'pool_id_seq', 'hold_id_seq',
+                     'pool_status', 'holds')
  ORDER BY 1;
 SELECT unnest(extconfig)::regclass AS dumped FROM pg_extension WHERE extname = 'lockctl' ORDER BY 1;
 SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS predicate

@@ -175,7 +175,7 @@ BEGIN ATOMIC
 END;
 
 -- ---------------------------------------------------------------------------
--- Internal: raise the standard error for an unknown pool.
+-- Internal: check a resource argument (NULL, empty, too long) for function fn.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -544,7 +544,12 @@ BEGIN
                 MESSAGE = format('pool "%s" does not exist', v_resource),
                 DETAIL = 'It was dropped while this call waited for it.';
         END IF;
-        -- The slot count may have changed while we waited.
+        -- The slot count may have changed while we waited, and set_slots
+        -- may have added slot rows that the statement above, with its older
+        -- snapshot, did not see.  Lock again: every row of the pool is then
+        -- ours (no new one can appear, set_slots needs our locks first), so
+        -- the count below is exact and rebalance moves only locked units.
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
         SELECT p.slots INTO v_slots FROM lockctl.pools AS p WHERE p.id = v_pool;
         SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
           FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
@@ -663,9 +668,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.confirm must not be null';
     END IF;
+    -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
+    -- "status = 'held'" it does not let the planner pick the worker's
+    -- partial index of all live holds over the primary key.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
-     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('confirm', id, ARRAY['confirmed']);
@@ -701,7 +709,7 @@ BEGIN
     END IF;
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
-     WHERE r.id = id AND r.status = 'held'
+     WHERE r.id = id AND r.finished IS NULL
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -742,7 +750,7 @@ BEGIN
     END IF;
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
-     WHERE r.id = id AND r.status = 'held' AND r.expires > v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl.hold_state('extend', id, ARRAY[]::text[]);
@@ -934,6 +942,23 @@ CREATE VIEW lockctl.holds AS
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id;
 
 COMMENT ON VIEW lockctl.holds IS 'lockctl: every hold, live and finished (until purged)';
+
+COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, integer, bigint, bigint) IS 'lockctl internal: spread a locked pool''s free units over its slots';
+COMMENT ON FUNCTION lockctl.check_resource(text, text) IS 'lockctl internal: check a resource argument';
+COMMENT ON FUNCTION lockctl.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
+COMMENT ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
+COMMENT ON FUNCTION lockctl.hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a hold cannot be confirmed, cancelled or extended';
+COMMENT ON FUNCTION lockctl.create_pool(text, bigint, integer) IS 'lockctl: create a reservation pool';
+COMMENT ON FUNCTION lockctl.set_capacity(text, bigint) IS 'lockctl: change a pool''s capacity, never below what is held and confirmed';
+COMMENT ON FUNCTION lockctl.set_slots(text, integer) IS 'lockctl: split a pool over this many slots (NULL: automatic)';
+COMMENT ON FUNCTION lockctl.drop_pool(text) IS 'lockctl: drop a pool and all its holds';
+COMMENT ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) IS 'lockctl: take a hold on a pool; NULL when not enough is available';
+COMMENT ON FUNCTION lockctl.confirm(bigint) IS 'lockctl: make a live hold permanent';
+COMMENT ON FUNCTION lockctl.cancel(bigint) IS 'lockctl: end a hold and give its units back';
+COMMENT ON FUNCTION lockctl.extend(bigint, interval) IS 'lockctl: a live hold now expires ttl from now';
+COMMENT ON FUNCTION lockctl.available(text) IS 'lockctl: units of a pool neither held nor confirmed';
+COMMENT ON FUNCTION lockctl.expire_holds(integer) IS 'lockctl: expire up to batch_size due holds (the expiry worker''s pass)';
+COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete up to batch_size holds finished more than retention ago';
 
 -- ---------------------------------------------------------------------------
 -- Privileges (doc/reserve.md): anyone may reserve, confirm, cancel, extend

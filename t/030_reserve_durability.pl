@@ -101,5 +101,29 @@ is($node->safe_psql('restored',
 		q{SELECT lockctl.reserve('stock', 1, ttl => '1 hour') > max(id) FROM lockctl.holds}),
 	't', 'new holds get new ids after a restore');
 
+# On a hot standby: reading works, taking or changing holds fails with
+# 25006 (read-only), and nothing changes.
+$node->stop;
+$node->append_conf('postgresql.conf', "wal_level = replica\nmax_wal_senders = 4\n");
+$node->append_conf('pg_hba.conf', "local replication all trust\n");
+$node->start;
+$node->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('reserve_standby');
+$standby->init_from_backup($node, 'bk', has_streaming => 1);
+$standby->start;
+$node->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', q{SELECT lockctl.available('stock')}),
+	$node->safe_psql('postgres', q{SELECT lockctl.available('stock')}),
+	'available() works on a standby');
+is($standby->safe_psql('postgres', $state), $node->safe_psql('postgres', $state),
+	'and so do the views');
+my ($ret, $stdout, $stderr) = $standby->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT lockctl.reserve('stock', 1)");
+like($stderr, qr/ERROR:  25006:/, 'reserve on a standby fails with 25006');
+($ret, $stdout, $stderr) = $standby->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT lockctl.confirm(id) FROM lockctl.holds WHERE status = 'held' LIMIT 1");
+like($stderr, qr/ERROR:  25006:/, 'confirm on a standby fails with 25006');
+$standby->stop;
+
 $node->stop;
 done_testing();

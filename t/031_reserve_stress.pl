@@ -23,16 +23,30 @@ SELECT lockctl.create_pool('mixed', 3000);
 SELECT lockctl.create_pool('sellout', 3000);
 CREATE TABLE attempts (pool text, ok boolean, quantity int, at timestamptz);
 -- One client transaction.  act 1-5: confirm; 6-7: cancel; 8: keep the hold;
--- 9: a hold that expires at once; 10: the worker's pass (expire_holds).
+-- 9: a hold that expires almost at once; 10: the worker's pass
+-- (expire_holds); 11: confirm someone else's short hold, racing the
+-- expiries (refused with 55000 if its time is up).
 CREATE FUNCTION stress_step(pool text, q int, act int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE h bigint;
 BEGIN
     IF act = 10 THEN
         PERFORM lockctl.expire_holds(20);
         RETURN;
+    ELSIF act = 11 THEN
+        SELECT r.id INTO h FROM lockctl.holds r
+         WHERE r.resource = pool AND r.status = 'held' AND r.holder = 'short'
+         ORDER BY r.id DESC LIMIT 1;
+        IF h IS NOT NULL THEN
+            BEGIN
+                PERFORM lockctl.confirm(h);
+            EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                NULL;
+            END;
+        END IF;
+        RETURN;
     END IF;
-    h := lockctl.reserve(pool, q, 'pgbench',
-                         CASE WHEN act = 9 THEN interval '1 millisecond' ELSE interval '1 hour' END);
+    h := lockctl.reserve(pool, q, CASE WHEN act = 9 THEN 'short' ELSE 'pgbench' END,
+                         CASE WHEN act = 9 THEN interval '50 milliseconds' ELSE interval '1 hour' END);
     INSERT INTO attempts VALUES (pool, h IS NOT NULL, q, clock_timestamp());
     IF h IS NULL THEN
         RETURN;
@@ -71,14 +85,14 @@ SELECT string_agg(what, '; ') FROM (
 # The mix: quantities 1 to 3; 32 clients, 150 transactions each, which asks
 # for about twice the capacity.
 $node->pgbench(
-	'--no-vacuum --client=32 --jobs=4 --transactions=150',
+	'--no-vacuum --client=32 --jobs=4 --transactions=165',
 	0,
-	[qr{processed: 4800/4800}],
+	[qr{processed: 5280/5280}],
 	[qr{^$}],
 	'32 clients reserve, confirm, cancel and expire on one pool',
 	{ '031_mixed' => q{
 \set q random(1, 3)
-\set act random(1, 10)
+\set act random(1, 11)
 SELECT stress_step('mixed', :q, :act);
 } });
 
@@ -88,6 +102,11 @@ my ($cap, $held, $confirmed, $available) = split /\|/, $node->safe_psql('postgre
 is($held + $confirmed + $available, $cap, 'held + confirmed + available = capacity');
 cmp_ok($confirmed, '>', 0, "units were confirmed ($confirmed)");
 
+cmp_ok($node->safe_psql('postgres', q{SELECT holds_expired FROM lockctl.pool_status WHERE resource = 'mixed'}),
+	'>', 0, 'holds were expired during the mix');
+cmp_ok($node->safe_psql('postgres',
+		q{SELECT count(*) FROM lockctl.holds WHERE resource = 'mixed' AND holder = 'short' AND status = 'confirmed'}),
+	'>', 0, 'and short holds were confirmed before their expiry, while others expired them');
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM attempts WHERE pool = 'mixed' AND NOT ok}),
 	'>', 0, 'the mix ran into the sell-out');
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/worker_expiry.sh: the cost of expiring holds grows with the holds
+# bench/expire_holds.sh: the cost of lockctl.expire_holds grows with the holds
 # that are due, not with the holds that exist.
 #
-#   bash bench/worker_expiry.sh [psql connection options...]
+#   bash bench/expire_holds.sh [psql connection options...]
 #
 # In a database where lockctl is installed (run it as a superuser), makes a
 # pool with EXISTING holds (default 1,000,000), DUE of them (default 100,000)
