@@ -219,6 +219,7 @@ typedef struct LauncherDb
 	int			backoff_ms;		/* next restart delay */
 	bool		absent;			/* last worker found no extension */
 	bool		present;		/* the current worker found it */
+	bool		woken;			/* a wake came while a worker ran */
 } LauncherDb;
 
 static ExpiryShared *expiry_shared = NULL;
@@ -258,6 +259,7 @@ static long launcher_ms_until(TimestampTz now, TimestampTz when);
 
 static void launcher_detach(int code, Datum arg);
 static void worker_detach(int code, Datum arg);
+static void worker_error_context(void *arg);
 static bool worker_pass(int slotno);
 static int	worker_batch(int slotno, bool purge, int batch_size, bool *absent);
 
@@ -878,6 +880,11 @@ launcher_take_wakes(bool *rescan)
 		}
 		if (db->running && db->slotno >= 0)
 		{
+			/*
+			 * If this worker is a probe that is just leaving because it
+			 * saw no extension, start the next one at once, not later.
+			 */
+			db->woken = true;
 			LWLockAcquire(expiry_shared->lock, LW_SHARED);
 			if (expiry_shared->slots[db->slotno].latch)
 				SetLatch(expiry_shared->slots[db->slotno].latch);
@@ -951,6 +958,15 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 	{
 		case EXIT_NO_EXTENSION:
 			/* Try again at a slow cadence; CREATE EXTENSION wakes us. */
+			if (db->woken)
+			{
+				/* ... and did, while this worker was looking. */
+				db->absent = false;
+				db->backoff_ms = WORKER_RESTART_MIN_MS;
+				db->next_start = now;
+				launcher_forget(db);
+				break;
+			}
 			if (!db->absent)
 				db->backoff_ms = LAUNCHER_ABSENT_RETRY_MIN_MS;
 			else
@@ -990,7 +1006,12 @@ launcher_forget(LauncherDb *db)
 
 		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
 		if (slot->pid == 0 && slot->dboid == db->dboid)
+		{
+			uint32		generation = slot->generation;
+
 			memset(slot, 0, sizeof(ExpirySlot));
+			slot->generation = generation;
+		}
 		LWLockRelease(expiry_shared->lock);
 		db->slotno = -1;
 	}
@@ -1018,8 +1039,12 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 		{
 			if (expiry_shared->slots[i].state == SLOT_FREE)
 			{
+				/* generation keeps rising, so a stale worker never fits */
+				uint32		generation = expiry_shared->slots[i].generation;
+
 				slotno = i;
 				memset(&expiry_shared->slots[i], 0, sizeof(ExpirySlot));
+				expiry_shared->slots[i].generation = generation;
 				break;
 			}
 		}
@@ -1094,6 +1119,7 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 	db->handle = handle;
 	db->running = true;
 	db->present = false;
+	db->woken = false;
 }
 
 /* ----------------------------------------------------------------
@@ -1122,6 +1148,15 @@ worker_detach(int code, Datum arg)
 }
 
 /*
+ * Error context of the worker: every message it logs names its database.
+ */
+static void
+worker_error_context(void *arg)
+{
+	errcontext("lockctl expiry worker for database \"%s\"", (const char *) arg);
+}
+
+/*
  * Main of an expiry worker.
  */
 void
@@ -1133,6 +1168,7 @@ lockctl_expiry_worker_main(Datum main_arg)
 	bool		claimed = false;
 	MemoryContext worker_cxt;
 	volatile int consecutive_errors = 0;
+	ErrorContextCallback errcallback;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -1160,6 +1196,11 @@ lockctl_expiry_worker_main(Datum main_arg)
 	if (!claimed)
 		proc_exit(0);
 	before_shmem_exit(worker_detach, Int32GetDatum(slotno));
+
+	errcallback.callback = worker_error_context;
+	errcallback.arg = MemoryContextStrdup(TopMemoryContext, NameStr(slot->dbname));
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 
