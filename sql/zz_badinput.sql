@@ -68,6 +68,9 @@ CREATE TABLE bi_plain (id int PRIMARY KEY, val int, version bigint);
 CREATE TABLE bi_textver (id int PRIMARY KEY, version text);
 CREATE TABLE bi_nover (id int PRIMARY KEY, val int);
 CREATE TABLE bi_nokey (val int, version bigint);
+CREATE TABLE bi_comp (a int, b text, val int, version bigint, PRIMARY KEY (a, b));
+INSERT INTO bi_comp VALUES (1, 'x', 0, 1);
+SELECT lockctl.enable_versioning('bi_comp');
 CREATE VIEW bi_view AS SELECT * FROM bi_plain;
 CREATE SEQUENCE bi_seq;
 SELECT lockctl.acquire('bi-res', 'bi-owner', '1 hour') AS tok \gset
@@ -193,6 +196,15 @@ INSERT INTO badinput_case (q) VALUES
     ($$SELECT lockctl.update_versioned('bi_nokey', 1, 1, '{"val": 1}')$$),
     ($$SELECT lockctl.update_versioned('bi_view', 1, 1, '{"val": 1}')$$),
     ($$SELECT lockctl.update_versioned(0, 1, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": 1, "b": "x"}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": 1}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": 1, "b": "x", "c": 2}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '[1, "x"]'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": null, "b": "x"}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": "one", "b": "x"}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', 1, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.update_versioned('bi_comp', '{"a": 2, "b": "x"}'::jsonb, 1, '{"val": 1}')$$),
+    ($$SELECT lockctl.enable_versioning('bi_plain', 'version', 'STRICT')$$),
     ($$SELECT lockctl.reset_versioning_stats('bi_plain')$$),
     ($$SELECT lockctl.version_trigger()$$);
 SELECT * FROM pg_temp.sweep();
@@ -304,5 +316,5 @@ SELECT val, version FROM bi_acct;
 SELECT lockctl.release('bi-res', :tok);
 SELECT lockctl.cancel(:h_live);
 SELECT lockctl.drop_pool('bi-pool');
-DROP TABLE bi_acct, bi_plain, bi_textver, bi_nover, bi_nokey, badinput_case CASCADE;
+DROP TABLE bi_acct, bi_plain, bi_textver, bi_nover, bi_nokey, bi_comp, badinput_case CASCADE;
 DROP SEQUENCE bi_seq;
