@@ -24,7 +24,9 @@
  * transaction, that the extension exists; when it does not, the worker
  * records that and exits, and the launcher tries that database again only
  * at a slow cadence (LAUNCHER_ABSENT_RETRY_MIN_MS doubling up to
- * LAUNCHER_ABSENT_RETRY_MAX_MS).
+ * LAUNCHER_ABSENT_RETRY_MAX_MS).  At most LAUNCHER_MAX_PROBES workers that
+ * have not yet found the extension run at once, so that a cluster with many
+ * databases is probed a few at a time.
  *
  * Prompt pick-up: the install script ends with lockctl.wake_expiry_worker(),
  * which arranges for the launcher to be woken when the creating transaction
@@ -1469,8 +1471,10 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 
 		if (slot->paused_until > now && slot->pid == 0)
 			state = "paused";
-		else if (slot->state == SLOT_RUNNING)
+		else if (slot->state == SLOT_RUNNING && slot->has_extension)
 			state = "running";
+		else if (slot->state == SLOT_RUNNING)
+			state = "starting";	/* not yet sure the extension is there */
 		else if (slot->state == SLOT_STARTING)
 			state = "starting";
 		else
