@@ -148,10 +148,15 @@ def check_python(dsn, conn):
 
 def check_node(dsn):
     nodedir = os.path.join(HERE, "node")
-    if not os.path.isdir(os.path.join(nodedir, "node_modules", "pg")):
-        report(False, "node checkout: examples/node/node_modules is missing (run npm ci there)")
-        return
     env = dict(os.environ)
+    # pg from examples/node/node_modules (npm ci), or from NODE_PATH (Debian's
+    # node-pg in /usr/share/nodejs).
+    found = subprocess.run(["node", "-e", "require.resolve('pg')"], cwd=nodedir, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    if not found:
+        report(False, "node checkout: the pg driver is missing (run npm ci in examples/node, "
+                      "or install Debian's node-pg and set NODE_PATH=/usr/share/nodejs)")
+        return
     # pg reads the PG* variables; a libpq keyword string becomes them.
     for item in dsn.split():
         k, _, v = item.partition("=")

@@ -65,6 +65,25 @@ lockctl_install_deps() {
             "${missing[@]}" >/dev/null
     fi
     [ -x "$PG_CONFIG" ] || lockctl_die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
+    lockctl_install_optional node-pg
+}
+
+# Optional packages: installed where they can be, skipped with a note where
+# they cannot.  node-pg is Debian's build of the Node.js driver, which the
+# Node.js example falls back to when npm cannot fetch from its registry (a
+# machine without the registry's TLS chain); a Node.js that is not Debian's
+# cannot take Debian's node-* packages, and then npm is what it uses.
+lockctl_install_optional() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && continue
+        [ -f "/var/tmp/lockctl-optional-$p.skip" ] && continue
+        if ! lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null 2>&1; then
+            echo "note: optional Debian package $p cannot be installed on this machine; skipped"
+            # Do not ask apt again on every run.
+            lockctl_as_root touch "/var/tmp/lockctl-optional-$p.skip" 2>/dev/null || true
+        fi
+    done
 }
 
 # The user that runs scratch servers: the caller itself unless that is root.
