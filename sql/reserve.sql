@@ -103,6 +103,9 @@ SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, NULL, '-1 s')$$);
 SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, NULL, '0')$$);
 SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, NULL, '366 days')$$);
 SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, NULL, '1 hour', '')$$);
+-- a holder is NULL or a name like the others: not empty, at most 200 bytes
+SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, '')$$);
+SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, repeat('h', 201))$$);
 SELECT pg_temp.e($$SELECT lockctl.reserve('stock', 1, NULL, '1 hour', repeat('k', 201))$$);
 SELECT pg_temp.e($$SELECT lockctl.available(NULL)$$);
 SELECT pg_temp.e($$SELECT lockctl.available('nope')$$);
@@ -248,13 +251,15 @@ SELECT lockctl.confirm(:a1);
 SELECT lockctl.available('stock') >= 0 AS can_read;
 SELECT count(*) > 0 AS can_read_views FROM lockctl.pool_status;
 SELECT count(*) > 0 AS can_read_views FROM lockctl.holds;
+-- it sees its own holds only, each marked with the role that took it
+SELECT DISTINCT taken_by FROM lockctl.holds;
 SELECT pg_temp.e($$SELECT lockctl.create_pool('mine', 10)$$);
 SELECT pg_temp.e($$SELECT lockctl.set_capacity('stock', 1000000)$$);
 SELECT pg_temp.e($$SELECT lockctl.set_slots('stock', 1)$$);
 SELECT pg_temp.e($$SELECT lockctl.drop_pool('stock')$$);
 SELECT pg_temp.e($$SELECT lockctl.expire_holds(10)$$);
 SELECT pg_temp.e($$SELECT lockctl.purge_holds('0', 10)$$);
-SELECT pg_temp.e($$SELECT lockctl.rebalance(1, 1, 0, 0, 0)$$);
+SELECT pg_temp.e($$SELECT lockctl.rebalance(1, 0, 0)$$);
 SELECT pg_temp.e($$SELECT count(*) FROM lockctl.reservations$$);
 SELECT pg_temp.e($$UPDATE lockctl.pool_slots SET capacity = capacity + 1000$$);
 SELECT pg_temp.e($$INSERT INTO lockctl.pools (resource, capacity, slots) VALUES ('x', 1, 1)$$);
@@ -283,6 +288,33 @@ SELECT pg_temp.e($$SELECT lockctl.drop_pool('hall')$$);
 SELECT pg_temp.e($$SELECT lockctl.drop_pool(NULL)$$);
 SELECT pg_temp.e(format('SELECT lockctl.confirm(%s)', :hall1));
 SELECT resource FROM lockctl.pool_status ORDER BY 1;
+SELECT * FROM pg_temp.broken;
+
+-- The internal helpers, called by hand (a superuser can call anything),
+-- cannot break the invariants either: rebalance works out the free units
+-- itself from locked rows and only moves them; reshape_pool goes through it.
+SELECT lockctl.create_pool('direct', 100, 4);
+SELECT id AS direct FROM lockctl.pools WHERE resource = 'direct' \gset
+SELECT lockctl.reserve('direct', 3, 'd', '1 hour') IS NOT NULL AS reserved;
+-- the old signature, which took the spare units on trust, is gone
+SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, 1, 0, 0, 1000)', :direct));
+-- 97 free units: 24 and 1 left over, with 40 set aside in slot 6 % 4 = 2
+SELECT lockctl.rebalance(:direct, 6, 40) AS target;
+SELECT s.slot, s.capacity - s.held - s.confirmed AS free
+  FROM lockctl.pool_slots s WHERE s.pool_id = :direct ORDER BY s.slot;
+-- more than is free: NULL, and nothing moves
+SELECT lockctl.rebalance(:direct, 0, 98) IS NULL AS not_enough;
+SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, -1, 0)', :direct));
+SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, 0, -1)', :direct));
+SELECT pg_temp.e($$SELECT lockctl.rebalance(NULL, 0, 0)$$);
+SELECT pg_temp.e($$SELECT lockctl.rebalance(-1, 0, 0)$$);
+SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 2, 1, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 100, 0, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', NULL, 1, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 50, 2, false)$$, :direct));
+SELECT capacity, held, available, slots FROM lockctl.pool_status WHERE resource = 'direct';
+SELECT pg_temp.e($$SELECT lockctl.check_resource(NULL, NULL)$$);
+SELECT pg_temp.e($$SELECT lockctl.check_resource('x', '')$$);
 SELECT * FROM pg_temp.broken;
 
 -- Clean up, so that other tests start from nothing.

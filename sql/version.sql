@@ -377,6 +377,13 @@ SELECT lockctl.reset_versioning_stats('gen');
 \echo :LAST_ERROR_SQLSTATE
 SELECT lockctl.reset_versioning_stats(4242424242::oid::regclass);
 \echo :LAST_ERROR_SQLSTATE
+-- 0 is no relation either (42P01), not "every table" (that is NULL): it
+-- resets nothing.
+SELECT stats_reset AS acc_reset FROM lockctl.versioned_tables WHERE table_name = 'acc'::regclass \gset
+SELECT lockctl.reset_versioning_stats(0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT stats_reset = :'acc_reset' AS acc_not_reset
+  FROM lockctl.versioned_tables WHERE table_name = 'acc'::regclass;
 SET ROLE regress_lockctl_other;
 SELECT lockctl.reset_versioning_stats();
 \echo :LAST_ERROR_SQLSTATE

@@ -206,6 +206,11 @@ INSERT INTO badinput_case (q) VALUES
     ($$SELECT lockctl.update_versioned('bi_comp', '{"a": 2, "b": "x"}'::jsonb, 1, '{"val": 1}')$$),
     ($$SELECT lockctl.enable_versioning('bi_plain', 'version', 'STRICT')$$),
     ($$SELECT lockctl.reset_versioning_stats('bi_plain')$$),
+    ($$SELECT lockctl.reset_versioning_stats('bi_view')$$),
+    ($$SELECT lockctl.reset_versioning_stats(0)$$),
+    ($$SELECT lockctl.reset_versioning_stats(4242424242::oid)$$),
+    ($$SELECT lockctl.reset_versioning_stats('bi_acct')$$),
+    ($$SELECT lockctl.reset_versioning_stats(NULL)$$),
     ($$SELECT lockctl.version_trigger()$$);
 SELECT * FROM pg_temp.sweep();
 TRUNCATE badinput_case;
@@ -252,6 +257,9 @@ INSERT INTO badinput_case (q) VALUES
     ($$SELECT lockctl.reserve('bi-pool', 9223372036854775807)$$),
     ($$SELECT lockctl.reserve('bi-pool', 11)$$),
     ($$SELECT lockctl.reserve('bi-pool', 1, repeat('x', 201))$$),
+    ($$SELECT lockctl.reserve('bi-pool', 1, repeat('é', 101))$$),
+    ($$SELECT lockctl.reserve('bi-pool', 1, '')$$),
+    ($$SELECT lockctl.reserve('bi-pool', 1, NULL) > 0$$),
     ($$SELECT lockctl.reserve('bi-pool', 1, 'h', NULL)$$),
     ($$SELECT lockctl.reserve('bi-pool', 1, 'h', '0')$$),
     ($$SELECT lockctl.reserve('bi-pool', 1, 'h', '-1 s')$$),
@@ -292,7 +300,16 @@ INSERT INTO badinput_case (q) VALUES
     ($$SELECT lockctl.purge_holds('1 day', NULL)$$),
     ($$SELECT lockctl.purge_holds('-1 day', 10)$$),
     ($$SELECT lockctl.purge_holds('1 day', 0)$$),
-    ($$SELECT lockctl.purge_holds('1 day', -1)$$);
+    ($$SELECT lockctl.purge_holds('1 day', -1)$$),
+    -- internal helpers (superusers can call them)
+    ($$SELECT lockctl.check_resource(NULL, NULL)$$),
+    ($$SELECT lockctl.check_resource('x', repeat('x', 201))$$),
+    ($$SELECT lockctl.rebalance(NULL, 0, 0)$$),
+    ($$SELECT lockctl.rebalance(0, 0, 0)$$),
+    ($$SELECT lockctl.rebalance(0, -1, 0)$$),
+    ($$SELECT lockctl.rebalance(0, 0, -1)$$),
+    ($$SELECT lockctl.rebalance(0, 1, 0, 0, 1000)$$),
+    ($$SELECT lockctl.reshape_pool('x', 0, 'x', 10, 1, true)$$);
 SELECT * FROM pg_temp.sweep();
 TRUNCATE badinput_case;
 

@@ -64,7 +64,7 @@ UNION ALL SELECT pv.try('expire_holds', $$SELECT lockctl.expire_holds(10)$$)
 UNION ALL SELECT pv.try('purge_holds', $$SELECT lockctl.purge_holds('1 s', 10)$$)
 UNION ALL SELECT pv.try('wake_expiry_worker', $$SELECT lockctl.wake_expiry_worker()$$)
 UNION ALL SELECT pv.try('reset_versioning_stats', $$SELECT lockctl.reset_versioning_stats()$$)
-UNION ALL SELECT pv.try('internal: rebalance', $$SELECT lockctl.rebalance(1, 1, 0, 0, 1000)$$)
+UNION ALL SELECT pv.try('internal: rebalance', $$SELECT lockctl.rebalance(1, 0, 0)$$)
 UNION ALL SELECT pv.try('internal: reshape_pool', $$SELECT lockctl.reshape_pool('x', 1, 'pv-pool', 1000, 1, true)$$)
 UNION ALL SELECT pv.try('internal: lock_pool', $$SELECT lockctl.lock_pool('pv-pool')$$)
 UNION ALL SELECT pv.try('internal: hold_state', $$SELECT lockctl.hold_state('x', 1, '{}')$$)
@@ -107,6 +107,38 @@ BEGIN;
 SELECT lockctl.fence('pv-r', :tok);
 COMMIT;
 RESET ROLE;
+
+-- Holds: bob may confirm, cancel or extend any hold whose id he has (a
+-- payment service confirms what the web role reserved), but the holds view
+-- shows each role only the holds taken by roles whose privileges it has.
+SET ROLE regress_lockctl_bob;
+SELECT lockctl.reserve('pv-pool', 1, 'bob', '1 hour') AS bobhold \gset
+SELECT id = :bobhold AS own, holder, taken_by FROM lockctl.holds ORDER BY id;
+SELECT count(*) AS alices_hold_seen FROM lockctl.holds WHERE id = :hold;
+-- a leaky function of the caller's does not see the hidden rows either
+CREATE FUNCTION pg_temp.peek(h text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS $$
+BEGIN RAISE NOTICE 'peeked at %', h; RETURN true; END $$;
+SELECT count(*) FROM lockctl.holds WHERE pg_temp.peek(holder);
+DROP FUNCTION pg_temp.peek(text);
+SELECT lockctl.extend(:hold, '2 hours') IS NOT NULL AS extended_alices;
+RESET ROLE;
+SET ROLE regress_lockctl_alice;
+SELECT holder, taken_by FROM lockctl.holds ORDER BY id;
+RESET ROLE;
+-- the session's role is recorded, not the SECURITY DEFINER owner
+SELECT holder, taken_by FROM lockctl.holds WHERE resource = 'pv-pool' ORDER BY id;
+-- a member of alice (with INHERIT) sees hers; pg_read_all_stats sees all
+GRANT regress_lockctl_alice TO regress_lockctl_bob;
+SET ROLE regress_lockctl_bob;
+SELECT holder FROM lockctl.holds ORDER BY id;
+RESET ROLE;
+REVOKE regress_lockctl_alice FROM regress_lockctl_bob;
+GRANT pg_read_all_stats TO regress_lockctl_bob;
+SET ROLE regress_lockctl_bob;
+SELECT holder FROM lockctl.holds ORDER BY id;
+RESET ROLE;
+REVOKE pg_read_all_stats FROM regress_lockctl_bob;
+SELECT lockctl.cancel(:bobhold);
 
 -- Granted, the administrative functions work for bob.
 GRANT EXECUTE ON FUNCTION lockctl.set_capacity(text, bigint) TO regress_lockctl_bob;

@@ -91,6 +91,14 @@ CREATE TABLE lockctl.reservations (
     slot             integer NOT NULL,
     quantity         bigint NOT NULL,
     holder           text,
+    -- The role that took the hold: the session's role (SET ROLE's, else
+    -- the session user's), which SECURITY DEFINER does not hide, unlike
+    -- current_user.  A default, so that reserve pays no query for it; a
+    -- name, not an oid, so that a dump restores where the role is missing.
+    taken_by         name NOT NULL
+                     DEFAULT (CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
+                                   THEN SESSION_USER
+                                   ELSE pg_catalog.current_setting('role')::pg_catalog.name END),
     status           text NOT NULL DEFAULT 'held',
     created          timestamp with time zone NOT NULL,
     expires          timestamp with time zone NOT NULL,
@@ -103,7 +111,8 @@ CREATE TABLE lockctl.reservations (
     CONSTRAINT reservations_finished_check
         CHECK ((status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL)),
     CONSTRAINT reservations_holder_check
-        CHECK (pg_catalog.octet_length(holder) OPERATOR(pg_catalog.<=) 200),
+        CHECK (pg_catalog.octet_length(holder) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(holder) OPERATOR(pg_catalog.<=) 200),
     CONSTRAINT reservations_key_check
         CHECK (pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>=) 1
                AND pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.<=) 200)
@@ -146,33 +155,68 @@ CREATE FUNCTION lockctl.auto_slots(capacity bigint) RETURNS integer
 COMMENT ON FUNCTION lockctl.auto_slots(bigint) IS 'lockctl: the automatic number of slots for a pool of this capacity';
 
 -- ---------------------------------------------------------------------------
--- Internal: spread a pool's free units over its first nslots slots, giving
--- slot target `extra` units on top, and take `quantity` units for a new hold
--- from slot target (quantity 0: only rebalance).  Slots at or past nslots are
--- retired: they keep what is held and confirmed in them, and no free units.
--- The caller holds the lock on every slot row of the pool and has checked
--- that the free units cover quantity.
+-- Internal: lock every slot row of pool `pool` (in slot order) and spread
+-- its free units -- the pool's capacity less what its slots hold and have
+-- confirmed -- over its first pools.slots slots, with `need` units set
+-- aside on top in slot `start` % pools.slots.  Returns that slot, or NULL
+-- (and changes nothing) when fewer than `need` units are free.  Slots at or
+-- past pools.slots are retired: they keep what is held and confirmed in
+-- them, and no free units.
+--
+-- It derives the free units itself, from locked rows, and only moves them:
+-- no slot's held or confirmed changes, and afterwards the slot capacities
+-- add up to the pool's capacity.  So no argument, and no caller (a
+-- superuser calling it by hand included), can make it oversell or leak
+-- units.  The caller takes the `need` units from the returned slot.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.rebalance(pool bigint, nslots integer, target integer,
-                                  quantity bigint, spare bigint)
-    RETURNS void
-    LANGUAGE sql VOLATILE STRICT
+CREATE FUNCTION lockctl.rebalance(pool bigint, start integer, need bigint)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    UPDATE lockctl.pool_slots
-       SET capacity = held OPERATOR(pg_catalog.+) confirmed
-                      OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.=) target THEN quantity ELSE 0::bigint END
-                      OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.<) nslots
-                             THEN (spare OPERATOR(pg_catalog./) nslots::bigint)
-                                  OPERATOR(pg_catalog.+) CASE WHEN slot::bigint OPERATOR(pg_catalog.<) (spare OPERATOR(pg_catalog.%) nslots::bigint)
-                                                         THEN 1::bigint ELSE 0::bigint END
-                             ELSE 0::bigint END,
-           held = held OPERATOR(pg_catalog.+) CASE WHEN slot OPERATOR(pg_catalog.=) target THEN quantity ELSE 0::bigint END,
-           holds_taken = holds_taken OPERATOR(pg_catalog.+)
-                         CASE WHEN slot OPERATOR(pg_catalog.=) target AND quantity OPERATOR(pg_catalog.>) 0
-                              THEN 1::bigint ELSE 0::bigint END
-     WHERE pool_id OPERATOR(pg_catalog.=) pool;
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_slots integer;
+    v_spare bigint;
+    v_target integer;
+BEGIN
+    IF pool IS NULL OR start IS NULL OR need IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl.rebalance must not be null';
+    ELSIF start < 0 OR need < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl.rebalance are out of range: start %s, need %s',
+                             start, need),
+            DETAIL = 'Neither may be negative.';
+    END IF;
+    -- Every slot row of the pool, in slot order.  While they are ours the
+    -- pool's capacity and slot count cannot change either: whoever changes
+    -- them locks every slot row first.
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
+    SELECT p.slots, p.capacity - sum(s.held + s.confirmed) INTO v_slots, v_spare
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.id = pool
+     GROUP BY p.slots, p.capacity;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool with id %s does not exist', pool);
+    END IF;
+    IF v_spare < need THEN
+        RETURN NULL;
+    END IF;
+    v_spare := v_spare - need;
+    v_target := start % v_slots;
+    UPDATE lockctl.pool_slots AS s
+       SET capacity = s.held + s.confirmed
+                      + CASE WHEN s.slot = v_target THEN need ELSE 0 END
+                      + CASE WHEN s.slot < v_slots
+                             THEN v_spare / v_slots
+                                  + CASE WHEN s.slot < v_spare % v_slots THEN 1 ELSE 0 END
+                             ELSE 0 END
+     WHERE s.pool_id = pool;
+    RETURN v_target;
 END;
+$fn$;
 
 -- ---------------------------------------------------------------------------
 -- Internal: check a resource argument (NULL, empty, too long) for function fn.
@@ -181,6 +225,8 @@ CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce(fn, 'check_resource');
     IF resource IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = format('resource of lockctl.%s must not be null', fn);
@@ -295,7 +341,17 @@ BEGIN
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
      WHERE p.id = pool;
-    PERFORM lockctl.rebalance(pool, nslots, 0, 0, capacity - v_held - v_confirmed);
+    -- rebalance counts again from locked rows: NULL if the check above,
+    -- made on rows this function was not sure to have locked, was wrong.
+    IF lockctl.rebalance(pool, 0, 0) IS NULL THEN
+        SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
+          FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('capacity of pool "%s" cannot be set below what is taken', resource),
+            DETAIL = format('Asked for %s; %s units are held and %s confirmed.',
+                            capacity, v_held, v_confirmed),
+            HINT = 'Wait for holds to finish, or cancel some, and try again.';
+    END IF;
 END;
 $fn$;
 
@@ -407,7 +463,6 @@ DECLARE
     v_slot integer;
     v_id bigint;
     v_q bigint;
-    v_free bigint;
     v_now timestamp with time zone;
     v_quantity bigint := quantity;
     v_holder text := holder;
@@ -434,7 +489,11 @@ BEGIN
             MESSAGE = format('quantity of lockctl.reserve is out of range: %s', v_quantity),
             DETAIL = 'It must be between 1 and 1000000000000000.';
     END IF;
-    IF v_holder IS NOT NULL AND octet_length(v_holder) > 200 THEN
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.reserve must not be empty',
+            HINT = 'Pass NULL for a hold without a holder.';
+    ELSIF octet_length(v_holder) > 200 THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'holder of lockctl.reserve is too long',
             DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_holder));
@@ -546,18 +605,17 @@ BEGIN
         END IF;
         -- The slot count may have changed while we waited, and set_slots
         -- may have added slot rows that the statement above, with its older
-        -- snapshot, did not see.  Lock again: every row of the pool is then
-        -- ours (no new one can appear, set_slots needs our locks first), so
-        -- the count below is exact and rebalance moves only locked units.
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
-        SELECT p.slots INTO v_slots FROM lockctl.pools AS p WHERE p.id = v_pool;
-        SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
-          FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
-        IF v_free < v_quantity THEN
+        -- snapshot, did not see.  rebalance locks again: every row of the
+        -- pool is then ours (no new one can appear, set_slots needs our
+        -- locks first), so its count is exact; it moves the free units so
+        -- that one slot has ours, and we take them from it.
+        v_slot := lockctl.rebalance(v_pool, v_start, v_quantity);
+        IF v_slot IS NULL THEN
             RETURN NULL;
         END IF;
-        v_slot := v_start % v_slots;
-        PERFORM lockctl.rebalance(v_pool, v_slots, v_slot, v_quantity, v_free - v_quantity);
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool AND s.slot = v_slot;
     END IF;
 
     v_now := clock_timestamp();
@@ -928,22 +986,30 @@ CREATE VIEW lockctl.pool_status AS
 
 COMMENT ON VIEW lockctl.pool_status IS 'lockctl: every pool with its capacity, units held, confirmed and available, and counters of holds';
 
-CREATE VIEW lockctl.holds AS
+-- A role sees the holds taken by roles whose privileges it has (its own,
+-- and those of roles it is a member of with INHERIT); superusers and
+-- members of pg_read_all_stats see every hold.  security_barrier keeps a
+-- caller's own leaky WHERE clauses from seeing the others.
+CREATE VIEW lockctl.holds WITH (security_barrier) AS
     SELECT r.id,
            p.resource,
            r.quantity,
            r.holder,
+           r.taken_by,
            r.status,
            r.created,
            r.expires,
            r.finished,
            r.idempotency_key
       FROM lockctl.reservations AS r
-      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id;
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
+        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(r.taken_by))::pg_catalog.oid,
+                                  'USAGE');
 
-COMMENT ON VIEW lockctl.holds IS 'lockctl: every hold, live and finished (until purged)';
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for superusers and pg_read_all_stats)';
 
-COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, integer, bigint, bigint) IS 'lockctl internal: spread a locked pool''s free units over its slots';
+COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
 COMMENT ON FUNCTION lockctl.check_resource(text, text) IS 'lockctl internal: check a resource argument';
 COMMENT ON FUNCTION lockctl.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
 COMMENT ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
@@ -966,7 +1032,7 @@ COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete u
 -- whoever they grant it to; expiring and purging is the worker's.
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION lockctl.auto_slots(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, integer, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.check_resource(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.lock_pool(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;

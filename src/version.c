@@ -1728,9 +1728,15 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 	List	   *all = NIL;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
-	Oid			only = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	bool		one = !PG_ARGISNULL(0);
+	Oid			only = one ? PG_GETARG_OID(0) : InvalidOid;
 
-	if (OidIsValid(only))
+	/*
+	 * NULL means every table; any other oid must name a relation (0 or a
+	 * dropped table's oid is 42P01, like version_open_owned) on which
+	 * versioning is enabled (42704 otherwise).
+	 */
+	if (one)
 	{
 		Relation	rel = try_relation_open(only, AccessShareLock);
 		bool		versioned;
@@ -1770,9 +1776,9 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 	{
 		if (e->key.dbid != MyDatabaseId)
 			continue;
-		if (OidIsValid(only) && e->key.relid != only)
+		if (one && e->key.relid != only)
 			continue;
-		if (!OidIsValid(only) && list_member_oid(gone, e->key.relid))
+		if (!one && list_member_oid(gone, e->key.relid))
 		{
 			hash_search(vstats, &e->key, HASH_REMOVE, NULL);
 			continue;
