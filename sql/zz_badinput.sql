@@ -136,11 +136,10 @@ INSERT INTO badinput_case (q) VALUES
     ($$SELECT lockctl.force_release('')$$),
     ($$SELECT lockctl.force_release(repeat('x', 201))$$),
     ($$SELECT lockctl.force_release('bi-unknown')$$),
+    ($$SELECT count(*) FROM lockctl.lease(NULL)$$),
     ($$SELECT count(*) FROM lockctl.lease('')$$),
     ($$SELECT count(*) FROM lockctl.lease(repeat('x', 201))$$),
-    ($$SELECT count(*) FROM lockctl.lease('bi-unknown')$$),
-    ($$SELECT count(*) FROM lockctl.lease_list('')$$),
-    ($$SELECT count(*) FROM lockctl.lease_list(repeat('x', 201))$$);
+    ($$SELECT count(*) FROM lockctl.lease('bi-unknown')$$);
 SELECT * FROM pg_temp.sweep();
 TRUNCATE badinput_case;
 

@@ -2,7 +2,11 @@
 -- Privileges: what an ordinary role can and cannot do.
 --
 -- alice and bob are ordinary roles.  A lease belongs to its owner and token:
--- without the token, bob can neither renew, release nor fence alice's lease.
+-- without the token, bob can neither renew, release nor fence alice's lease,
+-- and he cannot learn it: the views and functions show a lease's token only
+-- to the role that took it (and roles with its privileges: dave, a member of
+-- alice), to superusers and to pg_read_all_stats (carol); and acquire's safe
+-- retry hands the live token back only to the same owner AND the same role.
 -- Forcing a lease free, creating, resizing and dropping pools, running the
 -- worker's functions, resetting counters and writing lockctl's tables are
 -- administrative, refused with 42501 unless granted.  Versioning a table is
@@ -13,6 +17,8 @@
 SET client_min_messages = warning;
 CREATE ROLE regress_lockctl_alice;
 CREATE ROLE regress_lockctl_bob;
+CREATE ROLE regress_lockctl_carol IN ROLE pg_read_all_stats;
+CREATE ROLE regress_lockctl_dave IN ROLE regress_lockctl_alice;
 CREATE SCHEMA pv AUTHORIZATION regress_lockctl_alice;
 GRANT USAGE ON SCHEMA pv TO regress_lockctl_bob;
 -- pv.try(label, statement): the statement's result, or its SQLSTATE and
@@ -55,6 +61,11 @@ SELECT pv.try('renew with a wrong token', format($$SELECT lockctl.renew('pv-r', 
 UNION ALL SELECT pv.try('release with a wrong token', format($$SELECT lockctl.release('pv-r', %s)$$, :tok + 1))
 UNION ALL SELECT pv.try('fence with a wrong token', format($$SELECT lockctl.fence('pv-r', %s)$$, :tok + 1))
 UNION ALL SELECT pv.try('acquire it as another owner', $$SELECT lockctl.acquire('pv-r', 'bob') IS NULL$$)
+UNION ALL SELECT pv.try('acquire it as owner alice', $$SELECT lockctl.acquire('pv-r', 'alice', '1 hour') IS NULL$$)
+UNION ALL SELECT pv.try('acquire it as owner alice, waiting', $$SELECT lockctl.acquire('pv-r', 'alice', '1 hour', '100 ms') IS NULL$$)
+UNION ALL SELECT pv.try('read the token in leases', $$SELECT token IS NULL FROM lockctl.leases WHERE resource = 'pv-r'$$)
+UNION ALL SELECT pv.try('read the token with lease()', $$SELECT token IS NULL FROM lockctl.lease('pv-r')$$)
+UNION ALL SELECT pv.try('read others'' tokens with lease_list()', $$SELECT count(*) FROM lockctl.lease_list() WHERE token IS NOT NULL AND roleid <> 'regress_lockctl_bob'::regrole$$)
 UNION ALL SELECT pv.try('force_release', $$SELECT lockctl.force_release('pv-r')$$)
 UNION ALL SELECT pv.try('create_pool', $$SELECT lockctl.create_pool('pv-bob', 5)$$)
 UNION ALL SELECT pv.try('set_capacity', $$SELECT lockctl.set_capacity('pv-pool', 1000)$$)
@@ -88,6 +99,29 @@ UNION ALL SELECT pv.try('read pool_status', $$SELECT held FROM lockctl.pool_stat
 UNION ALL SELECT pv.try('read leases', $$SELECT owner FROM lockctl.leases WHERE resource = 'pv-r'$$)
 UNION ALL SELECT pv.try('acquire a lease of its own', $$SELECT lockctl.acquire('pv-bob', 'bob', '1 hour') IS NOT NULL$$)
 UNION ALL SELECT pv.try('read versioned_tables', $$SELECT count(*) > 0 FROM lockctl.versioned_tables$$);
+-- bob sees the token of his own lease, and his own retry gets it back.
+SELECT token IS NOT NULL AS own_token_shown FROM lockctl.leases WHERE resource = 'pv-bob';
+SELECT lockctl.acquire('pv-bob', 'bob', '1 hour') = token AS own_retry_same_token
+  FROM lockctl.lease('pv-bob');
+RESET ROLE;
+
+-- alice sees her token and her retry gets it back.
+SET ROLE regress_lockctl_alice;
+SELECT token = :tok AS alice_sees_token FROM lockctl.leases WHERE resource = 'pv-r';
+SELECT lockctl.acquire('pv-r', 'alice', '1 hour') = :tok AS alice_retry_same_token;
+SELECT token IS NULL AS bobs_token_hidden FROM lockctl.lease('pv-bob');
+RESET ROLE;
+
+-- dave, a member of alice, and carol, in pg_read_all_stats, see tokens; a
+-- retry as owner alice is still another role's: not granted.
+SET ROLE regress_lockctl_dave;
+SELECT token = :tok AS dave_sees_token FROM lockctl.leases WHERE resource = 'pv-r';
+SELECT lockctl.acquire('pv-r', 'alice') IS NULL AS dave_not_granted;
+RESET ROLE;
+SET ROLE regress_lockctl_carol;
+SELECT token = :tok AS carol_sees_token FROM lockctl.lease('pv-r');
+SELECT token IS NOT NULL AS carol_sees_bobs FROM lockctl.leases WHERE resource = 'pv-bob';
+SELECT lockctl.acquire('pv-r', 'alice') IS NULL AS carol_not_granted;
 RESET ROLE;
 
 -- Nothing changed: alice's lease, hold, pool and table are as she left them.
@@ -157,5 +191,7 @@ SELECT lockctl.drop_pool('pv-pool');
 DROP SCHEMA pv CASCADE;
 REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM regress_lockctl_bob;
 REVOKE ALL ON FUNCTION lockctl.force_release(text) FROM regress_lockctl_bob;
+DROP ROLE regress_lockctl_dave;
+DROP ROLE regress_lockctl_carol;
 DROP ROLE regress_lockctl_alice;
 DROP ROLE regress_lockctl_bob;

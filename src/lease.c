@@ -74,6 +74,7 @@
 
 #include <time.h>
 
+#include "catalog/pg_authid.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -151,8 +152,11 @@ static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
 							 const char *owner, int64 ttl_us, int64 deadline);
 static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 						int64 ttl_us, int64 deadline);
-static void lease_put_row(ReturnSetInfo *rsinfo, LeaseEntry *e,
-						  int64 now_mono, TimestampTz now_wall);
+typedef struct LeaseRow LeaseRow;
+static int	lease_collect(const char *resource, LeaseRow **rows_out);
+static bool lease_token_visible(Oid roleid, bool see_all);
+static void lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
+							bool one_resource);
 
 /*
  * Microseconds on the monotonic clock the lease expiries are measured with.
@@ -430,8 +434,9 @@ lease_sweep(void)
 }
 
 /*
- * Grant the lease to owner if possible: the same owner holding a live lease
- * gets its token back with the expiry pushed out; otherwise a lease that
+ * Grant the lease to owner if possible: the same owner, asking as the same
+ * role that took it, holding a live lease gets its token back with the
+ * expiry pushed out; otherwise a lease that
  * is free (never held, released or expired, and not fenced) is granted with
  * a new token if may_take (the caller is first in line).  Returns the token,
  * or 0.  Caller holds the lease lock exclusively.
@@ -442,7 +447,13 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 {
 	if (lease_is_live(e, now))
 	{
-		if (strcmp(e->owner, owner) == 0)
+		/*
+		 * A safe retry needs the same owner AND the same role: the owner
+		 * string is not a secret, and handing the live token to another
+		 * role would let it renew, release or fence a lease it does not
+		 * hold.  Another role is a contender like any other.
+		 */
+		if (strcmp(e->owner, owner) == 0 && e->roleid == GetUserId())
 		{
 			e->expires_mono = Max(e->expires_mono, now + ttl_us);
 			lease_shared->stats.regrants++;
@@ -952,45 +963,41 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 }
 
 /*
- * One row of lockctl.lease_list().
+ * A copy of one live lease, taken under the lease lock, so that the rows
+ * (and the privilege checks, which may read the catalogs) are built after
+ * the lock is released.
  */
-static void
-lease_put_row(ReturnSetInfo *rsinfo, LeaseEntry *e, int64 now_mono,
-			  TimestampTz now_wall)
+struct LeaseRow
 {
-	Datum		values[9];
-	bool		nulls[9];
-
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = ObjectIdGetDatum(e->key.dbid);
-	values[1] = CStringGetTextDatum(e->key.resource);
-	values[2] = CStringGetTextDatum(e->owner);
-	values[3] = Int64GetDatum(e->token);
-	values[4] = TimestampTzGetDatum(e->acquired_at);
-	values[5] = TimestampTzGetDatum(lease_wall_expiry(e, now_mono, now_wall));
-	values[6] = Int32GetDatum(e->nwaiters);
-	values[7] = ObjectIdGetDatum(e->roleid);
-	values[8] = BoolGetDatum(e->fenced);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
+	Oid			dbid;
+	char		resource[LOCKCTL_NAME_MAXLEN + 1];
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+	int64		token;
+	Oid			roleid;
+	TimestampTz acquired_at;
+	TimestampTz expires_at;
+	int			nwaiters;
+	bool		fenced;
+};
 
 /*
- * lockctl.lease_list(): every live lease of every database, for the view
- * lockctl.leases; with a resource, only that one in this database.
+ * Copy the live leases (all of them, or only the one on resource in this
+ * database) into a palloc'd array; returns how many.
  */
-PG_FUNCTION_INFO_V1(lockctl_lease_list);
-Datum
-lockctl_lease_list(PG_FUNCTION_ARGS)
+static int
+lease_collect(const char *resource, LeaseRow **rows_out)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *resource = lockctl_arg_name(fcinfo, 0, "resource", true);
-	HASH_SEQ_STATUS seq;
+	LeaseRow   *rows = NULL;
+	int			nrows = 0;
+	int			nalloc = 0;
 	LeaseEntry *e;
 	int64		now_mono;
 	TimestampTz now_wall;
+	HASH_SEQ_STATUS seq;
+	LeaseKey	key;
 
-	InitMaterializedSRF(fcinfo, 0);
-	lease_check_shmem();
+	if (resource != NULL)
+		lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	now_mono = lease_now_mono();
@@ -998,22 +1005,147 @@ lockctl_lease_list(PG_FUNCTION_ARGS)
 
 	if (resource != NULL)
 	{
-		LeaseKey	key;
-
-		lease_make_key(&key, resource);
 		e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-		if (e != NULL && lease_is_live(e, now_mono))
-			lease_put_row(rsinfo, e, now_mono, now_wall);
+		if (e != NULL && !lease_is_live(e, now_mono))
+			e = NULL;
+		nalloc = 1;
+		rows = palloc(sizeof(LeaseRow));
 	}
 	else
 	{
+		nalloc = Max(lease_shared->nentries, 1);
+		rows = palloc(sizeof(LeaseRow) * nalloc);
 		hash_seq_init(&seq, lease_hash);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			if (lease_is_live(e, now_mono))
-				lease_put_row(rsinfo, e, now_mono, now_wall);
+		e = hash_seq_search(&seq);
+	}
+
+	while (e != NULL)
+	{
+		if (lease_is_live(e, now_mono))
+		{
+			LeaseRow   *r;
+
+			/* nentries bounds the hash, but stay safe if it did not */
+			if (nrows >= nalloc)
+			{
+				nalloc *= 2;
+				rows = repalloc(rows, sizeof(LeaseRow) * nalloc);
+			}
+			r = &rows[nrows++];
+			r->dbid = e->key.dbid;
+			strlcpy(r->resource, e->key.resource, sizeof(r->resource));
+			strlcpy(r->owner, e->owner, sizeof(r->owner));
+			r->token = e->token;
+			r->roleid = e->roleid;
+			r->acquired_at = e->acquired_at;
+			r->expires_at = lease_wall_expiry(e, now_mono, now_wall);
+			r->nwaiters = e->nwaiters;
+			r->fenced = e->fenced;
+		}
+		if (resource != NULL)
+			break;
+		e = hash_seq_search(&seq);
 	}
 	LWLockRelease(lease_shared->lock);
 
+	*rows_out = rows;
+	return nrows;
+}
+
+/*
+ * May the current role see the token of a lease taken by roleid?  A token
+ * is a capability (it renews, releases and fences the lease), so like
+ * pg_stat_activity's query text it is shown only to the role that took the
+ * lease and roles with its privileges, to superusers and to members of
+ * pg_read_all_stats.  see_all caches the last two.
+ */
+static bool
+lease_token_visible(Oid roleid, bool see_all)
+{
+	return see_all || has_privs_of_role(GetUserId(), roleid);
+}
+
+/*
+ * The rows of lockctl.lease_list() (dbid, resource, owner, token,
+ * acquired_at, expires_at, waiters, roleid, fenced) or, when one_resource,
+ * of lockctl.lease(resource) (owner, token, acquired_at, expires_at,
+ * waiters, acquired_by, fenced).  The token is NULL unless the caller may
+ * see it.
+ */
+static void
+lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
+				bool one_resource)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LeaseRow   *rows;
+	int			nrows;
+	bool		see_all;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	lease_check_shmem();
+
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	nrows = lease_collect(resource, &rows);
+
+	for (i = 0; i < nrows; i++)
+	{
+		LeaseRow   *r = &rows[i];
+		bool		visible = lease_token_visible(r->roleid, see_all);
+		Datum		values[9];
+		bool		nulls[9];
+		int			n = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		if (!one_resource)
+		{
+			values[n++] = ObjectIdGetDatum(r->dbid);
+			values[n++] = CStringGetTextDatum(r->resource);
+		}
+		values[n++] = CStringGetTextDatum(r->owner);
+		if (visible)
+			values[n] = Int64GetDatum(r->token);
+		else
+			nulls[n] = true;
+		n++;
+		values[n++] = TimestampTzGetDatum(r->acquired_at);
+		values[n++] = TimestampTzGetDatum(r->expires_at);
+		values[n++] = Int32GetDatum(r->nwaiters);
+		if (one_resource)
+			values[n++] = DirectFunctionCall1(pg_get_userbyid,
+											  ObjectIdGetDatum(r->roleid));
+		else
+			values[n++] = ObjectIdGetDatum(r->roleid);
+		values[n++] = BoolGetDatum(r->fenced);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 values, nulls);
+	}
+}
+
+/*
+ * lockctl.lease_list(): every live lease of every database, for the view
+ * lockctl.leases.
+ */
+PG_FUNCTION_INFO_V1(lockctl_lease_list);
+Datum
+lockctl_lease_list(PG_FUNCTION_ARGS)
+{
+	lease_emit_rows(fcinfo, NULL, false);
+	return (Datum) 0;
+}
+
+/*
+ * lockctl.lease(resource text): the live lease on resource in this
+ * database, one row or none.  Its own C function, so that argument errors
+ * name lockctl.lease.
+ */
+PG_FUNCTION_INFO_V1(lockctl_lease);
+Datum
+lockctl_lease(PG_FUNCTION_ARGS)
+{
+	char	   *resource = lockctl_arg_name(fcinfo, 0, "resource", false);
+
+	lease_emit_rows(fcinfo, resource, true);
 	return (Datum) 0;
 }
 

@@ -41,8 +41,7 @@ CREATE FUNCTION lockctl.force_release(resource text)
 COMMENT ON FUNCTION lockctl.force_release(text) IS
     'administrative: end the live lease on resource in this database, whoever holds it';
 
-CREATE FUNCTION lockctl.lease_list(resource text DEFAULT NULL,
-                                   OUT dbid oid, OUT resource text,
+CREATE FUNCTION lockctl.lease_list(OUT dbid oid, OUT resource text,
                                    OUT owner text, OUT token bigint,
                                    OUT acquired_at timestamptz,
                                    OUT expires_at timestamptz,
@@ -51,6 +50,8 @@ CREATE FUNCTION lockctl.lease_list(resource text DEFAULT NULL,
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
+COMMENT ON FUNCTION lockctl.lease_list() IS
+    'every live lease, in every database (behind lockctl.leases); token is NULL unless the caller may see it';
 
 CREATE FUNCTION lockctl.lease(resource text,
                               OUT owner text, OUT token bigint,
@@ -59,14 +60,10 @@ CREATE FUNCTION lockctl.lease(resource text,
                               OUT waiters integer, OUT acquired_by name,
                               OUT fenced boolean)
     RETURNS SETOF record
-    LANGUAGE sql VOLATILE ROWS 1
-    BEGIN ATOMIC
-        SELECT l.owner, l.token, l.acquired_at, l.expires_at, l.waiters,
-               pg_catalog.pg_get_userbyid(l.roleid), l.fenced
-          FROM lockctl.lease_list(lease.resource) AS l;
-    END;
+    LANGUAGE c VOLATILE ROWS 1
+    AS 'MODULE_PATHNAME', 'lockctl_lease';
 COMMENT ON FUNCTION lockctl.lease(text) IS
-    'the live lease on resource in this database: no row when there is none';
+    'the live lease on resource in this database: no row when there is none; token is NULL unless the caller may see it';
 
 CREATE FUNCTION lockctl.lease_waiter_list(OUT dbid oid, OUT resource text,
                                           OUT owner text, OUT pid integer,
@@ -101,7 +98,7 @@ CREATE VIEW lockctl.leases AS
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
 COMMENT ON VIEW lockctl.leases IS
-    'every live lease, in every database';
+    'every live lease, in every database; token is shown only to the role that took the lease (and roles with its privileges), superusers and pg_read_all_stats';
 
 CREATE VIEW lockctl.lease_waiters AS
     SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
