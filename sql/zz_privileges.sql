@@ -1,0 +1,129 @@
+--
+-- Privileges: what an ordinary role can and cannot do.
+--
+-- alice and bob are ordinary roles.  A lease belongs to its owner and token:
+-- without the token, bob can neither renew, release nor fence alice's lease.
+-- Forcing a lease free, creating, resizing and dropping pools, running the
+-- worker's functions, resetting counters and writing lockctl's tables are
+-- administrative, refused with 42501 unless granted.  Versioning a table is
+-- for its owner, and update_versioned runs with the caller's privileges.
+--
+-- (The install script under a hostile search_path is t/091.)
+--
+SET client_min_messages = warning;
+CREATE ROLE regress_lockctl_alice;
+CREATE ROLE regress_lockctl_bob;
+CREATE SCHEMA pv AUTHORIZATION regress_lockctl_alice;
+GRANT USAGE ON SCHEMA pv TO regress_lockctl_bob;
+-- pv.try(label, statement): the statement's result, or its SQLSTATE and
+-- message; rolled back either way.
+CREATE FUNCTION pv.try(label text, q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+    st text;
+    msg text;
+BEGIN
+    BEGIN
+        EXECUTE q INTO r;
+        r := 'ok: ' || coalesce(r, 'NULL');
+        RAISE SQLSTATE 'LKCTL';
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+        IF st <> 'LKCTL' THEN
+            r := st || ': ' || msg;
+        END IF;
+    END;
+    RETURN rpad(label, 44) || ' ' || regexp_replace(r, '\d{6,}', 'N', 'g');
+END $$;
+GRANT EXECUTE ON FUNCTION pv.try(text, text) TO PUBLIC;
+SELECT lockctl.create_pool('pv-pool', 10);
+RESET client_min_messages;
+
+-- alice takes a lease and a hold, and versions a table of hers.
+SET ROLE regress_lockctl_alice;
+SELECT lockctl.acquire('pv-r', 'alice', '1 hour') AS tok \gset
+SELECT lockctl.reserve('pv-pool', 2, 'alice', '1 hour') AS hold \gset
+CREATE TABLE pv.acct (id int PRIMARY KEY, val int, version bigint);
+INSERT INTO pv.acct VALUES (1, 10, 1);
+SELECT lockctl.enable_versioning('pv.acct');
+GRANT SELECT ON pv.acct TO regress_lockctl_bob;
+RESET ROLE;
+
+-- bob, without the token and without grants.
+SET ROLE regress_lockctl_bob;
+SELECT pv.try('renew with a wrong token', format($$SELECT lockctl.renew('pv-r', %s, '1 s')$$, :tok + 1))
+UNION ALL SELECT pv.try('release with a wrong token', format($$SELECT lockctl.release('pv-r', %s)$$, :tok + 1))
+UNION ALL SELECT pv.try('fence with a wrong token', format($$SELECT lockctl.fence('pv-r', %s)$$, :tok + 1))
+UNION ALL SELECT pv.try('acquire it as another owner', $$SELECT lockctl.acquire('pv-r', 'bob') IS NULL$$)
+UNION ALL SELECT pv.try('force_release', $$SELECT lockctl.force_release('pv-r')$$)
+UNION ALL SELECT pv.try('create_pool', $$SELECT lockctl.create_pool('pv-bob', 5)$$)
+UNION ALL SELECT pv.try('set_capacity', $$SELECT lockctl.set_capacity('pv-pool', 1000)$$)
+UNION ALL SELECT pv.try('set_slots', $$SELECT lockctl.set_slots('pv-pool', 4)$$)
+UNION ALL SELECT pv.try('drop_pool', $$SELECT lockctl.drop_pool('pv-pool')$$)
+UNION ALL SELECT pv.try('expire_holds', $$SELECT lockctl.expire_holds(10)$$)
+UNION ALL SELECT pv.try('purge_holds', $$SELECT lockctl.purge_holds('1 s', 10)$$)
+UNION ALL SELECT pv.try('wake_expiry_worker', $$SELECT lockctl.wake_expiry_worker()$$)
+UNION ALL SELECT pv.try('reset_versioning_stats', $$SELECT lockctl.reset_versioning_stats()$$)
+UNION ALL SELECT pv.try('internal: rebalance', $$SELECT lockctl.rebalance(1, 1, 0, 0, 1000)$$)
+UNION ALL SELECT pv.try('internal: reshape_pool', $$SELECT lockctl.reshape_pool('x', 1, 'pv-pool', 1000, 1, true)$$)
+UNION ALL SELECT pv.try('internal: lock_pool', $$SELECT lockctl.lock_pool('pv-pool')$$)
+UNION ALL SELECT pv.try('internal: hold_state', $$SELECT lockctl.hold_state('x', 1, '{}')$$)
+UNION ALL SELECT pv.try('insert into pools', $$INSERT INTO lockctl.pools (resource, capacity, slots) VALUES ('pv-x', 1, 1)$$)
+UNION ALL SELECT pv.try('update pool_slots', $$UPDATE lockctl.pool_slots SET capacity = capacity + 100$$)
+UNION ALL SELECT pv.try('update reservations', $$UPDATE lockctl.reservations SET status = 'confirmed'$$)
+UNION ALL SELECT pv.try('delete from reservations', $$DELETE FROM lockctl.reservations$$)
+UNION ALL SELECT pv.try('select from reservations', $$SELECT count(*) FROM lockctl.reservations$$)
+UNION ALL SELECT pv.try('nextval of hold_id_seq', $$SELECT nextval('lockctl.hold_id_seq') > 0$$)
+UNION ALL SELECT pv.try('truncate pools', $$TRUNCATE lockctl.pools CASCADE$$)
+UNION ALL SELECT pv.try('enable_versioning on alice''s table', $$SELECT lockctl.enable_versioning('pv.acct')$$)
+UNION ALL SELECT pv.try('disable_versioning on alice''s table', $$SELECT lockctl.disable_versioning('pv.acct')$$)
+UNION ALL SELECT pv.try('update_versioned without UPDATE', $$SELECT lockctl.update_versioned('pv.acct', 1, 1, '{"val": 0}')$$)
+UNION ALL SELECT pv.try('plain UPDATE without UPDATE', $$UPDATE pv.acct SET val = 0, version = 1$$)
+UNION ALL SELECT pv.try('create a function in lockctl', $$CREATE FUNCTION lockctl.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
+UNION ALL SELECT pv.try('create a table in lockctl', $$CREATE TABLE lockctl.evil (i int)$$)
+-- what any role may do
+UNION ALL SELECT pv.try('reserve', $$SELECT lockctl.reserve('pv-pool', 1, 'bob') IS NOT NULL$$)
+UNION ALL SELECT pv.try('available', $$SELECT lockctl.available('pv-pool')$$)
+UNION ALL SELECT pv.try('read pool_status', $$SELECT held FROM lockctl.pool_status WHERE resource = 'pv-pool'$$)
+UNION ALL SELECT pv.try('read leases', $$SELECT owner FROM lockctl.leases WHERE resource = 'pv-r'$$)
+UNION ALL SELECT pv.try('acquire a lease of its own', $$SELECT lockctl.acquire('pv-bob', 'bob', '1 hour') IS NOT NULL$$)
+UNION ALL SELECT pv.try('read versioned_tables', $$SELECT count(*) > 0 FROM lockctl.versioned_tables$$);
+RESET ROLE;
+
+-- Nothing changed: alice's lease, hold, pool and table are as she left them.
+SELECT owner, token = :tok AS same_token, acquired_by FROM lockctl.leases WHERE resource = 'pv-r';
+SELECT capacity, held, confirmed, slots FROM lockctl.pool_status WHERE resource = 'pv-pool';
+SELECT status FROM lockctl.holds WHERE id = :hold;
+SELECT * FROM pv.acct;
+SELECT table_name, enabled FROM lockctl.versioned_tables WHERE table_name = 'pv.acct'::regclass;
+SELECT count(*) AS bob_leases FROM lockctl.leases WHERE resource = 'pv-bob';
+SELECT lockctl.force_release('pv-bob');
+
+-- With the token, any session of the owner's application may renew, fence
+-- and release (a lease belongs to owner and token, not to a role).
+SET ROLE regress_lockctl_bob;
+SELECT lockctl.renew('pv-r', :tok, '2 hours') IS NOT NULL AS renewed_with_token;
+BEGIN;
+SELECT lockctl.fence('pv-r', :tok);
+COMMIT;
+RESET ROLE;
+
+-- Granted, the administrative functions work for bob.
+GRANT EXECUTE ON FUNCTION lockctl.set_capacity(text, bigint) TO regress_lockctl_bob;
+GRANT EXECUTE ON FUNCTION lockctl.force_release(text) TO regress_lockctl_bob;
+SET ROLE regress_lockctl_bob;
+SELECT lockctl.set_capacity('pv-pool', 20);
+SELECT lockctl.force_release('pv-r');
+SELECT pv.try('create_pool, still not granted', $$SELECT lockctl.create_pool('pv-bob', 5)$$);
+RESET ROLE;
+SELECT capacity FROM lockctl.pool_status WHERE resource = 'pv-pool';
+SELECT count(*) AS live FROM lockctl.leases WHERE resource = 'pv-r';
+
+-- Clean up.
+SET client_min_messages = warning;
+SELECT lockctl.drop_pool('pv-pool');
+DROP SCHEMA pv CASCADE;
+REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM regress_lockctl_bob;
+REVOKE ALL ON FUNCTION lockctl.force_release(text) FROM regress_lockctl_bob;
+DROP ROLE regress_lockctl_alice;
+DROP ROLE regress_lockctl_bob;
