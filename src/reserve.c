@@ -9,8 +9,9 @@
  * a handful of statements whose plans PL/pgSQL prepares once per session
  * and keeps, which is what a C version over SPI with SPI_keepplan would do.
  * The cost of a reserve is the row locks, index entries and the commit, not
- * the language around them; doc/reserve.md has the measurements and the
- * design (slots, lock order, what happens near sell-out).
+ * the language around them.  README.md (Reservations) has the design
+ * (slots, lock order, what happens near sell-out); the measurements behind
+ * it are in the git history of doc/reserve.md.
  *
  * Reservations keep nothing in shared memory: what they need to share is
  * in the tables, guarded by row locks.  The hooks below exist because
