@@ -215,11 +215,21 @@ class Client(threading.Thread):
             rec["r"], rec["err"] = classify(e, conn)
             rec["msg"] = str(e).split("\n")[0][:200]
         rec["t1"] = mono()
-        if timeout and not (conn.closed or conn.broken):
+        if not (conn.closed or conn.broken):
             try:
-                conn.execute("SET statement_timeout = 0")
+                # A statement timeout can also cut short the ROLLBACK that
+                # ends a failed transaction block: end it, or every later
+                # call on this connection fails with 25P02.
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self.counts[("rollback", "forced")] += 1
+                    conn.execute("ROLLBACK")
+                if timeout:
+                    conn.execute("SET statement_timeout = 0")
             except psycopg.Error:
-                pass
+                try:
+                    conn.close()     # reconnect rather than carry a bad state
+                except Exception:
+                    pass
         self.record(rec)
         return rec["r"], rec.get("v")
 
