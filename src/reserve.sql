@@ -2,7 +2,7 @@
 -- ---------------------------------------------------------------------------
 -- Reservations: pools, their slots, and the holds taken on them.
 --
--- The whole design, with its trade-offs, is in doc/reserve.md.  In short:
+-- The whole design, with its trade-offs, is in README.md (Reservations).  In short:
 --
 --   lockctl.pools         one row per pool: name, capacity, slot count.
 --                         Written only by the administrative functions, so
@@ -438,7 +438,7 @@ $fn$;
 -- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
 -- quantity units are free in the whole pool.
 --
--- Three ways to get units, cheapest first (doc/reserve.md):
+-- Three ways to get units, cheapest first (README.md, "Hot pools"):
 --   1. fast: the first slot from this backend's own one on that has enough
 --      free units and that no one else has locked (SKIP LOCKED, no wait);
 --   2. middle: wait for the nearest slot that has enough free units;
@@ -1027,7 +1027,7 @@ COMMENT ON FUNCTION lockctl.expire_holds(integer) IS 'lockctl: expire up to batc
 COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete up to batch_size holds finished more than retention ago';
 
 -- ---------------------------------------------------------------------------
--- Privileges (doc/reserve.md): anyone may reserve, confirm, cancel, extend
+-- Privileges (README.md): anyone may reserve, confirm, cancel, extend
 -- and read; creating, resizing and dropping pools is for superusers and
 -- whoever they grant it to; expiring and purging is the worker's.
 -- ---------------------------------------------------------------------------
