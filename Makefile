@@ -6,7 +6,7 @@
 #   make regresscheck | isolationcheck | tapcheck     one kind only
 #   make examplescheck                 the demo and examples/, on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
-#   make isolationcheck ISOLATION=last_seat          one isolation spec
+#   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
 #
 # The temporary servers cannot run as root; scripts/test takes care of that.
