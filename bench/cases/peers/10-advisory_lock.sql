@@ -1,4 +1,0 @@
--- label: pg_advisory_lock + unlock, random keys
-\set k random(1, 100000)
-SELECT pg_advisory_lock(:k);
-SELECT pg_advisory_unlock(:k);
