@@ -317,5 +317,22 @@ SELECT pg_temp.e($$SELECT lockctl.check_resource(NULL, NULL)$$);
 SELECT pg_temp.e($$SELECT lockctl.check_resource('x', '')$$);
 SELECT * FROM pg_temp.broken;
 
+-- The tables refuse by themselves what would break the accounting, even
+-- to a superuser writing them directly (and nothing changes).
+SELECT pg_temp.e(format('UPDATE lockctl.pool_slots SET held = capacity - confirmed + 1 WHERE pool_id = %s AND slot = 0', :direct));
+SELECT pg_temp.e(format('UPDATE lockctl.pool_slots SET held = -1 WHERE pool_id = %s AND slot = 0', :direct));
+SELECT pg_temp.e(format('UPDATE lockctl.pool_slots SET confirmed = -1 WHERE pool_id = %s AND slot = 0', :direct));
+SELECT pg_temp.e(format('UPDATE lockctl.pool_slots SET capacity = -1 WHERE pool_id = %s AND slot = 0', :direct));
+SELECT pg_temp.e(format($$UPDATE lockctl.reservations SET status = 'bogus' WHERE pool_id = %s$$, :direct));
+SELECT pg_temp.e(format($$UPDATE lockctl.reservations SET status = 'confirmed' WHERE pool_id = %s$$, :direct));
+SELECT pg_temp.e(format($$UPDATE lockctl.reservations SET finished = now() WHERE pool_id = %s$$, :direct));
+SELECT pg_temp.e(format($$UPDATE lockctl.reservations SET quantity = 0 WHERE pool_id = %s$$, :direct));
+SELECT status, count(*) FROM lockctl.holds WHERE resource = 'direct' GROUP BY status;
+SELECT pg_typeof(status) FROM lockctl.holds LIMIT 1;
+SELECT * FROM pg_temp.broken;
+
 -- Clean up, so that other tests start from nothing.
 SELECT lockctl.drop_pool(resource) FROM lockctl.pools ORDER BY resource;
+-- drop_pool leaves no slot row behind (nothing but it ties them to pools).
+SELECT count(*) AS orphan_slots FROM lockctl.pool_slots s
+ WHERE NOT EXISTS (SELECT FROM lockctl.pools p WHERE p.id = s.pool_id);
