@@ -303,6 +303,11 @@ INSERT INTO badinput_case (q) VALUES
     -- internal helpers (superusers can call them)
     ($$SELECT lockctl.check_resource(NULL, NULL)$$),
     ($$SELECT lockctl.check_resource('x', repeat('x', 201))$$),
+    ($$SELECT lockctl.check_capacity(NULL, NULL)$$),
+    ($$SELECT lockctl.check_capacity('x', -1)$$),
+    ($$SELECT lockctl.check_slots(NULL, 0)$$),
+    ($$SELECT lockctl.check_slots('x', 1025)$$),
+    ($$SELECT lockctl.keyed_hold(NULL, NULL, NULL, NULL)$$),
     ($$SELECT lockctl.rebalance(NULL, 0, 0)$$),
     ($$SELECT lockctl.rebalance(0, 0, 0)$$),
     ($$SELECT lockctl.rebalance(0, -1, 0)$$),

@@ -255,6 +255,45 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
+-- Internal: check a pool capacity argument (NULL, out of range) for function
+-- fn.  The bounds are those of the pools table's CHECK.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_capacity(fn text, capacity bigint) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    fn := coalesce(fn, 'check_capacity');
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('capacity of lockctl.%s must not be null', fn);
+    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of lockctl.%s is out of range: %s', fn, capacity),
+            DETAIL = 'It must be between 0 and 1000000000000000.';
+    END IF;
+    RETURN capacity;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: check a slot count argument for function fn: 1 to 1024, or NULL
+-- for the automatic count.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_slots(fn text, slots integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    fn := coalesce(fn, 'check_slots');
+    IF slots < 1 OR slots > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('slots of lockctl.%s is out of range: %s', fn, slots),
+            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
+    END IF;
+    RETURN slots;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
 -- lockctl.create_pool(resource, capacity, slots): a new pool.  slots NULL
 -- (the default) lets lockctl choose and adjust it with the capacity.
 -- ---------------------------------------------------------------------------
@@ -269,20 +308,8 @@ DECLARE
     v_slots integer;
     v_pool bigint;
 BEGIN
-    IF capacity IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'capacity of lockctl.create_pool must not be null';
-    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('capacity of lockctl.create_pool is out of range: %s', capacity),
-            DETAIL = 'It must be between 0 and 1000000000000000.';
-    END IF;
-    IF slots IS NOT NULL AND (slots < 1 OR slots > 1024) THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('slots of lockctl.create_pool is out of range: %s', slots),
-            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
-    END IF;
-    v_slots := coalesce(slots, lockctl.auto_slots(capacity));
+    PERFORM lockctl.check_capacity('create_pool', capacity);
+    v_slots := coalesce(lockctl.check_slots('create_pool', slots), lockctl.auto_slots(capacity));
 
     INSERT INTO lockctl.pools AS p (resource, capacity, slots, auto_slots)
     VALUES (v_resource, capacity, v_slots, slots IS NULL)
@@ -345,23 +372,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
-      FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
-    IF capacity < v_held + v_confirmed THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('capacity of pool "%s" cannot be set below what is taken', resource),
-            DETAIL = format('Asked for %s; %s units are held and %s confirmed.',
-                            capacity, v_held, v_confirmed),
-            HINT = 'Wait for holds to finish, or cancel some, and try again.';
-    END IF;
     INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
     SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
      WHERE p.id = pool;
-    -- rebalance counts again from locked rows: NULL if the check above,
-    -- made on rows this function was not sure to have locked, was wrong.
+    -- rebalance counts what is taken from locked rows: NULL if the new
+    -- capacity is below it (and the error undoes the changes above).
     IF lockctl.rebalance(pool, 0, 0) IS NULL THEN
         SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
           FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
@@ -390,14 +408,7 @@ DECLARE
     v_slots integer;
     v_auto boolean;
 BEGIN
-    IF capacity IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'capacity of lockctl.set_capacity must not be null';
-    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('capacity of lockctl.set_capacity is out of range: %s', capacity),
-            DETAIL = 'It must be between 0 and 1000000000000000.';
-    END IF;
+    PERFORM lockctl.check_capacity('set_capacity', capacity);
     v_pool := lockctl.lock_pool(v_resource);
     SELECT p.slots, p.auto_slots INTO v_slots, v_auto FROM lockctl.pools AS p WHERE p.id = v_pool;
     IF v_auto THEN
@@ -422,11 +433,7 @@ DECLARE
     v_pool bigint;
     v_capacity bigint;
 BEGIN
-    IF slots IS NOT NULL AND (slots < 1 OR slots > 1024) THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('slots of lockctl.set_slots is out of range: %s', slots),
-            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
-    END IF;
+    PERFORM lockctl.check_slots('set_slots', slots);
     v_pool := lockctl.lock_pool(v_resource);
     SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
     PERFORM lockctl.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
@@ -450,6 +457,34 @@ BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the hold that idempotency_key made on pool `pool` (resource is
+-- its name, for the error), or NULL if none is visible; 22023 if that hold
+-- has another quantity than this call asked for.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.keyed_hold(pool bigint, resource text, idempotency_key text,
+                                   quantity bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = pool AND r.idempotency_key = idempotency_key;
+    IF v_q <> quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             idempotency_key, resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, quantity);
+    END IF;
+    RETURN v_id;
 END;
 $fn$;
 
@@ -483,7 +518,6 @@ DECLARE
     v_start integer;
     v_slot integer;
     v_id bigint;
-    v_q bigint;
     v_now timestamp with time zone;
     v_quantity bigint := quantity;
     v_holder text := holder;
@@ -546,15 +580,8 @@ BEGIN
 
     -- A retry with the same key gets the hold the first call made.
     IF v_key IS NOT NULL THEN
-        SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
-         WHERE r.pool_id = v_pool AND r.idempotency_key = v_key;
-        IF FOUND THEN
-            IF v_q <> v_quantity THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
-                                     v_key, v_resource),
-                    DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, v_quantity);
-            END IF;
+        v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+        IF v_id IS NOT NULL THEN
             RETURN v_id;
         END IF;
     END IF;
@@ -662,19 +689,13 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
-    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
-     WHERE r.pool_id = v_pool AND r.idempotency_key = v_key;
-    IF NOT FOUND THEN
+    v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+    IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
             MESSAGE = format('could not serialize reserve with idempotency key "%s" on pool "%s"',
                              v_key, v_resource),
             DETAIL = 'A concurrent transaction took a hold with the same key after this transaction''s snapshot.',
             HINT = 'Retry the transaction.';
-    ELSIF v_q <> v_quantity THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
-                             v_key, v_resource),
-            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, v_quantity);
     END IF;
     RETURN v_id;
 END;
@@ -1036,6 +1057,9 @@ COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purge
 
 COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
 COMMENT ON FUNCTION lockctl.check_resource(text, text) IS 'lockctl internal: check a resource argument';
+COMMENT ON FUNCTION lockctl.check_capacity(text, bigint) IS 'lockctl internal: check a capacity argument';
+COMMENT ON FUNCTION lockctl.check_slots(text, integer) IS 'lockctl internal: check a slot count argument';
+COMMENT ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) IS 'lockctl internal: the hold an idempotency key made on a pool';
 COMMENT ON FUNCTION lockctl.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
 COMMENT ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
 COMMENT ON FUNCTION lockctl.hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a hold cannot be confirmed, cancelled or extended';
@@ -1059,6 +1083,9 @@ COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete u
 REVOKE ALL ON FUNCTION lockctl.auto_slots(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.check_resource(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_capacity(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_slots(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.lock_pool(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.hold_state(text, bigint, text[]) FROM PUBLIC;
