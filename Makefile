@@ -21,8 +21,12 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # The install script is assembled from one SQL fragment per concept, in this
 # order, so that each concept keeps its SQL beside its C code.
 SQL_PARTS = src/lockctl.sql $(filter-out src/lockctl.sql,$(sort $(wildcard src/*.sql)))
+# The install script of the version under development is built from src/;
+# those of released versions (lockctl--1.0.sql, ...) are frozen copies at
+# the top and never change, and lockctl--OLD--NEW.sql carry installed
+# databases forward with ALTER EXTENSION lockctl UPDATE.
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 # Tests are whatever files are present: sql/*.sql, specs/*.spec, t/*.pl.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))

@@ -1,0 +1,1388 @@
+-- lockctl install script, assembled by the Makefile from src/*.sql:
+-- this file first, then one fragment per concept.
+--
+-- Secure-script habits: every object is created in schema lockctl (the
+-- control file fixes it), every name used is qualified, nothing is
+-- CREATE OR REPLACE'd, and SECURITY DEFINER functions pin their search_path.
+
+\echo Use "CREATE EXTENSION lockctl" to load this file. \quit
+
+-- The first C function: creating it loads the library, so CREATE EXTENSION
+-- fails right here, with a message saying what to set, on a server that was
+-- started without lockctl in shared_preload_libraries.
+CREATE FUNCTION lockctl.library_version() RETURNS text
+    LANGUAGE c STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'lockctl_library_version';
+
+COMMENT ON SCHEMA lockctl IS 'lockctl: version-checked updates, fenced leases and expiring reservations';
+
+-- The settings, as the server sees them now.
+CREATE VIEW lockctl.settings AS
+    SELECT s.name, s.setting, s.unit, s.context, s.short_desc
+      FROM pg_catalog.pg_settings AS s
+     WHERE s.name OPERATOR(pg_catalog.~~) 'lockctl.%';
+
+GRANT USAGE ON SCHEMA lockctl TO PUBLIC;
+GRANT SELECT ON lockctl.settings TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.library_version() TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Leases with fencing tokens (src/lease.c, src/lease_token.c)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION lockctl.acquire(resource text, owner text,
+                                ttl interval DEFAULT '30 s',
+                                wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
+    'take the lease on resource for owner; returns its fencing token, or NULL if not granted within wait';
+
+CREATE FUNCTION lockctl.renew(resource text, token bigint,
+                              ttl interval DEFAULT '30 s')
+    RETURNS timestamptz
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_renew';
+COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost';
+
+CREATE FUNCTION lockctl.release(resource text, token bigint)
+    RETURNS boolean
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release';
+COMMENT ON FUNCTION lockctl.release(text, bigint) IS
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token';
+
+CREATE FUNCTION lockctl.fence(resource text, token bigint)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence';
+COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease; then no one else gets the lease until the transaction ends';
+
+CREATE FUNCTION lockctl.force_release(resource text)
+    RETURNS boolean
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_force_release';
+COMMENT ON FUNCTION lockctl.force_release(text) IS
+    'administrative: end the live lease on resource in this database, whoever holds it';
+
+CREATE FUNCTION lockctl.lease_list(OUT dbid oid, OUT resource text,
+                                   OUT owner text, OUT token bigint,
+                                   OUT acquired_at timestamptz,
+                                   OUT expires_at timestamptz,
+                                   OUT waiters integer, OUT roleid oid,
+                                   OUT fenced boolean)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_list';
+COMMENT ON FUNCTION lockctl.lease_list() IS
+    'every live lease, in every database (behind lockctl.leases); token is NULL unless the caller may see it';
+
+CREATE FUNCTION lockctl.lease(resource text,
+                              OUT owner text, OUT token bigint,
+                              OUT acquired_at timestamptz,
+                              OUT expires_at timestamptz,
+                              OUT waiters integer, OUT acquired_by name,
+                              OUT fenced boolean)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE ROWS 1
+    AS 'MODULE_PATHNAME', 'lockctl_lease';
+COMMENT ON FUNCTION lockctl.lease(text) IS
+    'the live lease on resource in this database: no row when there is none; token is NULL unless the caller may see it';
+
+CREATE FUNCTION lockctl.lease_waiter_list(OUT dbid oid, OUT resource text,
+                                          OUT owner text, OUT pid integer,
+                                          OUT queue_position integer,
+                                          OUT waiting_since timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+
+CREATE FUNCTION lockctl.lease_stats(OUT live integer, OUT waiting integer,
+                                    OUT slots_used integer,
+                                    OUT max_leases integer,
+                                    OUT grants bigint, OUT regrants bigint,
+                                    OUT renewals bigint, OUT releases bigint,
+                                    OUT force_releases bigint,
+                                    OUT expiries bigint, OUT conflicts bigint,
+                                    OUT waits bigint, OUT timeouts bigint,
+                                    OUT fences bigint,
+                                    OUT fence_failures bigint,
+                                    OUT table_full bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
+COMMENT ON FUNCTION lockctl.lease_stats() IS
+    'lease counters since the server started';
+
+CREATE VIEW lockctl.leases AS
+    SELECT d.datname AS database, l.resource, l.owner, l.token,
+           l.acquired_at, l.expires_at, l.waiters,
+           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced
+      FROM lockctl.lease_list() AS l
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) l.dbid;
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; token is shown only to the role that took the lease (and roles with its privileges), superusers and pg_read_all_stats';
+
+CREATE VIEW lockctl.lease_waiters AS
+    SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
+           w.waiting_since
+      FROM lockctl.lease_waiter_list() AS w
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) w.dbid;
+COMMENT ON VIEW lockctl.lease_waiters IS
+    'every session waiting in lockctl.acquire, in line order per resource';
+
+CREATE VIEW lockctl.lease_stats AS
+    SELECT * FROM lockctl.lease_stats();
+
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
+GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
+-- Forcing a lease free is administrative: superusers, and roles granted it.
+REVOKE EXECUTE ON FUNCTION lockctl.force_release(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Reservations: pools, their slots, and the holds taken on them.
+--
+-- The whole design, with its trade-offs, is in README.md (Reservations).  In short:
+--
+--   lockctl.pools         one row per pool: name, capacity, slot count.
+--                         Written only by the administrative functions, so
+--                         it is never a hot row.
+--   lockctl.pool_slots    the pool's capacity split over N rows.  Every hold
+--                         is taken from exactly one slot, and the invariant
+--                         held + confirmed <= capacity is a CHECK on each
+--                         slot, so it holds for the pool (the sum) too.
+--                         Pool-level numbers are always sums over slots:
+--                         there is no pool-level counter to serialize on.
+--   lockctl.reservations  one row per hold.
+--
+-- Users never write these tables: the functions below are SECURITY DEFINER
+-- with a pinned search_path, and reading goes through the views.
+--
+-- reserve, confirm, cancel and extend run with plan_cache_mode =
+-- force_generic_plan: every statement in them looks rows up by key, so the
+-- generic plan is the right one, and left to itself the plan cache may
+-- settle on planning every call afresh (custom plans), which on a hot pool
+-- cost a tenth of the CPU time.
+--
+-- Lock order, to keep the functions free of deadlocks among themselves:
+--   pools row (admin functions only) -> slot rows in slot order -> holds.
+-- reserve's fast path takes one slot with SKIP LOCKED and never waits; its
+-- middle path waits on one slot while holding no other; its slow path
+-- takes every slot of the pool in slot order.  confirm, cancel and
+-- expire_holds lock the hold first and its slot second: nobody holding a
+-- slot ever waits for a hold, except a transaction that mixes several
+-- calls, which PostgreSQL's deadlock detector resolves (40P01).
+-- ---------------------------------------------------------------------------
+
+CREATE SEQUENCE lockctl.pool_id_seq;
+
+CREATE TABLE lockctl.pools (
+    id          bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.pool_id_seq'::pg_catalog.regclass),
+    resource    text NOT NULL,
+    capacity    bigint NOT NULL,
+    slots       integer NOT NULL,
+    auto_slots  boolean NOT NULL DEFAULT true,
+    created     timestamp with time zone NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT pools_pkey PRIMARY KEY (id),
+    CONSTRAINT pools_resource_key UNIQUE (resource),
+    CONSTRAINT pools_resource_check
+        CHECK (pg_catalog.octet_length(resource) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) 200),
+    CONSTRAINT pools_capacity_check CHECK (capacity OPERATOR(pg_catalog.>=) 0),
+    CONSTRAINT pools_slots_check
+        CHECK (slots OPERATOR(pg_catalog.>=) 1 AND slots OPERATOR(pg_catalog.<=) 1024)
+);
+ALTER SEQUENCE lockctl.pool_id_seq OWNED BY lockctl.pools.id;
+
+COMMENT ON TABLE lockctl.pools IS 'lockctl: reservation pools (write through lockctl.create_pool and friends only)';
+
+-- Slot rows are updated by every reserve, confirm, cancel and expiry: leave
+-- room on each page so that those updates stay HOT.
+CREATE TABLE lockctl.pool_slots (
+    pool_id          bigint NOT NULL,
+    slot             integer NOT NULL,
+    capacity         bigint NOT NULL,
+    held             bigint NOT NULL DEFAULT 0,
+    confirmed        bigint NOT NULL DEFAULT 0,
+    holds_taken      bigint NOT NULL DEFAULT 0,
+    holds_confirmed  bigint NOT NULL DEFAULT 0,
+    holds_cancelled  bigint NOT NULL DEFAULT 0,
+    holds_expired    bigint NOT NULL DEFAULT 0,
+    CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
+    -- The invariant, checked at every write of a slot.  It is the only
+    -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
+    -- of a table from its stored text once per statement that writes it,
+    -- and on a hot pool that cost is measurable (README.md, "Hot pools").
+    -- held, confirmed >= 0 with held + confirmed <= capacity also bounds
+    -- capacity; slot numbers and the holds_* counters are only ever
+    -- written by the functions below.
+    CONSTRAINT pool_slots_not_oversold
+        CHECK (held OPERATOR(pg_catalog.>=) 0 AND confirmed OPERATOR(pg_catalog.>=) 0
+               AND held OPERATOR(pg_catalog.+) confirmed OPERATOR(pg_catalog.<=) capacity)
+    -- No foreign key to pools: a slot row updated twice in one transaction
+    -- (reserve, then confirm) fires the key's check query on the second
+    -- update, which cost reserve + confirm a fifth of its throughput.  The
+    -- functions keep slots and pools together: create_pool and
+    -- reshape_pool insert slot rows only for a pool they hold, drop_pool
+    -- deletes them.
+) WITH (fillfactor = 50);
+
+COMMENT ON TABLE lockctl.pool_slots IS 'lockctl: each pool''s capacity split over slots, with the units held and confirmed in each';
+
+CREATE SEQUENCE lockctl.hold_id_seq;
+
+-- A hold's life: held, then exactly one of the others.  An enum rather
+-- than text with a CHECK: the type itself refuses anything else, at no
+-- cost per write (see pool_slots_not_oversold on what a CHECK costs).
+CREATE TYPE lockctl.hold_status AS ENUM ('held', 'confirmed', 'cancelled', 'expired');
+
+COMMENT ON TYPE lockctl.hold_status IS 'lockctl: the state of a hold';
+
+-- pool_id is deliberately not a foreign key: the check would cost an index
+-- probe and a row lock per hold on the hottest path there is, and only the
+-- functions below (which check the pool) ever write this table.
+CREATE TABLE lockctl.reservations (
+    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    pool_id          bigint NOT NULL,
+    slot             integer NOT NULL,
+    quantity         bigint NOT NULL,
+    holder           text,
+    -- The role that took the hold: the session's role (SET ROLE's, else
+    -- the session user's), which SECURITY DEFINER does not hide, unlike
+    -- current_user.  A default, so that reserve pays no query for it; a
+    -- name, not an oid, so that a dump restores where the role is missing.
+    taken_by         name NOT NULL
+                     DEFAULT (CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
+                                   THEN SESSION_USER
+                                   ELSE pg_catalog.current_setting('role')::pg_catalog.name END),
+    status           lockctl.hold_status NOT NULL DEFAULT 'held',
+    created          timestamp with time zone NOT NULL,
+    expires          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    idempotency_key  text,
+    CONSTRAINT reservations_pkey PRIMARY KEY (id),
+    -- One CHECK, for what the accounting relies on (a positive quantity;
+    -- finished set exactly when the hold is over).  The lengths of holder
+    -- and idempotency_key are checked by reserve, the only writer, with
+    -- better errors; a CHECK per column would cost every write.
+    CONSTRAINT reservations_state_check
+        CHECK (quantity OPERATOR(pg_catalog.>) 0
+               AND (status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL))
+);
+ALTER SEQUENCE lockctl.hold_id_seq OWNED BY lockctl.reservations.id;
+
+COMMENT ON TABLE lockctl.reservations IS 'lockctl: holds on pools (write through lockctl.reserve and friends only)';
+
+-- The worker's scan: only live holds are in it, oldest expiry first, so a
+-- pass costs what is due, not what exists.
+CREATE INDEX reservations_due_idx ON lockctl.reservations (expires)
+    WHERE status OPERATOR(pg_catalog.=) 'held';
+-- The idempotency lookup, and the guarantee that one key makes one hold.
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The purge: only finished holds that may be purged are in it.
+CREATE INDEX reservations_finished_idx ON lockctl.reservations (finished)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pools', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pool_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.pool_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.reservations', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.hold_id_seq', '');
+
+-- Nobody but the functions writes these tables.
+REVOKE ALL ON lockctl.pools, lockctl.pool_slots, lockctl.reservations FROM PUBLIC;
+REVOKE ALL ON SEQUENCE lockctl.pool_id_seq, lockctl.hold_id_seq FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the automatic slot count of a pool of a given capacity.  One
+-- slot per 32 units, at least 1 and at most 64: a pool of fewer than 64
+-- units has one slot and behaves exactly like a single row; a large pool
+-- has enough slots for 64 concurrent buyers to rarely meet.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.auto_slots(capacity bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.int4(LEAST(64::bigint, GREATEST(1::bigint, capacity OPERATOR(pg_catalog./) 32::bigint)));
+
+COMMENT ON FUNCTION lockctl.auto_slots(bigint) IS 'lockctl: the automatic number of slots for a pool of this capacity';
+
+-- ---------------------------------------------------------------------------
+-- Internal: lock every slot row of pool `pool` (in slot order) and spread
+-- its free units -- the pool's capacity less what its slots hold and have
+-- confirmed -- over its first pools.slots slots, with `need` units set
+-- aside on top in slot `start` % pools.slots.  Returns that slot, or NULL
+-- (and changes nothing) when fewer than `need` units are free.  Slots at or
+-- past pools.slots are retired: they keep what is held and confirmed in
+-- them, and no free units.
+--
+-- It derives the free units itself, from locked rows, and only moves them:
+-- no slot's held or confirmed changes, and afterwards the slot capacities
+-- add up to the pool's capacity.  So no argument, and no caller (a
+-- superuser calling it by hand included), can make it oversell or leak
+-- units.  The caller takes the `need` units from the returned slot.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.rebalance(pool bigint, start integer, need bigint)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_slots integer;
+    v_spare bigint;
+    v_target integer;
+BEGIN
+    IF pool IS NULL OR start IS NULL OR need IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl.rebalance must not be null';
+    ELSIF start < 0 OR need < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl.rebalance are out of range: start %s, need %s',
+                             start, need),
+            DETAIL = 'Neither may be negative.';
+    END IF;
+    -- Every slot row of the pool, in slot order.  While they are ours the
+    -- pool's capacity and slot count cannot change either: whoever changes
+    -- them locks every slot row first.
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
+    SELECT p.slots, p.capacity - sum(s.held + s.confirmed) INTO v_slots, v_spare
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.id = pool
+     GROUP BY p.slots, p.capacity;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool with id %s does not exist', pool);
+    END IF;
+    IF v_spare < need THEN
+        RETURN NULL;
+    END IF;
+    v_spare := v_spare - need;
+    v_target := start % v_slots;
+    UPDATE lockctl.pool_slots AS s
+       SET capacity = s.held + s.confirmed
+                      + CASE WHEN s.slot = v_target THEN need ELSE 0 END
+                      + CASE WHEN s.slot < v_slots
+                             THEN v_spare / v_slots
+                                  + CASE WHEN s.slot < v_spare % v_slots THEN 1 ELSE 0 END
+                             ELSE 0 END
+     WHERE s.pool_id = pool;
+    RETURN v_target;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: check a resource argument (NULL, empty, too long) for function fn.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce(fn, 'check_resource');
+    IF resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('resource of lockctl.%s must not be null', fn);
+    ELSIF octet_length(resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('resource of lockctl.%s must not be empty', fn);
+    ELSIF octet_length(resource) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = format('resource of lockctl.%s is too long', fn),
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(resource));
+    END IF;
+    RETURN resource;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: check a pool capacity argument (NULL, out of range) for function
+-- fn.  The bounds are those of the pools table's CHECK.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_capacity(fn text, capacity bigint) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    fn := coalesce(fn, 'check_capacity');
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('capacity of lockctl.%s must not be null', fn);
+    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of lockctl.%s is out of range: %s', fn, capacity),
+            DETAIL = 'It must be between 0 and 1000000000000000.';
+    END IF;
+    RETURN capacity;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: check a slot count argument for function fn: 1 to 1024, or NULL
+-- for the automatic count.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.check_slots(fn text, slots integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    fn := coalesce(fn, 'check_slots');
+    IF slots < 1 OR slots > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('slots of lockctl.%s is out of range: %s', fn, slots),
+            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
+    END IF;
+    RETURN slots;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.create_pool(resource, capacity, slots): a new pool.  slots NULL
+-- (the default) lets lockctl choose and adjust it with the capacity.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots integer DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('create_pool', resource);
+    v_slots integer;
+    v_pool bigint;
+BEGIN
+    PERFORM lockctl.check_capacity('create_pool', capacity);
+    v_slots := coalesce(lockctl.check_slots('create_pool', slots), lockctl.auto_slots(capacity));
+
+    INSERT INTO lockctl.pools AS p (resource, capacity, slots, auto_slots)
+    VALUES (v_resource, capacity, v_slots, slots IS NULL)
+    ON CONFLICT ON CONSTRAINT pools_resource_key DO NOTHING
+    RETURNING p.id INTO v_pool;
+    IF v_pool IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('pool "%s" already exists', v_resource);
+    END IF;
+
+    -- Slot i gets capacity / n units, the first capacity % n one more.
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT v_pool, i, capacity / v_slots + CASE WHEN i < capacity % v_slots THEN 1 ELSE 0 END
+      FROM generate_series(0, v_slots - 1) AS i;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: find a pool by name and lock it and all its slot rows (in slot
+-- order), for the administrative functions.  Returns the pool's id.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.lock_pool(resource text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint;
+BEGIN
+    SELECT p.id INTO v_pool FROM lockctl.pools AS p WHERE p.resource = resource FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', resource);
+    END IF;
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+    RETURN v_pool;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give a locked pool a new capacity and slot count, rebalancing
+-- its free units over the slots.  Raises 55000 if capacity is below what is
+-- held and confirmed.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reshape_pool(fn text, pool bigint, resource text,
+                                     capacity bigint, nslots integer, auto boolean)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_held bigint;
+    v_confirmed bigint;
+BEGIN
+    -- Slot rows are made here for this pool id: it must be a pool (nothing
+    -- else ties slots to pools, see lockctl.pool_slots).
+    PERFORM FROM lockctl.pools AS p WHERE p.id = pool FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool with id %s does not exist', pool);
+    END IF;
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
+    UPDATE lockctl.pools AS p
+       SET capacity = capacity, slots = nslots, auto_slots = auto
+     WHERE p.id = pool;
+    -- rebalance counts what is taken from locked rows: NULL if the new
+    -- capacity is below it (and the error undoes the changes above).
+    IF lockctl.rebalance(pool, 0, 0) IS NULL THEN
+        SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
+          FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('capacity of pool "%s" cannot be set below what is taken', resource),
+            DETAIL = format('Asked for %s; %s units are held and %s confirmed.',
+                            capacity, v_held, v_confirmed),
+            HINT = 'Wait for holds to finish, or cancel some, and try again.';
+    END IF;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_capacity(resource, capacity): change a pool's capacity, never
+-- below what is held and confirmed (55000).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_capacity(resource text, capacity bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('set_capacity', resource);
+    v_pool bigint;
+    v_slots integer;
+    v_auto boolean;
+BEGIN
+    PERFORM lockctl.check_capacity('set_capacity', capacity);
+    v_pool := lockctl.lock_pool(v_resource);
+    SELECT p.slots, p.auto_slots INTO v_slots, v_auto FROM lockctl.pools AS p WHERE p.id = v_pool;
+    IF v_auto THEN
+        v_slots := lockctl.auto_slots(capacity);
+    END IF;
+    PERFORM lockctl.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_slots(resource, slots): split a pool over this many slots, or
+-- NULL for the automatic count.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_slots(resource text, slots integer)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('set_slots', resource);
+    v_pool bigint;
+    v_capacity bigint;
+BEGIN
+    PERFORM lockctl.check_slots('set_slots', slots);
+    v_pool := lockctl.lock_pool(v_resource);
+    SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
+    PERFORM lockctl.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
+                                 coalesce(slots, lockctl.auto_slots(v_capacity)), slots IS NULL);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.drop_pool(resource): drop a pool with all its holds, live ones
+-- included.  Waits for transactions that are taking units from it.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.drop_pool(resource text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint := lockctl.lock_pool(lockctl.check_resource('drop_pool', resource));
+BEGIN
+    DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
+    DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
+    DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the hold that idempotency_key made on pool `pool` (resource is
+-- its name, for the error), or NULL if none is visible; 22023 if that hold
+-- has another quantity than this call asked for.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.keyed_hold(pool bigint, resource text, idempotency_key text,
+                                   quantity bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = pool AND r.idempotency_key = idempotency_key;
+    IF v_q <> quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             idempotency_key, resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, quantity);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.reserve(resource, quantity, holder, ttl, idempotency_key): take a
+-- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
+-- quantity units are free in the whole pool.
+--
+-- Three ways to get units, cheapest first (README.md, "Hot pools"):
+--   1. fast: the first slot from this backend's own one on that has enough
+--      free units and that no one else has locked (SKIP LOCKED, no wait);
+--   2. middle: wait for the nearest slot that has enough free units;
+--   3. slow: lock every slot of the pool in slot order, count the free
+--      units exactly, and if they are enough move them around so that the
+--      hold fits in one slot (and the rest is spread evenly again).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
+                                holder text DEFAULT NULL,
+                                ttl interval DEFAULT '00:05:00'::interval,
+                                idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := resource;
+    v_pool bigint;
+    v_slots integer;
+    v_start integer;
+    v_slot integer;
+    v_id bigint;
+    v_now timestamp with time zone;
+    v_quantity bigint := quantity;
+    v_holder text := holder;
+    v_ttl interval := ttl;
+    v_key text := idempotency_key;
+BEGIN
+    -- The checks of lockctl.check_resource, inline: this is the hot path.
+    IF v_resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'resource of lockctl.reserve must not be null';
+    ELSIF octet_length(v_resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'resource of lockctl.reserve must not be empty';
+    ELSIF octet_length(v_resource) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'resource of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_resource));
+    END IF;
+    IF v_quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.reserve must not be null';
+    ELSIF v_quantity < 1 OR v_quantity > 1000000000000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.reserve is out of range: %s', v_quantity),
+            DETAIL = 'It must be between 1 and 1000000000000000.';
+    END IF;
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.reserve must not be empty',
+            HINT = 'Pass NULL for a hold without a holder.';
+    ELSIF octet_length(v_holder) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_holder));
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.reserve must not be null';
+    ELSIF v_ttl < '1 millisecond'::interval OR v_ttl > '365 days'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
+            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+    END IF;
+    IF v_key IS NOT NULL THEN
+        IF octet_length(v_key) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'idempotency_key of lockctl.reserve must not be empty';
+        ELSIF octet_length(v_key) > 200 THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'idempotency_key of lockctl.reserve is too long',
+                DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_key));
+        END IF;
+    END IF;
+
+    SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+
+    -- A retry with the same key gets the hold the first call made.
+    IF v_key IS NOT NULL THEN
+        v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    v_start := pg_backend_pid() % v_slots;
+
+    -- 1. fast path: a slot no one else is using, from our own one upwards,
+    -- then from the first one up to ours.  A row locked and then found to
+    -- have too few units stays locked until the end of the transaction, so
+    -- the attempt runs in a subtransaction that is rolled back when it
+    -- fails: this call never waits while it holds a slot lock out of
+    -- order, which is what keeps reserve free of deadlocks.
+    BEGIN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
+                            AND x.capacity - x.held - x.confirmed >= v_quantity
+                          ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING s.slot INTO v_slot;
+        IF v_slot IS NULL AND v_start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_start
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot INTO v_slot;
+        END IF;
+        IF v_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        v_slot := NULL;
+    END;
+
+    -- 2. middle path: every slot with enough is busy; wait for the nearest,
+    -- holding no other.  The free units are checked again once the lock is
+    -- ours; if they are gone, the subtransaction gives the lock back.
+    IF v_slot IS NULL THEN
+        BEGIN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.capacity - s.held - s.confirmed >= v_quantity
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_slots
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
+            RETURNING s.slot INTO v_slot;
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+            v_slot := NULL;
+        END;
+    END IF;
+
+    -- 3. slow path: no single slot has enough.  Lock them all, in order,
+    -- and count exactly.
+    IF v_slot IS NULL THEN
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('pool "%s" does not exist', v_resource),
+                DETAIL = 'It was dropped while this call waited for it.';
+        END IF;
+        -- The slot count may have changed while we waited, and set_slots
+        -- may have added slot rows that the statement above, with its older
+        -- snapshot, did not see.  rebalance locks again: every row of the
+        -- pool is then ours (no new one can appear, set_slots needs our
+        -- locks first), so its count is exact; it moves the free units so
+        -- that one slot has ours, and we take them from it.
+        v_slot := lockctl.rebalance(v_pool, v_start, v_quantity);
+        IF v_slot IS NULL THEN
+            RETURN NULL;
+        END IF;
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    END IF;
+
+    v_now := clock_timestamp();
+    IF v_key IS NULL THEN
+        INSERT INTO lockctl.reservations AS r
+               (pool_id, slot, quantity, holder, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+        RETURNING r.id INTO v_id;
+        RETURN v_id;
+    END IF;
+
+    INSERT INTO lockctl.reservations AS r
+           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING r.id INTO v_id;
+    IF v_id IS NOT NULL THEN
+        RETURN v_id;
+    END IF;
+
+    -- A concurrent call with the same key committed first: give back the
+    -- units and return its hold.
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize reserve with idempotency key "%s" on pool "%s"',
+                             v_key, v_resource),
+            DETAIL = 'A concurrent transaction took a hold with the same key after this transaction''s snapshot.',
+            HINT = 'Retry the transaction.';
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: explain why hold `id` could not be confirmed, cancelled or
+-- extended.  Returns its status when that is not an error for `action`.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.reservations AS r WHERE r.id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('hold %s does not exist', id),
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    -- Live after all: it changed under us (a concurrent transaction).
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s hold %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.confirm(id): make a live hold permanent.  Returns true, or false
+-- if it was confirmed already (a safe retry); 55000 if it expired (even if
+-- the worker has not got to it yet) or was cancelled.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.confirm(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.confirm must not be null';
+    END IF;
+    -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
+    -- "status = 'held'" it does not let the planner pick the worker's
+    -- partial index of all live holds over the primary key.
+    UPDATE lockctl.reservations AS r
+       SET status = 'confirmed', finished = v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('confirm', id, ARRAY['confirmed']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.cancel(id): end a live hold and give its units back.  Returns
+-- true, or false if it had already been cancelled or expired (the units
+-- are back either way); 55000 for a confirmed hold.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.cancel(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.cancel must not be null';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET status = 'cancelled', finished = clock_timestamp()
+     WHERE r.id = id AND r.finished IS NULL
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.extend(id, ttl): a live hold now expires ttl from now.  Returns
+-- the new expiry; 55000 if it expired, was cancelled or is confirmed.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.extend(id bigint, ttl interval)
+    RETURNS timestamp with time zone
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_expires timestamp with time zone;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.extend must not be null';
+    END IF;
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.extend must not be null';
+    ELSIF ttl < '1 millisecond'::interval OR ttl > '365 days'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
+            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET expires = v_now + ttl
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+    RETURNING r.expires INTO v_expires;
+    IF NOT FOUND THEN
+        PERFORM lockctl.hold_state('extend', id, ARRAY[]::text[]);
+    END IF;
+    RETURN v_expires;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.available(resource): units neither held nor confirmed, as this
+-- transaction's snapshot sees them.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.available(resource text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl.check_resource('available', resource);
+    v_free bigint;
+BEGIN
+    SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.resource = v_resource;
+    IF v_free IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+    RETURN v_free;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.expire_holds(batch_size): the expiry worker's pass, one batch, in
+-- the caller's transaction.  Expires up to batch_size live holds whose time
+-- is up, oldest first, skipping holds a concurrent confirm, cancel or extend
+-- has locked; gives their units back; NOTIFY lockctl_expired with each id.
+-- Returns how many it expired.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.expire_holds(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_ids bigint[];
+    v_pools bigint[];
+    v_slots integer[];
+    v_qs bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl.expire_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl.expire_holds is out of range: %s', batch_size),
+            DETAIL = 'It must be between 1 and 1000000.';
+    END IF;
+
+    WITH due AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = 'held' AND r.expires <= v_now
+         ORDER BY r.expires
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    ), done AS (
+        UPDATE lockctl.reservations AS r
+           SET status = 'expired', finished = v_now
+          FROM due
+         WHERE r.id = due.id
+        RETURNING r.id, r.pool_id, r.slot, r.quantity
+    )
+    SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs
+      FROM done;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    -- Give the units back, slot rows locked in (pool, slot) order.
+    PERFORM FROM lockctl.pool_slots AS s
+     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
+     ORDER BY s.pool_id, s.slot
+       FOR UPDATE;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+             GROUP BY u.p, u.s) AS g
+     WHERE s.pool_id = g.p AND s.slot = g.s;
+
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    RETURN cardinality(v_ids);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.purge_holds(retention, batch_size): delete up to batch_size holds
+-- that were cancelled or expired more than retention ago.  Confirmed holds
+-- are never purged: the pools' confirmed units are their sum.  Returns how
+-- many it deleted.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.purge_holds(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_before timestamp with time zone;
+    v_n integer;
+BEGIN
+    IF retention IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'retention of lockctl.purge_holds must not be null';
+    ELSIF retention < '0'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('retention of lockctl.purge_holds is out of range: "%s"', retention),
+            DETAIL = 'It must not be negative.';
+    END IF;
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl.purge_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl.purge_holds is out of range: %s', batch_size),
+            DETAIL = 'It must be between 1 and 1000000.';
+    END IF;
+    v_before := now() - retention;
+
+    WITH old AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+           AND r.finished < v_before
+         ORDER BY r.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Views: what anyone may read.
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.pool_status AS
+    SELECT p.resource,
+           p.capacity,
+           t.held,
+           t.confirmed,
+           t.available,
+           p.slots,
+           p.auto_slots,
+           t.holds_taken,
+           t.holds_confirmed,
+           t.holds_cancelled,
+           t.holds_expired,
+           p.created
+      FROM lockctl.pools AS p,
+           LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
+                           pg_catalog.sum(s.confirmed)::bigint AS confirmed,
+                           pg_catalog.sum(s.capacity OPERATOR(pg_catalog.-) s.held
+                                          OPERATOR(pg_catalog.-) s.confirmed)::bigint AS available,
+                           pg_catalog.sum(s.holds_taken)::bigint AS holds_taken,
+                           pg_catalog.sum(s.holds_confirmed)::bigint AS holds_confirmed,
+                           pg_catalog.sum(s.holds_cancelled)::bigint AS holds_cancelled,
+                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired
+                      FROM lockctl.pool_slots AS s
+                     WHERE s.pool_id OPERATOR(pg_catalog.=) p.id) AS t;
+
+COMMENT ON VIEW lockctl.pool_status IS 'lockctl: every pool with its capacity, units held, confirmed and available, and counters of holds';
+
+-- A role sees the holds taken by roles whose privileges it has (its own,
+-- and those of roles it is a member of with INHERIT); superusers and
+-- members of pg_read_all_stats see every hold.  security_barrier keeps a
+-- caller's own leaky WHERE clauses from seeing the others.
+CREATE VIEW lockctl.holds WITH (security_barrier) AS
+    SELECT r.id,
+           p.resource,
+           r.quantity,
+           r.holder,
+           r.taken_by,
+           r.status::text AS status,
+           r.created,
+           r.expires,
+           r.finished,
+           r.idempotency_key
+      FROM lockctl.reservations AS r
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
+        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(r.taken_by))::pg_catalog.oid,
+                                  'USAGE');
+
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for superusers and pg_read_all_stats)';
+
+COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
+COMMENT ON FUNCTION lockctl.check_resource(text, text) IS 'lockctl internal: check a resource argument';
+COMMENT ON FUNCTION lockctl.check_capacity(text, bigint) IS 'lockctl internal: check a capacity argument';
+COMMENT ON FUNCTION lockctl.check_slots(text, integer) IS 'lockctl internal: check a slot count argument';
+COMMENT ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) IS 'lockctl internal: the hold an idempotency key made on a pool';
+COMMENT ON FUNCTION lockctl.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
+COMMENT ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
+COMMENT ON FUNCTION lockctl.hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a hold cannot be confirmed, cancelled or extended';
+COMMENT ON FUNCTION lockctl.create_pool(text, bigint, integer) IS 'lockctl: create a reservation pool';
+COMMENT ON FUNCTION lockctl.set_capacity(text, bigint) IS 'lockctl: change a pool''s capacity, never below what is held and confirmed';
+COMMENT ON FUNCTION lockctl.set_slots(text, integer) IS 'lockctl: split a pool over this many slots (NULL: automatic)';
+COMMENT ON FUNCTION lockctl.drop_pool(text) IS 'lockctl: drop a pool and all its holds';
+COMMENT ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) IS 'lockctl: take a hold on a pool; NULL when not enough is available';
+COMMENT ON FUNCTION lockctl.confirm(bigint) IS 'lockctl: make a live hold permanent';
+COMMENT ON FUNCTION lockctl.cancel(bigint) IS 'lockctl: end a hold and give its units back';
+COMMENT ON FUNCTION lockctl.extend(bigint, interval) IS 'lockctl: a live hold now expires ttl from now';
+COMMENT ON FUNCTION lockctl.available(text) IS 'lockctl: units of a pool neither held nor confirmed';
+COMMENT ON FUNCTION lockctl.expire_holds(integer) IS 'lockctl: expire up to batch_size due holds (the expiry worker''s pass)';
+COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete up to batch_size holds finished more than retention ago';
+
+-- ---------------------------------------------------------------------------
+-- Privileges (README.md): anyone may reserve, confirm, cancel, extend
+-- and read; creating, resizing and dropping pools is for superusers and
+-- whoever they grant it to; expiring and purging is the worker's.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION lockctl.auto_slots(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_resource(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_capacity(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.check_slots(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.lock_pool(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.hold_state(text, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.set_slots(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.drop_pool(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.expire_holds(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.purge_holds(interval, integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.confirm(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.cancel(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.extend(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.available(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.cancel(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.extend(bigint, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.available(text) TO PUBLIC;
+GRANT SELECT ON lockctl.pool_status, lockctl.holds TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- 1. Version-checked updates (src/version.c)
+-- ---------------------------------------------------------------------
+
+-- The trigger.  Its two arguments are the version column and the mode;
+-- lockctl.enable_versioning() creates it.  Calling it directly fails.
+CREATE FUNCTION lockctl.version_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'lockctl_version_trigger';
+
+-- Not STRICT: a NULL argument is an error with SQLSTATE 22004, not a
+-- silent no-op.
+CREATE FUNCTION lockctl.enable_versioning(
+        tbl pg_catalog.regclass,
+        version_column pg_catalog.name DEFAULT 'version',
+        mode pg_catalog.text DEFAULT 'strict')
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_enable_versioning';
+
+CREATE FUNCTION lockctl.disable_versioning(tbl pg_catalog.regclass)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_disable_versioning';
+
+-- Runs with the caller's privileges (not SECURITY DEFINER).
+CREATE FUNCTION lockctl.update_versioned(
+        tbl pg_catalog.regclass,
+        key anyelement,
+        expected_version pg_catalog.int8,
+        changes pg_catalog.jsonb DEFAULT '{}')
+    RETURNS pg_catalog.int8
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
+
+-- The same with a text key: parameters that drivers send untyped (node-postgres
+-- sends every parameter so, PREPARE with unknown types) cannot resolve
+-- anyelement; as text they are converted to the key column's type.
+CREATE FUNCTION lockctl.update_versioned(
+        tbl pg_catalog.regclass,
+        key pg_catalog.text,
+        expected_version pg_catalog.int8,
+        changes pg_catalog.jsonb DEFAULT '{}')
+    RETURNS pg_catalog.int8
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
+
+CREATE FUNCTION lockctl.versioned_tables_stats(
+        OUT table_name pg_catalog.regclass,
+        OUT version_column pg_catalog.name,
+        OUT mode pg_catalog.text,
+        OUT enabled pg_catalog.bool,
+        OUT checked_updates pg_catalog.int8,
+        OUT conflicts pg_catalog.int8,
+        OUT blind_writes pg_catalog.int8,
+        OUT inserts pg_catalog.int8,
+        OUT stats_reset pg_catalog.timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
+
+-- Every table versioning is enabled on in this database, with counters
+-- that count what the trigger decided, committed or not.
+CREATE VIEW lockctl.versioned_tables AS
+    SELECT table_name, version_column, mode, enabled,
+           checked_updates, conflicts, blind_writes, inserts, stats_reset
+      FROM lockctl.versioned_tables_stats();
+
+CREATE FUNCTION lockctl.reset_versioning_stats(tbl pg_catalog.regclass DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_reset_versioning_stats';
+
+GRANT EXECUTE ON FUNCTION lockctl.version_trigger() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.enable_versioning(pg_catalog.regclass, pg_catalog.name, pg_catalog.text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.disable_versioning(pg_catalog.regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.update_versioned(pg_catalog.regclass, anyelement, pg_catalog.int8, pg_catalog.jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.update_versioned(pg_catalog.regclass, pg_catalog.text, pg_catalog.int8, pg_catalog.jsonb) TO PUBLIC;
+GRANT SELECT ON lockctl.versioned_tables TO PUBLIC;
+-- Resetting counters is an administrative act: superusers, or whom they grant.
+REVOKE ALL ON FUNCTION lockctl.reset_versioning_stats(pg_catalog.regclass) FROM PUBLIC;
+-- The expiry worker (src/worker.c): its status, and the wake that makes
+-- CREATE EXTENSION picked up at once.
+
+-- One row per database that an expiry worker serves, or is being started
+-- for, across the cluster.  Counters live in shared memory and restart
+-- from zero with the server.
+CREATE FUNCTION lockctl.worker_status(
+        OUT datid oid,
+        OUT datname name,
+        OUT pid integer,
+        OUT state text,
+        OUT started timestamptz,
+        OUT last_run timestamptz,
+        OUT holds_expired bigint,
+        OUT holds_purged bigint,
+        OUT errors bigint,
+        OUT last_error text,
+        OUT last_error_at timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'lockctl_worker_status';
+
+CREATE VIEW lockctl.workers AS
+    SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
+           w.holds_expired, w.holds_purged, w.errors,
+           w.last_error, w.last_error_at
+      FROM lockctl.worker_status() AS w;
+
+COMMENT ON VIEW lockctl.workers IS
+    'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, and the last error';
+
+-- When the calling transaction commits, make this database's expiry
+-- worker run a pass at once (starting it if none runs).
+CREATE FUNCTION lockctl.wake_expiry_worker() RETURNS void
+    LANGUAGE c STRICT VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'lockctl_wake_expiry_worker';
+
+COMMENT ON FUNCTION lockctl.wake_expiry_worker() IS
+    'at commit, make this database''s lockctl expiry worker run a pass now, starting it if needed';
+
+REVOKE ALL ON FUNCTION lockctl.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.worker_status() TO PUBLIC;
+GRANT SELECT ON lockctl.workers TO PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.wake_expiry_worker() FROM PUBLIC;
+
+-- Last statement of the install script: the worker starts as soon as
+-- CREATE EXTENSION commits.
+SELECT lockctl.wake_expiry_worker();
