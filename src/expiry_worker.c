@@ -67,6 +67,14 @@
  */
 #define EXPIRY_INTERNAL_SCHEMA	"lockctl_internal"
 
+/* What one batch of the worker does */
+typedef enum WorkerBatchKind
+{
+	BATCH_EXPIRE_HOLDS,
+	BATCH_PURGE_HOLDS,
+	BATCH_PURGE_REQUESTS
+} WorkerBatchKind;
+
 /* Settings */
 static int	lockctl_expiry_interval = 1000; /* ms */
 static int	lockctl_expiry_batch_size = 1000;
@@ -78,8 +86,10 @@ static ExpirySlot *worker_claim_slot(int slotno, const ExpiryWorkerArgs *args);
 static void worker_exit(ExpirySlot *slot, ExpiryExitReason reason);
 static void worker_record_error(ExpirySlot *slot, MemoryContext cxt);
 static bool worker_pass(int slotno);
+static bool worker_batches(int slotno, WorkerBatchKind kind);
 static const char *worker_schema(Oid extoid);
-static int	worker_batch(int slotno, bool purge, int batch_size, bool *absent);
+static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
+						 bool *absent);
 
 /*
  * Define the settings of the expiry workers.
@@ -311,13 +321,12 @@ lockctl_expiry_worker_main(Datum main_arg)
 }
 
 /*
- * One pass: expire every due hold, then purge old finished ones, in
- * batches.  Returns false when the extension is not installed.
+ * Batches of one kind, each in its own transaction, while they come back
+ * full.  Returns false when the extension is not installed.
  */
 static bool
-worker_pass(int slotno)
+worker_batches(int slotno, WorkerBatchKind kind)
 {
-	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	bool		absent = false;
 	int			n;
 
@@ -325,25 +334,33 @@ worker_pass(int slotno)
 	{
 		int			batch = lockctl_expiry_batch_size;
 
-		n = worker_batch(slotno, false, batch, &absent);
+		n = worker_batch(slotno, kind, batch, &absent);
 		if (absent)
 			return false;
 		CHECK_FOR_INTERRUPTS();
 		if (n < batch)
 			break;
 	} while (true);
+	return true;
+}
 
-	while (lockctl_retention >= 0)
-	{
-		int			batch = lockctl_expiry_batch_size;
+/*
+ * One pass: expire every due hold, then purge old finished ones (unless
+ * retention is -1) and request keys past their ttl (lockctl.retention is
+ * for holds), in batches.  Returns false when the extension is not
+ * installed.
+ */
+static bool
+worker_pass(int slotno)
+{
+	ExpirySlot *slot = &expiry_shared->slots[slotno];
 
-		n = worker_batch(slotno, true, batch, &absent);
-		if (absent)
-			return false;
-		CHECK_FOR_INTERRUPTS();
-		if (n < batch)
-			break;
-	}
+	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS))
+		return false;
+	if (lockctl_retention >= 0 && !worker_batches(slotno, BATCH_PURGE_HOLDS))
+		return false;
+	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS))
+		return false;
 
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
 	slot->passes++;
@@ -371,12 +388,14 @@ worker_schema(Oid extoid)
 }
 
 /*
- * One batch in its own transaction: expire_holds(batch) or
- * purge_holds(retention, batch), in the schema worker_schema() says.  Returns how many holds it
+ * One batch in its own transaction: expire_holds(batch),
+ * purge_holds(retention, batch) or purge_requests(batch), in the schema
+ * worker_schema() says (request keys exist only from 1.1 on).  Returns how
+ * many holds it
  * expired or purged; sets *absent when the extension is not installed.
  */
 static int
-worker_batch(int slotno, bool purge, int batch_size, bool *absent)
+worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	const char *sql;
@@ -387,15 +406,19 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 	int			count = 0;
 	bool		isnull;
 	Oid			extoid;
+	const char *schema;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	extoid = get_extension_oid("lockctl", true);
-	if (!OidIsValid(extoid))
+	*absent = !OidIsValid(extoid);
+	schema = *absent ? NULL : worker_schema(extoid);
+	/* nothing to do: no extension, or no request keys before 1.1 */
+	if (*absent ||
+		(kind == BATCH_PURGE_REQUESTS && strcmp(schema, "lockctl") == 0))
 	{
-		*absent = true;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return 0;
@@ -409,9 +432,16 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 		LWLockRelease(expiry_shared->lock);
 	}
 
-	if (purge)
+	if (kind == BATCH_PURGE_REQUESTS)
 	{
-		sql = psprintf("SELECT %s.purge_holds($1, $2)", worker_schema(extoid));
+		sql = psprintf("SELECT %s.purge_requests($1)", schema);
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(batch_size);
+		nargs = 1;
+	}
+	else if (kind == BATCH_PURGE_HOLDS)
+	{
+		sql = psprintf("SELECT %s.purge_holds($1, $2)", schema);
 		argtypes[0] = INTERVALOID;
 		values[0] = IntervalPGetDatum(lockctl_us_to_interval((int64) lockctl_retention * USECS_PER_SEC));
 		argtypes[1] = INT4OID;
@@ -420,7 +450,7 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 	}
 	else
 	{
-		sql = psprintf("SELECT %s.expire_holds($1)", worker_schema(extoid));
+		sql = psprintf("SELECT %s.expire_holds($1)", schema);
 		argtypes[0] = INT4OID;
 		values[0] = Int32GetDatum(batch_size);
 		nargs = 1;
@@ -442,10 +472,10 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	if (count > 0)
+	if (count > 0 && kind != BATCH_PURGE_REQUESTS)
 	{
 		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
-		if (purge)
+		if (kind == BATCH_PURGE_HOLDS)
 			slot->purged += count;
 		else
 			slot->expired += count;

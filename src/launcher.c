@@ -102,6 +102,8 @@ static long launcher_start_due(TimestampTz now, long timeout);
 static void launcher_reap(LauncherDb *db, TimestampTz now);
 static void launcher_start_worker(LauncherDb *db, TimestampTz now);
 static void launcher_forget(LauncherDb *db);
+static void launcher_retry_later(LauncherDb *db, TimestampTz now,
+								 int min_ms, int max_ms);
 static bool launcher_db_wanted(const char *name);
 static long launcher_ms_until(TimestampTz now, TimestampTz when);
 static void launcher_detach(int code, Datum arg);
@@ -590,10 +592,8 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 			if (!db->absent)
 				db->failures = 0;
 			db->absent = true;
-			db->next_start = TimestampTzPlusMilliseconds(now,
-														 worker_backoff_ms(LAUNCHER_ABSENT_RETRY_MIN_MS,
-																		   LAUNCHER_ABSENT_RETRY_MAX_MS,
-																		   db->failures++));
+			launcher_retry_later(db, now, LAUNCHER_ABSENT_RETRY_MIN_MS,
+								 LAUNCHER_ABSENT_RETRY_MAX_MS);
 			launcher_forget(db);	/* frees the slot; keeps the entry */
 			break;
 		case EXIT_STOP_REQUESTED:
@@ -606,10 +606,8 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 				 TimestampDifferenceExceeds(started_at, now, WORKER_HEALTHY_MS)))
 				db->failures = 0;
 			db->absent = false;
-			db->next_start = TimestampTzPlusMilliseconds(now,
-														 worker_backoff_ms(WORKER_RESTART_MIN_MS,
-																		   WORKER_RESTART_MAX_MS,
-																		   db->failures++));
+			launcher_retry_later(db, now, WORKER_RESTART_MIN_MS,
+								 WORKER_RESTART_MAX_MS);
 			/* The database may be gone: look again soon. */
 			LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
 			expiry_shared->wake_rescan = true;
@@ -617,6 +615,17 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 			LWLockRelease(expiry_shared->lock);
 			break;
 	}
+}
+
+/*
+ * Start db's worker again after the back-off of one more failure in a row.
+ */
+static void
+launcher_retry_later(LauncherDb *db, TimestampTz now, int min_ms, int max_ms)
+{
+	db->next_start = TimestampTzPlusMilliseconds(now,
+												 worker_backoff_ms(min_ms, max_ms,
+																   db->failures++));
 }
 
 /*

@@ -22,6 +22,29 @@
 
 #include "lease.h"
 
+static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter);
+
+/*
+ * End the lease held on e: count it in *counter if it was live (else it
+ * had expired), wake the next in line, and drop the entry if nothing needs
+ * it any more (e is not to be used after).  Returns whether it was live.
+ * Caller holds the lease lock exclusively.
+ */
+static bool
+lease_end(LeaseEntry *e, int64 now, uint64 *counter)
+{
+	bool		live = lease_is_live(e, now);
+
+	e->held = false;
+	if (live)
+		(*counter)++;
+	else
+		lease_shared->stats.expiries++;
+	lease_wake_head(e);
+	lease_maybe_remove(e);
+	return live;
+}
+
 /*
  * lockctl.renew(resource text, token bigint, ttl interval) returns
  * timestamptz: the new expiry.  The lease must still be live and held by
@@ -105,16 +128,7 @@ lockctl_release(PG_FUNCTION_ARGS)
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	now = lease_now_mono();
 	if (e != NULL && e->held && e->token == token)
-	{
-		released = lease_is_live(e, now);
-		e->held = false;
-		if (released)
-			lease_shared->stats.releases++;
-		else
-			lease_shared->stats.expiries++;
-		lease_wake_head(e);
-		lease_maybe_remove(e);
-	}
+		released = lease_end(e, now, &lease_shared->stats.releases);
 	LWLockRelease(lease_shared->lock);
 
 	PG_RETURN_BOOL(released);
@@ -141,16 +155,8 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	if (e != NULL && e->held)
-	{
-		released = lease_is_live(e, lease_now_mono());
-		e->held = false;
-		if (released)
-			lease_shared->stats.force_releases++;
-		else
-			lease_shared->stats.expiries++;
-		lease_wake_head(e);
-		lease_maybe_remove(e);
-	}
+		released = lease_end(e, lease_now_mono(),
+							 &lease_shared->stats.force_releases);
 	LWLockRelease(lease_shared->lock);
 
 	if (released)

@@ -137,7 +137,7 @@ lease_token_visible(Oid roleid, bool see_all)
 }
 
 /*
- * The rows of lockctl.lease_list() (dbid, resource, owner, token,
+ * The rows of lockctl_internal.leases() (dbid, resource, owner, token,
  * acquired_at, expires_at, waiters, roleid, fenced) or, when one_resource,
  * of lockctl.lease(resource) (owner, token, acquired_at, expires_at,
  * waiters, acquired_by, fenced).  The token is NULL unless the caller may
@@ -194,8 +194,8 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 }
 
 /*
- * lockctl.lease_list(): every live lease of every database, for the view
- * lockctl.leases.
+ * lockctl_internal.leases() (lease_list in 1.0's SQL): every live lease of
+ * every database, behind the view lockctl.leases.
  */
 PG_FUNCTION_INFO_V1(lockctl_lease_list);
 Datum
@@ -221,8 +221,9 @@ lockctl_lease(PG_FUNCTION_ARGS)
 }
 
 /*
- * lockctl.lease_waiter_list(): every backend waiting in acquire, in line
- * order per resource, for the view lockctl.lease_waiters.
+ * lockctl_internal.lease_waiters() (lease_waiter_list in 1.0's SQL): every
+ * backend waiting in acquire, in line order per resource, behind the view
+ * lockctl.lease_waiters.
  */
 PG_FUNCTION_INFO_V1(lockctl_lease_waiter_list);
 Datum
@@ -265,8 +266,8 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 }
 
 /*
- * lockctl.lease_stats(): the lease counters since the server started, for
- * the view lockctl.lease_stats.
+ * lockctl_internal.lease_stats(): the lease counters since the server
+ * started, behind the view lockctl.lease_stats.
  */
 PG_FUNCTION_INFO_V1(lockctl_lease_stats);
 Datum

@@ -12,10 +12,11 @@
  * _PG_init raises an error that says what to set, so that no function ever
  * runs against shared memory that was never created.
  *
- * Each concept in C (versioning, leases, the expiry worker) defines its own
- * settings, asks for its own shared memory (shmem.c) and keeps its own state
- * from its Init function; nothing here knows what they are.  Reservations
- * keep all their state in tables and are written in SQL (src/reserve.sql).
+ * Each concept in C (versioning, leases, requests, the expiry worker)
+ * defines its own settings, asks for its own shared memory (shmem.c) and
+ * keeps its own state from its Init function; nothing here knows what they
+ * are.  Reservations keep all their state in tables and are written in SQL
+ * (src/reserve.sql).
  *
  * src/lockctl.c
  *
@@ -48,6 +49,7 @@ _PG_init(void)
 
 	VersionInit();
 	LeaseInit();
+	RequestInit();
 	WorkerInit();
 
 	/* every setting is defined by now: a misspelt lockctl.* is an error */

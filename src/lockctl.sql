@@ -27,6 +27,7 @@ CREATE FUNCTION lockctl.library_version() RETURNS text
 COMMENT ON SCHEMA lockctl IS 'lockctl: version-checked updates, fenced leases and expiring reservations';
 
 CREATE SCHEMA lockctl_internal;
+REVOKE ALL ON SCHEMA lockctl_internal FROM PUBLIC;
 COMMENT ON SCHEMA lockctl_internal IS 'lockctl internals: helpers of the lockctl functions and the functions behind its views; not for direct use';
 
 -- The longest resource, owner, holder or idempotency key, in bytes: the C
@@ -38,6 +39,14 @@ CREATE FUNCTION lockctl_internal.name_max_bytes() RETURNS integer
 COMMENT ON FUNCTION lockctl_internal.name_max_bytes() IS
     'lockctl internal: the longest resource, owner, holder or idempotency key, in bytes';
 
+-- The most rows the worker's batches (expire_holds, purge_holds,
+-- purge_requests) handle in one call.
+CREATE FUNCTION lockctl_internal.max_batch() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1000000;
+COMMENT ON FUNCTION lockctl_internal.max_batch() IS
+    'lockctl internal: the most rows expire_holds, purge_holds and purge_requests handle in one call';
+
 -- The settings, as the server sees them now.
 CREATE VIEW lockctl.settings AS
     SELECT s.name, s.setting, s.unit, s.context, s.short_desc
@@ -48,3 +57,4 @@ GRANT USAGE ON SCHEMA lockctl TO PUBLIC;
 GRANT SELECT ON lockctl.settings TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.library_version() TO PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.name_max_bytes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_batch() FROM PUBLIC;

@@ -60,16 +60,10 @@ CREATE FUNCTION lockctl_internal.max_hold_ttl() RETURNS interval
     RETURN '365 days'::interval;
 COMMENT ON FUNCTION lockctl_internal.max_hold_ttl() IS 'lockctl internal: the longest time to live of a hold';
 
-CREATE FUNCTION lockctl_internal.max_batch() RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN 1000000;
-COMMENT ON FUNCTION lockctl_internal.max_batch() IS 'lockctl internal: the most holds expire_holds and purge_holds handle in one call';
-
 REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl_internal.max_batch() FROM PUBLIC;
 
 CREATE SEQUENCE lockctl.pool_id_seq;
 

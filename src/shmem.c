@@ -28,8 +28,8 @@
 
 #include "lockctl.h"
 
-/* versioning, leases, the expiry worker */
-#define LOCKCTL_MAX_SHMEM_PARTS		4
+/* versioning, leases, requests, the expiry worker; room for more */
+#define LOCKCTL_MAX_SHMEM_PARTS		8
 
 static const LockctlShmemPart *parts[LOCKCTL_MAX_SHMEM_PARTS];
 static int	nparts = 0;

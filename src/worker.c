@@ -222,9 +222,10 @@ lockctl_wake_expiry_worker(PG_FUNCTION_ARGS)
  */
 
 /*
- * lockctl_internal.workers(), behind the view lockctl.workers: one row
- * per database served (or being tried)
- * by an expiry worker, across the cluster.
+ * lockctl_internal.workers() (worker_status in 1.0's SQL), behind the view
+ * lockctl.workers: one row per database served (or being tried) by an
+ * expiry worker, across the cluster.  The C symbols keep their 1.0 names,
+ * which 1.0's SQL objects name.
  */
 PG_FUNCTION_INFO_V1(lockctl_worker_status);
 Datum
