@@ -104,6 +104,7 @@ extern struct HTAB *lease_hash;
 
 /* lease.c */
 extern int64 lease_now_mono(void);
+extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

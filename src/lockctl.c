@@ -11,9 +11,9 @@
  * _PG_init raises an error that says what to set, so that no function ever
  * runs against shared memory that was never created.
  *
- * Each concept in C (version.c, lease.c, worker.c) registers its own pieces
- * from its Init function; the shared-memory hooks here only add up their
- * sizes and let each create or attach to its part.  Reservations keep all
+ * Each concept in C (version.c, lease.c, fence_table.c, worker.c)
+ * registers its own pieces from its Init function; the shared-memory hooks
+ * here only add up their sizes and let each create or attach to its part.  Reservations keep all
  * their state in tables and are written in SQL (src/reserve.sql), so they
  * need no hooks.
  *
@@ -74,7 +74,15 @@ _PG_init(void)
 
 	VersionInit();
 	LeaseInit();
+	FenceTableInit();
 	ExpiryWorkerInit();
+
+	/* every setting is defined by now: a misspelt lockctl.* is an error */
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("lockctl");
+#else
+	EmitWarningsOnPlaceholders("lockctl");
+#endif
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
@@ -148,12 +156,6 @@ lockctl_define_settings(void)
 							   PGC_SIGHUP,
 							   GUC_LIST_INPUT,
 							   lockctl_check_worker_databases, NULL, NULL);
-
-#if PG_VERSION_NUM >= 150000
-	MarkGUCPrefixReserved("lockctl");
-#else
-	EmitWarningsOnPlaceholders("lockctl");
-#endif
 }
 
 /*
@@ -167,11 +169,13 @@ lockctl_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 
-	RequestAddinShmemSpace(add_size(add_size(VersionShmemSize(),
-											 LeaseShmemSize()),
+	RequestAddinShmemSpace(add_size(add_size(add_size(VersionShmemSize(),
+													  LeaseShmemSize()),
+											 FenceTableShmemSize()),
 									ExpiryWorkerShmemSize()));
 	VersionShmemRequest();
 	LeaseShmemRequest();
+	FenceTableShmemRequest();
 	ExpiryWorkerShmemRequest();
 }
 
@@ -186,6 +190,7 @@ lockctl_shmem_startup(void)
 
 	VersionShmemStartup();
 	LeaseShmemStartup();
+	FenceTableShmemStartup();
 	ExpiryWorkerShmemStartup();
 }
 

@@ -47,6 +47,11 @@ extern Size LeaseShmemSize(void);
 extern void LeaseShmemRequest(void);
 extern void LeaseShmemStartup(void);
 
+extern void FenceTableInit(void);
+extern Size FenceTableShmemSize(void);
+extern void FenceTableShmemRequest(void);
+extern void FenceTableShmemStartup(void);
+
 extern void ExpiryWorkerInit(void);
 extern Size ExpiryWorkerShmemSize(void);
 extern void ExpiryWorkerShmemRequest(void);
