@@ -3,11 +3,6 @@
 -- Fenced tables: the storage checks the token (src/fence_table.c)
 -- ---------------------------------------------------------------------------
 
--- lockctl_internal holds what only lockctl's own functions and views call.
--- (Until the schema is created in src/lockctl.sql, this fragment creates it.)
-CREATE SCHEMA lockctl_internal;
-COMMENT ON SCHEMA lockctl_internal IS 'lockctl internals: helpers of the lockctl functions and the functions behind its views; not for direct use';
-
 -- The trigger.  Its arguments are (key, value) pairs: 'resource' or
 -- 'resource_expression', and optionally 'token_column';
 -- lockctl.enable_fencing() creates it.  Calling it directly fails.

@@ -13,9 +13,9 @@
  *
  * Each concept in C (version.c, lease.c, fence_table.c, worker.c)
  * registers its own pieces from its Init function; the shared-memory hooks
- * here only add up their sizes and let each create or attach to its part.  Reservations keep all
- * their state in tables and are written in SQL (src/reserve.sql), so they
- * need no hooks.
+ * here only add up their sizes and let each create or attach to its part.
+ * Reservations keep all their state in tables and are written in SQL
+ * (src/reserve.sql), so they need no hooks.
  *
  * src/lockctl.c
  *
@@ -76,6 +76,7 @@ _PG_init(void)
 	LeaseInit();
 	FenceTableInit();
 	ExpiryWorkerInit();
+	RequestInit();
 
 	/* every setting is defined by now: a misspelt lockctl.* is an error */
 #if PG_VERSION_NUM >= 150000

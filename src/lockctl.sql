@@ -16,6 +16,13 @@ CREATE FUNCTION lockctl.library_version() RETURNS text
 
 COMMENT ON SCHEMA lockctl IS 'lockctl: version-checked updates, fenced leases and expiring reservations';
 
+-- What only lockctl's own functions and views call (src/request.sql,
+-- src/fence_table.sql): no USAGE for PUBLIC.  Created here, in the first
+-- fragment, so that every concept's fragment can use it.
+CREATE SCHEMA lockctl_internal;
+REVOKE ALL ON SCHEMA lockctl_internal FROM PUBLIC;
+COMMENT ON SCHEMA lockctl_internal IS 'lockctl internals: helpers of the lockctl functions and the functions behind its views; not for direct use';
+
 -- The settings, as the server sees them now.
 CREATE VIEW lockctl.settings AS
     SELECT s.name, s.setting, s.unit, s.context, s.short_desc
