@@ -23,7 +23,7 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # this order, so that each concept keeps its SQL beside its C code:
 # lockctl.sql first (the library check, the schemas, what every concept
 # uses), worker.sql last (it ends by waking the expiry worker).
-SQL_PARTS = src/lockctl.sql src/lease.sql src/reserve.sql src/request.sql \
+SQL_PARTS = src/lockctl.sql src/lease.sql src/fence_table.sql src/reserve.sql src/request.sql \
 	src/version.sql src/worker.sql
 # The install script of the version under development is built from src/;
 # those of released versions (lockctl--1.0.sql, ...) are frozen copies at
