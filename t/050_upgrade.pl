@@ -124,7 +124,6 @@ my %state_query = (
 	triggers   => q{SELECT tgrelid::regclass::text AS tbl, tgname, tgfoid::regprocedure::text AS fn,
 	                       tgenabled, encode(tgargs, 'escape') AS args, tgparentid <> 0 AS cloned
 	                  FROM pg_trigger WHERE tgname = 'lockctl_version' ORDER BY 1},
-	sequences  => q{SELECT sum(id) AS holds, count(*) AS n FROM lockctl.holds},
 );
 
 sub state_of
@@ -419,7 +418,10 @@ sub same_catalog
 # pg_dump and restore
 # ---------------------------------------------------------------------------
 
-my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers sequences);
+# What a dump carries.  (The positions of lockctl's sequences too: a hold
+# taken after the restore, in exercise(), would collide with a restored one
+# otherwise.)
+my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers);
 
 # Versioning's shared-memory counters are not dumped; its settings are.
 sub versioned_settings
