@@ -124,14 +124,34 @@ my %state_query = (
 	triggers   => q{SELECT tgrelid::regclass::text AS tbl, tgname, tgfoid::regprocedure::text AS fn,
 	                       tgenabled, encode(tgargs, 'escape') AS args, tgparentid <> 0 AS cloned
 	                  FROM pg_trigger WHERE tgname = 'lockctl_version' ORDER BY 1},
+	requests   => 'SELECT * FROM lockctl.requests ORDER BY scope, key',
 );
+
+# Kinds of state that a later version added, with that version: a database
+# below it has none, and state_of, fill and exercise leave them out there.
+# A release that adds a kind of state adds it here, to %state_query, and to
+# fill and exercise under has().
+my %since = (requests => '1.1');
+
+sub extversion
+{
+	my ($db) = @_;
+	return sql($db, "SELECT extversion FROM pg_extension WHERE extname = 'lockctl'");
+}
+
+# Does this database's lockctl have that kind of state?
+sub has
+{
+	my ($db, $kind) = @_;
+	return !$since{$kind} || version_cmp(extversion($db), $since{$kind}) >= 0;
+}
 
 sub state_of
 {
 	my ($db, @names) = @_;
 	@names = sort keys %state_query unless @names;
 	my %s;
-	for my $name (@names)
+	for my $name (grep { has($db, $_) } @names)
 	{
 		$s{$name} = decode_json(sql($db,
 				"SELECT coalesce(json_agg(t), '[]') FROM ($state_query{$name}) t"));
@@ -157,6 +177,13 @@ sub project
 		$p{$name} = \@rows;
 	}
 	return \%p;
+}
+
+# Those views of a state that it has.
+sub subset
+{
+	my ($state, @names) = @_;
+	return { map { $_ => $state->{$_} } grep { exists $state->{$_} } @names };
 }
 
 # Compare two states view by view, saying which view differs.
@@ -239,6 +266,18 @@ SELECT lockctl.create_pool('hot', 1000, 8);
 
 	# Live leases, one of them with a waiter that stays in line across the
 	# update; tokens are per database and resource.
+	# Request keys (new in 1.1): one completed, one claimed and committed
+	# without a result.
+	if (has($db, 'requests'))
+	{
+		sql($db, q{BEGIN;
+SELECT lockctl.claim_request('req-paid', fingerprint => 'fp-1');
+SELECT lockctl.complete_request('req-paid', '{"status": 201, "payment": 7}');
+COMMIT});
+		sql($db, "BEGIN; SELECT lockctl.claim_request('req-open'); COMMIT");
+		$f{requests} = 1;
+	}
+
 	$f{job}    = sql($db, "SELECT lockctl.acquire('job', 'alice', '1 hour')");
 	$f{report} = sql($db, "SELECT lockctl.acquire('report', 'carol', '1 hour')");
 	$bg{$db} = start_waiter($db, 'job', 'bob');
@@ -341,6 +380,21 @@ sub exercise
 	my $ps2 = counters($db, 'lockctl.pool_status', "resource = 'seats'");
 	is(join(',', map { $ps2->{$_} - $ps->{$_} } qw(holds_taken holds_confirmed holds_cancelled holds_expired confirmed held)),
 		'3,1,1,1,1,0', "$t: the pool's counters add up");
+
+	# Idempotent requests (new in 1.1): a claim that commits with its
+	# result is replayed; one that rolls back frees the key.
+	if (has($db, 'requests'))
+	{
+		is(sql($db, "BEGIN; SELECT lockctl.claim_request('req-$label', fingerprint => 'fp') IS NULL; SELECT lockctl.complete_request('req-$label', '{\"n\": 1}'); COMMIT"),
+			"t\n", "$t: requests: a first claim goes ahead");
+		is(sql($db, "SELECT lockctl.claim_request('req-$label', fingerprint => 'fp')"),
+			'{"n": 1}', "$t: requests: a duplicate gets the stored result");
+		is(sqlstate($db, "SELECT lockctl.claim_request('req-$label', fingerprint => 'other')"),
+			'22023', "$t: requests: the key with other parameters fails with 22023");
+		sql($db, "BEGIN; SELECT lockctl.claim_request('req-rb-$label'); ROLLBACK");
+		is(sql($db, "BEGIN; SELECT lockctl.claim_request('req-rb-$label') IS NULL; ROLLBACK"),
+			't', "$t: requests: a claim that rolled back leaves the key free");
+	}
 }
 
 # ---------------------------------------------------------------------------
@@ -369,7 +423,7 @@ SELECT n.nspname FROM pg_catalog.pg_namespace n
 # pg_upgrade needs them); otherwise just CREATE EXTENSION.  That mode also
 # prints OIDs, relfilenodes, frozen xids and sequence positions, which
 # differ between any two databases: they are masked, and the config tables
-# are compared by name instead of OID.  Everything else, every definition,
+# are compared by name instead of OID (from pg_extension).  Everything else, every definition,
 # owner, grant and comment, must be equal.
 sub catalog_of
 {
@@ -389,9 +443,14 @@ sub catalog_of
 	$dump =~ s/(binary_upgrade_create_empty_extension\('[^']*', '[^']*', \w+, '[^']*', )'\{[0-9,]*\}'/$1<extconfig>/;
 	$dump =~ s/^(SELECT pg_catalog\.setval\('[^']+', )\d+, (?:true|false)\);/$1<position>);/mg;
 	my $dx = sql($db, '\dx+ lockctl');
+	# The configuration tables (pg_extension_config_dump) as a set: their
+	# order in extconfig is the order the scripts marked them in, which
+	# means nothing (pg_dump sorts them itself) and differs between a fresh
+	# install and an update that adds one.
 	my $ext = sql($db, q{
-SELECT extname, extversion, extrelocatable, extnamespace::regnamespace,
-       extconfig::regclass[], extcondition, extowner::regrole
+SELECT extname, extversion, extrelocatable, extnamespace::regnamespace, extowner::regrole,
+       (SELECT string_agg(c::regclass::text || ' ' || pg_catalog.quote_literal(w), ', ' ORDER BY c::regclass::text)
+          FROM unnest(extconfig, extcondition) AS u(c, w))
   FROM pg_catalog.pg_extension WHERE extname = 'lockctl'});
 	return "-- schemas: @schemas\n-- pg_extension: $ext\n-- \\dx+ lockctl\n$dx\n-- pg_dump\n$dump";
 }
@@ -421,7 +480,7 @@ sub same_catalog
 # What a dump carries.  (The positions of lockctl's sequences too: a hold
 # taken after the restore, in exercise(), would collide with a restored one
 # otherwise.)
-my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers);
+my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers requests);
 
 # Versioning's shared-memory counters are not dumped; its settings are.
 sub versioned_settings
@@ -471,7 +530,7 @@ for my $v (@released)
 		"$restored: pg_restore of the $v dump");
 	is(sql($restored, "SELECT extversion FROM pg_extension WHERE extname = 'lockctl'"),
 		$default, "$restored: the dump does not name a version: restored at $default");
-	same_state(state_of($restored, @data_views), { map { $_ => $before->{$_} } @data_views },
+	same_state(state_of($restored, @data_views), subset($before, @data_views),
 		"$restored: pools, holds, tables and triggers restored");
 	is(versioned_settings($restored), versioned_settings($db),
 		"$restored: versioning restored in every table with its column and mode");
@@ -491,7 +550,7 @@ for my $v (@released)
 		"$kept: pg_restore into a database with lockctl $v: the only error is the existing schema");
 	is(sql($kept, "SELECT extversion FROM pg_extension WHERE extname = 'lockctl'"),
 		$v, "$kept: still at $v");
-	same_state(state_of($kept, @data_views), { map { $_ => $before->{$_} } @data_views },
+	same_state(state_of($kept, @data_views), subset($before, @data_views),
 		"$kept: pools, holds, tables and triggers restored into $v");
 	sql($kept, 'ALTER EXTENSION lockctl UPDATE');
 	exercise($kept, 'kept, then updated');
@@ -543,6 +602,14 @@ for my $v (@released)
 	is(sql($db, "SELECT owner || ' ' || token FROM lockctl.leases WHERE database = current_database() AND resource = 'job'"),
 		"bob $bob", "$db: leases shows the new holder");
 
+	if ($f->{requests})
+	{
+		is(sql($db, "SELECT lockctl.claim_request('req-paid', fingerprint => 'fp-1')"),
+			'{"status": 201, "payment": 7}', "$db: a request completed at $v replays its result");
+		is(sql($db, "SELECT lockctl.claim_request('req-open')"),
+			'{}', "$db: a request claimed at $v stays claimed");
+	}
+
 	is(sqlstate($db, "UPDATE app_strict SET v = 'stale', version = 1 WHERE id = 2"),
 		'40001', "$db: a row versioned at $v refuses a stale write");
 	is(sqlstate($db, "UPDATE app_part SET v = 'stale', version = 1 WHERE id = 1 AND region = 'us'"),
@@ -568,7 +635,7 @@ for my $v (@released)
 		"$restored: pg_restore of the updated database");
 	is(sql($restored, "SELECT extversion FROM pg_extension WHERE extname = 'lockctl'"),
 		$default, "$restored: at $default");
-	same_state(state_of($restored, @data_views), { map { $_ => $before->{$_} } @data_views },
+	same_state(state_of($restored, @data_views), subset($before, @data_views),
 		"$restored: pools, holds, tables and triggers restored");
 	is(versioned_settings($restored), versioned_settings($db),
 		"$restored: versioning restored");
