@@ -18,6 +18,8 @@ PYTHON=/usr/bin/python3
 
 # Everything the build, the tests, the demo, the examples and the benchmarks
 # need from Debian's archive.  A fresh bookworm machine has none of it.
+# (What building the Debian packages needs is debian/control's
+# Build-Depends: scripts/package installs it with apt-get build-dep.)
 LOCKCTL_DEB_PACKAGES=(
     build-essential
     postgresql-$PG_MAJOR
@@ -31,6 +33,7 @@ LOCKCTL_DEB_PACKAGES=(
     npm
     util-linux
     procps
+    git
 )
 
 lockctl_log() { printf '\n== %s\n' "$*"; }
