@@ -5,6 +5,8 @@
 #                                      temporary server with lockctl preloaded
 #   make regresscheck | isolationcheck | tapcheck     one kind only
 #   make examplescheck                 the demo and examples/, on a scratch server
+#   make clientscheck                  clients/python, clients/node and the
+#                                      postgres_exporter queries, on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -37,7 +39,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./lockctl.conf \
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients results output_iso regression.diffs regression.out
 
 # Warnings are errors.  -Wno-unused-parameter: every fmgr function takes
 # fcinfo whether it uses it or not.
@@ -55,7 +57,7 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 
 $(OBJS): src/lockctl.h
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -65,3 +67,6 @@ tapcheck:
 # The demonstration and the client examples, against a scratch server.
 examplescheck:
 	PG_CONFIG=$(PG_CONFIG) bash scripts/examples-check
+# The Python and Node.js libraries and the exporter's queries.
+clientscheck:
+	PG_CONFIG=$(PG_CONFIG) bash scripts/clients-check
