@@ -549,6 +549,12 @@ async function acquireLease(db, resource, options = {}) {
       lease._markLost(String(e.message).split('\n')[0]);
       return lease;
     }
+    // Granted, but not kept: give it back rather than leave it held by
+    // nobody until its ttl runs out.
+    await own.query('SELECT lockctl.release($1::text, $2::text::bigint) AS v', [resource, token.toString()])
+      .catch(() => {});
+    lease._stopHeartbeat();
+    await own.drop();
     throw e;
   }
   lease._deadline = sent + ttlMs;

@@ -188,6 +188,11 @@ class Lease:
                                            (self.resource, token, interval(self.ttl, "ttl")))
         except Exception as e:
             if sqlstate(e) != "40001":
+                # Granted, but not kept: give it back.
+                with contextlib.suppress(Exception):
+                    await _value(self._conn, SQL["release"], (self.resource, token))
+                await _close(self._conn)
+                self._conn, self.token = None, None
                 raise
             self._mark_lost(str(e).strip().splitlines()[0])
             return True

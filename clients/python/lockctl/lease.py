@@ -92,6 +92,14 @@ class Lease:
                                         (self.resource, token, interval(self.ttl, "ttl")))
         except Exception as e:
             if sqlstate(e) != "40001":
+                # Granted, but not kept: give it back rather than leave it
+                # held by nobody until its ttl runs out.
+                try:
+                    _db.value(self._conn, SQL["release"], (self.resource, token))
+                except Exception:
+                    pass
+                _db.close_quietly(self._conn)
+                self._conn, self.token = None, None
                 raise
             self._mark_lost(str(e).strip().splitlines()[0])
             return True
