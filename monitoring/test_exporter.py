@@ -179,6 +179,13 @@ class TestExporter(unittest.TestCase):
         with self.assertRaises(psycopg.Error):
             self.q(f"UPDATE {table} SET n = 4 WHERE id = 1")
 
+        # Idempotent requests: a first copy, then a duplicate.
+        for _ in range(2):
+            with self.conn.transaction():
+                if self.q("SELECT lockctl.claim_request(%s)", (f"mon_req_{tag}",))[0][0] is None:
+                    self.q("SELECT lockctl.complete_request(%s, '{\"ok\": true}')", (f"mon_req_{tag}",))
+        requests = self.q("SELECT claims, repeats, waits, timeouts, conflicts FROM lockctl.request_stats")[0]
+
         stats = self.q("SELECT live, waiting, slots_used, max_leases, grants, conflicts, fence_failures, "
                        "expiries, releases FROM lockctl.lease_stats")[0]
         worker = self.q("SELECT holds_expired, errors FROM lockctl.workers WHERE datname = current_database()")[0]
@@ -230,6 +237,12 @@ class TestExporter(unittest.TestCase):
         self.assertEqual(self.value(m, "lockctl_versioned_table_conflicts_total", **v), 1)
         self.assertEqual(self.value(m, "lockctl_versioned_table_blind_writes_total", **v), 1)
         self.assertEqual(self.value(m, "lockctl_versioned_table_inserts_total", **v), 1)
+
+        # Idempotent requests.
+        for name, v in zip(("claims", "repeats", "waits", "timeouts", "conflicts"), requests):
+            self.assertEqual(self.value(m, f"lockctl_requests_{name}_total", datname=self.db), v, name)
+        self.assertGreaterEqual(requests[0], 1)
+        self.assertGreaterEqual(requests[1], 1)
 
         # Every query of the file ran without an error.
         log = self.exporter_log()

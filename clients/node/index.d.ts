@@ -125,6 +125,21 @@ export function reserveIdempotent(db: Db, resource: string,
                                                               baseMs?: number; maxMs?: number }): Promise<bigint | null>;
 export function newIdempotencyKey(prefix?: string): string;
 
+export interface RunOnceOptions extends RetryOptions {
+  /** How long the key lives (default '24 h'). */
+  ttl?: Duration;
+  /** A hash of the request's parameters. */
+  fingerprint?: string | null;
+  /** How long a duplicate waits for the first copy (default: no bound). */
+  wait?: Duration | null;
+  /** Use the request keys of this role. */
+  scope?: string | null;
+}
+/** fn(tx) once per key, in the transaction that claims it; duplicates get
+ * the stored result (replayed: true). */
+export function runOnce<T>(db: Db, key: string, fn: (tx: Tx) => Promise<T>,
+                           options?: RunOnceOptions): Promise<{ result: T; replayed: boolean }>;
+
 /** A Duration in milliseconds (throws on a string without a unit). */
 export function durationMs(value: Duration, what?: string): number;
 export function isFenceFailure(error: unknown): boolean;

@@ -303,6 +303,34 @@ async function reserveIdempotent(db, resource, options = {}) {
 }
 
 // ---------------------------------------------------------------------------
+// Idempotent requests
+
+// One request, once: in one transaction, lockctl.claim_request(key), then
+// fn(tx) and lockctl.complete_request(key, its result), so that the claim
+// commits or rolls back with the effect.  Resolves to { result, replayed }:
+// fn's result, or for a duplicate of a request that committed, the result
+// it stored (fn is not called).  A concurrent duplicate waits for the first
+// copy (at most `wait`, then 55P03) and replays its result.  The result
+// must be JSON (null is stored as {}); the transaction is retried on 40001
+// and 40P01.  fingerprint: a hash of the request's parameters (a key reused
+// with another is refused, 22023).
+async function runOnce(db, key, fn, options = {}) {
+  const { ttl = '24 h', fingerprint = null, wait = null, scope = null, ...retryOptions } = options;
+  if (typeof key !== 'string' || key === '') throw new TypeError('a request key is a non-empty string');
+  const params = [key, intervalText(ttl, 'ttl'), fingerprint, wait === null ? null : intervalText(wait, 'wait'), scope];
+  return runInTransaction(db, async (tx) => {
+    const stored = await value(tx,
+      'SELECT lockctl.claim_request($1::text, $2::text::interval, $3::text, $4::text::interval, $5::text::name) AS v',
+      params);
+    if (stored !== null) return { result: stored, replayed: true };
+    const result = await fn(tx);
+    await rows(tx, 'SELECT lockctl.complete_request($1::text, $2::text::jsonb, $3::text::name)',
+      [key, toJson(result === null || result === undefined ? {} : result), scope]);
+    return { result, replayed: false };
+  }, retryOptions);
+}
+
+// ---------------------------------------------------------------------------
 // Leases
 
 // postgres.js itself, from this package's or the application's modules.
@@ -595,6 +623,7 @@ module.exports = {
   extend,
   available,
   reserveIdempotent,
+  runOnce,
   newIdempotencyKey,
   durationMs,
   isFenceFailure,

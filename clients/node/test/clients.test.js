@@ -312,6 +312,27 @@ for (const [name, d] of Object.entries(drivers)) {
       assert.equal(await lockctl.available(db, p), 8n);
     });
 
+    it('runs a request once under concurrent duplicates (claim_request)', async () => {
+      const t = await table('CREATE TABLE {t} (id serial PRIMARY KEY, key text)');
+      const key = lockctl.newIdempotencyKey('webhook-');
+      const effect = async (tx) => {
+        const [row] = await tx.query(`INSERT INTO ${t} (key) VALUES ($1) RETURNING id`, [key]);
+        return { effect: row.id };
+      };
+      const got = await Promise.all(Array.from({ length: 8 },
+        () => lockctl.runOnce(db, key, effect, { fingerprint: 'sha256:abc' })));
+      const ids = (await q(`SELECT id FROM ${t}`)).map((r) => r.id);
+      assert.equal(ids.length, 1, 'two duplicates took effect');
+      assert.deepEqual(got.map((g) => g.replayed).sort(), [false, true, true, true, true, true, true, true]);
+      assert.deepEqual([...new Set(got.map((g) => g.result.effect))], ids);
+      await assert.rejects(lockctl.runOnce(db, key, effect, { fingerprint: 'sha256:other' }), (e) => e.code === '22023');
+      // An effect that fails takes its claim with it: the next copy runs.
+      const key2 = lockctl.newIdempotencyKey();
+      await assert.rejects(lockctl.runOnce(db, key2, async (tx) => { await effect(tx); throw new Error('provider'); }),
+        /provider/);
+      assert.equal((await lockctl.runOnce(db, key2, effect)).replayed, false);
+    });
+
     it('reserves, confirms, cancels and extends with typed results', async () => {
       const p = await pool(2);
       const a = await lockctl.reserve(db, p, { holder: 'alice', ttl: '1 min' });

@@ -20,6 +20,9 @@ async function usage(pool: Pool, sql: ReturnType<typeof postgres>): Promise<bigi
     const free: bigint = await lockctl.available(pool, 'concert');
     void ok; void free;
   }
+  const once: { result: { id: number }; replayed: boolean } =
+    await lockctl.runOnce(pool, 'webhook-1', async () => ({ id: 1 }), { fingerprint: 'sha256:abc', wait: '2 s' });
+  void once;
   // @ts-expect-error: a token or hold id is never a Number
   await lockctl.confirm(pool, 5);
   return version;

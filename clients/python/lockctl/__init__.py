@@ -11,7 +11,7 @@ times are datetimes.  See clients/python/README.md.
 from ._common import (LeaseLost, LeaseNotGranted, LockctlError, RETRYABLE, is_connection_error,
                       is_fence_failure, new_idempotency_key, sqlstate)
 from .helpers import (available, cancel, confirm, extend, fence, reserve, reserve_idempotent,
-                      retry, run_in_transaction, transaction, update_versioned)
+                      retry, run_in_transaction, run_once, transaction, update_versioned)
 from .lease import Lease
 
 __version__ = "1.1.0"
@@ -20,5 +20,5 @@ __all__ = [
     "Lease", "LeaseLost", "LeaseNotGranted", "LockctlError", "RETRYABLE",
     "available", "cancel", "confirm", "extend", "fence", "is_connection_error",
     "is_fence_failure", "new_idempotency_key", "reserve", "reserve_idempotent", "retry",
-    "run_in_transaction", "sqlstate", "transaction", "update_versioned",
+    "run_in_transaction", "run_once", "sqlstate", "transaction", "update_versioned",
 ]

@@ -207,4 +207,12 @@ SQL = {
     "cancel": "SELECT lockctl.cancel(%s::bigint)",
     "extend": "SELECT lockctl.extend(%s::bigint, %s::interval)",
     "available": "SELECT lockctl.available(%s::text)",
+    "claim": "SELECT lockctl.claim_request(%s::text, %s::interval, %s::text, %s::interval, %s::name)",
+    "complete": "SELECT lockctl.complete_request(%s::text, %s::jsonb, %s::name)",
 }
+
+
+def claim_params(key, ttl, fingerprint, wait, scope):
+    if not key:
+        raise ValueError("a request key is a non-empty string (lockctl.new_idempotency_key())")
+    return (key, interval(ttl, "ttl"), fingerprint, None if wait is None else interval(wait, "wait"), scope)

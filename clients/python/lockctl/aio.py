@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 
-from ._common import (RETRYABLE, SQL, LeaseLost, LeaseNotGranted, backoff, default_owner,
+from ._common import (RETRYABLE, SQL, LeaseLost, LeaseNotGranted, backoff, claim_params, default_owner,
                       id_param, interval, is_connection_error, is_fence_failure, seconds,
                       sqlstate, to_json, versioned_sql)
 
@@ -132,6 +132,22 @@ async def reserve_idempotent(connect, resource, idempotency_key, quantity=1, hol
             await asyncio.sleep(backoff(attempt, base_delay, max_delay))
         finally:
             await _close(conn)
+
+
+async def run_once(conn, key, fn, *args, ttl=86400, fingerprint=None, wait=None, scope=None,
+                   attempts=10, base_delay=0.01, max_delay=1.0, **kwargs):
+    """As lockctl.run_once: (await fn(conn, ...), False) once per key, the
+    stored result and True for every duplicate."""
+    params = claim_params(key, ttl, fingerprint, wait, scope)
+
+    async def once(conn):
+        stored = await _value(conn, SQL["claim"], params)
+        if stored is not None:
+            return stored, True
+        result = await fn(conn, *args, **kwargs)
+        await execute(conn, SQL["complete"], (key, to_json({} if result is None else result), scope))
+        return result, False
+    return await run_in_transaction(conn, once, attempts=attempts, base_delay=base_delay, max_delay=max_delay)
 
 
 class Lease:

@@ -4,7 +4,7 @@ idempotency keys, for psycopg 3 and psycopg2 connections (sync)."""
 import time
 
 from . import _db
-from ._common import (RETRYABLE, SQL, LeaseLost, backoff, id_param, interval,
+from ._common import (RETRYABLE, SQL, LeaseLost, backoff, claim_params, id_param, interval,
                       is_connection_error, is_fence_failure, sqlstate, to_json,
                       versioned_sql)
 
@@ -116,3 +116,29 @@ def reserve_idempotent(connect, resource, idempotency_key, quantity=1, holder=No
             time.sleep(backoff(attempt, base_delay, max_delay))
         finally:
             _db.close_quietly(conn)
+
+
+def run_once(conn, key, fn, *args, ttl=86400, fingerprint=None, wait=None, scope=None,
+             attempts=10, base_delay=0.01, max_delay=1.0, **kwargs):
+    """An idempotent request: in one transaction, lockctl.claim_request(key),
+    then fn(conn, *args, **kwargs) and lockctl.complete_request(key, its
+    result), so that the claim commits or rolls back with the effect.
+    Returns (result, replayed): fn's result, or, for a duplicate of a
+    request that committed, the result it stored (decoded from JSON) and
+    replayed=True; fn is then not called.  A concurrent duplicate waits for
+    the first copy (at most `wait`, then 55P03) and replays its result.
+    fn's result must be JSON-serializable (None is stored as {}).  The
+    transaction is retried on 40001/40P01, as run_in_transaction does
+    (under REPEATABLE READ a late duplicate gets 40001, then replays).
+    fingerprint: a hash of the request's parameters; a key reused with
+    another one is refused (22023)."""
+    params = claim_params(key, ttl, fingerprint, wait, scope)
+
+    def once(conn):
+        stored = _db.value(conn, SQL["claim"], params)
+        if stored is not None:
+            return stored, True
+        result = fn(conn, *args, **kwargs)
+        _db.execute(conn, SQL["complete"], (key, to_json({} if result is None else result), scope))
+        return result, False
+    return run_in_transaction(conn, once, attempts=attempts, base_delay=base_delay, max_delay=max_delay)

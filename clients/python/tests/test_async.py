@@ -192,6 +192,22 @@ class TestAsync(unittest.IsolatedAsyncioTestCase):
         self.assertIsInstance(await lockctl.aio.extend(self.conn, await lockctl.aio.reserve(self.conn, p), 5),
                               datetime.datetime)
 
+    async def test_run_once_under_concurrent_duplicates(self):
+        t = self.table("CREATE TABLE {t} (id serial PRIMARY KEY)")
+        key = lockctl.new_idempotency_key()
+
+        async def effect(conn):
+            cur = await conn.execute(f"INSERT INTO {t} DEFAULT VALUES RETURNING id")
+            return {"effect": (await cur.fetchone())[0]}
+
+        async def duplicate():
+            async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+                return await lockctl.aio.run_once(conn, key, effect)
+        got = await asyncio.wait_for(asyncio.gather(*(duplicate() for _ in range(6))), 60)
+        self.assertEqual(self.one(f"SELECT count(*) FROM {t}"), 1)
+        self.assertEqual(sorted(r for _, r in got), [False] + [True] * 5)
+        self.assertEqual(len({r["effect"] for r, _ in got}), 1)
+
     async def test_update_versioned_traps(self):
         t = self.table("CREATE TABLE {t} (id int PRIMARY KEY, v text, version bigint)")
         c = self.table("CREATE TABLE {t} (a int, b text, version bigint, PRIMARY KEY (a, b))")

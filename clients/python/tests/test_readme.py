@@ -17,7 +17,7 @@ class TestReadme(unittest.TestCase):
     def test_snippets_run(self):
         with open(README) as f:
             blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-        self.assertGreaterEqual(len(blocks), 4)
+        self.assertGreaterEqual(len(blocks), 5)
         with psycopg.connect(DSN, autocommit=True) as admin:
             # The README's "as an administrator, once".
             admin.execute("SELECT lockctl.create_pool('concert', 100) "
@@ -29,7 +29,8 @@ class TestReadme(unittest.TestCase):
             self.assertIsInstance(scope["hold"], int)
             self.assertEqual(admin.execute("SELECT count(*) FROM report WHERE body = 'async'").fetchone()[0], 1)
             scope["conn"].close()
-            admin.execute("DROP TABLE report, account")
+            self.assertEqual(admin.execute("SELECT count(*) FROM payments").fetchone()[0], 1)
+            admin.execute("DROP TABLE report, account, payments")
             admin.execute("SELECT lockctl.drop_pool('concert')")
 
 

@@ -301,6 +301,54 @@ class SyncCases:
                          [(1, 2)])
         self.assertEqual(lockctl.available(self.conn, p), 8)
 
+    def test_run_once_under_concurrent_duplicates(self):
+        t = unique("effects")
+        self.q(f"CREATE TABLE {t} (id serial PRIMARY KEY, key text)")
+        self.addCleanup(self.q, f"DROP TABLE {t}")
+        key = lockctl.new_idempotency_key("webhook-")
+
+        def effect(conn, key):
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {t} (key) VALUES (%s) RETURNING id", (key,))
+                return {"effect": cur.fetchone()[0]}
+        n = 8
+        barrier = threading.Barrier(n)
+        got, errors = [], []
+
+        def duplicate():
+            conn = self.connect()
+            try:
+                barrier.wait(10)
+                got.append(lockctl.run_once(conn, key, effect, key, fingerprint="sha256:abc"))
+            except Exception as e:
+                errors.append(e)
+            finally:
+                conn.close()
+        threads = [threading.Thread(target=duplicate) for _ in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        self.assertEqual(errors, [])
+        rows = self.q(f"SELECT id FROM {t}")
+        self.assertEqual(len(rows), 1, "two duplicates took effect")
+        self.assertEqual(sorted(r for _, r in got), [False] + [True] * (n - 1))
+        self.assertEqual({r["effect"] for r, _ in got}, {rows[0][0]}, "a duplicate got another answer")
+        # Another fingerprint for the same key is refused.
+        with self.assertRaises(Exception) as cm:
+            lockctl.run_once(self.conn, key, effect, key, fingerprint="sha256:other")
+        self.assertEqual(lockctl.sqlstate(cm.exception), "22023")
+        # An effect that fails takes its claim with it: the next copy runs.
+        key2 = lockctl.new_idempotency_key()
+
+        def failing(conn):
+            effect(conn, key2)
+            raise RuntimeError("the payment provider timed out")
+        with self.assertRaises(RuntimeError):
+            lockctl.run_once(self.conn, key2, failing)
+        self.assertEqual(lockctl.run_once(self.conn, key2, effect, key2)[1], False)
+        self.assertEqual(self.one(f"SELECT count(*) FROM {t} WHERE key = %s", (key2,)), 1)
+
     # -- the drivers' traps -------------------------------------------------
 
     def test_update_versioned_key_types(self):
