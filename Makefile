@@ -6,6 +6,8 @@
 #                                      temporary server with lockctl preloaded
 #   make regresscheck | isolationcheck | tapcheck     one kind only
 #   make examplescheck                 the demo and examples/, on a scratch server
+#   make clientscheck                  clients/python, clients/node and the
+#                                      postgres_exporter queries, on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -47,7 +49,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srctop)lockctl.
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients results output_iso regression.diffs regression.out
 
 PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
 
@@ -76,7 +78,7 @@ $(OBJS) $(OBJS:.o=.bc): | lockctl-objdir
 lockctl-objdir:
 	@mkdir -p src
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -97,3 +99,7 @@ dist:
 	@test -n '$(DISTVERSION)' || { echo 'no version in META.json' >&2; exit 1; }
 	git -C '$(srctop)' archive --format=zip --prefix='$(DISTNAME)/' --output='$(CURDIR)/$(DISTNAME).zip' HEAD
 	@echo '$(CURDIR)/$(DISTNAME).zip'
+
+# The Python and Node.js libraries and the exporter's queries.
+clientscheck:
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/clients-check

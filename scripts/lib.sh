@@ -29,6 +29,12 @@ LOCKCTL_DEB_PACKAGES=(
     pgbouncer
     python3
     python3-psycopg
+    python3-psycopg2
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-venv
+    prometheus-postgres-exporter
     nodejs
     npm
     util-linux
