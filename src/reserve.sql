@@ -946,6 +946,7 @@ DECLARE
     v_pools bigint[];
     v_slots integer[];
     v_qs bigint[];
+    v_carts integer;
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -955,6 +956,9 @@ BEGIN
             MESSAGE = format('batch_size of lockctl_internal.expire_holds is out of range: %s', batch_size),
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
+
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole.
+    v_carts := lockctl_internal.expire_carts(batch_size);
 
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
@@ -974,7 +978,7 @@ BEGIN
       INTO v_ids, v_pools, v_slots, v_qs
       FROM done;
     IF v_ids IS NULL THEN
-        RETURN 0;
+        RETURN v_carts;
     END IF;
 
     -- Give the units back, slot rows locked in (pool, slot) order.
@@ -990,7 +994,7 @@ BEGIN
      WHERE s.pool_id = g.p AND s.slot = g.s;
 
     PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids);
+    RETURN cardinality(v_ids) + v_carts;
 END;
 $fn$;
 
@@ -1038,7 +1042,8 @@ BEGIN
     )
     DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
+    -- Carts (src/reserve_cart.sql) are purged in the same batches.
+    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size);
 END;
 $fn$;
 
