@@ -253,8 +253,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
-    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder)
+    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool)
+      FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
@@ -326,6 +327,7 @@ BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
 END;
 $fn$;
 
@@ -351,6 +353,7 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_max bigint;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -434,7 +437,7 @@ BEGIN
                           WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
+        RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         IF v_slot IS NULL AND v_start > 0 THEN
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
@@ -443,7 +446,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_start
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         END IF;
         IF v_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
@@ -465,7 +468,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_slots
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
             IF v_slot IS NULL THEN
                 RAISE EXCEPTION USING ERRCODE = 'LCKC1';
             END IF;
@@ -495,7 +498,14 @@ BEGIN
         END IF;
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+         WHERE s.pool_id = v_pool AND s.slot = v_slot
+        RETURNING s.max_per_holder INTO v_max;
+    END IF;
+
+    -- A per-holder limit (src/reserve_limits.sql), read from the slot row
+    -- this call holds, so it is exact.  No limit: nothing to do.
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, v_quantity, v_max);
     END IF;
 
     v_now := clock_timestamp();
@@ -521,6 +531,9 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, -v_quantity, v_max);
+    END IF;
     v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
@@ -580,6 +593,8 @@ DECLARE
     v_pool bigint;
     v_slot integer;
     v_q bigint;
+    v_holder text;
+    v_max bigint;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -588,14 +603,18 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
-    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
-     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+     WHERE s.pool_id = v_pool AND s.slot = v_slot
+    RETURNING s.max_per_holder INTO v_max;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
     RETURN true;
 END;
 $fn$;
@@ -668,6 +687,7 @@ DECLARE
     v_pools bigint[];
     v_slots integer[];
     v_qs bigint[];
+    v_holders text[];
     v_carts integer;
 BEGIN
     IF batch_size IS NULL THEN
@@ -693,11 +713,12 @@ BEGIN
            SET status = 'expired', finished = v_now
           FROM due
          WHERE r.id = due.id
-        RETURNING r.id, r.pool_id, r.slot, r.quantity
+        RETURNING r.id, r.pool_id, r.slot, r.quantity, r.holder
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
-           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
-      INTO v_ids, v_pools, v_slots, v_qs
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id),
+           array_agg(done.holder ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
     IF v_ids IS NULL THEN
         RETURN v_carts;
@@ -714,6 +735,8 @@ BEGIN
               FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
              GROUP BY u.p, u.s) AS g
      WHERE s.pool_id = g.p AND s.slot = g.s;
+    -- Per-holder limits (src/reserve_limits.sql): the holders' counts.
+    PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
 
     PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     RETURN cardinality(v_ids) + v_carts;
@@ -1102,6 +1125,37 @@ GRANT EXECUTE ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog
 GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC;
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
+-- Per-holder limits (new in 1.1): the limit on pools, its copy on slot
+-- rows (src/reserve.sql), and the objects of src/reserve_limits.sql.
+ALTER TABLE lockctl.pools ADD COLUMN max_per_holder bigint;
+ALTER TABLE lockctl.pool_slots ADD COLUMN max_per_holder bigint;
+
+CREATE OR REPLACE VIEW lockctl.pool_status AS
+    SELECT p.resource,
+           p.capacity,
+           t.held,
+           t.confirmed,
+           t.available,
+           p.slots,
+           p.auto_slots,
+           t.holds_taken,
+           t.holds_confirmed,
+           t.holds_cancelled,
+           t.holds_expired,
+           p.created,
+           p.max_per_holder
+      FROM lockctl.pools AS p,
+           LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
+                           pg_catalog.sum(s.confirmed)::bigint AS confirmed,
+                           pg_catalog.sum(s.capacity OPERATOR(pg_catalog.-) s.held
+                                          OPERATOR(pg_catalog.-) s.confirmed)::bigint AS available,
+                           pg_catalog.sum(s.holds_taken)::bigint AS holds_taken,
+                           pg_catalog.sum(s.holds_confirmed)::bigint AS holds_confirmed,
+                           pg_catalog.sum(s.holds_cancelled)::bigint AS holds_cancelled,
+                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired
+                      FROM lockctl.pool_slots AS s
+                     WHERE s.pool_id OPERATOR(pg_catalog.=) p.id) AS t;
+
 -- Carts (new in 1.1): the same objects as src/reserve_cart.sql.
 -- ---------------------------------------------------------------------------
 -- Carts: several pools held as one thing (one id, one expiry, all or
@@ -1210,19 +1264,19 @@ REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
 -- slots) into one slot, by reserve's three paths (src/reserve.sql): a free
 -- slot with SKIP LOCKED from `start` on, then a wait for the nearest slot
 -- with enough, then every slot of the pool in slot order with a
--- rebalance.  Returns the slot, or NULL (nothing taken, no lock kept) when
--- the pool has fewer than `quantity` free units.  It never waits while it
--- holds a slot of this pool out of order.
+-- rebalance.  Returns the slot and the pool's per-holder limit read from
+-- it, or a NULL slot (nothing taken, no lock kept) when the pool has fewer
+-- than `quantity` free units.  It never waits while it holds a slot of
+-- this pool out of order.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.take_units(pool bigint, nslots integer, quantity bigint, start integer)
-    RETURNS integer
+CREATE FUNCTION lockctl_internal.take_units(pool bigint, nslots integer, quantity bigint, start integer,
+                                            OUT got_slot integer, OUT max_per_holder bigint)
+    RETURNS record
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
-DECLARE
-    v_slot integer;
 BEGIN
     IF pool IS NULL OR nslots IS NULL OR quantity IS NULL OR start IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -1243,11 +1297,11 @@ BEGIN
                             AND x.capacity - x.held - x.confirmed >= quantity
                           ORDER BY (x.slot - start + nslots) % nslots LIMIT 1
                             FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
-        IF v_slot IS NULL THEN
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
-        RETURN v_slot;
+        RETURN;
     EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
         NULL;
     END;
@@ -1262,25 +1316,25 @@ BEGIN
                           WHERE x.pool_id = pool AND x.slot < nslots
                             AND x.capacity - x.held - x.confirmed >= quantity
                           ORDER BY (x.slot - start + nslots) % nslots LIMIT 1)
-        RETURNING s.slot INTO v_slot;
-        IF v_slot IS NULL THEN
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
-        RETURN v_slot;
+        RETURN;
     EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
         NULL;
     END;
     -- 3. no single slot has enough: every slot in order, counted exactly.
-    v_slot := lockctl_internal.rebalance(pool, start, quantity);
-    IF v_slot IS NOT NULL THEN
+    got_slot := lockctl_internal.rebalance(pool, start, quantity);
+    IF got_slot IS NOT NULL THEN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = pool AND s.slot = v_slot;
+         WHERE s.pool_id = pool AND s.slot = got_slot
+        RETURNING s.max_per_holder INTO max_per_holder;
     END IF;
-    RETURN v_slot;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) IS 'lockctl internal: take units of a pool into one slot, as reserve does';
+COMMENT ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) IS 'lockctl internal: take units of a pool into one slot, as reserve does, and read its per-holder limit';
 REVOKE ALL ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
@@ -1452,6 +1506,8 @@ DECLARE
     v_pos text[];
     v_start integer := pg_backend_pid();
     v_slot integer;
+    v_max bigint;
+    v_maxes bigint[] := ARRAY[]::bigint[];
     v_id bigint;
     v_now timestamp with time zone;
     v_failed integer;
@@ -1513,7 +1569,8 @@ BEGIN
         IF v_id IS NOT NULL THEN
             -- Pools in id order, whatever the order of the items.
             FOR i IN 1 .. cardinality(v_pools) LOOP
-                v_slot := lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start);
+                SELECT t.got_slot, t.max_per_holder INTO v_slot, v_max
+                  FROM lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start) AS t;
                 IF v_slot IS NULL THEN
                     v_failed := i;
                     -- Exact: take_units ended with every slot of it locked.
@@ -1523,6 +1580,14 @@ BEGIN
                 END IF;
                 INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
                 VALUES (v_id, v_pools[i], v_slot, v_qs[i]);
+                v_maxes := v_maxes || v_max;
+            END LOOP;
+            -- Per-holder limits (src/reserve_limits.sql), once every slot
+            -- is ours: holder rows come after slot rows, in pool order.
+            FOR i IN 1 .. cardinality(v_pools) LOOP
+                IF v_maxes[i] IS NOT NULL THEN
+                    PERFORM lockctl_internal.charge_holder(v_pools[i], v_names[i], v_holder, v_qs[i], v_maxes[i]);
+                END IF;
             END LOOP;
         END IF;
     EXCEPTION WHEN SQLSTATE 'LCKC2' THEN
@@ -1625,6 +1690,12 @@ BEGIN
               FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
              GROUP BY i.pool_id, i.slot) AS g
      WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
+    -- Units given back leave the holders' counts (src/reserve_limits.sql).
+    IF counter <> 'confirmed' THEN
+        PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
+           FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
+          WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+    END IF;
 END;
 $fn$;
 COMMENT ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) IS 'lockctl internal: move the units of finished carts out of held';
@@ -1866,3 +1937,177 @@ GRANT EXECUTE ON FUNCTION lockctl.confirm_cart(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.cancel_cart(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.extend_cart(bigint, interval) TO PUBLIC;
 GRANT SELECT ON lockctl.cart_holds TO PUBLIC;
+
+
+-- ---------------------------------------------------------------------------
+-- Per-holder limits: at most max_per_holder units of a pool held plus
+-- confirmed by one holder (the holder text of reserve and reserve_cart).
+-- docs/reservations.md, "Per-holder limits", has the design; in short:
+--
+--   lockctl.pools.max_per_holder       the limit; NULL: none.
+--   lockctl.pool_slots.max_per_holder  a copy on every slot row.  reserve
+--                                      reads it from the slot row it has
+--                                      locked (RETURNING), so it costs no
+--                                      query, and a concurrent change of the
+--                                      limit (which locks every slot row) is
+--                                      seen exactly.
+--   lockctl.holder_units               one row per (limited pool, holder):
+--                                      the units the holder has held and
+--                                      confirmed.  Rows exist only for
+--                                      pools with a limit.
+--
+-- Lock order: slot rows, then holder_units rows in (pool, holder) order.
+-- Every writer of a pool's holder_units rows holds a slot row of that pool
+-- (reserve, reserve_cart, cancel, cancel_cart, the worker) or all of them
+-- (set_max_per_holder, drop_pool), so a count is never rebuilt under a
+-- writer.  A pool without a limit never touches holder_units.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE lockctl.holder_units (
+    pool_id  bigint NOT NULL,
+    holder   text NOT NULL,
+    units    bigint NOT NULL,
+    CONSTRAINT holder_units_pkey PRIMARY KEY (pool_id, holder),
+    CONSTRAINT holder_units_units_check CHECK (units OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE lockctl.holder_units IS 'lockctl: units held and confirmed per holder, for pools with a per-holder limit';
+SELECT pg_catalog.pg_extension_config_dump('lockctl.holder_units', '');
+REVOKE ALL ON lockctl.holder_units FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: add delta units to holder's count on pool `pool` (resource is
+-- its name, for the errors), whose limit is max.  A positive delta past
+-- the limit raises 53400 (and the caller's statement is undone); a NULL
+-- holder cannot take units of a limited pool (22004).  A negative delta
+-- gives units back (nothing for a NULL holder).  The caller holds a slot
+-- row of the pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.charge_holder(pool bigint, resource text, holder text,
+                                               delta bigint, max bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_units bigint;
+BEGIN
+    IF delta <= 0 THEN
+        UPDATE lockctl.holder_units AS h SET units = h.units + delta
+         WHERE h.pool_id = pool AND h.holder = holder;
+        RETURN;
+    END IF;
+    IF holder IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('holder must not be null on pool "%s"', resource),
+            DETAIL = format('The pool limits the units of each holder to %s.', max),
+            HINT = 'Pass the customer, account or cart the limit is for as holder.';
+    END IF;
+    INSERT INTO lockctl.holder_units AS h (pool_id, holder, units)
+    VALUES (pool, holder, delta)
+    ON CONFLICT ON CONSTRAINT holder_units_pkey DO UPDATE SET units = h.units + EXCLUDED.units
+    RETURNING h.units INTO v_units;
+    IF v_units > max THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('holder "%s" would have more than %s units of pool "%s"', holder, max, resource),
+            DETAIL = format('It holds or has confirmed %s; this call asks for %s more.', v_units - delta, delta),
+            HINT = 'The limit is the pool''s max_per_holder (lockctl.set_max_per_holder).';
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.charge_holder(bigint, text, text, bigint, bigint) IS 'lockctl internal: count units against a holder''s limit on a pool';
+REVOKE ALL ON FUNCTION lockctl_internal.charge_holder(bigint, text, text, bigint, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give units back to the holders' counts, for a batch of
+-- finished holds (pool ids, holders, quantities, element by element).
+-- Rows are locked in (pool, holder) order; pools without a limit have no
+-- rows, so their holds change nothing.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.uncharge_holders(pools bigint[], holders text[], quantities bigint[])
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    PERFORM FROM lockctl.holder_units AS h
+     WHERE (h.pool_id, h.holder) IN (SELECT u.p, u.h FROM unnest(pools, holders) AS u(p, h))
+     ORDER BY h.pool_id, h.holder
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE lockctl.holder_units AS h
+       SET units = h.units - g.q
+      FROM (SELECT u.p, u.h, sum(u.q) AS q FROM unnest(pools, holders, quantities) AS u(p, h, q)
+             GROUP BY u.p, u.h) AS g
+     WHERE h.pool_id = g.p AND h.holder = g.h;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.uncharge_holders(bigint[], text[], bigint[]) IS 'lockctl internal: give the units of finished holds back to their holders'' counts';
+REVOKE ALL ON FUNCTION lockctl_internal.uncharge_holders(bigint[], text[], bigint[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_max_per_holder(resource, max_per_holder): at most this many
+-- units held plus confirmed per holder; NULL: no limit.  Counts what each
+-- holder has now; holders already past a lowered limit keep what they
+-- have and take nothing more until they are below it.  Waits for the
+-- transactions that are taking units from the pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_max_per_holder(resource text, max_per_holder bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('set_max_per_holder', resource);
+    v_pool bigint;
+BEGIN
+    IF max_per_holder < 1 OR max_per_holder > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('max_per_holder of lockctl.set_max_per_holder is out of range: %s', max_per_holder),
+            DETAIL = format('It must be between 1 and %s, or null for no limit.', lockctl_internal.max_units());
+    END IF;
+    v_pool := lockctl_internal.lock_pool(v_resource);
+    UPDATE lockctl.pools AS p SET max_per_holder = max_per_holder WHERE p.id = v_pool;
+    UPDATE lockctl.pool_slots AS s SET max_per_holder = max_per_holder WHERE s.pool_id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    IF max_per_holder IS NOT NULL THEN
+        INSERT INTO lockctl.holder_units (pool_id, holder, units)
+        SELECT v_pool, x.holder, sum(x.quantity)
+          FROM (SELECT r.holder, r.quantity FROM lockctl.reservations AS r
+                 WHERE r.pool_id = v_pool AND r.holder IS NOT NULL
+                   AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+                UNION ALL
+                SELECT c.holder, i.quantity FROM lockctl.cart_items AS i
+                  JOIN lockctl.carts AS c ON c.id = i.cart_id
+                 WHERE i.pool_id = v_pool AND c.holder IS NOT NULL
+                   AND c.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])) AS x
+         GROUP BY x.holder;
+    END IF;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.create_pool(resource, capacity, slots, max_per_holder): a new
+-- pool with a per-holder limit (the three-argument create_pool makes one
+-- without).  slots NULL: automatic.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots integer, max_per_holder bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM lockctl.create_pool(resource, capacity, slots);
+    PERFORM lockctl.set_max_per_holder(resource, max_per_holder);
+END;
+$fn$;
+
+COMMENT ON FUNCTION lockctl.set_max_per_holder(text, bigint) IS 'lockctl: limit the units one holder may hold and confirm on a pool (NULL: no limit)';
+COMMENT ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) IS 'lockctl: create a reservation pool with a per-holder limit';
+REVOKE ALL ON FUNCTION lockctl.set_max_per_holder(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) FROM PUBLIC;

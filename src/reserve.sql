@@ -74,6 +74,8 @@ CREATE TABLE lockctl.pools (
     slots       integer NOT NULL,
     auto_slots  boolean NOT NULL DEFAULT true,
     created     timestamp with time zone NOT NULL DEFAULT pg_catalog.now(),
+    -- Per-holder limit (src/reserve_limits.sql); NULL: none.
+    max_per_holder bigint,
     CONSTRAINT pools_pkey PRIMARY KEY (id),
     CONSTRAINT pools_resource_key UNIQUE (resource),
     CONSTRAINT pools_resource_check
@@ -99,6 +101,10 @@ CREATE TABLE lockctl.pool_slots (
     holds_confirmed  bigint NOT NULL DEFAULT 0,
     holds_cancelled  bigint NOT NULL DEFAULT 0,
     holds_expired    bigint NOT NULL DEFAULT 0,
+    -- The pool's max_per_holder, copied to every slot row: a reserve reads
+    -- it from the slot row it locks, so it sees a concurrent change of the
+    -- limit exactly, at no cost (src/reserve_limits.sql).
+    max_per_holder   bigint,
     CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
     -- The invariant, checked at every write of a slot.  It is the only
     -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
@@ -407,8 +413,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
-    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder)
+    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool)
+      FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
@@ -492,6 +499,7 @@ BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
 END;
 $fn$;
 
@@ -558,6 +566,7 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_max bigint;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -641,7 +650,7 @@ BEGIN
                           WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
+        RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         IF v_slot IS NULL AND v_start > 0 THEN
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
@@ -650,7 +659,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_start
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         END IF;
         IF v_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
@@ -672,7 +681,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_slots
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
             IF v_slot IS NULL THEN
                 RAISE EXCEPTION USING ERRCODE = 'LCKC1';
             END IF;
@@ -702,7 +711,14 @@ BEGIN
         END IF;
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+         WHERE s.pool_id = v_pool AND s.slot = v_slot
+        RETURNING s.max_per_holder INTO v_max;
+    END IF;
+
+    -- A per-holder limit (src/reserve_limits.sql), read from the slot row
+    -- this call holds, so it is exact.  No limit: nothing to do.
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, v_quantity, v_max);
     END IF;
 
     v_now := clock_timestamp();
@@ -728,6 +744,9 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, -v_quantity, v_max);
+    END IF;
     v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
@@ -843,6 +862,8 @@ DECLARE
     v_pool bigint;
     v_slot integer;
     v_q bigint;
+    v_holder text;
+    v_max bigint;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -851,14 +872,18 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
-    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
-     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+     WHERE s.pool_id = v_pool AND s.slot = v_slot
+    RETURNING s.max_per_holder INTO v_max;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
     RETURN true;
 END;
 $fn$;
@@ -946,6 +971,7 @@ DECLARE
     v_pools bigint[];
     v_slots integer[];
     v_qs bigint[];
+    v_holders text[];
     v_carts integer;
 BEGIN
     IF batch_size IS NULL THEN
@@ -971,11 +997,12 @@ BEGIN
            SET status = 'expired', finished = v_now
           FROM due
          WHERE r.id = due.id
-        RETURNING r.id, r.pool_id, r.slot, r.quantity
+        RETURNING r.id, r.pool_id, r.slot, r.quantity, r.holder
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
-           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
-      INTO v_ids, v_pools, v_slots, v_qs
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id),
+           array_agg(done.holder ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
     IF v_ids IS NULL THEN
         RETURN v_carts;
@@ -992,6 +1019,8 @@ BEGIN
               FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
              GROUP BY u.p, u.s) AS g
      WHERE s.pool_id = g.p AND s.slot = g.s;
+    -- Per-holder limits (src/reserve_limits.sql): the holders' counts.
+    PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
 
     PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     RETURN cardinality(v_ids) + v_carts;
@@ -1062,7 +1091,8 @@ CREATE VIEW lockctl.pool_status AS
            t.holds_confirmed,
            t.holds_cancelled,
            t.holds_expired,
-           p.created
+           p.created,
+           p.max_per_holder
       FROM lockctl.pools AS p,
            LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
                            pg_catalog.sum(s.confirmed)::bigint AS confirmed,

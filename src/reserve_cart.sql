@@ -106,19 +106,19 @@ REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
 -- slots) into one slot, by reserve's three paths (src/reserve.sql): a free
 -- slot with SKIP LOCKED from `start` on, then a wait for the nearest slot
 -- with enough, then every slot of the pool in slot order with a
--- rebalance.  Returns the slot, or NULL (nothing taken, no lock kept) when
--- the pool has fewer than `quantity` free units.  It never waits while it
--- holds a slot of this pool out of order.
+-- rebalance.  Returns the slot and the pool's per-holder limit read from
+-- it, or a NULL slot (nothing taken, no lock kept) when the pool has fewer
+-- than `quantity` free units.  It never waits while it holds a slot of
+-- this pool out of order.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.take_units(pool bigint, nslots integer, quantity bigint, start integer)
-    RETURNS integer
+CREATE FUNCTION lockctl_internal.take_units(pool bigint, nslots integer, quantity bigint, start integer,
+                                            OUT got_slot integer, OUT max_per_holder bigint)
+    RETURNS record
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
-DECLARE
-    v_slot integer;
 BEGIN
     IF pool IS NULL OR nslots IS NULL OR quantity IS NULL OR start IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -139,11 +139,11 @@ BEGIN
                             AND x.capacity - x.held - x.confirmed >= quantity
                           ORDER BY (x.slot - start + nslots) % nslots LIMIT 1
                             FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
-        IF v_slot IS NULL THEN
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
-        RETURN v_slot;
+        RETURN;
     EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
         NULL;
     END;
@@ -158,25 +158,25 @@ BEGIN
                           WHERE x.pool_id = pool AND x.slot < nslots
                             AND x.capacity - x.held - x.confirmed >= quantity
                           ORDER BY (x.slot - start + nslots) % nslots LIMIT 1)
-        RETURNING s.slot INTO v_slot;
-        IF v_slot IS NULL THEN
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
-        RETURN v_slot;
+        RETURN;
     EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
         NULL;
     END;
     -- 3. no single slot has enough: every slot in order, counted exactly.
-    v_slot := lockctl_internal.rebalance(pool, start, quantity);
-    IF v_slot IS NOT NULL THEN
+    got_slot := lockctl_internal.rebalance(pool, start, quantity);
+    IF got_slot IS NOT NULL THEN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = pool AND s.slot = v_slot;
+         WHERE s.pool_id = pool AND s.slot = got_slot
+        RETURNING s.max_per_holder INTO max_per_holder;
     END IF;
-    RETURN v_slot;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) IS 'lockctl internal: take units of a pool into one slot, as reserve does';
+COMMENT ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) IS 'lockctl internal: take units of a pool into one slot, as reserve does, and read its per-holder limit';
 REVOKE ALL ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
@@ -348,6 +348,8 @@ DECLARE
     v_pos text[];
     v_start integer := pg_backend_pid();
     v_slot integer;
+    v_max bigint;
+    v_maxes bigint[] := ARRAY[]::bigint[];
     v_id bigint;
     v_now timestamp with time zone;
     v_failed integer;
@@ -409,7 +411,8 @@ BEGIN
         IF v_id IS NOT NULL THEN
             -- Pools in id order, whatever the order of the items.
             FOR i IN 1 .. cardinality(v_pools) LOOP
-                v_slot := lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start);
+                SELECT t.got_slot, t.max_per_holder INTO v_slot, v_max
+                  FROM lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start) AS t;
                 IF v_slot IS NULL THEN
                     v_failed := i;
                     -- Exact: take_units ended with every slot of it locked.
@@ -419,6 +422,14 @@ BEGIN
                 END IF;
                 INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
                 VALUES (v_id, v_pools[i], v_slot, v_qs[i]);
+                v_maxes := v_maxes || v_max;
+            END LOOP;
+            -- Per-holder limits (src/reserve_limits.sql), once every slot
+            -- is ours: holder rows come after slot rows, in pool order.
+            FOR i IN 1 .. cardinality(v_pools) LOOP
+                IF v_maxes[i] IS NOT NULL THEN
+                    PERFORM lockctl_internal.charge_holder(v_pools[i], v_names[i], v_holder, v_qs[i], v_maxes[i]);
+                END IF;
             END LOOP;
         END IF;
     EXCEPTION WHEN SQLSTATE 'LCKC2' THEN
@@ -521,6 +532,12 @@ BEGIN
               FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
              GROUP BY i.pool_id, i.slot) AS g
      WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
+    -- Units given back leave the holders' counts (src/reserve_limits.sql).
+    IF counter <> 'confirmed' THEN
+        PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
+           FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
+          WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+    END IF;
 END;
 $fn$;
 COMMENT ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) IS 'lockctl internal: move the units of finished carts out of held';
