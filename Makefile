@@ -32,7 +32,7 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # uses), worker.sql last (it ends by waking the expiry worker).  Named
 # relative to $(srctop) so that builds in another directory work.
 SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql fence_table.sql \
-	reserve.sql reserve_cart.sql reserve_limits.sql reserve_partial.sql request.sql version.sql worker.sql)
+	reserve.sql reserve_cart.sql reserve_limits.sql reserve_partial.sql reserve_waitlist.sql request.sql version.sql worker.sql)
 # The install script of the version under development is built from src/;
 # those of released versions (lockctl--1.0.sql, ...) are frozen copies at
 # the top and never change, and lockctl--OLD--NEW.sql carry installed

@@ -293,6 +293,8 @@ BEGIN
         v_slots := lockctl_internal.auto_slots(capacity);
     END IF;
     PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+    -- Units added go to the waitlist first (src/reserve_waitlist.sql).
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
 END;
 $fn$;
 
@@ -328,6 +330,7 @@ BEGIN
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
     DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    DELETE FROM lockctl.waitlist_entries AS w WHERE w.pool_id = v_pool;
 END;
 $fn$;
 
@@ -595,6 +598,7 @@ DECLARE
     v_q bigint;
     v_holder text;
     v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -611,9 +615,13 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot
-    RETURNING s.max_per_holder INTO v_max;
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
     IF v_max IS NOT NULL THEN
         PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
+    -- A waitlist (src/reserve_waitlist.sql) gets the units in this transaction.
+    IF v_waitlist THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
     END IF;
     RETURN true;
 END;
@@ -688,7 +696,7 @@ DECLARE
     v_slots integer[];
     v_qs bigint[];
     v_holders text[];
-    v_carts integer;
+    v_carts bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -699,8 +707,9 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
-    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole.
-    v_carts := lockctl_internal.expire_carts(batch_size);
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole:
+    -- claimed here, their units given back below with the holds'.
+    v_carts := lockctl_internal.claim_due_carts(batch_size);
 
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
@@ -720,15 +729,25 @@ BEGIN
            array_agg(done.holder ORDER BY done.id)
       INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
-    IF v_ids IS NULL THEN
-        RETURN v_carts;
-    END IF;
-
-    -- Give the units back, slot rows locked in (pool, slot) order.
+    -- Give the units back, the slot rows of holds and carts alike locked
+    -- in one (pool, slot) order.
     PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
+     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s)
+                                   UNION ALL
+                                   SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
+                                    WHERE i.cart_id = ANY (v_carts))
      ORDER BY s.pool_id, s.slot
        FOR UPDATE;
+    IF v_carts IS NOT NULL THEN
+        PERFORM lockctl_internal.finish_cart_units(v_carts, 'expired');
+        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_carts) AS u(id);
+    END IF;
+    IF v_ids IS NULL THEN
+        -- Waitlists (src/reserve_waitlist.sql): never waiting from here on.
+        PERFORM lockctl_internal.serve_waitlists();
+        RETURN coalesce(cardinality(v_carts), 0);
+    END IF;
+
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
       FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
@@ -737,9 +756,13 @@ BEGIN
      WHERE s.pool_id = g.p AND s.slot = g.s;
     -- Per-holder limits (src/reserve_limits.sql): the holders' counts.
     PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
+    -- Waitlists (src/reserve_waitlist.sql): the units that came back go to
+    -- the heads of queues, then any queue left behind; never waiting.
+    PERFORM lockctl_internal.serve_returned(v_pools, v_slots);
+    PERFORM lockctl_internal.serve_waitlists();
 
     PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids) + v_carts;
+    RETURN cardinality(v_ids) + coalesce(cardinality(v_carts), 0);
 END;
 $fn$;
 
@@ -781,8 +804,10 @@ BEGIN
     )
     DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    -- Carts (src/reserve_cart.sql) are purged in the same batches.
-    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size);
+    -- Carts and waitlist entries (src/reserve_cart.sql,
+    -- src/reserve_waitlist.sql) are purged in the same batches.
+    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
+           + lockctl_internal.purge_waitlist(retention, batch_size);
 END;
 $fn$;
 
@@ -1125,11 +1150,16 @@ GRANT EXECUTE ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog
 GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC;
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
--- Per-holder limits (new in 1.1): the limit on pools, its copy on slot
--- rows (src/reserve.sql), and the objects of src/reserve_limits.sql.
+-- Per-holder limits (new in 1.1): the limit on pools and its copy on slot
+-- rows; waitlists (new in 1.1): the flag on slot rows (src/reserve.sql).
 ALTER TABLE lockctl.pools ADD COLUMN max_per_holder bigint;
 ALTER TABLE lockctl.pool_slots ADD COLUMN max_per_holder bigint;
-
+-- Added without a default and then filled, so that no "missing value" is
+-- stored for it (a fresh install has none; the catalogs must be equal).
+ALTER TABLE lockctl.pool_slots ADD COLUMN waitlist boolean;
+UPDATE lockctl.pool_slots SET waitlist = false;
+ALTER TABLE lockctl.pool_slots ALTER COLUMN waitlist SET DEFAULT false,
+                               ALTER COLUMN waitlist SET NOT NULL;
 CREATE OR REPLACE VIEW lockctl.pool_status AS
     SELECT p.resource,
            p.capacity,
@@ -1288,16 +1318,30 @@ BEGIN
     start := start % nslots;
     -- 1. a slot no one else is using; a row found short stays locked, so
     -- the attempt is a subtransaction that gives it back.
+    -- From `start` upwards, then from the first slot up to it: each an
+    -- index range in slot order, as reserve does (one expression over
+    -- every slot would read them all).
     BEGIN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + quantity, holds_taken = s.holds_taken + 1
          WHERE s.pool_id = pool
            AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = pool AND x.slot < nslots
+                          WHERE x.pool_id = pool AND x.slot >= start AND x.slot < nslots
                             AND x.capacity - x.held - x.confirmed >= quantity
-                          ORDER BY (x.slot - start + nslots) % nslots LIMIT 1
+                          ORDER BY x.slot LIMIT 1
                             FOR UPDATE SKIP LOCKED)
         RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL AND start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = pool AND x.slot < start
+                                AND x.capacity - x.held - x.confirmed >= quantity
+                              ORDER BY x.slot LIMIT 1
+                                FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        END IF;
         IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
@@ -1493,6 +1537,7 @@ CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -1672,14 +1717,15 @@ CREATE FUNCTION lockctl_internal.finish_cart_units(ids bigint[], counter text)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 BEGIN
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
-                                    WHERE i.cart_id = ANY (ids))
+    PERFORM FROM lockctl.cart_items AS i
+      JOIN lockctl.pool_slots AS s ON s.pool_id = i.pool_id AND s.slot = i.slot
+     WHERE i.cart_id = ANY (ids)
      ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
+       FOR UPDATE OF s;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q,
            confirmed = s.confirmed + CASE WHEN counter = 'confirmed' THEN g.q ELSE 0 END,
@@ -1695,6 +1741,9 @@ BEGIN
         PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
            FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
           WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+        -- Waitlists (src/reserve_waitlist.sql) get the units first.
+        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot))
+           FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
     END IF;
 END;
 $fn$;
@@ -1711,6 +1760,7 @@ CREATE FUNCTION lockctl.confirm_cart(id bigint)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -1744,6 +1794,7 @@ CREATE FUNCTION lockctl.cancel_cart(id bigint)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 BEGIN
@@ -1805,15 +1856,14 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
--- oldest first, each with all its items in this one transaction, skipping
--- carts a concurrent confirm, cancel or extend has locked; NOTIFY
--- lockctl_expired with each cart's id (never also a hold's id).  Called by
--- expire_holds, so the worker's batches cover carts.  Returns how many.
+-- Internal: mark up to batch_size due carts expired, oldest first, skipping
+-- carts a concurrent confirm, cancel or extend has locked; their ids (NULL
+-- if none).  The caller gives their units back (finish_cart_units):
+-- expire_holds does so with the holds' units, all slots in one order.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
-    RETURNS integer
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE FUNCTION lockctl_internal.claim_due_carts(batch_size integer)
+    RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_variable
@@ -1821,14 +1871,6 @@ DECLARE
     v_now timestamp with time zone := clock_timestamp();
     v_ids bigint[];
 BEGIN
-    IF batch_size IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl_internal.expire_carts must not be null';
-    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
-            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
-    END IF;
     WITH due AS (
         SELECT c.id FROM lockctl.carts AS c
          WHERE c.status = 'held' AND c.expires <= v_now
@@ -1843,6 +1885,38 @@ BEGIN
         RETURNING c.id
     )
     SELECT array_agg(done.id ORDER BY done.id) INTO v_ids FROM done;
+    RETURN v_ids;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.claim_due_carts(integer) IS 'lockctl internal: mark due carts expired (their units are given back by the caller)';
+REVOKE ALL ON FUNCTION lockctl_internal.claim_due_carts(integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
+-- oldest first, each with all its items in this one transaction, skipping
+-- carts a concurrent confirm, cancel or extend has locked; NOTIFY
+-- lockctl_expired with each cart's id (never also a hold's id).  The
+-- worker's expire_holds does the same within its batches.  Returns how
+-- many.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl_internal.expire_carts must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
+    END IF;
+    v_ids := lockctl_internal.claim_due_carts(batch_size);
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
@@ -1921,7 +1995,7 @@ COMMENT ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) IS 'lockct
 COMMENT ON FUNCTION lockctl.confirm_cart(bigint) IS 'lockctl: make every item of a live cart permanent';
 COMMENT ON FUNCTION lockctl.cancel_cart(bigint) IS 'lockctl: end a cart and give all its units back';
 COMMENT ON FUNCTION lockctl.extend_cart(bigint, interval) IS 'lockctl: a live cart now expires ttl from now';
-COMMENT ON FUNCTION lockctl_internal.expire_carts(integer) IS 'lockctl internal: expire up to batch_size due carts (called by expire_holds)';
+COMMENT ON FUNCTION lockctl_internal.expire_carts(integer) IS 'lockctl internal: expire up to batch_size due carts';
 COMMENT ON FUNCTION lockctl_internal.purge_carts(interval, integer) IS 'lockctl internal: delete up to batch_size carts finished more than retention ago (called by purge_holds)';
 
 -- Anyone may take, confirm, cancel and extend carts (their own, per the
@@ -1938,7 +2012,7 @@ GRANT EXECUTE ON FUNCTION lockctl.cancel_cart(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.extend_cart(bigint, interval) TO PUBLIC;
 GRANT SELECT ON lockctl.cart_holds TO PUBLIC;
 
-
+-- Per-holder limits (new in 1.1): the same objects as src/reserve_limits.sql.
 -- ---------------------------------------------------------------------------
 -- Per-holder limits: at most max_per_holder units of a pool held plus
 -- confirmed by one holder (the holder text of reserve and reserve_cart).
@@ -2116,7 +2190,8 @@ REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) FROM P
 -- ---------------------------------------------------------------------------
 -- Partial confirm: lockctl.confirm(id, quantity) confirms part of a live
 -- hold and gives the rest back to the pool at once (and to the holder's
--- count on a pool with a per-holder limit, src/reserve_limits.sql).  The
+-- count on a pool with a per-holder limit, src/reserve_limits.sql; to the
+-- head of a waitlist, src/reserve_waitlist.sql).  The
 -- hold's quantity becomes what was confirmed, so the pools' confirmed
 -- units stay the sum over confirmed holds.
 --
@@ -2139,6 +2214,7 @@ DECLARE
     v_holder text;
     v_status text;
     v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -2185,9 +2261,13 @@ BEGIN
        SET held = s.held - v_old, confirmed = s.confirmed + quantity,
            holds_confirmed = s.holds_confirmed + 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot
-    RETURNING s.max_per_holder INTO v_max;
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
     IF v_max IS NOT NULL AND quantity < v_old THEN
         PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, quantity - v_old, v_max);
+    END IF;
+    -- The rest goes to a waitlist first (src/reserve_waitlist.sql).
+    IF v_waitlist AND quantity < v_old THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
     END IF;
     RETURN true;
 END;
@@ -2196,3 +2276,445 @@ $fn$;
 COMMENT ON FUNCTION lockctl.confirm(bigint, bigint) IS 'lockctl: confirm part of a live hold and give the rest back';
 REVOKE ALL ON FUNCTION lockctl.confirm(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint, bigint) TO PUBLIC;
+
+-- Waitlists (new in 1.1): the same objects as src/reserve_waitlist.sql.
+-- ---------------------------------------------------------------------------
+-- Waitlists: a FIFO queue per pool; units that come back go to the head of
+-- the queue as an offer (a hold with the entry's offer_ttl) in the very
+-- transaction that gives them back, so no walk-in can take them first.
+-- docs/reservations.md, "Waitlists", has the design; in short:
+--
+--   lockctl.waitlist_entries  one row per entry: waiting, offered (with the
+--                             offer's hold id) or left.  Position is the
+--                             order of ids among the waiting.
+--   lockctl.pool_slots.waitlist
+--                             true on every slot row of a pool that has had
+--                             a waiting entry since the slot last found the
+--                             queue empty.  Whoever gives units back reads
+--                             it in the RETURNING of the slot update it
+--                             makes anyway: pools without a queue pay
+--                             nothing.
+--
+-- Who serves the queue, and how it takes units (serve_waitlist's mode):
+--   'own'  cancel, cancel_cart, partial confirm and the worker's expiry
+--          hold the slot rows the units came back to: the head is served
+--          from one of those if it fits, else from every slot of the pool
+--          locked with NOWAIT (never waiting while holding a slot out of
+--          order); if a slot is busy, the worker's next pass serves it.
+--   'all'  set_capacity and wait_for hold every slot row of the pool.
+--   'wait' the worker, before each batch, holding nothing of later pools:
+--          locks every slot of the pool in order, waiting.
+-- The queue is strictly FIFO: serving stops at the first head whose
+-- quantity is not free (units left over stay free for anyone).
+--
+-- Authority (AUTHORITY.md): an entry, and the offer made for it, belong to
+-- the role that called wait_for, whoever's transaction makes the offer.
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE lockctl.wait_status AS ENUM ('waiting', 'offered', 'left');
+COMMENT ON TYPE lockctl.wait_status IS 'lockctl: the state of a waitlist entry';
+
+CREATE TABLE lockctl.waitlist_entries (
+    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    pool_id          bigint NOT NULL,
+    quantity         bigint NOT NULL,
+    holder           text,
+    taken_by         name NOT NULL DEFAULT lockctl_internal.session_role(),
+    offer_ttl        interval NOT NULL,
+    status           lockctl.wait_status NOT NULL DEFAULT 'waiting',
+    created          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    hold_id          bigint,
+    idempotency_key  text,
+    CONSTRAINT waitlist_entries_pkey PRIMARY KEY (id),
+    CONSTRAINT waitlist_entries_state_check
+        CHECK (quantity OPERATOR(pg_catalog.>) 0
+               AND (status OPERATOR(pg_catalog.=) 'waiting') OPERATOR(pg_catalog.=) (finished IS NULL)
+               AND (status OPERATOR(pg_catalog.=) 'offered') OPERATOR(pg_catalog.=) (hold_id IS NOT NULL))
+);
+COMMENT ON TABLE lockctl.waitlist_entries IS 'lockctl: waitlist entries of pools (write through lockctl.wait_for and friends only)';
+
+-- The queue of each pool, head first; the purge; the idempotency lookup.
+CREATE INDEX waitlist_entries_queue_idx ON lockctl.waitlist_entries (pool_id, id)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting';
+CREATE INDEX waitlist_entries_finished_idx ON lockctl.waitlist_entries (finished)
+    WHERE status OPERATOR(pg_catalog.<>) 'waiting';
+CREATE UNIQUE INDEX waitlist_entries_idempotency_idx ON lockctl.waitlist_entries (taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.waitlist_entries', '');
+REVOKE ALL ON lockctl.waitlist_entries FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: offer units of pool `pool` to the head(s) of its queue, in
+-- this transaction (see the header for `mode`; `slot` is the slot row the
+-- caller holds for 'own', or NULL).  Each offer is a hold of the entry's
+-- quantity for its offer_ttl, taken by the entry's role, announced with
+-- NOTIFY lockctl_offer and the hold's id.  Returns how many it offered.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_waitlist(pool bigint, slot integer, mode text)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_entry bigint;
+    v_q bigint;
+    v_holder text;
+    v_role name;
+    v_ttl interval;
+    v_target integer;
+    v_max bigint;
+    v_hold bigint;
+    v_now timestamp with time zone;
+    v_n integer := 0;
+    v_all boolean := mode = 'all';
+BEGIN
+    IF mode IS NULL OR mode NOT IN ('own', 'all', 'wait') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or wait: "%s"', mode);
+    END IF;
+    IF mode = 'wait' THEN
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
+        v_all := true;
+    END IF;
+    LOOP
+        SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+          INTO v_entry, v_q, v_holder, v_role, v_ttl
+          FROM lockctl.waitlist_entries AS w
+         WHERE w.pool_id = pool AND w.status = 'waiting'
+         ORDER BY w.id LIMIT 1
+           FOR UPDATE;
+        IF NOT FOUND THEN
+            -- A head locked by a concurrent server is skipped after the
+            -- wait: look again with a new snapshot before calling it empty.
+            IF EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                        WHERE w.pool_id = pool AND w.status = 'waiting') THEN
+                CONTINUE;
+            END IF;
+            -- Empty: the slot rows we hold need not call us again.
+            UPDATE lockctl.pool_slots AS s SET waitlist = false
+             WHERE s.pool_id = pool AND s.waitlist AND (v_all OR s.slot = slot);
+            RETURN v_n;
+        END IF;
+
+        v_target := NULL;
+        IF slot IS NOT NULL THEN
+            SELECT s.slot INTO v_target FROM lockctl.pool_slots AS s
+             WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed >= v_q;
+        END IF;
+        IF v_target IS NULL AND NOT v_all THEN
+            BEGIN
+                PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE NOWAIT;
+                v_all := true;
+            EXCEPTION WHEN lock_not_available THEN
+                -- Busy: the worker's next pass serves the queue.
+                RETURN v_n;
+            END;
+        END IF;
+        IF v_target IS NULL THEN
+            v_target := lockctl_internal.rebalance(pool, coalesce(slot, 0), v_q);
+            IF v_target IS NULL THEN
+                RETURN v_n;     -- the head does not fit: FIFO, stop here
+            END IF;
+        END IF;
+
+        SELECT s.max_per_holder INTO v_max FROM lockctl.pool_slots AS s
+         WHERE s.pool_id = pool AND s.slot = v_target;
+        v_now := clock_timestamp();
+        IF v_max IS NOT NULL THEN
+            -- An entry whose holder is now at its limit leaves the queue.
+            BEGIN
+                PERFORM lockctl_internal.charge_holder(pool, NULL, v_holder, v_q, v_max);
+            EXCEPTION WHEN configuration_limit_exceeded OR null_value_not_allowed THEN
+                UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = v_now
+                 WHERE w.id = v_entry;
+                CONTINUE;
+            END;
+        END IF;
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_q, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = pool AND s.slot = v_target;
+        INSERT INTO lockctl.reservations AS r (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (pool, v_target, v_q, v_holder, v_role, v_now, v_now + v_ttl)
+        RETURNING r.id INTO v_hold;
+        UPDATE lockctl.waitlist_entries AS w
+           SET status = 'offered', finished = v_now, hold_id = v_hold
+         WHERE w.id = v_entry;
+        PERFORM pg_notify('lockctl_offer', v_hold::text);
+        v_n := v_n + 1;
+    END LOOP;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) IS 'lockctl internal: offer returned units to the head of a pool''s waitlist';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: serve the queues of the pools (ids) whose slot rows
+-- (pools[i], slots[i]) the caller holds and that are flagged; 'own' mode.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_n integer := 0;
+    v_pool bigint;
+    v_slot integer;
+BEGIN
+    FOR v_pool, v_slot IN
+        SELECT DISTINCT ON (s.pool_id) s.pool_id, s.slot
+          FROM lockctl.pool_slots AS s
+         WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(pools, slots) AS u(p, s))
+           AND s.waitlist
+         ORDER BY s.pool_id, s.capacity - s.held - s.confirmed DESC
+    LOOP
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+    END LOOP;
+    RETURN v_n;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the worker's catch-up, before each expiry batch: every pool
+-- whose head fits in its free units (as this snapshot sees them) is
+-- served, pools in id order, waiting for their slots.  Returns how many
+-- offers it made.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_waitlists()
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_n integer := 0;
+    v_pool bigint;
+BEGIN
+    FOR v_pool IN
+        SELECT h.pool_id
+          FROM (SELECT DISTINCT ON (w.pool_id) w.pool_id, w.quantity
+                  FROM lockctl.waitlist_entries AS w WHERE w.status = 'waiting'
+                 ORDER BY w.pool_id, w.id) AS h
+         WHERE h.quantity <= (SELECT sum(s.capacity - s.held - s.confirmed)
+                                FROM lockctl.pool_slots AS s WHERE s.pool_id = h.pool_id)
+         ORDER BY h.pool_id
+    LOOP
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'wait');
+    END LOOP;
+    RETURN v_n;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_waitlists() IS 'lockctl internal: serve every waitlist whose head fits (the worker''s catch-up)';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlists() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.wait_for(resource, quantity, holder, offer_ttl, idempotency_key):
+-- join the pool's queue.  Returns the entry's id.  When quantity units
+-- are free and the entry is at the head (at once, if they are free now),
+-- it becomes a hold of offer_ttl (NOTIFY lockctl_offer, the hold's id;
+-- lockctl.waitlist shows it), to confirm like any hold.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.wait_for(resource text, quantity bigint DEFAULT 1,
+                                 holder text DEFAULT NULL,
+                                 offer_ttl interval DEFAULT '00:05:00'::interval,
+                                 idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := lockctl_internal.check_resource('wait_for', resource);
+    v_quantity bigint := quantity;
+    v_holder text := holder;
+    v_ttl interval := offer_ttl;
+    v_key text := idempotency_key;
+    v_pool bigint;
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    IF v_quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.wait_for must not be null';
+    ELSIF v_quantity < 1 OR v_quantity > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.wait_for is out of range: %s', v_quantity),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_units());
+    END IF;
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.wait_for must not be empty',
+            HINT = 'Pass NULL for an entry without a holder.';
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.wait_for is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'offer_ttl of lockctl.wait_for must not be null';
+    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('offer_ttl of lockctl.wait_for is out of range: "%s"', v_ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    IF octet_length(v_key) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'idempotency_key of lockctl.wait_for must not be empty';
+    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'idempotency_key of lockctl.wait_for is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_key), lockctl_internal.name_max_bytes());
+    END IF;
+    SELECT p.id INTO v_pool FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+
+    -- A retry with the same key (this role's) is the same entry.
+    IF v_key IS NOT NULL THEN
+        SELECT w.id, w.quantity INTO v_id, v_q FROM lockctl.waitlist_entries AS w
+         WHERE w.taken_by = lockctl_internal.session_role() AND w.idempotency_key = v_key;
+        IF FOUND THEN
+            IF v_q <> v_quantity OR (SELECT w.pool_id FROM lockctl.waitlist_entries AS w WHERE w.id = v_id) <> v_pool THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('idempotency key "%s" was used for another waitlist entry', v_key),
+                    DETAIL = format('Entry %s is for another pool or quantity.', v_id);
+            END IF;
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    -- Every slot row of the pool, in order: from now on whoever gives
+    -- units back to any of them serves the queue.
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+    UPDATE lockctl.pool_slots AS s SET waitlist = true WHERE s.pool_id = v_pool AND NOT s.waitlist;
+    INSERT INTO lockctl.waitlist_entries AS w (pool_id, quantity, holder, offer_ttl, created, idempotency_key)
+    VALUES (v_pool, v_quantity, v_holder, v_ttl, clock_timestamp(), v_key)
+    ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING w.id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize wait_for with idempotency key "%s"', v_key),
+            DETAIL = 'A concurrent transaction used the same key.',
+            HINT = 'Retry the transaction.';
+    END IF;
+    -- Units free now, and nobody ahead: the offer at once.
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.leave_waitlist(id): leave the queue.  true, or false if the
+-- entry was offered or had left already; 42704 if it does not exist or
+-- belongs to a role whose privileges the caller lacks.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.leave_waitlist(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.leave_waitlist must not be null';
+    END IF;
+    UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = clock_timestamp()
+     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act(w.taken_by);
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act(w.taken_by);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('waitlist entry %s does not exist', id),
+            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged.';
+    END IF;
+    RETURN false;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.purge_waitlist(retention, batch_size): delete up to
+-- batch_size entries offered or left more than retention ago.  Called by
+-- purge_holds.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.purge_waitlist(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_n integer;
+BEGIN
+    IF retention IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl_internal.purge_waitlist must not be null';
+    ELSIF retention < '0'::interval OR batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl_internal.purge_waitlist are out of range: "%s", %s',
+                             retention, batch_size);
+    END IF;
+    WITH old AS (
+        SELECT w.id FROM lockctl.waitlist_entries AS w
+         WHERE w.status <> 'waiting' AND w.finished < now() - retention
+         ORDER BY w.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.waitlist_entries AS w USING old WHERE w.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- The view: entries of roles whose privileges the caller has (every entry
+-- for superusers and pg_read_all_stats), with the position of each waiting
+-- entry in its pool's queue (1: the head), counted over every entry.
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.waitlist WITH (security_barrier) AS
+    SELECT q.id,
+           p.resource,
+           q.quantity,
+           q.holder,
+           q.taken_by,
+           q.status::text AS status,
+           q.position,
+           q.created,
+           q.finished,
+           q.hold_id AS offer_hold_id,
+           q.idempotency_key
+      FROM (SELECT w.*,
+                   CASE WHEN w.status OPERATOR(pg_catalog.=) 'waiting'
+                        THEN pg_catalog.row_number() OVER (PARTITION BY w.pool_id, w.status OPERATOR(pg_catalog.=) 'waiting'
+                                                           ORDER BY w.id) END AS position
+              FROM lockctl.waitlist_entries AS w) AS q
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) q.pool_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
+        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(q.taken_by))::pg_catalog.oid,
+                                  'USAGE');
+COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for superusers and pg_read_all_stats)';
+
+COMMENT ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) IS 'lockctl: join a pool''s waitlist; freed units come to the head as an offer hold';
+COMMENT ON FUNCTION lockctl.leave_waitlist(bigint) IS 'lockctl: leave a pool''s waitlist';
+COMMENT ON FUNCTION lockctl_internal.purge_waitlist(interval, integer) IS 'lockctl internal: delete up to batch_size waitlist entries finished more than retention ago (called by purge_holds)';
+
+REVOKE ALL ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.leave_waitlist(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_waitlist(interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.leave_waitlist(bigint) TO PUBLIC;
+GRANT SELECT ON lockctl.waitlist TO PUBLIC;

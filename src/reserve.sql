@@ -105,6 +105,9 @@ CREATE TABLE lockctl.pool_slots (
     -- it from the slot row it locks, so it sees a concurrent change of the
     -- limit exactly, at no cost (src/reserve_limits.sql).
     max_per_holder   bigint,
+    -- Whether the pool may have a waitlist: whoever gives units back to
+    -- this slot serves it (src/reserve_waitlist.sql).
+    waitlist         boolean NOT NULL DEFAULT false,
     CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
     -- The invariant, checked at every write of a slot.  It is the only
     -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
@@ -457,6 +460,8 @@ BEGIN
         v_slots := lockctl_internal.auto_slots(capacity);
     END IF;
     PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+    -- Units added go to the waitlist first (src/reserve_waitlist.sql).
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
 END;
 $fn$;
 
@@ -500,6 +505,7 @@ BEGIN
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
     DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    DELETE FROM lockctl.waitlist_entries AS w WHERE w.pool_id = v_pool;
 END;
 $fn$;
 
@@ -864,6 +870,7 @@ DECLARE
     v_q bigint;
     v_holder text;
     v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -880,9 +887,13 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot
-    RETURNING s.max_per_holder INTO v_max;
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
     IF v_max IS NOT NULL THEN
         PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
+    -- A waitlist (src/reserve_waitlist.sql) gets the units in this transaction.
+    IF v_waitlist THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
     END IF;
     RETURN true;
 END;
@@ -972,7 +983,7 @@ DECLARE
     v_slots integer[];
     v_qs bigint[];
     v_holders text[];
-    v_carts integer;
+    v_carts bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -983,8 +994,9 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
-    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole.
-    v_carts := lockctl_internal.expire_carts(batch_size);
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole:
+    -- claimed here, their units given back below with the holds'.
+    v_carts := lockctl_internal.claim_due_carts(batch_size);
 
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
@@ -1004,15 +1016,25 @@ BEGIN
            array_agg(done.holder ORDER BY done.id)
       INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
-    IF v_ids IS NULL THEN
-        RETURN v_carts;
-    END IF;
-
-    -- Give the units back, slot rows locked in (pool, slot) order.
+    -- Give the units back, the slot rows of holds and carts alike locked
+    -- in one (pool, slot) order.
     PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
+     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s)
+                                   UNION ALL
+                                   SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
+                                    WHERE i.cart_id = ANY (v_carts))
      ORDER BY s.pool_id, s.slot
        FOR UPDATE;
+    IF v_carts IS NOT NULL THEN
+        PERFORM lockctl_internal.finish_cart_units(v_carts, 'expired');
+        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_carts) AS u(id);
+    END IF;
+    IF v_ids IS NULL THEN
+        -- Waitlists (src/reserve_waitlist.sql): never waiting from here on.
+        PERFORM lockctl_internal.serve_waitlists();
+        RETURN coalesce(cardinality(v_carts), 0);
+    END IF;
+
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
       FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
@@ -1021,9 +1043,13 @@ BEGIN
      WHERE s.pool_id = g.p AND s.slot = g.s;
     -- Per-holder limits (src/reserve_limits.sql): the holders' counts.
     PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
+    -- Waitlists (src/reserve_waitlist.sql): the units that came back go to
+    -- the heads of queues, then any queue left behind; never waiting.
+    PERFORM lockctl_internal.serve_returned(v_pools, v_slots);
+    PERFORM lockctl_internal.serve_waitlists();
 
     PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids) + v_carts;
+    RETURN cardinality(v_ids) + coalesce(cardinality(v_carts), 0);
 END;
 $fn$;
 
@@ -1071,8 +1097,10 @@ BEGIN
     )
     DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    -- Carts (src/reserve_cart.sql) are purged in the same batches.
-    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size);
+    -- Carts and waitlist entries (src/reserve_cart.sql,
+    -- src/reserve_waitlist.sql) are purged in the same batches.
+    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
+           + lockctl_internal.purge_waitlist(retention, batch_size);
 END;
 $fn$;
 

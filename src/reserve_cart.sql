@@ -130,16 +130,30 @@ BEGIN
     start := start % nslots;
     -- 1. a slot no one else is using; a row found short stays locked, so
     -- the attempt is a subtransaction that gives it back.
+    -- From `start` upwards, then from the first slot up to it: each an
+    -- index range in slot order, as reserve does (one expression over
+    -- every slot would read them all).
     BEGIN
         UPDATE lockctl.pool_slots AS s
            SET held = s.held + quantity, holds_taken = s.holds_taken + 1
          WHERE s.pool_id = pool
            AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = pool AND x.slot < nslots
+                          WHERE x.pool_id = pool AND x.slot >= start AND x.slot < nslots
                             AND x.capacity - x.held - x.confirmed >= quantity
-                          ORDER BY (x.slot - start + nslots) % nslots LIMIT 1
+                          ORDER BY x.slot LIMIT 1
                             FOR UPDATE SKIP LOCKED)
         RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL AND start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = pool AND x.slot < start
+                                AND x.capacity - x.held - x.confirmed >= quantity
+                              ORDER BY x.slot LIMIT 1
+                                FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        END IF;
         IF got_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
         END IF;
@@ -335,6 +349,7 @@ CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -514,14 +529,15 @@ CREATE FUNCTION lockctl_internal.finish_cart_units(ids bigint[], counter text)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 BEGIN
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
-                                    WHERE i.cart_id = ANY (ids))
+    PERFORM FROM lockctl.cart_items AS i
+      JOIN lockctl.pool_slots AS s ON s.pool_id = i.pool_id AND s.slot = i.slot
+     WHERE i.cart_id = ANY (ids)
      ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
+       FOR UPDATE OF s;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q,
            confirmed = s.confirmed + CASE WHEN counter = 'confirmed' THEN g.q ELSE 0 END,
@@ -537,6 +553,9 @@ BEGIN
         PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
            FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
           WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+        -- Waitlists (src/reserve_waitlist.sql) get the units first.
+        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot))
+           FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
     END IF;
 END;
 $fn$;
@@ -553,6 +572,7 @@ CREATE FUNCTION lockctl.confirm_cart(id bigint)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -586,6 +606,7 @@ CREATE FUNCTION lockctl.cancel_cart(id bigint)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_variable
 BEGIN
@@ -647,15 +668,14 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
--- oldest first, each with all its items in this one transaction, skipping
--- carts a concurrent confirm, cancel or extend has locked; NOTIFY
--- lockctl_expired with each cart's id (never also a hold's id).  Called by
--- expire_holds, so the worker's batches cover carts.  Returns how many.
+-- Internal: mark up to batch_size due carts expired, oldest first, skipping
+-- carts a concurrent confirm, cancel or extend has locked; their ids (NULL
+-- if none).  The caller gives their units back (finish_cart_units):
+-- expire_holds does so with the holds' units, all slots in one order.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
-    RETURNS integer
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+CREATE FUNCTION lockctl_internal.claim_due_carts(batch_size integer)
+    RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_variable
@@ -663,14 +683,6 @@ DECLARE
     v_now timestamp with time zone := clock_timestamp();
     v_ids bigint[];
 BEGIN
-    IF batch_size IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl_internal.expire_carts must not be null';
-    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
-        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
-            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
-    END IF;
     WITH due AS (
         SELECT c.id FROM lockctl.carts AS c
          WHERE c.status = 'held' AND c.expires <= v_now
@@ -685,6 +697,38 @@ BEGIN
         RETURNING c.id
     )
     SELECT array_agg(done.id ORDER BY done.id) INTO v_ids FROM done;
+    RETURN v_ids;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.claim_due_carts(integer) IS 'lockctl internal: mark due carts expired (their units are given back by the caller)';
+REVOKE ALL ON FUNCTION lockctl_internal.claim_due_carts(integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
+-- oldest first, each with all its items in this one transaction, skipping
+-- carts a concurrent confirm, cancel or extend has locked; NOTIFY
+-- lockctl_expired with each cart's id (never also a hold's id).  The
+-- worker's expire_holds does the same within its batches.  Returns how
+-- many.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl_internal.expire_carts must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
+    END IF;
+    v_ids := lockctl_internal.claim_due_carts(batch_size);
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
@@ -763,7 +807,7 @@ COMMENT ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) IS 'lockct
 COMMENT ON FUNCTION lockctl.confirm_cart(bigint) IS 'lockctl: make every item of a live cart permanent';
 COMMENT ON FUNCTION lockctl.cancel_cart(bigint) IS 'lockctl: end a cart and give all its units back';
 COMMENT ON FUNCTION lockctl.extend_cart(bigint, interval) IS 'lockctl: a live cart now expires ttl from now';
-COMMENT ON FUNCTION lockctl_internal.expire_carts(integer) IS 'lockctl internal: expire up to batch_size due carts (called by expire_holds)';
+COMMENT ON FUNCTION lockctl_internal.expire_carts(integer) IS 'lockctl internal: expire up to batch_size due carts';
 COMMENT ON FUNCTION lockctl_internal.purge_carts(interval, integer) IS 'lockctl internal: delete up to batch_size carts finished more than retention ago (called by purge_holds)';
 
 -- Anyone may take, confirm, cancel and extend carts (their own, per the

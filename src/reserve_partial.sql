@@ -2,7 +2,8 @@
 -- ---------------------------------------------------------------------------
 -- Partial confirm: lockctl.confirm(id, quantity) confirms part of a live
 -- hold and gives the rest back to the pool at once (and to the holder's
--- count on a pool with a per-holder limit, src/reserve_limits.sql).  The
+-- count on a pool with a per-holder limit, src/reserve_limits.sql; to the
+-- head of a waitlist, src/reserve_waitlist.sql).  The
 -- hold's quantity becomes what was confirmed, so the pools' confirmed
 -- units stay the sum over confirmed holds.
 --
@@ -25,6 +26,7 @@ DECLARE
     v_holder text;
     v_status text;
     v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -71,9 +73,13 @@ BEGIN
        SET held = s.held - v_old, confirmed = s.confirmed + quantity,
            holds_confirmed = s.holds_confirmed + 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot
-    RETURNING s.max_per_holder INTO v_max;
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
     IF v_max IS NOT NULL AND quantity < v_old THEN
         PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, quantity - v_old, v_max);
+    END IF;
+    -- The rest goes to a waitlist first (src/reserve_waitlist.sql).
+    IF v_waitlist AND quantity < v_old THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
     END IF;
     RETURN true;
 END;
