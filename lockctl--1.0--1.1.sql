@@ -253,8 +253,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder)
-    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool)
+    -- New slot rows get the pool's per-holder limit and waitlist flag
+    -- (src/reserve_limits.sql, src/reserve_waitlist.sql).
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder, waitlist)
+    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool),
+           EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                    WHERE w.pool_id = pool AND w.status = 'waiting')
       FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p

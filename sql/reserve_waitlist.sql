@@ -31,6 +31,11 @@ SELECT lockctl.wait_for('show', 1, 'cid', '1 hour') AS cid \gset
 SELECT lockctl.wait_for('show', 2, 'ann', '1 hour', 'ann-1') = :ann AS same_entry;
 SELECT pg_temp.e($$SELECT lockctl.wait_for('show', 3, 'ann', '1 hour', 'ann-1')$$);
 SELECT * FROM pg_temp.queue;
+-- New slot rows of a pool with a queue serve it too.
+SELECT lockctl.set_slots('show', 3);
+SELECT count(*) FILTER (WHERE s.waitlist) AS flagged, count(*) AS slots
+  FROM lockctl.pool_slots s JOIN lockctl.pools p ON p.id = s.pool_id WHERE p.resource = 'show';
+SELECT lockctl.set_slots('show', NULL);
 
 -- y cancels: 1 unit back, but the head (ann) wants 2: FIFO, nobody is
 -- skipped, and the unit stays free.
