@@ -53,7 +53,7 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-$(OBJS): src/lockctl.h
+$(OBJS): src/lockctl.h src/compat.h
 
 .PHONY: regresscheck isolationcheck tapcheck examplescheck
 regresscheck:

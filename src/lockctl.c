@@ -45,9 +45,7 @@ char	   *lockctl_worker_databases = NULL;
 
 bool		lockctl_preloaded = false;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
@@ -76,12 +74,8 @@ _PG_init(void)
 	LeaseInit();
 	ExpiryWorkerInit();
 
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = lockctl_shmem_request;
-#else
-	lockctl_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = lockctl_shmem_startup;
 }
@@ -149,11 +143,7 @@ lockctl_define_settings(void)
 							   GUC_LIST_INPUT,
 							   lockctl_check_worker_databases, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("lockctl");
-#else
-	EmitWarningsOnPlaceholders("lockctl");
-#endif
 }
 
 /*
@@ -162,10 +152,8 @@ lockctl_define_settings(void)
 static void
 lockctl_shmem_request(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 
 	RequestAddinShmemSpace(add_size(add_size(VersionShmemSize(),
 											 LeaseShmemSize()),

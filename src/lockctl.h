@@ -18,6 +18,8 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "compat.h"
+
 /* Longest resource, owner, holder or idempotency key, in bytes. */
 #define LOCKCTL_NAME_MAXLEN		200
 

@@ -610,7 +610,7 @@ version_show(bool isnull, int64 v)
 static char *
 version_row_key(Relation rel, HeapTuple tuple)
 {
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
 	char	   *desc = NULL;
 
 	if (OidIsValid(pkoid))
@@ -868,7 +868,7 @@ version_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot use %s on system catalog \"%s\"",
 						fname, RelationGetRelationName(rel))));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
 					   RelationGetRelationName(rel));
 	return rel;
@@ -1412,7 +1412,7 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 				 errmsg("expected_version " INT64_FORMAT " is out of range for version column \"%s\" of type %s",
 						expected, trigger->tgargs[0], format_type_be(vtype))));
 
-	pkoid = RelationGetPrimaryKeyIndex(rel);
+	pkoid = RelationGetPrimaryKeyIndex(rel, false);
 	if (!OidIsValid(pkoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

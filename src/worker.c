@@ -542,7 +542,7 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		dboid = get_database_oid(target, true);
 		if (OidIsValid(dboid) && dboid != MyDatabaseId &&
-			pg_database_ownercheck(dboid, GetUserId()))
+			object_ownercheck(DatabaseRelationId, dboid, GetUserId()))
 			expiry_pause_database(dboid, WORKER_PAUSE_MS, true);
 		else
 			dboid = InvalidOid;
@@ -587,6 +587,7 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 void
 lockctl_launcher_main(Datum main_arg)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	HASHCTL		ctl;
 	TimestampTz next_scan = 0;
 
@@ -701,7 +702,8 @@ lockctl_launcher_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(timeout, 10L), PG_WAIT_EXTENSION);
+						 Max(timeout, 10L),
+						 lockctl_wait_event(&wait_event, "LockctlLauncherMain"));
 		ResetLatch(MyLatch);
 	}
 }
@@ -1164,6 +1166,7 @@ worker_error_context(void *arg)
 void
 lockctl_expiry_worker_main(Datum main_arg)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int			slotno = DatumGetInt32(main_arg);
 	ExpiryWorkerArgs args;
 	ExpirySlot *slot;
@@ -1295,7 +1298,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms,
+						 lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
 		ResetLatch(MyLatch);
 	}
 }
@@ -1496,7 +1500,7 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 		/* An error text may say something about another database. */
 		may_see_error = all_stats ||
 			(SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(slot->dboid)) &&
-			 pg_database_aclcheck(slot->dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
+			 object_aclcheck(DatabaseRelationId, slot->dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
 		values[9] = CStringGetTextDatum(slot->last_error);
 		nulls[9] = (slot->last_error[0] == '\0' || !may_see_error);
 		values[10] = TimestampTzGetDatum(slot->last_error_at);
