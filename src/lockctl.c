@@ -73,6 +73,7 @@ _PG_init(void)
 	VersionInit();
 	LeaseInit();
 	ExpiryWorkerInit();
+	RequestInit();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = lockctl_shmem_request;
