@@ -92,6 +92,14 @@ object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 #endif
 
 /*
+ * 18 lets a library name itself and its version in its magic block, for
+ * pg_get_loaded_modules(); before 18 the block says neither.
+ */
+#if PG_VERSION_NUM < 180000
+#define PG_MODULE_MAGIC_EXT(...) PG_MODULE_MAGIC
+#endif
+
+/*
  * The wait event a sleep of lockctl's shows in pg_stat_activity.  From 17
  * on, an extension can name its own (WaitEventExtensionNew), so that a
  * waiting acquire shows as "LockctlLeaseWait" rather than the generic

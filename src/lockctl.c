@@ -33,7 +33,10 @@
 
 #include "lockctl.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(
+					.name = "lockctl",
+					.version = LOCKCTL_VERSION
+);
 
 /* Settings */
 int			lockctl_max_leases = 4096;
