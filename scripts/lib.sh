@@ -34,6 +34,7 @@ lockctl_archive_major() {
 # else that of PG_CONFIG, when it is given (a private copy of the server,
 # see scripts/private-pg); else the one the archive offers.  Its server and
 # headers are installed from the archive if missing.
+LOCKCTL_OWN_PG_CONFIG=${PG_CONFIG:+1}
 if [ -n "${PG_MAJOR:-}" ]; then
     [[ $PG_MAJOR =~ ^[0-9]+$ ]] || lockctl_die "PG_MAJOR='$PG_MAJOR' is not a PostgreSQL major version (15, 17, 18, ...)"
 elif [ -n "${PG_CONFIG:-}" ]; then
@@ -65,11 +66,11 @@ PYTHON=/usr/bin/python3
 
 # Everything the build, the tests, the demo, the examples and the benchmarks
 # need from Debian's archive.  A fresh Debian machine has none of it.
-# (postgresql-NN carries the contrib modules too.)
+# (postgresql-NN carries the contrib modules too.)  A PG_CONFIG given by
+# the caller brings its own server and headers: a private copy, or a
+# PostgreSQL built from source (a major that Debian does not ship).
 LOCKCTL_DEB_PACKAGES=(
     build-essential
-    postgresql-$PG_MAJOR
-    postgresql-server-dev-$PG_MAJOR
     libipc-run-perl
     pgbouncer
     python3
@@ -79,6 +80,9 @@ LOCKCTL_DEB_PACKAGES=(
     util-linux
     procps
 )
+if [ -z "$LOCKCTL_OWN_PG_CONFIG" ]; then
+    LOCKCTL_DEB_PACKAGES+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
+fi
 
 # Install whatever Debian packages are missing; apt-get only runs when
 # something is.  Without their Recommends: nothing here needs them, and on
@@ -94,7 +98,8 @@ lockctl_install_deps() {
     if [ ${#missing[@]} -gt 0 ]; then
         lockctl_log "installing from Debian's archive: ${missing[*]}"
         lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        if ! apt-cache show "postgresql-server-dev-$PG_MAJOR" >/dev/null 2>&1; then
+        if [ -z "$LOCKCTL_OWN_PG_CONFIG" ] &&
+           ! apt-cache show "postgresql-server-dev-$PG_MAJOR" >/dev/null 2>&1; then
             lockctl_die "this machine's Debian archive has no PostgreSQL $PG_MAJOR (it offers $(lockctl_archive_major)); unset PG_MAJOR, or choose that one"
         fi
         lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -103,6 +108,7 @@ lockctl_install_deps() {
             "${missing[@]}" >/dev/null
     fi
     [ -x "$PG_CONFIG" ] || lockctl_die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
+    [ -f "$("$PG_CONFIG" --pgxs)" ] || lockctl_die "$PG_CONFIG has no PGXS ($("$PG_CONFIG" --pgxs)): the server's development files are missing"
     lockctl_install_optional node-pg
 }
 
