@@ -30,6 +30,14 @@
 #endif
 
 /*
+ * 16 moved the varlena macros (VARSIZE_ANY_EXHDR, VARDATA_ANY, ...) out of
+ * postgres.h into varatt.h, which older majors do not have.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+/*
  * 16 folded the per-catalog ownership and privilege checks
  * (pg_class_ownercheck, pg_database_aclcheck, ...) into object_ownercheck
  * and object_aclcheck, which take the catalog's OID.  Before 16, these
