@@ -69,16 +69,25 @@ PYTHON=/usr/bin/python3
 # (postgresql-NN carries the contrib modules too.)  A PG_CONFIG given by
 # the caller brings its own server and headers: a private copy, or a
 # PostgreSQL built from source (a major that Debian does not ship).
+# (What building the Debian packages needs is debian/control's
+# Build-Depends: scripts/package installs it with apt-get build-dep.)
 LOCKCTL_DEB_PACKAGES=(
     build-essential
     libipc-run-perl
     pgbouncer
     python3
     python3-psycopg
+    python3-psycopg2
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-venv
+    prometheus-postgres-exporter
     nodejs
     npm
     util-linux
     procps
+    git
 )
 if [ -z "$LOCKCTL_OWN_PG_CONFIG" ]; then
     LOCKCTL_DEB_PACKAGES+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
