@@ -230,6 +230,7 @@ worker_record_error(ExpirySlot *slot, MemoryContext cxt)
 void
 lockctl_expiry_worker_main(Datum main_arg)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int			slotno = DatumGetInt32(main_arg);
 	ExpiryWorkerArgs args;
 	ExpirySlot *slot;
@@ -315,7 +316,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms,
+						 lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
 		ResetLatch(MyLatch);
 	}
 }

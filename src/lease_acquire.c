@@ -7,7 +7,7 @@
  * Locking protocol (waiting)
  * --------------------------
  * A backend whose acquire cannot be granted and that may wait
- * puts its slot (lease_shared->waiters[MyBackendId - 1]) at the tail of the
+ * puts its slot (lease_shared->waiters[MyProcNumber]) at the tail of the
  * entry's waiter list and sleeps on its own latch, with a timeout at the
  * earlier of the end of its wait and the holder's expiry.  Only the head of
  * the list may take a free lease (first come, first served; a new acquire
@@ -131,8 +131,8 @@ lease_enqueue(LeaseEntry *e, const char *owner)
 		before_shmem_exit(lease_exit_callback, (Datum) 0);
 		exit_callback_registered = true;
 	}
-	Assert(MyBackendId >= 1 && MyBackendId <= MaxBackends);
-	w = &lease_shared->waiters[MyBackendId - 1];
+	Assert(MyProcNumber >= 0 && MyProcNumber < MaxBackends);
+	w = &lease_shared->waiters[MyProcNumber];
 	w->latch = MyLatch;
 	w->pid = MyProcPid;
 	w->entry = e;
@@ -153,6 +153,7 @@ static int64
 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 				int64 ttl_us, int64 deadline)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int64		token;
 	int64		now;
 
@@ -191,7 +192,8 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 			timeout_ms = 1;
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout_ms, PG_WAIT_EXTENSION);
+						 timeout_ms,
+						 lockctl_wait_event(&wait_event, "LockctlLeaseWait"));
 	}
 	return token;
 }

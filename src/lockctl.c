@@ -31,7 +31,10 @@
 
 #include "lockctl.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(
+					.name = "lockctl",
+					.version = LOCKCTL_VERSION
+);
 
 void		_PG_init(void);
 

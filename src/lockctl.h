@@ -19,6 +19,8 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 
+#include "compat.h"
+
 /*
  * Longest resource, owner, holder or idempotency key, in bytes.  The SQL
  * functions read it through lockctl_internal.name_max_bytes().

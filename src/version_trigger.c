@@ -380,7 +380,7 @@ version_show(bool isnull, int64 v)
 static char *
 version_row_key(Relation rel, HeapTuple tuple)
 {
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
 	char	   *desc = NULL;
 
 	if (OidIsValid(pkoid))
@@ -667,7 +667,7 @@ version_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot use %s on system catalog \"%s\"",
 						fname, RelationGetRelationName(rel))));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
 					   RelationGetRelationName(rel));
 	return rel;

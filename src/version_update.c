@@ -455,7 +455,7 @@ uv_open(Oid relid, int64 expected, AttrNumber *vattnum)
 				 errmsg("expected_version " INT64_FORMAT " is out of range for version column \"%s\" of type %s",
 						expected, trigger->tgargs[0], format_type_be(vtype))));
 
-	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel, false)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" has no primary key",
@@ -687,7 +687,7 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 				 errhint("Pass the new values as {\"column\": value, ...}.")));
 
 	call.rel = uv_open(relid, expected, &call.vattnum);
-	call.pkoid = RelationGetPrimaryKeyIndex(call.rel);
+	call.pkoid = RelationGetPrimaryKeyIndex(call.rel, false);
 	uv_columns(&call, changes);
 
 	if (SPI_connect() != SPI_OK_CONNECT)

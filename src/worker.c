@@ -290,7 +290,7 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 		/* An error text may say something about another database. */
 		may_see_error = all_stats ||
 			(SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(slot->dboid)) &&
-			 pg_database_aclcheck(slot->dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
+			 object_aclcheck(DatabaseRelationId, slot->dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
 		values[9] = CStringGetTextDatum(slot->last_error);
 		nulls[9] = (slot->last_error[0] == '\0' || !may_see_error);
 		values[10] = TimestampTzGetDatum(slot->last_error_at);
