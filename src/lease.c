@@ -302,10 +302,15 @@ lease_fence_tag(LOCKTAG *tag, const LeaseKey *key)
 						 LEASE_FENCE_FIELD4);
 }
 
+/*
+ * The one liveness rule: held, not expired, and granted in the server's
+ * current era (lease_token.c), so that no lease of an older timeline or of
+ * another copy of the data directory is ever live here.
+ */
 static bool
 lease_is_live(LeaseEntry *e, int64 now)
 {
-	return e->held && now < e->expires_mono;
+	return e->held && now < e->expires_mono && LeaseTokenLive(e->token);
 }
 
 /*
@@ -635,6 +640,7 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		LeaseTokenCheck();
 
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
@@ -715,6 +721,7 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 
 	PreventCommandDuringRecovery("lockctl.acquire()");
 	lease_check_shmem();
+	LeaseTokenCheck();
 	lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
