@@ -114,3 +114,12 @@ SELECT era IS NOT NULL AS token_state_for_all FROM lockctl.token_state();
 RESET ROLE;
 DROP ROLE regress_lockctl_lt;
 SELECT lockctl.release('lt-c', :c);
+
+-- The mark is written before the grant and stays written when the
+-- transaction that wrote it rolls back (sequences are not transactional).
+SELECT setval('lockctl.token_mark', -1) AS unmarked;
+\c
+BEGIN;
+SELECT lockctl.acquire('lt-d', 'o', '1 hour') IS NOT NULL AS granted;
+ROLLBACK;
+SELECT mark_current, mark > 0 AS marked FROM lockctl.token_state();
