@@ -169,7 +169,7 @@ lease_mark_ensure(bool for_tokens)
 	{
 		if (mark_cache.proof == MARK_UNPROVEN && !for_tokens)
 			return;
-		if (LeaseMarkCovers(era, tli, epoch + 1))
+		if (LeaseMarkCovers(era, tli, Min(epoch + 1, LEASE_TOKEN_EPOCH_MAX)))
 			return;
 	}
 	lease_mark_update();
@@ -293,6 +293,8 @@ lease_mark_update(void)
 	LeaseTokenNow now;
 	uint64		limit;
 
+	/* nothing is known until this is done: an error leaves it so */
+	mark_cache.proof = MARK_NONE;
 	lease_mark_lookup(&mark_seq, &sysid_seq);
 	LeaseTokenGetNow(&now);
 	mark_cache.dbid = MyDatabaseId;
@@ -334,7 +336,7 @@ lease_mark_update(void)
 
 	ours = !m_null && !s_null && (uint64) s == GetSystemIdentifier() &&
 		MARK_ERA(m) == now.era && MARK_TLI(m) == now.tli;
-	if (ours && MARK_EPOCH(m) >= now.epoch + 1)
+	if (ours && MARK_EPOCH(m) >= Min(now.epoch + 1, LEASE_TOKEN_EPOCH_MAX))
 	{
 		mark_cache.proof = MARK_COVERS;
 		mark_cache.limit = MARK_EPOCH(m);
@@ -487,6 +489,7 @@ lockctl_raise_token_floor(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("lockctl 1.1 SQL objects required; run ALTER EXTENSION lockctl UPDATE")));
 
+	mark_cache.proof = MARK_NONE;
 	LockRelationOid(mark_seq, ShareUpdateExclusiveLock);
 	m = lease_mark_read(mark_seq, &m_null);
 	s = lease_mark_read(sysid_seq, &s_null);
