@@ -6,7 +6,772 @@
 
 \echo Use "ALTER EXTENSION lockctl UPDATE TO '1.1'" to load this file. \quit
 
+-- ---------------------------------------------------------------------------
+-- Internals move to their own schema (issue 13): schema lockctl keeps the
+-- public API only.  See src/lockctl.sql on the privileges of
+-- lockctl_internal.  Functions are moved, not re-created, so that their
+-- oids (and whatever depends on them: the views, grants a DBA made) stay.
+-- ---------------------------------------------------------------------------
+CREATE SCHEMA lockctl_internal;
+REVOKE ALL ON SCHEMA lockctl_internal FROM PUBLIC;
+COMMENT ON SCHEMA lockctl_internal IS 'lockctl internals: helpers of the lockctl functions and the functions behind its views; not for direct use';
+
+CREATE FUNCTION lockctl_internal.name_max_bytes() RETURNS integer
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'lockctl_name_max_bytes';
+COMMENT ON FUNCTION lockctl_internal.name_max_bytes() IS
+    'lockctl internal: the longest resource, owner, holder or idempotency key, in bytes';
+
+-- The most rows the worker's batches (expire_holds, purge_holds,
+-- purge_requests) handle in one call.
+CREATE FUNCTION lockctl_internal.max_batch() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1000000;
+COMMENT ON FUNCTION lockctl_internal.max_batch() IS
+    'lockctl internal: the most rows expire_holds, purge_holds and purge_requests handle in one call';
+REVOKE ALL ON FUNCTION lockctl_internal.name_max_bytes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_batch() FROM PUBLIC;
+
+-- The limits of reservations, each defined once (src/reserve.sql).
+CREATE FUNCTION lockctl_internal.max_units() RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1000000000000000::bigint;
+COMMENT ON FUNCTION lockctl_internal.max_units() IS 'lockctl internal: the largest capacity of a pool and quantity of a hold';
+
+CREATE FUNCTION lockctl_internal.max_slots() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1024;
+COMMENT ON FUNCTION lockctl_internal.max_slots() IS 'lockctl internal: the most slots a pool can be split over';
+
+CREATE FUNCTION lockctl_internal.min_hold_ttl() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '1 millisecond'::interval;
+COMMENT ON FUNCTION lockctl_internal.min_hold_ttl() IS 'lockctl internal: the shortest time to live of a hold';
+
+CREATE FUNCTION lockctl_internal.max_hold_ttl() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '365 days'::interval;
+COMMENT ON FUNCTION lockctl_internal.max_hold_ttl() IS 'lockctl internal: the longest time to live of a hold';
+
+REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
+
+-- The helpers of the reservation functions and the worker's functions.
+ALTER FUNCTION lockctl.auto_slots(bigint) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.rebalance(bigint, integer, bigint) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.check_resource(text, text) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.check_capacity(text, bigint) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.check_slots(text, integer) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.lock_pool(text) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.hold_state(text, bigint, text[]) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.expire_holds(integer) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.purge_holds(interval, integer) SET SCHEMA lockctl_internal;
+
+-- The functions behind the views: one naming scheme, the view's own name.
+ALTER FUNCTION lockctl.lease_list() SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.lease_list() RENAME TO leases;
+ALTER FUNCTION lockctl.lease_waiter_list() SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.lease_waiter_list() RENAME TO lease_waiters;
+ALTER FUNCTION lockctl.lease_stats() SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl.versioned_tables_stats() SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.versioned_tables_stats() RENAME TO versioned_tables;
+-- The view named its function without an alias, and a view keeps the name
+-- its function had as the alias: made again, it reads as a fresh install.
+CREATE OR REPLACE VIEW lockctl.versioned_tables AS
+    SELECT table_name, version_column, mode, enabled,
+           checked_updates, conflicts, blind_writes, inserts, stats_reset
+      FROM lockctl_internal.versioned_tables();
+ALTER FUNCTION lockctl.worker_status() SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.worker_status() RENAME TO workers;
+
+COMMENT ON FUNCTION lockctl_internal.leases() IS
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
+COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
+    'lockctl internal, behind the view lockctl.lease_waiters';
+COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
+    'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
+COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
+    'lockctl internal, behind the view lockctl.versioned_tables';
+COMMENT ON FUNCTION lockctl_internal.workers() IS
+    'lockctl internal, behind the view lockctl.workers';
+
+-- Function bodies that name the moved functions, or the limits.
+CREATE OR REPLACE FUNCTION lockctl_internal.rebalance(pool bigint, start integer, need bigint)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_slots integer;
+    v_spare bigint;
+    v_target integer;
+BEGIN
+    IF pool IS NULL OR start IS NULL OR need IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl_internal.rebalance must not be null';
+    ELSIF start < 0 OR need < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl_internal.rebalance are out of range: start %s, need %s',
+                             start, need),
+            DETAIL = 'Neither may be negative.';
+    END IF;
+    -- Every slot row of the pool, in slot order.  While they are ours the
+    -- pool's capacity and slot count cannot change either: whoever changes
+    -- them locks every slot row first.
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
+    SELECT p.slots, p.capacity - sum(s.held + s.confirmed) INTO v_slots, v_spare
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.id = pool
+     GROUP BY p.slots, p.capacity;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool with id %s does not exist', pool);
+    END IF;
+    IF v_spare < need THEN
+        RETURN NULL;
+    END IF;
+    v_spare := v_spare - need;
+    v_target := start % v_slots;
+    UPDATE lockctl.pool_slots AS s
+       SET capacity = s.held + s.confirmed
+                      + CASE WHEN s.slot = v_target THEN need ELSE 0 END
+                      + CASE WHEN s.slot < v_slots
+                             THEN v_spare / v_slots
+                                  + CASE WHEN s.slot < v_spare % v_slots THEN 1 ELSE 0 END
+                             ELSE 0 END
+     WHERE s.pool_id = pool;
+    RETURN v_target;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.check_resource(fn text, resource text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_resource');
+    IF resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('resource of %s must not be null', fn);
+    ELSIF octet_length(resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('resource of %s must not be empty', fn);
+    ELSIF octet_length(resource) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = format('resource of %s is too long', fn),
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(resource), lockctl_internal.name_max_bytes());
+    END IF;
+    RETURN resource;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.check_capacity(fn text, capacity bigint) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_capacity');
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('capacity of %s must not be null', fn);
+    ELSIF capacity < 0 OR capacity > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of %s is out of range: %s', fn, capacity),
+            DETAIL = format('It must be between 0 and %s.', lockctl_internal.max_units());
+    END IF;
+    RETURN capacity;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.check_slots(fn text, slots integer) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_slots');
+    IF slots < 1 OR slots > lockctl_internal.max_slots() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('slots of %s is out of range: %s', fn, slots),
+            DETAIL = format('It must be between 1 and %s, or null for an automatic count.',
+                            lockctl_internal.max_slots());
+    END IF;
+    RETURN slots;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots integer DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('create_pool', resource);
+    v_slots integer;
+    v_pool bigint;
+BEGIN
+    PERFORM lockctl_internal.check_capacity('create_pool', capacity);
+    v_slots := coalesce(lockctl_internal.check_slots('create_pool', slots), lockctl_internal.auto_slots(capacity));
+
+    INSERT INTO lockctl.pools AS p (resource, capacity, slots, auto_slots)
+    VALUES (v_resource, capacity, v_slots, slots IS NULL)
+    ON CONFLICT ON CONSTRAINT pools_resource_key DO NOTHING
+    RETURNING p.id INTO v_pool;
+    IF v_pool IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('pool "%s" already exists', v_resource);
+    END IF;
+
+    -- Slot i gets capacity / n units, the first capacity % n one more.
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT v_pool, i, capacity / v_slots + CASE WHEN i < capacity % v_slots THEN 1 ELSE 0 END
+      FROM generate_series(0, v_slots - 1) AS i;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.reshape_pool(fn text, pool bigint, resource text,
+                                     capacity bigint, nslots integer, auto boolean)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_held bigint;
+    v_confirmed bigint;
+BEGIN
+    -- Slot rows are made here for this pool id: it must be a pool (nothing
+    -- else ties slots to pools, see lockctl.pool_slots).
+    PERFORM FROM lockctl.pools AS p WHERE p.id = pool FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool with id %s does not exist', pool);
+    END IF;
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
+    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
+    UPDATE lockctl.pools AS p
+       SET capacity = capacity, slots = nslots, auto_slots = auto
+     WHERE p.id = pool;
+    -- rebalance counts what is taken from locked rows: NULL if the new
+    -- capacity is below it (and the error undoes the changes above).
+    IF lockctl_internal.rebalance(pool, 0, 0) IS NULL THEN
+        SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
+          FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('capacity of pool "%s" cannot be set below what is taken', resource),
+            DETAIL = format('Asked for %s; %s units are held and %s confirmed.',
+                            capacity, v_held, v_confirmed),
+            HINT = 'Wait for holds to finish, or cancel some, and try again.';
+    END IF;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.set_capacity(resource text, capacity bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('set_capacity', resource);
+    v_pool bigint;
+    v_slots integer;
+    v_auto boolean;
+BEGIN
+    PERFORM lockctl_internal.check_capacity('set_capacity', capacity);
+    v_pool := lockctl_internal.lock_pool(v_resource);
+    SELECT p.slots, p.auto_slots INTO v_slots, v_auto FROM lockctl.pools AS p WHERE p.id = v_pool;
+    IF v_auto THEN
+        v_slots := lockctl_internal.auto_slots(capacity);
+    END IF;
+    PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.set_slots(resource text, slots integer)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('set_slots', resource);
+    v_pool bigint;
+    v_capacity bigint;
+BEGIN
+    PERFORM lockctl_internal.check_slots('set_slots', slots);
+    v_pool := lockctl_internal.lock_pool(v_resource);
+    SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
+    PERFORM lockctl_internal.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
+                                 coalesce(slots, lockctl_internal.auto_slots(v_capacity)), slots IS NULL);
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.drop_pool(resource text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint := lockctl_internal.lock_pool(lockctl_internal.check_resource('drop_pool', resource));
+BEGIN
+    DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
+    DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
+    DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
+                                holder text DEFAULT NULL,
+                                ttl interval DEFAULT '00:05:00'::interval,
+                                idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := resource;
+    v_pool bigint;
+    v_slots integer;
+    v_start integer;
+    v_slot integer;
+    v_id bigint;
+    v_now timestamp with time zone;
+    v_quantity bigint := quantity;
+    v_holder text := holder;
+    v_ttl interval := ttl;
+    v_key text := idempotency_key;
+BEGIN
+    -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
+    IF v_resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'resource of lockctl.reserve must not be null';
+    ELSIF octet_length(v_resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'resource of lockctl.reserve must not be empty';
+    ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'resource of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_resource), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.reserve must not be null';
+    ELSIF v_quantity < 1 OR v_quantity > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.reserve is out of range: %s', v_quantity),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_units());
+    END IF;
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.reserve must not be empty',
+            HINT = 'Pass NULL for a hold without a holder.';
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.reserve is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.reserve must not be null';
+    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    IF v_key IS NOT NULL THEN
+        IF octet_length(v_key) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'idempotency_key of lockctl.reserve must not be empty';
+        ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'idempotency_key of lockctl.reserve is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_key), lockctl_internal.name_max_bytes());
+        END IF;
+    END IF;
+
+    SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+
+    -- A retry with the same key gets the hold the first call made.
+    IF v_key IS NOT NULL THEN
+        v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    v_start := pg_backend_pid() % v_slots;
+
+    -- 1. fast path: a slot no one else is using, from our own one upwards,
+    -- then from the first one up to ours.  A row locked and then found to
+    -- have too few units stays locked until the end of the transaction, so
+    -- the attempt runs in a subtransaction that is rolled back when it
+    -- fails: this call never waits while it holds a slot lock out of
+    -- order, which is what keeps reserve free of deadlocks.
+    BEGIN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
+                            AND x.capacity - x.held - x.confirmed >= v_quantity
+                          ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING s.slot INTO v_slot;
+        IF v_slot IS NULL AND v_start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_start
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot INTO v_slot;
+        END IF;
+        IF v_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        v_slot := NULL;
+    END;
+
+    -- 2. middle path: every slot with enough is busy; wait for the nearest,
+    -- holding no other.  The free units are checked again once the lock is
+    -- ours; if they are gone, the subtransaction gives the lock back.
+    IF v_slot IS NULL THEN
+        BEGIN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool
+               AND s.capacity - s.held - s.confirmed >= v_quantity
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = v_pool AND x.slot < v_slots
+                                AND x.capacity - x.held - x.confirmed >= v_quantity
+                              ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
+            RETURNING s.slot INTO v_slot;
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+            v_slot := NULL;
+        END;
+    END IF;
+
+    -- 3. slow path: no single slot has enough.  Lock them all, in order,
+    -- and count exactly.
+    IF v_slot IS NULL THEN
+        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('pool "%s" does not exist', v_resource),
+                DETAIL = 'It was dropped while this call waited for it.';
+        END IF;
+        -- The slot count may have changed while we waited, and set_slots
+        -- may have added slot rows that the statement above, with its older
+        -- snapshot, did not see.  rebalance locks again: every row of the
+        -- pool is then ours (no new one can appear, set_slots needs our
+        -- locks first), so its count is exact; it moves the free units so
+        -- that one slot has ours, and we take them from it.
+        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
+        IF v_slot IS NULL THEN
+            RETURN NULL;
+        END IF;
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    END IF;
+
+    v_now := clock_timestamp();
+    IF v_key IS NULL THEN
+        INSERT INTO lockctl.reservations AS r
+               (pool_id, slot, quantity, holder, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+        RETURNING r.id INTO v_id;
+        RETURN v_id;
+    END IF;
+
+    INSERT INTO lockctl.reservations AS r
+           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING r.id INTO v_id;
+    IF v_id IS NOT NULL THEN
+        RETURN v_id;
+    END IF;
+
+    -- A concurrent call with the same key committed first: give back the
+    -- units and return its hold.
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize reserve with idempotency key "%s" on pool "%s"',
+                             v_key, v_resource),
+            DETAIL = 'A concurrent transaction took a hold with the same key after this transaction''s snapshot.',
+            HINT = 'Retry the transaction.';
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.confirm(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.confirm must not be null';
+    END IF;
+    -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
+    -- "status = 'held'" it does not let the planner pick the worker's
+    -- partial index of all live holds over the primary key.
+    UPDATE lockctl.reservations AS r
+       SET status = 'confirmed', finished = v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.cancel(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.cancel must not be null';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET status = 'cancelled', finished = clock_timestamp()
+     WHERE r.id = id AND r.finished IS NULL
+    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
+        RETURN false;
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    RETURN true;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.extend(id bigint, ttl interval)
+    RETURNS timestamp with time zone
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_expires timestamp with time zone;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.extend must not be null';
+    END IF;
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.extend must not be null';
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET expires = v_now + ttl
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+    RETURNING r.expires INTO v_expires;
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
+    END IF;
+    RETURN v_expires;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl.available(resource text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('available', resource);
+    v_free bigint;
+BEGIN
+    SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+      FROM lockctl.pools AS p JOIN lockctl.pool_slots AS s ON s.pool_id = p.id
+     WHERE p.resource = v_resource;
+    IF v_free IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+    RETURN v_free;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.expire_holds(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_ids bigint[];
+    v_pools bigint[];
+    v_slots integer[];
+    v_qs bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl_internal.expire_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl_internal.expire_holds is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
+    END IF;
+
+    WITH due AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = 'held' AND r.expires <= v_now
+         ORDER BY r.expires
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    ), done AS (
+        UPDATE lockctl.reservations AS r
+           SET status = 'expired', finished = v_now
+          FROM due
+         WHERE r.id = due.id
+        RETURNING r.id, r.pool_id, r.slot, r.quantity
+    )
+    SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs
+      FROM done;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    -- Give the units back, slot rows locked in (pool, slot) order.
+    PERFORM FROM lockctl.pool_slots AS s
+     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
+     ORDER BY s.pool_id, s.slot
+       FOR UPDATE;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+             GROUP BY u.p, u.s) AS g
+     WHERE s.pool_id = g.p AND s.slot = g.s;
+
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    RETURN cardinality(v_ids);
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION lockctl_internal.purge_holds(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_before timestamp with time zone;
+    v_n integer;
+BEGIN
+    IF retention IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'retention of lockctl_internal.purge_holds must not be null';
+    ELSIF retention < '0'::interval THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('retention of lockctl_internal.purge_holds is out of range: "%s"', retention),
+            DETAIL = 'It must not be negative.';
+    END IF;
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl_internal.purge_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl_internal.purge_holds is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
+    END IF;
+    v_before := now() - retention;
+
+    WITH old AS (
+        SELECT r.id FROM lockctl.reservations AS r
+         WHERE r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+           AND r.finished < v_before
+         ORDER BY r.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+COMMENT ON FUNCTION lockctl_internal.expire_holds(integer) IS 'lockctl internal: expire up to batch_size due holds (the expiry worker''s pass)';
+COMMENT ON FUNCTION lockctl_internal.purge_holds(interval, integer) IS 'lockctl internal: delete up to batch_size holds finished more than retention ago';
+
+-- The pools' CHECK constraints read the limits from their functions.
+ALTER TABLE lockctl.pools DROP CONSTRAINT pools_resource_check;
+ALTER TABLE lockctl.pools ADD CONSTRAINT pools_resource_check
+        CHECK (pg_catalog.octet_length(resource) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) lockctl_internal.name_max_bytes());
+ALTER TABLE lockctl.pools DROP CONSTRAINT pools_slots_check;
+ALTER TABLE lockctl.pools ADD CONSTRAINT pools_slots_check
+        CHECK (slots OPERATOR(pg_catalog.>=) 1 AND slots OPERATOR(pg_catalog.<=) lockctl_internal.max_slots());
+
 -- Idempotent requests (new in 1.1): the same objects as src/request.sql.
+
 -- ---------------------------------------------------------------------------
 -- Idempotent requests: one effect per request key.
 --
@@ -25,9 +790,6 @@
 -- (SET ROLE's, else the session user), or a role whose privileges the
 -- caller has, named by scope.
 -- ---------------------------------------------------------------------------
-
-CREATE SCHEMA lockctl_internal;
-REVOKE ALL ON SCHEMA lockctl_internal FROM PUBLIC;
 
 CREATE TABLE lockctl.request_keys (
     scope        name NOT NULL,
@@ -69,7 +831,7 @@ CREATE FUNCTION lockctl_internal.request_note(what text)
 
 -- Behind the view lockctl.request_stats: a view's functions are called
 -- with the caller's privileges, so this one is granted to PUBLIC.
-CREATE FUNCTION lockctl.request_counters(
+CREATE FUNCTION lockctl_internal.request_stats(
         OUT claims bigint, OUT repeats bigint, OUT waits bigint,
         OUT timeouts bigint, OUT conflicts bigint)
     RETURNS SETOF record
@@ -108,10 +870,11 @@ BEGIN
             MESSAGE = format('ttl of lockctl.claim_request is out of range: "%s"', ttl),
             DETAIL = 'It must be between 1 millisecond and 3650 days.';
     END IF;
-    IF octet_length(fingerprint) > 200 THEN
+    IF octet_length(fingerprint) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'fingerprint of lockctl.claim_request is too long',
-            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(fingerprint)),
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(fingerprint), lockctl_internal.name_max_bytes()),
             HINT = 'Pass a hash of the request''s parameters, not the parameters.';
     END IF;
 
@@ -195,10 +958,10 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.purge_requests(batch_size): delete up to batch_size keys past
+-- lockctl_internal.purge_requests(batch_size): delete up to batch_size keys past
 -- their ttl, oldest first; the expiry worker calls it.  Returns how many.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.purge_requests(batch_size integer DEFAULT 1000)
+CREATE FUNCTION lockctl_internal.purge_requests(batch_size integer DEFAULT 1000)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -209,11 +972,11 @@ DECLARE
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl.purge_requests must not be null';
-    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+            MESSAGE = 'batch_size of lockctl_internal.purge_requests must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl.purge_requests is out of range: %s', batch_size),
-            DETAIL = 'It must be between 1 and 1000000.';
+            MESSAGE = format('batch_size of lockctl_internal.purge_requests is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
     -- SKIP LOCKED: a key being claimed again right now is left for later.
     WITH due AS (
@@ -247,26 +1010,92 @@ CREATE VIEW lockctl.requests WITH (security_barrier) AS
 
 CREATE VIEW lockctl.request_stats AS
     SELECT s.claims, s.repeats, s.waits, s.timeouts, s.conflicts
-      FROM lockctl.request_counters() AS s;
+      FROM lockctl_internal.request_stats() AS s;
 
 COMMENT ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) IS 'lockctl: claim a request key in the transaction that has the effect; NULL means go ahead, else the stored result';
 COMMENT ON FUNCTION lockctl.complete_request(text, jsonb, name) IS 'lockctl: store the result that duplicates of a claimed request get';
-COMMENT ON FUNCTION lockctl.purge_requests(integer) IS 'lockctl: delete request keys past their ttl (the expiry worker calls it)';
+COMMENT ON FUNCTION lockctl_internal.purge_requests(integer) IS 'lockctl internal: delete request keys past their ttl (the expiry worker calls it)';
 COMMENT ON FUNCTION lockctl_internal.request_begin(text, interval, name) IS 'lockctl internal: check a claim''s arguments and lock its key';
 COMMENT ON FUNCTION lockctl_internal.request_scope(name) IS 'lockctl internal: the role whose request keys a call uses';
 COMMENT ON FUNCTION lockctl_internal.request_note(text) IS 'lockctl internal: count a claim, a repeat or a conflict';
-COMMENT ON FUNCTION lockctl.request_counters() IS 'lockctl: the request counters of this database (behind lockctl.request_stats)';
+COMMENT ON FUNCTION lockctl_internal.request_stats() IS 'lockctl internal, behind the view lockctl.request_stats: the request counters of this database';
 COMMENT ON VIEW lockctl.requests IS 'lockctl: request keys of roles whose privileges the caller has';
 COMMENT ON VIEW lockctl.request_stats IS 'lockctl: this database''s request counters since the server started';
 
 REVOKE ALL ON FUNCTION lockctl_internal.request_begin(text, interval, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.request_scope(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.request_note(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.purge_requests(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_requests(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.complete_request(text, jsonb, name) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lockctl.request_counters() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.request_stats() TO PUBLIC;
 GRANT SELECT ON lockctl.requests, lockctl.request_stats TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Fenced tables: the storage checks the token (src/fence_table.c)
+-- ---------------------------------------------------------------------------
+
+-- The trigger.  Its arguments are (key, value) pairs: 'resource' or
+-- 'resource_expression', and optionally 'token_column';
+-- lockctl.enable_fencing() creates it.  Calling it directly fails.
+CREATE FUNCTION lockctl.fence_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'lockctl_fence_trigger';
+COMMENT ON FUNCTION lockctl.fence_trigger() IS
+    'the trigger of a fenced table: refuses a write not fenced by the live token; created by lockctl.enable_fencing()';
+
+-- Not STRICT: every argument but tbl may be NULL, and a NULL tbl is an
+-- error with SQLSTATE 22004, not a silent no-op.
+CREATE FUNCTION lockctl.enable_fencing(
+        tbl pg_catalog.regclass,
+        resource pg_catalog.text DEFAULT NULL,
+        token_column pg_catalog.name DEFAULT NULL,
+        resource_expression pg_catalog.text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_enable_fencing';
+COMMENT ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog.text, pg_catalog.name, pg_catalog.text) IS
+    'make tbl refuse every write (40001) not made in a transaction that fenced the row''s lease with its live token; with token_column, also any write with a lower token than the row records';
+
+CREATE FUNCTION lockctl.disable_fencing(tbl pg_catalog.regclass)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_disable_fencing';
+COMMENT ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) IS
+    'take fencing off tbl (and its partitions)';
+
+CREATE FUNCTION lockctl_internal.fenced_tables(
+        OUT table_name pg_catalog.regclass,
+        OUT resource pg_catalog.text,
+        OUT resource_expression pg_catalog.text,
+        OUT token_column pg_catalog.name,
+        OUT enabled pg_catalog.bool,
+        OUT writes_checked pg_catalog.int8,
+        OUT refused_unfenced pg_catalog.int8,
+        OUT refused_stale pg_catalog.int8,
+        OUT bypassed pg_catalog.int8,
+        OUT stats_reset pg_catalog.timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_fenced_tables';
+COMMENT ON FUNCTION lockctl_internal.fenced_tables() IS
+    'lockctl internal, behind the view lockctl.fenced_tables';
+
+-- Every table fencing is enabled on in this database, with counters that
+-- count what the trigger decided, committed or not, since the server
+-- started (or fencing was enabled).
+CREATE VIEW lockctl.fenced_tables AS
+    SELECT table_name, resource, resource_expression, token_column, enabled,
+           writes_checked, refused_unfenced, refused_stale, bypassed,
+           stats_reset
+      FROM lockctl_internal.fenced_tables();
+COMMENT ON VIEW lockctl.fenced_tables IS
+    'every fenced table of this database: how it is fenced, and the writes checked, refused for want of a live fence, refused as stale, and bypassed';
+
+GRANT EXECUTE ON FUNCTION lockctl.fence_trigger() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog.text, pg_catalog.name, pg_catalog.text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC;
+GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Fencing tokens and hold ids across every way a cluster moves (issue 22):
@@ -306,16 +1135,16 @@ COMMENT ON FUNCTION lockctl.raise_token_floor(bigint) IS
 
 -- Internal: nextval(seq) with the server's era in bits 48 to 62, the
 -- default of lockctl.reservations.id.
-CREATE FUNCTION lockctl.era_nextval(seq pg_catalog.regclass)
+CREATE FUNCTION lockctl_internal.era_nextval(seq pg_catalog.regclass)
     RETURNS bigint
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'lockctl_era_nextval';
-COMMENT ON FUNCTION lockctl.era_nextval(pg_catalog.regclass) IS
+COMMENT ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) IS
     'lockctl: nextval(seq) tagged with the era of the server, so that no id is handed out twice across a failover';
 
 GRANT EXECUTE ON FUNCTION lockctl.token_state() TO PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.raise_token_floor(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.era_nextval(pg_catalog.regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) FROM PUBLIC;
 
 -- The tokens this database saw under lockctl 1.0 were never marked: -1 says
 -- so (in a cluster made by pg_upgrade, grants wait for raise_token_floor).
@@ -323,10 +1152,10 @@ SELECT pg_catalog.setval('lockctl.token_mark', -1, true);
 
 -- Hold ids from now on carry the era (ids of 1.0 are below every one of them).
 ALTER TABLE lockctl.reservations
-    ALTER COLUMN id SET DEFAULT lockctl.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
+    ALTER COLUMN id SET DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
 
 -- A missing hold of another era says it was lost in a failover or restore.
-CREATE OR REPLACE FUNCTION lockctl.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+CREATE OR REPLACE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -339,7 +1168,7 @@ BEGIN
     SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
       FROM lockctl.reservations AS r WHERE r.id = id;
     IF NOT FOUND THEN
-        -- Ids carry the era of the server that took them (lockctl.era_nextval):
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
         -- one of another era was taken on a line of history this server
         -- does not continue, and is never handed out here.
         IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# bench/expire_holds.sh: the cost of lockctl.expire_holds grows with the holds
+# bench/expire_holds.sh: the cost of lockctl_internal.expire_holds grows with the holds
 # that are due, not with the holds that exist.
 #
 #   bash bench/expire_holds.sh [psql connection options...]
 #
 # In a database where lockctl is installed (run it as a superuser), makes a
 # pool with EXISTING holds (default 1,000,000), DUE of them (default 100,000)
-# past their expiry, and times lockctl.expire_holds(BATCH) (default the
+# past their expiry, and times lockctl_internal.expire_holds(BATCH) (default the
 # worker's batch size, 1000) called in a loop, one transaction per batch, as
 # the expiry worker does, until none is due.  If the expiry worker is
 # running it shares the work; the time until none is due is reported either
@@ -48,9 +48,9 @@ DECLARE t0 timestamptz;
 BEGIN
     -- The first call in a session plans its statements; the worker's
     -- session is long-lived, so time a warm call.
-    PERFORM lockctl.expire_holds($BATCH);
+    PERFORM lockctl_internal.expire_holds($BATCH);
     t0 := clock_timestamp();
-    PERFORM lockctl.expire_holds($BATCH);
+    PERFORM lockctl_internal.expire_holds($BATCH);
     RAISE NOTICE 'a pass with nothing due among % holds: % ms', $EXISTING,
         round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 2);
 END \$\$;
@@ -70,7 +70,7 @@ DECLARE
     secs numeric;
 BEGIN
     LOOP
-        n := lockctl.expire_holds($BATCH);
+        n := lockctl_internal.expire_holds($BATCH);
         COMMIT;
         total := total + n;
         batches := batches + 1;

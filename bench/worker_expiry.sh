@@ -103,4 +103,4 @@ q -d lockctl_bench -c "SELECT 'still due: ' || count(*) FROM lockctl.reservation
 q -d lockctl_bench -c "SELECT 'available over all pools: ' || sum(lockctl.available('pool' || i)) || ' of ' || $POOLS * $TOTAL::bigint FROM generate_series(1, $POOLS) AS i"
 
 lockctl_log "a pass with nothing due among $TOTAL holds"
-echo "lockctl.expire_holds(1000) finding nothing due (second call in the session): $(q -d lockctl_bench -c '\timing on' -c 'BEGIN' -c 'SELECT lockctl.expire_holds(1000)' -c 'SELECT lockctl.expire_holds(1000)' -c 'ROLLBACK' | grep '^Time' | sed -n 3p)"
+echo "lockctl_internal.expire_holds(1000) finding nothing due (second call in the session): $(q -d lockctl_bench -c '\timing on' -c 'BEGIN' -c 'SELECT lockctl_internal.expire_holds(1000)' -c 'SELECT lockctl_internal.expire_holds(1000)' -c 'ROLLBACK' | grep '^Time' | sed -n 3p)"

@@ -28,7 +28,7 @@ SELECT p.oid::regprocedure AS function, pg_get_function_result(p.oid) AS returns
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'lockctl'
    AND p.proname IN ('acquire', 'renew', 'release', 'fence', 'force_release', 'lease')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- A first grant: a positive token; the same owner again gets the same token.
 INSERT INTO tok SELECT 'A', lockctl.acquire('job', 'worker-a', '1 min');

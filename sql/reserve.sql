@@ -165,9 +165,9 @@ UPDATE lockctl.reservations SET expires = now() - interval '1 second' WHERE id I
 SELECT pg_temp.e(format('SELECT lockctl.confirm(%s)', :d1));
 SELECT pg_temp.e(format('SELECT lockctl.extend(%s, %L)', :d1, '1 hour'));
 SELECT lockctl.cancel(:d3);
-SELECT lockctl.expire_holds(1) AS expired_first_batch;
-SELECT lockctl.expire_holds(100) AS expired_second_batch;
-SELECT lockctl.expire_holds(100) AS nothing_left;
+SELECT lockctl_internal.expire_holds(1) AS expired_first_batch;
+SELECT lockctl_internal.expire_holds(100) AS expired_second_batch;
+SELECT lockctl_internal.expire_holds(100) AS nothing_left;
 SELECT id = :d1 AS d1, status, finished IS NOT NULL AS finished FROM lockctl.holds WHERE id IN (:d1, :d2, :d3) ORDER BY id;
 SELECT pg_temp.e(format('SELECT lockctl.confirm(%s)', :d1));
 SELECT pg_temp.e(format('SELECT lockctl.extend(%s, %L)', :d2, '1 hour'));
@@ -175,24 +175,24 @@ SELECT lockctl.cancel(:d2) AS cancel_expired;
 COMMIT;
 SELECT available, held, confirmed, holds_taken, holds_confirmed, holds_cancelled, holds_expired
   FROM lockctl.pool_status WHERE resource = 'stock';
-SELECT pg_temp.e($$SELECT lockctl.expire_holds(NULL)$$);
-SELECT pg_temp.e($$SELECT lockctl.expire_holds(0)$$);
-SELECT pg_temp.e($$SELECT lockctl.expire_holds(1000001)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.expire_holds(NULL)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.expire_holds(0)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.expire_holds(1000001)$$);
 
 -- purge_holds: finished holds older than the retention, never confirmed ones.
 BEGIN;
 UPDATE lockctl.reservations SET finished = now() - interval '2 days'
  WHERE status <> 'held' AND pool_id = (SELECT id FROM lockctl.pools WHERE resource = 'stock');
 SELECT status, count(*) FROM lockctl.holds WHERE resource = 'stock' GROUP BY 1 ORDER BY 1;
-SELECT lockctl.purge_holds('3 days', 100) AS none_old_enough;
-SELECT lockctl.purge_holds('1 day', 1) AS first_batch;
-SELECT lockctl.purge_holds('1 day', 100) AS second_batch;
+SELECT lockctl_internal.purge_holds('3 days', 100) AS none_old_enough;
+SELECT lockctl_internal.purge_holds('1 day', 1) AS first_batch;
+SELECT lockctl_internal.purge_holds('1 day', 100) AS second_batch;
 SELECT status, count(*) FROM lockctl.holds WHERE resource = 'stock' GROUP BY 1 ORDER BY 1;
 COMMIT;
-SELECT pg_temp.e($$SELECT lockctl.purge_holds(NULL, 1)$$);
-SELECT pg_temp.e($$SELECT lockctl.purge_holds('-1 s', 1)$$);
-SELECT pg_temp.e($$SELECT lockctl.purge_holds('1 day', NULL)$$);
-SELECT pg_temp.e($$SELECT lockctl.purge_holds('1 day', 0)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.purge_holds(NULL, 1)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.purge_holds('-1 s', 1)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.purge_holds('1 day', NULL)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.purge_holds('1 day', 0)$$);
 -- The counters of finished holds outlive the holds.
 SELECT available, held, confirmed, holds_taken, holds_confirmed, holds_cancelled, holds_expired
   FROM lockctl.pool_status WHERE resource = 'stock';
@@ -257,9 +257,9 @@ SELECT pg_temp.e($$SELECT lockctl.create_pool('mine', 10)$$);
 SELECT pg_temp.e($$SELECT lockctl.set_capacity('stock', 1000000)$$);
 SELECT pg_temp.e($$SELECT lockctl.set_slots('stock', 1)$$);
 SELECT pg_temp.e($$SELECT lockctl.drop_pool('stock')$$);
-SELECT pg_temp.e($$SELECT lockctl.expire_holds(10)$$);
-SELECT pg_temp.e($$SELECT lockctl.purge_holds('0', 10)$$);
-SELECT pg_temp.e($$SELECT lockctl.rebalance(1, 0, 0)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.expire_holds(10)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.purge_holds('0', 10)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.rebalance(1, 0, 0)$$);
 SELECT pg_temp.e($$SELECT count(*) FROM lockctl.reservations$$);
 SELECT pg_temp.e($$UPDATE lockctl.pool_slots SET capacity = capacity + 1000$$);
 SELECT pg_temp.e($$INSERT INTO lockctl.pools (resource, capacity, slots) VALUES ('x', 1, 1)$$);
@@ -297,24 +297,24 @@ SELECT lockctl.create_pool('direct', 100, 4);
 SELECT id AS direct FROM lockctl.pools WHERE resource = 'direct' \gset
 SELECT lockctl.reserve('direct', 3, 'd', '1 hour') IS NOT NULL AS reserved;
 -- the old signature, which took the spare units on trust, is gone
-SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, 1, 0, 0, 1000)', :direct));
+SELECT pg_temp.e(format('SELECT lockctl_internal.rebalance(%s, 1, 0, 0, 1000)', :direct));
 -- 97 free units: 24 and 1 left over, with 40 set aside in slot 6 % 4 = 2
-SELECT lockctl.rebalance(:direct, 6, 40) AS target;
+SELECT lockctl_internal.rebalance(:direct, 6, 40) AS target;
 SELECT s.slot, s.capacity - s.held - s.confirmed AS free
   FROM lockctl.pool_slots s WHERE s.pool_id = :direct ORDER BY s.slot;
 -- more than is free: NULL, and nothing moves
-SELECT lockctl.rebalance(:direct, 0, 98) IS NULL AS not_enough;
-SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, -1, 0)', :direct));
-SELECT pg_temp.e(format('SELECT lockctl.rebalance(%s, 0, -1)', :direct));
-SELECT pg_temp.e($$SELECT lockctl.rebalance(NULL, 0, 0)$$);
-SELECT pg_temp.e($$SELECT lockctl.rebalance(-1, 0, 0)$$);
-SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 2, 1, false)$$, :direct));
-SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 100, 0, false)$$, :direct));
-SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', NULL, 1, false)$$, :direct));
-SELECT pg_temp.e(format($$SELECT lockctl.reshape_pool('x', %s, 'direct', 50, 2, false)$$, :direct));
+SELECT lockctl_internal.rebalance(:direct, 0, 98) IS NULL AS not_enough;
+SELECT pg_temp.e(format('SELECT lockctl_internal.rebalance(%s, -1, 0)', :direct));
+SELECT pg_temp.e(format('SELECT lockctl_internal.rebalance(%s, 0, -1)', :direct));
+SELECT pg_temp.e($$SELECT lockctl_internal.rebalance(NULL, 0, 0)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.rebalance(-1, 0, 0)$$);
+SELECT pg_temp.e(format($$SELECT lockctl_internal.reshape_pool('x', %s, 'direct', 2, 1, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl_internal.reshape_pool('x', %s, 'direct', 100, 0, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl_internal.reshape_pool('x', %s, 'direct', NULL, 1, false)$$, :direct));
+SELECT pg_temp.e(format($$SELECT lockctl_internal.reshape_pool('x', %s, 'direct', 50, 2, false)$$, :direct));
 SELECT capacity, held, available, slots FROM lockctl.pool_status WHERE resource = 'direct';
-SELECT pg_temp.e($$SELECT lockctl.check_resource(NULL, NULL)$$);
-SELECT pg_temp.e($$SELECT lockctl.check_resource('x', '')$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.check_resource(NULL, NULL)$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.check_resource('x', '')$$);
 SELECT * FROM pg_temp.broken;
 
 -- The tables refuse by themselves what would break the accounting, even

@@ -95,12 +95,12 @@ SELECT lockctl.drop_pool('lt-pool');
 
 -- era_nextval: internal, and bounded to 48 bits of sequence.
 CREATE TEMP SEQUENCE lt_seq;
-SELECT lockctl.era_nextval('lt_seq') >> 48 = era AS era_tagged,
-       lockctl.era_nextval('lt_seq') & 281474976710655 AS seq_value
+SELECT lockctl_internal.era_nextval('lt_seq') >> 48 = era AS era_tagged,
+       lockctl_internal.era_nextval('lt_seq') & 281474976710655 AS seq_value
   FROM lockctl.token_state();
 SELECT setval('lt_seq', 281474976710655);
-SELECT pg_temp.e($$SELECT lockctl.era_nextval('lt_seq')$$);
-SELECT lockctl.era_nextval(NULL) IS NULL AS strict;
+SELECT pg_temp.e($$SELECT lockctl_internal.era_nextval('lt_seq')$$);
+SELECT lockctl_internal.era_nextval(NULL) IS NULL AS strict;
 
 -- The sequences are dumped with the database, and nobody else writes them.
 SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c
@@ -108,7 +108,7 @@ SELECT c::regclass AS dumped FROM pg_extension, unnest(extconfig) AS c
 CREATE ROLE regress_lockctl_lt;
 SET ROLE regress_lockctl_lt;
 SELECT pg_temp.e($$SELECT lockctl.raise_token_floor(1)$$) AS raise_floor;
-SELECT pg_temp.e($$SELECT lockctl.era_nextval('lockctl.hold_id_seq')$$) AS era_nextval;
+SELECT pg_temp.e($$SELECT lockctl_internal.era_nextval('lockctl.hold_id_seq')$$) AS era_nextval;
 SELECT pg_temp.e($$SELECT setval('lockctl.token_mark', 1)$$) AS setval_mark;
 SELECT era IS NOT NULL AS token_state_for_all FROM lockctl.token_state();
 RESET ROLE;

@@ -1,8 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * lease.h
- *	  Declarations shared by lease.c (the lease table, waits, fencing) and
- *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
+ *	  Declarations shared by the files of leases: lease.c (the lease
+ *	  table), lease_acquire.c (acquire and its wait), lease_release.c
+ *	  (renew, release, force_release), lease_fence.c (fence),
+ *	  lease_views.c (the views) and lease_token.c (fencing tokens, the
+ *	  epoch file, the shutdown dump).
  *
  * src/lease.h
  *
@@ -16,7 +19,9 @@
 #include "access/xlogdefs.h"
 #include "lib/ilist.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 
 #include "lockctl.h"
 
@@ -106,11 +111,41 @@ typedef struct LeaseShared
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
 } LeaseShared;
 
+/* locktag_field4 of the fence locks: "LC"; pg_advisory_* use 1 and 2 */
+#define LEASE_FENCE_FIELD4		0x4C43
+
+/* the longest a waiter sleeps on a free but fenced lease before looking */
+#define LEASE_FENCE_RECHECK_MS	100
+
+/* limits of the interval arguments */
+#define LEASE_TTL_MIN_US		INT64CONST(1000)	/* 1 ms */
+#define LEASE_TTL_MAX_US		(INT64CONST(365) * USECS_PER_DAY)
+#define LEASE_WAIT_MAX_US		USECS_PER_DAY
+
+/* lockctl.max_leases: slots in the lease table (lease.c) */
+extern int	lockctl_max_leases;
+
 extern LeaseShared *lease_shared;
 extern struct HTAB *lease_hash;
 
-/* lease.c */
+/* lease.c: the lease table; callers hold the lease lock as each says */
 extern int64 lease_now_mono(void);
+extern void lease_check_shmem(void);
+extern int	lease_key_match(const void *key1, const void *key2, Size keysize);
+extern void lease_make_key(LeaseKey *key, const char *resource);
+extern void lease_fence_tag(LOCKTAG *tag, const LeaseKey *key);
+extern bool lease_is_live(LeaseEntry *e, int64 now);
+extern LeaseEntry *lease_enter(const LeaseKey *key);
+extern void lease_maybe_remove(LeaseEntry *e);
+extern int64 lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
+							 bool may_take, int64 now);
+extern void lease_wake_head(LeaseEntry *e);
+extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
+									 TimestampTz now_wall);
+
+/* lease_fence.c */
+extern void lease_fence_init(void);
+extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

@@ -41,7 +41,7 @@ CREATE FUNCTION lockctl.force_release(resource text)
 COMMENT ON FUNCTION lockctl.force_release(text) IS
     'administrative: end the live lease on resource in this database, whoever holds it';
 
-CREATE FUNCTION lockctl.lease_list(OUT dbid oid, OUT resource text,
+CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
                                    OUT owner text, OUT token bigint,
                                    OUT acquired_at timestamptz,
                                    OUT expires_at timestamptz,
@@ -50,8 +50,8 @@ CREATE FUNCTION lockctl.lease_list(OUT dbid oid, OUT resource text,
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
-COMMENT ON FUNCTION lockctl.lease_list() IS
-    'every live lease, in every database (behind lockctl.leases); token is NULL unless the caller may see it';
+COMMENT ON FUNCTION lockctl_internal.leases() IS
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
 
 CREATE FUNCTION lockctl.lease(resource text,
                               OUT owner text, OUT token bigint,
@@ -65,15 +65,17 @@ CREATE FUNCTION lockctl.lease(resource text,
 COMMENT ON FUNCTION lockctl.lease(text) IS
     'the live lease on resource in this database: no row when there is none; token is NULL unless the caller may see it';
 
-CREATE FUNCTION lockctl.lease_waiter_list(OUT dbid oid, OUT resource text,
+CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
                                           OUT owner text, OUT pid integer,
                                           OUT queue_position integer,
                                           OUT waiting_since timestamptz)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
+    'lockctl internal, behind the view lockctl.lease_waiters';
 
-CREATE FUNCTION lockctl.lease_stats(OUT live integer, OUT waiting integer,
+CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integer,
                                     OUT slots_used integer,
                                     OUT max_leases integer,
                                     OUT grants bigint, OUT regrants bigint,
@@ -87,14 +89,14 @@ CREATE FUNCTION lockctl.lease_stats(OUT live integer, OUT waiting integer,
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
-COMMENT ON FUNCTION lockctl.lease_stats() IS
-    'lease counters since the server started';
+COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
+    'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
 
 CREATE VIEW lockctl.leases AS
     SELECT d.datname AS database, l.resource, l.owner, l.token,
            l.acquired_at, l.expires_at, l.waiters,
            pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced
-      FROM lockctl.lease_list() AS l
+      FROM lockctl_internal.leases() AS l
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
 COMMENT ON VIEW lockctl.leases IS
@@ -103,14 +105,14 @@ COMMENT ON VIEW lockctl.leases IS
 CREATE VIEW lockctl.lease_waiters AS
     SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
            w.waiting_since
-      FROM lockctl.lease_waiter_list() AS w
+      FROM lockctl_internal.lease_waiters() AS w
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) w.dbid;
 COMMENT ON VIEW lockctl.lease_waiters IS
     'every session waiting in lockctl.acquire, in line order per resource';
 
 CREATE VIEW lockctl.lease_stats AS
-    SELECT * FROM lockctl.lease_stats();
+    SELECT * FROM lockctl_internal.lease_stats();
 
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;

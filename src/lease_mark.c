@@ -4,7 +4,7 @@
  *	  The high-water mark each database keeps of the fencing tokens and
  *	  hold ids issued in it, and the SQL functions around it:
  *	  lockctl.token_state(), lockctl.raise_token_floor() and
- *	  lockctl.era_nextval() (hold ids).
+ *	  lockctl_internal.era_nextval() (hold ids).
  *
  * Why a mark, and why in a sequence
  * ---------------------------------
@@ -527,7 +527,7 @@ lockctl_raise_token_floor(PG_FUNCTION_ARGS)
 }
 
 /*
- * lockctl.era_nextval(seq regclass) returns bigint: nextval(seq) with the
+ * lockctl_internal.era_nextval(seq regclass) returns bigint: nextval(seq) with the
  * server's era in bits 48 to 62, for ids that must never be handed out
  * twice across a failover that lost commits (the default of
  * lockctl.reservations.id).  Within one era the sequence only rises (an era
@@ -545,7 +545,7 @@ lockctl_era_nextval(PG_FUNCTION_ARGS)
 	int64		v;
 	uint32		era;
 
-	PreventCommandDuringRecovery("lockctl.era_nextval()");
+	PreventCommandDuringRecovery("lockctl_internal.era_nextval()");
 	if (lease_shared == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -43,13 +43,13 @@ COMMENT ON FUNCTION lockctl.raise_token_floor(bigint) IS
 
 -- Internal: nextval(seq) with the server's era in bits 48 to 62, the
 -- default of lockctl.reservations.id.
-CREATE FUNCTION lockctl.era_nextval(seq pg_catalog.regclass)
+CREATE FUNCTION lockctl_internal.era_nextval(seq pg_catalog.regclass)
     RETURNS bigint
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'lockctl_era_nextval';
-COMMENT ON FUNCTION lockctl.era_nextval(pg_catalog.regclass) IS
+COMMENT ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) IS
     'lockctl: nextval(seq) tagged with the era of the server, so that no id is handed out twice across a failover';
 
 GRANT EXECUTE ON FUNCTION lockctl.token_state() TO PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.raise_token_floor(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.era_nextval(pg_catalog.regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) FROM PUBLIC;

@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * lockctl.h
- *	  Declarations shared by lockctl's source files: the settings, the
- *	  entry points each concept offers to _PG_init and the shared-memory
- *	  hooks, and the argument checks every SQL function uses.
+ *	  Declarations shared by every concept of lockctl: the Init function each
+ *	  offers to _PG_init, the shared-memory registration (shmem.c), the
+ *	  limit on names, and the argument checks every SQL function uses
+ *	  (args.c).  A concept's own state and settings are declared in its own
+ *	  header (version.h, lease.h, worker.h), never here.
  *
  * src/lockctl.h
  *
@@ -16,46 +18,37 @@
 
 #include "datatype/timestamp.h"
 #include "fmgr.h"
-#include "utils/guc.h"
-
-/* Longest resource, owner, holder or idempotency key, in bytes. */
-#define LOCKCTL_NAME_MAXLEN		200
-
-/* Settings (lockctl.c) */
-extern int	lockctl_max_leases;
-extern int	lockctl_expiry_interval;	/* ms */
-extern int	lockctl_retention;			/* s, -1 keeps finished holds */
-extern int	lockctl_expiry_batch_size;
-extern int	lockctl_max_versioned_tables;
-extern char *lockctl_worker_databases;	/* '' serves every database */
-
-/* lockctl.c: true once _PG_init ran inside shared_preload_libraries */
-extern bool lockctl_preloaded;
 
 /*
- * Each concept offers an Init function that _PG_init calls, and where it
- * keeps state in shared memory, a ShmemRequest (size, LWLock tranches) and a
- * ShmemStartup (create or attach) function.
+ * Longest resource, owner, holder or idempotency key, in bytes.  The SQL
+ * functions read it through lockctl_internal.name_max_bytes().
  */
-extern void VersionInit(void);
-extern Size VersionShmemSize(void);
-extern void VersionShmemRequest(void);
-extern void VersionShmemStartup(void);
+#define LOCKCTL_NAME_MAXLEN		200
 
-extern void LeaseInit(void);
-extern Size LeaseShmemSize(void);
-extern void LeaseShmemRequest(void);
-extern void LeaseShmemStartup(void);
+/*
+ * Each concept's Init, called by _PG_init (which runs only inside
+ * shared_preload_libraries): defines its settings, registers its shared
+ * memory and its hooks.
+ */
+extern void VersionInit(void);	/* version_stats.c */
+extern void LeaseInit(void);	/* lease.c */
+extern void FenceTableInit(void);	/* fence_table.c */
+extern void RequestInit(void);	/* request.c */
+extern void WorkerInit(void);	/* worker.c */
 
-extern void ExpiryWorkerInit(void);
-extern Size ExpiryWorkerShmemSize(void);
-extern void ExpiryWorkerShmemRequest(void);
-extern void ExpiryWorkerShmemStartup(void);
-extern bool lockctl_check_worker_databases(char **newval, void **extra,
-										   GucSource source);
+/*
+ * A concept's part of shared memory (shmem.c): its size, computed once
+ * MaxBackends is known; the name of its LWLock tranche (one lock); and the
+ * function that creates or attaches to it at shmem startup.
+ */
+typedef struct LockctlShmemPart
+{
+	Size		(*size) (void);
+	const char *tranche;
+	void		(*startup) (void);
+} LockctlShmemPart;
 
-/* request.c: idempotent requests (chains its own shared-memory hooks) */
-extern void RequestInit(void);
+extern void lockctl_shmem_register(const LockctlShmemPart *part);
 
 /* args.c: argument checks shared by every SQL entry point */
 extern char *lockctl_arg_name(FunctionCallInfo fcinfo, int argno,

@@ -81,37 +81,32 @@ typedef struct RequestShared
 static RequestShared *request_shared = NULL;
 static HTAB *request_stats = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-static void request_shmem_request(void);
+static Size request_shmem_size(void);
 static void request_shmem_startup(void);
 static RequestStats *request_stats_entry(Oid dbid);
 static void request_count(RequestCounter c);
 static Oid	request_scope(FunctionCallInfo fcinfo, int argno);
 static void request_lock(Oid scope, const char *key, int64 wait_us);
 
+static const LockctlShmemPart request_shmem_part = {
+	request_shmem_size, REQUEST_TRANCHE_NAME, request_shmem_startup
+};
+
 /*
- * Called from _PG_init: chain this module's shared-memory hooks.
+ * Called from _PG_init: ask for the counters' table.
  */
 void
 RequestInit(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = request_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = request_shmem_startup;
+	lockctl_shmem_register(&request_shmem_part);
 }
 
-static void
-request_shmem_request(void)
+static Size
+request_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(MAXALIGN(sizeof(RequestShared)),
-									hash_estimate_size(REQUEST_STATS_DBS + 1,
-													   sizeof(RequestStats))));
-	RequestNamedLWLockTranche(REQUEST_TRANCHE_NAME, 1);
+	return add_size(MAXALIGN(sizeof(RequestShared)),
+					hash_estimate_size(REQUEST_STATS_DBS + 1,
+									   sizeof(RequestStats)));
 }
 
 static void
@@ -119,9 +114,6 @@ request_shmem_startup(void)
 {
 	bool		found;
 	HASHCTL		info;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	request_shared = ShmemInitStruct("lockctl requests", sizeof(RequestShared),

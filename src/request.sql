@@ -18,9 +18,6 @@
 -- caller has, named by scope.
 -- ---------------------------------------------------------------------------
 
-CREATE SCHEMA lockctl_internal;
-REVOKE ALL ON SCHEMA lockctl_internal FROM PUBLIC;
-
 CREATE TABLE lockctl.request_keys (
     scope        name NOT NULL,
     key          text NOT NULL,
@@ -61,7 +58,7 @@ CREATE FUNCTION lockctl_internal.request_note(what text)
 
 -- Behind the view lockctl.request_stats: a view's functions are called
 -- with the caller's privileges, so this one is granted to PUBLIC.
-CREATE FUNCTION lockctl.request_counters(
+CREATE FUNCTION lockctl_internal.request_stats(
         OUT claims bigint, OUT repeats bigint, OUT waits bigint,
         OUT timeouts bigint, OUT conflicts bigint)
     RETURNS SETOF record
@@ -100,10 +97,11 @@ BEGIN
             MESSAGE = format('ttl of lockctl.claim_request is out of range: "%s"', ttl),
             DETAIL = 'It must be between 1 millisecond and 3650 days.';
     END IF;
-    IF octet_length(fingerprint) > 200 THEN
+    IF octet_length(fingerprint) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'fingerprint of lockctl.claim_request is too long',
-            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(fingerprint)),
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(fingerprint), lockctl_internal.name_max_bytes()),
             HINT = 'Pass a hash of the request''s parameters, not the parameters.';
     END IF;
 
@@ -187,10 +185,10 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.purge_requests(batch_size): delete up to batch_size keys past
+-- lockctl_internal.purge_requests(batch_size): delete up to batch_size keys past
 -- their ttl, oldest first; the expiry worker calls it.  Returns how many.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.purge_requests(batch_size integer DEFAULT 1000)
+CREATE FUNCTION lockctl_internal.purge_requests(batch_size integer DEFAULT 1000)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -201,11 +199,11 @@ DECLARE
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl.purge_requests must not be null';
-    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+            MESSAGE = 'batch_size of lockctl_internal.purge_requests must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl.purge_requests is out of range: %s', batch_size),
-            DETAIL = 'It must be between 1 and 1000000.';
+            MESSAGE = format('batch_size of lockctl_internal.purge_requests is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
     -- SKIP LOCKED: a key being claimed again right now is left for later.
     WITH due AS (
@@ -239,23 +237,23 @@ CREATE VIEW lockctl.requests WITH (security_barrier) AS
 
 CREATE VIEW lockctl.request_stats AS
     SELECT s.claims, s.repeats, s.waits, s.timeouts, s.conflicts
-      FROM lockctl.request_counters() AS s;
+      FROM lockctl_internal.request_stats() AS s;
 
 COMMENT ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) IS 'lockctl: claim a request key in the transaction that has the effect; NULL means go ahead, else the stored result';
 COMMENT ON FUNCTION lockctl.complete_request(text, jsonb, name) IS 'lockctl: store the result that duplicates of a claimed request get';
-COMMENT ON FUNCTION lockctl.purge_requests(integer) IS 'lockctl: delete request keys past their ttl (the expiry worker calls it)';
+COMMENT ON FUNCTION lockctl_internal.purge_requests(integer) IS 'lockctl internal: delete request keys past their ttl (the expiry worker calls it)';
 COMMENT ON FUNCTION lockctl_internal.request_begin(text, interval, name) IS 'lockctl internal: check a claim''s arguments and lock its key';
 COMMENT ON FUNCTION lockctl_internal.request_scope(name) IS 'lockctl internal: the role whose request keys a call uses';
 COMMENT ON FUNCTION lockctl_internal.request_note(text) IS 'lockctl internal: count a claim, a repeat or a conflict';
-COMMENT ON FUNCTION lockctl.request_counters() IS 'lockctl: the request counters of this database (behind lockctl.request_stats)';
+COMMENT ON FUNCTION lockctl_internal.request_stats() IS 'lockctl internal, behind the view lockctl.request_stats: the request counters of this database';
 COMMENT ON VIEW lockctl.requests IS 'lockctl: request keys of roles whose privileges the caller has';
 COMMENT ON VIEW lockctl.request_stats IS 'lockctl: this database''s request counters since the server started';
 
 REVOKE ALL ON FUNCTION lockctl_internal.request_begin(text, interval, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.request_scope(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.request_note(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.purge_requests(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_requests(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.complete_request(text, jsonb, name) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lockctl.request_counters() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.request_stats() TO PUBLIC;
 GRANT SELECT ON lockctl.requests, lockctl.request_stats TO PUBLIC;

@@ -2,7 +2,7 @@
 -- ---------------------------------------------------------------------------
 -- Reservations: pools, their slots, and the holds taken on them.
 --
--- The whole design, with its trade-offs, is in README.md (Reservations).  In short:
+-- The whole design, with its trade-offs, is in docs/reservations.md.  In short:
 --
 --   lockctl.pools         one row per pool: name, capacity, slot count.
 --                         Written only by the administrative functions, so
@@ -34,6 +34,37 @@
 -- calls, which PostgreSQL's deadlock detector resolves (40P01).
 -- ---------------------------------------------------------------------------
 
+-- ---------------------------------------------------------------------------
+-- The limits of reservations, each defined once (the name limit is shared
+-- with the C functions: lockctl_internal.name_max_bytes(), src/lockctl.sql).
+-- IMMUTABLE SQL functions: the planner folds them into constants, in the
+-- functions below and in the tables' CHECK constraints alike.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.max_units() RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1000000000000000::bigint;
+COMMENT ON FUNCTION lockctl_internal.max_units() IS 'lockctl internal: the largest capacity of a pool and quantity of a hold';
+
+CREATE FUNCTION lockctl_internal.max_slots() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 1024;
+COMMENT ON FUNCTION lockctl_internal.max_slots() IS 'lockctl internal: the most slots a pool can be split over';
+
+CREATE FUNCTION lockctl_internal.min_hold_ttl() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '1 millisecond'::interval;
+COMMENT ON FUNCTION lockctl_internal.min_hold_ttl() IS 'lockctl internal: the shortest time to live of a hold';
+
+CREATE FUNCTION lockctl_internal.max_hold_ttl() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '365 days'::interval;
+COMMENT ON FUNCTION lockctl_internal.max_hold_ttl() IS 'lockctl internal: the longest time to live of a hold';
+
+REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
+
 CREATE SEQUENCE lockctl.pool_id_seq;
 
 CREATE TABLE lockctl.pools (
@@ -47,10 +78,10 @@ CREATE TABLE lockctl.pools (
     CONSTRAINT pools_resource_key UNIQUE (resource),
     CONSTRAINT pools_resource_check
         CHECK (pg_catalog.octet_length(resource) OPERATOR(pg_catalog.>=) 1
-               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) 200),
+               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) lockctl_internal.name_max_bytes()),
     CONSTRAINT pools_capacity_check CHECK (capacity OPERATOR(pg_catalog.>=) 0),
     CONSTRAINT pools_slots_check
-        CHECK (slots OPERATOR(pg_catalog.>=) 1 AND slots OPERATOR(pg_catalog.<=) 1024)
+        CHECK (slots OPERATOR(pg_catalog.>=) 1 AND slots OPERATOR(pg_catalog.<=) lockctl_internal.max_slots())
 );
 ALTER SEQUENCE lockctl.pool_id_seq OWNED BY lockctl.pools.id;
 
@@ -72,7 +103,7 @@ CREATE TABLE lockctl.pool_slots (
     -- The invariant, checked at every write of a slot.  It is the only
     -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
     -- of a table from its stored text once per statement that writes it,
-    -- and on a hot pool that cost is measurable (README.md, "Hot pools").
+    -- and on a hot pool that cost is measurable (docs/reservations.md, "Hot pools").
     -- held, confirmed >= 0 with held + confirmed <= capacity also bounds
     -- capacity; slot numbers and the holds_* counters are only ever
     -- written by the functions below.
@@ -105,7 +136,7 @@ COMMENT ON TYPE lockctl.hold_status IS 'lockctl: the state of a hold';
 -- so that a failover that lost commits never hands out an id again: a
 -- retried confirm(id) reaches the same hold or none.
 CREATE TABLE lockctl.reservations (
-    id               bigint NOT NULL DEFAULT lockctl.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     pool_id          bigint NOT NULL,
     slot             integer NOT NULL,
     quantity         bigint NOT NULL,
@@ -163,11 +194,11 @@ REVOKE ALL ON SEQUENCE lockctl.pool_id_seq, lockctl.hold_id_seq FROM PUBLIC;
 -- units has one slot and behaves exactly like a single row; a large pool
 -- has enough slots for 64 concurrent buyers to rarely meet.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.auto_slots(capacity bigint) RETURNS integer
+CREATE FUNCTION lockctl_internal.auto_slots(capacity bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN pg_catalog.int4(LEAST(64::bigint, GREATEST(1::bigint, capacity OPERATOR(pg_catalog./) 32::bigint)));
 
-COMMENT ON FUNCTION lockctl.auto_slots(bigint) IS 'lockctl: the automatic number of slots for a pool of this capacity';
+COMMENT ON FUNCTION lockctl_internal.auto_slots(bigint) IS 'lockctl: the automatic number of slots for a pool of this capacity';
 
 -- ---------------------------------------------------------------------------
 -- Internal: lock every slot row of pool `pool` (in slot order) and spread
@@ -184,7 +215,7 @@ COMMENT ON FUNCTION lockctl.auto_slots(bigint) IS 'lockctl: the automatic number
 -- superuser calling it by hand included), can make it oversell or leak
 -- units.  The caller takes the `need` units from the returned slot.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.rebalance(pool bigint, start integer, need bigint)
+CREATE FUNCTION lockctl_internal.rebalance(pool bigint, start integer, need bigint)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -197,10 +228,10 @@ DECLARE
 BEGIN
     IF pool IS NULL OR start IS NULL OR need IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'arguments of lockctl.rebalance must not be null';
+            MESSAGE = 'arguments of lockctl_internal.rebalance must not be null';
     ELSIF start < 0 OR need < 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('arguments of lockctl.rebalance are out of range: start %s, need %s',
+            MESSAGE = format('arguments of lockctl_internal.rebalance are out of range: start %s, need %s',
                              start, need),
             DETAIL = 'Neither may be negative.';
     END IF;
@@ -236,22 +267,23 @@ $fn$;
 -- ---------------------------------------------------------------------------
 -- Internal: check a resource argument (NULL, empty, too long) for function fn.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.check_resource(fn text, resource text) RETURNS text
+CREATE FUNCTION lockctl_internal.check_resource(fn text, resource text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 BEGIN
     -- Called by hand without a function name: name itself.
-    fn := coalesce(fn, 'check_resource');
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_resource');
     IF resource IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = format('resource of lockctl.%s must not be null', fn);
+            MESSAGE = format('resource of %s must not be null', fn);
     ELSIF octet_length(resource) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('resource of lockctl.%s must not be empty', fn);
-    ELSIF octet_length(resource) > 200 THEN
+            MESSAGE = format('resource of %s must not be empty', fn);
+    ELSIF octet_length(resource) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = format('resource of lockctl.%s is too long', fn),
-            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(resource));
+            MESSAGE = format('resource of %s is too long', fn),
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(resource), lockctl_internal.name_max_bytes());
     END IF;
     RETURN resource;
 END;
@@ -261,36 +293,39 @@ $fn$;
 -- Internal: check a pool capacity argument (NULL, out of range) for function
 -- fn.  The bounds are those of the pools table's CHECK.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.check_capacity(fn text, capacity bigint) RETURNS bigint
+CREATE FUNCTION lockctl_internal.check_capacity(fn text, capacity bigint) RETURNS bigint
     LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 BEGIN
-    fn := coalesce(fn, 'check_capacity');
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_capacity');
     IF capacity IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = format('capacity of lockctl.%s must not be null', fn);
-    ELSIF capacity < 0 OR capacity > 1000000000000000 THEN
+            MESSAGE = format('capacity of %s must not be null', fn);
+    ELSIF capacity < 0 OR capacity > lockctl_internal.max_units() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('capacity of lockctl.%s is out of range: %s', fn, capacity),
-            DETAIL = 'It must be between 0 and 1000000000000000.';
+            MESSAGE = format('capacity of %s is out of range: %s', fn, capacity),
+            DETAIL = format('It must be between 0 and %s.', lockctl_internal.max_units());
     END IF;
     RETURN capacity;
 END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- Internal: check a slot count argument for function fn: 1 to 1024, or NULL
--- for the automatic count.
+-- Internal: check a slot count argument for function fn: 1 to max_slots(),
+-- or NULL for the automatic count.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.check_slots(fn text, slots integer) RETURNS integer
+CREATE FUNCTION lockctl_internal.check_slots(fn text, slots integer) RETURNS integer
     LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 BEGIN
-    fn := coalesce(fn, 'check_slots');
-    IF slots < 1 OR slots > 1024 THEN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_slots');
+    IF slots < 1 OR slots > lockctl_internal.max_slots() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('slots of lockctl.%s is out of range: %s', fn, slots),
-            DETAIL = 'It must be between 1 and 1024, or null for an automatic count.';
+            MESSAGE = format('slots of %s is out of range: %s', fn, slots),
+            DETAIL = format('It must be between 1 and %s, or null for an automatic count.',
+                            lockctl_internal.max_slots());
     END IF;
     RETURN slots;
 END;
@@ -307,12 +342,12 @@ CREATE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots intege
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_resource text := lockctl.check_resource('create_pool', resource);
+    v_resource text := lockctl_internal.check_resource('create_pool', resource);
     v_slots integer;
     v_pool bigint;
 BEGIN
-    PERFORM lockctl.check_capacity('create_pool', capacity);
-    v_slots := coalesce(lockctl.check_slots('create_pool', slots), lockctl.auto_slots(capacity));
+    PERFORM lockctl_internal.check_capacity('create_pool', capacity);
+    v_slots := coalesce(lockctl_internal.check_slots('create_pool', slots), lockctl_internal.auto_slots(capacity));
 
     INSERT INTO lockctl.pools AS p (resource, capacity, slots, auto_slots)
     VALUES (v_resource, capacity, v_slots, slots IS NULL)
@@ -334,7 +369,7 @@ $fn$;
 -- Internal: find a pool by name and lock it and all its slot rows (in slot
 -- order), for the administrative functions.  Returns the pool's id.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.lock_pool(resource text) RETURNS bigint
+CREATE FUNCTION lockctl_internal.lock_pool(resource text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -357,7 +392,7 @@ $fn$;
 -- its free units over the slots.  Raises 55000 if capacity is below what is
 -- held and confirmed.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.reshape_pool(fn text, pool bigint, resource text,
+CREATE FUNCTION lockctl_internal.reshape_pool(fn text, pool bigint, resource text,
                                      capacity bigint, nslots integer, auto boolean)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -383,7 +418,7 @@ BEGIN
      WHERE p.id = pool;
     -- rebalance counts what is taken from locked rows: NULL if the new
     -- capacity is below it (and the error undoes the changes above).
-    IF lockctl.rebalance(pool, 0, 0) IS NULL THEN
+    IF lockctl_internal.rebalance(pool, 0, 0) IS NULL THEN
         SELECT sum(s.held), sum(s.confirmed) INTO v_held, v_confirmed
           FROM lockctl.pool_slots AS s WHERE s.pool_id = pool;
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -406,18 +441,18 @@ CREATE FUNCTION lockctl.set_capacity(resource text, capacity bigint)
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_resource text := lockctl.check_resource('set_capacity', resource);
+    v_resource text := lockctl_internal.check_resource('set_capacity', resource);
     v_pool bigint;
     v_slots integer;
     v_auto boolean;
 BEGIN
-    PERFORM lockctl.check_capacity('set_capacity', capacity);
-    v_pool := lockctl.lock_pool(v_resource);
+    PERFORM lockctl_internal.check_capacity('set_capacity', capacity);
+    v_pool := lockctl_internal.lock_pool(v_resource);
     SELECT p.slots, p.auto_slots INTO v_slots, v_auto FROM lockctl.pools AS p WHERE p.id = v_pool;
     IF v_auto THEN
-        v_slots := lockctl.auto_slots(capacity);
+        v_slots := lockctl_internal.auto_slots(capacity);
     END IF;
-    PERFORM lockctl.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+    PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
 END;
 $fn$;
 
@@ -432,15 +467,15 @@ CREATE FUNCTION lockctl.set_slots(resource text, slots integer)
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_resource text := lockctl.check_resource('set_slots', resource);
+    v_resource text := lockctl_internal.check_resource('set_slots', resource);
     v_pool bigint;
     v_capacity bigint;
 BEGIN
-    PERFORM lockctl.check_slots('set_slots', slots);
-    v_pool := lockctl.lock_pool(v_resource);
+    PERFORM lockctl_internal.check_slots('set_slots', slots);
+    v_pool := lockctl_internal.lock_pool(v_resource);
     SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
-    PERFORM lockctl.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
-                                 coalesce(slots, lockctl.auto_slots(v_capacity)), slots IS NULL);
+    PERFORM lockctl_internal.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
+                                 coalesce(slots, lockctl_internal.auto_slots(v_capacity)), slots IS NULL);
 END;
 $fn$;
 
@@ -455,7 +490,7 @@ CREATE FUNCTION lockctl.drop_pool(resource text)
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_pool bigint := lockctl.lock_pool(lockctl.check_resource('drop_pool', resource));
+    v_pool bigint := lockctl_internal.lock_pool(lockctl_internal.check_resource('drop_pool', resource));
 BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
@@ -468,7 +503,7 @@ $fn$;
 -- its name, for the error), or NULL if none is visible; 22023 if that hold
 -- has another quantity than this call asked for.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.keyed_hold(pool bigint, resource text, idempotency_key text,
+CREATE FUNCTION lockctl_internal.keyed_hold(pool bigint, resource text, idempotency_key text,
                                    quantity bigint)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -496,7 +531,7 @@ $fn$;
 -- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
 -- quantity units are free in the whole pool.
 --
--- Three ways to get units, cheapest first (README.md, "Hot pools"):
+-- Three ways to get units, cheapest first (docs/reservations.md, "Hot pools"):
 --   1. fast: the first slot from this backend's own one on that has enough
 --      free units and that no one else has locked (SKIP LOCKED, no wait);
 --   2. middle: wait for the nearest slot that has enough free units;
@@ -527,51 +562,55 @@ DECLARE
     v_ttl interval := ttl;
     v_key text := idempotency_key;
 BEGIN
-    -- The checks of lockctl.check_resource, inline: this is the hot path.
+    -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'resource of lockctl.reserve must not be null';
     ELSIF octet_length(v_resource) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'resource of lockctl.reserve must not be empty';
-    ELSIF octet_length(v_resource) > 200 THEN
+    ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'resource of lockctl.reserve is too long',
-            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_resource));
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_resource), lockctl_internal.name_max_bytes());
     END IF;
     IF v_quantity IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'quantity of lockctl.reserve must not be null';
-    ELSIF v_quantity < 1 OR v_quantity > 1000000000000000 THEN
+    ELSIF v_quantity < 1 OR v_quantity > lockctl_internal.max_units() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
             MESSAGE = format('quantity of lockctl.reserve is out of range: %s', v_quantity),
-            DETAIL = 'It must be between 1 and 1000000000000000.';
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_units());
     END IF;
     IF octet_length(v_holder) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'holder of lockctl.reserve must not be empty',
             HINT = 'Pass NULL for a hold without a holder.';
-    ELSIF octet_length(v_holder) > 200 THEN
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'holder of lockctl.reserve is too long',
-            DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_holder));
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
     IF v_ttl IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'ttl of lockctl.reserve must not be null';
-    ELSIF v_ttl < '1 millisecond'::interval OR v_ttl > '365 days'::interval THEN
+    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
-            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
     END IF;
     IF v_key IS NOT NULL THEN
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'idempotency_key of lockctl.reserve must not be empty';
-        ELSIF octet_length(v_key) > 200 THEN
+        ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
             RAISE EXCEPTION USING ERRCODE = 'name_too_long',
                 MESSAGE = 'idempotency_key of lockctl.reserve is too long',
-                DETAIL = format('It is %s bytes long; the limit is 200 bytes.', octet_length(v_key));
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_key), lockctl_internal.name_max_bytes());
         END IF;
     END IF;
 
@@ -583,7 +622,7 @@ BEGIN
 
     -- A retry with the same key gets the hold the first call made.
     IF v_key IS NOT NULL THEN
-        v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+        v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
         IF v_id IS NOT NULL THEN
             RETURN v_id;
         END IF;
@@ -660,7 +699,7 @@ BEGIN
         -- pool is then ours (no new one can appear, set_slots needs our
         -- locks first), so its count is exact; it moves the free units so
         -- that one slot has ours, and we take them from it.
-        v_slot := lockctl.rebalance(v_pool, v_start, v_quantity);
+        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
         IF v_slot IS NULL THEN
             RETURN NULL;
         END IF;
@@ -692,7 +731,7 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
-    v_id := lockctl.keyed_hold(v_pool, v_resource, v_key, v_quantity);
+    v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
             MESSAGE = format('could not serialize reserve with idempotency key "%s" on pool "%s"',
@@ -708,7 +747,7 @@ $fn$;
 -- Internal: explain why hold `id` could not be confirmed, cancelled or
 -- extended.  Returns its status when that is not an error for `action`.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+CREATE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -721,7 +760,7 @@ BEGIN
     SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
       FROM lockctl.reservations AS r WHERE r.id = id;
     IF NOT FOUND THEN
-        -- Ids carry the era of the server that took them (lockctl.era_nextval):
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
         -- one of another era was taken on a line of history this server
         -- does not continue, and is never handed out here.
         IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
@@ -790,7 +829,7 @@ BEGIN
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
-        PERFORM lockctl.hold_state('confirm', id, ARRAY['confirmed']);
+        PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
@@ -827,7 +866,7 @@ BEGIN
      WHERE r.id = id AND r.finished IS NULL
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
-        PERFORM lockctl.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
+        PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
@@ -859,17 +898,18 @@ BEGIN
     IF ttl IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'ttl of lockctl.extend must not be null';
-    ELSIF ttl < '1 millisecond'::interval OR ttl > '365 days'::interval THEN
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
-            DETAIL = 'It must be between "00:00:00.001" and "365 days".';
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
     END IF;
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
-        PERFORM lockctl.hold_state('extend', id, ARRAY[]::text[]);
+        PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
     END IF;
     RETURN v_expires;
 END;
@@ -886,7 +926,7 @@ CREATE FUNCTION lockctl.available(resource text)
 AS $fn$
 #variable_conflict use_variable
 DECLARE
-    v_resource text := lockctl.check_resource('available', resource);
+    v_resource text := lockctl_internal.check_resource('available', resource);
     v_free bigint;
 BEGIN
     SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
@@ -901,13 +941,13 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.expire_holds(batch_size): the expiry worker's pass, one batch, in
+-- lockctl_internal.expire_holds(batch_size): the expiry worker's pass, one batch, in
 -- the caller's transaction.  Expires up to batch_size live holds whose time
 -- is up, oldest first, skipping holds a concurrent confirm, cancel or extend
 -- has locked; gives their units back; NOTIFY lockctl_expired with each id.
 -- Returns how many it expired.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.expire_holds(batch_size integer)
+CREATE FUNCTION lockctl_internal.expire_holds(batch_size integer)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -922,11 +962,11 @@ DECLARE
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl.expire_holds must not be null';
-    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+            MESSAGE = 'batch_size of lockctl_internal.expire_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl.expire_holds is out of range: %s', batch_size),
-            DETAIL = 'It must be between 1 and 1000000.';
+            MESSAGE = format('batch_size of lockctl_internal.expire_holds is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
     WITH due AS (
@@ -968,12 +1008,12 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.purge_holds(retention, batch_size): delete up to batch_size holds
+-- lockctl_internal.purge_holds(retention, batch_size): delete up to batch_size holds
 -- that were cancelled or expired more than retention ago.  Confirmed holds
 -- are never purged: the pools' confirmed units are their sum.  Returns how
 -- many it deleted.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.purge_holds(retention interval, batch_size integer)
+CREATE FUNCTION lockctl_internal.purge_holds(retention interval, batch_size integer)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -985,19 +1025,19 @@ DECLARE
 BEGIN
     IF retention IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'retention of lockctl.purge_holds must not be null';
+            MESSAGE = 'retention of lockctl_internal.purge_holds must not be null';
     ELSIF retention < '0'::interval THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('retention of lockctl.purge_holds is out of range: "%s"', retention),
+            MESSAGE = format('retention of lockctl_internal.purge_holds is out of range: "%s"', retention),
             DETAIL = 'It must not be negative.';
     END IF;
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'batch_size of lockctl.purge_holds must not be null';
-    ELSIF batch_size < 1 OR batch_size > 1000000 THEN
+            MESSAGE = 'batch_size of lockctl_internal.purge_holds must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
         RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
-            MESSAGE = format('batch_size of lockctl.purge_holds is out of range: %s', batch_size),
-            DETAIL = 'It must be between 1 and 1000000.';
+            MESSAGE = format('batch_size of lockctl_internal.purge_holds is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
     v_before := now() - retention;
 
@@ -1068,14 +1108,14 @@ CREATE VIEW lockctl.holds WITH (security_barrier) AS
 
 COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for superusers and pg_read_all_stats)';
 
-COMMENT ON FUNCTION lockctl.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
-COMMENT ON FUNCTION lockctl.check_resource(text, text) IS 'lockctl internal: check a resource argument';
-COMMENT ON FUNCTION lockctl.check_capacity(text, bigint) IS 'lockctl internal: check a capacity argument';
-COMMENT ON FUNCTION lockctl.check_slots(text, integer) IS 'lockctl internal: check a slot count argument';
-COMMENT ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) IS 'lockctl internal: the hold an idempotency key made on a pool';
-COMMENT ON FUNCTION lockctl.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
-COMMENT ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
-COMMENT ON FUNCTION lockctl.hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a hold cannot be confirmed, cancelled or extended';
+COMMENT ON FUNCTION lockctl_internal.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
+COMMENT ON FUNCTION lockctl_internal.check_resource(text, text) IS 'lockctl internal: check a resource argument';
+COMMENT ON FUNCTION lockctl_internal.check_capacity(text, bigint) IS 'lockctl internal: check a capacity argument';
+COMMENT ON FUNCTION lockctl_internal.check_slots(text, integer) IS 'lockctl internal: check a slot count argument';
+COMMENT ON FUNCTION lockctl_internal.keyed_hold(bigint, text, text, bigint) IS 'lockctl internal: the hold an idempotency key made on a pool';
+COMMENT ON FUNCTION lockctl_internal.lock_pool(text) IS 'lockctl internal: lock a pool and its slots, in order';
+COMMENT ON FUNCTION lockctl_internal.reshape_pool(text, bigint, text, bigint, integer, boolean) IS 'lockctl internal: new capacity or slot count for a locked pool';
+COMMENT ON FUNCTION lockctl_internal.hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a hold cannot be confirmed, cancelled or extended';
 COMMENT ON FUNCTION lockctl.create_pool(text, bigint, integer) IS 'lockctl: create a reservation pool';
 COMMENT ON FUNCTION lockctl.set_capacity(text, bigint) IS 'lockctl: change a pool''s capacity, never below what is held and confirmed';
 COMMENT ON FUNCTION lockctl.set_slots(text, integer) IS 'lockctl: split a pool over this many slots (NULL: automatic)';
@@ -1085,29 +1125,29 @@ COMMENT ON FUNCTION lockctl.confirm(bigint) IS 'lockctl: make a live hold perman
 COMMENT ON FUNCTION lockctl.cancel(bigint) IS 'lockctl: end a hold and give its units back';
 COMMENT ON FUNCTION lockctl.extend(bigint, interval) IS 'lockctl: a live hold now expires ttl from now';
 COMMENT ON FUNCTION lockctl.available(text) IS 'lockctl: units of a pool neither held nor confirmed';
-COMMENT ON FUNCTION lockctl.expire_holds(integer) IS 'lockctl: expire up to batch_size due holds (the expiry worker''s pass)';
-COMMENT ON FUNCTION lockctl.purge_holds(interval, integer) IS 'lockctl: delete up to batch_size holds finished more than retention ago';
+COMMENT ON FUNCTION lockctl_internal.expire_holds(integer) IS 'lockctl internal: expire up to batch_size due holds (the expiry worker''s pass)';
+COMMENT ON FUNCTION lockctl_internal.purge_holds(interval, integer) IS 'lockctl internal: delete up to batch_size holds finished more than retention ago';
 
 -- ---------------------------------------------------------------------------
--- Privileges (README.md): anyone may reserve, confirm, cancel, extend
+-- Privileges (README.md, "Privileges"): anyone may reserve, confirm, cancel, extend
 -- and read; creating, resizing and dropping pools is for superusers and
 -- whoever they grant it to; expiring and purging is the worker's.
 -- ---------------------------------------------------------------------------
-REVOKE ALL ON FUNCTION lockctl.auto_slots(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.rebalance(bigint, integer, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.check_resource(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.check_capacity(text, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.check_slots(text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.keyed_hold(bigint, text, text, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.lock_pool(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.hold_state(text, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.auto_slots(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.rebalance(bigint, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.check_resource(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.check_capacity(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.check_slots(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.keyed_hold(bigint, text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.lock_pool(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.hold_state(text, bigint, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.set_slots(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.drop_pool(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.expire_holds(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl.purge_holds(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.expire_holds(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_holds(interval, integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.confirm(bigint) FROM PUBLIC;

@@ -46,7 +46,7 @@ CREATE FUNCTION lockctl.update_versioned(
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
 
-CREATE FUNCTION lockctl.versioned_tables_stats(
+CREATE FUNCTION lockctl_internal.versioned_tables(
         OUT table_name pg_catalog.regclass,
         OUT version_column pg_catalog.name,
         OUT mode pg_catalog.text,
@@ -59,13 +59,15 @@ CREATE FUNCTION lockctl.versioned_tables_stats(
     RETURNS SETOF record
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
+COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
+    'lockctl internal, behind the view lockctl.versioned_tables';
 
 -- Every table versioning is enabled on in this database, with counters
 -- that count what the trigger decided, committed or not.
 CREATE VIEW lockctl.versioned_tables AS
     SELECT table_name, version_column, mode, enabled,
            checked_updates, conflicts, blind_writes, inserts, stats_reset
-      FROM lockctl.versioned_tables_stats();
+      FROM lockctl_internal.versioned_tables();
 
 CREATE FUNCTION lockctl.reset_versioning_stats(tbl pg_catalog.regclass DEFAULT NULL)
     RETURNS void

@@ -1,10 +1,11 @@
--- The expiry worker (src/worker.c): its status, and the wake that makes
--- CREATE EXTENSION picked up at once.
+-- The expiry worker (src/worker.c, launcher.c, expiry_worker.c): its
+-- status, and the wake that makes CREATE EXTENSION picked up at once.  It
+-- calls lockctl_internal.expire_holds and purge_holds (src/reserve.sql).
 
 -- One row per database that an expiry worker serves, or is being started
 -- for, across the cluster.  Counters live in shared memory and restart
 -- from zero with the server.
-CREATE FUNCTION lockctl.worker_status(
+CREATE FUNCTION lockctl_internal.workers(
         OUT datid oid,
         OUT datname name,
         OUT pid integer,
@@ -19,12 +20,14 @@ CREATE FUNCTION lockctl.worker_status(
     RETURNS SETOF record
     LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'lockctl_worker_status';
+COMMENT ON FUNCTION lockctl_internal.workers() IS
+    'lockctl internal, behind the view lockctl.workers';
 
 CREATE VIEW lockctl.workers AS
     SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
            w.holds_expired, w.holds_purged, w.errors,
            w.last_error, w.last_error_at
-      FROM lockctl.worker_status() AS w;
+      FROM lockctl_internal.workers() AS w;
 
 COMMENT ON VIEW lockctl.workers IS
     'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, and the last error';
@@ -38,8 +41,10 @@ CREATE FUNCTION lockctl.wake_expiry_worker() RETURNS void
 COMMENT ON FUNCTION lockctl.wake_expiry_worker() IS
     'at commit, make this database''s lockctl expiry worker run a pass now, starting it if needed';
 
-REVOKE ALL ON FUNCTION lockctl.worker_status() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION lockctl.worker_status() TO PUBLIC;
+-- Behind a view every role reads: EXECUTE stays with PUBLIC (written out,
+-- as 1.0 had it, so that an updated database has the same ACL).
+REVOKE ALL ON FUNCTION lockctl_internal.workers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.workers() TO PUBLIC;
 GRANT SELECT ON lockctl.workers TO PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.wake_expiry_worker() FROM PUBLIC;
 

@@ -2,13 +2,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('preload');
-$node->init;
-$node->start;
+my $node = LockctlNode->new('preload', preload => 0);
 
 # Without the preload, CREATE EXTENSION fails and says what to set.
 my ($ret, $stdout, $stderr) = $node->psql('postgres',

@@ -7,16 +7,14 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('version_concurrency');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$node->append_conf('postgresql.conf', 'max_connections = 40');
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $node = LockctlNode->new('version_concurrency',
+	conf => "max_connections = 40\n");
 
 my $clients = 6;
 my $per_client = 40;

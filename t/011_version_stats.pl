@@ -5,15 +5,16 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('version_stats');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$node->append_conf('postgresql.conf', 'lockctl.max_versioned_tables = 16');
-$node->start;
+my $node = LockctlNode->new('version_stats',
+	streaming => 1,
+	conf => "lockctl.max_versioned_tables = 16\n",
+	extension => 0);
 
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 for my $db ('postgres', 'other')

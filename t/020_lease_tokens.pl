@@ -5,15 +5,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('lease_primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $primary = LockctlNode->new('lease_primary', streaming => 1);
 
 # Every token handed out so far, in order; each new one must be higher.
 my @tokens;
@@ -126,12 +124,7 @@ take($standby, 'a', 'o7');
 
 # A full table: 53400 naming the setting; expired leases are swept to make
 # room; a release frees a slot.
-my $small = PostgreSQL::Test::Cluster->new('lease_small');
-$small->init;
-$small->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'lockctl'\nlockctl.max_leases = 16");
-$small->start;
-$small->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $small = LockctlNode->new('lease_small', conf => "lockctl.max_leases = 16\n");
 $small->safe_psql('postgres',
 	"SELECT lockctl.acquire('k' || i, 'o', '1 hour') FROM generate_series(1, 15) i");
 # Long enough to be surely live at the next statement on a loaded machine,

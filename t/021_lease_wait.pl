@@ -5,16 +5,14 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('lease_wait');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$node->start;
+my $node = LockctlNode->new('lease_wait');
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION lockctl;
 	CREATE TABLE got (n serial, who text, token bigint,
 	                  at timestamptz DEFAULT clock_timestamp());
 });

@@ -5,6 +5,8 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -14,12 +16,8 @@ my $pgbouncer = '/usr/sbin/pgbouncer';
 plan skip_all => 'pgbouncer is not installed (apt-get install pgbouncer)'
   unless -x $pgbouncer;
 
-my $node = PostgreSQL::Test::Cluster->new('lease_pgb');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$node->start;
+my $node = LockctlNode->new('lease_pgb');
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION lockctl;
 	CREATE TABLE doc (id int PRIMARY KEY, body text, token bigint);
 	INSERT INTO doc VALUES (1, 'original', NULL);
 });

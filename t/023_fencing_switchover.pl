@@ -13,20 +13,16 @@
 use strict;
 use warnings FATAL => 'all';
 
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $h = FencingHistory->new;
 
-my $a = PostgreSQL::Test::Cluster->new('switch_a');
-$a->init(allows_streaming => 1);
-$a->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$a->start;
-$a->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $a = LockctlNode->new('switch_a', streaming => 1);
 $a->backup('b');
 my $b = PostgreSQL::Test::Cluster->new('switch_b');
 $b->init_from_backup($a, 'b', has_streaming => 1);

@@ -6,20 +6,16 @@
 use strict;
 use warnings FATAL => 'all';
 
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $h = FencingHistory->new;
 
-my $p = PostgreSQL::Test::Cluster->new('back_p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$p->start;
-$p->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $p = LockctlNode->new('back_p', streaming => 1);
 $p->backup('b');
 my $s = PostgreSQL::Test::Cluster->new('back_s');
 $s->init_from_backup($p, 'b', has_streaming => 1);

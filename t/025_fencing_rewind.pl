@@ -15,24 +15,17 @@ use strict;
 use warnings FATAL => 'all';
 
 use File::Copy qw(copy);
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $h = FencingHistory->new;
 
-my $p = PostgreSQL::Test::Cluster->new('rewind_p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-wal_log_hints = on
-wal_keep_size = '64MB'
-});
-$p->start;
-$p->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $p = LockctlNode->new('rewind_p', streaming => 1,
+	conf => "wal_log_hints = on\nwal_keep_size = '64MB'\n");
 $p->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 100000)");
 $p->backup('b');
 my $s = PostgreSQL::Test::Cluster->new('rewind_s');

@@ -14,9 +14,9 @@
 use strict;
 use warnings FATAL => 'all';
 
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -24,11 +24,7 @@ use Test::More;
 my $h = FencingHistory->new;
 
 # The old cluster: a primary, and a standby that takes over (timeline 2).
-my $o1 = PostgreSQL::Test::Cluster->new('upgrade_old1');
-$o1->init(allows_streaming => 1);
-$o1->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$o1->start;
-$o1->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $o1 = LockctlNode->new('upgrade_old1', streaming => 1);
 $o1->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 100000)");
 $o1->safe_psql('postgres', 'CREATE DATABASE legacy');
 $o1->safe_psql('legacy', "CREATE EXTENSION lockctl VERSION '1.0'");
@@ -60,9 +56,7 @@ my $old_tli = FencingHistory::timeline($old);
 is($old_tli, '2', 'the old cluster runs on timeline 2');
 
 # pg_upgrade into a new cluster.
-my $new = PostgreSQL::Test::Cluster->new('upgrade_new');
-$new->init;
-$new->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
+my $new = LockctlNode->new('upgrade_new', start => 0);
 my $bindir = $old->config_data('--bindir');
 $h->move('pg_upgrade', sub {
 	$old->stop;

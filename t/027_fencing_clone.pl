@@ -7,20 +7,16 @@
 use strict;
 use warnings FATAL => 'all';
 
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $h = FencingHistory->new;
 
-my $p = PostgreSQL::Test::Cluster->new('clone_src');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$p->start;
-$p->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $p = LockctlNode->new('clone_src', streaming => 1);
 $p->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 100000)");
 $h->acquire($p, 'r', 'owner-1', 3600);
 $h->reserve($p, 'seats', 'before', 5);

@@ -7,18 +7,17 @@
 use strict;
 use warnings FATAL => 'all';
 
-use FindBin;
-use lib $FindBin::RealBin;
+use lib 't';
 use FencingHistory;
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $h = FencingHistory->new;
 
-my $p = PostgreSQL::Test::Cluster->new('pitr_src');
-$p->init(has_archiving => 1, allows_streaming => 1);
-$p->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
+my $p = LockctlNode->new('pitr_src', streaming => 1, start => 0);
+$p->enable_archiving;
 $p->start;
 $p->safe_psql('postgres', 'CREATE EXTENSION lockctl');
 $p->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 100000)");

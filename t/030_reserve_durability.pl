@@ -4,15 +4,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('reserve_durability');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'lockctl'");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $node = LockctlNode->new('reserve_durability');
 
 # What must hold for every pool, whatever happened: slots sum to the
 # capacity, nothing is oversold, and held/confirmed are the sums over holds.
@@ -74,7 +72,7 @@ LISTEN lockctl_expired;
 SELECT lockctl.reserve('seats', 1, 'n1', '1 hour') AS n1 \gset
 BEGIN;
 UPDATE lockctl.reservations SET expires = now() - interval '1 second' WHERE holder = 'n1';
-SELECT lockctl.expire_holds(10);
+SELECT lockctl_internal.expire_holds(10);
 COMMIT;
 SELECT 'id=' || :n1;
 });

@@ -5,20 +5,17 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('reserve_stress');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
+my $node = LockctlNode->new('reserve_stress', conf => qq{
 max_connections = 60
 fsync = off
 });
-$node->start;
 $node->safe_psql('postgres', q{
-CREATE EXTENSION lockctl;
 SELECT lockctl.create_pool('mixed', 3000);
 SELECT lockctl.create_pool('sellout', 3000);
 CREATE TABLE attempts (pool text, ok boolean, quantity int, at timestamptz);
@@ -30,7 +27,7 @@ CREATE FUNCTION stress_step(pool text, q int, act int) RETURNS void LANGUAGE plp
 DECLARE h bigint;
 BEGIN
     IF act = 10 THEN
-        PERFORM lockctl.expire_holds(20);
+        PERFORM lockctl_internal.expire_holds(20);
         RETURN;
     ELSIF act = 11 THEN
         SELECT r.id INTO h FROM lockctl.holds r
@@ -114,7 +111,7 @@ cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM attempts WHERE pool =
 # confirmed is free again, can be taken in one hold that spans slots, and
 # not one more.
 $node->safe_psql('postgres', q{
-SELECT lockctl.expire_holds(100000);
+SELECT lockctl_internal.expire_holds(100000);
 SELECT lockctl.cancel(id) FROM lockctl.holds WHERE resource = 'mixed' AND status = 'held';
 });
 $available = $node->safe_psql('postgres', q{SELECT lockctl.available('mixed')});

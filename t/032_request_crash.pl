@@ -12,20 +12,15 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('request_crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-max_connections = 40
-lockctl.expiry_interval = '100ms'
-});
-$node->start;
+my $node = LockctlNode->new('request_crash', worker => 1,
+	conf => "max_connections = 40\n");
 $node->safe_psql('postgres', q{
-CREATE EXTENSION lockctl;
 CREATE TABLE payments (request text, copy int, amount int);
 CREATE TABLE answers (request text, copy int, went_ahead boolean, result jsonb);
 });

@@ -3,26 +3,18 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('expiry');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-lockctl.expiry_interval = '100ms'
-max_worker_processes = 16
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $node = LockctlNode->new('expiry', worker => 1);
 $node->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 10)");
 
 # Wait until the worker of this database is running.
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM lockctl.workers WHERE datname = 'postgres' AND state = 'running'")
-  or die 'the expiry worker did not start';
+LockctlNode::wait_for_worker($node, 'postgres');
 my $worker_pid = $node->safe_psql('postgres',
 	"SELECT pid FROM lockctl.workers WHERE datname = 'postgres'");
 is($node->safe_psql('postgres',

@@ -4,29 +4,21 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('dbs');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-lockctl.expiry_interval = '100ms'
-max_worker_processes = 16
-log_min_messages = debug1
-});
-$node->start;
+my $node = LockctlNode->new('dbs', worker => 1,
+	conf => "log_min_messages = debug1\n", extension => 0);
 
 # Wait until a 1 s hold taken in $db is expired by the worker there.
 sub expires_in
 {
 	my ($db, $pool) = @_;
-	my $id = $node->safe_psql($db,
-		"SELECT lockctl.reserve('$pool', 1, 'x', '1 second')");
-	return $node->poll_query_until($db,
-		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $id");
+	return LockctlNode::hold_expires($node, $db, $pool);
 }
 
 sub workers
@@ -67,9 +59,7 @@ $node->wait_for_log(
 	$log_offset);
 my $t0 = time();
 $node->safe_psql('late', 'CREATE EXTENSION lockctl');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM lockctl.workers WHERE datname = 'late' AND state = 'running'")
-  or die 'CREATE EXTENSION was not picked up';
+LockctlNode::wait_for_worker($node, 'late');
 my $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 30, "CREATE EXTENSION is picked up promptly (${elapsed}s)");
 $node->safe_psql('late', "SELECT lockctl.create_pool('p', 5)");
@@ -115,9 +105,7 @@ ok(expires_in('db1copy', 'p'), 'and in the copy');
 # a database created from a template that has the extension is.
 $node->safe_psql('template1', 'CREATE EXTENSION lockctl');
 $node->safe_psql('postgres', 'CREATE DATABASE fromtemplate');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM lockctl.workers WHERE datname = 'fromtemplate' AND state = 'running'")
-  or die 'the database created from the template is not served';
+LockctlNode::wait_for_worker($node, 'fromtemplate');
 pass('a database created from a template with the extension is served');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE datname = 'template1'"),
@@ -151,14 +139,10 @@ $node->stop;
 
 # max_worker_processes exhausted: one clear log line, no storm, and the
 # waiting database is served as soon as a slot frees up.
-my $small = PostgreSQL::Test::Cluster->new('small');
-$small->init;
-$small->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
+my $small = LockctlNode->new('small', extension => 0, conf => qq{
 lockctl.expiry_interval = '100ms'
 max_worker_processes = 3
 });
-$small->start;
 for my $db (qw(a b))
 {
 	$small->safe_psql('postgres', "CREATE DATABASE $db");

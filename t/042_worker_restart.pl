@@ -4,19 +4,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('restart');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-lockctl.expiry_interval = '100ms'
-max_worker_processes = 16
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $node = LockctlNode->new('restart', worker => 1);
 $node->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 20)");
 
 sub worker_pid
@@ -34,10 +28,7 @@ sub launcher_pid
 # Take a 1 s hold and wait until the worker expires it.
 sub expires
 {
-	my $id = $node->safe_psql('postgres',
-		"SELECT lockctl.reserve('seats', 1, 'x', '1 second')");
-	return $node->poll_query_until('postgres',
-		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $id");
+	return LockctlNode::hold_expires($node, 'postgres', 'seats');
 }
 
 ok(expires(), 'the worker expires holds');

@@ -2,19 +2,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'lockctl'
-lockctl.expiry_interval = '100ms'
-max_worker_processes = 16
-});
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION lockctl');
+my $primary = LockctlNode->new('primary', worker => 1, streaming => 1);
 $primary->safe_psql('postgres', "SELECT lockctl.create_pool('seats', 10)");
 $primary->backup('backup');
 

@@ -15,6 +15,8 @@ use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use IPC::Run;
 use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC);
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -28,18 +30,12 @@ my $dir = "$PostgreSQL::Test::Utils::log_path/chaos";
 make_path($dir);
 note "chaos: $seconds s, $clients clients, seed $seed (LOCKCTL_CHAOS_SEED to replay the choices)";
 
-my $node = PostgreSQL::Test::Cluster->new('chaos');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'lockctl'
+my $node = LockctlNode->new('chaos', worker => 1, conf => qq(
 lockctl.expiry_interval = '200ms'
 lockctl.max_leases = 256
 max_connections = 64
-max_worker_processes = 16
 log_line_prefix = '%m [%p] %a '
 ));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION lockctl');
 my $dsn = $node->connstr('postgres');
 
 sub chaos_cmd

@@ -10,17 +10,13 @@
 use strict;
 use warnings FATAL => 'all';
 
+use lib 't';
+use LockctlNode;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'lockctl'
-lockctl.expiry_interval = '100ms'
-));
-$node->start;
+my $node = LockctlNode->new('hostile', worker => 1, extension => 0);
 
 $node->safe_psql('postgres', q{
 	CREATE ROLE mallory LOGIN;

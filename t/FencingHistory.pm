@@ -1,4 +1,5 @@
-# FencingHistory: what the failover tests (t/023 to t/028) share.
+# t/FencingHistory.pm: what the failover tests (t/023 to t/028) share,
+# beside t/LockctlNode.pm (use lib 't'; use FencingHistory;).
 #
 # Every lease grant and every hold such a test takes goes through this
 # module, which checks on the spot that each new token is above every token

@@ -1,0 +1,485 @@
+/*-------------------------------------------------------------------------
+ *
+ * expiry_worker.c
+ *	  The expiry worker of one database: its settings, its loop, and the
+ *	  batches that expire due holds and purge finished ones.
+ *
+ * An expiry worker connects to its database as the bootstrap superuser and
+ * loops: a pass calls expire_holds(lockctl.expiry_batch_size) again
+ * and again, each call in its own short transaction, while a batch comes
+ * back full; then purge_holds(lockctl.retention, batch) the same
+ * way (unless retention is -1); then it sleeps lockctl.expiry_interval on
+ * its latch.  The work of a pass is therefore proportional to the number of
+ * due holds (the SQL functions use an index on the expiry time), never to
+ * the number of holds.  Before each batch it checks, in the batch's own
+ * transaction, that the extension exists; when it does not, the worker
+ * records that and exits, and the launcher tries that database again only
+ * at a slow cadence (LAUNCHER_ABSENT_RETRY_MIN_MS doubling up to
+ * LAUNCHER_ABSENT_RETRY_MAX_MS).  At most LAUNCHER_MAX_PROBES workers that
+ * have not yet found the extension run at once, so that a cluster with many
+ * databases is probed a few at a time.
+ *
+ * Both functions are in schema lockctl_internal since 1.1, in lockctl
+ * under 1.0's SQL: the worker asks the catalog which (worker_schema), so
+ * that a 1.1 library serves a database until ALTER EXTENSION lockctl
+ * UPDATE has run there.
+ *
+ * Errors: a batch that fails is caught (PG_TRY), reported to the server log,
+ * recorded in shared memory for the lockctl.workers view, its transaction
+ * aborted, and the worker carries on after a back-off (the interval,
+ * doubling per consecutive failure, at most WORKER_ERROR_BACKOFF_MAX_MS;
+ * worker_backoff_ms).
+ *
+ * src/expiry_worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "worker.h"
+
+/*
+ * The schema of lockctl's internals since 1.1.  A database still at 1.0's
+ * SQL objects has expire_holds and purge_holds in schema lockctl.
+ */
+#define EXPIRY_INTERNAL_SCHEMA	"lockctl_internal"
+
+/* What one batch of the worker does */
+typedef enum WorkerBatchKind
+{
+	BATCH_EXPIRE_HOLDS,
+	BATCH_PURGE_HOLDS,
+	BATCH_PURGE_REQUESTS
+} WorkerBatchKind;
+
+/* Settings */
+static int	lockctl_expiry_interval = 1000; /* ms */
+static int	lockctl_expiry_batch_size = 1000;
+static int	lockctl_retention = 7 * 24 * 3600;	/* s, -1 keeps finished holds */
+
+static void worker_detach(int code, Datum arg);
+static void worker_error_context(void *arg);
+static ExpirySlot *worker_claim_slot(int slotno, const ExpiryWorkerArgs *args);
+static void worker_exit(ExpirySlot *slot, ExpiryExitReason reason);
+static void worker_record_error(ExpirySlot *slot, MemoryContext cxt);
+static bool worker_pass(int slotno);
+static bool worker_batches(int slotno, WorkerBatchKind kind);
+static const char *worker_schema(Oid extoid);
+static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
+						 bool *absent);
+
+/*
+ * Define the settings of the expiry workers.
+ */
+void
+ExpiryWorkerInit(void)
+{
+	DefineCustomIntVariable("lockctl.expiry_interval",
+							gettext_noop("How often the background worker looks for expired holds."),
+							NULL,
+							&lockctl_expiry_interval,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockctl.expiry_batch_size",
+							gettext_noop("Maximum number of holds the background worker expires in one transaction."),
+							NULL,
+							&lockctl_expiry_batch_size,
+							1000, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockctl.retention",
+							gettext_noop("How long finished holds are kept before the background worker purges them."),
+							gettext_noop("Confirmed holds are never purged. -1 keeps finished holds forever."),
+							&lockctl_retention,
+							7 * 24 * 3600, -1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/*
+ * before_shmem_exit callback: give up the slot and tell the launcher.
+ */
+static void
+worker_detach(int code, Datum arg)
+{
+	ExpirySlot *slot = &expiry_shared->slots[DatumGetInt32(arg)];
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->state = SLOT_STOPPED;
+	}
+	if (expiry_shared->launcher_latch)
+		SetLatch(expiry_shared->launcher_latch);
+	LWLockRelease(expiry_shared->lock);
+}
+
+/*
+ * Error context of the worker: every message it logs names its database.
+ */
+static void
+worker_error_context(void *arg)
+{
+	errcontext("lockctl expiry worker for database \"%s\"", (const char *) arg);
+}
+
+/*
+ * Claim slot slotno for this process, unless another worker or a newer
+ * start has it; NULL then.
+ */
+static ExpirySlot *
+worker_claim_slot(int slotno, const ExpiryWorkerArgs *args)
+{
+	ExpirySlot *slot;
+	bool		claimed = false;
+
+	if (slotno < 0 || slotno >= expiry_shared->nslots)
+		return NULL;
+	slot = &expiry_shared->slots[slotno];
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	if (slot->state == SLOT_STARTING && slot->dboid == args->dboid &&
+		slot->generation == args->generation && slot->pid == 0)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->state = SLOT_RUNNING;
+		slot->started_at = GetCurrentTimestamp();
+		slot->exit_reason = EXIT_UNKNOWN;
+		claimed = true;
+	}
+	LWLockRelease(expiry_shared->lock);
+	return claimed ? slot : NULL;
+}
+
+/*
+ * Exit, telling the launcher why (it decides when to start the next one).
+ */
+static void
+worker_exit(ExpirySlot *slot, ExpiryExitReason reason)
+{
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	slot->exit_reason = reason;
+	LWLockRelease(expiry_shared->lock);
+	if (reason == EXIT_NO_EXTENSION)
+		ereport(DEBUG1,
+				(errmsg("lockctl expiry worker for database \"%s\" exits: extension \"lockctl\" is not installed",
+						NameStr(slot->dbname))));
+	proc_exit(0);
+}
+
+/*
+ * A pass failed: log it, roll back, and keep it for lockctl.workers.
+ * Called in PG_CATCH; cxt is the worker's memory context.
+ */
+static void
+worker_record_error(ExpirySlot *slot, MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	slot->errors++;
+	slot->last_error_at = GetCurrentTimestamp();
+	strlcpy(slot->last_error, edata->message ? edata->message : "?",
+			WORKER_ERRMSG_LEN);
+	LWLockRelease(expiry_shared->lock);
+	FreeErrorData(edata);
+}
+
+/*
+ * Main of an expiry worker.
+ */
+void
+lockctl_expiry_worker_main(Datum main_arg)
+{
+	int			slotno = DatumGetInt32(main_arg);
+	ExpiryWorkerArgs args;
+	ExpirySlot *slot;
+	MemoryContext worker_cxt;
+	volatile int consecutive_errors = 0;
+	ErrorContextCallback errcallback;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	slot = worker_claim_slot(slotno, &args);
+	if (slot == NULL)
+		proc_exit(0);
+	before_shmem_exit(worker_detach, Int32GetDatum(slotno));
+
+	errcallback.callback = worker_error_context;
+	errcallback.arg = MemoryContextStrdup(TopMemoryContext, NameStr(slot->dbname));
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+
+	/* Run as the bootstrap superuser: resolve nothing through search_path. */
+	SetConfigOption("search_path", "pg_catalog, pg_temp",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	pgstat_report_appname(MyBgworkerEntry->bgw_name);
+
+	worker_cxt = AllocSetContextCreate(TopMemoryContext,
+									   "lockctl expiry worker",
+									   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(worker_cxt);
+
+	for (;;)
+	{
+		bool		present = true;
+		bool		failed = false;
+		long		sleep_ms;
+		bool		stop;
+
+		MemoryContextSwitchTo(worker_cxt);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		LWLockAcquire(expiry_shared->lock, LW_SHARED);
+		stop = slot->stop_requested;
+		LWLockRelease(expiry_shared->lock);
+		if (stop)
+			worker_exit(slot, EXIT_STOP_REQUESTED);
+
+		PG_TRY();
+		{
+			present = worker_pass(slotno);
+		}
+		PG_CATCH();
+		{
+			worker_record_error(slot, worker_cxt);
+			failed = true;
+		}
+		PG_END_TRY();
+		MemoryContextReset(worker_cxt);
+
+		if (!present)
+			worker_exit(slot, EXIT_NO_EXTENSION);
+
+		/* after failures, the interval doubled per failure in a row */
+		if (failed)
+			sleep_ms = worker_backoff_ms(lockctl_expiry_interval,
+										 WORKER_ERROR_BACKOFF_MAX_MS,
+										 consecutive_errors++);
+		else
+		{
+			sleep_ms = lockctl_expiry_interval;
+			consecutive_errors = 0;
+		}
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * Batches of one kind, each in its own transaction, while they come back
+ * full.  Returns false when the extension is not installed.
+ */
+static bool
+worker_batches(int slotno, WorkerBatchKind kind)
+{
+	bool		absent = false;
+	int			n;
+
+	do
+	{
+		int			batch = lockctl_expiry_batch_size;
+
+		n = worker_batch(slotno, kind, batch, &absent);
+		if (absent)
+			return false;
+		CHECK_FOR_INTERRUPTS();
+		if (n < batch)
+			break;
+	} while (true);
+	return true;
+}
+
+/*
+ * One pass: expire every due hold, then purge old finished ones (unless
+ * retention is -1) and request keys past their ttl (lockctl.retention is
+ * for holds), in batches.  Returns false when the extension is not
+ * installed.
+ */
+static bool
+worker_pass(int slotno)
+{
+	ExpirySlot *slot = &expiry_shared->slots[slotno];
+
+	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS))
+		return false;
+	if (lockctl_retention >= 0 && !worker_batches(slotno, BATCH_PURGE_HOLDS))
+		return false;
+	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS))
+		return false;
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	slot->passes++;
+	slot->last_run = GetCurrentTimestamp();
+	LWLockRelease(expiry_shared->lock);
+	return true;
+}
+
+/*
+ * The schema of expire_holds() and purge_holds() in this database:
+ * lockctl_internal when the installed extension has it (1.1 and later),
+ * else lockctl (1.0's SQL objects, until ALTER EXTENSION lockctl UPDATE).
+ * The schema must belong to the extension: a schema of that name that a
+ * user made is not ours.
+ */
+static const char *
+worker_schema(Oid extoid)
+{
+	Oid			nsp = get_namespace_oid(EXPIRY_INTERNAL_SCHEMA, true);
+
+	if (OidIsValid(nsp) &&
+		getExtensionOfObject(NamespaceRelationId, nsp) == extoid)
+		return EXPIRY_INTERNAL_SCHEMA;
+	return "lockctl";
+}
+
+/*
+ * One batch in its own transaction: expire_holds(batch),
+ * purge_holds(retention, batch) or purge_requests(batch), in the schema
+ * worker_schema() says (request keys exist only from 1.1 on).  Returns how
+ * many holds it
+ * expired or purged; sets *absent when the extension is not installed.
+ */
+static int
+worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
+{
+	ExpirySlot *slot = &expiry_shared->slots[slotno];
+	const char *sql;
+	Oid			argtypes[2];
+	Datum		values[2];
+	int			nargs;
+	int			ret;
+	int			count = 0;
+	bool		isnull;
+	Oid			extoid;
+	const char *schema;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	extoid = get_extension_oid("lockctl", true);
+	*absent = !OidIsValid(extoid);
+	schema = *absent ? NULL : worker_schema(extoid);
+	/* nothing to do: no extension, or no request keys before 1.1 */
+	if (*absent ||
+		(kind == BATCH_PURGE_REQUESTS && strcmp(schema, "lockctl") == 0))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return 0;
+	}
+	if (!slot->has_extension)
+	{
+		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+		slot->has_extension = true;
+		if (expiry_shared->launcher_latch)
+			SetLatch(expiry_shared->launcher_latch);
+		LWLockRelease(expiry_shared->lock);
+	}
+
+	if (kind == BATCH_PURGE_REQUESTS)
+	{
+		sql = psprintf("SELECT %s.purge_requests($1)", schema);
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(batch_size);
+		nargs = 1;
+	}
+	else if (kind == BATCH_PURGE_HOLDS)
+	{
+		sql = psprintf("SELECT %s.purge_holds($1, $2)", schema);
+		argtypes[0] = INTERVALOID;
+		values[0] = IntervalPGetDatum(lockctl_us_to_interval((int64) lockctl_retention * USECS_PER_SEC));
+		argtypes[1] = INT4OID;
+		values[1] = Int32GetDatum(batch_size);
+		nargs = 2;
+	}
+	else
+	{
+		sql = psprintf("SELECT %s.expire_holds($1)", schema);
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(batch_size);
+		nargs = 1;
+	}
+
+	pgstat_report_activity(STATE_RUNNING, sql);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "%s failed: SPI result %d", sql, ret);
+	count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		count = 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (count > 0 && kind != BATCH_PURGE_REQUESTS)
+	{
+		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+		if (kind == BATCH_PURGE_HOLDS)
+			slot->purged += count;
+		else
+			slot->expired += count;
+		LWLockRelease(expiry_shared->lock);
+	}
+	return count;
+}

@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease_acquire.c
+ *	  lockctl.acquire(): grant a lease at once, or wait for it in a
+ *	  first-come-first-served line, sleeping on the backend's latch.
+ *
+ * Locking protocol (waiting)
+ * --------------------------
+ * A backend whose acquire cannot be granted and that may wait
+ * puts its slot (lease_shared->waiters[MyBackendId - 1]) at the tail of the
+ * entry's waiter list and sleeps on its own latch, with a timeout at the
+ * earlier of the end of its wait and the holder's expiry.  Only the head of
+ * the list may take a free lease (first come, first served; a new acquire
+ * that does not wait also yields to queued waiters).  Whoever makes the
+ * lease free (release, force_release, a head that gives up, the end of a
+ * fencing transaction) sets the head's latch; so does a head that leaves
+ * the line with the lease, and a renew, because they change the expiry the
+ * new head must sleep until.  An expiry itself needs no wake-up because
+ * the head's timeout is the expiry.  A waiter leaves the list on
+ * grant, on timeout, and on error or cancel (PG_CATCH), and at backend
+ * exit (before_shmem_exit) for FATAL exits, so nothing is left behind.
+ * An entry is removed from the hash only when nobody holds it, nobody
+ * waits for it and no transaction can hold its fence lock, so a waiter's
+ * entry pointer stays valid while it is queued.
+ *
+ * src/lease_acquire.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "lease.h"
+
+static bool exit_callback_registered = false;
+
+/* the waiter slot of this backend while it is queued, else NULL */
+static LeaseWaiter *my_waiter = NULL;
+
+static void lease_dequeue(void);
+static void lease_leave_queue(void);
+static void lease_exit_callback(int code, Datum arg);
+static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner);
+static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
+							 const char *owner, int64 ttl_us, int64 deadline);
+static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
+						int64 ttl_us, int64 deadline);
+
+/*
+ * Take this backend's slot off its entry's waiter list.  Caller holds the
+ * lease lock exclusively.  If it was first in line and the lease is free,
+ * the next one in line is woken; an entry nobody needs is removed.
+ */
+static void
+lease_dequeue(void)
+{
+	LeaseWaiter *w = my_waiter;
+	LeaseEntry *e;
+	bool		was_head;
+
+	if (w == NULL || w->entry == NULL)
+	{
+		my_waiter = NULL;
+		return;
+	}
+	e = w->entry;
+	was_head = (dlist_head_node(&e->waiters) == &w->node);
+	dlist_delete(&w->node);
+	e->nwaiters--;
+	w->entry = NULL;
+	my_waiter = NULL;
+
+	/*
+	 * The next in line must look again: the lease may be free now, or it
+	 * may have been taken by the one leaving, with an expiry the next one
+	 * has not seen yet (it sleeps until the expiry it last saw).
+	 */
+	if (was_head)
+		lease_wake_head(e);
+	lease_maybe_remove(e);
+}
+
+/*
+ * Leave the waiter list from an error or exit path, where the lease lock
+ * may or may not be held already.
+ */
+static void
+lease_leave_queue(void)
+{
+	bool		held;
+
+	if (my_waiter == NULL || lease_shared == NULL)
+		return;
+	held = LWLockHeldByMeInMode(lease_shared->lock, LW_EXCLUSIVE);
+	if (!held)
+	{
+		if (LWLockHeldByMe(lease_shared->lock))
+			LWLockRelease(lease_shared->lock);
+		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
+	}
+	lease_dequeue();
+	if (!held)
+		LWLockRelease(lease_shared->lock);
+}
+
+static void
+lease_exit_callback(int code, Datum arg)
+{
+	lease_leave_queue();
+}
+
+/*
+ * Put this backend's waiter slot at the tail of e's line.  Caller holds the
+ * lease lock exclusively.
+ */
+static LeaseWaiter *
+lease_enqueue(LeaseEntry *e, const char *owner)
+{
+	LeaseWaiter *w;
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(lease_exit_callback, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	Assert(MyBackendId >= 1 && MyBackendId <= MaxBackends);
+	w = &lease_shared->waiters[MyBackendId - 1];
+	w->latch = MyLatch;
+	w->pid = MyProcPid;
+	w->entry = e;
+	w->since = GetCurrentTimestamp();
+	strlcpy(w->owner, owner, sizeof(w->owner));
+	dlist_push_tail(&e->waiters, &w->node);
+	e->nwaiters++;
+	my_waiter = w;
+	lease_shared->stats.waits++;
+	return w;
+}
+
+/*
+ * The waiting part of acquire: w is queued on e.  Returns the token, or 0
+ * when the wait ran out; either way w has left the queue.
+ */
+static int64
+lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
+				int64 ttl_us, int64 deadline)
+{
+	int64		token;
+	int64		now;
+
+	for (;;)
+	{
+		long		timeout_ms;
+		int64		sleep_until;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		LeaseTokenCheck();
+
+		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
+		now = lease_now_mono();
+		token = lease_try_grant(e, owner, ttl_us,
+								dlist_head_node(&e->waiters) == &w->node,
+								now);
+		if (token != 0 || now >= deadline)
+		{
+			if (token == 0)
+				lease_shared->stats.timeouts++;
+			lease_dequeue();
+			LWLockRelease(lease_shared->lock);
+			break;
+		}
+		sleep_until = deadline;
+		if (lease_is_live(e, now))
+			sleep_until = Min(sleep_until, e->expires_mono);
+		else if (e->fenced)
+			sleep_until = Min(sleep_until,
+							  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
+		LWLockRelease(lease_shared->lock);
+
+		/* round up, so as not to wake just before the moment */
+		timeout_ms = (long) ((sleep_until - now + 999) / 1000);
+		if (timeout_ms < 1)
+			timeout_ms = 1;
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+	}
+	return token;
+}
+
+/*
+ * lease_wait_loop, leaving the queue on error or cancel.  Kept apart from
+ * its caller so that no local variable lives across the setjmp.
+ */
+static pg_noinline int64
+lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner, int64 ttl_us,
+		   int64 deadline)
+{
+	volatile int64 token = 0;
+
+	PG_TRY();
+	{
+		token = lease_wait_loop(e, w, owner, ttl_us, deadline);
+	}
+	PG_CATCH();
+	{
+		lease_leave_queue();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return token;
+}
+
+/*
+ * lockctl.acquire(resource text, owner text, ttl interval, wait interval)
+ * returns bigint: a fencing token, or NULL if not granted within wait.
+ */
+PG_FUNCTION_INFO_V1(lockctl_acquire);
+Datum
+lockctl_acquire(PG_FUNCTION_ARGS)
+{
+	char	   *resource = lockctl_arg_name(fcinfo, 0, "resource", false);
+	char	   *owner = lockctl_arg_name(fcinfo, 1, "owner", false);
+	int64		ttl_us = lockctl_arg_interval_us(fcinfo, 2, "ttl",
+												 LEASE_TTL_MIN_US,
+												 LEASE_TTL_MAX_US);
+	int64		wait_us = lockctl_arg_interval_us(fcinfo, 3, "wait", 0,
+												  LEASE_WAIT_MAX_US);
+	LeaseKey	key;
+	LeaseEntry *e;
+	LeaseWaiter *w;
+	int64		now;
+	int64		deadline;
+	int64		token;
+
+	PreventCommandDuringRecovery("lockctl.acquire()");
+	lease_check_shmem();
+	LeaseTokenCheck();
+	lease_make_key(&key, resource);
+
+	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
+	e = lease_enter(&key);
+	now = lease_now_mono();
+	deadline = now + wait_us;
+	token = lease_try_grant(e, owner, ttl_us, e->nwaiters == 0, now);
+	if (token != 0)
+	{
+		LWLockRelease(lease_shared->lock);
+		PG_RETURN_INT64(token);
+	}
+	if (lease_is_live(e, now))
+		lease_shared->stats.conflicts++;
+	if (wait_us == 0)
+	{
+		lease_shared->stats.timeouts++;
+		lease_maybe_remove(e);
+		LWLockRelease(lease_shared->lock);
+		PG_RETURN_NULL();
+	}
+
+	w = lease_enqueue(e, owner);
+	LWLockRelease(lease_shared->lock);
+
+	token = lease_wait(e, w, owner, ttl_us, deadline);
+
+	if (token == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(token);
+}

@@ -1,0 +1,388 @@
+/*-------------------------------------------------------------------------
+ *
+ * version_stats.c
+ *	  The counters of version-checked updates: lockctl.max_versioned_tables,
+ *	  their table in shared memory, the function behind the view
+ *	  lockctl.versioned_tables, and lockctl.reset_versioning_stats().
+ *
+ * Locking protocol
+ * ----------------
+ * A hash table of at most lockctl.max_versioned_tables entries, keyed by
+ * (database oid, oid of the table versioning was enabled on), holds the
+ * counters of each versioned table.  Counters live in shared memory so that
+ * a conflict counts even though its transaction aborts.
+ *
+ *	- One LWLock (tranche "lockctl_version") protects the hash table's
+ *	  structure: lookups take it shared; adding or removing an entry, and
+ *	  setting stats_reset, take it exclusive.
+ *	- The counters themselves are atomics, bumped without the lock.
+ *	- A backend may keep a pointer to its table's entry for the rest of a
+ *	  statement.  That is safe because entries are removed only by
+ *	  disable_versioning()/enable_versioning() of that table, which hold
+ *	  AccessExclusiveLock / ShareRowExclusiveLock on it and on its
+ *	  partitions (so no trigger of that table is running), and by
+ *	  reset_versioning_stats() for tables that no longer exist.
+ *	- When the table is full, new tables go uncounted (the view shows
+ *	  NULL counters for them); writes are never refused for it.
+ *
+ * src/version_stats.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/pg_trigger.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "version.h"
+
+typedef struct VersionStatsKey
+{
+	Oid			dbid;
+	Oid			relid;			/* the table versioning was enabled on */
+} VersionStatsKey;
+
+struct VersionStatsEntry
+{
+	VersionStatsKey key;
+	pg_atomic_uint64 counters[VSTAT_COUNT];
+	TimestampTz stats_reset;	/* under the lock, exclusive to write */
+};
+
+typedef struct VersionShared
+{
+	LWLock	   *lock;
+} VersionShared;
+
+#define VERSION_TRANCHE		"lockctl_version"
+
+static VersionShared *vshared = NULL;
+static HTAB *vstats = NULL;
+
+static int	lockctl_max_versioned_tables = 1024;
+
+static Size version_shmem_size(void);
+static void version_shmem_startup(void);
+
+static const LockctlShmemPart version_shmem_part = {
+	version_shmem_size, VERSION_TRANCHE, version_shmem_startup
+};
+
+/*
+ * Define lockctl.max_versioned_tables and ask for the counters' table.
+ */
+void
+VersionInit(void)
+{
+	DefineCustomIntVariable("lockctl.max_versioned_tables",
+							gettext_noop("Maximum number of versioned tables whose counters are kept, across all databases."),
+							gettext_noop("Each takes a small entry in shared memory; tables beyond the limit are still checked, but not counted."),
+							&lockctl_max_versioned_tables,
+							1024, 16, 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	lockctl_shmem_register(&version_shmem_part);
+}
+
+static Size
+version_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(VersionShared)),
+					hash_estimate_size(lockctl_max_versioned_tables,
+									   sizeof(VersionStatsEntry)));
+}
+
+static void
+version_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	vshared = ShmemInitStruct("lockctl version", sizeof(VersionShared), &found);
+	if (!found)
+		vshared->lock = &(GetNamedLWLockTranche(VERSION_TRANCHE))->lock;
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(VersionStatsKey);
+	info.entrysize = sizeof(VersionStatsEntry);
+	vstats = ShmemInitHash("lockctl version stats",
+						   lockctl_max_versioned_tables,
+						   lockctl_max_versioned_tables,
+						   &info, HASH_ELEM | HASH_BLOBS);
+
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ---------------------------------------------------------------------
+ * Counters
+ * ---------------------------------------------------------------------
+ */
+
+void
+version_stats_bump(VersionStatsEntry *e, VersionCounter c)
+{
+	if (e != NULL)
+		pg_atomic_fetch_add_u64(&e->counters[c], 1);
+}
+
+/*
+ * The counters of relid in this database; with create, make them when
+ * missing, unless the table is full (then NULL).
+ */
+VersionStatsEntry *
+version_stats_entry(Oid relid, bool create)
+{
+	VersionStatsKey key;
+	VersionStatsEntry *e;
+	bool		found;
+
+	if (vstats == NULL)
+		return NULL;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+
+	LWLockAcquire(vshared->lock, LW_SHARED);
+	e = hash_search(vstats, &key, HASH_FIND, NULL);
+	LWLockRelease(vshared->lock);
+	if (e != NULL || !create)
+		return e;
+
+	LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
+	e = hash_search(vstats, &key, HASH_FIND, NULL);
+	if (e == NULL &&
+		hash_get_num_entries(vstats) < lockctl_max_versioned_tables)
+	{
+		e = hash_search(vstats, &key, HASH_ENTER_NULL, &found);
+		if (e != NULL && !found)
+		{
+			for (int i = 0; i < VSTAT_COUNT; i++)
+				pg_atomic_init_u64(&e->counters[i], 0);
+			e->stats_reset = GetCurrentTimestamp();
+		}
+	}
+	LWLockRelease(vshared->lock);
+	return e;
+}
+
+/* Forget the counters of relid in this database. */
+void
+version_stats_remove(Oid relid)
+{
+	VersionStatsKey key;
+
+	if (vstats == NULL)
+		return;
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
+	hash_search(vstats, &key, HASH_REMOVE, NULL);
+	LWLockRelease(vshared->lock);
+}
+
+/* ---------------------------------------------------------------------
+ * The view and the reset
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * lockctl_internal.versioned_tables(), behind the view
+ * lockctl.versioned_tables: one row per table versioning is
+ * enabled on in this database, with its configuration and counters.
+ */
+PG_FUNCTION_INFO_V1(lockctl_versioned_tables);
+Datum
+lockctl_versioned_tables(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			fnoid;
+	Relation	tgrel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	fnoid = version_trigger_fn(true);
+	if (!OidIsValid(fnoid))
+		return (Datum) 0;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	scan = systable_beginscan(tgrel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		Datum		values[9];
+		bool		nulls[9];
+		Datum		argsd;
+		bool		argsnull;
+		char	   *col = NULL;
+		char	   *mode = NULL;
+		VersionStatsEntry *e;
+
+		if (tg->tgfoid != fnoid || OidIsValid(tg->tgparentid))
+			continue;
+
+		memset(nulls, 0, sizeof(nulls));
+		argsd = heap_getattr(tup, Anum_pg_trigger_tgargs,
+							 RelationGetDescr(tgrel), &argsnull);
+		if (!argsnull && tg->tgnargs >= 2)
+		{
+			bytea	   *args = DatumGetByteaPP(argsd);
+			char	   *p = VARDATA_ANY(args);
+			char	   *end = p + VARSIZE_ANY_EXHDR(args);
+
+			col = pnstrdup(p, strnlen(p, end - p));
+			p += strlen(col) + 1;
+			if (p < end)
+				mode = pnstrdup(p, strnlen(p, end - p));
+		}
+
+		values[0] = ObjectIdGetDatum(tg->tgrelid);
+		if (col)
+			values[1] = DirectFunctionCall1(namein, CStringGetDatum(col));
+		else
+			nulls[1] = true;
+		if (mode)
+			values[2] = CStringGetTextDatum(mode);
+		else
+			nulls[2] = true;
+		values[3] = BoolGetDatum(tg->tgenabled != TRIGGER_DISABLED);
+
+		LWLockAcquire(vshared->lock, LW_SHARED);
+		{
+			VersionStatsKey key;
+
+			memset(&key, 0, sizeof(key));
+			key.dbid = MyDatabaseId;
+			key.relid = tg->tgrelid;
+			e = hash_search(vstats, &key, HASH_FIND, NULL);
+			if (e != NULL)
+			{
+				for (int i = 0; i < VSTAT_COUNT; i++)
+					values[4 + i] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
+				values[8] = TimestampTzGetDatum(e->stats_reset);
+			}
+		}
+		LWLockRelease(vshared->lock);
+
+		/* Never fired yet: nothing to count.  Untracked: unknown. */
+		if (e == NULL)
+		{
+			bool		full;
+
+			LWLockAcquire(vshared->lock, LW_SHARED);
+			full = hash_get_num_entries(vstats) >= lockctl_max_versioned_tables;
+			LWLockRelease(vshared->lock);
+			for (int i = 0; i < VSTAT_COUNT; i++)
+			{
+				values[4 + i] = Int64GetDatum(0);
+				nulls[4 + i] = full;
+			}
+			nulls[8] = true;
+		}
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+
+	return (Datum) 0;
+}
+
+/*
+ * lockctl.reset_versioning_stats(tbl regclass default null): zero the
+ * counters of one table, or of every table of this database (and forget
+ * those of tables that no longer exist).
+ */
+PG_FUNCTION_INFO_V1(lockctl_reset_versioning_stats);
+Datum
+lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	VersionStatsEntry *e;
+	List	   *gone = NIL;
+	List	   *all = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		one = !PG_ARGISNULL(0);
+	Oid			only = one ? PG_GETARG_OID(0) : InvalidOid;
+
+	/*
+	 * NULL means every table; any other oid must name a relation (0 or a
+	 * dropped table's oid is 42P01, like version_open_owned) on which
+	 * versioning is enabled (42704 otherwise).
+	 */
+	if (one)
+	{
+		Relation	rel = try_relation_open(only, AccessShareLock);
+		bool		versioned;
+
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", only)));
+		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
+
+		if (!versioned)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("versioning is not enabled on table \"%s\"",
+							RelationGetRelationName(rel))));
+		relation_close(rel, AccessShareLock);
+	}
+
+	/* Which entries of this database belong to tables that are gone. */
+	LWLockAcquire(vshared->lock, LW_SHARED);
+	hash_seq_init(&seq, vstats);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->key.dbid == MyDatabaseId)
+			all = lappend_oid(all, e->key.relid);
+	}
+	LWLockRelease(vshared->lock);
+	foreach(lc, all)
+	{
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(lc))))
+			gone = lappend_oid(gone, lfirst_oid(lc));
+	}
+
+	LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, vstats);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->key.dbid != MyDatabaseId)
+			continue;
+		if (one && e->key.relid != only)
+			continue;
+		if (!one && list_member_oid(gone, e->key.relid))
+		{
+			hash_search(vstats, &e->key, HASH_REMOVE, NULL);
+			continue;
+		}
+		for (int i = 0; i < VSTAT_COUNT; i++)
+			pg_atomic_write_u64(&e->counters[i], 0);
+		e->stats_reset = now;
+	}
+	LWLockRelease(vshared->lock);
+
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,822 @@
+/*-------------------------------------------------------------------------
+ *
+ * version_trigger.c
+ *	  Version-checked updates (optimistic concurrency) enforced by the
+ *	  database: the C trigger, enable_versioning() and disable_versioning(),
+ *	  and what the other files of versioning need to know of the trigger.
+ *
+ * The trigger (lockctl.version_trigger, BEFORE INSERT OR UPDATE FOR EACH
+ * ROW) takes two arguments: the name of the version column and the mode
+ * ('strict' or 'orm').  Keeping the configuration in the trigger's own
+ * arguments means pg_dump restores it with the trigger, partitions get it
+ * when the trigger is cloned to them, and there is no second catalog that
+ * could disagree with pg_trigger.
+ *
+ *	INSERT	a NULL version becomes 1; a version given (or a column default)
+ *			is kept.
+ *	UPDATE	the UPDATE must assign the version column (tg_updatedcols tells
+ *			which columns it assigns), else it is a blind write and is
+ *			refused.  The value assigned must be the row's current version
+ *			(in mode 'orm' also current + 1); the row then stores
+ *			current + 1.  Anything else is a conflict: SQLSTATE 40001.
+ *
+ * Because the check compares against the row version the trigger is fired
+ * on, it is right under every isolation level: in READ COMMITTED an UPDATE
+ * that waited for a concurrent writer is fired on the newest row version
+ * (EvalPlanQual), so a stale version fails there too.
+ *
+ * The counters are in version_stats.c, update_versioned() in
+ * version_update.c.
+ *
+ * src/version_trigger.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "catalog/catalog.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "version.h"
+
+/* What the trigger keeps in fn_extra for the rest of a statement. */
+typedef struct VersionTrigState
+{
+	Oid			tgoid;
+	Oid			relid;
+	AttrNumber	attnum;
+	Oid			typid;
+	VersionMode mode;
+	VersionStatsEntry *stats;	/* NULL: not counted (table full) */
+} VersionTrigState;
+
+/* Cloned trigger oid -> the table versioning was enabled on. */
+typedef struct RootCacheEntry
+{
+	Oid			tgoid;
+	Oid			rootrelid;
+} RootCacheEntry;
+
+static HTAB *root_cache = NULL;
+static Oid	version_fn_oid = InvalidOid;
+static bool callbacks_registered = false;
+
+static void version_register_callbacks(void);
+static VersionMode version_parse_mode(const char *mode);
+static const char *version_mode_name(VersionMode mode);
+static Oid	version_root_relid(Trigger *trigger, Oid relid);
+static Datum version_to_datum(int64 v, Oid typid);
+static char *version_row_key(Relation rel, HeapTuple tuple);
+static char *version_show(bool isnull, int64 v);
+static VersionTrigState *version_trig_setup(FunctionCallInfo fcinfo,
+											TriggerData *td);
+static HeapTuple version_set(HeapTuple tuple, TriggerData *td,
+							 VersionTrigState *st, int64 v);
+static HeapTuple version_on_insert(TriggerData *td, VersionTrigState *st);
+static HeapTuple version_on_update(TriggerData *td, VersionTrigState *st);
+static void version_refuse_blind_write(TriggerData *td, VersionTrigState *st);
+static void version_refuse_conflict(TriggerData *td, VersionTrigState *st,
+									bool oldnull, int64 oldv,
+									bool newnull, int64 newv);
+
+/* ---------------------------------------------------------------------
+ * Helpers
+ * ---------------------------------------------------------------------
+ */
+
+static void
+version_invalidate_fn(Datum arg, int cacheid, uint32 hashvalue)
+{
+	version_fn_oid = InvalidOid;
+}
+
+static void
+version_invalidate_rel(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	RootCacheEntry *r;
+
+	/* Trigger oids can be reused after a drop: forget them all. */
+	if (root_cache == NULL || hash_get_num_entries(root_cache) == 0)
+		return;
+	hash_seq_init(&seq, root_cache);
+	while ((r = hash_seq_search(&seq)) != NULL)
+		hash_search(root_cache, &r->tgoid, HASH_REMOVE, NULL);
+}
+
+static void
+version_register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	CacheRegisterSyscacheCallback(PROCOID, version_invalidate_fn, (Datum) 0);
+	CacheRegisterRelcacheCallback(version_invalidate_rel, (Datum) 0);
+	callbacks_registered = true;
+}
+
+/*
+ * The oid of lockctl.version_trigger(), cached until pg_proc changes.
+ */
+Oid
+version_trigger_fn(bool missing_ok)
+{
+	version_register_callbacks();
+	if (!OidIsValid(version_fn_oid))
+		version_fn_oid = LookupFuncName(list_make2(makeString("lockctl"),
+												   makeString(VERSION_TRIGGER_FUNC)),
+										0, NULL, missing_ok);
+	return version_fn_oid;
+}
+
+/* The lockctl version trigger of rel, or NULL. */
+Trigger *
+version_find_trigger(Relation rel, Oid fnoid)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	if (trigdesc == NULL || !OidIsValid(fnoid))
+		return NULL;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		if (trigdesc->triggers[i].tgfoid == fnoid)
+			return &trigdesc->triggers[i];
+	}
+	return NULL;
+}
+
+static VersionMode
+version_parse_mode(const char *mode)
+{
+	if (pg_strcasecmp(mode, "strict") == 0)
+		return VERSION_MODE_STRICT;
+	if (pg_strcasecmp(mode, "orm") == 0)
+		return VERSION_MODE_ORM;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid versioning mode \"%s\"", mode),
+			 errhint("The mode is 'strict' (UPDATE sets the version it read) or 'orm' (it may also set the version read plus one).")));
+	return VERSION_MODE_STRICT;	/* keep compiler quiet */
+}
+
+static const char *
+version_mode_name(VersionMode mode)
+{
+	return mode == VERSION_MODE_ORM ? "orm" : "strict";
+}
+
+/*
+ * Check that colname can be rel's version column: an ordinary column of
+ * type smallint, integer or bigint.  Returns its number and type.
+ */
+AttrNumber
+version_check_column(Relation rel, const char *colname, Oid *typid,
+					 bool enabling)
+{
+	HeapTuple	atttup;
+	Form_pg_attribute att;
+	AttrNumber	attnum;
+
+	atttup = SearchSysCacheAttName(RelationGetRelid(rel), colname);
+	if (!HeapTupleIsValid(atttup) && enabling)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						colname, RelationGetRelationName(rel)),
+				 errhint("The version column must exist before versioning is enabled, e.g. ALTER TABLE ... ADD COLUMN %s bigint NOT NULL DEFAULT 1.",
+						 quote_identifier(colname))));
+	if (!HeapTupleIsValid(atttup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("version column \"%s\" of relation \"%s\" does not exist",
+						colname, RelationGetRelationName(rel)),
+				 errdetail("The column was renamed or dropped after versioning was enabled on the table."),
+				 errhint("Call lockctl.disable_versioning() and lockctl.enable_versioning() again with the column's name.")));
+	att = (Form_pg_attribute) GETSTRUCT(atttup);
+	attnum = att->attnum;
+	*typid = att->atttypid;
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+				 errmsg("system column \"%s\" cannot be a version column",
+						colname)));
+	if (att->attgenerated != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+				 errmsg("generated column \"%s\" of relation \"%s\" cannot be a version column",
+						colname, RelationGetRelationName(rel)),
+				 errdetail("An UPDATE cannot assign a generated column.")));
+	if (att->attidentity != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+				 errmsg("identity column \"%s\" of relation \"%s\" cannot be a version column",
+						colname, RelationGetRelationName(rel)),
+				 errdetail("An identity column numbers rows; a version column counts the updates of one row.")));
+	if (*typid != INT2OID && *typid != INT4OID && *typid != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("version column \"%s\" of relation \"%s\" has type %s",
+						colname, RelationGetRelationName(rel),
+						format_type_be(*typid)),
+				 errdetail("A version column must be of type smallint, integer or bigint.")));
+	ReleaseSysCache(atttup);
+	return attnum;
+}
+
+/*
+ * The table versioning was enabled on: the relation itself, or for a
+ * trigger cloned onto a partition, the partitioned table at the top.
+ */
+static Oid
+version_root_relid(Trigger *trigger, Oid relid)
+{
+	Oid			tgoid = trigger->tgoid;
+	Relation	tgrel;
+	RootCacheEntry *r;
+	bool		found;
+
+	if (!trigger->tgisclone)
+		return relid;
+
+	version_register_callbacks();
+	if (root_cache == NULL)
+	{
+		HASHCTL		info;
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(Oid);
+		info.entrysize = sizeof(RootCacheEntry);
+		root_cache = hash_create("lockctl version trigger roots", 64, &info,
+								 HASH_ELEM | HASH_BLOBS);
+	}
+	r = hash_search(root_cache, &trigger->tgoid, HASH_FIND, NULL);
+	if (r != NULL)
+		return r->rootrelid;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	for (;;)
+	{
+		ScanKeyData skey;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		Form_pg_trigger tg;
+		Oid			parent;
+
+		ScanKeyInit(&skey, Anum_pg_trigger_oid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(tgoid));
+		scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &skey);
+		tup = systable_getnext(scan);
+		if (!HeapTupleIsValid(tup))
+		{
+			systable_endscan(scan);
+			break;
+		}
+		tg = (Form_pg_trigger) GETSTRUCT(tup);
+		relid = tg->tgrelid;
+		parent = tg->tgparentid;
+		systable_endscan(scan);
+		if (!OidIsValid(parent))
+			break;
+		tgoid = parent;
+	}
+	table_close(tgrel, AccessShareLock);
+
+	r = hash_search(root_cache, &trigger->tgoid, HASH_ENTER, &found);
+	r->rootrelid = relid;
+	return relid;
+}
+
+int64
+version_from_datum(Datum d, Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+static Datum
+version_to_datum(int64 v, Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return Int16GetDatum((int16) v);
+		case INT4OID:
+			return Int32GetDatum((int32) v);
+		default:
+			return Int64GetDatum(v);
+	}
+}
+
+int64
+version_type_max(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return PG_INT16_MAX;
+		case INT4OID:
+			return PG_INT32_MAX;
+		default:
+			return PG_INT64_MAX;
+	}
+}
+
+int64
+version_type_min(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return PG_INT16_MIN;
+		case INT4OID:
+			return PG_INT32_MIN;
+		default:
+			return PG_INT64_MIN;
+	}
+}
+
+static char *
+version_show(bool isnull, int64 v)
+{
+	return isnull ? pstrdup("NULL") : psprintf(INT64_FORMAT, v);
+}
+
+/*
+ * "(id)=(42)" for the row tuple of rel, from its primary key, as unique
+ * violations show it; "(ctid)=(0,1)" when rel has no primary key or the
+ * user may not see the key's columns.  Only used on error paths.
+ */
+static char *
+version_row_key(Relation rel, HeapTuple tuple)
+{
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	char	   *desc = NULL;
+
+	if (OidIsValid(pkoid))
+	{
+		Relation	idx = index_open(pkoid, AccessShareLock);
+		int			nkeys = IndexRelationGetNumberOfKeyAttributes(idx);
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		for (int i = 0; i < nkeys; i++)
+			values[i] = heap_getattr(tuple, idx->rd_index->indkey.values[i],
+									 RelationGetDescr(rel), &isnull[i]);
+		desc = BuildIndexValueDescription(idx, values, isnull);
+		index_close(idx, AccessShareLock);
+	}
+	if (desc == NULL)
+		desc = psprintf("(ctid)=(%u,%u)",
+						ItemPointerGetBlockNumber(&tuple->t_self),
+						ItemPointerGetOffsetNumber(&tuple->t_self));
+	return desc;
+}
+
+/* ---------------------------------------------------------------------
+ * The trigger
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Validate the trigger's definition and arguments once per statement and
+ * keep what each row needs.
+ */
+static VersionTrigState *
+version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
+{
+	Trigger    *trigger = td->tg_trigger;
+	Relation	rel = td->tg_relation;
+	VersionTrigState *st;
+	Oid			typid;
+	AttrNumber	attnum;
+	VersionMode mode;
+
+	if (!TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) ||
+		  TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on table \"%s\" must be BEFORE INSERT OR UPDATE FOR EACH ROW",
+						trigger->tgname, RelationGetRelationName(rel)),
+				 errhint("Create it with lockctl.enable_versioning().")));
+	if (trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on table \"%s\" must have two arguments, the version column and the mode",
+						trigger->tgname, RelationGetRelationName(rel)),
+				 errhint("Create it with lockctl.enable_versioning().")));
+
+	attnum = version_check_column(rel, trigger->tgargs[0], &typid, false);
+	mode = version_parse_mode(trigger->tgargs[1]);
+
+	st = (VersionTrigState *) fcinfo->flinfo->fn_extra;
+	if (st == NULL)
+	{
+		st = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+									sizeof(VersionTrigState));
+		fcinfo->flinfo->fn_extra = st;
+	}
+	st->tgoid = trigger->tgoid;
+	st->relid = RelationGetRelid(rel);
+	st->attnum = attnum;
+	st->typid = typid;
+	st->mode = mode;
+	st->stats = version_stats_entry(version_root_relid(trigger, st->relid),
+									true);
+	return st;
+}
+
+/* tuple with the version column set to v */
+static HeapTuple
+version_set(HeapTuple tuple, TriggerData *td, VersionTrigState *st, int64 v)
+{
+	int			col = st->attnum;
+	Datum		val = version_to_datum(v, st->typid);
+	bool		isnull = false;
+
+	return heap_modify_tuple_by_cols(tuple, RelationGetDescr(td->tg_relation),
+									 1, &col, &val, &isnull);
+}
+
+/*
+ * INSERT: a NULL version becomes 1; a version given (or a column default)
+ * is kept.
+ */
+static HeapTuple
+version_on_insert(TriggerData *td, VersionTrigState *st)
+{
+	HeapTuple	newtuple = td->tg_trigtuple;
+	bool		newnull;
+
+	version_stats_bump(st->stats, VSTAT_INSERTS);
+	(void) heap_getattr(newtuple, st->attnum,
+						RelationGetDescr(td->tg_relation), &newnull);
+	if (!newnull)
+		return newtuple;
+	return version_set(newtuple, td, st, 1);
+}
+
+/* A blind write: the UPDATE does not say which version it read. */
+static void
+version_refuse_blind_write(TriggerData *td, VersionTrigState *st)
+{
+	Relation	rel = td->tg_relation;
+	const char *colname = NameStr(TupleDescAttr(RelationGetDescr(rel),
+												st->attnum - 1)->attname);
+
+	version_stats_bump(st->stats, VSTAT_BLIND);
+	ereport(ERROR,
+			(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+			 errmsg("blind write refused on table \"%s\", row %s: the UPDATE does not assign version column \"%s\"",
+					RelationGetRelationName(rel),
+					version_row_key(rel, td->tg_trigtuple), colname),
+			 errdetail("Versioning is enabled on this table: an UPDATE must set \"%s\" to the version it read, so that a write computed from a stale read is refused.",
+					   colname),
+			 errhint("Add %s = <version read> to the SET list; to overwrite the row whatever its version, write %s = %s.",
+					 quote_identifier(colname), quote_identifier(colname),
+					 quote_identifier(colname)),
+			 errtable(rel)));
+}
+
+/* The version sent is not the current one: 40001. */
+static void
+version_refuse_conflict(TriggerData *td, VersionTrigState *st,
+						bool oldnull, int64 oldv, bool newnull, int64 newv)
+{
+	Relation	rel = td->tg_relation;
+	const char *colname = NameStr(TupleDescAttr(RelationGetDescr(rel),
+												st->attnum - 1)->attname);
+	char	   *sent = version_show(newnull, newv);
+	char	   *cur = version_show(oldnull, oldv);
+	bool		orm_style = (st->mode == VERSION_MODE_STRICT &&
+							 !oldnull && !newnull && oldv < PG_INT64_MAX &&
+							 newv == oldv + 1);
+
+	version_stats_bump(st->stats, VSTAT_CONFLICTS);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("version conflict on table \"%s\", row %s: version sent %s, current version %s",
+					RelationGetRelationName(rel),
+					version_row_key(rel, td->tg_trigtuple), sent, cur),
+			 errdetail("The UPDATE set \"%s\" to %s; the row's current version is %s.",
+					   colname, sent, cur),
+			 orm_style ?
+			 errhint("The version sent is the current version plus one, as ORMs send it; enable versioning with mode 'orm' to accept that form.") :
+			 errhint("Read the row again, recompute the change and retry."),
+			 errtable(rel)));
+}
+
+/*
+ * UPDATE: the version assigned must be the row's current one (in mode
+ * 'orm' also current + 1); the row then stores current + 1.
+ */
+static HeapTuple
+version_on_update(TriggerData *td, VersionTrigState *st)
+{
+	Relation	rel = td->tg_relation;
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	HeapTuple	oldtuple = td->tg_trigtuple;
+	HeapTuple	newtuple = td->tg_newtuple;
+	Datum		d;
+	bool		oldnull;
+	bool		newnull;
+	int64		oldv = 0;
+	int64		newv = 0;
+	int64		storev;
+	bool		match;
+
+	if (!bms_is_member(st->attnum - FirstLowInvalidHeapAttributeNumber,
+					   td->tg_updatedcols))
+		version_refuse_blind_write(td, st);
+
+	d = heap_getattr(oldtuple, st->attnum, tupdesc, &oldnull);
+	if (!oldnull)
+		oldv = version_from_datum(d, st->typid);
+	d = heap_getattr(newtuple, st->attnum, tupdesc, &newnull);
+	if (!newnull)
+		newv = version_from_datum(d, st->typid);
+
+	/*
+	 * A NULL version (a row that was there before versioning was enabled,
+	 * in a nullable column) is matched by NULL and becomes 1.
+	 */
+	if (oldnull || newnull)
+		match = (oldnull && newnull);
+	else
+		match = (newv == oldv ||
+				 (st->mode == VERSION_MODE_ORM && oldv < PG_INT64_MAX &&
+				  newv == oldv + 1));
+	if (!match)
+		version_refuse_conflict(td, st, oldnull, oldv, newnull, newv);
+
+	storev = oldnull ? 1 : oldv;
+	if (!oldnull)
+	{
+		if (oldv >= version_type_max(st->typid))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("version of row %s of table \"%s\" cannot go past " INT64_FORMAT,
+							version_row_key(rel, oldtuple),
+							RelationGetRelationName(rel), oldv),
+					 errhint("Widen the version column, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE bigint."),
+					 errtable(rel)));
+		storev = oldv + 1;
+	}
+
+	version_stats_bump(st->stats, VSTAT_CHECKED);
+
+	/* An ORM already sent the next version: nothing to change. */
+	if (!newnull && newv == storev)
+		return newtuple;
+	return version_set(newtuple, td, st, storev);
+}
+
+/*
+ * lockctl.version_trigger(): BEFORE INSERT OR UPDATE FOR EACH ROW.
+ */
+PG_FUNCTION_INFO_V1(lockctl_version_trigger);
+Datum
+lockctl_version_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	VersionTrigState *st;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("lockctl.version_trigger() was not called by the trigger manager"),
+				 errhint("Use lockctl.enable_versioning() to put it on a table.")));
+	td = (TriggerData *) fcinfo->context;
+
+	st = (VersionTrigState *) fcinfo->flinfo->fn_extra;
+	if (st == NULL || st->tgoid != td->tg_trigger->tgoid ||
+		st->relid != RelationGetRelid(td->tg_relation))
+		st = version_trig_setup(fcinfo, td);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		return PointerGetDatum(version_on_insert(td, st));
+	return PointerGetDatum(version_on_update(td, st));
+}
+
+/* ---------------------------------------------------------------------
+ * enable_versioning / disable_versioning
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Open relid for a change of its versioning, with lockmode, after checking
+ * that it exists, is a table and belongs to the caller.
+ */
+static Relation
+version_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
+{
+	Relation	rel;
+	char		relkind;
+
+	LockRelationOid(relid, lockmode);
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+	{
+		UnlockRelationOid(relid, lockmode);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	}
+	relkind = rel->rd_rel->relkind;
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot use %s on relation \"%s\"",
+						fname, RelationGetRelationName(rel)),
+				 errdetail_relkind_not_supported(relkind),
+				 errhint("Versioning works on ordinary and partitioned tables.")));
+	if (IsSystemRelation(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot use %s on system catalog \"%s\"",
+						fname, RelationGetRelationName(rel))));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+					   RelationGetRelationName(rel));
+	return rel;
+}
+
+/* Run one utility statement through SPI. */
+static void
+version_run_utility(const char *sql)
+{
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed for \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+/*
+ * lockctl.enable_versioning(tbl regclass, version_column name, mode text)
+ */
+PG_FUNCTION_INFO_V1(lockctl_enable_versioning);
+Datum
+lockctl_enable_versioning(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *colname;
+	char	   *modestr;
+	VersionMode mode;
+	Relation	rel;
+	Trigger    *existing;
+	Oid			fnoid;
+	Oid			typid;
+	char	   *qualname;
+
+	lockctl_arg_not_null(fcinfo, 0, "tbl");
+	lockctl_arg_not_null(fcinfo, 1, "version_column");
+	lockctl_arg_not_null(fcinfo, 2, "mode");
+	relid = PG_GETARG_OID(0);
+	colname = pstrdup(NameStr(*PG_GETARG_NAME(1)));
+	modestr = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	mode = version_parse_mode(modestr);
+
+	PreventCommandDuringRecovery("lockctl.enable_versioning()");
+
+	fnoid = version_trigger_fn(false);
+	rel = version_open_owned(relid, ShareRowExclusiveLock,
+							 "lockctl.enable_versioning()");
+
+	existing = version_find_trigger(rel, fnoid);
+	if (existing != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("versioning is already enabled on table \"%s\"",
+						RelationGetRelationName(rel)),
+				 existing->tgisclone ?
+				 errdetail("The table is a partition of a versioned table.") :
+				 errdetail("Trigger \"%s\" checks version column \"%s\" in mode %s.",
+						   existing->tgname,
+						   existing->tgnargs > 0 ? existing->tgargs[0] : "?",
+						   existing->tgnargs > 1 ? existing->tgargs[1] : "?"),
+				 errhint("To change the column or the mode, call lockctl.disable_versioning() first.")));
+
+	(void) version_check_column(rel, colname, &typid, true);
+
+	/* No partition may be versioned on its own already. */
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		List	   *children = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, children)
+		{
+			Oid			child = lfirst_oid(lc);
+			Relation	crel;
+
+			if (child == relid)
+				continue;
+			crel = relation_open(child, NoLock);
+			if (version_find_trigger(crel, fnoid) != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("versioning is already enabled on partition \"%s\" of table \"%s\"",
+								RelationGetRelationName(crel),
+								RelationGetRelationName(rel)),
+						 errhint("Disable it on the partition first.")));
+			relation_close(crel, NoLock);
+		}
+	}
+
+	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										  RelationGetRelationName(rel));
+	relation_close(rel, NoLock);
+
+	version_run_utility(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s "
+								 "FOR EACH ROW EXECUTE FUNCTION lockctl.%s(%s, %s)",
+								 quote_identifier(VERSION_TRIGGER_NAME),
+								 qualname,
+								 quote_identifier(VERSION_TRIGGER_FUNC),
+								 quote_literal_cstr(colname),
+								 quote_literal_cstr(version_mode_name(mode))));
+
+	/* Counters start over (a stale entry of an earlier table with this oid). */
+	version_stats_remove(relid);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * lockctl.disable_versioning(tbl regclass)
+ */
+PG_FUNCTION_INFO_V1(lockctl_disable_versioning);
+Datum
+lockctl_disable_versioning(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	rel;
+	Trigger    *trigger;
+	char	   *sql;
+
+	lockctl_arg_not_null(fcinfo, 0, "tbl");
+	relid = PG_GETARG_OID(0);
+
+	PreventCommandDuringRecovery("lockctl.disable_versioning()");
+
+	rel = version_open_owned(relid, AccessExclusiveLock,
+							 "lockctl.disable_versioning()");
+	trigger = version_find_trigger(rel, version_trigger_fn(false));
+	if (trigger == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("versioning is not enabled on table \"%s\"",
+						RelationGetRelationName(rel))));
+	if (trigger->tgisclone)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("versioning of partition \"%s\" is inherited from its partitioned table",
+						RelationGetRelationName(rel)),
+				 errhint("Call lockctl.disable_versioning() on the partitioned table.")));
+
+	sql = psprintf("DROP TRIGGER %s ON %s",
+				   quote_identifier(trigger->tgname),
+				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel)));
+	relation_close(rel, NoLock);
+	version_run_utility(sql);
+	version_stats_remove(relid);
+
+	PG_RETURN_VOID();
+}

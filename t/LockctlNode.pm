@@ -1,0 +1,81 @@
+# t/LockctlNode.pm: the node set-up every TAP test of lockctl shares.
+#
+#   use lib 't';
+#   use LockctlNode;
+#
+#   my $node = LockctlNode->new('name');               # preloaded, started,
+#                                                       # extension created
+#   my $node = LockctlNode->new('name', worker => 1,    # a fast expiry worker
+#       streaming => 1,                                 # a primary for standbys
+#       conf => "max_connections = 60\n",               # more configuration
+#       extension => 0, start => 0,                     # neither, yet
+#       preload => 0);                                  # a server without lockctl
+#   LockctlNode::wait_for_worker($node, 'postgres');    # its worker runs
+#   ok(LockctlNode::hold_expires($node, 'postgres', 'pool'));
+#
+# new() returns an ordinary PostgreSQL::Test::Cluster: every method of it
+# works on the node.  prove runs from the top of the checkout (PGXS's
+# prove_installcheck), so 'use lib "t"' finds this file.
+package LockctlNode;
+
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+# The settings of the tests that watch the expiry worker: a pass every
+# 100 ms, and worker slots for a launcher and several databases.
+our $WORKER_CONF = <<'CONF';
+lockctl.expiry_interval = '100ms'
+max_worker_processes = 16
+CONF
+
+# LockctlNode->new(NAME, %opt): a node with lockctl in
+# shared_preload_libraries.  Options: preload (default 1; 0 leaves lockctl
+# out, and then the extension too), worker (the expiry worker's test
+# settings), streaming (init with allows_streaming, for standbys), conf
+# (more lines for postgresql.conf), start (default 1), extension (CREATE
+# EXTENSION lockctl in database postgres once started; default 1).
+sub new
+{
+	my ($class, $name, %opt) = @_;
+	my $start = $opt{start} // 1;
+	my $preload = $opt{preload} // 1;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init($opt{streaming} ? (allows_streaming => 1) : ());
+	$node->append_conf('postgresql.conf',
+		($preload ? "shared_preload_libraries = 'lockctl'\n" : '')
+		  . ($opt{worker} ? $WORKER_CONF : '')
+		  . ($opt{conf} // ''));
+	return $node unless $start;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION lockctl')
+	  if $opt{extension} // $preload;
+	return $node;
+}
+
+# wait_for_worker(NODE, DB): wait until the expiry worker of DB runs and
+# has found the extension; dies if it does not within the poll's timeout.
+sub wait_for_worker
+{
+	my ($node, $db) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM lockctl.workers WHERE datname = '$db' AND state = 'running'"
+	) or die "the expiry worker of database $db did not start";
+	return;
+}
+
+# hold_expires(NODE, DB, POOL): take a 1 s hold on POOL in DB and wait
+# until the expiry worker has expired it; true if it did in time.
+sub hold_expires
+{
+	my ($node, $db, $pool) = @_;
+	my $id = $node->safe_psql($db,
+		"SELECT lockctl.reserve('$pool', 1, 'x', '1 second')");
+	return $node->poll_query_until($db,
+		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $id");
+}
+
+1;
