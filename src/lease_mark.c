@@ -45,7 +45,8 @@
  * of another cluster, a primary whose era base was raised after this
  * standby was copied), so raising above it is exactly what the promise
  * needs.  Writes are serialized by a ShareUpdateExclusiveLock on the mark,
- * taken and released around them, so the mark only ever rises.
+ * taken and released around them, so the mark only ever rises; a reader
+ * that finds the mark covering needs no lock.
  *
  * Where nothing proves it: in a cluster made by pg_upgrade, a database
  * without a mark it could trust (lockctl 1.0 SQL objects, or a mark of -1)
@@ -314,9 +315,26 @@ lease_mark_update(void)
 		return;
 	}
 
-	LockRelationOid(mark_seq, ShareUpdateExclusiveLock);
-	m = lease_mark_read(mark_seq, &m_null);
+	/*
+	 * Most of the time the mark is this line's and covers: then no lock is
+	 * needed (two sessions checking at once must not wait for each other).
+	 * Writers set the mark before its system identifier, so reading the
+	 * identifier first never pairs an old mark with a new identifier.
+	 */
 	s = lease_mark_read(sysid_seq, &s_null);
+	m = lease_mark_read(mark_seq, &m_null);
+	if (!m_null && m >= 0 && !s_null && (uint64) s == GetSystemIdentifier() &&
+		MARK_ERA(m) == now.era && MARK_TLI(m) == now.tli &&
+		MARK_EPOCH(m) >= Min(now.epoch + 1, LEASE_TOKEN_EPOCH_MAX))
+	{
+		mark_cache.proof = MARK_COVERS;
+		mark_cache.limit = MARK_EPOCH(m);
+		return;
+	}
+
+	LockRelationOid(mark_seq, ShareUpdateExclusiveLock);
+	s = lease_mark_read(sysid_seq, &s_null);
+	m = lease_mark_read(mark_seq, &m_null);
 	LeaseTokenGetNow(&now);		/* again: it may have moved while we waited */
 	mark_cache.era = now.era;
 	mark_cache.tli = now.tli;
@@ -491,8 +509,8 @@ lockctl_raise_token_floor(PG_FUNCTION_ARGS)
 
 	mark_cache.proof = MARK_NONE;
 	LockRelationOid(mark_seq, ShareUpdateExclusiveLock);
-	m = lease_mark_read(mark_seq, &m_null);
 	s = lease_mark_read(sysid_seq, &s_null);
+	m = lease_mark_read(mark_seq, &m_null);
 
 	why = psprintf("lockctl.raise_token_floor(" INT64_FORMAT ") was called in database \"%s\".",
 				   token, get_database_name(MyDatabaseId));
