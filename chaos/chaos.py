@@ -13,7 +13,7 @@
                                                  snapshot (tokens rise, one holder at
                                                  a time, hold ids unique), over a
                                                  history another test recorded (the
-                                                 failover tests t/023-t/028)
+                                                 failover tests t/060-t/065)
 
 Many client threads, each on its own connection, mix version-checked updates,
 lease acquire/renew/release/fenced writes, reserve/confirm/cancel/extend and

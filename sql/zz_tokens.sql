@@ -1,7 +1,7 @@
 -- Fencing tokens' state, the database's high-water mark, raise_token_floor
 -- and era-tagged hold ids (src/lease_token.c, src/lease_mark.c).  What
 -- happens across promotions, clones, pg_upgrade and restores is in
--- t/023_fencing_*.pl.  Numbers that depend on how often the temporary
+-- t/06x_fencing_*.pl.  Numbers that depend on how often the temporary
 -- server started are never shown; they are compared.  Named zz_ to run
 -- last: it moves the server to a new era, which the other tests' hold ids
 -- would show.

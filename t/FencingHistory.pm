@@ -1,4 +1,4 @@
-# t/FencingHistory.pm: what the failover tests (t/023 to t/028) share,
+# t/FencingHistory.pm: what the failover tests (t/060 to t/065) share,
 # beside t/LockctlNode.pm (use lib 't'; use FencingHistory;).
 #
 # Every lease grant and every hold such a test takes goes through this
