@@ -1105,7 +1105,7 @@ GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
 -- era << 48 | epoch << 28 | timeline; never set: nothing issued yet;
 -- -1: tokens of lockctl 1.0, never marked (set by the 1.0 -> 1.1 update).
-CREATE SEQUENCE lockctl.token_mark MINVALUE -1 START WITH -1 NO CYCLE;
+CREATE SEQUENCE lockctl.token_mark MINVALUE -1 START WITH 0 NO CYCLE;
 -- the system identifier of the cluster that wrote the mark
 CREATE SEQUENCE lockctl.token_mark_sysid MINVALUE 0 START WITH 0 NO CYCLE;
 COMMENT ON SEQUENCE lockctl.token_mark IS
