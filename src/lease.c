@@ -224,10 +224,15 @@ lease_fence_tag(LOCKTAG *tag, const LeaseKey *key)
 						 LEASE_FENCE_FIELD4);
 }
 
+/*
+ * The one liveness rule: held, not expired, and granted in the server's
+ * current era (lease_token.c), so that no lease of an older timeline or of
+ * another copy of the data directory is ever live here.
+ */
 bool
 lease_is_live(LeaseEntry *e, int64 now)
 {
-	return e->held && now < e->expires_mono;
+	return e->held && now < e->expires_mono && LeaseTokenLive(e->token);
 }
 
 /*

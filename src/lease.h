@@ -30,9 +30,14 @@
  * first (see lease_token.c for why the order guarantees a rising token):
  *
  *	 bit 63			 0 (tokens are positive bigints)
- *	 bits 48..62	 WAL timeline of the server that granted the lease
+ *	 bits 48..62	 era: the WAL timeline of the server that granted the
+ *					 lease plus the era base of its state file (0 unless a
+ *					 clone, pg_upgrade or a raised floor moved it up)
  *	 bits 28..47	 epoch, advanced durably at every start of the server
  *	 bits 0..27		 counter within the epoch
+ *
+ * A lease is live only while its token's era is the server's current era
+ * (LeaseTokenLive): the rule every reader of the lease table applies.
  */
 #define LEASE_TOKEN_TLI_SHIFT		48
 #define LEASE_TOKEN_TLI_MAX			((TimeLineID) 0x7FFF)
@@ -100,6 +105,8 @@ typedef struct LeaseShared
 	int			nentries;
 	uint64		epoch;			/* current token epoch (durable) */
 	uint64		counter;		/* next counter value in this epoch */
+	uint32		era_base;		/* era = WAL timeline + era_base (durable) */
+	bool		from_pg_upgrade;	/* state file made by pg_upgrade (durable) */
 	LeaseCounters stats;
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
 } LeaseShared;
@@ -142,7 +149,9 @@ extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);
+extern void LeaseTokenCheck(void);	/* before the lease lock, on any path that may grant */
 extern int64 LeaseNextToken(void);
+extern bool LeaseTokenLive(int64 token);
 extern void LeaseRestoreDump(void);
 extern void LeaseShutdownDump(int code, Datum arg);
 

@@ -164,6 +164,7 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		LeaseTokenCheck();
 
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
@@ -245,6 +246,7 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 
 	PreventCommandDuringRecovery("lockctl.acquire()");
 	lease_check_shmem();
+	LeaseTokenCheck();
 	lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);

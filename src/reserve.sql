@@ -132,8 +132,11 @@ COMMENT ON TYPE lockctl.hold_status IS 'lockctl: the state of a hold';
 -- pool_id is deliberately not a foreign key: the check would cost an index
 -- probe and a row lock per hold on the hottest path there is, and only the
 -- functions below (which check the pool) ever write this table.
+-- id: the sequence's value tagged with the server's era (src/lease_mark.c),
+-- so that a failover that lost commits never hands out an id again: a
+-- retried confirm(id) reaches the same hold or none.
 CREATE TABLE lockctl.reservations (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     pool_id          bigint NOT NULL,
     slot             integer NOT NULL,
     quantity         bigint NOT NULL,
@@ -757,6 +760,16 @@ BEGIN
     SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
       FROM lockctl.reservations AS r WHERE r.id = id;
     IF NOT FOUND THEN
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
+        -- one of another era was taken on a line of history this server
+        -- does not continue, and is never handed out here.
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('hold %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or its pool was dropped, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new hold with lockctl.reserve.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('hold %s does not exist', id),
             DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
