@@ -46,7 +46,6 @@ import collections
 import json
 import os
 import random
-import re
 import secrets
 import signal
 import subprocess
@@ -74,6 +73,18 @@ STEP_TIMEOUT = 90.0
 # failover (an acknowledged commit that never reached the promoted replica):
 # in the async round these are the measured cost, not a failure.
 LOSS_INVARIANTS = ("durability", "holds", "versions")
+
+# What each loss the checker reports means (the first pattern that matches).
+LOSS_KINDS = (
+    ("lost update", "versioned update (another was acknowledged from the same version)"),
+    ("above the final version", "versioned update (its version is gone)"),
+    ("fenced write", "fenced write"),
+    ("was asked", "hold (its id was handed out again to another hold)"),
+    ("acknowledged hold", "hold"),
+    ("acknowledged confirmed", "confirm"),
+    ("acknowledged cancelled", "cancel"),
+    ("updates applied", "(accounts whose applied updates no longer match)"),
+)
 
 CHECKS = []
 
@@ -834,10 +845,12 @@ class Round:
                     "out again in a later term (issue 22): %s"
                     % (len(errs), n, "; ".join(errs[:3])))
         if m == "async":
-            kinds = collections.Counter(re.sub(r"\b[\d.]+\b|\bc\d+-\d+\b", "N", e)[:70]
-                                        for e in loss)
-            self.figures["acknowledged writes lost (async cost)"] = len(loss)
+            kinds = collections.Counter(
+                next((label for pat, label in LOSS_KINDS if pat in e), "other: " + e[:60])
+                for e in loss)
             self.figures["acknowledged writes lost, by kind"] = dict(kinds)
+            self.figures["acknowledged writes lost (async cost)"] = sum(
+                n for k, n in kinds.items() if k != LOSS_KINDS[-1][1])
             check("%s: chaos invariants but durability (capacity, counters, tokens, fencing, "
                   "mutual exclusion)" % m, not rest,
                   "%d operations; %d acknowledged writes lost (the cost of asynchronous "
