@@ -75,6 +75,7 @@ _PG_init(void)
 	VersionInit();
 	LeaseInit();
 	ExpiryWorkerInit();
+	RequestInit();
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;

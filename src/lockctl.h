@@ -54,6 +54,9 @@ extern void ExpiryWorkerShmemStartup(void);
 extern bool lockctl_check_worker_databases(char **newval, void **extra,
 										   GucSource source);
 
+/* request.c: idempotent requests (chains its own shared-memory hooks) */
+extern void RequestInit(void);
+
 /* args.c: argument checks shared by every SQL entry point */
 extern char *lockctl_arg_name(FunctionCallInfo fcinfo, int argno,
 							  const char *argname, bool allow_null);

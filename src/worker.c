@@ -108,6 +108,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -263,7 +264,16 @@ static void launcher_detach(int code, Datum arg);
 static void worker_detach(int code, Datum arg);
 static void worker_error_context(void *arg);
 static bool worker_pass(int slotno);
-static int	worker_batch(int slotno, bool purge, int batch_size, bool *absent);
+/* What one batch of the worker does */
+typedef enum WorkerBatchKind
+{
+	BATCH_EXPIRE_HOLDS,
+	BATCH_PURGE_HOLDS,
+	BATCH_PURGE_REQUESTS
+} WorkerBatchKind;
+
+static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
+						 bool *absent);
 
 /* ----------------------------------------------------------------
  * Registration and shared memory
@@ -1315,7 +1325,7 @@ worker_pass(int slotno)
 	{
 		int			batch = lockctl_expiry_batch_size;
 
-		n = worker_batch(slotno, false, batch, &absent);
+		n = worker_batch(slotno, BATCH_EXPIRE_HOLDS, batch, &absent);
 		if (absent)
 			return false;
 		CHECK_FOR_INTERRUPTS();
@@ -1327,13 +1337,26 @@ worker_pass(int slotno)
 	{
 		int			batch = lockctl_expiry_batch_size;
 
-		n = worker_batch(slotno, true, batch, &absent);
+		n = worker_batch(slotno, BATCH_PURGE_HOLDS, batch, &absent);
 		if (absent)
 			return false;
 		CHECK_FOR_INTERRUPTS();
 		if (n < batch)
 			break;
 	}
+
+	/* request keys past their own ttl (lockctl.retention is for holds) */
+	do
+	{
+		int			batch = lockctl_expiry_batch_size;
+
+		n = worker_batch(slotno, BATCH_PURGE_REQUESTS, batch, &absent);
+		if (absent)
+			return false;
+		CHECK_FOR_INTERRUPTS();
+		if (n < batch)
+			break;
+	} while (true);
 
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
 	slot->passes++;
@@ -1343,12 +1366,13 @@ worker_pass(int slotno)
 }
 
 /*
- * One batch in its own transaction: lockctl.expire_holds(batch) or
- * lockctl.purge_holds(retention, batch).  Returns how many holds it
- * expired or purged; sets *absent when the extension is not installed.
+ * One batch in its own transaction: lockctl.expire_holds(batch),
+ * lockctl.purge_holds(retention, batch) or lockctl.purge_requests(batch).
+ * Returns how many holds or keys it expired or purged; sets *absent when
+ * the extension is not installed.
  */
 static int
-worker_batch(int slotno, bool purge, int batch_size, bool *absent)
+worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	const char *sql;
@@ -1379,7 +1403,28 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 		LWLockRelease(expiry_shared->lock);
 	}
 
-	if (purge)
+	if (kind == BATCH_PURGE_REQUESTS)
+	{
+		Oid			int4 = INT4OID;
+
+		/*
+		 * Until ALTER EXTENSION lockctl UPDATE has brought a 1.0 database to
+		 * 1.1, there are no request keys to purge.
+		 */
+		if (!OidIsValid(LookupFuncName(list_make2(makeString("lockctl"),
+												  makeString("purge_requests")),
+									   1, &int4, true)))
+		{
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			return 0;
+		}
+		sql = "SELECT lockctl.purge_requests($1)";
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(batch_size);
+		nargs = 1;
+	}
+	else if (kind == BATCH_PURGE_HOLDS)
 	{
 		sql = "SELECT lockctl.purge_holds($1, $2)";
 		argtypes[0] = INTERVALOID;
@@ -1412,10 +1457,10 @@ worker_batch(int slotno, bool purge, int batch_size, bool *absent)
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	if (count > 0)
+	if (count > 0 && kind != BATCH_PURGE_REQUESTS)
 	{
 		LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
-		if (purge)
+		if (kind == BATCH_PURGE_HOLDS)
 			slot->purged += count;
 		else
 			slot->expired += count;

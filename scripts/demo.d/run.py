@@ -455,6 +455,63 @@ class Demo:
                  f"expected {want} (WRONG)"), ok)
 
 
+    # -- 6. the duplicate webhook --------------------------------------------
+    COPIES = 4              # deliveries of one webhook at the same instant
+
+    def webhook_naive(self):
+        """The usual advice: look the event up in a processed-ids table,
+        charge, record the id.  A check-then-act race between copies."""
+        a = self.admin
+        a.execute("CREATE TABLE demo.charges_naive (event text, copy int)")
+        a.execute("CREATE TABLE demo.processed_naive (event text PRIMARY KEY)")
+
+        def deliver(conn, i):
+            with conn.transaction():
+                if one(conn, "SELECT count(*) FROM demo.processed_naive "
+                             "WHERE event = 'evt_1'"):
+                    return "200 (already processed)"
+                time.sleep(THINK)
+                conn.execute("INSERT INTO demo.charges_naive VALUES ('evt_1', %s)", (i,))
+                conn.execute("INSERT INTO demo.processed_naive VALUES ('evt_1') "
+                             "ON CONFLICT DO NOTHING")
+            return f"201 charge by copy {i}"
+
+        run_clients(self.dsn, self.COPIES, deliver)
+        late = deliver(self.admin, self.COPIES)
+        charged = one(a, "SELECT count(*) FROM demo.charges_naive")
+        return (f"customer charged {charged} times for one payment; "
+                f"the late retry got '{late}', not the original answer", None)
+
+    def webhook_lockctl(self):
+        """Claim the event id in the transaction that charges: duplicates
+        wait for it, then replay its answer."""
+        self.need("claim_request", "complete_request")
+        a = self.admin
+        a.execute("CREATE TABLE demo.charges (event text, copy int)")
+        key = f"evt_1-{time.time_ns()}"     # a fresh event at every run
+
+        def deliver(conn, i):
+            with conn.transaction():
+                earlier = one(conn, "SELECT lockctl.claim_request(%s)", (key,))
+                if earlier is not None:
+                    return earlier["answer"]
+                time.sleep(THINK)
+                conn.execute("INSERT INTO demo.charges VALUES ('evt_1', %s)", (i,))
+                answer = f"201 charge by copy {i}"
+                conn.execute("SELECT lockctl.complete_request(%s, "
+                             "jsonb_build_object('answer', %s::text))", (key, answer))
+            return answer
+
+        answers = run_clients(self.dsn, self.COPIES, deliver)
+        late = deliver(self.admin, self.COPIES)
+        charged = one(a, "SELECT count(*) FROM demo.charges")
+        ok = charged == 1 and len(set(answers + [late])) == 1
+        return ((f"charged once; all {self.COPIES} copies and the late retry got "
+                 f"the same answer ('{late}')") if ok else
+                f"charged {charged} times, answers {sorted(set(answers + [late]))} (WRONG)",
+                ok)
+
+
 SCENARIOS = [
     ("lost update",
      f"{CLIENTS} clients add 10 to one balance, "
@@ -467,6 +524,8 @@ SCENARIOS = [
      f"A holds a {Demo.TTL_MS} ms lock, pauses past it; B takes over and writes; A wakes and writes"),
     ("abandoned checkout",
      f"{Demo.CARTS} shoppers put a ticket in their cart, {Demo.PAYERS} pay, the rest walk away"),
+    ("duplicate webhook",
+     f"a payment webhook delivered {Demo.COPIES} times at once, then retried later"),
 ]
 
 
@@ -534,6 +593,8 @@ def main():
         n = cell(lambda: demo.abandoned_naive_after(time.monotonic() - demo.naive_abandoned_at))
     print(f" {time.monotonic() - t0:.1f} s", flush=True)
     rows.append((4, n, l[:2]))
+    n, l = step(5, demo.webhook_naive, demo.webhook_lockctl)
+    rows.append((5, n, l))
 
     total = time.monotonic() - started
     print_table(rows)
