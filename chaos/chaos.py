@@ -11,7 +11,8 @@
     chaos.py leakcheck --dsn DSN                 no shared-memory lease slot leaked
 
 Many client threads, each on its own connection, mix version-checked updates,
-lease acquire/renew/release/fenced writes and reserve/confirm/cancel/extend, while
+lease acquire/renew/release/fenced writes, reserve/confirm/cancel/extend and
+idempotent requests (claim, effect, complete; some rolled back), while
 a nemesis thread cancels queries, terminates client backends and the expiry
 worker, and clients set tiny statement timeouts on some calls.  The driver (the
 TAP test t/090_chaos.pl) adds crash and clean restarts and records them in
@@ -56,6 +57,7 @@ mono = time.monotonic
 
 N_ACCOUNTS = 8
 N_RESOURCES = 6
+N_REQUESTS = 10       # request keys at a time, each sent by every client again and again
 POOLS = {"chaos-pool-0": 10, "chaos-pool-1": 12, "chaos-pool-2": 200, "chaos-pool-3": 1000000}
 
 # Slack for comparing the clients' clock with the server's (same host, same
@@ -109,6 +111,7 @@ def features(conn):
         "lease": all(n in funcs for n in ("acquire", "renew", "release", "fence")),
         "reserve": all(n in funcs for n in ("create_pool", "reserve", "confirm",
                                             "cancel", "extend", "available")),
+        "requests": all(n in funcs for n in ("claim_request", "complete_request")),
         "funcs": funcs,
         "rels": rels,
     }
@@ -140,6 +143,13 @@ def cmd_setup(args):
                           opid text NOT NULL UNIQUE)""")
         conn.execute("INSERT INTO chaos.fence_last SELECT 'chaos-res-' || g, 0 "
                      "FROM generate_series(0, %s) g", (N_RESOURCES - 1,))
+        # One row per effect of an idempotent request: no unique key on
+        # purpose, so that an effect taken twice shows as two rows.
+        conn.execute("""CREATE TABLE chaos.effects (
+                          id bigserial PRIMARY KEY, key text NOT NULL,
+                          opid text NOT NULL UNIQUE)""")
+        if f["requests"]:
+            conn.execute("DELETE FROM lockctl.request_keys WHERE key LIKE 'chaos-req-%'")
         if f["reserve"]:
             for p, cap in POOLS.items():
                 conn.execute("SELECT lockctl.create_pool(%s, %s)", (p, cap))
@@ -174,6 +184,8 @@ class Client(threading.Thread):
             kinds += ["lease"] * 4
         if feats["reserve"]:
             kinds += ["reserve"] * 4
+        if feats.get("requests"):
+            kinds += ["request"] * 2
         if args.kinds:
             kinds = [k for k in kinds if k in args.kinds.split(",")]
         self.kinds = kinds
@@ -374,6 +386,38 @@ class Client(threading.Thread):
         else:
             self.holds.remove(hid)   # forget it: the worker must expire it
 
+    # -- idempotent requests: copies of N_REQUESTS requests from every client
+    def op_request(self):
+        rng = self.rng
+        # A new set of keys every few seconds, so that first copies, copies
+        # in flight and takeovers after a rollback keep happening.
+        key = "chaos-req-%d-%d" % ((mono() - self.args.started) // 4, rng.randrange(N_REQUESTS))
+        pause = rng.random() < 0.3
+        rollback = rng.random() < 0.1
+
+        def fn(cur, rec):
+            cur.execute("BEGIN")
+            cur.execute("SELECT lockctl.claim_request(%s, '1 hour', 'same-params')", (key,))
+            earlier = cur.fetchone()[0]
+            rec["went"] = earlier is None
+            if earlier is not None:
+                cur.execute("COMMIT")
+                return earlier.get("opid")
+            cur.execute("INSERT INTO chaos.effects (key, opid) VALUES (%s, %s)",
+                        (key, rec["opid"]))
+            if pause:
+                time.sleep(rng.random() * 0.02)
+            cur.execute("SELECT lockctl.complete_request(%s, jsonb_build_object('opid', %s::text))",
+                        (key, rec["opid"]))
+            if rollback:
+                # a failure after the effect: the claim must go with it
+                rec["rolled_back"] = True
+                cur.execute("ROLLBACK")
+                return None
+            cur.execute("COMMIT")
+            return rec["opid"]
+        self.call({"op": "request", "key": key}, fn)
+
     def run(self):
         try:
             while mono() < self.stop_at:
@@ -516,6 +560,8 @@ def cmd_snapshot(args):
                 "FROM lockctl.reservations h")]
             s["available"] = dict(conn.execute(
                 "SELECT p, lockctl.available(p) FROM unnest(%s::text[]) p", (list(POOLS),)))
+        s["effects"] = [list(r) for r in conn.execute(
+            "SELECT key, opid FROM chaos.effects ORDER BY id")]
         s["settings"] = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name LIKE 'lockctl.%%'").fetchall())
     with open(os.path.join(args.dir, "snapshot.json"), "w") as fh:
@@ -577,6 +623,8 @@ class Checker:
         self.check_fences()
         if "pools" in self.snap:
             self.check_reservations()
+        if self.snap.get("features", {}).get("requests"):
+            self.check_requests()
         return self.errors
 
     # -- a run that exercised nothing proves nothing
@@ -589,6 +637,8 @@ class Checker:
             need += [("acquire", "lease grants"), ("fence", "fenced writes")]
         if f.get("reserve"):
             need += [("reserve", "holds"), ("confirm", "confirms")]
+        if f.get("requests"):
+            need.append(("request", "idempotent requests"))
         for op, what in need:
             if not any(h["op"] == op and h["r"] == "ok" and h.get("v", 0) is not None
                        for h in self.hist):
@@ -960,6 +1010,48 @@ class Checker:
         self.stats["expiry bound checked (s)"] = bound
 
 
+def _check_requests(self):
+    """At most one effect per request key; every acknowledged effect kept;
+    every duplicate answered with the result of the copy that took effect;
+    no effect from a copy whose transaction did not commit."""
+    effects = collections.defaultdict(list)
+    for key, opid in self.snap.get("effects", []):
+        effects[key].append(opid)
+    for key, opids in sorted(effects.items()):
+        if len(opids) > 1:
+            self.bad("requests", "request %s took effect %d times (%s)"
+                     % (key, len(opids), ", ".join(opids)))
+    ops = {h["opid"]: h for h in self.by_op("request")}
+    went = dup = 0
+    for key, opids in effects.items():
+        for opid in opids:
+            h = ops.get(opid)
+            if h is None:
+                self.bad("requests", "effect %s of %s by no recorded request" % (opid, key))
+            elif h["r"] == "fail" or h.get("rolled_back"):
+                self.bad("requests", "effect %s of %s kept although its transaction %s"
+                         % (opid, key, "rolled back" if h.get("rolled_back") else
+                            "failed (%s)" % h.get("err")))
+    for h in ops.values():
+        if h["r"] != "ok" or h.get("rolled_back"):
+            continue
+        have = effects.get(h["key"], [])
+        if h.get("went"):
+            went += 1
+            if h["opid"] not in have:
+                self.bad("requests", "acknowledged effect %s of %s lost" % (h["opid"], h["key"]))
+        else:
+            dup += 1
+            if h.get("v") not in have:
+                self.bad("requests", "duplicate %s of %s was answered %r, not the result of "
+                         "the copy that took effect (%s)" % (h["opid"], h["key"], h.get("v"),
+                                                             ", ".join(have) or "none"))
+    self.stats["requests: effects acknowledged / duplicates replayed"] = "%d / %d" % (went, dup)
+
+
+Checker.check_requests = _check_requests
+
+
 def cmd_check(args):
     hist, faults, snap = load_dir(args.dir)
     ck = Checker(hist, faults, snap)
@@ -1074,6 +1166,22 @@ def mutations(hist, snap, faults=()):
         del s2["fenced"][0]
         if any(h.get("opid") == opid and h["r"] == "ok" for h in h2):
             yield "an acknowledged fenced write lost", "durability", h2, s2
+    if snap.get("effects"):
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        key, opid = s2["effects"][0]
+        s2["effects"].append([key, opid + "-again"])
+        yield "a request that took effect twice", "requests", h2, s2
+        i = first(lambda h: h["op"] == "request" and h["r"] == "ok" and h.get("went")
+                  and not h.get("rolled_back"))
+        if i is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            s2["effects"] = [e for e in s2["effects"] if e[1] != hist[i]["opid"]]
+            yield "an acknowledged request effect lost", "requests", h2, s2
+        i = first(lambda h: h["op"] == "request" and h["r"] == "ok" and not h.get("went"))
+        if i is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            h2[i]["v"] = "c-1-1"
+            yield "a duplicate answered with a result nobody stored", "requests", h2, s2
     if snap.get("pools"):
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
         s2["slots"][0]["held"] += 1
