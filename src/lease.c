@@ -710,8 +710,10 @@ lease_wall_expiry(LeaseEntry *e, int64 now_mono, TimestampTz now_wall)
  * caller cannot tell it from a stale token.
  *
  * The privilege check reads the catalogs, so it runs outside the lease
- * lock: check, then lock again and look again.  A token names one grant,
- * so a lease found again with the same token has the same role.
+ * lock: check, then lock again and look again.  It runs whenever another
+ * role holds the lease, whether the token matches or not, so that a right
+ * guess costs what a wrong one costs.  A token names one grant, so a lease
+ * found again with the same token has the same role.
  */
 LeaseEntry *
 lease_find_own(const LeaseKey *key, int64 token, bool need_live,
@@ -719,41 +721,43 @@ lease_find_own(const LeaseKey *key, int64 token, bool need_live,
 {
 	Oid			self = lease_session_role();
 	Oid			allowed = InvalidOid;
+	bool		checked = false;
 	LeaseEntry *e;
+	bool		held;
 
 	for (;;)
 	{
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		e = hash_search(lease_hash, key, HASH_FIND, NULL);
 		*now = lease_now_mono();
-		if (e == NULL || !e->held || e->token != token ||
-			(need_live && !lease_is_live(e, *now)))
-			break;
-		if (e->roleid == self || e->roleid == allowed)
-			return e;
-		if (OidIsValid(allowed))
-			break;				/* cannot happen: see above */
-		allowed = e->roleid;
-		LWLockRelease(lease_shared->lock);
-		if (!has_privs_of_role(self, allowed))
+		held = (e != NULL && e->held);
+		lost->current = held ? e->token : 0;
+		lost->expired = held && !lease_is_live(e, *now);
+		lost->roleid = held ? e->roleid : InvalidOid;
+		lost->visible = held && (e->roleid == self || e->roleid == allowed);
+		if (held && !lost->visible && !checked)
 		{
-			/* another role's lease: the caller learns only that it is lost */
-			lost->current = token;
-			lost->expired = false;
-			lost->roleid = allowed;
-			return NULL;
+			Oid			owner = e->roleid;
+
+			LWLockRelease(lease_shared->lock);
+			checked = true;
+			if (!has_privs_of_role(self, owner))
+				return NULL;
+			allowed = owner;
+			continue;
 		}
+		if (held && lost->visible && e->token == token &&
+			(!need_live || !lost->expired))
+			return e;
+		LWLockRelease(lease_shared->lock);
+		return NULL;
 	}
-	lost->current = (e != NULL && e->held) ? e->token : 0;
-	lost->expired = (e != NULL && e->held && !lease_is_live(e, *now));
-	lost->roleid = (e != NULL && e->held) ? e->roleid : InvalidOid;
-	LWLockRelease(lease_shared->lock);
-	return NULL;
 }
 
 /*
  * Raise the 40001 of a lease that token no longer holds (renew, or fence
- * when fencing), from what lease_find_own copied.  The detail names the
+ * when fencing), from what lease_find_own copied (no catalog access here:
+ * the answer must not take longer for one token than for another).  The detail names the
  * current token only to a role that may act on the current lease; any
  * other caller gets one detail whether there is no lease, another role's
  * lease, or another role's lease of that very token, so that neither the
@@ -763,7 +767,7 @@ void
 lease_report_lost(const char *resource, int64 token, const LeaseLost *lost,
 				  bool fencing)
 {
-	bool		visible = lost->current != 0 && lease_may_act(lost->roleid);
+	bool		visible = lost->current != 0 && lost->visible;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

@@ -135,6 +135,7 @@ typedef struct LeaseLost
 	int64		current;		/* token of the lease held now, 0 if none */
 	bool		expired;		/* that lease is no longer live */
 	Oid			roleid;			/* the role that holds it */
+	bool		visible;		/* the caller may act on that lease */
 } LeaseLost;
 
 /* lease.c: the lease table; callers hold the lease lock as each says */
