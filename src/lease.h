@@ -172,6 +172,7 @@ extern void lease_admin_init(void);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);
+extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);
