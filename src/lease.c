@@ -17,11 +17,12 @@
  * release or fence it, and only with the token: to any other role the
  * lease looks lost, with the same error and no token shown (see
  * docs/leases.md, "Roles").  A token names a grant and orders grants; it
- * is never a credential.  Expiry is measured on the monotonic clock (CLOCK_BOOTTIME
- * where it exists, which keeps counting while the machine is suspended,
- * else CLOCK_MONOTONIC); wall-clock times are only shown.  Expired leases
- * are reclaimed lazily: by the next acquire of the resource, by a sweep
- * when the table is full, or by release.  Readers never show them.
+ * is never a credential.  Expiry is measured on the monotonic clock
+ * (CLOCK_BOOTTIME where it exists, which keeps counting while the machine
+ * is suspended, else CLOCK_MONOTONIC); wall-clock times are only shown.
+ * Expired leases are reclaimed lazily: by the next acquire of the
+ * resource, by a sweep when the table is full, or by release.  Readers
+ * never show them.
  *
  * Locking protocol
  * ----------------
