@@ -74,8 +74,7 @@ ALTER FUNCTION lockctl.purge_holds(interval, integer) SET SCHEMA lockctl_interna
 -- The functions behind the views: one naming scheme, the view's own name.
 ALTER FUNCTION lockctl.lease_list() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.lease_list() RENAME TO leases;
-ALTER FUNCTION lockctl.lease_waiter_list() SET SCHEMA lockctl_internal;
-ALTER FUNCTION lockctl_internal.lease_waiter_list() RENAME TO lease_waiters;
+-- (lease_waiter_list is replaced below: its row type changes.)
 ALTER FUNCTION lockctl.lease_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl.versioned_tables_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.versioned_tables_stats() RENAME TO versioned_tables;
@@ -89,15 +88,72 @@ ALTER FUNCTION lockctl.worker_status() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.worker_status() RENAME TO workers;
 
 COMMENT ON FUNCTION lockctl_internal.leases() IS
-    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
-COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
-    'lockctl internal, behind the view lockctl.lease_waiters';
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
 COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
     'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
 COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
     'lockctl internal, behind the view lockctl.versioned_tables';
 COMMENT ON FUNCTION lockctl_internal.workers() IS
     'lockctl internal, behind the view lockctl.workers';
+
+-- ---------------------------------------------------------------------------
+-- Leases belong to roles (issue 15): only the role that took a lease, or a
+-- role with its privileges, may renew, release or fence it or see its token
+-- and owner; administrative release of every lease of a role or database;
+-- lockctl.lease_waiters names the waiting role.  The same objects as
+-- src/lease.sql.
+-- ---------------------------------------------------------------------------
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
+    'take the lease on resource for owner, as the session''s role; returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost or is another role''s';
+COMMENT ON FUNCTION lockctl.release(text, bigint) IS
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token, or is another role''s';
+COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends';
+COMMENT ON FUNCTION lockctl.lease(text) IS
+    'the live lease on resource in this database: no row when there is none; owner and token are NULL unless the caller may act on the lease';
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
+
+CREATE FUNCTION lockctl.release_role_leases(role regrole)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_role_leases';
+COMMENT ON FUNCTION lockctl.release_role_leases(regrole) IS
+    'administrative: end every lease the role holds, in every database; returns how many were live';
+
+CREATE FUNCTION lockctl.release_database_leases(database name)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_database_leases';
+COMMENT ON FUNCTION lockctl.release_database_leases(name) IS
+    'administrative: end every lease held in the database; returns how many were live';
+REVOKE EXECUTE ON FUNCTION lockctl.release_role_leases(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lockctl.release_database_leases(name) FROM PUBLIC;
+
+DROP VIEW lockctl.lease_waiters;
+DROP FUNCTION lockctl.lease_waiter_list();
+CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
+                                          OUT owner text, OUT pid integer,
+                                          OUT queue_position integer,
+                                          OUT waiting_since timestamptz,
+                                          OUT requested_by oid)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
+    'lockctl internal, behind the view lockctl.lease_waiters';
+CREATE VIEW lockctl.lease_waiters AS
+    SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
+           w.waiting_since,
+           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by
+      FROM lockctl_internal.lease_waiters() AS w
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) w.dbid;
+COMMENT ON VIEW lockctl.lease_waiters IS
+    'every session waiting in lockctl.acquire, in line order per resource; owner is shown only to the waiting role, roles with its privileges and superusers';
+GRANT SELECT ON lockctl.lease_waiters TO PUBLIC;
 
 -- Function bodies that name the moved functions, or the limits.
 CREATE OR REPLACE FUNCTION lockctl_internal.rebalance(pool bigint, start integer, need bigint)

@@ -77,6 +77,11 @@ lease_dequeue(void)
 	e->nwaiters--;
 	w->entry = NULL;
 	my_waiter = NULL;
+	/*
+	 * The place in line no longer counts for the role (a grant counted the
+	 * lease itself).
+	 */
+	lease_role_add(w->roleid, -1);
 
 	/*
 	 * The next in line must look again: the lease may be free now, or it
@@ -137,9 +142,11 @@ lease_enqueue(LeaseEntry *e, const char *owner)
 	w->pid = MyProcPid;
 	w->entry = e;
 	w->since = GetCurrentTimestamp();
+	w->roleid = lease_session_role();
 	strlcpy(w->owner, owner, sizeof(w->owner));
 	dlist_push_tail(&e->waiters, &w->node);
 	e->nwaiters++;
+	lease_role_add(w->roleid, 1);
 	my_waiter = w;
 	lease_shared->stats.waits++;
 	return w;
@@ -244,14 +251,17 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	int64		deadline;
 	int64		token;
 
-	PreventCommandDuringRecovery("lockctl.acquire()");
+	lease_check_writable("lockctl.acquire()");
+	lease_check_ttl(ttl_us, "lockctl.acquire");
 	lease_check_shmem();
 	LeaseTokenCheck();
 	lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = lease_enter(&key);
 	now = lease_now_mono();
+	/* before lease_enter: reclaiming may remove entries */
+	lease_check_quota(&key, owner, lease_session_role(), now);
+	e = lease_enter(&key);
 	deadline = now + wait_us;
 	token = lease_try_grant(e, owner, ttl_us, e->nwaiters == 0, now);
 	if (token != 0)

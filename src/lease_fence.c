@@ -11,9 +11,13 @@
  * in PostgreSQL's lock manager on an advisory-space tag of lockctl's own
  * (database, 64-bit hash of the resource, field4 = LEASE_FENCE_FIELD4), so
  * it shows in pg_locks, is seen by the deadlock detector and is released
- * at commit or abort.  It takes that lock first (it may wait there for an
- * other transaction of the same holder), and only then, under the lease
- * lock, checks the token and sets entry->fenced.  A grant that finds
+ * at commit or abort.  Permission before lock: it first checks, without
+ * that lock, that token holds the live lease and that the lease is the
+ * calling role's (or a role's whose privileges it has), so that no other
+ * role can queue on a lease's fence lock and stall its holder.  Then it
+ * takes the lock (it may wait there for another transaction of the same
+ * holder), and only then, under the lease lock, checks the token again and
+ * sets entry->fenced and entry->fenced_by.  A grant that finds
  * entry->fenced set first tries that lock conditionally while holding the
  * lease lock: if it is busy the lease is not granted; if it was free the
  * flag is cleared.  So once fence() returned, no grant can happen until the
@@ -21,10 +25,17 @@
  * grant that slipped in before fence() set the flag makes fence() fail,
  * because the token changed.  Two resources whose hashes collide share a
  * fence lock: that can only delay a grant, never allow a wrong one.
- * A resource release callback wakes the head waiter of every resource this
- * backend fenced once the transaction's locks are gone; as a safety net (a
- * fencing backend that dies, a prepared transaction), a waiter of a lease
- * that is free but fenced re-checks at least every LEASE_FENCE_RECHECK_MS.
+ * A resource release callback, once a top-level transaction's locks are
+ * gone, clears entry->fenced of every resource this backend fenced and no
+ * other backend fenced since (fenced_by), so that the views stop showing
+ * it, and wakes the head waiter.  After PREPARE TRANSACTION the lock stays
+ * with the prepared transaction, and so does the flag.  Clearing early is
+ * safe: a backend that took the lock but has not set the flag yet still
+ * checks the token under the lease lock, so a grant that slipped in makes
+ * it fail.  As a safety net (a prepared transaction, a savepoint rolled
+ * back), a grant that finds the flag set tries the lock and clears the flag
+ * if it is free, and a waiter of a lease that is free but fenced re-checks
+ * at least every LEASE_FENCE_RECHECK_MS.
  *
  * src/lease_fence.c
  *
@@ -32,6 +43,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -55,41 +67,74 @@ static LeaseFenced *fenced_list = NULL;
 static int	fenced_count = 0;
 static int	fenced_alloc = 0;
 
+/* the transaction ending now was prepared: its fence locks live on */
+static bool fence_prepared = false;
+
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
+static void lease_fence_xact_callback(XactEvent event, void *arg);
 static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
- * Called by LeaseInit: wake waiters when a fencing transaction ends.
+ * Called by LeaseInit: clear the flag and wake waiters when a fencing
+ * transaction ends.
  */
 void
 lease_fence_init(void)
 {
 	RegisterResourceReleaseCallback(lease_xact_release, NULL);
+	RegisterXactCallback(lease_fence_xact_callback, NULL);
+}
+
+/*
+ * Transaction callback: note a PREPARE TRANSACTION, which runs the resource
+ * release callbacks too but hands its locks to the prepared transaction.
+ */
+static void
+lease_fence_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PREPARE)
+		fence_prepared = true;
 }
 
 /*
  * Resource release callback: once a transaction's (or subtransaction's)
- * locks are gone, wake the first waiter of every resource it fenced.
+ * locks are gone, wake the first waiter of every resource it fenced, and at
+ * the end of a top-level transaction that was not prepared, clear the
+ * fenced flag it set (see the locking protocol above).  Never raises an
+ * error: it runs after commit.
  */
 static void
 lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 				   void *arg)
 {
+	bool		clear;
 	int			i;
 
-	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || fenced_count == 0 ||
-		lease_shared == NULL)
+	if (phase != RESOURCE_RELEASE_AFTER_LOCKS)
+		return;
+	clear = isTopLevel && !fence_prepared;
+	if (isTopLevel)
+		fence_prepared = false;
+	if (fenced_count == 0 || lease_shared == NULL)
 		return;
 
-	LWLockAcquire(lease_shared->lock, LW_SHARED);
+	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < fenced_count; i++)
 	{
 		LeaseEntry *e = hash_search(lease_hash, &fenced_list[i].key,
 									HASH_FIND, NULL);
 
-		if (e != NULL && e->fenced)
-			lease_wake_head(e);
+		if (e == NULL || !e->fenced)
+			continue;
+		if (clear && e->fenced_by == MyBackendId)
+		{
+			e->fenced = false;
+			e->fenced_by = 0;
+		}
+		lease_wake_head(e);
+		/* a released lease kept its slot only for the fence */
+		lease_maybe_remove(e);
 	}
 	LWLockRelease(lease_shared->lock);
 
@@ -194,8 +239,9 @@ LeaseFencedInXact(const char *resource, int64 *token)
 /*
  * lockctl.fence(resource text, token bigint): inside the transaction that
  * writes the data the lease protects, check that token is the live
- * holder's, and keep the lease from being granted to anyone else until the
- * transaction ends.  A stale token is a 40001.
+ * holder's and the lease the calling role's (or a role's whose privileges
+ * it has), and keep the lease from being granted to anyone else until the
+ * transaction ends.  A stale token, or another role's lease, is a 40001.
  */
 PG_FUNCTION_INFO_V1(lockctl_fence);
 Datum
@@ -207,47 +253,41 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	LOCKTAG		tag;
 	LeaseEntry *e;
 	int64		now;
-	int64		current = 0;
-	bool		expired = false;
+	LeaseLost	lost;
 
+	/*
+	 * Not lease_check_writable: a read-only transaction may fence, to read
+	 * what the lease protects while nobody else can take it.
+	 */
 	PreventCommandDuringRecovery("lockctl.fence()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	/* the fence lock first; this may wait for another fencing transaction */
+	/* permission before lock: only the lease's role may queue for it */
+	e = lease_find_own(&key, token, true, &now, &lost);
+	if (e == NULL)
+		goto lost;
+	LWLockRelease(lease_shared->lock);
+
+	/* the fence lock; this may wait for another fencing transaction */
 	lease_fence_tag(&tag, &key);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
+	/* and again under the lease lock, which a grant needs too */
+	e = lease_find_own(&key, token, true, &now, &lost);
+	if (e == NULL)
+		goto lost;				/* the lock goes with the aborted transaction */
+	e->fenced = true;
+	e->fenced_by = MyBackendId;
+	lease_shared->stats.fences++;
+	LWLockRelease(lease_shared->lock);
+	lease_remember_fence(&key, token);
+	PG_RETURN_VOID();
+
+lost:
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	now = lease_now_mono();
-	if (e != NULL && lease_is_live(e, now) && e->token == token)
-	{
-		e->fenced = true;
-		lease_shared->stats.fences++;
-		LWLockRelease(lease_shared->lock);
-		lease_remember_fence(&key, token);
-		PG_RETURN_VOID();
-	}
-	if (e != NULL && e->held)
-	{
-		current = e->token;
-		expired = !lease_is_live(e, now);
-	}
 	lease_shared->stats.fence_failures++;
 	LWLockRelease(lease_shared->lock);
-
-	/* the fence lock goes with the transaction this error aborts */
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("fencing token " INT64_FORMAT " for lease \"%s\" is stale",
-					token, resource),
-			 current == 0 ?
-			 errdetail("No lease on \"%s\" is live.", resource) :
-			 expired && current == token ?
-			 errdetail("The lease of token " INT64_FORMAT " expired.", token) :
-			 errdetail("The current token is " INT64_FORMAT "%s.", current,
-					   expired ? " (expired)" : ""),
-			 errhint("Do not write: another holder may have taken over. Acquire the lease again and redo the work.")));
+	lease_report_lost(resource, token, &lost, true);
 	PG_RETURN_VOID();			/* not reached */
 }
