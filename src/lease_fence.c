@@ -25,6 +25,10 @@
  * backend fenced once the transaction's locks are gone; as a safety net (a
  * fencing backend that dies, a prepared transaction), a waiter of a lease
  * that is free but fenced re-checks at least every LEASE_FENCE_RECHECK_MS.
+ * A transaction that fenced cannot be prepared (PREPARE TRANSACTION): the
+ * fence lock would pass to the prepared transaction and outlive a restart,
+ * but the fenced flag lives in shared memory and would not, so the lease
+ * could pass to another holder before the protected write commits.
  *
  * src/lease_fence.c
  *
@@ -32,6 +36,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -54,6 +59,7 @@ static int	fenced_alloc = 0;
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
 static void lease_remember_fence(const LeaseKey *key);
+static void lease_fence_xact(XactEvent event, void *arg);
 
 /*
  * Called by LeaseInit: wake waiters when a fencing transaction ends.
@@ -62,6 +68,22 @@ void
 lease_fence_init(void)
 {
 	RegisterResourceReleaseCallback(lease_xact_release, NULL);
+	RegisterXactCallback(lease_fence_xact, NULL);
+}
+
+/*
+ * Transaction callback: refuse PREPARE TRANSACTION in a transaction that
+ * fenced a lease (see the header).
+ */
+static void
+lease_fence_xact(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_PREPARE && fenced_count > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has called lockctl.fence()"),
+				 errdetail("A fence keeps the lease from passing to anyone else only until the fencing transaction ends, and only while the server runs."),
+				 errhint("Commit the protected writes without two-phase commit.")));
 }
 
 /*
