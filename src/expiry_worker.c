@@ -24,6 +24,17 @@
  * that a 1.1 library serves a database until ALTER EXTENSION lockctl
  * UPDATE has run there.
  *
+ * Nobody can stall it.  It runs with session settings of its own, as
+ * autovacuum does (worker_pin_settings): whatever ALTER DATABASE or ALTER
+ * ROLE ... SET say for ordinary sessions (default_transaction_read_only,
+ * a statement_timeout, a role, a search_path) does not apply to it.  Its
+ * queries never wait for another transaction: expire_holds skips holds
+ * whose row or slot row is locked (SKIP LOCKED), and so does the purge;
+ * WORKER_LOCK_TIMEOUT_MS bounds any other lock wait.  After the expiry
+ * batches of a pass it counts the due holds it had to leave, and says in
+ * lockctl.workers (waiting_on) how many and which sessions or prepared
+ * transactions hold them (worker_note_skipped).
+ *
  * Errors: a batch that fails is caught (PG_TRY), reported to the server log,
  * recorded in shared memory for the lockctl.workers view, its transaction
  * aborted, and the worker carries on after a back-off (the interval,
@@ -80,13 +91,16 @@ static int	lockctl_expiry_interval = 1000; /* ms */
 static int	lockctl_expiry_batch_size = 1000;
 static int	lockctl_retention = 7 * 24 * 3600;	/* s, -1 keeps finished holds */
 
+static void worker_pin_settings(void);
+static void worker_note_skipped(int slotno, TimestampTz due_by);
 static void worker_detach(int code, Datum arg);
 static void worker_error_context(void *arg);
 static ExpirySlot *worker_claim_slot(int slotno, const ExpiryWorkerArgs *args);
 static void worker_exit(ExpirySlot *slot, ExpiryExitReason reason);
 static void worker_record_error(ExpirySlot *slot, MemoryContext cxt);
 static bool worker_pass(int slotno);
-static bool worker_batches(int slotno, WorkerBatchKind kind);
+static bool worker_batches(int slotno, WorkerBatchKind kind,
+						   TimestampTz *last_start);
 static const char *worker_schema(Oid extoid);
 static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
 						 bool *absent);
@@ -184,6 +198,39 @@ worker_claim_slot(int slotno, const ExpiryWorkerArgs *args)
 }
 
 /*
+ * The worker's own session settings, as autovacuum has: connecting applied
+ * the database's and the bootstrap superuser's settings (ALTER DATABASE /
+ * ALTER ROLE ... SET), meant for ordinary sessions, and a database owner
+ * may set some of them.  PGC_S_OVERRIDE outranks those, postgresql.conf
+ * and any reload, so none of these can stop expiry:
+ *	- search_path: run as a superuser, resolve nothing through it;
+ *	- role: act as the bootstrap superuser, never as a role set for the
+ *	  database (which may not call lockctl_internal);
+ *	- default_transaction_read_only, default_transaction_isolation: the
+ *	  batches write, in READ COMMITTED (what SKIP LOCKED is made for);
+ *	- statement_timeout 0: a batch is short, and one cut short would be
+ *	  tried again and cut short again; lock_timeout: waits are bounded
+ *	  (WORKER_LOCK_TIMEOUT_MS), the queries themselves skip locked rows;
+ *	- idle_in_transaction_session_timeout 0: it never idles in one.
+ */
+static void
+worker_pin_settings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", psprintf("%d", WORKER_LOCK_TIMEOUT_MS),
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
  * Exit, telling the launcher why (it decides when to start the next one).
  */
 static void
@@ -254,10 +301,7 @@ lockctl_expiry_worker_main(Datum main_arg)
 	error_context_stack = &errcallback;
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-
-	/* Run as the bootstrap superuser: resolve nothing through search_path. */
-	SetConfigOption("search_path", "pg_catalog, pg_temp",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	worker_pin_settings();
 	pgstat_report_appname(MyBgworkerEntry->bgw_name);
 
 	worker_cxt = AllocSetContextCreate(TopMemoryContext,
@@ -322,10 +366,11 @@ lockctl_expiry_worker_main(Datum main_arg)
 
 /*
  * Batches of one kind, each in its own transaction, while they come back
- * full.  Returns false when the extension is not installed.
+ * full.  Returns false when the extension is not installed.  *last_start:
+ * when the last batch began.
  */
 static bool
-worker_batches(int slotno, WorkerBatchKind kind)
+worker_batches(int slotno, WorkerBatchKind kind, TimestampTz *last_start)
 {
 	bool		absent = false;
 	int			n;
@@ -334,6 +379,7 @@ worker_batches(int slotno, WorkerBatchKind kind)
 	{
 		int			batch = lockctl_expiry_batch_size;
 
+		*last_start = GetCurrentTimestamp();
 		n = worker_batch(slotno, kind, batch, &absent);
 		if (absent)
 			return false;
@@ -354,12 +400,17 @@ static bool
 worker_pass(int slotno)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
+	TimestampTz expire_start;
+	TimestampTz start;
 
-	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS))
+	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS, &expire_start))
 		return false;
-	if (lockctl_retention >= 0 && !worker_batches(slotno, BATCH_PURGE_HOLDS))
+	/* every hold due before the last batch began and still live was skipped */
+	worker_note_skipped(slotno, expire_start);
+	if (lockctl_retention >= 0 &&
+		!worker_batches(slotno, BATCH_PURGE_HOLDS, &start))
 		return false;
-	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS))
+	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS, &start))
 		return false;
 
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
@@ -482,4 +533,86 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 		LWLockRelease(expiry_shared->lock);
 	}
 	return count;
+}
+
+/*
+ * After the expiry batches of a pass: the holds due by due_by (when the
+ * last batch began, which expired every due hold it could lock) that are
+ * still live were left because another transaction has them or their slot
+ * locked.  Say in the slot (lockctl.workers.waiting_on) how many, and which
+ * sessions (pids) or prepared transactions (gids) hold them, or clear it.
+ * The holds are found through the worker's index of live holds by expiry,
+ * so this costs what is left, nothing in the common case.
+ */
+static void
+worker_note_skipped(int slotno, TimestampTz due_by)
+{
+	ExpirySlot *slot = &expiry_shared->slots[slotno];
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+	char		msg[WORKER_ERRMSG_LEN];
+	int			ret;
+
+	msg[0] = '\0';
+	values[0] = TimestampTzGetDatum(due_by);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "lockctl: due holds left by the last batch");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * The locker of a row is its xmax (a multixact when several share it:
+	 * then it is not named).  A transaction in progress shows in pg_locks
+	 * with its pid, a prepared one with no pid, and its gid in
+	 * pg_prepared_xacts.
+	 */
+	ret = SPI_execute_with_args(
+		"WITH left_ AS ("
+		"  SELECT r.xmax AS hx, s.xmax AS sx"
+		"    FROM lockctl.reservations AS r"
+		"    JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot"
+		"   WHERE r.status = 'held' AND r.expires <= $1),"
+		" lockers AS ("
+		"  SELECT DISTINCT x FROM left_, LATERAL (VALUES (hx), (sx)) AS v(x)"
+		"   WHERE x <> '0'::xid)"
+		" SELECT (SELECT count(*) FROM left_),"
+		"        (SELECT string_agg(DISTINCT l.pid::text, ', ')"
+		"           FROM pg_catalog.pg_locks AS l JOIN lockers ON l.transactionid = lockers.x"
+		"          WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted"
+		"            AND l.pid IS NOT NULL),"
+		"        (SELECT string_agg(DISTINCT pg_catalog.quote_literal(p.gid), ', ')"
+		"           FROM pg_catalog.pg_prepared_xacts AS p JOIN lockers ON p.transaction = lockers.x)",
+		1, argtypes, values, NULL, true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *pids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char	   *gids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+		if (n > 0)
+			snprintf(msg, sizeof(msg),
+					 INT64_FORMAT " due hold%s locked by other transactions%s%s%s%s%s",
+					 n, n == 1 ? "" : "s",
+					 (pids || gids) ? " (" : "",
+					 pids ? "pid " : "", pids ? pids : "",
+					 gids ? (pids ? "; prepared " : "prepared ") : "",
+					 gids ? gids : "");
+		if (n > 0 && (pids || gids))
+			strlcat(msg, ")", sizeof(msg));
+	}
+	else
+		elog(ERROR, "counting the due holds left failed: SPI result %d", ret);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	strlcpy(slot->waiting_on, msg, WORKER_ERRMSG_LEN);
+	LWLockRelease(expiry_shared->lock);
 }
