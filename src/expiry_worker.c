@@ -49,6 +49,11 @@
 
 #include <limits.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/multixact.h"
+#include "access/subtrans.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -60,12 +65,17 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "lib/stringinfo.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -93,6 +103,8 @@ static int	lockctl_retention = 7 * 24 * 3600;	/* s, -1 keeps finished holds */
 
 static void worker_pin_settings(void);
 static void worker_note_skipped(int slotno, TimestampTz due_by);
+static Oid	worker_relid(const char *relname);
+static void worker_row_lockers(Relation rel, ItemPointer tid, List **xids);
 static void worker_detach(int code, Datum arg);
 static void worker_error_context(void *arg);
 static ExpirySlot *worker_claim_slot(int slotno, const ExpiryWorkerArgs *args);
@@ -535,6 +547,77 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 	return count;
 }
 
+/* The oid of lockctl's table relname (schema lockctl at every version). */
+static Oid
+worker_relid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("lockctl", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table lockctl.%s does not exist", relname);
+	return relid;
+}
+
+/*
+ * The transactions that hold tuple tid of rel locked (its xmax: one
+ * transaction, or the members of a multixact), added to *xids as the
+ * top-level transactions of those still running.  (A row's xmax as SQL
+ * shows it cannot tell a multixact from a transaction, nor a
+ * subtransaction, which is what reserve's paths lock in, from its
+ * top-level transaction: hence the tuple header and pg_subtrans.)
+ */
+static void
+worker_row_lockers(Relation rel, ItemPointer tid, List **xids)
+{
+	HeapTupleData tuple;
+	Buffer		buf;
+	uint16		infomask;
+	TransactionId xmax;
+	TransactionId *lockers = NULL;
+	int			nlockers = 0;
+
+	tuple.t_self = *tid;
+	if (!heap_fetch(rel, SnapshotAny, &tuple, &buf, false))
+		return;
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	infomask = tuple.t_data->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(tuple.t_data);
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	ReleaseBuffer(buf);
+
+	if (infomask & HEAP_XMAX_INVALID)
+		return;
+	if (infomask & HEAP_XMAX_IS_MULTI)
+	{
+		MultiXactMember *members;
+		int			n = GetMultiXactIdMembers(xmax, &members, true,
+											  HEAP_XMAX_IS_LOCKED_ONLY(infomask));
+
+		lockers = palloc(sizeof(TransactionId) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			lockers[nlockers++] = members[i].xid;
+	}
+	else
+	{
+		lockers = palloc(sizeof(TransactionId));
+		lockers[nlockers++] = xmax;
+	}
+	for (int i = 0; i < nlockers; i++)
+	{
+		TransactionId top;
+
+		/* a running xid is at least our TransactionXmin: pg_subtrans has it */
+		if (!TransactionIdIsValid(lockers[i]) ||
+			TransactionIdIsCurrentTransactionId(lockers[i]) ||
+			!TransactionIdIsInProgress(lockers[i]))
+			continue;
+		top = SubTransGetTopmostTransaction(lockers[i]);
+		/* xids in an oid list: both are uint32 (no xid lists before 16) */
+		if (!list_member_oid(*xids, (Oid) top))
+			*xids = lappend_oid(*xids, (Oid) top);
+	}
+}
+
 /*
  * After the expiry batches of a pass: the holds due by due_by (when the
  * last batch began, which expired every due hold it could lock) that are
@@ -542,18 +625,25 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
  * locked.  Say in the slot (lockctl.workers.waiting_on) how many, and which
  * sessions (pids) or prepared transactions (gids) hold them, or clear it.
  * The holds are found through the worker's index of live holds by expiry,
- * so this costs what is left, nothing in the common case.
+ * so this costs what is left, nothing in the common case; the lockers are
+ * looked up for the first WORKER_SKIPPED_NAMED of them.
  */
+#define WORKER_SKIPPED_NAMED	64
 static void
 worker_note_skipped(int slotno, TimestampTz due_by)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	Oid			argtypes[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
-	char		msg[WORKER_ERRMSG_LEN];
+	StringInfoData msg;
+	int64		nleft = 0;
+	List	   *xids = NIL;
+	StringInfoData pids;
+	char	   *gids = NULL;
 	int			ret;
 
-	msg[0] = '\0';
+	initStringInfo(&msg);
+	initStringInfo(&pids);
 	values[0] = TimestampTzGetDatum(due_by);
 
 	SetCurrentStatementStartTimestamp();
@@ -563,56 +653,81 @@ worker_note_skipped(int slotno, TimestampTz due_by)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/*
-	 * The locker of a row is its xmax (a multixact when several share it:
-	 * then it is not named).  A transaction in progress shows in pg_locks
-	 * with its pid, a prepared one with no pid, and its gid in
-	 * pg_prepared_xacts.
-	 */
 	ret = SPI_execute_with_args(
-		"WITH left_ AS ("
-		"  SELECT r.xmax AS hx, s.xmax AS sx"
-		"    FROM lockctl.reservations AS r"
-		"    JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot"
-		"   WHERE r.status = 'held' AND r.expires <= $1),"
-		" lockers AS ("
-		"  SELECT DISTINCT x FROM left_, LATERAL (VALUES (hx), (sx)) AS v(x)"
-		"   WHERE x <> '0'::xid)"
-		" SELECT (SELECT count(*) FROM left_),"
-		"        (SELECT string_agg(DISTINCT l.pid::text, ', ')"
-		"           FROM pg_catalog.pg_locks AS l JOIN lockers ON l.transactionid = lockers.x"
-		"          WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted"
-		"            AND l.pid IS NOT NULL),"
-		"        (SELECT string_agg(DISTINCT pg_catalog.quote_literal(p.gid), ', ')"
-		"           FROM pg_catalog.pg_prepared_xacts AS p JOIN lockers ON p.transaction = lockers.x)",
-		1, argtypes, values, NULL, true, 1);
-	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+		"SELECT r.ctid, s.ctid, pg_catalog.count(*) OVER ()"
+		"  FROM lockctl.reservations AS r"
+		"  JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot"
+		" WHERE r.status = 'held' AND r.expires <= $1"
+		" LIMIT " CppAsString2(WORKER_SKIPPED_NAMED),
+		1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking for the due holds left failed: SPI result %d", ret);
+	if (SPI_processed > 0)
 	{
+		Relation	holds = table_open(worker_relid("reservations"), AccessShareLock);
+		Relation	slots = table_open(worker_relid("pool_slots"), AccessShareLock);
+		SPITupleTable *tt = SPI_tuptable;
 		bool		isnull;
-		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *pids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		char	   *gids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
-		if (n > 0)
-			snprintf(msg, sizeof(msg),
-					 INT64_FORMAT " due hold%s locked by other transactions%s%s%s%s%s",
-					 n, n == 1 ? "" : "s",
-					 (pids || gids) ? " (" : "",
-					 pids ? "pid " : "", pids ? pids : "",
-					 gids ? (pids ? "; prepared " : "prepared ") : "",
-					 gids ? gids : "");
-		if (n > 0 && (pids || gids))
-			strlcat(msg, ")", sizeof(msg));
+		nleft = DatumGetInt64(SPI_getbinval(tt->vals[0], tt->tupdesc, 3, &isnull));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			worker_row_lockers(holds, (ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull)), &xids);
+			worker_row_lockers(slots, (ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull)), &xids);
+		}
+		table_close(holds, AccessShareLock);
+		table_close(slots, AccessShareLock);
 	}
-	else
-		elog(ERROR, "counting the due holds left failed: SPI result %d", ret);
+
+	/* running in a session (a pid), or prepared (a gid) */
+	if (xids != NIL)
+	{
+		ListCell   *lc;
+		StringInfoData prepared;
+
+		initStringInfo(&prepared);
+		foreach(lc, xids)
+		{
+			TransactionId xid = (TransactionId) lfirst_oid(lc);
+			int			pid = BackendXidGetPid(xid);
+
+			if (pid != 0)
+				appendStringInfo(&pids, "%s%d", pids.len > 0 ? ", " : "", pid);
+			else
+				appendStringInfo(&prepared, "%s%u", prepared.len > 0 ? "," : "", xid);
+		}
+		if (prepared.len > 0)
+		{
+			Oid			gidtypes[1] = {TEXTOID};
+			Datum		gidvalues[1];
+
+			gidvalues[0] = CStringGetTextDatum(prepared.data);
+			ret = SPI_execute_with_args(
+				"SELECT pg_catalog.string_agg(pg_catalog.quote_literal(p.gid), ', ' ORDER BY p.gid)"
+				"  FROM pg_catalog.pg_prepared_xacts AS p"
+				" WHERE p.transaction::text = ANY (pg_catalog.string_to_array($1, ','))",
+				1, gidtypes, gidvalues, NULL, true, 1);
+			if (ret == SPI_OK_SELECT && SPI_processed == 1)
+				gids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		}
+	}
+
+	if (nleft > 0)
+	{
+		appendStringInfo(&msg, INT64_FORMAT " due hold%s locked by other transactions",
+						 nleft, nleft == 1 ? "" : "s");
+		if (pids.len > 0 || gids != NULL)
+			appendStringInfo(&msg, " (%s%s%s%s%s)",
+							 pids.len > 0 ? "pid " : "", pids.data,
+							 pids.len > 0 && gids ? "; " : "",
+							 gids ? "prepared " : "", gids ? gids : "");
+	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
-	strlcpy(slot->waiting_on, msg, WORKER_ERRMSG_LEN);
+	strlcpy(slot->waiting_on, msg.data, WORKER_ERRMSG_LEN);
 	LWLockRelease(expiry_shared->lock);
 }
