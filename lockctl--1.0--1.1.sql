@@ -407,6 +407,8 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_role name;
+    v_cap integer;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -474,6 +476,30 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps, counted up to the cap (reservations_role_idx): a
+    -- check costs at most the cap, nothing when the setting is 0.  Two
+    -- concurrent calls of one role may both pass at cap - 1.
+    v_role := lockctl_internal.acting_role();
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role AND r.status = 'held'
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many live holds', v_role),
+            DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+            HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role
+                                               AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many finished holds kept', v_role),
+            DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+            HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+    END IF;
+
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
@@ -531,42 +557,48 @@ BEGIN
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,
-    -- and count exactly.
+    -- and count exactly.  Sold out, the subtransaction is rolled back and
+    -- with it every slot lock: other calls on the pool (and the expiry
+    -- worker) must not wait for this transaction to end.
     IF v_slot IS NULL THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('pool "%s" does not exist', v_resource),
-                DETAIL = 'It was dropped while this call waited for it.';
-        END IF;
-        -- The slot count may have changed while we waited, and set_slots
-        -- may have added slot rows that the statement above, with its older
-        -- snapshot, did not see.  rebalance locks again: every row of the
-        -- pool is then ours (no new one can appear, set_slots needs our
-        -- locks first), so its count is exact; it moves the free units so
-        -- that one slot has ours, and we take them from it.
-        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
-        IF v_slot IS NULL THEN
+        BEGIN
+            PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                    MESSAGE = format('pool "%s" does not exist', v_resource),
+                    DETAIL = 'It was dropped while this call waited for it.';
+            END IF;
+            -- The slot count may have changed while we waited, and set_slots
+            -- may have added slot rows that the statement above, with its
+            -- older snapshot, did not see.  rebalance locks again: every row
+            -- of the pool is then ours (no new one can appear, set_slots
+            -- needs our locks first), so its count is exact; it moves the
+            -- free units so that one slot has ours, and we take them from it.
+            v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
-        END IF;
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        END;
     END IF;
 
     v_now := clock_timestamp();
     IF v_key IS NULL THEN
         INSERT INTO lockctl.reservations AS r
-               (pool_id, slot, quantity, holder, created, expires)
-        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+               (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
         RETURNING r.id INTO v_id;
         RETURN v_id;
     END IF;
 
     INSERT INTO lockctl.reservations AS r
-           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
-    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
-    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           (pool_id, slot, quantity, holder, taken_by, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING r.id INTO v_id;
     IF v_id IS NOT NULL THEN
         RETURN v_id;
@@ -608,10 +640,13 @@ BEGIN
     END IF;
     -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
     -- "status = 'held'" it does not let the planner pick the worker's
-    -- partial index of all live holds over the primary key.
+    -- partial index of all live holds over the primary key.  A row that
+    -- fails may_act_for is never locked: another role cannot make anyone
+    -- wait on a hold that is not its own.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
@@ -644,6 +679,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -683,6 +719,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
@@ -734,12 +771,17 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
+    -- The hold and its slot are locked together, each with SKIP LOCKED:
+    -- LIMIT counts only the holds whose two rows were both free.  (The
+    -- slots are locked in expiry order, not in slot order: never waiting,
+    -- this cannot deadlock.)
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
+          JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
          ORDER BY r.expires
          LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF r, s SKIP LOCKED
     ), done AS (
         UPDATE lockctl.reservations AS r
            SET status = 'expired', finished = v_now
@@ -755,11 +797,7 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- Give the units back, slot rows locked in (pool, slot) order.
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
-     ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
+    -- Give the units back; the slot rows are ours already.
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
       FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
@@ -1211,6 +1249,66 @@ ALTER TABLE lockctl.reservations
     ALTER COLUMN id SET DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
 
 -- A missing hold of another era says it was lost in a failover or restore.
+-- Roles cannot interfere (issue 15), reservations and the worker: a hold
+-- and its idempotency key belong to the role that took it; caps on a
+-- role's holds; expiry that no lock stalls; lockctl.workers says what
+-- holds a worker back.  The same objects as src/reserve.sql and
+-- src/worker.sql.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.acting_role() RETURNS name
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_acting_role';
+COMMENT ON FUNCTION lockctl_internal.acting_role() IS 'lockctl internal: the role a call acts for (SET ROLE''s, else the session user)';
+
+CREATE FUNCTION lockctl_internal.may_act_for(owner name) RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_may_act_for';
+COMMENT ON FUNCTION lockctl_internal.may_act_for(name) IS 'lockctl internal: whether the role a call acts for has the privileges of role owner';
+
+REVOKE ALL ON FUNCTION lockctl_internal.acting_role() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.may_act_for(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.may_act_for(name) TO PUBLIC;
+
+-- The role that took a hold: one definition, in C.  Holds taken at 1.0
+-- keep the taken_by they were given, which is the same role.
+ALTER TABLE lockctl.reservations ALTER COLUMN taken_by SET DEFAULT lockctl_internal.acting_role();
+
+-- Idempotency keys per role; every existing key stays unique, as it was
+-- unique per pool.
+DROP INDEX lockctl.reservations_idempotency_idx;
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The caps on a role's live and finished holds (lockctl.max_holds_per_role,
+-- lockctl.max_kept_holds_per_role): reserve counts here, up to the cap.
+-- Confirmed holds are left out: they are never purged, and their number is
+-- bounded by the pools' capacities.
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
+
+CREATE OR REPLACE FUNCTION lockctl_internal.keyed_hold(pool bigint, resource text, idempotency_key text,
+                                   quantity bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = pool AND r.taken_by = lockctl_internal.acting_role()
+       AND r.idempotency_key = idempotency_key;
+    IF v_q <> quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             idempotency_key, resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, quantity);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
 CREATE OR REPLACE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -1222,7 +1320,8 @@ DECLARE
     v_finished timestamp with time zone;
 BEGIN
     SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
-      FROM lockctl.reservations AS r WHERE r.id = id;
+      FROM lockctl.reservations AS r
+     WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
     IF NOT FOUND THEN
         -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
         -- one of another era was taken on a line of history this server
@@ -1236,7 +1335,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('hold %s does not exist', id),
-            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged, or it is another role''s.';
     END IF;
     IF v_status = ANY (ok_status) THEN
         RETURN v_status;
@@ -1262,3 +1361,40 @@ BEGIN
         HINT = 'Retry the transaction.';
 END;
 $fn$;
+
+CREATE OR REPLACE VIEW lockctl.holds WITH (security_barrier) AS
+    SELECT r.id,
+           p.resource,
+           r.quantity,
+           CASE WHEN a.mine THEN r.holder END AS holder,
+           r.taken_by,
+           r.status::text AS status,
+           r.created,
+           r.expires,
+           r.finished,
+           CASE WHEN a.mine THEN r.idempotency_key END AS idempotency_key
+      FROM lockctl.reservations AS r
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(r.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for pg_read_all_stats, without holder and key)';
+
+CREATE FUNCTION lockctl_internal.worker_waiting_on(datid oid) RETURNS text
+    LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'lockctl_worker_waiting_on';
+COMMENT ON FUNCTION lockctl_internal.worker_waiting_on(oid) IS
+    'lockctl internal, behind the column waiting_on of the view lockctl.workers';
+
+CREATE OR REPLACE VIEW lockctl.workers AS
+    SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
+           w.holds_expired, w.holds_purged, w.errors,
+           w.last_error, w.last_error_at,
+           lockctl_internal.worker_waiting_on(w.datid) AS waiting_on
+      FROM lockctl_internal.workers() AS w;
+
+COMMENT ON VIEW lockctl.workers IS
+    'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, the last error, and what holds it back';
+REVOKE ALL ON FUNCTION lockctl_internal.worker_waiting_on(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.worker_waiting_on(oid) TO PUBLIC;

@@ -63,7 +63,7 @@ typedef struct LeaseEntry
 	LeaseKey	key;			/* hash key: must be first */
 	bool		held;			/* a lease was granted and not released */
 	bool		fenced;			/* a transaction may hold the fence lock */
-	int			fenced_by;		/* backend (MyBackendId) that set fenced */
+	int			fenced_by;		/* MyProcNumber + 1 of the backend that set fenced (0: none) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 	int64		token;
 	Oid			roleid;			/* role that took the lease: it owns it */

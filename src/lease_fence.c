@@ -28,14 +28,17 @@
  * A resource release callback, once a top-level transaction's locks are
  * gone, clears entry->fenced of every resource this backend fenced and no
  * other backend fenced since (fenced_by), so that the views stop showing
- * it, and wakes the head waiter.  After PREPARE TRANSACTION the lock stays
- * with the prepared transaction, and so does the flag.  Clearing early is
+ * it, and wakes the head waiter.  Clearing early is
  * safe: a backend that took the lock but has not set the flag yet still
  * checks the token under the lease lock, so a grant that slipped in makes
- * it fail.  As a safety net (a prepared transaction, a savepoint rolled
+ * it fail.  As a safety net (a fencing backend that dies, a savepoint rolled
  * back), a grant that finds the flag set tries the lock and clears the flag
  * if it is free, and a waiter of a lease that is free but fenced re-checks
  * at least every LEASE_FENCE_RECHECK_MS.
+ * A transaction that fenced cannot be prepared (PREPARE TRANSACTION): the
+ * fence lock would pass to the prepared transaction and outlive a restart,
+ * but the fenced flag lives in shared memory and would not, so the lease
+ * could pass to another holder before the protected write commits.
  *
  * src/lease_fence.c
  *
@@ -67,12 +70,9 @@ static LeaseFenced *fenced_list = NULL;
 static int	fenced_count = 0;
 static int	fenced_alloc = 0;
 
-/* the transaction ending now was prepared: its fence locks live on */
-static bool fence_prepared = false;
-
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
-static void lease_fence_xact_callback(XactEvent event, void *arg);
+static void lease_fence_xact(XactEvent event, void *arg);
 static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
@@ -83,24 +83,28 @@ void
 lease_fence_init(void)
 {
 	RegisterResourceReleaseCallback(lease_xact_release, NULL);
-	RegisterXactCallback(lease_fence_xact_callback, NULL);
+	RegisterXactCallback(lease_fence_xact, NULL);
 }
 
 /*
- * Transaction callback: note a PREPARE TRANSACTION, which runs the resource
- * release callbacks too but hands its locks to the prepared transaction.
+ * Transaction callback: refuse PREPARE TRANSACTION in a transaction that
+ * fenced a lease (see the header).
  */
 static void
-lease_fence_xact_callback(XactEvent event, void *arg)
+lease_fence_xact(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_PREPARE)
-		fence_prepared = true;
+	if (event == XACT_EVENT_PRE_PREPARE && fenced_count > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has called lockctl.fence()"),
+				 errdetail("A fence keeps the lease from passing to anyone else only until the fencing transaction ends, and only while the server runs."),
+				 errhint("Commit the protected writes without two-phase commit.")));
 }
 
 /*
  * Resource release callback: once a transaction's (or subtransaction's)
  * locks are gone, wake the first waiter of every resource it fenced, and at
- * the end of a top-level transaction that was not prepared, clear the
+ * the end of a top-level transaction, clear the
  * fenced flag it set (see the locking protocol above).  Never raises an
  * error: it runs after commit.
  */
@@ -113,9 +117,7 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 
 	if (phase != RESOURCE_RELEASE_AFTER_LOCKS)
 		return;
-	clear = isTopLevel && !fence_prepared;
-	if (isTopLevel)
-		fence_prepared = false;
+	clear = isTopLevel;
 	if (fenced_count == 0 || lease_shared == NULL)
 		return;
 
@@ -127,7 +129,7 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 
 		if (e == NULL || !e->fenced)
 			continue;
-		if (clear && e->fenced_by == MyBackendId)
+		if (clear && e->fenced_by == MyProcNumber + 1)
 		{
 			e->fenced = false;
 			e->fenced_by = 0;
@@ -278,7 +280,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	if (e == NULL)
 		goto lost;				/* the lock goes with the aborted transaction */
 	e->fenced = true;
-	e->fenced_by = MyBackendId;
+	e->fenced_by = MyProcNumber + 1;
 	lease_shared->stats.fences++;
 	LWLockRelease(lease_shared->lock);
 	lease_remember_fence(&key, token);

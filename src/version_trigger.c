@@ -71,7 +71,7 @@ typedef struct VersionTrigState
 	AttrNumber	attnum;
 	Oid			typid;
 	VersionMode mode;
-	VersionStatsEntry *stats;	/* NULL: not counted (table full) */
+	VersionStatsEntry *stats;	/* NULL: not counted (table full, or temporary) */
 } VersionTrigState;
 
 /* Cloned trigger oid -> the table versioning was enabled on. */
@@ -453,8 +453,16 @@ version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
 	st->attnum = attnum;
 	st->typid = typid;
 	st->mode = mode;
-	st->stats = version_stats_entry(version_root_relid(trigger, st->relid),
-									true);
+	/*
+	 * Temporary tables are not counted: any role may make as many as it
+	 * likes, and the counters' table is shared by every database
+	 * (version_stats.c).
+	 */
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		st->stats = NULL;
+	else
+		st->stats = version_stats_entry(version_root_relid(trigger, st->relid),
+										true);
 	return st;
 }
 
@@ -636,40 +644,69 @@ lockctl_version_trigger(PG_FUNCTION_ARGS)
  */
 
 /*
+ * Check, from pg_class alone and without any lock, that relid exists, is a
+ * table, is not a system catalog and belongs to the caller; error if not.
+ */
+static void
+version_check_owned(Oid relid, const char *fname)
+{
+	HeapTuple	tup;
+	Form_pg_class form;
+	char		relkind;
+	char	   *relname;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	form = (Form_pg_class) GETSTRUCT(tup);
+	relkind = form->relkind;
+	relname = pstrdup(NameStr(form->relname));
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot use %s on relation \"%s\"", fname, relname),
+				 errdetail_relkind_not_supported(relkind),
+				 errhint("Versioning works on ordinary and partitioned tables.")));
+	if (IsSystemClass(relid, form))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot use %s on system catalog \"%s\"", fname, relname)));
+	ReleaseSysCache(tup);
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), relname);
+}
+
+/*
  * Open relid for a change of its versioning, with lockmode, after checking
  * that it exists, is a table and belongs to the caller.
+ *
+ * Permission before lock, as LOCK TABLE does: a lock request that waits
+ * makes every later request on the table wait behind it (on a shared
+ * catalog such as pg_database or pg_authid, every new connection of the
+ * cluster), so a role that may not change the table must not get as far as
+ * queueing one.  The checks run once from the catalog before the lock, and
+ * again once the lock is ours: while we waited, the table may have been
+ * dropped (and its oid reused) or given to another owner.
  */
 static Relation
 version_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 {
 	Relation	rel;
-	char		relkind;
 
+	version_check_owned(relid, fname);
 	LockRelationOid(relid, lockmode);
+	/*
+	 * LockRelationOid has processed invalidations, so the catalog is
+	 * current; an error gives the lock back with the (sub)transaction.
+	 */
+	version_check_owned(relid, fname);
 	rel = try_relation_open(relid, NoLock);
 	if (rel == NULL)
-	{
-		UnlockRelationOid(relid, lockmode);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	}
-	relkind = rel->rd_rel->relkind;
-	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("cannot use %s on relation \"%s\"",
-						fname, RelationGetRelationName(rel)),
-				 errdetail_relkind_not_supported(relkind),
-				 errhint("Versioning works on ordinary and partitioned tables.")));
-	if (IsSystemRelation(rel))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot use %s on system catalog \"%s\"",
-						fname, RelationGetRelationName(rel))));
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
-					   RelationGetRelationName(rel));
 	return rel;
 }
 

@@ -30,6 +30,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -86,6 +87,7 @@ typedef struct UVCall
 } UVCall;
 
 static void uv_invalidate_rel(Datum arg, Oid relid);
+static void uv_check_privilege(Oid relid);
 static Relation uv_open(Oid relid, int64 expected, AttrNumber *vattnum);
 static void uv_columns(UVCall *call, Jsonb *changes);
 static UVCacheEntry *uv_plan(UVCall *call, UVCacheEntry *tmp, bool *cached);
@@ -389,6 +391,19 @@ version_uv_keys(UVCacheEntry *e, Datum keyval, Oid keytype, Datum *keys)
 }
 
 /*
+ * The caller may UPDATE relid, or some column of it; 42501 if not, 42P01 if
+ * there is no such relation.  Reads the catalog only, takes no lock.
+ */
+static void
+uv_check_privilege(Oid relid)
+{
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_UPDATE,
+								  ACLMASK_ANY) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/*
  * Open relid for update_versioned(): the caller may update it, it is a
  * table, its versioning trigger fires in this session, expected fits its
  * version column (*vattnum), and it has a primary key.
@@ -401,13 +416,20 @@ uv_open(Oid relid, int64 expected, AttrNumber *vattnum)
 	Oid			vtype;
 	bool		fires;
 
-	/* The caller must be allowed to update the table before we lock it. */
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_UPDATE,
-								  ACLMASK_ANY) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
-
-	rel = relation_open(relid, RowExclusiveLock);
+	/*
+	 * Permission before lock, as LOCK TABLE does: the caller must be allowed
+	 * to update the table before it may queue a lock on it (a waiting lock
+	 * request makes every later one wait).  Checked again once the lock is
+	 * ours, in case the table was dropped or the grant revoked meanwhile.
+	 */
+	uv_check_privilege(relid);
+	LockRelationOid(relid, RowExclusiveLock);
+	uv_check_privilege(relid);
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
