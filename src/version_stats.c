@@ -97,6 +97,7 @@ VersionInit(void)
 							0,
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&version_shmem_part);
+	VersionStatementInit();
 }
 
 static Size
@@ -205,6 +206,14 @@ version_stats_remove(Oid relid)
  */
 
 /*
+ * The column of each counter in the function's result: stats_reset is
+ * column 8 since 1.0, and the counters 1.1 added come after it, so that
+ * the function of 1.0's SQL (nine columns) is served by the same code.
+ */
+#define VSTAT_NATTS		11
+static const int version_stats_column[VSTAT_COUNT] = {4, 5, 6, 7, 9, 10};
+
+/*
  * lockctl_internal.versioned_tables(), behind the view
  * lockctl.versioned_tables: one row per table versioning is
  * enabled on in this database, with its configuration and counters.
@@ -230,8 +239,8 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
 		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[VSTAT_NATTS];
+		bool		nulls[VSTAT_NATTS];
 		Datum		argsd;
 		bool		argsnull;
 		char	   *col = NULL;
@@ -278,7 +287,7 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 			if (e != NULL)
 			{
 				for (int i = 0; i < VSTAT_COUNT; i++)
-					values[4 + i] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
+					values[version_stats_column[i]] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
 				values[8] = TimestampTzGetDatum(e->stats_reset);
 			}
 		}
@@ -294,12 +303,14 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 			LWLockRelease(vshared->lock);
 			for (int i = 0; i < VSTAT_COUNT; i++)
 			{
-				values[4 + i] = Int64GetDatum(0);
-				nulls[4 + i] = full;
+				values[version_stats_column[i]] = Int64GetDatum(0);
+				nulls[version_stats_column[i]] = full;
 			}
 			nulls[8] = true;
 		}
 
+		/* 1.0's function has the first nine columns only */
+		Assert(rsinfo->setDesc->natts <= VSTAT_NATTS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	systable_endscan(scan);

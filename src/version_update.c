@@ -699,10 +699,13 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		e->busy++;
 	PG_TRY();
 	{
+		/* its UPDATE proves the version by the value it assigns */
+		version_uv_begin(relid);
 		rc = SPI_execute_plan(e->plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
+		version_uv_end();
 		if (cached)
 			e->busy--;
 	}
