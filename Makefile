@@ -6,6 +6,7 @@
 #                                      temporary server with lockctl preloaded
 #   make regresscheck | isolationcheck | tapcheck     one kind only
 #   make examplescheck                 the demo and examples/, on a scratch server
+#   make ormcheck                      the ORM matrix (examples/orm), on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -41,7 +42,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./lockctl.conf \
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_orm results output_iso regression.diffs regression.out
 
 PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
 
@@ -64,7 +65,7 @@ $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck ormcheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -74,3 +75,6 @@ tapcheck:
 # The demonstration and the client examples, against a scratch server.
 examplescheck:
 	PG_CONFIG=$(PG_CONFIG) bash scripts/examples-check
+# The ORM matrix and the driver notes, against a scratch server.
+ormcheck:
+	PG_CONFIG=$(PG_CONFIG) bash scripts/orm-check

@@ -27,6 +27,13 @@ LOCKCTL_DEB_PACKAGES=(
     pgbouncer
     python3
     python3-psycopg
+    # the ORM matrix (scripts/orm-check): ORMs and drivers from the archive
+    python3-psycopg2
+    python3-sqlalchemy
+    python3-django
+    python3-asyncpg
+    ruby-activerecord
+    ruby-pg
     nodejs
     npm
     util-linux

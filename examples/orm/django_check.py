@@ -66,7 +66,7 @@ SELECT lockctl.enable_versioning('dj_doc');
 INSERT INTO dj_doc (id, body) SELECT g, 'seed' FROM generate_series(1, 6) g;
 """)
 m.row(NAME, "strict", "a `version` field and a `save()` that adds one to it after an update "
-      "(docs/versioning.md); `QuerySet.update()`/`delete()` with `version=<read>` in the filter")
+      "(docs/versioning.md); `QuerySet.update()` and `delete()` with `version=read` in the filter")
 
 
 def db_row(pk):
@@ -130,7 +130,7 @@ def bulk():
     v = Doc.objects.get(pk=4).version
     n = Doc.objects.filter(pk=4, version=v).update(body="bulk")
     return (code == "09000" and n == 1 and db_row(4) == ("bulk", v + 1),
-            "update(): refused (09000); with version=<read> in the filter: checked", f"code {code}")
+            "update(): refused (09000); with `version=read` in the filter: checked", f"code {code}")
 
 
 def helper():
@@ -152,7 +152,7 @@ def delete():
     stale = Doc.objects.filter(pk=6, version=d.version + 1).delete()[0]
     done = Doc.objects.filter(pk=6, version=d.version).delete()[0]
     return (code == "09000" and stale == 0 and done == 1,
-            "delete(): refused (09000); filter(version=<read>).delete(): checked",
+            "delete(): refused (09000); `filter(version=read).delete()`: checked",
             f"code {code} stale {stale} done {done}")
 
 
