@@ -48,7 +48,6 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
 #include "parser/parsetree.h"
-#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -379,7 +378,12 @@ version_is_check(Node *clause, Plan *plan, VersionCtx *cx, Index scan_rti,
 	if (clause == NULL || !IsA(clause, OpExpr))
 		return false;
 	op = (OpExpr *) clause;
-	if (list_length(op->args) != 2 || get_oprrest(op->opno) != F_EQSEL)
+	/*
+	 * An equality of a btree operator family: what "=" means for the
+	 * version's type, and nothing a role could define to match every row
+	 * (operator families are made by superusers).
+	 */
+	if (list_length(op->args) != 2 || get_mergejoin_opfamilies(op->opno) == NIL)
 		return false;
 	for (int side = 0; side < 2; side++)
 	{
