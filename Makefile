@@ -6,43 +6,51 @@
 #                                      temporary server with lockctl preloaded
 #   make regresscheck | isolationcheck | tapcheck     one kind only
 #   make examplescheck                 the demo and examples/, on a scratch server
+#   make clientscheck                  clients/python, clients/node and the
+#                                      postgres_exporter queries, on a scratch server
 #   make ormcheck                      the ORM matrix (examples/orm), on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
+#   make dist                          the PGXN zip, lockctl-<version>.zip
 #
 # The temporary servers cannot run as root; scripts/test takes care of that.
+# Builds in another directory work too (make -f SRC/Makefile VPATH=SRC, as
+# Debian's pg_buildext does): every source is named relative to $(srctop).
 
 EXTENSION = lockctl
-EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+# The source tree: the directory of this Makefile ("./" in the usual case).
+srctop := $(dir $(firstword $(MAKEFILE_LIST)))
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(srctop)$(EXTENSION).control)
 
 MODULE_big = lockctl
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst $(srctop)%.c,%.o,$(sort $(wildcard $(srctop)src/*.c)))
 PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring reservations"
 
 # The install script is assembled from one SQL fragment per concept, in
 # this order, so that each concept keeps its SQL beside its C code:
 # lockctl.sql first (the library check, the schemas, what every concept
-# uses), worker.sql last (it ends by waking the expiry worker).
-SQL_PARTS = src/lockctl.sql src/lease.sql src/reserve.sql src/request.sql \
-	src/version.sql src/worker.sql
+# uses), worker.sql last (it ends by waking the expiry worker).  Named
+# relative to $(srctop) so that builds in another directory work.
+SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql fence_table.sql \
+	reserve.sql request.sql version.sql worker.sql)
 # The install script of the version under development is built from src/;
 # those of released versions (lockctl--1.0.sql, ...) are frozen copies at
 # the top and never change, and lockctl--OLD--NEW.sql carry installed
 # databases forward with ALTER EXTENSION lockctl UPDATE.
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
+DATA = $(filter-out $(DATA_built),$(notdir $(wildcard $(srctop)$(EXTENSION)--*.sql)))
 
 # Tests are whatever files are present: sql/*.sql, specs/*.spec, t/*.pl.
-REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --temp-instance=./tmp_check_regress --temp-config=./lockctl.conf \
+REGRESS = $(patsubst $(srctop)sql/%.sql,%,$(sort $(wildcard $(srctop)sql/*.sql)))
+REGRESS_OPTS = --temp-instance=./tmp_check_regress --temp-config=$(srctop)lockctl.conf \
 	--load-extension=$(EXTENSION)
-ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
-ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./lockctl.conf \
+ISOLATION = $(patsubst $(srctop)specs/%.spec,%,$(sort $(wildcard $(srctop)specs/*.spec)))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srctop)lockctl.conf \
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_orm results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients tmp_check_orm results output_iso regression.diffs regression.out
 
 PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
 
@@ -63,9 +71,15 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard $(srctop)src/*.h)
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck ormcheck
+# Objects go to src/ of the build directory, which a VPATH build must make.
+$(OBJS) $(OBJS:.o=.bc): | lockctl-objdir
+.PHONY: lockctl-objdir
+lockctl-objdir:
+	@mkdir -p src
+
+.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck ormcheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -74,7 +88,23 @@ tapcheck:
 	$(prove_installcheck)
 # The demonstration and the client examples, against a scratch server.
 examplescheck:
-	PG_CONFIG=$(PG_CONFIG) bash scripts/examples-check
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/examples-check
+
+# The PGXN distribution: the committed tree (HEAD) as a zip whose files all
+# sit under lockctl-<version>/, the version being META.json's.  Uncommitted
+# changes are not in it, on purpose: a release is a commit.
+DISTVERSION = $(shell perl -MJSON::PP -0777 -ne 'print decode_json($$_)->{version}' $(srctop)META.json)
+DISTNAME = $(EXTENSION)-$(DISTVERSION)
+.PHONY: dist
+dist:
+	@test -n '$(DISTVERSION)' || { echo 'no version in META.json' >&2; exit 1; }
+	git -C '$(srctop)' archive --format=zip --prefix='$(DISTNAME)/' --output='$(CURDIR)/$(DISTNAME).zip' HEAD
+	@echo '$(CURDIR)/$(DISTNAME).zip'
+
+# The Python and Node.js libraries and the exporter's queries.
+clientscheck:
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/clients-check
+
 # The ORM matrix and the driver notes, against a scratch server.
 ormcheck:
-	PG_CONFIG=$(PG_CONFIG) bash scripts/orm-check
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/orm-check

@@ -139,7 +139,7 @@ def check_python(dsn, conn):
     report(rcn == 0 and "written under token" in outn,
            "python worker: the next worker gets the expired lease and writes", outn)
     report(rcs == 3 and "refused, the lease was lost" in outs,
-           "python worker: the stalled worker's write is refused (40001), exit 3", outs)
+           "python worker: the stalled worker's write is refused (lease lost), exit 3", outs)
     late = conn.execute("SELECT count(*) FROM lease_example_output "
                         "WHERE owner = 'stalled' AND batch >= 2").fetchone()[0]
     report(late == 0, f"python worker: no write of the stalled worker after its stall (found {late})")

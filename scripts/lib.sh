@@ -18,6 +18,8 @@ PYTHON=/usr/bin/python3
 
 # Everything the build, the tests, the demo, the examples and the benchmarks
 # need from Debian's archive.  A fresh bookworm machine has none of it.
+# (What building the Debian packages needs is debian/control's
+# Build-Depends: scripts/package installs it with apt-get build-dep.)
 LOCKCTL_DEB_PACKAGES=(
     build-essential
     postgresql-$PG_MAJOR
@@ -27,8 +29,13 @@ LOCKCTL_DEB_PACKAGES=(
     pgbouncer
     python3
     python3-psycopg
-    # the ORM matrix (scripts/orm-check): ORMs and drivers from the archive
     python3-psycopg2
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-venv
+    prometheus-postgres-exporter
+    # the ORM matrix (scripts/orm-check): ORMs and drivers from the archive
     python3-sqlalchemy
     python3-django
     python3-asyncpg
@@ -38,6 +45,7 @@ LOCKCTL_DEB_PACKAGES=(
     npm
     util-linux
     procps
+    git
 )
 
 lockctl_log() { printf '\n== %s\n' "$*"; }

@@ -138,6 +138,7 @@ extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
 
 /* lease_fence.c */
 extern void lease_fence_init(void);
+extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

@@ -41,10 +41,14 @@
 
 #include "lease.h"
 
-/* resources this backend fenced in the current transaction, for wake-ups */
+/*
+ * resources this backend fenced in the current transaction, for wake-ups,
+ * and the token each was fenced with, for LeaseFencedInXact
+ */
 typedef struct LeaseFenced
 {
 	LeaseKey	key;
+	int64		token;
 } LeaseFenced;
 
 static LeaseFenced *fenced_list = NULL;
@@ -53,7 +57,7 @@ static int	fenced_alloc = 0;
 
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
-static void lease_remember_fence(const LeaseKey *key);
+static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
  * Called by LeaseInit: wake waiters when a fencing transaction ends.
@@ -94,13 +98,17 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 }
 
 static void
-lease_remember_fence(const LeaseKey *key)
+lease_remember_fence(const LeaseKey *key, int64 token)
 {
 	int			i;
 
 	for (i = 0; i < fenced_count; i++)
 		if (lease_key_match(&fenced_list[i].key, key, sizeof(LeaseKey)) == 0)
+		{
+			/* fenced again, perhaps after a new grant to this backend */
+			fenced_list[i].token = token;
 			return;
+		}
 	if (fenced_count >= fenced_alloc)
 	{
 		int			n = Max(8, fenced_alloc * 2);
@@ -112,7 +120,75 @@ lease_remember_fence(const LeaseKey *key)
 			fenced_list = repalloc(fenced_list, n * sizeof(LeaseFenced));
 		fenced_alloc = n;
 	}
-	memcpy(&fenced_list[fenced_count++].key, key, sizeof(LeaseKey));
+	memcpy(&fenced_list[fenced_count].key, key, sizeof(LeaseKey));
+	fenced_list[fenced_count++].token = token;
+}
+
+/*
+ * LeaseFencedInXact: is a write made now by this transaction protected by a
+ * fence on resource (in this database)?  If so, returns true and sets *token
+ * to the token it was fenced with.  Used by the fenced-table trigger
+ * (fence_table.c) at every row it checks.
+ *
+ * "Live" at the time of the write means all of:
+ *	- this transaction called fence(resource, token) and it succeeded, so the
+ *	  token held the live lease then;
+ *	- it still holds the fence lock that fence() took (a ROLLBACK TO
+ *	  SAVEPOINT past the fence() releases it, and with it the promise);
+ *	- the lease is still held by that same token: not released or
+ *	  force-released since, nor granted again (which only this backend could
+ *	  have done, since the fence lock keeps every other grant out).
+ * The lease may have expired since fence(): while the fence lock is held no
+ * one else can be granted it, so no later holder can have written yet, and
+ * a write now is as safe as one right after fence().  This is fence()'s own
+ * promise, checked again at the write.
+ */
+bool
+LeaseFencedInXact(const char *resource, int64 *token)
+{
+	LeaseKey	key;
+	LOCKTAG		tag;
+	LeaseEntry *e;
+	int			i;
+	bool		live;
+
+	if (fenced_count == 0 || lease_shared == NULL ||
+		strlen(resource) > LOCKCTL_NAME_MAXLEN)
+		return false;
+	lease_make_key(&key, resource);
+	for (i = 0; i < fenced_count; i++)
+		if (lease_key_match(&fenced_list[i].key, &key, sizeof(LeaseKey)) == 0)
+			break;
+	if (i == fenced_count)
+		return false;
+
+	/*
+	 * Still ours?  A conditional acquire answers without waiting and works
+	 * the same on every major (LockHeldByMe changed its arguments in 17); on
+	 * the refusing path it may take the free lock for a moment.
+	 */
+	lease_fence_tag(&tag, &key);
+	switch (LockAcquire(&tag, ExclusiveLock, false, true))
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return false;
+		case LOCKACQUIRE_OK:
+			LockRelease(&tag, ExclusiveLock, false);
+			return false;
+		default:
+			LockRelease(&tag, ExclusiveLock, false);
+			break;
+	}
+
+	LWLockAcquire(lease_shared->lock, LW_SHARED);
+	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
+	live = (e != NULL && e->held && e->fenced &&
+			e->token == fenced_list[i].token);
+	LWLockRelease(lease_shared->lock);
+
+	if (live)
+		*token = fenced_list[i].token;
+	return live;
 }
 
 /*
@@ -150,7 +226,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 		e->fenced = true;
 		lease_shared->stats.fences++;
 		LWLockRelease(lease_shared->lock);
-		lease_remember_fence(&key);
+		lease_remember_fence(&key, token);
 		PG_RETURN_VOID();
 	}
 	if (e != NULL && e->held)

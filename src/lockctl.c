@@ -12,7 +12,8 @@
  * _PG_init raises an error that says what to set, so that no function ever
  * runs against shared memory that was never created.
  *
- * Each concept in C (versioning, leases, requests, the expiry worker)
+ * Each concept in C (versioning, leases, fenced tables, requests, the
+ * expiry worker)
  * defines its own settings, asks for its own shared memory (shmem.c) and
  * keeps its own state from its Init function; nothing here knows what they
  * are.  Reservations keep all their state in tables and are written in SQL
@@ -49,6 +50,7 @@ _PG_init(void)
 
 	VersionInit();
 	LeaseInit();
+	FenceTableInit();
 	RequestInit();
 	WorkerInit();
 

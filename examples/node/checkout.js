@@ -14,8 +14,10 @@
 // hold expired is refused, so the shop never charges for a ticket it no
 // longer holds.
 //
-// Needs the lockctl extension, and the right to create and drop the pool
-// (an administrative act: see lockctl's README, "Privileges").
+// It uses lockctl's Node.js library (clients/node: ids come back as BigInt,
+// durations are milliseconds or strings with a unit).  Needs the lockctl
+// extension, and the right to create and drop the pool (an administrative
+// act: see lockctl's README, "Privileges").
 //
 // Options: --pool NAME (example:concert), --capacity N (5), --customers N (8),
 // --ttl SECONDS (2): the time a customer has to pay.
@@ -24,6 +26,12 @@
 'use strict';
 
 const { Pool } = require('pg');
+let lockctl;
+try {
+  lockctl = require('lockctl');        // npm install (package.json: file:../../clients/node)
+} catch (e) {
+  lockctl = require('../../clients/node');   // straight from a checkout of lockctl
+}
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -47,11 +55,6 @@ const db = new Pool({
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function one(client, sql, params) {
-  const { rows } = await client.query(sql, params);
-  return rows.length ? Object.values(rows[0])[0] : null;
-}
-
 // Of the customers who get a ticket, every second one walks away.
 let holdsTaken = 0;
 const abandoned = [];                       // their hold ids
@@ -61,9 +64,9 @@ const abandoned = [];                       // their hold ids
 async function customer(i) {
   const client = await db.connect();
   try {
-    const reserve = () => one(client,
-      "SELECT lockctl.reserve($1, 1, $2, make_interval(secs => $3), $4)",
-      [poolName, `customer-${i}`, ttl, `order-${i}`]);
+    // ttl in milliseconds; the key makes a retried request return the same hold.
+    const reserve = () => lockctl.reserve(client, poolName,
+      { quantity: 1, holder: `customer-${i}`, ttl: ttl * 1000, idempotencyKey: `order-${i}` });
     const hold = await reserve();
     if (hold === null) {
       console.log(`customer ${i}: sold out`);
@@ -78,7 +81,7 @@ async function customer(i) {
       return 'walked away';
     }
     await sleep(50);                        // the payment provider
-    await client.query('SELECT lockctl.confirm($1)', [hold]);
+    await lockctl.confirm(client, hold);
     console.log(`customer ${i}: hold ${hold} (retried: same hold), paid and confirmed`);
     return 'paid';
   } finally {
@@ -90,12 +93,12 @@ async function customer(i) {
 async function latePayer() {
   const client = await db.connect();
   try {
-    const hold = await one(client,
-      "SELECT lockctl.reserve($1, 1, 'late payer', interval '1 second', 'order-late')", [poolName]);
+    const hold = await lockctl.reserve(client, poolName,
+      { holder: 'late payer', ttl: '1 s', idempotencyKey: 'order-late' });
     if (hold === null) return 'sold out';
     await sleep(1500);
     try {
-      await client.query('SELECT lockctl.confirm($1)', [hold]);
+      await lockctl.confirm(client, hold);
       console.log(`late payer: hold ${hold} confirmed after its expiry (WRONG)`);
       return 'confirmed late';
     } catch (e) {
@@ -108,7 +111,7 @@ async function latePayer() {
 }
 
 async function available(client) {
-  return Number(await one(client, 'SELECT lockctl.available($1)', [poolName]));
+  return Number(await lockctl.available(client, poolName));   // a BigInt: small here
 }
 
 // Poll available() until it reaches want, for at most bound seconds.

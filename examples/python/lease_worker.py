@@ -20,12 +20,18 @@ at hand), 2 the lease was not granted within --wait, 3 the lease was lost
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 import psycopg
-from psycopg import errors
+
+try:
+    import lockctl                   # pip install ./clients/python
+except ImportError:                  # or straight from a checkout of lockctl
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+    import lockctl
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS lease_example_output (
@@ -50,40 +56,12 @@ def connect(dsn):
                            options="-c statement_timeout=60s")
 
 
-class Heartbeat(threading.Thread):
-    """Renews the lease every ttl/3 on its own connection, so a slow batch
-    does not let it lapse.  Sets `lost` when the lease is gone."""
-
-    def __init__(self, dsn, resource, token, ttl):
-        super().__init__(daemon=True)
-        self.conn = connect(dsn)
-        self.resource, self.token, self.ttl = resource, token, ttl
-        self.stop = threading.Event()
-        self.paused = threading.Event()
-        self.lost = threading.Event()
-        self.reason = None
-
-    def run(self):
-        while not self.stop.wait(self.ttl / 3):
-            if self.paused.is_set():
-                continue
-            try:
-                ok = self.conn.execute(
-                    "SELECT lockctl.renew(%s, %s, %s * interval '1 s')",
-                    (self.resource, self.token, self.ttl)).fetchone()[0]
-                if ok is False:
-                    self.reason = "renew returned false"
-            except psycopg.Error as e:
-                self.reason = f"{e.sqlstate}: {str(e).strip().splitlines()[0]}"
-            if self.reason:
-                log(f"heartbeat: lease lost ({self.reason})")
-                self.lost.set()
-                return
-
-    def close(self):
-        self.stop.set()
-        self.join(5)
-        self.conn.close()
+def stall(seconds):
+    """Freeze the whole process, heartbeat thread included, as a long GC
+    pause or a frozen VM would: SIGSTOP ourselves, and have a child send
+    SIGCONT when the time is up."""
+    subprocess.Popen(["sh", "-c", f"sleep {seconds}; kill -CONT {os.getpid()}"])
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def main():
@@ -109,52 +87,47 @@ def main():
     conn = connect(args.dsn)
     conn.execute(TABLE_DDL)
 
-    token = conn.execute(
-        "SELECT lockctl.acquire(%s, %s, %s * interval '1 s', %s * interval '1 s')",
-        (args.resource, args.owner, args.ttl, args.wait)).fetchone()[0]
-    if token is None:
+    # The lease keeps itself alive: a heartbeat thread renews it every
+    # ttl/3 on a connection of its own, and marks it lost the moment a
+    # renewal is refused or the expiry passes without one.
+    lease = lockctl.Lease(lambda: connect(args.dsn), args.resource, owner=args.owner,
+                          ttl=args.ttl, wait=args.wait,
+                          on_lost=lambda l: log(f"heartbeat: lease lost ({l.lost_reason})"))
+    if not lease.acquire():
         log(f"lease {args.resource!r} is held by another worker; not granted within {args.wait:g} s")
         return 2
-    log(f"acquired lease {args.resource!r} as {args.owner}: token {token}")
+    log(f"acquired lease {args.resource!r} as {args.owner}: token {lease.token}")
 
-    heartbeat = Heartbeat(args.dsn, args.resource, token, args.ttl)
-    heartbeat.start()
     status = 0
     try:
         for batch in range(1, args.batches + 1):
             if stopping.is_set():
                 log("stop requested: no more batches")
                 break
-            if heartbeat.lost.is_set():
+            if lease.lost.is_set():
                 status = 3
                 break
             time.sleep(args.batch_seconds)          # the work itself
             if batch == args.stall_in and args.stall > 0:
                 log(f"stalling for {args.stall:g} s in batch {batch} (heartbeat too)")
-                heartbeat.paused.set()
-                time.sleep(args.stall)
-                heartbeat.paused.clear()
+                stall(args.stall)
             try:
-                with conn.transaction():
-                    # Fence first: refused (40001) unless our token is the live
-                    # holder's; on success nobody else can be granted the
-                    # lease until this transaction ends.
-                    conn.execute("SELECT lockctl.fence(%s, %s)", (args.resource, token))
+                # fenced(): a transaction that starts with lockctl.fence, so
+                # the write commits only under the live lease; raises
+                # LeaseLost (before sending anything, when the loss is known
+                # already) otherwise.
+                with lease.fenced(conn):
                     conn.execute("INSERT INTO lease_example_output (resource, owner, token, batch) "
-                                 "VALUES (%s, %s, %s, %s)", (args.resource, args.owner, token, batch))
-            except errors.SerializationFailure as e:
-                log(f"batch {batch} refused, the lease was lost: {str(e).strip().splitlines()[0]}")
+                                 "VALUES (%s, %s, %s, %s)", (args.resource, args.owner, lease.token, batch))
+            except lockctl.LeaseLost as e:
+                log(f"batch {batch} refused, the lease was lost: {e.reason}")
                 status = 3
                 break
-            log(f"batch {batch} written under token {token}")
-        if status == 0 and heartbeat.lost.is_set():
-            status = 3
+            log(f"batch {batch} written under token {lease.token}")
     finally:
-        heartbeat.close()
-        if status == 0:
-            released = conn.execute("SELECT lockctl.release(%s, %s)", (args.resource, token)).fetchone()[0]
-            log(f"released lease {args.resource!r} (token {token})" if released
-                else f"lease {args.resource!r} had already ended (token {token})")
+        token = lease.token
+        if lease.release():
+            log(f"released lease {args.resource!r} (token {token})")
         else:
             log(f"lease {args.resource!r} lost: token {token} stopped writing")
         conn.close()

@@ -361,6 +361,12 @@ class Demo:
         a.execute("CREATE TABLE demo.report (id int PRIMARY KEY, written_by text, token bigint)")
         a.execute("INSERT INTO demo.report VALUES (1, NULL, NULL)")
         resource = "demo:report"
+        # Where the build has fenced tables, the table checks the token
+        # itself: then even a write that forgets fence() is refused.
+        table_fenced = "enable_fencing" in self.functions
+        if table_fenced:
+            a.execute("SELECT lockctl.enable_fencing('demo.report', %s, 'token')", (resource,))
+        forgot = {}
 
         def take(conn, who):
             # B waits (without polling) until A's lease expires.
@@ -371,6 +377,14 @@ class Demo:
             return token
 
         def write(conn, who, token):
+            if who == "A" and table_fenced:
+                # A code path (an admin script, another service) that
+                # forgets to fence: the table refuses it by itself.
+                try:
+                    conn.execute("UPDATE demo.report SET written_by = %s WHERE id = 1", (who,))
+                    forgot["A"] = None
+                except errors.SerializationFailure as e:
+                    forgot["A"] = e
             try:
                 with conn.transaction():
                     conn.execute("SELECT lockctl.fence(%s, %s)", (resource, token))
@@ -385,12 +399,17 @@ class Demo:
         out = self.paused_holder(take, write)
         final, ftoken = a.execute("SELECT written_by, token FROM demo.report").fetchone()
         ok = (final == "B" and out["B"] is None and out["A"] is not None
-              and out["B token"] > out["A token"])
+              and out["B token"] > out["A token"] and ftoken == out["B token"]
+              and (not table_fenced or forgot.get("A") is not None))
         if out["A"] is not None:
             detail = (f"A's stale write refused with {out['A'].sqlstate}: its token "
                       f"{out['A token']}, B's {out['B token']}; ")
         else:
             detail = "A's stale write went through (WRONG); "
+        if table_fenced:
+            detail += ("A's write without fence() refused by the table itself "
+                       f"({forgot['A'].sqlstate}); " if forgot.get("A") is not None else
+                       "A's write without fence() went through (WRONG); ")
         return (detail + f"B's report kept; B was handed the lease at A's expiry, "
                 f"after {out['B waited']:.1f} s", ok)
 
