@@ -36,6 +36,14 @@ UPDATE doc SET body = 'u' WHERE id = 1 AND version = length(body) + 6;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE doc SET body = 'u' WHERE id = 1 AND version = version;
 \echo :LAST_ERROR_SQLSTATE
+-- an operator that is not a btree equality proves nothing, whatever its name
+CREATE FUNCTION always_true(bigint, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE OPERATOR =~= (LEFTARG = bigint, RIGHTARG = int, FUNCTION = always_true,
+                     RESTRICT = eqsel);
+UPDATE doc SET body = 'u' WHERE id = 1 AND version =~= 1;
+\echo :LAST_ERROR_SQLSTATE
+DROP OPERATOR =~= (bigint, int);
+DROP FUNCTION always_true;
 -- Rails' update_counters / increment!: bumped from itself, nothing compared
 UPDATE doc SET body = 'r', version = COALESCE(version, 0) + 1 WHERE id = 2;
 \echo :LAST_ERROR_SQLSTATE

@@ -5,20 +5,28 @@
  *	  database: the C trigger, enable_versioning() and disable_versioning(),
  *	  and what the other files of versioning need to know of the trigger.
  *
- * The trigger (lockctl.version_trigger, BEFORE INSERT OR UPDATE FOR EACH
- * ROW) takes two arguments: the name of the version column and the mode
- * ('strict' or 'orm').  Keeping the configuration in the trigger's own
- * arguments means pg_dump restores it with the trigger, partitions get it
- * when the trigger is cloned to them, and there is no second catalog that
- * could disagree with pg_trigger.
+ * The trigger (lockctl.version_trigger, BEFORE INSERT OR UPDATE OR DELETE
+ * FOR EACH ROW; 1.0 made it without DELETE) takes two arguments: the name
+ * of the version column and the mode ('strict', 'orm' or 'server').
+ * Keeping the configuration in the trigger's own arguments means pg_dump
+ * restores it with the trigger, partitions get it when the trigger is
+ * cloned to them, and there is no second catalog that could disagree with
+ * pg_trigger.
+ *
+ * What the statement does with the version (compares it in WHERE, assigns
+ * it a value sent, bumps it from itself, leaves it alone) is decided when
+ * the statement starts (version_statement.c) and reaches the trigger as a
+ * verdict in its fn_extra; the trigger applies it row by row:
  *
  *	INSERT	a NULL version becomes 1; a version given (or a column default)
  *			is kept.
- *	UPDATE	the UPDATE must assign the version column (tg_updatedcols tells
- *			which columns it assigns), else it is a blind write and is
- *			refused.  The value assigned must be the row's current version
- *			(in mode 'orm' also current + 1); the row then stores
- *			current + 1.  Anything else is a conflict: SQLSTATE 40001.
+ *	UPDATE	checked through WHERE: the row matched the version read; a
+ *			value assigned must be it or the next.  Checked through SET:
+ *			the value must be the row's current version (mode 'orm': also
+ *			current + 1).  Blind, or without a verdict: refused (09000).
+ *			A stale value is a conflict (40001).  The row stores
+ *			current + 1.
+ *	DELETE	checked through WHERE, or mode 'orm'; else refused (09000).
  *
  * Because the check compares against the row version the trigger is fired
  * on, it is right under every isolation level: in READ COMMITTED an UPDATE
@@ -72,6 +80,7 @@ typedef struct RootCacheEntry
 
 static HTAB *root_cache = NULL;
 static Oid	version_fn_oid = InvalidOid;
+static bool version_fn_known = false;	/* version_fn_oid looked up */
 static bool callbacks_registered = false;
 
 static void version_register_callbacks(void);
@@ -103,6 +112,7 @@ static void
 version_invalidate_fn(Datum arg, int cacheid, uint32 hashvalue)
 {
 	version_fn_oid = InvalidOid;
+	version_fn_known = false;
 }
 
 static void
@@ -130,16 +140,21 @@ version_register_callbacks(void)
 }
 
 /*
- * The oid of lockctl.version_trigger(), cached until pg_proc changes.
+ * The oid of lockctl.version_trigger(), or InvalidOid where the extension
+ * is not created; cached, found or not, until pg_proc changes (the executor
+ * hooks ask at every statement).
  */
 Oid
 version_trigger_fn(bool missing_ok)
 {
 	version_register_callbacks();
-	if (!OidIsValid(version_fn_oid))
+	if (!version_fn_known || (!OidIsValid(version_fn_oid) && !missing_ok))
+	{
 		version_fn_oid = LookupFuncName(list_make2(makeString("lockctl"),
 												   makeString(VERSION_TRIGGER_FUNC)),
 										0, NULL, missing_ok);
+		version_fn_known = true;
+	}
 	return version_fn_oid;
 }
 
