@@ -8,6 +8,7 @@
 #   make examplescheck                 the demo and examples/, on a scratch server
 #   make clientscheck                  clients/python, clients/node and the
 #                                      postgres_exporter queries, on a scratch server
+#   make ormcheck                      the ORM matrix (examples/orm), on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -50,7 +51,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srctop)lockctl.
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients tmp_check_orm results output_iso regression.diffs regression.out
 
 PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
 
@@ -79,7 +80,7 @@ $(OBJS) $(OBJS:.o=.bc): | lockctl-objdir
 lockctl-objdir:
 	@mkdir -p src
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck ormcheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -104,3 +105,7 @@ dist:
 # The Python and Node.js libraries and the exporter's queries.
 clientscheck:
 	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/clients-check
+
+# The ORM matrix and the driver notes, against a scratch server.
+ormcheck:
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/orm-check

@@ -1248,7 +1248,7 @@ SELECT pg_catalog.setval('lockctl.token_mark', -1, true);
 ALTER TABLE lockctl.reservations
     ALTER COLUMN id SET DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
 
--- A missing hold of another era says it was lost in a failover or restore.
+-- ---------------------------------------------------------------------------
 -- Roles cannot interfere (issue 15), reservations and the worker: a hold
 -- and its idempotency key belong to the role that took it; caps on a
 -- role's holds; expiry that no lock stalls; lockctl.workers says what
@@ -1309,6 +1309,8 @@ BEGIN
 END;
 $fn$;
 
+-- A hold is another role's, or (of another era) was lost in a failover or
+-- a restore: hold_state says which.
 CREATE OR REPLACE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -1398,3 +1400,71 @@ COMMENT ON VIEW lockctl.workers IS
     'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, the last error, and what holds it back';
 REVOKE ALL ON FUNCTION lockctl_internal.worker_waiting_on(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl_internal.worker_waiting_on(oid) TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Version checks that understand the statement (1.1)
+-- ---------------------------------------------------------------------
+
+-- The counters of stale matches and checked DELETEs.  A function's OUT
+-- columns cannot change in place: the view and its function are made
+-- again, as a fresh install makes them.
+DROP VIEW lockctl.versioned_tables;
+DROP FUNCTION lockctl_internal.versioned_tables();
+CREATE FUNCTION lockctl_internal.versioned_tables(
+        OUT table_name pg_catalog.regclass,
+        OUT version_column pg_catalog.name,
+        OUT mode pg_catalog.text,
+        OUT enabled pg_catalog.bool,
+        OUT checked_updates pg_catalog.int8,
+        OUT conflicts pg_catalog.int8,
+        OUT blind_writes pg_catalog.int8,
+        OUT inserts pg_catalog.int8,
+        OUT stats_reset pg_catalog.timestamptz,
+        OUT stale_matches pg_catalog.int8,
+        OUT checked_deletes pg_catalog.int8)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
+COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
+    'lockctl internal, behind the view lockctl.versioned_tables';
+CREATE VIEW lockctl.versioned_tables AS
+    SELECT table_name, version_column, mode, enabled,
+           checked_updates, conflicts, stale_matches, blind_writes,
+           checked_deletes, inserts, stats_reset
+      FROM lockctl_internal.versioned_tables();
+GRANT SELECT ON lockctl.versioned_tables TO PUBLIC;
+
+-- DELETE is part of the contract now: the version trigger of every table
+-- versioned under 1.0 (BEFORE INSERT OR UPDATE) fires on DELETE as well,
+-- with the same name, arguments and enabled state.  Partitions get the
+-- change from their partitioned table.
+DO $upgrade$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT tg.tgname, tg.tgenabled, tg.tgrelid::pg_catalog.regclass AS tbl,
+               pg_catalog.encode(tg.tgargs, 'escape') AS args
+          FROM pg_catalog.pg_trigger AS tg
+         WHERE tg.tgfoid OPERATOR(pg_catalog.=) 'lockctl.version_trigger()'::pg_catalog.regprocedure
+           AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+           AND tg.tgnargs OPERATOR(pg_catalog.=) 2
+           -- BEFORE INSERT OR UPDATE FOR EACH ROW, without DELETE
+           AND tg.tgtype OPERATOR(pg_catalog.=) 23
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %s '
+            'FOR EACH ROW EXECUTE FUNCTION lockctl.version_trigger(%L, %L)',
+            t.tgname, t.tbl,
+            pg_catalog.split_part(t.args, E'\\000', 1),
+            pg_catalog.split_part(t.args, E'\\000', 2));
+        IF t.tgenabled OPERATOR(pg_catalog.<>) 'O' THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', t.tbl,
+                CASE t.tgenabled WHEN 'D' THEN 'DISABLE'
+                                 WHEN 'A' THEN 'ENABLE ALWAYS'
+                                 ELSE 'ENABLE REPLICA' END,
+                t.tgname);
+        END IF;
+    END LOOP;
+END
+$upgrade$;

@@ -83,6 +83,12 @@ LOCKCTL_DEB_PACKAGES=(
     python3-wheel
     python3-venv
     prometheus-postgres-exporter
+    # the ORM matrix (scripts/orm-check): ORMs and drivers from the archive
+    python3-sqlalchemy
+    python3-django
+    python3-asyncpg
+    ruby-activerecord
+    ruby-pg
     nodejs
     npm
     util-linux

@@ -142,6 +142,7 @@ VersionInit(void)
 	object_access_hook = version_object_access;
 	RegisterXactCallback(version_xact_callback, NULL);
 	RegisterSubXactCallback(version_subxact_callback, NULL);
+	VersionStatementInit();
 }
 
 static Size
@@ -441,6 +442,14 @@ version_has_trigger(Oid relid)
  */
 
 /*
+ * The column of each counter in the function's result: stats_reset is
+ * column 8 since 1.0, and the counters 1.1 added come after it, so that
+ * the function of 1.0's SQL (nine columns) is served by the same code.
+ */
+#define VSTAT_NATTS		11
+static const int version_stats_column[VSTAT_COUNT] = {4, 5, 6, 7, 9, 10};
+
+/*
  * lockctl_internal.versioned_tables(), behind the view
  * lockctl.versioned_tables: one row per table versioning is
  * enabled on in this database, with its configuration and counters.
@@ -466,8 +475,8 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
 		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[VSTAT_NATTS];
+		bool		nulls[VSTAT_NATTS];
 		Datum		argsd;
 		bool		argsnull;
 		char	   *col = NULL;
@@ -514,7 +523,7 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 			if (e != NULL)
 			{
 				for (int i = 0; i < VSTAT_COUNT; i++)
-					values[4 + i] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
+					values[version_stats_column[i]] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
 				values[8] = TimestampTzGetDatum(e->stats_reset);
 			}
 		}
@@ -534,12 +543,14 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 			unknown |= version_rel_is_temp(tg->tgrelid);
 			for (int i = 0; i < VSTAT_COUNT; i++)
 			{
-				values[4 + i] = Int64GetDatum(0);
-				nulls[4 + i] = unknown;
+				values[version_stats_column[i]] = Int64GetDatum(0);
+				nulls[version_stats_column[i]] = unknown;
 			}
 			nulls[8] = true;
 		}
 
+		/* 1.0's function has the first nine columns only */
+		Assert(rsinfo->setDesc->natts <= VSTAT_NATTS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	systable_endscan(scan);

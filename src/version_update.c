@@ -306,6 +306,44 @@ version_uv_key_shown(UVCacheEntry *e, Datum *keys)
 }
 
 /*
+ * A composite key sent as text (drivers that send parameters untyped) as
+ * jsonb; text that is not JSON (a driver that sent an object's "[object
+ * Object]") is an error that names the argument, not only the JSON parser's.
+ */
+static Jsonb *
+version_uv_key_json(Datum keyval, Oid keytype, int nkeycols, const char *names)
+{
+	Oid			typout;
+	bool		typvarlena;
+	char	   *str;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Jsonb	   *j = NULL;
+
+	getTypeOutputInfo(keytype, &typout, &typvarlena);
+	str = OidOutputFunctionCall(typout, keyval);
+	PG_TRY();
+	{
+		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key of lockctl.update_versioned() must be a JSON object with the %d primary key columns (%s)",
+						nkeycols, names),
+				 errdetail("The key sent is not JSON: %s.", edata->message),
+				 errhint("Send the key as JSON (jsonb), e.g. {\"a\": 1, \"b\": \"x\"}.")));
+	}
+	PG_END_TRY();
+	return j;
+}
+
+/*
  * The key argument as values of the primary key columns, into keys[]: any
  * value for a one-column key (converted through text when its type
  * differs), a JSON object naming every column for a composite key.
@@ -339,24 +377,16 @@ version_uv_keys(UVCacheEntry *e, Datum keyval, Oid keytype, Datum *keys)
 		Jsonb	   *j;
 
 		initStringInfo(&names);
+		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(name));
 		if (keytype == JSONBOID)
 			j = DatumGetJsonbP(keyval);
 		else if (keytype == TEXTOID || keytype == JSONOID ||
 				 keytype == VARCHAROID)
-		{
-			Oid			typout;
-			bool		typvarlena;
-
-			getTypeOutputInfo(keytype, &typout, &typvarlena);
-			j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												   CStringGetDatum(OidOutputFunctionCall(typout, keyval))));
-		}
+			j = version_uv_key_json(keyval, keytype, e->nkeycols, names.data);
 		else
 			j = NULL;
-
-		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
-			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
-							 quote_identifier(name));
 		if (j == NULL || !JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j) ||
 			JsonContainerSize(&j->root) != e->nkeycols)
 			ereport(ERROR,
@@ -721,10 +751,13 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		e->busy++;
 	PG_TRY();
 	{
+		/* its UPDATE proves the version by the value it assigns */
+		version_uv_begin(relid);
 		rc = SPI_execute_plan(e->plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
+		version_uv_end();
 		if (cached)
 			e->busy--;
 	}
