@@ -74,6 +74,8 @@ typedef struct LeaseWaiter
 	int			pid;
 	LeaseEntry *entry;			/* NULL when not waiting */
 	TimestampTz since;
+	int64		ttl_us;			/* the ttl it asked for */
+	int64		wake_at;		/* monotonic: when it wakes unless woken */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
 
