@@ -78,6 +78,7 @@ LOCKCTL_DEB_PACKAGES=(
     python3
     python3-psycopg
     python3-psycopg2
+    python3-matplotlib
     python3-pip
     python3-setuptools
     python3-wheel

@@ -82,6 +82,8 @@ typedef struct LeaseWaiter
 	LeaseEntry *entry;			/* NULL when not waiting */
 	TimestampTz since;
 	Oid			roleid;			/* role that waits: counts in its quota */
+	int64		ttl_us;			/* the ttl it asked for */
+	int64		wake_at;		/* monotonic: when it wakes unless woken */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
 
