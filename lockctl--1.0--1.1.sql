@@ -74,8 +74,7 @@ ALTER FUNCTION lockctl.purge_holds(interval, integer) SET SCHEMA lockctl_interna
 -- The functions behind the views: one naming scheme, the view's own name.
 ALTER FUNCTION lockctl.lease_list() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.lease_list() RENAME TO leases;
-ALTER FUNCTION lockctl.lease_waiter_list() SET SCHEMA lockctl_internal;
-ALTER FUNCTION lockctl_internal.lease_waiter_list() RENAME TO lease_waiters;
+-- (lease_waiter_list is replaced below: its row type changes.)
 ALTER FUNCTION lockctl.lease_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl.versioned_tables_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.versioned_tables_stats() RENAME TO versioned_tables;
@@ -89,15 +88,72 @@ ALTER FUNCTION lockctl.worker_status() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.worker_status() RENAME TO workers;
 
 COMMENT ON FUNCTION lockctl_internal.leases() IS
-    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
-COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
-    'lockctl internal, behind the view lockctl.lease_waiters';
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
 COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
     'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
 COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
     'lockctl internal, behind the view lockctl.versioned_tables';
 COMMENT ON FUNCTION lockctl_internal.workers() IS
     'lockctl internal, behind the view lockctl.workers';
+
+-- ---------------------------------------------------------------------------
+-- Leases belong to roles (issue 15): only the role that took a lease, or a
+-- role with its privileges, may renew, release or fence it or see its token
+-- and owner; administrative release of every lease of a role or database;
+-- lockctl.lease_waiters names the waiting role.  The same objects as
+-- src/lease.sql.
+-- ---------------------------------------------------------------------------
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
+    'take the lease on resource for owner, as the session''s role; returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost or is another role''s';
+COMMENT ON FUNCTION lockctl.release(text, bigint) IS
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token, or is another role''s';
+COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends';
+COMMENT ON FUNCTION lockctl.lease(text) IS
+    'the live lease on resource in this database: no row when there is none; owner and token are NULL unless the caller may act on the lease';
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
+
+CREATE FUNCTION lockctl.release_role_leases(role regrole)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_role_leases';
+COMMENT ON FUNCTION lockctl.release_role_leases(regrole) IS
+    'administrative: end every lease the role holds, in every database; returns how many were live';
+
+CREATE FUNCTION lockctl.release_database_leases(database name)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_database_leases';
+COMMENT ON FUNCTION lockctl.release_database_leases(name) IS
+    'administrative: end every lease held in the database; returns how many were live';
+REVOKE EXECUTE ON FUNCTION lockctl.release_role_leases(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lockctl.release_database_leases(name) FROM PUBLIC;
+
+DROP VIEW lockctl.lease_waiters;
+DROP FUNCTION lockctl.lease_waiter_list();
+CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
+                                          OUT owner text, OUT pid integer,
+                                          OUT queue_position integer,
+                                          OUT waiting_since timestamptz,
+                                          OUT requested_by oid)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
+    'lockctl internal, behind the view lockctl.lease_waiters';
+CREATE VIEW lockctl.lease_waiters AS
+    SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
+           w.waiting_since,
+           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by
+      FROM lockctl_internal.lease_waiters() AS w
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) w.dbid;
+COMMENT ON VIEW lockctl.lease_waiters IS
+    'every session waiting in lockctl.acquire, in line order per resource; owner is shown only to the waiting role, roles with its privileges and superusers';
+GRANT SELECT ON lockctl.lease_waiters TO PUBLIC;
 
 -- Function bodies that name the moved functions, or the limits.
 CREATE OR REPLACE FUNCTION lockctl_internal.rebalance(pool bigint, start integer, need bigint)
@@ -361,6 +417,7 @@ DECLARE
     v_ttl interval := ttl;
     v_key text := idempotency_key;
     v_max bigint;
+    v_role name;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -428,6 +485,17 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps, counted up to the cap (reservations_role_idx; the
+    -- role's cart items and waitlist entries count too,
+    -- src/reserve_cart.sql): a check costs at most the cap, nothing when
+    -- both settings are 0.  Two concurrent calls of one role may both pass
+    -- at cap - 1.
+    v_role := lockctl_internal.acting_role();
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(v_role, 1);
+    END IF;
+
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
@@ -485,28 +553,34 @@ BEGIN
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,
-    -- and count exactly.
+    -- and count exactly.  Sold out, the subtransaction is rolled back and
+    -- with it every slot lock: other calls on the pool (and the expiry
+    -- worker) must not wait for this transaction to end.
     IF v_slot IS NULL THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('pool "%s" does not exist', v_resource),
-                DETAIL = 'It was dropped while this call waited for it.';
-        END IF;
-        -- The slot count may have changed while we waited, and set_slots
-        -- may have added slot rows that the statement above, with its older
-        -- snapshot, did not see.  rebalance locks again: every row of the
-        -- pool is then ours (no new one can appear, set_slots needs our
-        -- locks first), so its count is exact; it moves the free units so
-        -- that one slot has ours, and we take them from it.
-        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
-        IF v_slot IS NULL THEN
+        BEGIN
+            PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                    MESSAGE = format('pool "%s" does not exist', v_resource),
+                    DETAIL = 'It was dropped while this call waited for it.';
+            END IF;
+            -- The slot count may have changed while we waited, and set_slots
+            -- may have added slot rows that the statement above, with its
+            -- older snapshot, did not see.  rebalance locks again: every row
+            -- of the pool is then ours (no new one can appear, set_slots
+            -- needs our locks first), so its count is exact; it moves the
+            -- free units so that one slot has ours, and we take them from it.
+            v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool AND s.slot = v_slot
+            RETURNING s.max_per_holder INTO v_max;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
-        END IF;
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot
-        RETURNING s.max_per_holder INTO v_max;
+        END;
     END IF;
 
     -- A per-holder limit (src/reserve_limits.sql), read from the slot row
@@ -518,16 +592,16 @@ BEGIN
     v_now := clock_timestamp();
     IF v_key IS NULL THEN
         INSERT INTO lockctl.reservations AS r
-               (pool_id, slot, quantity, holder, created, expires)
-        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+               (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
         RETURNING r.id INTO v_id;
         RETURN v_id;
     END IF;
 
     INSERT INTO lockctl.reservations AS r
-           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
-    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
-    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           (pool_id, slot, quantity, holder, taken_by, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING r.id INTO v_id;
     IF v_id IS NOT NULL THEN
         RETURN v_id;
@@ -572,10 +646,13 @@ BEGIN
     END IF;
     -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
     -- "status = 'held'" it does not let the planner pick the worker's
-    -- partial index of all live holds over the primary key.
+    -- partial index of all live holds over the primary key.  A row that
+    -- fails may_act_for is never locked: another role cannot make anyone
+    -- wait on a hold that is not its own.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
@@ -611,6 +688,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -658,6 +736,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
@@ -711,16 +790,31 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
-    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole:
-    -- claimed here, their units given back below with the holds'.
-    v_carts := lockctl_internal.claim_due_carts(batch_size);
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole,
+    -- by the same rule: a cart is taken only when its row, the slot row of
+    -- every item and its holder's counts were all free (SKIP LOCKED).
+    v_carts := lockctl_internal.expire_due_carts(batch_size);
 
+    -- The hold and its slot are locked together, each with SKIP LOCKED:
+    -- LIMIT counts only the holds whose two rows were both free.  (The
+    -- slots are locked in expiry order, not in slot order: never waiting,
+    -- this cannot deadlock.)  On a pool with a per-holder limit
+    -- (src/reserve_limits.sql) the holder's count row is a third row to
+    -- lock, with SKIP LOCKED as well: a hold whose count another
+    -- transaction has locked is left for a later pass.
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
+          JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
+           AND (s.max_per_holder IS NULL OR r.holder IS NULL
+                OR EXISTS (SELECT FROM lockctl.holder_units AS h
+                            WHERE h.pool_id = r.pool_id AND h.holder = r.holder
+                              FOR UPDATE SKIP LOCKED)
+                OR NOT EXISTS (SELECT FROM lockctl.holder_units AS h
+                                WHERE h.pool_id = r.pool_id AND h.holder = r.holder))
          ORDER BY r.expires
          LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF r, s SKIP LOCKED
     ), done AS (
         UPDATE lockctl.reservations AS r
            SET status = 'expired', finished = v_now
@@ -733,40 +827,27 @@ BEGIN
            array_agg(done.holder ORDER BY done.id)
       INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
-    -- Give the units back, the slot rows of holds and carts alike locked
-    -- in one (pool, slot) order.
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s)
-                                   UNION ALL
-                                   SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
-                                    WHERE i.cart_id = ANY (v_carts))
-     ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
-    IF v_carts IS NOT NULL THEN
-        PERFORM lockctl_internal.finish_cart_units(v_carts, 'expired');
-        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_carts) AS u(id);
-    END IF;
-    IF v_ids IS NULL THEN
-        -- Waitlists (src/reserve_waitlist.sql): never waiting from here on.
-        PERFORM lockctl_internal.serve_waitlists();
-        RETURN coalesce(cardinality(v_carts), 0);
-    END IF;
 
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
-      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
-              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
-             GROUP BY u.p, u.s) AS g
-     WHERE s.pool_id = g.p AND s.slot = g.s;
-    -- Per-holder limits (src/reserve_limits.sql): the holders' counts.
-    PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
-    -- Waitlists (src/reserve_waitlist.sql): the units that came back go to
-    -- the heads of queues, then any queue left behind; never waiting.
-    PERFORM lockctl_internal.serve_returned(v_pools, v_slots);
+    IF v_ids IS NOT NULL THEN
+        -- Give the units back; the slot rows are ours already, and so are
+        -- the holders' count rows.
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+          FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+                  FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+                 GROUP BY u.p, u.s) AS g
+         WHERE s.pool_id = g.p AND s.slot = g.s;
+        PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
+        -- Waitlists (src/reserve_waitlist.sql): the units that came back go
+        -- to the heads of their pools' queues, never waiting.
+        PERFORM lockctl_internal.serve_returned(v_pools, v_slots, 'worker');
+        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    END IF;
+    -- Any queue left behind (units a busy pool could not offer at once,
+    -- capacity added, expired carts): pools whose slots are all free now.
     PERFORM lockctl_internal.serve_waitlists();
 
-    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids) + coalesce(cardinality(v_carts), 0);
+    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0);
 END;
 $fn$;
 
@@ -1154,6 +1235,288 @@ GRANT EXECUTE ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog
 GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC;
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
+-- ---------------------------------------------------------------------------
+-- Fencing tokens and hold ids across every way a cluster moves (issue 22):
+-- the high-water mark of each database, token_state, raise_token_floor,
+-- era-tagged hold ids.  As in src/lease_token.sql and src/reserve.sql.
+-- ---------------------------------------------------------------------------
+
+-- era << 48 | epoch << 28 | timeline; never set: nothing issued yet;
+-- -1: tokens of lockctl 1.0, never marked (set by the 1.0 -> 1.1 update).
+CREATE SEQUENCE lockctl.token_mark MINVALUE -1 START WITH 0 NO CYCLE;
+-- the system identifier of the cluster that wrote the mark
+CREATE SEQUENCE lockctl.token_mark_sysid MINVALUE 0 START WITH 0 NO CYCLE;
+COMMENT ON SEQUENCE lockctl.token_mark IS
+    'lockctl: high-water mark of the fencing tokens and hold ids issued in this database (written by lockctl only)';
+COMMENT ON SEQUENCE lockctl.token_mark_sysid IS
+    'lockctl: system identifier of the cluster that wrote lockctl.token_mark (written by lockctl only)';
+SELECT pg_catalog.pg_extension_config_dump('lockctl.token_mark', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.token_mark_sysid', '');
+REVOKE ALL ON SEQUENCE lockctl.token_mark, lockctl.token_mark_sysid FROM PUBLIC;
+
+CREATE FUNCTION lockctl.token_state(OUT timeline integer, OUT era integer,
+                                    OUT epoch bigint, OUT next_token bigint,
+                                    OUT mark bigint, OUT mark_current boolean,
+                                    OUT from_pg_upgrade boolean)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_token_state';
+COMMENT ON FUNCTION lockctl.token_state() IS
+    'where fencing tokens stand: timeline, era and epoch of this server, the lowest token it can issue next, and this database''s high-water mark';
+
+CREATE FUNCTION lockctl.raise_token_floor(token bigint)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_raise_token_floor';
+COMMENT ON FUNCTION lockctl.raise_token_floor(bigint) IS
+    'administrative: state that no fencing token above token was issued in this database; every later token is above it; returns the lowest token that can be issued next';
+
+-- Internal: nextval(seq) with the server's era in bits 48 to 62, the
+-- default of lockctl.reservations.id.
+CREATE FUNCTION lockctl_internal.era_nextval(seq pg_catalog.regclass)
+    RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_era_nextval';
+COMMENT ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) IS
+    'lockctl: nextval(seq) tagged with the era of the server, so that no id is handed out twice across a failover';
+
+GRANT EXECUTE ON FUNCTION lockctl.token_state() TO PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.raise_token_floor(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) FROM PUBLIC;
+
+-- The tokens this database saw under lockctl 1.0 were never marked: -1 says
+-- so (in a cluster made by pg_upgrade, grants wait for raise_token_floor).
+SELECT pg_catalog.setval('lockctl.token_mark', -1, true);
+
+-- Hold ids from now on carry the era (ids of 1.0 are below every one of them).
+ALTER TABLE lockctl.reservations
+    ALTER COLUMN id SET DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
+
+-- ---------------------------------------------------------------------------
+-- Roles cannot interfere (issue 15), reservations and the worker: a hold
+-- and its idempotency key belong to the role that took it; caps on a
+-- role's holds; expiry that no lock stalls; lockctl.workers says what
+-- holds a worker back.  The same objects as src/reserve.sql and
+-- src/worker.sql.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.acting_role() RETURNS name
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_acting_role';
+COMMENT ON FUNCTION lockctl_internal.acting_role() IS 'lockctl internal: the role a call acts for (SET ROLE''s, else the session user)';
+
+CREATE FUNCTION lockctl_internal.may_act_for(owner name) RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_may_act_for';
+COMMENT ON FUNCTION lockctl_internal.may_act_for(name) IS 'lockctl internal: whether the role a call acts for has the privileges of role owner';
+
+REVOKE ALL ON FUNCTION lockctl_internal.acting_role() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.may_act_for(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.may_act_for(name) TO PUBLIC;
+
+-- The role that took a hold: one definition, in C.  Holds taken at 1.0
+-- keep the taken_by they were given, which is the same role.
+ALTER TABLE lockctl.reservations ALTER COLUMN taken_by SET DEFAULT lockctl_internal.acting_role();
+
+-- Idempotency keys per role; every existing key stays unique, as it was
+-- unique per pool.
+DROP INDEX lockctl.reservations_idempotency_idx;
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The caps on a role's live and finished holds (lockctl.max_holds_per_role,
+-- lockctl.max_kept_holds_per_role): reserve counts here, up to the cap.
+-- Confirmed holds are left out: they are never purged, and their number is
+-- bounded by the pools' capacities.
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
+
+CREATE OR REPLACE FUNCTION lockctl_internal.keyed_hold(pool bigint, resource text, idempotency_key text,
+                                   quantity bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = pool AND r.taken_by = lockctl_internal.acting_role()
+       AND r.idempotency_key = idempotency_key;
+    IF v_q <> quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             idempotency_key, resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, quantity);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- A hold is another role's, or (of another era) was lost in a failover or
+-- a restore: hold_state says which.
+CREATE OR REPLACE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.reservations AS r
+     WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
+    IF NOT FOUND THEN
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
+        -- one of another era was taken on a line of history this server
+        -- does not continue, and is never handed out here.
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('hold %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or its pool was dropped, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new hold with lockctl.reserve.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('hold %s does not exist', id),
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged, or it is another role''s.';
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    -- Live after all: it changed under us (a concurrent transaction).
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s hold %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+
+CREATE OR REPLACE VIEW lockctl.holds WITH (security_barrier) AS
+    SELECT r.id,
+           p.resource,
+           r.quantity,
+           CASE WHEN a.mine THEN r.holder END AS holder,
+           r.taken_by,
+           r.status::text AS status,
+           r.created,
+           r.expires,
+           r.finished,
+           CASE WHEN a.mine THEN r.idempotency_key END AS idempotency_key
+      FROM lockctl.reservations AS r
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(r.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for pg_read_all_stats, without holder and key)';
+
+CREATE FUNCTION lockctl_internal.worker_waiting_on(datid oid) RETURNS text
+    LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'lockctl_worker_waiting_on';
+COMMENT ON FUNCTION lockctl_internal.worker_waiting_on(oid) IS
+    'lockctl internal, behind the column waiting_on of the view lockctl.workers';
+
+CREATE OR REPLACE VIEW lockctl.workers AS
+    SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
+           w.holds_expired, w.holds_purged, w.errors,
+           w.last_error, w.last_error_at,
+           lockctl_internal.worker_waiting_on(w.datid) AS waiting_on
+      FROM lockctl_internal.workers() AS w;
+
+COMMENT ON VIEW lockctl.workers IS
+    'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, the last error, and what holds it back';
+REVOKE ALL ON FUNCTION lockctl_internal.worker_waiting_on(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.worker_waiting_on(oid) TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Version checks that understand the statement (1.1)
+-- ---------------------------------------------------------------------
+
+-- The counters of stale matches and checked DELETEs.  A function's OUT
+-- columns cannot change in place: the view and its function are made
+-- again, as a fresh install makes them.
+DROP VIEW lockctl.versioned_tables;
+DROP FUNCTION lockctl_internal.versioned_tables();
+CREATE FUNCTION lockctl_internal.versioned_tables(
+        OUT table_name pg_catalog.regclass,
+        OUT version_column pg_catalog.name,
+        OUT mode pg_catalog.text,
+        OUT enabled pg_catalog.bool,
+        OUT checked_updates pg_catalog.int8,
+        OUT conflicts pg_catalog.int8,
+        OUT blind_writes pg_catalog.int8,
+        OUT inserts pg_catalog.int8,
+        OUT stats_reset pg_catalog.timestamptz,
+        OUT stale_matches pg_catalog.int8,
+        OUT checked_deletes pg_catalog.int8)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
+COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
+    'lockctl internal, behind the view lockctl.versioned_tables';
+CREATE VIEW lockctl.versioned_tables AS
+    SELECT table_name, version_column, mode, enabled,
+           checked_updates, conflicts, stale_matches, blind_writes,
+           checked_deletes, inserts, stats_reset
+      FROM lockctl_internal.versioned_tables();
+GRANT SELECT ON lockctl.versioned_tables TO PUBLIC;
+
+-- DELETE is part of the contract now: the version trigger of every table
+-- versioned under 1.0 (BEFORE INSERT OR UPDATE) fires on DELETE as well,
+-- with the same name, arguments and enabled state.  Partitions get the
+-- change from their partitioned table.
+DO $upgrade$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT tg.tgname, tg.tgenabled, tg.tgrelid::pg_catalog.regclass AS tbl,
+               pg_catalog.encode(tg.tgargs, 'escape') AS args
+          FROM pg_catalog.pg_trigger AS tg
+         WHERE tg.tgfoid OPERATOR(pg_catalog.=) 'lockctl.version_trigger()'::pg_catalog.regprocedure
+           AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+           AND tg.tgnargs OPERATOR(pg_catalog.=) 2
+           -- BEFORE INSERT OR UPDATE FOR EACH ROW, without DELETE
+           AND tg.tgtype OPERATOR(pg_catalog.=) 23
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %s '
+            'FOR EACH ROW EXECUTE FUNCTION lockctl.version_trigger(%L, %L)',
+            t.tgname, t.tbl,
+            pg_catalog.split_part(t.args, E'\\000', 1),
+            pg_catalog.split_part(t.args, E'\\000', 2));
+        IF t.tgenabled OPERATOR(pg_catalog.<>) 'O' THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', t.tbl,
+                CASE t.tgenabled WHEN 'D' THEN 'DISABLE'
+                                 WHEN 'A' THEN 'ENABLE ALWAYS'
+                                 ELSE 'ENABLE REPLICA' END,
+                t.tgname);
+        END IF;
+    END LOOP;
+END
+$upgrade$;
+
+-- ---------------------------------------------------------------------------
+-- Carts, per-holder limits, partial confirm and waitlists (issue 18).
+-- ---------------------------------------------------------------------------
+
 -- Per-holder limits (new in 1.1): the limit on pools and its copy on slot
 -- rows; waitlists (new in 1.1): the flag on slot rows (src/reserve.sql).
 ALTER TABLE lockctl.pools ADD COLUMN max_per_holder bigint;
@@ -1196,8 +1559,10 @@ CREATE OR REPLACE VIEW lockctl.pool_status AS
 -- nothing).  docs/reservations.md, "Carts", has the design; in short:
 --
 --   lockctl.carts       one row per cart: who took it, its state and expiry.
---                       Its id comes from the holds' sequence, so a cart id
---                       is never also a hold id.
+--                       Its id comes from the holds' sequence, era-tagged
+--                       as hold ids are (lockctl_internal.era_nextval), so
+--                       a cart id is never also a hold id, nor handed out
+--                       twice across a failover.
 --   lockctl.cart_items  one row per pool of a cart: the slot its units came
 --                       from and how many.  Items that name the same pool
 --                       are merged into one row.
@@ -1212,13 +1577,20 @@ CREATE OR REPLACE VIEW lockctl.pool_status AS
 -- items, and in each pool uses reserve's three paths: it never waits on a
 -- slot of a pool while it holds a slot of a pool with a higher id.  Two
 -- carts, or a cart and single reserves, therefore never deadlock.
--- confirm_cart, cancel_cart and expire_carts lock the cart row first, then
--- its slots in (pool id, slot) order.
+-- confirm_cart and cancel_cart lock the cart row first, then its slots in
+-- (pool id, slot) order, then its holders' counts.  The expiry worker
+-- never waits (src/reserve.sql, expire_holds): it takes a due cart only
+-- when the cart row, the slot row of every item and the holder's count
+-- rows are all free (SKIP LOCKED), and leaves the others for a later pass.
 --
--- Authority (AUTHORITY.md): a cart belongs to the role that took it
--- (taken_by); only that role and roles with its privileges may confirm,
--- cancel or extend it, and to every other role it does not exist.
--- Idempotency keys of carts are scoped per role.
+-- Authority (README.md, "Privileges"): a cart belongs to the role that
+-- took it (taken_by, lockctl_internal.acting_role(), as for holds); only
+-- that role and roles with its privileges (lockctl_internal.may_act_for)
+-- may confirm, cancel or extend it, and to every other role it does not
+-- exist (the test is in the UPDATE's WHERE clause: another role's cart is
+-- never locked).  Idempotency keys of carts are scoped per role.  Each
+-- item of a cart counts as one hold in the role's caps
+-- (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role).
 -- ---------------------------------------------------------------------------
 
 -- The most items a cart may list: a cart locks one slot per pool until its
@@ -1229,35 +1601,10 @@ CREATE FUNCTION lockctl_internal.max_cart_items() RETURNS integer
 COMMENT ON FUNCTION lockctl_internal.max_cart_items() IS 'lockctl internal: the most items a cart may list';
 REVOKE ALL ON FUNCTION lockctl_internal.max_cart_items() FROM PUBLIC;
 
--- The session's role (SET ROLE's, else the session user): the owner of
--- what a call makes, which SECURITY DEFINER does not hide.
-CREATE FUNCTION lockctl_internal.session_role() RETURNS name
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN (CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
-                 THEN SESSION_USER
-                 ELSE pg_catalog.current_setting('role')::pg_catalog.name END);
-COMMENT ON FUNCTION lockctl_internal.session_role() IS 'lockctl internal: the session''s role, which owns what a call makes';
-REVOKE ALL ON FUNCTION lockctl_internal.session_role() FROM PUBLIC;
-
--- May the session's role act on what `owner` made?  The owner itself, and
--- every role that has its privileges (members that inherit it,
--- superusers).  An owner role that was dropped: superusers only.
-CREATE FUNCTION lockctl_internal.may_act(owner name) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN coalesce(pg_catalog.pg_has_role(lockctl_internal.session_role(),
-                                           pg_catalog.to_regrole(pg_catalog.quote_ident(owner))::pg_catalog.oid,
-                                           'USAGE'),
-                    false)
-           OR coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
-                         WHERE r.rolname OPERATOR(pg_catalog.=) lockctl_internal.session_role()),
-                       false);
-COMMENT ON FUNCTION lockctl_internal.may_act(name) IS 'lockctl internal: whether the session''s role has the privileges of owner';
-REVOKE ALL ON FUNCTION lockctl_internal.may_act(name) FROM PUBLIC;
-
 CREATE TABLE lockctl.carts (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     holder           text,
-    taken_by         name NOT NULL DEFAULT lockctl_internal.session_role(),
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
     status           lockctl.hold_status NOT NULL DEFAULT 'held',
     created          timestamp with time zone NOT NULL,
     expires          timestamp with time zone NOT NULL,
@@ -1288,10 +1635,81 @@ CREATE INDEX carts_finished_idx ON lockctl.carts (finished)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
 CREATE UNIQUE INDEX carts_idempotency_idx ON lockctl.carts (taken_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- The role caps (check_role_caps), as reservations_role_idx for holds.
+CREATE INDEX carts_role_idx ON lockctl.carts (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
 
 SELECT pg_catalog.pg_extension_config_dump('lockctl.carts', '');
 SELECT pg_catalog.pg_extension_config_dump('lockctl.cart_items', '');
 REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: may `role` take `adding` more holds?  53400 when it is at one
+-- of its caps: lockctl.max_holds_per_role (its live holds, the items of its
+-- live carts and its waiting waitlist entries) or
+-- lockctl.max_kept_holds_per_role (its cancelled and expired holds and
+-- cart items not purged yet).  Each count stops at the cap
+-- (reservations_role_idx, carts_role_idx, waitlist_entries_role_idx), so a
+-- check costs at most the cap.  reserve calls it only when a cap is set.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_role_caps(role name, adding integer)
+    RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_cap integer;
+    v_n bigint;
+BEGIN
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role AND r.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role AND c.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
+                                       WHERE w.taken_by = role AND w.status = 'waiting'
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        ELSIF v_n + adding > v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database (cart items and waitlist entries included); %s more would pass %s, the most lockctl.max_holds_per_role allows.',
+                                v_n, adding, v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        END IF;
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role
+                                         AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role
+                                         AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many finished holds kept', role),
+                DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+                HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+        END IF;
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_role_caps(name, integer) IS 'lockctl internal: raise 53400 when a role may not take more holds (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role)';
+REVOKE ALL ON FUNCTION lockctl_internal.check_role_caps(name, integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Internal: take `quantity` units of pool `pool` (split over `nslots`
@@ -1493,7 +1911,8 @@ COMMENT ON FUNCTION lockctl_internal.cart_items(jsonb) IS 'lockctl internal: che
 REVOKE ALL ON FUNCTION lockctl_internal.cart_items(jsonb) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Internal: the cart that idempotency_key made for the session's role, or
+-- Internal: the cart that idempotency_key made for the role this call acts
+-- for, or
 -- NULL if none is visible; 22023 if it holds other pools or quantities
 -- than `wanted` (pool id, quantity pairs).
 -- ---------------------------------------------------------------------------
@@ -1507,7 +1926,7 @@ DECLARE
     v_id bigint;
 BEGIN
     SELECT c.id INTO v_id FROM lockctl.carts AS c
-     WHERE c.taken_by = lockctl_internal.session_role() AND c.idempotency_key = idempotency_key;
+     WHERE c.taken_by = lockctl_internal.acting_role() AND c.idempotency_key = idempotency_key;
     IF v_id IS NULL THEN
         RETURN NULL;
     END IF;
@@ -1523,7 +1942,7 @@ BEGIN
     RETURN v_id;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) IS 'lockctl internal: the cart an idempotency key made for the session''s role';
+COMMENT ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) IS 'lockctl internal: the cart an idempotency key made for the role a call acts for';
 REVOKE ALL ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
@@ -1606,6 +2025,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps: each item (pool) counts as one hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), cardinality(v_pools));
+    END IF;
+
     -- All or nothing: a subtransaction that a missing unit rolls back.
     -- The cart row comes first: a concurrent call with the same key waits
     -- here, before it holds any slot.
@@ -1664,7 +2089,7 @@ $fn$;
 
 -- ---------------------------------------------------------------------------
 -- Internal: explain why cart `id` could not be confirmed, cancelled or
--- extended by the session's role.  Returns its status when that is not an
+-- extended by the role this call acts for.  Returns its status when that is not an
 -- error for `action`.  A cart of a role whose privileges the caller lacks
 -- does not exist, with the same error as one that never did.
 -- ---------------------------------------------------------------------------
@@ -1679,11 +2104,19 @@ DECLARE
     v_finished timestamp with time zone;
 BEGIN
     SELECT c.status::text, c.expires, c.finished INTO v_status, v_expires, v_finished
-      FROM lockctl.carts AS c WHERE c.id = id AND lockctl_internal.may_act(c.taken_by);
+      FROM lockctl.carts AS c WHERE c.id = id AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
+        -- Era-tagged ids, as hold_state explains them (src/reserve.sql).
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('cart %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new cart with lockctl.reserve_cart.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('cart %s does not exist', id),
-            DETAIL = 'It was never taken, or it finished and was purged.';
+            DETAIL = 'It was never taken, or it finished and was purged, or it is another role''s.';
     END IF;
     IF v_status = ANY (ok_status) THEN
         RETURN v_status;
@@ -1715,7 +2148,9 @@ REVOKE ALL ON FUNCTION lockctl_internal.cart_state(text, bigint, text[]) FROM PU
 -- Internal: move the units of cart `id` (whose row the caller has locked)
 -- out of held: into confirmed, or back to the pool.  Slots are locked in
 -- (pool id, slot) order.  `counter` is the holds_* counter to count each
--- item in: 'confirmed', 'cancelled' or 'expired'.
+-- item in: 'confirmed', 'cancelled' or 'expired'.  For 'expired' (the
+-- worker) every slot and holder's count row is the caller's already, and
+-- the waitlists are served by the caller, never waiting.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.finish_cart_units(ids bigint[], counter text)
     RETURNS void
@@ -1745,8 +2180,10 @@ BEGIN
         PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
            FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
           WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
-        -- Waitlists (src/reserve_waitlist.sql) get the units first.
-        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot))
+    END IF;
+    -- Waitlists (src/reserve_waitlist.sql) get cancelled units first.
+    IF counter = 'cancelled' THEN
+        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot), 'own')
            FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
     END IF;
 END;
@@ -1779,7 +2216,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET status = 'confirmed', finished = v_now
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
-       AND lockctl_internal.may_act(c.taken_by);
+       AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
@@ -1809,7 +2246,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE c.id = id AND c.finished IS NULL
-       AND lockctl_internal.may_act(c.taken_by);
+       AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
@@ -1850,7 +2287,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET expires = v_now + ttl
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
-       AND lockctl_internal.may_act(c.taken_by)
+       AND lockctl_internal.may_act_for(c.taken_by)
     RETURNING c.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('extend', id, ARRAY[]::text[]);
@@ -1860,12 +2297,20 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- Internal: mark up to batch_size due carts expired, oldest first, skipping
--- carts a concurrent confirm, cancel or extend has locked; their ids (NULL
--- if none).  The caller gives their units back (finish_cart_units):
--- expire_holds does so with the holds' units, all slots in one order.
+-- Internal: expire up to batch_size due carts, oldest first, each whole:
+-- mark them expired, give their units back (to the pools and to the
+-- holders' counts) and NOTIFY lockctl_expired with each id; their ids (NULL
+-- if none).  It never waits for another transaction: a cart is taken only
+-- when its row, the slot row of every item and every holder's count row
+-- it needs were all free (SKIP LOCKED); one of them locked (a confirm,
+-- cancel or extend in flight, a reserve on the same slot in a transaction
+-- left open, a prepared transaction), the cart is left for a later pass,
+-- and the batch is filled from the carts behind it.  The rows of a cart
+-- left stay locked by this transaction until it ends (the worker's
+-- batches are short).  Never waiting, it cannot deadlock.  Waitlists are
+-- the caller's to serve (serve_waitlists).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.claim_due_carts(batch_size integer)
+CREATE FUNCTION lockctl_internal.expire_due_carts(batch_size integer)
     RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -1873,35 +2318,77 @@ AS $fn$
 #variable_conflict use_variable
 DECLARE
     v_now timestamp with time zone := clock_timestamp();
-    v_ids bigint[];
+    v_seen bigint[] := ARRAY[]::bigint[];
+    v_cand bigint[];
+    v_ok bigint[];
+    v_ids bigint[] := ARRAY[]::bigint[];
+    v_sp bigint[];
+    v_ss integer[];
+    v_hp bigint[];
+    v_hh text[];
 BEGIN
-    WITH due AS (
-        SELECT c.id FROM lockctl.carts AS c
-         WHERE c.status = 'held' AND c.expires <= v_now
-         ORDER BY c.expires
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
-    ), done AS (
-        UPDATE lockctl.carts AS c
-           SET status = 'expired', finished = v_now
-          FROM due
-         WHERE c.id = due.id
-        RETURNING c.id
-    )
-    SELECT array_agg(done.id ORDER BY done.id) INTO v_ids FROM done;
+    LOOP
+        -- Due carts not looked at yet whose rows are free.
+        SELECT array_agg(x.id) INTO v_cand
+          FROM (SELECT c.id FROM lockctl.carts AS c
+                 WHERE c.status = 'held' AND c.expires <= v_now
+                   AND c.id <> ALL (v_seen)
+                 ORDER BY c.expires
+                 LIMIT batch_size - cardinality(v_ids)
+                   FOR UPDATE SKIP LOCKED) AS x;
+        EXIT WHEN v_cand IS NULL;
+        v_seen := v_seen || v_cand;
+        -- Their slot rows and holders' count rows: whichever are free.
+        SELECT array_agg(x.pool_id), array_agg(x.slot) INTO v_sp, v_ss
+          FROM (SELECT s.pool_id, s.slot FROM lockctl.pool_slots AS s
+                 WHERE (s.pool_id, s.slot) IN (SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
+                                                WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        SELECT array_agg(x.pool_id), array_agg(x.holder) INTO v_hp, v_hh
+          FROM (SELECT h.pool_id, h.holder FROM lockctl.holder_units AS h
+                 WHERE (h.pool_id, h.holder) IN (SELECT i.pool_id, c.holder
+                                                   FROM lockctl.cart_items AS i
+                                                   JOIN lockctl.carts AS c ON c.id = i.cart_id
+                                                  WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        -- The carts of which every row needed is ours.
+        SELECT array_agg(c.id) INTO v_ok
+          FROM lockctl.carts AS c
+         WHERE c.id = ANY (v_cand)
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                            WHERE i.cart_id = c.id
+                              AND (i.pool_id, i.slot) NOT IN (SELECT u.p, u.s FROM unnest(v_sp, v_ss) AS u(p, s))
+                              -- (an item of a dropped pool has no slot row)
+                              AND EXISTS (SELECT FROM lockctl.pool_slots AS s
+                                           WHERE s.pool_id = i.pool_id AND s.slot = i.slot))
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                             JOIN lockctl.holder_units AS h ON h.pool_id = i.pool_id AND h.holder = c.holder
+                            WHERE i.cart_id = c.id
+                              AND (h.pool_id, h.holder) NOT IN (SELECT u.p, u.h FROM unnest(v_hp, v_hh) AS u(p, h)));
+        IF v_ok IS NOT NULL THEN
+            UPDATE lockctl.carts AS c SET status = 'expired', finished = v_now
+             WHERE c.id = ANY (v_ok);
+            v_ids := v_ids || v_ok;
+        END IF;
+        EXIT WHEN cardinality(v_ids) >= batch_size;
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lockctl_internal.finish_cart_units(v_ids, 'expired');
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     RETURN v_ids;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.claim_due_carts(integer) IS 'lockctl internal: mark due carts expired (their units are given back by the caller)';
-REVOKE ALL ON FUNCTION lockctl_internal.claim_due_carts(integer) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.expire_due_carts(integer) IS 'lockctl internal: expire due carts whose rows are free, never waiting';
+REVOKE ALL ON FUNCTION lockctl_internal.expire_due_carts(integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
--- oldest first, each with all its items in this one transaction, skipping
--- carts a concurrent confirm, cancel or extend has locked; NOTIFY
--- lockctl_expired with each cart's id (never also a hold's id).  The
--- worker's expire_holds does the same within its batches.  Returns how
--- many.
+-- oldest first, each with all its items in this one transaction, never
+-- waiting (expire_due_carts), then the waitlists; NOTIFY lockctl_expired
+-- with each cart's id (never also a hold's id).  The worker's expire_holds
+-- does the same within its batches.  Returns how many.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
     RETURNS integer
@@ -1920,13 +2407,9 @@ BEGIN
             MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
-    v_ids := lockctl_internal.claim_due_carts(batch_size);
-    IF v_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lockctl_internal.finish_cart_units(v_ids, 'expired');
-    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids);
+    v_ids := lockctl_internal.expire_due_carts(batch_size);
+    PERFORM lockctl_internal.serve_waitlists();
+    RETURN coalesce(cardinality(v_ids), 0);
 END;
 $fn$;
 
@@ -1972,28 +2455,30 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- The view: one row per item of every cart the caller may see (carts of
--- roles whose privileges it has; every cart for superusers and
--- pg_read_all_stats), as lockctl.holds shows holds.
+-- The view: one row per item of every cart the caller may see, as
+-- lockctl.holds shows holds: carts of roles whose privileges it has (the
+-- very carts it may confirm, cancel and extend; superusers: all), and for
+-- members of pg_read_all_stats every cart, but not the holder or the
+-- idempotency key of another role's.
 -- ---------------------------------------------------------------------------
 CREATE VIEW lockctl.cart_holds WITH (security_barrier) AS
     SELECT c.id,
            p.resource,
            i.quantity,
-           c.holder,
+           CASE WHEN a.mine THEN c.holder END AS holder,
            c.taken_by,
            c.status::text AS status,
            c.created,
            c.expires,
            c.finished,
-           c.idempotency_key
+           CASE WHEN a.mine THEN c.idempotency_key END AS idempotency_key
       FROM lockctl.carts AS c
       JOIN lockctl.cart_items AS i ON i.cart_id OPERATOR(pg_catalog.=) c.id
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) i.pool_id
-     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
-        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(c.taken_by))::pg_catalog.oid,
-                                  'USAGE');
-COMMENT ON VIEW lockctl.cart_holds IS 'lockctl: the items of carts, live and finished (until purged), taken by roles whose privileges the caller has (every cart for superusers and pg_read_all_stats)';
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(c.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.cart_holds IS 'lockctl: the items of carts, live and finished (until purged), taken by roles whose privileges the caller has (every cart for pg_read_all_stats, without holder and key)';
 
 COMMENT ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) IS 'lockctl: hold several pools at once, all or nothing; NULL when some pool has too few units';
 COMMENT ON FUNCTION lockctl.confirm_cart(bigint) IS 'lockctl: make every item of a live cart permanent';
@@ -2200,8 +2685,9 @@ REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) FROM P
 -- units stay the sum over confirmed holds.
 --
 -- Lock order as confirm's: the hold, then its slot, then the holder's
--- count.  Authority (AUTHORITY.md): only the role that took the hold and
--- roles with its privileges; to any other role the hold does not exist.
+-- count.  Authority (README.md, "Privileges"): only the role that took the
+-- hold and roles with its privileges (lockctl_internal.may_act_for, as
+-- confirm); to any other role the hold does not exist.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.confirm(id bigint, quantity bigint)
     RETURNS boolean
@@ -2236,20 +2722,17 @@ BEGIN
     SELECT r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_old, v_holder
       FROM lockctl.reservations AS r
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
-       AND lockctl_internal.may_act(r.taken_by)
+       AND lockctl_internal.may_act_for(r.taken_by)
        FOR UPDATE;
     IF NOT FOUND THEN
         SELECT r.status::text, r.quantity INTO v_status, v_old FROM lockctl.reservations AS r
-         WHERE r.id = id AND lockctl_internal.may_act(r.taken_by);
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('hold %s does not exist', id),
-                DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
-        END IF;
+         WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
         -- Confirmed with this quantity already: a safe retry.
         IF v_status = 'confirmed' AND v_old = quantity THEN
             RETURN false;
         END IF;
+        -- Otherwise the error confirm(id) gives (another role's hold, or
+        -- one of another era, does not exist).
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY[]::text[]);
         RETURN false;
     END IF;
@@ -2300,30 +2783,40 @@ GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint, bigint) TO PUBLIC;
 --                             nothing.
 --
 -- Who serves the queue, and how it takes units (serve_waitlist's mode):
---   'own'  cancel, cancel_cart, partial confirm and the worker's expiry
---          hold the slot rows the units came back to: the head is served
---          from one of those if it fits, else from every slot of the pool
---          locked with NOWAIT (never waiting while holding a slot out of
---          order); if a slot is busy, the worker's next pass serves it.
---   'all'  set_capacity and wait_for hold every slot row of the pool.
---   'wait' the worker, before each batch, holding nothing of later pools:
---          locks every slot of the pool in order, waiting.
+--   'own'    cancel, cancel_cart and partial confirm hold the slot rows the
+--            units came back to: the head is served from one of those if
+--            it fits, else from every slot of the pool locked with NOWAIT
+--            (never waiting while holding a slot out of order); if a slot
+--            is busy, the worker's next pass serves it.
+--   'all'    set_capacity and wait_for hold every slot row of the pool.
+--   'worker' the expiry worker (expire_holds), which never waits for
+--            another transaction (docs/worker.md): as 'own' for the slots
+--            its expired holds gave units back to, else every slot of the
+--            pool locked with NOWAIT; the head entry locked with NOWAIT;
+--            a pool with a per-holder limit only with every slot locked
+--            (then nobody else can be writing the pool's holder counts,
+--            src/reserve_limits.sql, so the charge cannot wait).  Anything
+--            busy: the pool is left for the next pass.
 -- The queue is strictly FIFO: serving stops at the first head whose
 -- quantity is not free (units left over stay free for anyone).
 --
--- Authority (AUTHORITY.md): an entry, and the offer made for it, belong to
--- the role that called wait_for, whoever's transaction makes the offer.
+-- Authority (README.md, "Privileges"): an entry, and the offer made for
+-- it, belong to the role that called wait_for (taken_by,
+-- lockctl_internal.acting_role()), whoever's transaction makes the offer;
+-- to other roles an entry does not exist, and lockctl.waitlist shows them
+-- neither its holder nor its key.  A waiting entry counts as a live hold
+-- in the role's cap (lockctl.max_holds_per_role); an offer is a hold.
 -- ---------------------------------------------------------------------------
 
 CREATE TYPE lockctl.wait_status AS ENUM ('waiting', 'offered', 'left');
 COMMENT ON TYPE lockctl.wait_status IS 'lockctl: the state of a waitlist entry';
 
 CREATE TABLE lockctl.waitlist_entries (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     pool_id          bigint NOT NULL,
     quantity         bigint NOT NULL,
     holder           text,
-    taken_by         name NOT NULL DEFAULT lockctl_internal.session_role(),
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
     offer_ttl        interval NOT NULL,
     status           lockctl.wait_status NOT NULL DEFAULT 'waiting',
     created          timestamp with time zone NOT NULL,
@@ -2345,6 +2838,9 @@ CREATE INDEX waitlist_entries_finished_idx ON lockctl.waitlist_entries (finished
     WHERE status OPERATOR(pg_catalog.<>) 'waiting';
 CREATE UNIQUE INDEX waitlist_entries_idempotency_idx ON lockctl.waitlist_entries (taken_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- The role cap (lockctl_internal.check_role_caps).
+CREATE INDEX waitlist_entries_role_idx ON lockctl.waitlist_entries (taken_by)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting';
 
 SELECT pg_catalog.pg_extension_config_dump('lockctl.waitlist_entries', '');
 REVOKE ALL ON lockctl.waitlist_entries FROM PUBLIC;
@@ -2374,27 +2870,38 @@ DECLARE
     v_now timestamp with time zone;
     v_n integer := 0;
     v_all boolean := mode = 'all';
+    v_worker boolean := mode = 'worker';
 BEGIN
-    IF mode IS NULL OR mode NOT IN ('own', 'all', 'wait') THEN
+    IF mode IS NULL OR mode NOT IN ('own', 'all', 'worker') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or wait: "%s"', mode);
-    END IF;
-    IF mode = 'wait' THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
-        v_all := true;
+            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or worker: "%s"', mode);
     END IF;
     LOOP
-        SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
-          INTO v_entry, v_q, v_holder, v_role, v_ttl
-          FROM lockctl.waitlist_entries AS w
-         WHERE w.pool_id = pool AND w.status = 'waiting'
-         ORDER BY w.id LIMIT 1
-           FOR UPDATE;
+        -- The head.  The worker never waits for it (an entry being left).
+        IF v_worker THEN
+            BEGIN
+                SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+                  INTO v_entry, v_q, v_holder, v_role, v_ttl
+                  FROM lockctl.waitlist_entries AS w
+                 WHERE w.pool_id = pool AND w.status = 'waiting'
+                 ORDER BY w.id LIMIT 1
+                   FOR UPDATE NOWAIT;
+            EXCEPTION WHEN lock_not_available THEN
+                RETURN v_n;
+            END;
+        ELSE
+            SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+              INTO v_entry, v_q, v_holder, v_role, v_ttl
+              FROM lockctl.waitlist_entries AS w
+             WHERE w.pool_id = pool AND w.status = 'waiting'
+             ORDER BY w.id LIMIT 1
+               FOR UPDATE;
+        END IF;
         IF NOT FOUND THEN
             -- A head locked by a concurrent server is skipped after the
             -- wait: look again with a new snapshot before calling it empty.
-            IF EXISTS (SELECT FROM lockctl.waitlist_entries AS w
-                        WHERE w.pool_id = pool AND w.status = 'waiting') THEN
+            IF NOT v_worker AND EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                                         WHERE w.pool_id = pool AND w.status = 'waiting') THEN
                 CONTINUE;
             END IF;
             -- Empty: the slot rows we hold need not call us again.
@@ -2404,9 +2911,13 @@ BEGIN
         END IF;
 
         v_target := NULL;
-        IF slot IS NOT NULL THEN
-            SELECT s.slot INTO v_target FROM lockctl.pool_slots AS s
+        IF slot IS NOT NULL AND NOT v_all THEN
+            SELECT s.slot, s.max_per_holder INTO v_target, v_max FROM lockctl.pool_slots AS s
              WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed >= v_q;
+            -- The worker charges a holder's count only with every slot.
+            IF v_worker AND v_max IS NOT NULL THEN
+                v_target := NULL;
+            END IF;
         END IF;
         IF v_target IS NULL AND NOT v_all THEN
             BEGIN
@@ -2456,9 +2967,10 @@ REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FR
 
 -- ---------------------------------------------------------------------------
 -- Internal: serve the queues of the pools (ids) whose slot rows
--- (pools[i], slots[i]) the caller holds and that are flagged; 'own' mode.
+-- (pools[i], slots[i]) the caller holds and that are flagged; mode 'own'
+-- (a user's call) or 'worker' (the expiry worker, never waiting).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[])
+CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[], mode text)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -2476,19 +2988,20 @@ BEGIN
            AND s.waitlist
          ORDER BY s.pool_id, s.capacity - s.held - s.confirmed DESC
     LOOP
-        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, mode);
     END LOOP;
     RETURN v_n;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
-REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Internal: the worker's catch-up, before each expiry batch: every pool
+-- Internal: the worker's catch-up, after each expiry batch: every pool
 -- whose head fits in its free units (as this snapshot sees them) is
--- served, pools in id order, waiting for their slots.  Returns how many
--- offers it made.
+-- served, pools in id order, never waiting: a pool whose slots or head
+-- another transaction has locked is left for the next pass.  Returns how
+-- many offers it made.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.serve_waitlists()
     RETURNS integer
@@ -2508,7 +3021,7 @@ BEGIN
                                 FROM lockctl.pool_slots AS s WHERE s.pool_id = h.pool_id)
          ORDER BY h.pool_id
     LOOP
-        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'wait');
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'worker');
     END LOOP;
     RETURN v_n;
 END;
@@ -2587,7 +3100,7 @@ BEGIN
     -- A retry with the same key (this role's) is the same entry.
     IF v_key IS NOT NULL THEN
         SELECT w.id, w.quantity INTO v_id, v_q FROM lockctl.waitlist_entries AS w
-         WHERE w.taken_by = lockctl_internal.session_role() AND w.idempotency_key = v_key;
+         WHERE w.taken_by = lockctl_internal.acting_role() AND w.idempotency_key = v_key;
         IF FOUND THEN
             IF v_q <> v_quantity OR (SELECT w.pool_id FROM lockctl.waitlist_entries AS w WHERE w.id = v_id) <> v_pool THEN
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -2596,6 +3109,12 @@ BEGIN
             END IF;
             RETURN v_id;
         END IF;
+    END IF;
+
+    -- The role's cap: a waiting entry counts as a live hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), 1);
     END IF;
 
     -- Every slot row of the pool, in order: from now on whoever gives
@@ -2635,15 +3154,15 @@ BEGIN
             MESSAGE = 'id of lockctl.leave_waitlist must not be null';
     END IF;
     UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = clock_timestamp()
-     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act(w.taken_by);
+     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act_for(w.taken_by);
     IF FOUND THEN
         RETURN true;
     END IF;
-    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act(w.taken_by);
+    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act_for(w.taken_by);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('waitlist entry %s does not exist', id),
-            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged.';
+            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged, or it is another role''s.';
     END IF;
     RETURN false;
 END;
@@ -2686,31 +3205,32 @@ $fn$;
 
 -- ---------------------------------------------------------------------------
 -- The view: entries of roles whose privileges the caller has (every entry
--- for superusers and pg_read_all_stats), with the position of each waiting
+-- for pg_read_all_stats, without another role's holder and key), with the
+-- position of each waiting
 -- entry in its pool's queue (1: the head), counted over every entry.
 -- ---------------------------------------------------------------------------
 CREATE VIEW lockctl.waitlist WITH (security_barrier) AS
     SELECT q.id,
            p.resource,
            q.quantity,
-           q.holder,
+           CASE WHEN a.mine THEN q.holder END AS holder,
            q.taken_by,
            q.status::text AS status,
            q.position,
            q.created,
            q.finished,
            q.hold_id AS offer_hold_id,
-           q.idempotency_key
+           CASE WHEN a.mine THEN q.idempotency_key END AS idempotency_key
       FROM (SELECT w.*,
                    CASE WHEN w.status OPERATOR(pg_catalog.=) 'waiting'
                         THEN pg_catalog.row_number() OVER (PARTITION BY w.pool_id, w.status OPERATOR(pg_catalog.=) 'waiting'
                                                            ORDER BY w.id) END AS position
               FROM lockctl.waitlist_entries AS w) AS q
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) q.pool_id
-     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
-        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(q.taken_by))::pg_catalog.oid,
-                                  'USAGE');
-COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for superusers and pg_read_all_stats)';
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(q.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for pg_read_all_stats, without holder and key)';
 
 COMMENT ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) IS 'lockctl: join a pool''s waitlist; freed units come to the head as an offer hold';
 COMMENT ON FUNCTION lockctl.leave_waitlist(bigint) IS 'lockctl: leave a pool''s waitlist';

@@ -11,9 +11,13 @@
  * in PostgreSQL's lock manager on an advisory-space tag of lockctl's own
  * (database, 64-bit hash of the resource, field4 = LEASE_FENCE_FIELD4), so
  * it shows in pg_locks, is seen by the deadlock detector and is released
- * at commit or abort.  It takes that lock first (it may wait there for an
- * other transaction of the same holder), and only then, under the lease
- * lock, checks the token and sets entry->fenced.  A grant that finds
+ * at commit or abort.  Permission before lock: it first checks, without
+ * that lock, that token holds the live lease and that the lease is the
+ * calling role's (or a role's whose privileges it has), so that no other
+ * role can queue on a lease's fence lock and stall its holder.  Then it
+ * takes the lock (it may wait there for another transaction of the same
+ * holder), and only then, under the lease lock, checks the token again and
+ * sets entry->fenced and entry->fenced_by.  A grant that finds
  * entry->fenced set first tries that lock conditionally while holding the
  * lease lock: if it is busy the lease is not granted; if it was free the
  * flag is cleared.  So once fence() returned, no grant can happen until the
@@ -21,10 +25,20 @@
  * grant that slipped in before fence() set the flag makes fence() fail,
  * because the token changed.  Two resources whose hashes collide share a
  * fence lock: that can only delay a grant, never allow a wrong one.
- * A resource release callback wakes the head waiter of every resource this
- * backend fenced once the transaction's locks are gone; as a safety net (a
- * fencing backend that dies, a prepared transaction), a waiter of a lease
- * that is free but fenced re-checks at least every LEASE_FENCE_RECHECK_MS.
+ * A resource release callback, once a top-level transaction's locks are
+ * gone, clears entry->fenced of every resource this backend fenced and no
+ * other backend fenced since (fenced_by), so that the views stop showing
+ * it, and wakes the head waiter.  Clearing early is
+ * safe: a backend that took the lock but has not set the flag yet still
+ * checks the token under the lease lock, so a grant that slipped in makes
+ * it fail.  As a safety net (a fencing backend that dies, a savepoint rolled
+ * back), a grant that finds the flag set tries the lock and clears the flag
+ * if it is free, and a waiter of a lease that is free but fenced re-checks
+ * at least every LEASE_FENCE_RECHECK_MS.
+ * A transaction that fenced cannot be prepared (PREPARE TRANSACTION): the
+ * fence lock would pass to the prepared transaction and outlive a restart,
+ * but the fenced flag lives in shared memory and would not, so the lease
+ * could pass to another holder before the protected write commits.
  *
  * src/lease_fence.c
  *
@@ -32,6 +46,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -57,39 +72,71 @@ static int	fenced_alloc = 0;
 
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
+static void lease_fence_xact(XactEvent event, void *arg);
 static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
- * Called by LeaseInit: wake waiters when a fencing transaction ends.
+ * Called by LeaseInit: clear the flag and wake waiters when a fencing
+ * transaction ends.
  */
 void
 lease_fence_init(void)
 {
 	RegisterResourceReleaseCallback(lease_xact_release, NULL);
+	RegisterXactCallback(lease_fence_xact, NULL);
+}
+
+/*
+ * Transaction callback: refuse PREPARE TRANSACTION in a transaction that
+ * fenced a lease (see the header).
+ */
+static void
+lease_fence_xact(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_PREPARE && fenced_count > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has called lockctl.fence()"),
+				 errdetail("A fence keeps the lease from passing to anyone else only until the fencing transaction ends, and only while the server runs."),
+				 errhint("Commit the protected writes without two-phase commit.")));
 }
 
 /*
  * Resource release callback: once a transaction's (or subtransaction's)
- * locks are gone, wake the first waiter of every resource it fenced.
+ * locks are gone, wake the first waiter of every resource it fenced, and at
+ * the end of a top-level transaction, clear the
+ * fenced flag it set (see the locking protocol above).  Never raises an
+ * error: it runs after commit.
  */
 static void
 lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 				   void *arg)
 {
+	bool		clear;
 	int			i;
 
-	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || fenced_count == 0 ||
-		lease_shared == NULL)
+	if (phase != RESOURCE_RELEASE_AFTER_LOCKS)
+		return;
+	clear = isTopLevel;
+	if (fenced_count == 0 || lease_shared == NULL)
 		return;
 
-	LWLockAcquire(lease_shared->lock, LW_SHARED);
+	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < fenced_count; i++)
 	{
 		LeaseEntry *e = hash_search(lease_hash, &fenced_list[i].key,
 									HASH_FIND, NULL);
 
-		if (e != NULL && e->fenced)
-			lease_wake_head(e);
+		if (e == NULL || !e->fenced)
+			continue;
+		if (clear && e->fenced_by == MyProcNumber + 1)
+		{
+			e->fenced = false;
+			e->fenced_by = 0;
+		}
+		lease_wake_head(e);
+		/* a released lease kept its slot only for the fence */
+		lease_maybe_remove(e);
 	}
 	LWLockRelease(lease_shared->lock);
 
@@ -194,8 +241,9 @@ LeaseFencedInXact(const char *resource, int64 *token)
 /*
  * lockctl.fence(resource text, token bigint): inside the transaction that
  * writes the data the lease protects, check that token is the live
- * holder's, and keep the lease from being granted to anyone else until the
- * transaction ends.  A stale token is a 40001.
+ * holder's and the lease the calling role's (or a role's whose privileges
+ * it has), and keep the lease from being granted to anyone else until the
+ * transaction ends.  A stale token, or another role's lease, is a 40001.
  */
 PG_FUNCTION_INFO_V1(lockctl_fence);
 Datum
@@ -207,47 +255,41 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	LOCKTAG		tag;
 	LeaseEntry *e;
 	int64		now;
-	int64		current = 0;
-	bool		expired = false;
+	LeaseLost	lost;
 
+	/*
+	 * Not lease_check_writable: a read-only transaction may fence, to read
+	 * what the lease protects while nobody else can take it.
+	 */
 	PreventCommandDuringRecovery("lockctl.fence()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	/* the fence lock first; this may wait for another fencing transaction */
+	/* permission before lock: only the lease's role may queue for it */
+	e = lease_find_own(&key, token, true, &now, &lost);
+	if (e == NULL)
+		goto lost;
+	LWLockRelease(lease_shared->lock);
+
+	/* the fence lock; this may wait for another fencing transaction */
 	lease_fence_tag(&tag, &key);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
+	/* and again under the lease lock, which a grant needs too */
+	e = lease_find_own(&key, token, true, &now, &lost);
+	if (e == NULL)
+		goto lost;				/* the lock goes with the aborted transaction */
+	e->fenced = true;
+	e->fenced_by = MyProcNumber + 1;
+	lease_shared->stats.fences++;
+	LWLockRelease(lease_shared->lock);
+	lease_remember_fence(&key, token);
+	PG_RETURN_VOID();
+
+lost:
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	now = lease_now_mono();
-	if (e != NULL && lease_is_live(e, now) && e->token == token)
-	{
-		e->fenced = true;
-		lease_shared->stats.fences++;
-		LWLockRelease(lease_shared->lock);
-		lease_remember_fence(&key, token);
-		PG_RETURN_VOID();
-	}
-	if (e != NULL && e->held)
-	{
-		current = e->token;
-		expired = !lease_is_live(e, now);
-	}
 	lease_shared->stats.fence_failures++;
 	LWLockRelease(lease_shared->lock);
-
-	/* the fence lock goes with the transaction this error aborts */
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("fencing token " INT64_FORMAT " for lease \"%s\" is stale",
-					token, resource),
-			 current == 0 ?
-			 errdetail("No lease on \"%s\" is live.", resource) :
-			 expired && current == token ?
-			 errdetail("The lease of token " INT64_FORMAT " expired.", token) :
-			 errdetail("The current token is " INT64_FORMAT "%s.", current,
-					   expired ? " (expired)" : ""),
-			 errhint("Do not write: another holder may have taken over. Acquire the lease again and redo the work.")));
+	lease_report_lost(resource, token, &lost, true);
 	PG_RETURN_VOID();			/* not reached */
 }

@@ -4,8 +4,10 @@
 -- nothing).  docs/reservations.md, "Carts", has the design; in short:
 --
 --   lockctl.carts       one row per cart: who took it, its state and expiry.
---                       Its id comes from the holds' sequence, so a cart id
---                       is never also a hold id.
+--                       Its id comes from the holds' sequence, era-tagged
+--                       as hold ids are (lockctl_internal.era_nextval), so
+--                       a cart id is never also a hold id, nor handed out
+--                       twice across a failover.
 --   lockctl.cart_items  one row per pool of a cart: the slot its units came
 --                       from and how many.  Items that name the same pool
 --                       are merged into one row.
@@ -20,13 +22,20 @@
 -- items, and in each pool uses reserve's three paths: it never waits on a
 -- slot of a pool while it holds a slot of a pool with a higher id.  Two
 -- carts, or a cart and single reserves, therefore never deadlock.
--- confirm_cart, cancel_cart and expire_carts lock the cart row first, then
--- its slots in (pool id, slot) order.
+-- confirm_cart and cancel_cart lock the cart row first, then its slots in
+-- (pool id, slot) order, then its holders' counts.  The expiry worker
+-- never waits (src/reserve.sql, expire_holds): it takes a due cart only
+-- when the cart row, the slot row of every item and the holder's count
+-- rows are all free (SKIP LOCKED), and leaves the others for a later pass.
 --
--- Authority (AUTHORITY.md): a cart belongs to the role that took it
--- (taken_by); only that role and roles with its privileges may confirm,
--- cancel or extend it, and to every other role it does not exist.
--- Idempotency keys of carts are scoped per role.
+-- Authority (README.md, "Privileges"): a cart belongs to the role that
+-- took it (taken_by, lockctl_internal.acting_role(), as for holds); only
+-- that role and roles with its privileges (lockctl_internal.may_act_for)
+-- may confirm, cancel or extend it, and to every other role it does not
+-- exist (the test is in the UPDATE's WHERE clause: another role's cart is
+-- never locked).  Idempotency keys of carts are scoped per role.  Each
+-- item of a cart counts as one hold in the role's caps
+-- (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role).
 -- ---------------------------------------------------------------------------
 
 -- The most items a cart may list: a cart locks one slot per pool until its
@@ -37,35 +46,10 @@ CREATE FUNCTION lockctl_internal.max_cart_items() RETURNS integer
 COMMENT ON FUNCTION lockctl_internal.max_cart_items() IS 'lockctl internal: the most items a cart may list';
 REVOKE ALL ON FUNCTION lockctl_internal.max_cart_items() FROM PUBLIC;
 
--- The session's role (SET ROLE's, else the session user): the owner of
--- what a call makes, which SECURITY DEFINER does not hide.
-CREATE FUNCTION lockctl_internal.session_role() RETURNS name
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN (CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
-                 THEN SESSION_USER
-                 ELSE pg_catalog.current_setting('role')::pg_catalog.name END);
-COMMENT ON FUNCTION lockctl_internal.session_role() IS 'lockctl internal: the session''s role, which owns what a call makes';
-REVOKE ALL ON FUNCTION lockctl_internal.session_role() FROM PUBLIC;
-
--- May the session's role act on what `owner` made?  The owner itself, and
--- every role that has its privileges (members that inherit it,
--- superusers).  An owner role that was dropped: superusers only.
-CREATE FUNCTION lockctl_internal.may_act(owner name) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN coalesce(pg_catalog.pg_has_role(lockctl_internal.session_role(),
-                                           pg_catalog.to_regrole(pg_catalog.quote_ident(owner))::pg_catalog.oid,
-                                           'USAGE'),
-                    false)
-           OR coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r
-                         WHERE r.rolname OPERATOR(pg_catalog.=) lockctl_internal.session_role()),
-                       false);
-COMMENT ON FUNCTION lockctl_internal.may_act(name) IS 'lockctl internal: whether the session''s role has the privileges of owner';
-REVOKE ALL ON FUNCTION lockctl_internal.may_act(name) FROM PUBLIC;
-
 CREATE TABLE lockctl.carts (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     holder           text,
-    taken_by         name NOT NULL DEFAULT lockctl_internal.session_role(),
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
     status           lockctl.hold_status NOT NULL DEFAULT 'held',
     created          timestamp with time zone NOT NULL,
     expires          timestamp with time zone NOT NULL,
@@ -96,10 +80,81 @@ CREATE INDEX carts_finished_idx ON lockctl.carts (finished)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
 CREATE UNIQUE INDEX carts_idempotency_idx ON lockctl.carts (taken_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- The role caps (check_role_caps), as reservations_role_idx for holds.
+CREATE INDEX carts_role_idx ON lockctl.carts (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
 
 SELECT pg_catalog.pg_extension_config_dump('lockctl.carts', '');
 SELECT pg_catalog.pg_extension_config_dump('lockctl.cart_items', '');
 REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: may `role` take `adding` more holds?  53400 when it is at one
+-- of its caps: lockctl.max_holds_per_role (its live holds, the items of its
+-- live carts and its waiting waitlist entries) or
+-- lockctl.max_kept_holds_per_role (its cancelled and expired holds and
+-- cart items not purged yet).  Each count stops at the cap
+-- (reservations_role_idx, carts_role_idx, waitlist_entries_role_idx), so a
+-- check costs at most the cap.  reserve calls it only when a cap is set.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_role_caps(role name, adding integer)
+    RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_cap integer;
+    v_n bigint;
+BEGIN
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role AND r.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role AND c.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
+                                       WHERE w.taken_by = role AND w.status = 'waiting'
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        ELSIF v_n + adding > v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database (cart items and waitlist entries included); %s more would pass %s, the most lockctl.max_holds_per_role allows.',
+                                v_n, adding, v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        END IF;
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role
+                                         AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role
+                                         AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many finished holds kept', role),
+                DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+                HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+        END IF;
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_role_caps(name, integer) IS 'lockctl internal: raise 53400 when a role may not take more holds (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role)';
+REVOKE ALL ON FUNCTION lockctl_internal.check_role_caps(name, integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Internal: take `quantity` units of pool `pool` (split over `nslots`
@@ -301,7 +356,8 @@ COMMENT ON FUNCTION lockctl_internal.cart_items(jsonb) IS 'lockctl internal: che
 REVOKE ALL ON FUNCTION lockctl_internal.cart_items(jsonb) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Internal: the cart that idempotency_key made for the session's role, or
+-- Internal: the cart that idempotency_key made for the role this call acts
+-- for, or
 -- NULL if none is visible; 22023 if it holds other pools or quantities
 -- than `wanted` (pool id, quantity pairs).
 -- ---------------------------------------------------------------------------
@@ -315,7 +371,7 @@ DECLARE
     v_id bigint;
 BEGIN
     SELECT c.id INTO v_id FROM lockctl.carts AS c
-     WHERE c.taken_by = lockctl_internal.session_role() AND c.idempotency_key = idempotency_key;
+     WHERE c.taken_by = lockctl_internal.acting_role() AND c.idempotency_key = idempotency_key;
     IF v_id IS NULL THEN
         RETURN NULL;
     END IF;
@@ -331,7 +387,7 @@ BEGIN
     RETURN v_id;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) IS 'lockctl internal: the cart an idempotency key made for the session''s role';
+COMMENT ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) IS 'lockctl internal: the cart an idempotency key made for the role a call acts for';
 REVOKE ALL ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
@@ -414,6 +470,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps: each item (pool) counts as one hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), cardinality(v_pools));
+    END IF;
+
     -- All or nothing: a subtransaction that a missing unit rolls back.
     -- The cart row comes first: a concurrent call with the same key waits
     -- here, before it holds any slot.
@@ -472,7 +534,7 @@ $fn$;
 
 -- ---------------------------------------------------------------------------
 -- Internal: explain why cart `id` could not be confirmed, cancelled or
--- extended by the session's role.  Returns its status when that is not an
+-- extended by the role this call acts for.  Returns its status when that is not an
 -- error for `action`.  A cart of a role whose privileges the caller lacks
 -- does not exist, with the same error as one that never did.
 -- ---------------------------------------------------------------------------
@@ -487,11 +549,19 @@ DECLARE
     v_finished timestamp with time zone;
 BEGIN
     SELECT c.status::text, c.expires, c.finished INTO v_status, v_expires, v_finished
-      FROM lockctl.carts AS c WHERE c.id = id AND lockctl_internal.may_act(c.taken_by);
+      FROM lockctl.carts AS c WHERE c.id = id AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
+        -- Era-tagged ids, as hold_state explains them (src/reserve.sql).
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('cart %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new cart with lockctl.reserve_cart.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('cart %s does not exist', id),
-            DETAIL = 'It was never taken, or it finished and was purged.';
+            DETAIL = 'It was never taken, or it finished and was purged, or it is another role''s.';
     END IF;
     IF v_status = ANY (ok_status) THEN
         RETURN v_status;
@@ -523,7 +593,9 @@ REVOKE ALL ON FUNCTION lockctl_internal.cart_state(text, bigint, text[]) FROM PU
 -- Internal: move the units of cart `id` (whose row the caller has locked)
 -- out of held: into confirmed, or back to the pool.  Slots are locked in
 -- (pool id, slot) order.  `counter` is the holds_* counter to count each
--- item in: 'confirmed', 'cancelled' or 'expired'.
+-- item in: 'confirmed', 'cancelled' or 'expired'.  For 'expired' (the
+-- worker) every slot and holder's count row is the caller's already, and
+-- the waitlists are served by the caller, never waiting.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.finish_cart_units(ids bigint[], counter text)
     RETURNS void
@@ -553,8 +625,10 @@ BEGIN
         PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
            FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
           WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
-        -- Waitlists (src/reserve_waitlist.sql) get the units first.
-        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot))
+    END IF;
+    -- Waitlists (src/reserve_waitlist.sql) get cancelled units first.
+    IF counter = 'cancelled' THEN
+        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot), 'own')
            FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
     END IF;
 END;
@@ -587,7 +661,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET status = 'confirmed', finished = v_now
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
-       AND lockctl_internal.may_act(c.taken_by);
+       AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
@@ -617,7 +691,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE c.id = id AND c.finished IS NULL
-       AND lockctl_internal.may_act(c.taken_by);
+       AND lockctl_internal.may_act_for(c.taken_by);
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
@@ -658,7 +732,7 @@ BEGIN
     UPDATE lockctl.carts AS c
        SET expires = v_now + ttl
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
-       AND lockctl_internal.may_act(c.taken_by)
+       AND lockctl_internal.may_act_for(c.taken_by)
     RETURNING c.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.cart_state('extend', id, ARRAY[]::text[]);
@@ -668,12 +742,20 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- Internal: mark up to batch_size due carts expired, oldest first, skipping
--- carts a concurrent confirm, cancel or extend has locked; their ids (NULL
--- if none).  The caller gives their units back (finish_cart_units):
--- expire_holds does so with the holds' units, all slots in one order.
+-- Internal: expire up to batch_size due carts, oldest first, each whole:
+-- mark them expired, give their units back (to the pools and to the
+-- holders' counts) and NOTIFY lockctl_expired with each id; their ids (NULL
+-- if none).  It never waits for another transaction: a cart is taken only
+-- when its row, the slot row of every item and every holder's count row
+-- it needs were all free (SKIP LOCKED); one of them locked (a confirm,
+-- cancel or extend in flight, a reserve on the same slot in a transaction
+-- left open, a prepared transaction), the cart is left for a later pass,
+-- and the batch is filled from the carts behind it.  The rows of a cart
+-- left stay locked by this transaction until it ends (the worker's
+-- batches are short).  Never waiting, it cannot deadlock.  Waitlists are
+-- the caller's to serve (serve_waitlists).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.claim_due_carts(batch_size integer)
+CREATE FUNCTION lockctl_internal.expire_due_carts(batch_size integer)
     RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -681,35 +763,77 @@ AS $fn$
 #variable_conflict use_variable
 DECLARE
     v_now timestamp with time zone := clock_timestamp();
-    v_ids bigint[];
+    v_seen bigint[] := ARRAY[]::bigint[];
+    v_cand bigint[];
+    v_ok bigint[];
+    v_ids bigint[] := ARRAY[]::bigint[];
+    v_sp bigint[];
+    v_ss integer[];
+    v_hp bigint[];
+    v_hh text[];
 BEGIN
-    WITH due AS (
-        SELECT c.id FROM lockctl.carts AS c
-         WHERE c.status = 'held' AND c.expires <= v_now
-         ORDER BY c.expires
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
-    ), done AS (
-        UPDATE lockctl.carts AS c
-           SET status = 'expired', finished = v_now
-          FROM due
-         WHERE c.id = due.id
-        RETURNING c.id
-    )
-    SELECT array_agg(done.id ORDER BY done.id) INTO v_ids FROM done;
+    LOOP
+        -- Due carts not looked at yet whose rows are free.
+        SELECT array_agg(x.id) INTO v_cand
+          FROM (SELECT c.id FROM lockctl.carts AS c
+                 WHERE c.status = 'held' AND c.expires <= v_now
+                   AND c.id <> ALL (v_seen)
+                 ORDER BY c.expires
+                 LIMIT batch_size - cardinality(v_ids)
+                   FOR UPDATE SKIP LOCKED) AS x;
+        EXIT WHEN v_cand IS NULL;
+        v_seen := v_seen || v_cand;
+        -- Their slot rows and holders' count rows: whichever are free.
+        SELECT array_agg(x.pool_id), array_agg(x.slot) INTO v_sp, v_ss
+          FROM (SELECT s.pool_id, s.slot FROM lockctl.pool_slots AS s
+                 WHERE (s.pool_id, s.slot) IN (SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
+                                                WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        SELECT array_agg(x.pool_id), array_agg(x.holder) INTO v_hp, v_hh
+          FROM (SELECT h.pool_id, h.holder FROM lockctl.holder_units AS h
+                 WHERE (h.pool_id, h.holder) IN (SELECT i.pool_id, c.holder
+                                                   FROM lockctl.cart_items AS i
+                                                   JOIN lockctl.carts AS c ON c.id = i.cart_id
+                                                  WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        -- The carts of which every row needed is ours.
+        SELECT array_agg(c.id) INTO v_ok
+          FROM lockctl.carts AS c
+         WHERE c.id = ANY (v_cand)
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                            WHERE i.cart_id = c.id
+                              AND (i.pool_id, i.slot) NOT IN (SELECT u.p, u.s FROM unnest(v_sp, v_ss) AS u(p, s))
+                              -- (an item of a dropped pool has no slot row)
+                              AND EXISTS (SELECT FROM lockctl.pool_slots AS s
+                                           WHERE s.pool_id = i.pool_id AND s.slot = i.slot))
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                             JOIN lockctl.holder_units AS h ON h.pool_id = i.pool_id AND h.holder = c.holder
+                            WHERE i.cart_id = c.id
+                              AND (h.pool_id, h.holder) NOT IN (SELECT u.p, u.h FROM unnest(v_hp, v_hh) AS u(p, h)));
+        IF v_ok IS NOT NULL THEN
+            UPDATE lockctl.carts AS c SET status = 'expired', finished = v_now
+             WHERE c.id = ANY (v_ok);
+            v_ids := v_ids || v_ok;
+        END IF;
+        EXIT WHEN cardinality(v_ids) >= batch_size;
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lockctl_internal.finish_cart_units(v_ids, 'expired');
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     RETURN v_ids;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.claim_due_carts(integer) IS 'lockctl internal: mark due carts expired (their units are given back by the caller)';
-REVOKE ALL ON FUNCTION lockctl_internal.claim_due_carts(integer) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.expire_due_carts(integer) IS 'lockctl internal: expire due carts whose rows are free, never waiting';
+REVOKE ALL ON FUNCTION lockctl_internal.expire_due_carts(integer) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
--- oldest first, each with all its items in this one transaction, skipping
--- carts a concurrent confirm, cancel or extend has locked; NOTIFY
--- lockctl_expired with each cart's id (never also a hold's id).  The
--- worker's expire_holds does the same within its batches.  Returns how
--- many.
+-- oldest first, each with all its items in this one transaction, never
+-- waiting (expire_due_carts), then the waitlists; NOTIFY lockctl_expired
+-- with each cart's id (never also a hold's id).  The worker's expire_holds
+-- does the same within its batches.  Returns how many.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
     RETURNS integer
@@ -728,13 +852,9 @@ BEGIN
             MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
-    v_ids := lockctl_internal.claim_due_carts(batch_size);
-    IF v_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lockctl_internal.finish_cart_units(v_ids, 'expired');
-    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids);
+    v_ids := lockctl_internal.expire_due_carts(batch_size);
+    PERFORM lockctl_internal.serve_waitlists();
+    RETURN coalesce(cardinality(v_ids), 0);
 END;
 $fn$;
 
@@ -780,28 +900,30 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- The view: one row per item of every cart the caller may see (carts of
--- roles whose privileges it has; every cart for superusers and
--- pg_read_all_stats), as lockctl.holds shows holds.
+-- The view: one row per item of every cart the caller may see, as
+-- lockctl.holds shows holds: carts of roles whose privileges it has (the
+-- very carts it may confirm, cancel and extend; superusers: all), and for
+-- members of pg_read_all_stats every cart, but not the holder or the
+-- idempotency key of another role's.
 -- ---------------------------------------------------------------------------
 CREATE VIEW lockctl.cart_holds WITH (security_barrier) AS
     SELECT c.id,
            p.resource,
            i.quantity,
-           c.holder,
+           CASE WHEN a.mine THEN c.holder END AS holder,
            c.taken_by,
            c.status::text AS status,
            c.created,
            c.expires,
            c.finished,
-           c.idempotency_key
+           CASE WHEN a.mine THEN c.idempotency_key END AS idempotency_key
       FROM lockctl.carts AS c
       JOIN lockctl.cart_items AS i ON i.cart_id OPERATOR(pg_catalog.=) c.id
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) i.pool_id
-     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
-        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(c.taken_by))::pg_catalog.oid,
-                                  'USAGE');
-COMMENT ON VIEW lockctl.cart_holds IS 'lockctl: the items of carts, live and finished (until purged), taken by roles whose privileges the caller has (every cart for superusers and pg_read_all_stats)';
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(c.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.cart_holds IS 'lockctl: the items of carts, live and finished (until purged), taken by roles whose privileges the caller has (every cart for pg_read_all_stats, without holder and key)';
 
 COMMENT ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) IS 'lockctl: hold several pools at once, all or nothing; NULL when some pool has too few units';
 COMMENT ON FUNCTION lockctl.confirm_cart(bigint) IS 'lockctl: make every item of a live cart permanent';

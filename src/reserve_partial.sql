@@ -8,8 +8,9 @@
 -- units stay the sum over confirmed holds.
 --
 -- Lock order as confirm's: the hold, then its slot, then the holder's
--- count.  Authority (AUTHORITY.md): only the role that took the hold and
--- roles with its privileges; to any other role the hold does not exist.
+-- count.  Authority (README.md, "Privileges"): only the role that took the
+-- hold and roles with its privileges (lockctl_internal.may_act_for, as
+-- confirm); to any other role the hold does not exist.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.confirm(id bigint, quantity bigint)
     RETURNS boolean
@@ -44,20 +45,17 @@ BEGIN
     SELECT r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_old, v_holder
       FROM lockctl.reservations AS r
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
-       AND lockctl_internal.may_act(r.taken_by)
+       AND lockctl_internal.may_act_for(r.taken_by)
        FOR UPDATE;
     IF NOT FOUND THEN
         SELECT r.status::text, r.quantity INTO v_status, v_old FROM lockctl.reservations AS r
-         WHERE r.id = id AND lockctl_internal.may_act(r.taken_by);
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('hold %s does not exist', id),
-                DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
-        END IF;
+         WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
         -- Confirmed with this quantity already: a safe retry.
         IF v_status = 'confirmed' AND v_old = quantity THEN
             RETURN false;
         END IF;
+        -- Otherwise the error confirm(id) gives (another role's hold, or
+        -- one of another era, does not exist).
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY[]::text[]);
         RETURN false;
     END IF;

@@ -17,30 +17,40 @@
 --                             nothing.
 --
 -- Who serves the queue, and how it takes units (serve_waitlist's mode):
---   'own'  cancel, cancel_cart, partial confirm and the worker's expiry
---          hold the slot rows the units came back to: the head is served
---          from one of those if it fits, else from every slot of the pool
---          locked with NOWAIT (never waiting while holding a slot out of
---          order); if a slot is busy, the worker's next pass serves it.
---   'all'  set_capacity and wait_for hold every slot row of the pool.
---   'wait' the worker, before each batch, holding nothing of later pools:
---          locks every slot of the pool in order, waiting.
+--   'own'    cancel, cancel_cart and partial confirm hold the slot rows the
+--            units came back to: the head is served from one of those if
+--            it fits, else from every slot of the pool locked with NOWAIT
+--            (never waiting while holding a slot out of order); if a slot
+--            is busy, the worker's next pass serves it.
+--   'all'    set_capacity and wait_for hold every slot row of the pool.
+--   'worker' the expiry worker (expire_holds), which never waits for
+--            another transaction (docs/worker.md): as 'own' for the slots
+--            its expired holds gave units back to, else every slot of the
+--            pool locked with NOWAIT; the head entry locked with NOWAIT;
+--            a pool with a per-holder limit only with every slot locked
+--            (then nobody else can be writing the pool's holder counts,
+--            src/reserve_limits.sql, so the charge cannot wait).  Anything
+--            busy: the pool is left for the next pass.
 -- The queue is strictly FIFO: serving stops at the first head whose
 -- quantity is not free (units left over stay free for anyone).
 --
--- Authority (AUTHORITY.md): an entry, and the offer made for it, belong to
--- the role that called wait_for, whoever's transaction makes the offer.
+-- Authority (README.md, "Privileges"): an entry, and the offer made for
+-- it, belong to the role that called wait_for (taken_by,
+-- lockctl_internal.acting_role()), whoever's transaction makes the offer;
+-- to other roles an entry does not exist, and lockctl.waitlist shows them
+-- neither its holder nor its key.  A waiting entry counts as a live hold
+-- in the role's cap (lockctl.max_holds_per_role); an offer is a hold.
 -- ---------------------------------------------------------------------------
 
 CREATE TYPE lockctl.wait_status AS ENUM ('waiting', 'offered', 'left');
 COMMENT ON TYPE lockctl.wait_status IS 'lockctl: the state of a waitlist entry';
 
 CREATE TABLE lockctl.waitlist_entries (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     pool_id          bigint NOT NULL,
     quantity         bigint NOT NULL,
     holder           text,
-    taken_by         name NOT NULL DEFAULT lockctl_internal.session_role(),
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
     offer_ttl        interval NOT NULL,
     status           lockctl.wait_status NOT NULL DEFAULT 'waiting',
     created          timestamp with time zone NOT NULL,
@@ -62,6 +72,9 @@ CREATE INDEX waitlist_entries_finished_idx ON lockctl.waitlist_entries (finished
     WHERE status OPERATOR(pg_catalog.<>) 'waiting';
 CREATE UNIQUE INDEX waitlist_entries_idempotency_idx ON lockctl.waitlist_entries (taken_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- The role cap (lockctl_internal.check_role_caps).
+CREATE INDEX waitlist_entries_role_idx ON lockctl.waitlist_entries (taken_by)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting';
 
 SELECT pg_catalog.pg_extension_config_dump('lockctl.waitlist_entries', '');
 REVOKE ALL ON lockctl.waitlist_entries FROM PUBLIC;
@@ -91,27 +104,38 @@ DECLARE
     v_now timestamp with time zone;
     v_n integer := 0;
     v_all boolean := mode = 'all';
+    v_worker boolean := mode = 'worker';
 BEGIN
-    IF mode IS NULL OR mode NOT IN ('own', 'all', 'wait') THEN
+    IF mode IS NULL OR mode NOT IN ('own', 'all', 'worker') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or wait: "%s"', mode);
-    END IF;
-    IF mode = 'wait' THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE;
-        v_all := true;
+            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or worker: "%s"', mode);
     END IF;
     LOOP
-        SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
-          INTO v_entry, v_q, v_holder, v_role, v_ttl
-          FROM lockctl.waitlist_entries AS w
-         WHERE w.pool_id = pool AND w.status = 'waiting'
-         ORDER BY w.id LIMIT 1
-           FOR UPDATE;
+        -- The head.  The worker never waits for it (an entry being left).
+        IF v_worker THEN
+            BEGIN
+                SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+                  INTO v_entry, v_q, v_holder, v_role, v_ttl
+                  FROM lockctl.waitlist_entries AS w
+                 WHERE w.pool_id = pool AND w.status = 'waiting'
+                 ORDER BY w.id LIMIT 1
+                   FOR UPDATE NOWAIT;
+            EXCEPTION WHEN lock_not_available THEN
+                RETURN v_n;
+            END;
+        ELSE
+            SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+              INTO v_entry, v_q, v_holder, v_role, v_ttl
+              FROM lockctl.waitlist_entries AS w
+             WHERE w.pool_id = pool AND w.status = 'waiting'
+             ORDER BY w.id LIMIT 1
+               FOR UPDATE;
+        END IF;
         IF NOT FOUND THEN
             -- A head locked by a concurrent server is skipped after the
             -- wait: look again with a new snapshot before calling it empty.
-            IF EXISTS (SELECT FROM lockctl.waitlist_entries AS w
-                        WHERE w.pool_id = pool AND w.status = 'waiting') THEN
+            IF NOT v_worker AND EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                                         WHERE w.pool_id = pool AND w.status = 'waiting') THEN
                 CONTINUE;
             END IF;
             -- Empty: the slot rows we hold need not call us again.
@@ -121,9 +145,13 @@ BEGIN
         END IF;
 
         v_target := NULL;
-        IF slot IS NOT NULL THEN
-            SELECT s.slot INTO v_target FROM lockctl.pool_slots AS s
+        IF slot IS NOT NULL AND NOT v_all THEN
+            SELECT s.slot, s.max_per_holder INTO v_target, v_max FROM lockctl.pool_slots AS s
              WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed >= v_q;
+            -- The worker charges a holder's count only with every slot.
+            IF v_worker AND v_max IS NOT NULL THEN
+                v_target := NULL;
+            END IF;
         END IF;
         IF v_target IS NULL AND NOT v_all THEN
             BEGIN
@@ -173,9 +201,10 @@ REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FR
 
 -- ---------------------------------------------------------------------------
 -- Internal: serve the queues of the pools (ids) whose slot rows
--- (pools[i], slots[i]) the caller holds and that are flagged; 'own' mode.
+-- (pools[i], slots[i]) the caller holds and that are flagged; mode 'own'
+-- (a user's call) or 'worker' (the expiry worker, never waiting).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[])
+CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[], mode text)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
@@ -193,19 +222,20 @@ BEGIN
            AND s.waitlist
          ORDER BY s.pool_id, s.capacity - s.held - s.confirmed DESC
     LOOP
-        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, mode);
     END LOOP;
     RETURN v_n;
 END;
 $fn$;
-COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
-REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[]) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Internal: the worker's catch-up, before each expiry batch: every pool
+-- Internal: the worker's catch-up, after each expiry batch: every pool
 -- whose head fits in its free units (as this snapshot sees them) is
--- served, pools in id order, waiting for their slots.  Returns how many
--- offers it made.
+-- served, pools in id order, never waiting: a pool whose slots or head
+-- another transaction has locked is left for the next pass.  Returns how
+-- many offers it made.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.serve_waitlists()
     RETURNS integer
@@ -225,7 +255,7 @@ BEGIN
                                 FROM lockctl.pool_slots AS s WHERE s.pool_id = h.pool_id)
          ORDER BY h.pool_id
     LOOP
-        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'wait');
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'worker');
     END LOOP;
     RETURN v_n;
 END;
@@ -304,7 +334,7 @@ BEGIN
     -- A retry with the same key (this role's) is the same entry.
     IF v_key IS NOT NULL THEN
         SELECT w.id, w.quantity INTO v_id, v_q FROM lockctl.waitlist_entries AS w
-         WHERE w.taken_by = lockctl_internal.session_role() AND w.idempotency_key = v_key;
+         WHERE w.taken_by = lockctl_internal.acting_role() AND w.idempotency_key = v_key;
         IF FOUND THEN
             IF v_q <> v_quantity OR (SELECT w.pool_id FROM lockctl.waitlist_entries AS w WHERE w.id = v_id) <> v_pool THEN
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -313,6 +343,12 @@ BEGIN
             END IF;
             RETURN v_id;
         END IF;
+    END IF;
+
+    -- The role's cap: a waiting entry counts as a live hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), 1);
     END IF;
 
     -- Every slot row of the pool, in order: from now on whoever gives
@@ -352,15 +388,15 @@ BEGIN
             MESSAGE = 'id of lockctl.leave_waitlist must not be null';
     END IF;
     UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = clock_timestamp()
-     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act(w.taken_by);
+     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act_for(w.taken_by);
     IF FOUND THEN
         RETURN true;
     END IF;
-    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act(w.taken_by);
+    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act_for(w.taken_by);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('waitlist entry %s does not exist', id),
-            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged.';
+            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged, or it is another role''s.';
     END IF;
     RETURN false;
 END;
@@ -403,31 +439,32 @@ $fn$;
 
 -- ---------------------------------------------------------------------------
 -- The view: entries of roles whose privileges the caller has (every entry
--- for superusers and pg_read_all_stats), with the position of each waiting
+-- for pg_read_all_stats, without another role's holder and key), with the
+-- position of each waiting
 -- entry in its pool's queue (1: the head), counted over every entry.
 -- ---------------------------------------------------------------------------
 CREATE VIEW lockctl.waitlist WITH (security_barrier) AS
     SELECT q.id,
            p.resource,
            q.quantity,
-           q.holder,
+           CASE WHEN a.mine THEN q.holder END AS holder,
            q.taken_by,
            q.status::text AS status,
            q.position,
            q.created,
            q.finished,
            q.hold_id AS offer_hold_id,
-           q.idempotency_key
+           CASE WHEN a.mine THEN q.idempotency_key END AS idempotency_key
       FROM (SELECT w.*,
                    CASE WHEN w.status OPERATOR(pg_catalog.=) 'waiting'
                         THEN pg_catalog.row_number() OVER (PARTITION BY w.pool_id, w.status OPERATOR(pg_catalog.=) 'waiting'
                                                            ORDER BY w.id) END AS position
               FROM lockctl.waitlist_entries AS w) AS q
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) q.pool_id
-     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
-        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(q.taken_by))::pg_catalog.oid,
-                                  'USAGE');
-COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for superusers and pg_read_all_stats)';
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(q.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for pg_read_all_stats, without holder and key)';
 
 COMMENT ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) IS 'lockctl: join a pool''s waitlist; freed units come to the head as an offer hold';
 COMMENT ON FUNCTION lockctl.leave_waitlist(bigint) IS 'lockctl: leave a pool''s waitlist';
