@@ -189,9 +189,41 @@ SELECT lockctl.confirm_cart(:w1) AS member_confirms;
 SELECT lockctl.cancel_cart(:w2) AS member_cancels;
 RESET ROLE;
 SELECT holder, taken_by, status FROM lockctl.cart_holds WHERE taken_by <> current_user ORDER BY id;
+-- Cart ids are era-tagged, as hold ids: one of another era is explained.
+SELECT (:w1 >> 48) = (SELECT era FROM lockctl.token_state()) AS cart_id_of_this_era;
+DO $$
+DECLARE d text;
+BEGIN
+    PERFORM lockctl.confirm_cart((((SELECT era FROM lockctl.token_state()) + 1)::bigint << 48) + 1);
+EXCEPTION WHEN undefined_object THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RAISE NOTICE '%', regexp_replace(d, '\d+', 'N', 'g');
+END $$;
+-- pg_read_all_stats sees every cart, but not another role's holder or
+-- key; seeing is not acting.
+SET client_min_messages = warning;
+CREATE ROLE regress_cart_stats IN ROLE pg_read_all_stats;
+RESET client_min_messages;
+SET ROLE regress_cart_stats;
+SELECT holder, idempotency_key, taken_by, status FROM lockctl.cart_holds
+ WHERE taken_by IN ('regress_cart_web', 'regress_cart_other') ORDER BY id;
+SELECT pg_temp.e(format('SELECT lockctl.cancel_cart(%s)', :w2));
+-- Each item of a cart counts as a live hold in the role's caps;
+-- regress_cart_other has one live cart of one item.
+RESET ROLE;
+SELECT lockctl.create_pool('cart-caps-a', 10), lockctl.create_pool('cart-caps-b', 10);
+SET lockctl.max_holds_per_role = 2;
+SET ROLE regress_cart_other;
+SELECT pg_temp.e($$SELECT lockctl.reserve_cart('[{"resource": "cart-caps-a"}, {"resource": "cart-caps-b"}]', 'o', '1 hour')$$);
+SELECT pg_temp.e($$SELECT lockctl.reserve_cart('[{"resource": "cart-caps-a"}]', 'o', '1 hour') IS NOT NULL$$);
+SELECT pg_temp.e($$SELECT lockctl.reserve('cart-caps-b', 1, 'o', '1 hour')$$);
+RESET ROLE;
+RESET lockctl.max_holds_per_role;
+SELECT resource, held FROM lockctl.pool_status WHERE resource LIKE 'cart-caps-%' ORDER BY resource;
+SELECT lockctl.drop_pool('cart-caps-a'), lockctl.drop_pool('cart-caps-b');
 
 SELECT * FROM pg_temp.broken;
 SELECT lockctl.drop_pool('cart-x'), lockctl.drop_pool('cart-y'), lockctl.drop_pool('cart-z');
 DELETE FROM lockctl.cart_items;
 DELETE FROM lockctl.carts;
-DROP ROLE regress_cart_web, regress_cart_pay, regress_cart_other;
+DROP ROLE regress_cart_web, regress_cart_pay, regress_cart_other, regress_cart_stats;

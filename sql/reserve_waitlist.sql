@@ -122,6 +122,29 @@ SELECT pg_temp.e(format('SELECT lockctl.leave_waitlist(%s)', :w1));
 RESET ROLE;
 SELECT lockctl.set_capacity('show', (SELECT capacity + 1 FROM lockctl.pool_status WHERE resource = 'show'));
 SELECT h.taken_by, h.status FROM lockctl.waitlist w JOIN lockctl.holds h ON h.id = w.offer_hold_id WHERE w.id = :w1;
+-- Entry ids are era-tagged, as hold ids.
+SELECT (:w1 >> 48) = (SELECT era FROM lockctl.token_state()) AS entry_id_of_this_era;
+-- pg_read_all_stats sees every entry, without another role's holder or
+-- key; seeing is not acting.
+SET client_min_messages = warning;
+CREATE ROLE regress_wait_stats IN ROLE pg_read_all_stats;
+RESET client_min_messages;
+SET ROLE regress_wait_web;
+SELECT lockctl.wait_for('show', 1, 'web-2', '1 hour', 'web-key') AS w2 \gset
+SET ROLE regress_wait_stats;
+SELECT holder, idempotency_key, taken_by, status, position FROM lockctl.waitlist WHERE id = :w2;
+SELECT pg_temp.e(format('SELECT lockctl.leave_waitlist(%s)', :w2));
+-- A waiting entry counts as a live hold in the role's cap
+-- (lockctl.max_holds_per_role); regress_wait_web has one live offer
+-- hold and one waiting entry.
+RESET ROLE;
+SET lockctl.max_holds_per_role = 2;
+SET ROLE regress_wait_web;
+SELECT pg_temp.e($$SELECT lockctl.wait_for('show', 1, 'web-3', '1 hour')$$);
+SELECT lockctl.leave_waitlist(:w2) AS web_leaves;
+SELECT pg_temp.e($$SELECT lockctl.wait_for('show', 1, 'web-3', '1 hour') IS NOT NULL$$);
+RESET ROLE;
+RESET lockctl.max_holds_per_role;
 
 -- Purge and drop.
 BEGIN;
@@ -131,4 +154,4 @@ SELECT count(*) AS finished_left FROM lockctl.waitlist_entries WHERE status <> '
 ROLLBACK;
 SELECT lockctl.drop_pool('show');
 SELECT count(*) AS entries_left FROM lockctl.waitlist_entries;
-DROP ROLE regress_wait_web, regress_wait_other;
+DROP ROLE regress_wait_web, regress_wait_other, regress_wait_stats;
