@@ -71,10 +71,12 @@ EXCEPTION WHEN OTHERS THEN
     RETURN regexp_replace(SQLSTATE || ': ' || SQLERRM || coalesce(' | ' || nullif(det, ''), ''),
                           '\d{6,}', 'N', 'g');
 END $$;
--- in a read-only transaction too: the mark is lockctl's, not the caller's
+-- a read-only transaction takes no lease (25006, as the roles' rules say),
+-- and writes no mark
 BEGIN READ ONLY;
-SELECT lockctl.acquire('lt-c', 'o', '1 hour') AS c \gset
+SELECT pg_temp.e($$SELECT lockctl.acquire('lt-c', 'o', '1 hour')$$) AS read_only;
 COMMIT;
+SELECT lockctl.acquire('lt-c', 'o', '1 hour') AS c \gset
 SELECT :c >> 48 = :era_before + 2 AS era_raised, (:c >> 28) & 1048575 = 8 AS epoch_above_mark,
        era = :era_before + 2 AS server_era, mark_current
   FROM lockctl.token_state();
