@@ -1096,3 +1096,79 @@ GRANT EXECUTE ON FUNCTION lockctl.fence_trigger() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.enable_fencing(pg_catalog.regclass, pg_catalog.text, pg_catalog.name, pg_catalog.text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC;
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Leases II (issue 17): counted leases (acquire's permits), fence's extend,
+-- and the kind and permits of every lease in the views.
+-- ---------------------------------------------------------------------------
+DROP FUNCTION lockctl.acquire(text, text, interval, interval);
+CREATE FUNCTION lockctl.acquire(resource text, owner text,
+                                ttl interval DEFAULT '30 s',
+                                wait interval DEFAULT '0',
+                                permits integer DEFAULT 1)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
+    'take the lease on resource for owner (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+
+DROP FUNCTION lockctl.fence(text, bigint);
+CREATE FUNCTION lockctl.fence(resource text, token bigint,
+                              extend interval DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence';
+COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
+GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
+
+DROP VIEW lockctl.leases;
+DROP FUNCTION lockctl_internal.leases();
+CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
+                                   OUT owner text, OUT token bigint,
+                                   OUT acquired_at timestamptz,
+                                   OUT expires_at timestamptz,
+                                   OUT waiters integer, OUT roleid oid,
+                                   OUT fenced boolean, OUT mode text,
+                                   OUT permits integer)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_list';
+COMMENT ON FUNCTION lockctl_internal.leases() IS
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
+CREATE VIEW lockctl.leases AS
+    SELECT d.datname AS database, l.resource, l.owner, l.token,
+           l.acquired_at, l.expires_at, l.waiters,
+           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced,
+           l.mode, l.permits
+      FROM lockctl_internal.leases() AS l
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) l.dbid;
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; token is shown only to the role that took the lease (and roles with its privileges), superusers and pg_read_all_stats';
+GRANT SELECT ON lockctl.leases TO PUBLIC;
+
+DROP VIEW lockctl.lease_stats;
+DROP FUNCTION lockctl_internal.lease_stats();
+CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integer,
+                                    OUT slots_used integer,
+                                    OUT max_leases integer,
+                                    OUT grants bigint, OUT regrants bigint,
+                                    OUT renewals bigint, OUT releases bigint,
+                                    OUT force_releases bigint,
+                                    OUT expiries bigint, OUT conflicts bigint,
+                                    OUT waits bigint, OUT timeouts bigint,
+                                    OUT fences bigint,
+                                    OUT fence_failures bigint,
+                                    OUT table_full bigint,
+                                    OUT counted_live integer,
+                                    OUT counted_grants bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
+COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
+    'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
+CREATE VIEW lockctl.lease_stats AS
+    SELECT * FROM lockctl_internal.lease_stats();
+GRANT SELECT ON lockctl.lease_stats TO PUBLIC;

@@ -66,7 +66,6 @@ HTAB	   *lease_hash = NULL;
 static Size lease_shmem_size(void);
 static void lease_shmem_startup(void);
 static uint32 lease_key_hash(const void *key, Size keysize);
-static bool lease_fence_free(LeaseEntry *e);
 static int	lease_sweep(void);
 
 static const LockctlShmemPart lease_shmem_part = {
@@ -106,6 +105,7 @@ LeaseInit(void)
 							0,
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&lease_shmem_part);
+	lease_counted_init();
 	lease_fence_init();
 }
 
@@ -235,7 +235,7 @@ lease_is_live(LeaseEntry *e, int64 now)
  * without waiting; clears the flag when no transaction holds it.  Caller
  * holds the lease lock exclusively and is in a transaction.
  */
-static bool
+bool
 lease_fence_free(LeaseEntry *e)
 {
 	LOCKTAG		tag;
@@ -307,6 +307,9 @@ lease_enter(const LeaseKey *key)
 	e->expires_mono = 0;
 	e->nwaiters = 0;
 	dlist_init(&e->waiters);
+	e->permits = 1;
+	e->nholders = 0;
+	dlist_init(&e->holders);
 	return e;
 }
 
@@ -317,7 +320,7 @@ lease_enter(const LeaseKey *key)
 void
 lease_maybe_remove(LeaseEntry *e)
 {
-	if (e->held || e->nwaiters > 0 || e->fenced)
+	if (e->held || e->nwaiters > 0 || e->fenced || e->nholders > 0)
 		return;
 	hash_search(lease_hash, &e->key, HASH_REMOVE, NULL);
 	lease_shared->nentries--;
@@ -341,6 +344,13 @@ lease_sweep(void)
 	{
 		if (lease_is_live(e, now) || e->nwaiters > 0)
 			continue;
+		/* counted: free the expired holders; live ones keep the entry */
+		if (e->nholders > 0)
+		{
+			lease_counted_reclaim(e, now);
+			if (e->nholders > 0)
+				continue;
+		}
 		if (!lease_fence_free(e))
 			continue;
 		if (e->held)

@@ -64,7 +64,27 @@ typedef struct LeaseEntry
 	int64		expires_mono;	/* monotonic clock, microseconds */
 	int			nwaiters;
 	dlist_head	waiters;		/* LeaseWaiter, first come first served */
+	/* counted leases (lease_counted.c) */
+	int32		permits;		/* 1: the one holder is in the fields above */
+	int			nholders;		/* permits > 1: holders in the list below */
+	dlist_head	holders;		/* LeaseHolder */
 } LeaseEntry;
+
+/*
+ * One holder of a counted lease (permits > 1), from a pool of
+ * lockctl.max_leases slots in shared memory (lease_counted.c).
+ */
+typedef struct LeaseHolder
+{
+	dlist_node	node;
+	bool		fenced;			/* a transaction may hold its fence lock */
+	bool		ended;			/* released, kept only while fenced */
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+	int64		token;
+	Oid			roleid;
+	TimestampTz acquired_at;
+	int64		expires_mono;
+} LeaseHolder;
 
 /* A backend waiting in acquire(); one slot per backend. */
 typedef struct LeaseWaiter
@@ -92,6 +112,7 @@ typedef struct LeaseCounters
 	uint64		fences;
 	uint64		fence_failures;
 	uint64		full;			/* acquire refused: table full */
+	uint64		counted_grants; /* of grants: permits of counted leases */
 } LeaseCounters;
 
 typedef struct LeaseShared
@@ -106,6 +127,11 @@ typedef struct LeaseShared
 
 /* locktag_field4 of the fence locks: "LC"; pg_advisory_* use 1 and 2 */
 #define LEASE_FENCE_FIELD4		0x4C43
+/* ... and of the fence lock of one holder of a counted lease: "LD" */
+#define LEASE_HOLDER_FENCE_FIELD4	0x4C44
+
+/* the most permits a counted lease may have */
+#define LEASE_PERMITS_MAX		1000000
 
 /* the longest a waiter sleeps on a free but fenced lease before looking */
 #define LEASE_FENCE_RECHECK_MS	100
@@ -128,6 +154,7 @@ extern int	lease_key_match(const void *key1, const void *key2, Size keysize);
 extern void lease_make_key(LeaseKey *key, const char *resource);
 extern void lease_fence_tag(LOCKTAG *tag, const LeaseKey *key);
 extern bool lease_is_live(LeaseEntry *e, int64 now);
+extern bool lease_fence_free(LeaseEntry *e);
 extern LeaseEntry *lease_enter(const LeaseKey *key);
 extern void lease_maybe_remove(LeaseEntry *e);
 extern int64 lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
@@ -136,8 +163,27 @@ extern void lease_wake_head(LeaseEntry *e);
 extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
 									 TimestampTz now_wall);
 
+/* lease_counted.c: counted leases; callers hold the lease lock as each says */
+extern void lease_counted_init(void);
+extern int32 lease_arg_permits(FunctionCallInfo fcinfo, int argno);
+extern void lease_set_permits(LeaseEntry *e, int32 permits, int64 now);
+extern int64 lease_counted_try_grant(LeaseEntry *e, const char *owner,
+									 int64 ttl_us, bool may_take, int64 now);
+extern void lease_counted_reclaim(LeaseEntry *e, int64 now);
+extern int64 lease_counted_next_change(LeaseEntry *e, int64 now);
+extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
+extern void lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
+							  uint64 *counter);
+extern int	lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter);
+extern int	lease_counted_live(LeaseEntry *e, int64 now);
+extern void lease_holder_fence_tag(LOCKTAG *tag, Oid dbid, int64 token);
+extern bool lease_counted_fence(const LeaseKey *key, const char *resource,
+								int64 token, int64 extend_us);
+
 /* lease_fence.c */
 extern void lease_fence_init(void);
+extern void lease_remember_fence(const LeaseKey *key, int64 token,
+								 bool counted);
 extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */

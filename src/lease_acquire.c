@@ -42,6 +42,15 @@
 
 static bool exit_callback_registered = false;
 
+/*
+ * Grant e to owner if possible, by its kind: one holder, or counted
+ * (lease_counted.c).  While anyone waits, the kind does not change.
+ */
+#define lease_grant(e, owner, ttl_us, may_take, now) \
+	((e)->permits > 1 ? \
+	 lease_counted_try_grant(e, owner, ttl_us, may_take, now) : \
+	 lease_try_grant(e, owner, ttl_us, may_take, now))
+
 /* the waiter slot of this backend while it is queued, else NULL */
 static LeaseWaiter *my_waiter = NULL;
 
@@ -166,9 +175,8 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
-		token = lease_try_grant(e, owner, ttl_us,
-								dlist_head_node(&e->waiters) == &w->node,
-								now);
+		token = lease_grant(e, owner, ttl_us,
+							dlist_head_node(&e->waiters) == &w->node, now);
 		if (token != 0 || now >= deadline)
 		{
 			if (token == 0)
@@ -178,7 +186,9 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 			break;
 		}
 		sleep_until = deadline;
-		if (lease_is_live(e, now))
+		if (e->permits > 1)
+			sleep_until = Min(sleep_until, lease_counted_next_change(e, now));
+		else if (lease_is_live(e, now))
 			sleep_until = Min(sleep_until, e->expires_mono);
 		else if (e->fenced)
 			sleep_until = Min(sleep_until,
@@ -220,8 +230,10 @@ lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner, int64 ttl_us,
 }
 
 /*
- * lockctl.acquire(resource text, owner text, ttl interval, wait interval)
- * returns bigint: a fencing token, or NULL if not granted within wait.
+ * lockctl.acquire(resource text, owner text, ttl interval, wait interval,
+ * permits integer) returns bigint: a fencing token, or NULL if not granted
+ * within wait.  permits > 1 makes a counted lease (lease_counted.c); 1.0's
+ * SQL has no permits argument.
  */
 PG_FUNCTION_INFO_V1(lockctl_acquire);
 Datum
@@ -240,7 +252,10 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	int64		now;
 	int64		deadline;
 	int64		token;
+	int32		permits = 1;
 
+	if (PG_NARGS() > 4)
+		permits = lease_arg_permits(fcinfo, 4);
 	PreventCommandDuringRecovery("lockctl.acquire()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
@@ -249,13 +264,15 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	e = lease_enter(&key);
 	now = lease_now_mono();
 	deadline = now + wait_us;
-	token = lease_try_grant(e, owner, ttl_us, e->nwaiters == 0, now);
+	if (e->permits != permits)
+		lease_set_permits(e, permits, now);
+	token = lease_grant(e, owner, ttl_us, e->nwaiters == 0, now);
 	if (token != 0)
 	{
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_INT64(token);
 	}
-	if (lease_is_live(e, now))
+	if (lease_is_live(e, now) || e->nholders >= e->permits)
 		lease_shared->stats.conflicts++;
 	if (wait_us == 0)
 	{

@@ -49,6 +49,7 @@ typedef struct LeaseFenced
 {
 	LeaseKey	key;
 	int64		token;
+	bool		counted;		/* a holder of a counted lease: its own lock */
 } LeaseFenced;
 
 static LeaseFenced *fenced_list = NULL;
@@ -57,7 +58,6 @@ static int	fenced_alloc = 0;
 
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
-static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
  * Called by LeaseInit: wake waiters when a fencing transaction ends.
@@ -88,7 +88,7 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 		LeaseEntry *e = hash_search(lease_hash, &fenced_list[i].key,
 									HASH_FIND, NULL);
 
-		if (e != NULL && e->fenced)
+		if (e != NULL && (e->fenced || e->nholders > 0))
 			lease_wake_head(e);
 	}
 	LWLockRelease(lease_shared->lock);
@@ -97,8 +97,8 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 		fenced_count = 0;
 }
 
-static void
-lease_remember_fence(const LeaseKey *key, int64 token)
+void
+lease_remember_fence(const LeaseKey *key, int64 token, bool counted)
 {
 	int			i;
 
@@ -107,6 +107,7 @@ lease_remember_fence(const LeaseKey *key, int64 token)
 		{
 			/* fenced again, perhaps after a new grant to this backend */
 			fenced_list[i].token = token;
+			fenced_list[i].counted = counted;
 			return;
 		}
 	if (fenced_count >= fenced_alloc)
@@ -121,6 +122,7 @@ lease_remember_fence(const LeaseKey *key, int64 token)
 		fenced_alloc = n;
 	}
 	memcpy(&fenced_list[fenced_count].key, key, sizeof(LeaseKey));
+	fenced_list[fenced_count].counted = counted;
 	fenced_list[fenced_count++].token = token;
 }
 
@@ -167,7 +169,10 @@ LeaseFencedInXact(const char *resource, int64 *token)
 	 * the same on every major (LockHeldByMe changed its arguments in 17); on
 	 * the refusing path it may take the free lock for a moment.
 	 */
-	lease_fence_tag(&tag, &key);
+	if (fenced_list[i].counted)
+		lease_holder_fence_tag(&tag, key.dbid, fenced_list[i].token);
+	else
+		lease_fence_tag(&tag, &key);
 	switch (LockAcquire(&tag, ExclusiveLock, false, true))
 	{
 		case LOCKACQUIRE_NOT_AVAIL:
@@ -182,8 +187,17 @@ LeaseFencedInXact(const char *resource, int64 *token)
 
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	live = (e != NULL && e->held && e->fenced &&
-			e->token == fenced_list[i].token);
+	if (fenced_list[i].counted)
+	{
+		/* a counted holder: still in the entry (not released), fenced */
+		LeaseHolder *h = (e != NULL && e->permits > 1) ?
+			lease_counted_find(e, fenced_list[i].token) : NULL;
+
+		live = (h != NULL && h->fenced && !h->ended);
+	}
+	else
+		live = (e != NULL && e->held && e->fenced &&
+				e->token == fenced_list[i].token);
 	LWLockRelease(lease_shared->lock);
 
 	if (live)
@@ -192,10 +206,12 @@ LeaseFencedInXact(const char *resource, int64 *token)
 }
 
 /*
- * lockctl.fence(resource text, token bigint): inside the transaction that
- * writes the data the lease protects, check that token is the live
- * holder's, and keep the lease from being granted to anyone else until the
- * transaction ends.  A stale token is a 40001.
+ * lockctl.fence(resource text, token bigint, extend interval): inside the
+ * transaction that writes the data the lease protects, check that token is
+ * the live holder's, and keep the lease from being granted to anyone else
+ * until the transaction ends.  A stale token is a 40001.  With extend (not
+ * NULL; 1.0's SQL has no such argument) the lease is also renewed to
+ * extend from now, so that a holder that writes often needs no renew.
  */
 PG_FUNCTION_INFO_V1(lockctl_fence);
 Datum
@@ -209,10 +225,18 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	int64		now;
 	int64		current = 0;
 	bool		expired = false;
+	int64		extend_us = 0;
 
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		extend_us = lockctl_arg_interval_us(fcinfo, 2, "extend",
+											LEASE_TTL_MIN_US, LEASE_TTL_MAX_US);
 	PreventCommandDuringRecovery("lockctl.fence()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
+
+	/* a holder of a counted lease fences its own permit (lease_counted.c) */
+	if (lease_counted_fence(&key, resource, token, extend_us))
+		PG_RETURN_VOID();
 
 	/* the fence lock first; this may wait for another fencing transaction */
 	lease_fence_tag(&tag, &key);
@@ -224,12 +248,19 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	if (e != NULL && lease_is_live(e, now) && e->token == token)
 	{
 		e->fenced = true;
+		if (extend_us > 0)
+		{
+			/* renewed in the protected write; the waiters' timeout moves */
+			e->expires_mono = now + extend_us;
+			lease_shared->stats.renewals++;
+			lease_wake_head(e);
+		}
 		lease_shared->stats.fences++;
 		LWLockRelease(lease_shared->lock);
-		lease_remember_fence(&key, token);
+		lease_remember_fence(&key, token, false);
 		PG_RETURN_VOID();
 	}
-	if (e != NULL && e->held)
+	if (e != NULL && e->held && e->permits == 1)
 	{
 		current = e->token;
 		expired = !lease_is_live(e, now);

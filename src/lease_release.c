@@ -73,7 +73,32 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	now = lease_now_mono();
-	if (e != NULL && lease_is_live(e, now) && e->token == token)
+	/* counted leases (lease_counted.c): a holder of one permit */
+	if (e != NULL && e->permits > 1)
+	{
+		LeaseHolder *h = lease_counted_find(e, token);
+
+		if (h != NULL && now < h->expires_mono)
+		{
+			h->expires_mono = now + ttl_us;
+			lease_shared->stats.renewals++;
+			lease_wake_head(e);
+			expires = GetCurrentTimestamp() + (h->expires_mono - now);
+			LWLockRelease(lease_shared->lock);
+			PG_RETURN_TIMESTAMPTZ(expires);
+		}
+		LWLockRelease(lease_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("lease \"%s\" is no longer held by token " INT64_FORMAT,
+						resource, token),
+				 h != NULL ?
+				 errdetail("The lease expired before it was renewed.") :
+				 errdetail("Token " INT64_FORMAT " holds none of the permits of \"%s\".",
+						   token, resource),
+				 errhint("Acquire the lease again and redo the work it protects.")));
+	}
+	else if (e != NULL && lease_is_live(e, now) && e->token == token)
 	{
 		e->expires_mono = now + ttl_us;
 		lease_shared->stats.renewals++;
@@ -83,7 +108,7 @@ lockctl_renew(PG_FUNCTION_ARGS)
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_TIMESTAMPTZ(expires);
 	}
-	if (e != NULL && e->held)
+	if (e != NULL && e->held && e->permits == 1)
 	{
 		current = e->token;
 		expired = !lease_is_live(e, now);
@@ -127,7 +152,18 @@ lockctl_release(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	now = lease_now_mono();
-	if (e != NULL && e->held && e->token == token)
+	if (e != NULL && e->permits > 1)
+	{
+		/* counted leases (lease_counted.c): one permit */
+		LeaseHolder *h = lease_counted_find(e, token);
+
+		if (h != NULL && now < h->expires_mono)
+		{
+			lease_counted_end(e, h, now, &lease_shared->stats.releases);
+			released = true;
+		}
+	}
+	else if (e != NULL && e->held && e->token == token)
 		released = lease_end(e, now, &lease_shared->stats.releases);
 	LWLockRelease(lease_shared->lock);
 
@@ -154,7 +190,10 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	if (e != NULL && e->held)
+	if (e != NULL && e->permits > 1)
+		released = lease_counted_end_all(e, lease_now_mono(),
+										 &lease_shared->stats.force_releases) > 0;
+	else if (e != NULL && e->held)
 		released = lease_end(e, lease_now_mono(),
 							 &lease_shared->stats.force_releases);
 	LWLockRelease(lease_shared->lock);
