@@ -1098,8 +1098,8 @@ GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Leases II (issue 17): counted leases (acquire's permits), fence's extend,
--- and the kind and permits of every lease in the views.
+-- Leases II (issue 17): counted leases (acquire's permits), shared leases,
+-- fence's extend, and the kind and permits of every lease in the views.
 -- ---------------------------------------------------------------------------
 DROP FUNCTION lockctl.acquire(text, text, interval, interval);
 CREATE FUNCTION lockctl.acquire(resource text, owner text,
@@ -1112,6 +1112,16 @@ CREATE FUNCTION lockctl.acquire(resource text, owner text,
 COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
     'take the lease on resource for owner (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+
+CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
+                                       ttl interval DEFAULT '30 s',
+                                       wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
+    'take a shared lease on resource for owner (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 
 DROP FUNCTION lockctl.fence(text, bigint);
 CREATE FUNCTION lockctl.fence(resource text, token bigint,
@@ -1163,7 +1173,9 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT fence_failures bigint,
                                     OUT table_full bigint,
                                     OUT counted_live integer,
-                                    OUT counted_grants bigint)
+                                    OUT counted_grants bigint,
+                                    OUT shared_live integer,
+                                    OUT shared_grants bigint)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';

@@ -395,6 +395,9 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 	}
 	if (!may_take || !lease_fence_free(e))
 		return 0;
+	/* shared holders (lease_shared.c) keep an exclusive lease out */
+	if (e->nholders > 0 && lease_shared_block_exclusive(e, now))
+		return 0;
 
 	/* token first: it may fail, and then nothing has changed */
 	{

@@ -94,6 +94,7 @@ typedef struct LeaseWaiter
 	int			pid;
 	LeaseEntry *entry;			/* NULL when not waiting */
 	TimestampTz since;
+	bool		shared;			/* waits in acquire_shared (lease_shared.c) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
 
@@ -113,6 +114,7 @@ typedef struct LeaseCounters
 	uint64		fence_failures;
 	uint64		full;			/* acquire refused: table full */
 	uint64		counted_grants; /* of grants: permits of counted leases */
+	uint64		shared_grants;	/* of grants: shared leases */
 } LeaseCounters;
 
 typedef struct LeaseShared
@@ -170,6 +172,10 @@ extern void lease_set_permits(LeaseEntry *e, int32 permits, int64 now);
 extern int64 lease_counted_try_grant(LeaseEntry *e, const char *owner,
 									 int64 ttl_us, bool may_take, int64 now);
 extern void lease_counted_reclaim(LeaseEntry *e, int64 now);
+extern int64 lease_holder_regrant(LeaseEntry *e, const char *owner,
+								  int64 ttl_us, int64 now);
+extern LeaseHolder *lease_holder_new(LeaseEntry *e, const char *owner,
+									 int64 ttl_us, int64 now);
 extern int64 lease_counted_next_change(LeaseEntry *e, int64 now);
 extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
 extern void lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
@@ -179,6 +185,19 @@ extern int	lease_counted_live(LeaseEntry *e, int64 now);
 extern void lease_holder_fence_tag(LOCKTAG *tag, Oid dbid, int64 token);
 extern bool lease_counted_fence(const LeaseKey *key, const char *resource,
 								int64 token, int64 extend_us);
+
+/*
+ * Is token, on entry e (or NULL), looked for among e's holders: every token
+ * of a counted lease, and the tokens of shared holders.
+ */
+#define lease_in_holders(e, token) \
+	((e) != NULL && ((e)->permits > 1 || \
+					 ((e)->nholders > 0 && lease_counted_find(e, token) != NULL)))
+
+/* lease_shared.c: shared leases, in the holder list of a 1-permit entry */
+extern int64 lease_shared_try_grant(LeaseEntry *e, const char *owner,
+									int64 ttl_us, bool may_take, int64 now);
+extern bool lease_shared_block_exclusive(LeaseEntry *e, int64 now);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);

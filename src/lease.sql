@@ -13,6 +13,15 @@ CREATE FUNCTION lockctl.acquire(resource text, owner text,
 COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
     'take the lease on resource for owner (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
 
+CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
+                                       ttl interval DEFAULT '30 s',
+                                       wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
+    'take a shared lease on resource for owner (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+
 CREATE FUNCTION lockctl.renew(resource text, token bigint,
                               ttl interval DEFAULT '30 s')
     RETURNS timestamptz
@@ -90,7 +99,9 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT fence_failures bigint,
                                     OUT table_full bigint,
                                     OUT counted_live integer,
-                                    OUT counted_grants bigint)
+                                    OUT counted_grants bigint,
+                                    OUT shared_live integer,
+                                    OUT shared_grants bigint)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -121,6 +132,7 @@ CREATE VIEW lockctl.lease_stats AS
     SELECT * FROM lockctl_internal.lease_stats();
 
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;

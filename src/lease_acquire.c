@@ -43,11 +43,13 @@
 static bool exit_callback_registered = false;
 
 /*
- * Grant e to owner if possible, by its kind: one holder, or counted
- * (lease_counted.c).  While anyone waits, the kind does not change.
+ * Grant e to owner if possible, by the kind asked for: shared
+ * (lease_shared.c), or by e's kind: one holder, or counted
+ * (lease_counted.c).  While anyone waits, e's kind does not change.
  */
-#define lease_grant(e, owner, ttl_us, may_take, now) \
-	((e)->permits > 1 ? \
+#define lease_grant(e, owner, ttl_us, may_take, now, shared) \
+	((shared) ? lease_shared_try_grant(e, owner, ttl_us, may_take, now) : \
+	 (e)->permits > 1 ? \
 	 lease_counted_try_grant(e, owner, ttl_us, may_take, now) : \
 	 lease_try_grant(e, owner, ttl_us, may_take, now))
 
@@ -57,7 +59,10 @@ static LeaseWaiter *my_waiter = NULL;
 static void lease_dequeue(void);
 static void lease_leave_queue(void);
 static void lease_exit_callback(int code, Datum arg);
-static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner);
+static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner,
+								  bool shared);
+static Datum lease_acquire(FunctionCallInfo fcinfo, int32 permits,
+						   bool shared);
 static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
 							 const char *owner, int64 ttl_us, int64 deadline);
 static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
@@ -131,7 +136,7 @@ lease_exit_callback(int code, Datum arg)
  * lease lock exclusively.
  */
 static LeaseWaiter *
-lease_enqueue(LeaseEntry *e, const char *owner)
+lease_enqueue(LeaseEntry *e, const char *owner, bool shared)
 {
 	LeaseWaiter *w;
 
@@ -146,6 +151,7 @@ lease_enqueue(LeaseEntry *e, const char *owner)
 	w->pid = MyProcPid;
 	w->entry = e;
 	w->since = GetCurrentTimestamp();
+	w->shared = shared;
 	strlcpy(w->owner, owner, sizeof(w->owner));
 	dlist_push_tail(&e->waiters, &w->node);
 	e->nwaiters++;
@@ -176,7 +182,8 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
 		token = lease_grant(e, owner, ttl_us,
-							dlist_head_node(&e->waiters) == &w->node, now);
+							dlist_head_node(&e->waiters) == &w->node, now,
+							w->shared);
 		if (token != 0 || now >= deadline)
 		{
 			if (token == 0)
@@ -186,9 +193,9 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 			break;
 		}
 		sleep_until = deadline;
-		if (e->permits > 1)
+		if (e->nholders > 0)
 			sleep_until = Min(sleep_until, lease_counted_next_change(e, now));
-		else if (lease_is_live(e, now))
+		if (lease_is_live(e, now))
 			sleep_until = Min(sleep_until, e->expires_mono);
 		else if (e->fenced)
 			sleep_until = Min(sleep_until,
@@ -239,6 +246,30 @@ PG_FUNCTION_INFO_V1(lockctl_acquire);
 Datum
 lockctl_acquire(PG_FUNCTION_ARGS)
 {
+	int32		permits = 1;
+
+	if (PG_NARGS() > 4)
+		permits = lease_arg_permits(fcinfo, 4);
+	return lease_acquire(fcinfo, permits, false);
+}
+
+/*
+ * lockctl.acquire_shared(resource text, owner text, ttl interval, wait
+ * interval) returns bigint: a shared lease (lease_shared.c), or NULL.
+ */
+PG_FUNCTION_INFO_V1(lockctl_acquire_shared);
+Datum
+lockctl_acquire_shared(PG_FUNCTION_ARGS)
+{
+	return lease_acquire(fcinfo, 1, true);
+}
+
+/*
+ * acquire and acquire_shared: the first four arguments are theirs.
+ */
+static Datum
+lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
+{
 	char	   *resource = lockctl_arg_name(fcinfo, 0, "resource", false);
 	char	   *owner = lockctl_arg_name(fcinfo, 1, "owner", false);
 	int64		ttl_us = lockctl_arg_interval_us(fcinfo, 2, "ttl",
@@ -252,11 +283,9 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	int64		now;
 	int64		deadline;
 	int64		token;
-	int32		permits = 1;
 
-	if (PG_NARGS() > 4)
-		permits = lease_arg_permits(fcinfo, 4);
-	PreventCommandDuringRecovery("lockctl.acquire()");
+	PreventCommandDuringRecovery(shared ? "lockctl.acquire_shared()" :
+								 "lockctl.acquire()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
@@ -266,7 +295,7 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	deadline = now + wait_us;
 	if (e->permits != permits)
 		lease_set_permits(e, permits, now);
-	token = lease_grant(e, owner, ttl_us, e->nwaiters == 0, now);
+	token = lease_grant(e, owner, ttl_us, e->nwaiters == 0, now, shared);
 	if (token != 0)
 	{
 		LWLockRelease(lease_shared->lock);
@@ -282,7 +311,7 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 
-	w = lease_enqueue(e, owner);
+	w = lease_enqueue(e, owner, shared);
 	LWLockRelease(lease_shared->lock);
 
 	token = lease_wait(e, w, owner, ttl_us, deadline);

@@ -280,6 +280,33 @@ lease_counted_find(LeaseEntry *e, int64 token)
 }
 
 /*
+ * A safe retry: the same owner asking again, as the same role, while its
+ * lease (one of e's holders) is live, gets its token back with the expiry
+ * pushed out.  Returns the token, or 0.  Caller holds the lease lock
+ * exclusively.
+ */
+int64
+lease_holder_regrant(LeaseEntry *e, const char *owner, int64 ttl_us,
+					 int64 now)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &e->holders)
+	{
+		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
+
+		if (now < h->expires_mono && strcmp(h->owner, owner) == 0 &&
+			h->roleid == GetUserId())
+		{
+			h->expires_mono = Max(h->expires_mono, now + ttl_us);
+			lease_shared->stats.regrants++;
+			return h->token;
+		}
+	}
+	return 0;
+}
+
+/*
  * lease_try_grant for a counted lease: the same owner asking again as the
  * same role gets its live token back; otherwise a free permit is granted
  * with a new token if may_take.  Returns the token or 0.  Caller holds the
@@ -289,27 +316,31 @@ int64
 lease_counted_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 						bool may_take, int64 now)
 {
-	dlist_iter	it;
-	LeaseHolder *h;
 	int64		token;
 
-	dlist_foreach(it, &e->holders)
-	{
-		h = dlist_container(LeaseHolder, node, it.cur);
-		if (now < h->expires_mono && strcmp(h->owner, owner) == 0 &&
-			h->roleid == GetUserId())
-		{
-			h->expires_mono = Max(h->expires_mono, now + ttl_us);
-			lease_shared->stats.regrants++;
-			return h->token;
-		}
-	}
-	if (!may_take)
-		return 0;
+	token = lease_holder_regrant(e, owner, ttl_us, now);
+	if (token != 0 || !may_take)
+		return token;
 	if (e->nholders >= e->permits)
 		lease_counted_reclaim(e, now);
 	if (e->nholders >= e->permits || !lease_fence_free(e))
 		return 0;
+	token = lease_holder_new(e, owner, ttl_us, now)->token;
+	lease_shared->stats.counted_grants++;
+	return token;
+}
+
+/*
+ * A new holder of e, with a new token, at the tail of e's holders.  A pool
+ * with no slot left is an error.  Caller holds the lease lock exclusively
+ * (released before the error).
+ */
+LeaseHolder *
+lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
+{
+	LeaseHolder *h;
+	int64		token;
+
 	if (dlist_is_empty(&holder_pool->free))
 	{
 		lease_shared->stats.full++;
@@ -318,7 +349,7 @@ lease_counted_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many leases"),
-				 errdetail("All %d slots for holders of counted leases are in use.",
+				 errdetail("All %d slots for holders of counted and shared leases are in use.",
 						   lockctl_max_leases),
 				 errhint("Release leases that are no longer needed, or increase \"lockctl.max_leases\" and restart the server.")));
 	}
@@ -336,8 +367,7 @@ lease_counted_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 	dlist_push_tail(&e->holders, &h->node);
 	e->nholders++;
 	lease_shared->stats.grants++;
-	lease_shared->stats.counted_grants++;
-	return token;
+	return h;
 }
 
 /*
@@ -397,13 +427,15 @@ lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter)
 }
 
 /*
- * fence() on a counted lease.  Returns false, having done nothing, when
- * the lease on key is not counted (then the caller's exclusive path
- * decides).  Otherwise
- * takes the holder's fence lock (waiting, as fence() does, for another
- * fencing transaction of the same holder), checks that the holder is
- * still live, marks it fenced and, with extend_us > 0, renews it; or
- * raises 40001 as fence() does.
+ * fence() on a counted lease, or by a shared holder (lease_shared.c).
+ * Returns false, having done nothing, when the lease on key is neither
+ * (then the caller's exclusive path decides).  Otherwise takes the
+ * holder's fence lock (waiting, as fence() does, for another fencing
+ * transaction of the same holder), checks that the holder is still live,
+ * marks it fenced and, with extend_us > 0, renews it; or raises 40001 as
+ * fence() does.  A shared holder first takes the resource's fence lock in
+ * ShareLock: it keeps every exclusive grant out until the transaction
+ * ends (lease_fence_free wants ExclusiveLock), not the other shared ones.
  */
 bool
 lease_counted_fence(const LeaseKey *key, const char *resource, int64 token,
@@ -413,25 +445,35 @@ lease_counted_fence(const LeaseKey *key, const char *resource, int64 token,
 	LeaseHolder *h;
 	LOCKTAG		tag;
 	int64		now;
-	bool		counted;
+	bool		mine;
+	bool		shared;
 
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	e = hash_search(lease_hash, key, HASH_FIND, NULL);
-	counted = (e != NULL && e->permits > 1);
+	mine = lease_in_holders(e, token);
+	shared = (mine && e->permits == 1);
 	LWLockRelease(lease_shared->lock);
-	if (!counted)
+	if (!mine)
 		return false;
 
+	if (shared)
+	{
+		lease_fence_tag(&tag, key);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+	}
 	lease_holder_fence_tag(&tag, key->dbid, token);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, key, HASH_FIND, NULL);
-	h = (e != NULL && e->permits > 1) ? lease_counted_find(e, token) : NULL;
+	h = (e != NULL && e->nholders > 0) ? lease_counted_find(e, token) : NULL;
 	now = lease_now_mono();
-	if (h != NULL && now < h->expires_mono)
+	if (h != NULL && now < h->expires_mono &&
+		(e->permits == 1) == shared)
 	{
 		h->fenced = true;
+		if (shared)
+			e->fenced = true;
 		if (extend_us > 0)
 		{
 			h->expires_mono = now + extend_us;

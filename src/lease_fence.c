@@ -49,7 +49,7 @@ typedef struct LeaseFenced
 {
 	LeaseKey	key;
 	int64		token;
-	bool		counted;		/* a holder of a counted lease: its own lock */
+	bool		counted;		/* a counted or shared holder: its own lock */
 } LeaseFenced;
 
 static LeaseFenced *fenced_list = NULL;
@@ -189,8 +189,8 @@ LeaseFencedInXact(const char *resource, int64 *token)
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	if (fenced_list[i].counted)
 	{
-		/* a counted holder: still in the entry (not released), fenced */
-		LeaseHolder *h = (e != NULL && e->permits > 1) ?
+		/* a counted or shared holder: still there (not released), fenced */
+		LeaseHolder *h = (e != NULL && e->nholders > 0) ?
 			lease_counted_find(e, fenced_list[i].token) : NULL;
 
 		live = (h != NULL && h->fenced && !h->ended);

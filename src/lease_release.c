@@ -73,8 +73,8 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	now = lease_now_mono();
-	/* counted leases (lease_counted.c): a holder of one permit */
-	if (e != NULL && e->permits > 1)
+	/* counted and shared leases (lease_counted.c, lease_shared.c) */
+	if (lease_in_holders(e, token))
 	{
 		LeaseHolder *h = lease_counted_find(e, token);
 
@@ -152,9 +152,9 @@ lockctl_release(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	now = lease_now_mono();
-	if (e != NULL && e->permits > 1)
+	if (lease_in_holders(e, token))
 	{
-		/* counted leases (lease_counted.c): one permit */
+		/* counted and shared leases (lease_counted.c, lease_shared.c) */
 		LeaseHolder *h = lease_counted_find(e, token);
 
 		if (h != NULL && now < h->expires_mono)
@@ -190,7 +190,8 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	if (e != NULL && e->permits > 1)
+	/* counted and shared holders (never live with an exclusive one) */
+	if (e != NULL && (e->permits > 1 || e->nholders > 0))
 		released = lease_counted_end_all(e, lease_now_mono(),
 										 &lease_shared->stats.force_releases) > 0;
 	else if (e != NULL && e->held)

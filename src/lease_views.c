@@ -50,7 +50,8 @@ struct LeaseRow
 	TimestampTz expires_at;
 	int			nwaiters;
 	bool		fenced;
-	int32		permits;		/* 1: exclusive; > 1: one holder of a counted lease */
+	int32		permits;		/* 1: exclusive; > 1: one holder of a counted
+								 * lease; 0: a shared holder */
 };
 
 /*
@@ -107,9 +108,12 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 
 	while (e != NULL)
 	{
-		if (e->permits > 1)
+		if (e->nholders > 0)
 		{
-			/* counted leases (lease_counted.c): a row per live holder */
+			/*
+			 * counted and shared leases (lease_counted.c, lease_shared.c):
+			 * a row per live holder
+			 */
 			dlist_iter	it;
 
 			dlist_foreach(it, &e->holders)
@@ -129,10 +133,10 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 				r->expires_at = now_wall + (h->expires_mono - now_mono);
 				r->nwaiters = e->nwaiters;
 				r->fenced = h->fenced;
-				r->permits = e->permits;
+				r->permits = e->permits > 1 ? e->permits : 0;
 			}
 		}
-		else if (lease_is_live(e, now_mono))
+		if (e->permits == 1 && lease_is_live(e, now_mono))
 		{
 			LeaseRow   *r;
 
@@ -226,8 +230,14 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 		/* mode and permits: in 1.1's SQL, not in 1.0's */
 		if (!one_resource && rsinfo->setDesc->natts >= 11)
 		{
-			values[n++] = CStringGetTextDatum(r->permits > 1 ? "counted" : "exclusive");
-			values[n++] = Int32GetDatum(r->permits);
+			values[n++] = CStringGetTextDatum(r->permits > 1 ? "counted" :
+											  r->permits == 1 ? "exclusive" :
+											  "shared");
+			if (r->permits > 0)
+				values[n] = Int32GetDatum(r->permits);
+			else
+				nulls[n] = true;
+			n++;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
@@ -320,11 +330,12 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	int			live = 0;
 	int			waiting = 0;
 	int			counted_live = 0;
+	int			shared_live = 0;
 	HASH_SEQ_STATUS seq;
 	LeaseEntry *e;
 	int64		now;
-	Datum		values[18];
-	bool		nulls[18];
+	Datum		values[20];
+	bool		nulls[20];
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -338,14 +349,17 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (e->permits > 1)
+		if (e->nholders > 0)
 		{
 			int			n = lease_counted_live(e, now);
 
 			live += n;
-			counted_live += n;
+			if (e->permits > 1)
+				counted_live += n;
+			else
+				shared_live += n;
 		}
-		else if (lease_is_live(e, now))
+		if (e->permits == 1 && lease_is_live(e, now))
 			live++;
 		waiting += e->nwaiters;
 	}
@@ -369,10 +383,12 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) c.fence_failures);
 	values[i++] = Int64GetDatum((int64) c.full);
 	/* counts per kind: in 1.1's SQL, not in 1.0's */
-	if (tupdesc->natts >= 18)
+	if (tupdesc->natts >= 20)
 	{
 		values[i++] = Int32GetDatum(counted_live);
 		values[i++] = Int64GetDatum((int64) c.counted_grants);
+		values[i++] = Int32GetDatum(shared_live);
+		values[i++] = Int64GetDatum((int64) c.shared_grants);
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
