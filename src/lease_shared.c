@@ -22,11 +22,13 @@
  * new acquire_shared that does not wait yields to anyone in line, so
  * shared holders never starve an exclusive waiter.
  *
- * Fencing: a shared holder's fence (lease_counted_fence) takes the
+ * Fencing: a shared holder's fence (lockctl.fence, lease_fence.c) takes the
  * resource's fence lock in ShareLock, which keeps exclusive grants out
  * until its transaction ends, as an exclusive fence does for hand-over,
  * while other shared holders fence and are granted freely; and its own
  * holder lock, which keeps its slot until then.
+ *
+ * Roles, quotas, tokens and eras: as for counted leases (lease_counted.c).
  *
  * Limits: shared leases are not saved by the shutdown dump.
  *
@@ -84,7 +86,7 @@ lease_shared_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 	if (e->held)
 	{
 		/* the exclusive lease expired; it ends here */
-		e->held = false;
+		lease_unhold(e);
 		lease_shared->stats.expiries++;
 	}
 	if (e->nholders > 0)
