@@ -37,7 +37,7 @@ sub seats
 {
 	return sql(q{
 SELECT p.held || ' ' || p.confirmed || ' ' || p.available || ' ' ||
-       (SELECT bool_and(s.held = coalesce(h.held, 0) AND s.confirmed = coalesce(h.confirmed, 0))
+       (SELECT left(bool_and(s.held = coalesce(h.held, 0) AND s.confirmed = coalesce(h.confirmed, 0))::text, 1)
           FROM lockctl.pool_slots AS s
           LEFT JOIN (SELECT r.pool_id, r.slot,
                             sum(r.quantity) FILTER (WHERE r.status = 'held') AS held,
