@@ -5,8 +5,9 @@
  *	  table), lease_acquire.c (acquire and its wait), lease_release.c
  *	  (renew, release, force_release), lease_fence.c (fence),
  *	  lease_views.c (the views), lease_admin.c (releasing every lease of a
- *	  role or a database, and of dropped ones) and lease_token.c (fencing
- *	  tokens, the epoch file, the shutdown dump).
+ *	  role or a database, and of dropped ones), lease_counted.c and
+ *	  lease_shared.c (the holders of counted and shared leases) and
+ *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
  *
  * src/lease.h
  *
