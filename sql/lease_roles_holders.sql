@@ -137,6 +137,15 @@ SELECT resource, owner, mode, acquired_by FROM lockctl.leases
  WHERE resource LIKE 'lh-%' ORDER BY resource;
 SELECT lockctl.release_role_leases('regress_lh_bob') AS released_bobs;
 SELECT count(*) AS lh_left FROM lockctl.leases WHERE resource LIKE 'lh-%';
+-- the holders of a dropped role are freed when the DROP commits
+CREATE ROLE regress_lh_gone;
+SET ROLE regress_lh_gone;
+SELECT lockctl.acquire_shared('lh-g', 'gone', '1 hour') IS NOT NULL AS gone_shares;
+SELECT lockctl.acquire('lh-h', 'gone', '1 hour', permits => 2) IS NOT NULL AS gone_counts;
+RESET ROLE;
+SELECT count(*) AS before_drop FROM lockctl.leases WHERE resource IN ('lh-g', 'lh-h');
+DROP ROLE regress_lh_gone;
+SELECT count(*) AS after_drop FROM lockctl.leases WHERE resource IN ('lh-g', 'lh-h');
 
 DROP SCHEMA lh CASCADE;
 DROP ROLE regress_lh_alice, regress_lh_bob, regress_lh_dave;
