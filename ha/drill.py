@@ -74,6 +74,9 @@ STEP_TIMEOUT = 90.0
 # failover (an acknowledged commit that never reached the promoted replica):
 # in the async round these are the measured cost, not a failure.
 LOSS_INVARIANTS = ("durability", "holds", "versions")
+# ... and, of the invariant "requests" (one effect per key, safety, always
+# checked), the acknowledged effects that are gone: durability too.
+LOSS_PATTERNS = (re.compile(r"^requests: acknowledged effect .* lost$"),)
 
 # What each loss the checker reports means (the first pattern that matches).
 LOSS_KINDS = (
@@ -86,6 +89,7 @@ LOSS_KINDS = (
     ("acknowledged confirmed", "confirm"),
     ("acknowledged cancelled", "cancel"),
     ("updates applied", "(accounts whose applied updates no longer match)"),
+    ("acknowledged effect", "idempotent request's effect"),
 )
 # Kinds above that are consequences of a loss, not acknowledged writes lost.
 NOT_WRITES = ("call on a hold id that had been handed out again",
@@ -842,7 +846,8 @@ class Round:
                 fh.write("%-55s %s\n" % (k, v))
             for e in errors:
                 fh.write(e + "\n")
-        loss = [e for e in errors if e.split(":")[0] in LOSS_INVARIANTS]
+        loss = [e for e in errors if e.split(":")[0] in LOSS_INVARIANTS
+                or any(p.match(e) for p in LOSS_PATTERNS)]
         rest = [e for e in errors if e not in loss]
         if m == "async":
             # A hold lost with its commit leaves its id to be handed out

@@ -75,8 +75,8 @@ EXCEPTION WHEN OTHERS THEN
     RETURN regexp_replace(SQLSTATE || ': ' || SQLERRM || coalesce(' | ' || nullif(det, ''), ''),
                           '\d{6,}', 'N', 'g');
 END $$;
--- a read-only transaction may not acquire (25006, as any write), so the
--- mark is raised by the next acquire outside one
+-- a read-only transaction takes no lease (25006, as the roles' rules say),
+-- and writes no mark
 BEGIN READ ONLY;
 SELECT pg_temp.e($$SELECT lockctl.acquire('lt-c', 'o', '1 hour')$$) AS read_only;
 COMMIT;

@@ -37,7 +37,7 @@ sub seats
 {
 	return sql(q{
 SELECT p.held || ' ' || p.confirmed || ' ' || p.available || ' ' ||
-       (SELECT left(bool_and(s.held = coalesce(h.held, 0) AND s.confirmed = coalesce(h.confirmed, 0))::text, 1)
+       (SELECT bool_and(s.held = coalesce(h.held, 0) AND s.confirmed = coalesce(h.confirmed, 0))
           FROM lockctl.pool_slots AS s
           LEFT JOIN (SELECT r.pool_id, r.slot,
                             sum(r.quantity) FILTER (WHERE r.status = 'held') AS held,
@@ -51,7 +51,7 @@ SELECT p.held || ' ' || p.confirmed || ' ' || p.available || ' ' ||
 sql(q{SET ROLE web; BEGIN;
 SELECT lockctl.reserve('seats', 3, 'prepared', '1 hour', 'order-1');
 PREPARE TRANSACTION 'pay-1'});
-is(seats(), '0 0 10 t', 'a prepared hold is not seen before it commits');
+is(seats(), '0 0 10 true', 'a prepared hold is not seen before it commits');
 my $due = sql("SELECT lockctl.reserve('other', 1, 'due', '1 second')");
 
 $node->stop('immediate');
@@ -67,11 +67,11 @@ sql("COMMIT PREPARED 'pay-1'");
 my $hold = sql("SELECT id FROM lockctl.holds WHERE holder = 'prepared'");
 is(sql("SELECT status || ' ' || quantity || ' ' || taken_by || ' ' || idempotency_key FROM lockctl.holds WHERE id = $hold"),
 	'held 3 web order-1', 'COMMIT PREPARED makes the hold, with its role and key');
-is(seats(), '3 0 7 t', 'its units are held, the counters add up');
+is(seats(), '3 0 7 true', 'its units are held, the counters add up');
 is(sql("SET ROLE web; SELECT lockctl.reserve('seats', 3, 'prepared', '1 hour', 'order-1')"),
 	$hold, 'its idempotency key replays it');
 is(sql("SET ROLE web; SELECT lockctl.confirm($hold)"), 't', 'it is confirmed');
-is(seats(), '0 3 7 t', 'and its units are confirmed');
+is(seats(), '0 3 7 true', 'and its units are confirmed');
 
 # --- reserve, PREPARE, restart, ROLLBACK PREPARED --------------------------
 
@@ -82,7 +82,7 @@ $node->restart;
 sql("ROLLBACK PREPARED 'pay-2'");
 is(sql("SELECT count(*) FROM lockctl.holds WHERE holder = 'gone'"), '0',
 	'ROLLBACK PREPARED leaves no hold');
-is(seats(), '0 3 7 t', 'and takes no unit');
+is(seats(), '0 3 7 true', 'and takes no unit');
 is(sql("SELECT holds_taken FROM lockctl.pool_status WHERE resource = 'seats'"), '1',
 	'nor counts one');
 
@@ -96,7 +96,7 @@ my $late = sql("SELECT id FROM lockctl.holds WHERE holder = 'late'");
 ok($node->poll_query_until('postgres',
 		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $late"),
 	'a hold whose time ran out while prepared is expired once committed');
-is(seats(), '0 3 7 t', 'and its unit is back');
+is(seats(), '0 3 7 true', 'and its unit is back');
 
 # --- fence, PREPARE: refused -----------------------------------------------
 
