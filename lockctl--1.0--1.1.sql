@@ -1514,6 +1514,94 @@ END
 $upgrade$;
 
 -- ---------------------------------------------------------------------------
+-- Leases II (issue 17): counted leases (acquire's permits), shared leases,
+-- fence's extend, and the kind and permits of every lease in the views.
+-- ---------------------------------------------------------------------------
+DROP FUNCTION lockctl.acquire(text, text, interval, interval);
+CREATE FUNCTION lockctl.acquire(resource text, owner text,
+                                ttl interval DEFAULT '30 s',
+                                wait interval DEFAULT '0',
+                                permits integer DEFAULT 1)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+
+CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
+                                       ttl interval DEFAULT '30 s',
+                                       wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
+
+DROP FUNCTION lockctl.fence(text, bigint);
+CREATE FUNCTION lockctl.fence(resource text, token bigint,
+                              extend interval DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence';
+COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
+GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
+
+DROP VIEW lockctl.leases;
+DROP FUNCTION lockctl_internal.leases();
+CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
+                                   OUT owner text, OUT token bigint,
+                                   OUT acquired_at timestamptz,
+                                   OUT expires_at timestamptz,
+                                   OUT waiters integer, OUT roleid oid,
+                                   OUT fenced boolean, OUT mode text,
+                                   OUT permits integer)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_list';
+COMMENT ON FUNCTION lockctl_internal.leases() IS
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
+CREATE VIEW lockctl.leases AS
+    SELECT d.datname AS database, l.resource, l.owner, l.token,
+           l.acquired_at, l.expires_at, l.waiters,
+           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced,
+           l.mode, l.permits
+      FROM lockctl_internal.leases() AS l
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) l.dbid;
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
+GRANT SELECT ON lockctl.leases TO PUBLIC;
+
+DROP VIEW lockctl.lease_stats;
+DROP FUNCTION lockctl_internal.lease_stats();
+CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integer,
+                                    OUT slots_used integer,
+                                    OUT max_leases integer,
+                                    OUT grants bigint, OUT regrants bigint,
+                                    OUT renewals bigint, OUT releases bigint,
+                                    OUT force_releases bigint,
+                                    OUT expiries bigint, OUT conflicts bigint,
+                                    OUT waits bigint, OUT timeouts bigint,
+                                    OUT fences bigint,
+                                    OUT fence_failures bigint,
+                                    OUT table_full bigint,
+                                    OUT counted_live integer,
+                                    OUT counted_grants bigint,
+                                    OUT shared_live integer,
+                                    OUT shared_grants bigint)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
+COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
+    'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
+CREATE VIEW lockctl.lease_stats AS
+    SELECT * FROM lockctl_internal.lease_stats();
+GRANT SELECT ON lockctl.lease_stats TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
 -- Carts, per-holder limits, partial confirm and waitlists (issue 18).
 -- ---------------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ SELECT :floor > :a + (20::bigint << 28) AS floor_above,
        (:floor >> 28) & 1048575 = ((:a >> 28) & 1048575) + 21 AS next_epoch;
 SELECT lockctl.acquire('lt-b', 'o', '1 hour') AS b \gset
 SELECT :b >= :floor AS grant_above_floor;
+-- counted and shared holders take their tokens from the same sequence
+SELECT lockctl.acquire_shared('lt-s', 'o', '1 hour') AS s \gset
+SELECT lockctl.acquire('lt-n', 'o', '1 hour', permits => 2) AS n \gset
+SELECT :s > :b AND :n > :s AS holder_tokens_rise;
 SELECT count(*) AS still_live FROM lockctl.lease('lt-a');
 SELECT mark_current FROM lockctl.token_state();
 -- A floor below the current one changes nothing but the mark.
@@ -87,6 +91,13 @@ SELECT count(*) AS old_era_leases FROM lockctl.leases WHERE resource IN ('lt-a',
 SELECT pg_temp.e(format('SELECT lockctl.renew(%L, %s)', 'lt-a', :a)) AS renew_old_era;
 SELECT pg_temp.e(format('SELECT lockctl.fence(%L, %s)', 'lt-b', :b)) AS fence_old_era;
 SELECT pg_temp.e(format('SELECT lockctl.acquire(%L, %L) > %s', 'lt-b', 'o', :b)) AS same_owner_new_token;
+-- and so are counted and shared holders: not shown, not renewed or fenced,
+-- a new token for the same owner, and no longer in an exclusive grant's way
+SELECT count(*) AS old_era_holders FROM lockctl.leases WHERE resource IN ('lt-s', 'lt-n');
+SELECT pg_temp.e(format('SELECT lockctl.renew(%L, %s)', 'lt-s', :s)) AS renew_old_era_shared;
+SELECT pg_temp.e(format('SELECT lockctl.fence(%L, %s)', 'lt-n', :n)) AS fence_old_era_counted;
+SELECT pg_temp.e(format('SELECT lockctl.acquire(%L, %L, permits => 2) > %s', 'lt-n', 'o', :n)) AS counted_same_owner_new_token;
+SELECT pg_temp.e(format('SELECT lockctl.acquire(%L, %L) > %s', 'lt-s', 'o', :s)) AS exclusive_over_old_shared;
 
 -- Hold ids carry the era; a missing hold of another era says why.
 SELECT lockctl.create_pool('lt-pool', 5);

@@ -96,7 +96,6 @@ static void lease_role_recount(void);
 static int	lease_role_count(Oid role);
 static void lease_reclaim_role(Oid role, int64 now);
 static uint32 lease_key_hash(const void *key, Size keysize);
-static bool lease_fence_free(LeaseEntry *e);
 static int	lease_sweep(void);
 static const char *lease_role_name(Oid role);
 
@@ -161,6 +160,7 @@ LeaseInit(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&lease_shmem_part);
+	lease_counted_init();
 	lease_fence_init();
 	lease_admin_init();
 }
@@ -428,7 +428,7 @@ lease_is_live(LeaseEntry *e, int64 now)
  * without waiting; clears the flag when no transaction holds it.  Caller
  * holds the lease lock exclusively and is in a transaction.
  */
-static bool
+bool
 lease_fence_free(LeaseEntry *e)
 {
 	LOCKTAG		tag;
@@ -502,6 +502,9 @@ lease_enter(const LeaseKey *key)
 	e->expires_mono = 0;
 	e->nwaiters = 0;
 	dlist_init(&e->waiters);
+	e->permits = 1;
+	e->nholders = 0;
+	dlist_init(&e->holders);
 	return e;
 }
 
@@ -512,7 +515,7 @@ lease_enter(const LeaseKey *key)
 void
 lease_maybe_remove(LeaseEntry *e)
 {
-	if (e->held || e->nwaiters > 0 || e->fenced)
+	if (e->held || e->nwaiters > 0 || e->fenced || e->nholders > 0)
 		return;
 	hash_search(lease_hash, &e->key, HASH_REMOVE, NULL);
 	lease_shared->nentries--;
@@ -536,6 +539,13 @@ lease_sweep(void)
 	{
 		if (lease_is_live(e, now) || e->nwaiters > 0)
 			continue;
+		/* counted: free the expired holders; live ones keep the entry */
+		if (e->nholders > 0)
+		{
+			lease_counted_reclaim(e, now);
+			if (e->nholders > 0)
+				continue;
+		}
 		if (!lease_fence_free(e))
 			continue;
 		if (e->held)
@@ -576,11 +586,13 @@ lease_check_quota(const LeaseKey *key, const char *owner, Oid role,
 {
 	int			max = lockctl_max_leases_per_role;
 	int			count;
+	LeaseEntry *e;
 
 	if (max <= 0 || lease_role_count(role) < max)
 		return;
-	if (lease_is_retry(hash_search(lease_hash, key, HASH_FIND, NULL),
-					   owner, role, now))
+	e = hash_search(lease_hash, key, HASH_FIND, NULL);
+	if (lease_is_retry(e, owner, role, now) ||
+		lease_holder_is_retry(e, owner, role, now))
 		return;
 	lease_reclaim_role(role, now);
 	count = lease_role_count(role);
@@ -599,9 +611,10 @@ lease_check_quota(const LeaseKey *key, const char *owner, Oid role,
 /*
  * End every lease of role that ran out but was not reclaimed yet, so that
  * it no longer counts against the role's quota; wake their first waiters;
- * drop the entries nothing needs.  A scan of the table, done only when a
- * role is at its cap.  Caller holds the lease lock exclusively and is in a
- * transaction.
+ * drop the entries nothing needs.  Counted and shared holders that ran out
+ * are reclaimed too (of every role: it costs the same).  A scan of the
+ * table, done only when a role is at its cap.  Caller holds the lease lock
+ * exclusively and is in a transaction.
  */
 static void
 lease_reclaim_role(Oid role, int64 now)
@@ -612,6 +625,18 @@ lease_reclaim_role(Oid role, int64 now)
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
+		if (e->nholders > 0)
+		{
+			int			before = e->nholders;
+
+			lease_counted_reclaim(e, now);
+			if (e->nholders < before)
+			{
+				lease_wake_head(e);
+				lease_maybe_remove(e);
+				continue;
+			}
+		}
 		if (!e->held || e->roleid != role || lease_is_live(e, now))
 			continue;
 		lease_unhold(e);
@@ -659,6 +684,9 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 		return 0;
 	}
 	if (!may_take || !lease_fence_free(e))
+		return 0;
+	/* shared holders (lease_shared.c) keep an exclusive lease out */
+	if (e->nholders > 0 && lease_shared_block_exclusive(e, now))
 		return 0;
 
 	/* token first: it may fail, and then nothing has changed */
@@ -715,28 +743,86 @@ lease_wall_expiry(LeaseEntry *e, int64 now_mono, TimestampTz now_wall)
  * lease_report_lost.  A lease of another role is as good as lost: the
  * caller cannot tell it from a stale token.
  *
+ * On a counted lease, or a resource with shared holders, the lease is one
+ * of e's holders: *holder is set to it (else to NULL).  A released holder
+ * kept only for its fence is not found.
+ *
  * The privilege check reads the catalogs, so it runs outside the lease
  * lock: check, then lock again and look again.  It runs whenever another
  * role holds the lease, whether the token matches or not, so that a right
- * guess costs what a wrong one costs.  A token names one grant, so a lease
- * found again with the same token has the same role.
+ * guess costs what a wrong one costs (among holders, against a holder of
+ * another role when no holder has the token).  A token names one grant, so
+ * a lease found again with the same token has the same role.
  */
 LeaseEntry *
 lease_find_own(const LeaseKey *key, int64 token, bool need_live,
-			   int64 *now, LeaseLost *lost)
+			   int64 *now, LeaseLost *lost, LeaseHolder **holder)
 {
 	Oid			self = lease_session_role();
 	Oid			allowed = InvalidOid;
 	bool		checked = false;
 	LeaseEntry *e;
 	bool		held;
+	Oid			other;
 
 	for (;;)
 	{
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		e = hash_search(lease_hash, key, HASH_FIND, NULL);
 		*now = lease_now_mono();
+		*holder = NULL;
+		if (e != NULL && lease_has_holders(e))
+		{
+			LeaseHolder *h = e->nholders > 0 ?
+				lease_counted_find(e, token) : NULL;
+
+			if (h != NULL && h->ended)
+				h = NULL;
+			other = h != NULL ? h->roleid : InvalidOid;
+			if (h == NULL)
+			{
+				dlist_iter	it;
+
+				dlist_foreach(it, &e->holders)
+				{
+					LeaseHolder *o = dlist_container(LeaseHolder, node, it.cur);
+
+					if (o->roleid != self)
+					{
+						other = o->roleid;
+						break;
+					}
+				}
+			}
+			lost->holder = true;
+			lost->current = 0;
+			lost->expired = h != NULL && !lease_holder_live(h, *now);
+			lost->roleid = other;
+			lost->visible = h != NULL &&
+				(h->roleid == self || h->roleid == allowed);
+			if (OidIsValid(other) && other != self && other != allowed &&
+				!checked)
+			{
+				LWLockRelease(lease_shared->lock);
+				checked = true;
+				if (!has_privs_of_role(self, other))
+				{
+					lost->visible = false;
+					return NULL;
+				}
+				allowed = other;
+				continue;
+			}
+			if (lost->visible && (!need_live || !lost->expired))
+			{
+				*holder = h;
+				return e;
+			}
+			LWLockRelease(lease_shared->lock);
+			return NULL;
+		}
 		held = (e != NULL && e->held);
+		lost->holder = false;
 		lost->current = held ? e->token : 0;
 		lost->expired = held && !lease_is_live(e, *now);
 		lost->roleid = held ? e->roleid : InvalidOid;
@@ -773,7 +859,7 @@ void
 lease_report_lost(const char *resource, int64 token, const LeaseLost *lost,
 				  bool fencing)
 {
-	bool		visible = lost->current != 0 && lost->visible;
+	bool		visible = (lost->current != 0 || lost->holder) && lost->visible;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -785,7 +871,7 @@ lease_report_lost(const char *resource, int64 token, const LeaseLost *lost,
 			 !visible ?
 			 errdetail("No live lease on \"%s\" is held by role \"%s\" or by a role whose privileges it has.",
 					   resource, lease_role_name(lease_session_role())) :
-			 lost->expired && lost->current == token ?
+			 lost->holder || (lost->expired && lost->current == token) ?
 			 (fencing ?
 			  errdetail("The lease of token " INT64_FORMAT " expired.", token) :
 			  errdetail("The lease expired before it was renewed.")) :

@@ -5,8 +5,9 @@
  *	  table), lease_acquire.c (acquire and its wait), lease_release.c
  *	  (renew, release, force_release), lease_fence.c (fence),
  *	  lease_views.c (the views), lease_admin.c (releasing every lease of a
- *	  role or a database, and of dropped ones) and lease_token.c (fencing
- *	  tokens, the epoch file, the shutdown dump).
+ *	  role or a database, and of dropped ones), lease_counted.c and
+ *	  lease_shared.c (the holders of counted and shared leases) and
+ *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
  *
  * src/lease.h
  *
@@ -71,7 +72,28 @@ typedef struct LeaseEntry
 	int64		expires_mono;	/* monotonic clock, microseconds */
 	int			nwaiters;
 	dlist_head	waiters;		/* LeaseWaiter, first come first served */
+	/* counted leases (lease_counted.c) */
+	int32		permits;		/* 1: the one holder is in the fields above */
+	int			nholders;		/* permits > 1: holders in the list below */
+	dlist_head	holders;		/* LeaseHolder */
 } LeaseEntry;
+
+/*
+ * One holder of a counted lease (permits > 1), from a pool of
+ * lockctl.max_leases slots in shared memory (lease_counted.c).
+ */
+typedef struct LeaseHolder
+{
+	dlist_node	node;
+	bool		fenced;			/* a transaction may hold its fence lock */
+	bool		ended;			/* released, kept only while fenced */
+	bool		in_quota;		/* counts for its role (lease_role_add) */
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+	int64		token;			/* from LeaseNextToken, as exclusive grants */
+	Oid			roleid;			/* role that took it (lease_session_role) */
+	TimestampTz acquired_at;
+	int64		expires_mono;
+} LeaseHolder;
 
 /* A backend waiting in acquire(); one slot per backend. */
 typedef struct LeaseWaiter
@@ -84,6 +106,7 @@ typedef struct LeaseWaiter
 	Oid			roleid;			/* role that waits: counts in its quota */
 	int64		ttl_us;			/* the ttl it asked for */
 	int64		wake_at;		/* monotonic: when it wakes unless woken */
+	bool		shared;			/* waits in acquire_shared (lease_shared.c) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
 
@@ -102,6 +125,8 @@ typedef struct LeaseCounters
 	uint64		fences;
 	uint64		fence_failures;
 	uint64		full;			/* acquire refused: table full */
+	uint64		counted_grants; /* of grants: permits of counted leases */
+	uint64		shared_grants;	/* of grants: shared leases */
 } LeaseCounters;
 
 typedef struct LeaseShared
@@ -118,6 +143,11 @@ typedef struct LeaseShared
 
 /* locktag_field4 of the fence locks: "LC"; pg_advisory_* use 1 and 2 */
 #define LEASE_FENCE_FIELD4		0x4C43
+/* ... and of the fence lock of one holder of a counted lease: "LD" */
+#define LEASE_HOLDER_FENCE_FIELD4	0x4C44
+
+/* the most permits a counted lease may have */
+#define LEASE_PERMITS_MAX		1000000
 
 /* the longest a waiter sleeps on a free but fenced lease before looking */
 #define LEASE_FENCE_RECHECK_MS	100
@@ -145,6 +175,7 @@ typedef struct LeaseLost
 	bool		expired;		/* that lease is no longer live */
 	Oid			roleid;			/* the role that holds it */
 	bool		visible;		/* the caller may act on that lease */
+	bool		holder;			/* a counted or shared lease: no current token */
 } LeaseLost;
 
 /* lease.c: the lease table; callers hold the lease lock as each says */
@@ -154,6 +185,7 @@ extern int	lease_key_match(const void *key1, const void *key2, Size keysize);
 extern void lease_make_key(LeaseKey *key, const char *resource);
 extern void lease_fence_tag(LOCKTAG *tag, const LeaseKey *key);
 extern bool lease_is_live(LeaseEntry *e, int64 now);
+extern bool lease_fence_free(LeaseEntry *e);
 extern Oid	lease_session_role(void);
 extern bool lease_may_act(Oid owner);
 extern void lease_check_ttl(int64 ttl_us, const char *fn);
@@ -172,15 +204,59 @@ extern void lease_wake_head(LeaseEntry *e);
 extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
 									 TimestampTz now_wall);
 extern LeaseEntry *lease_find_own(const LeaseKey *key, int64 token,
-								  bool need_live, int64 *now, LeaseLost *lost);
+								  bool need_live, int64 *now, LeaseLost *lost,
+								  LeaseHolder **holder);
 extern void lease_report_lost(const char *resource, int64 token,
 							  const LeaseLost *lost, bool fencing);
 
 /* lease_admin.c */
 extern void lease_admin_init(void);
 
+/* lease_counted.c: counted leases; callers hold the lease lock as each says */
+extern void lease_counted_init(void);
+extern int32 lease_arg_permits(FunctionCallInfo fcinfo, int argno);
+extern void lease_set_permits(LeaseEntry *e, int32 permits, int64 now);
+extern int64 lease_counted_try_grant(LeaseEntry *e, const char *owner,
+									 int64 ttl_us, bool may_take, int64 now);
+extern void lease_counted_reclaim(LeaseEntry *e, int64 now);
+extern int64 lease_holder_regrant(LeaseEntry *e, const char *owner,
+								  int64 ttl_us, int64 now);
+extern LeaseHolder *lease_holder_new(LeaseEntry *e, const char *owner,
+									 int64 ttl_us, int64 now);
+extern int64 lease_counted_next_change(LeaseEntry *e, int64 now);
+extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
+extern bool lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
+							  uint64 *counter);
+extern bool lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now,
+							 uint64 *counter, bool keep_fenced);
+extern bool lease_holder_is_retry(LeaseEntry *e, const char *owner, Oid role,
+								  int64 now);
+extern int	lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter);
+extern int	lease_counted_live(LeaseEntry *e, int64 now);
+extern void lease_holder_fence_tag(LOCKTAG *tag, Oid dbid, int64 token);
+
+/*
+ * Is holder h live: not expired, not released, and granted in the server's
+ * current era, the rule lease_is_live applies to an exclusive lease.
+ */
+#define lease_holder_live(h, now) \
+	((now) < (h)->expires_mono && !(h)->ended && LeaseTokenLive((h)->token))
+
+/*
+ * Does e keep its holders in its holder list (a counted lease, or a
+ * resource with shared holders)?
+ */
+#define lease_has_holders(e) ((e)->permits > 1 || (e)->nholders > 0)
+
+/* lease_shared.c: shared leases, in the holder list of a 1-permit entry */
+extern int64 lease_shared_try_grant(LeaseEntry *e, const char *owner,
+									int64 ttl_us, bool may_take, int64 now);
+extern bool lease_shared_block_exclusive(LeaseEntry *e, int64 now);
+
 /* lease_fence.c */
 extern void lease_fence_init(void);
+extern void lease_remember_fence(const LeaseKey *key, int64 token,
+								 bool counted);
 extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */

@@ -5,12 +5,22 @@
 
 CREATE FUNCTION lockctl.acquire(resource text, owner text,
                                 ttl interval DEFAULT '30 s',
-                                wait interval DEFAULT '0')
+                                wait interval DEFAULT '0',
+                                permits integer DEFAULT 1)
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire';
-COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
-    'take the lease on resource for owner, as the session''s role; returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+
+CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
+                                       ttl interval DEFAULT '30 s',
+                                       wait interval DEFAULT '0')
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
 
 CREATE FUNCTION lockctl.renew(resource text, token bigint,
                               ttl interval DEFAULT '30 s')
@@ -27,12 +37,13 @@ CREATE FUNCTION lockctl.release(resource text, token bigint)
 COMMENT ON FUNCTION lockctl.release(text, bigint) IS
     'end the lease held by token and wake the next waiter; false if it was not live and held by token, or is another role''s';
 
-CREATE FUNCTION lockctl.fence(resource text, token bigint)
+CREATE FUNCTION lockctl.fence(resource text, token bigint,
+                              extend interval DEFAULT NULL)
     RETURNS void
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_fence';
-COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
-    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends';
+COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
 
 CREATE FUNCTION lockctl.force_release(resource text)
     RETURNS boolean
@@ -60,7 +71,8 @@ CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
                                    OUT acquired_at timestamptz,
                                    OUT expires_at timestamptz,
                                    OUT waiters integer, OUT roleid oid,
-                                   OUT fenced boolean)
+                                   OUT fenced boolean, OUT mode text,
+                                   OUT permits integer)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
@@ -100,7 +112,11 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT waits bigint, OUT timeouts bigint,
                                     OUT fences bigint,
                                     OUT fence_failures bigint,
-                                    OUT table_full bigint)
+                                    OUT table_full bigint,
+                                    OUT counted_live integer,
+                                    OUT counted_grants bigint,
+                                    OUT shared_live integer,
+                                    OUT shared_grants bigint)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -110,7 +126,8 @@ COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
 CREATE VIEW lockctl.leases AS
     SELECT d.datname AS database, l.resource, l.owner, l.token,
            l.acquired_at, l.expires_at, l.waiters,
-           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced
+           pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced,
+           l.mode, l.permits
       FROM lockctl_internal.leases() AS l
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
@@ -130,10 +147,11 @@ COMMENT ON VIEW lockctl.lease_waiters IS
 CREATE VIEW lockctl.lease_stats AS
     SELECT * FROM lockctl_internal.lease_stats();
 
-GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
 GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
 -- Forcing leases free is administrative: superusers, and roles granted it.

@@ -45,6 +45,17 @@
 
 static bool exit_callback_registered = false;
 
+/*
+ * Grant e to owner if possible, by the kind asked for: shared
+ * (lease_shared.c), or by e's kind: one holder, or counted
+ * (lease_counted.c).  While anyone waits, e's kind does not change.
+ */
+#define lease_grant(e, owner, ttl_us, may_take, now, shared) \
+	((shared) ? lease_shared_try_grant(e, owner, ttl_us, may_take, now) : \
+	 (e)->permits > 1 ? \
+	 lease_counted_try_grant(e, owner, ttl_us, may_take, now) : \
+	 lease_try_grant(e, owner, ttl_us, may_take, now))
+
 /* the waiter slot of this backend while it is queued, else NULL */
 static LeaseWaiter *my_waiter = NULL;
 
@@ -52,7 +63,9 @@ static void lease_dequeue(void);
 static void lease_leave_queue(void);
 static void lease_exit_callback(int code, Datum arg);
 static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner,
-								  int64 ttl_us);
+								  int64 ttl_us, bool shared);
+static Datum lease_acquire(FunctionCallInfo fcinfo, int32 permits,
+						   bool shared);
 static int64 lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now,
 							   int64 deadline);
 static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
@@ -98,13 +111,17 @@ lease_dequeue(void)
 	 * next one mostly sleeps until an earlier expiry, or (lease_sleep_until)
 	 * until at most the ttl the one leaving asked for, which this grant
 	 * gave: waking it would only cost a hand-over a context switch and a
-	 * turn at the lease lock, for nothing.
+	 * turn at the lease lock, for nothing.  That holds for one exclusive
+	 * holder only: when the one leaving was a shared waiter, or the lease
+	 * is counted or has shared holders, another permit or another shared
+	 * grant may be free for the next one, which is always woken.
 	 */
 	if (was_head)
 	{
 		int64		now = lease_now_mono();
 
-		if (!lease_is_live(e, now) || dlist_is_empty(&e->waiters) ||
+		if (w->shared || lease_has_holders(e) ||
+			!lease_is_live(e, now) || dlist_is_empty(&e->waiters) ||
 			dlist_container(LeaseWaiter, node,
 							dlist_head_node(&e->waiters))->wake_at > e->expires_mono)
 			lease_wake_head(e);
@@ -146,7 +163,7 @@ lease_exit_callback(int code, Datum arg)
  * lease lock exclusively.
  */
 static LeaseWaiter *
-lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us)
+lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us, bool shared)
 {
 	LeaseWaiter *w;
 
@@ -164,6 +181,7 @@ lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us)
 	w->roleid = lease_session_role();
 	w->ttl_us = ttl_us;
 	w->wake_at = 0;				/* set by the caller before it sleeps */
+	w->shared = shared;
 	strlcpy(w->owner, owner, sizeof(w->owner));
 	dlist_push_tail(&e->waiters, &w->node);
 	e->nwaiters++;
@@ -187,6 +205,22 @@ lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now, int64 deadline)
 {
 	int64		sleep_until = deadline;
 
+	/*
+	 * Counted and shared holders: until the first of them expires (or its
+	 * fence is looked at again); a holder leaving sets the head's latch,
+	 * and a head leaving always wakes the next (lease_dequeue).
+	 */
+	if (lease_has_holders(e))
+	{
+		if (e->nholders > 0)
+			sleep_until = Min(sleep_until, lease_counted_next_change(e, now));
+		if (lease_is_live(e, now))
+			sleep_until = Min(sleep_until, e->expires_mono);
+		else if (e->fenced)
+			sleep_until = Min(sleep_until,
+							  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
+		return sleep_until;
+	}
 	if (lease_is_live(e, now))
 		sleep_until = Min(sleep_until, e->expires_mono);
 	else if (e->fenced)
@@ -240,9 +274,9 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
-		token = lease_try_grant(e, owner, ttl_us,
-								dlist_head_node(&e->waiters) == &w->node,
-								now);
+		token = lease_grant(e, owner, ttl_us,
+							dlist_head_node(&e->waiters) == &w->node, now,
+							w->shared);
 		if (token != 0 || now >= deadline)
 		{
 			if (token == 0)
@@ -283,12 +317,38 @@ lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner, int64 ttl_us,
 }
 
 /*
- * lockctl.acquire(resource text, owner text, ttl interval, wait interval)
- * returns bigint: a fencing token, or NULL if not granted within wait.
+ * lockctl.acquire(resource text, owner text, ttl interval, wait interval,
+ * permits integer) returns bigint: a fencing token, or NULL if not granted
+ * within wait.  permits > 1 makes a counted lease (lease_counted.c); 1.0's
+ * SQL has no permits argument.
  */
 PG_FUNCTION_INFO_V1(lockctl_acquire);
 Datum
 lockctl_acquire(PG_FUNCTION_ARGS)
+{
+	int32		permits = 1;
+
+	if (PG_NARGS() > 4)
+		permits = lease_arg_permits(fcinfo, 4);
+	return lease_acquire(fcinfo, permits, false);
+}
+
+/*
+ * lockctl.acquire_shared(resource text, owner text, ttl interval, wait
+ * interval) returns bigint: a shared lease (lease_shared.c), or NULL.
+ */
+PG_FUNCTION_INFO_V1(lockctl_acquire_shared);
+Datum
+lockctl_acquire_shared(PG_FUNCTION_ARGS)
+{
+	return lease_acquire(fcinfo, 1, true);
+}
+
+/*
+ * acquire and acquire_shared: the first four arguments are theirs.
+ */
+static Datum
+lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 {
 	char	   *resource = lockctl_arg_name(fcinfo, 0, "resource", false);
 	char	   *owner = lockctl_arg_name(fcinfo, 1, "owner", false);
@@ -305,8 +365,10 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	int64		sleep_until;
 	int64		token;
 
-	lease_check_writable("lockctl.acquire()");
-	lease_check_ttl(ttl_us, "lockctl.acquire");
+	lease_check_writable(shared ? "lockctl.acquire_shared()" :
+						 "lockctl.acquire()");
+	lease_check_ttl(ttl_us, shared ? "lockctl.acquire_shared" :
+					"lockctl.acquire");
 	lease_check_shmem();
 	LeaseTokenCheck();
 	lease_make_key(&key, resource);
@@ -317,13 +379,15 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 	lease_check_quota(&key, owner, lease_session_role(), now);
 	e = lease_enter(&key);
 	deadline = now + wait_us;
-	token = lease_try_grant(e, owner, ttl_us, e->nwaiters == 0, now);
+	if (e->permits != permits)
+		lease_set_permits(e, permits, now);
+	token = lease_grant(e, owner, ttl_us, e->nwaiters == 0, now, shared);
 	if (token != 0)
 	{
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_INT64(token);
 	}
-	if (lease_is_live(e, now))
+	if (lease_is_live(e, now) || e->nholders >= e->permits)
 		lease_shared->stats.conflicts++;
 	if (wait_us == 0)
 	{
@@ -333,7 +397,7 @@ lockctl_acquire(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 
-	w = lease_enqueue(e, owner, ttl_us);
+	w = lease_enqueue(e, owner, ttl_us, shared);
 	sleep_until = lease_sleep_until(e, w, now, deadline);
 	w->wake_at = sleep_until;
 	LWLockRelease(lease_shared->lock);

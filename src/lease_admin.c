@@ -96,6 +96,42 @@ lease_release_where(Oid dbid, Oid role, bool database_gone)
 	{
 		if (OidIsValid(dbid) && e->key.dbid != dbid)
 			continue;
+		if (e->nholders > 0)
+		{
+			/*
+			 * Counted and shared holders of the role, or all of them: a
+			 * fenced one keeps its slot (ended) until its fence is over,
+			 * unless the database is gone.
+			 */
+			dlist_mutable_iter it;
+			bool		ended = false;
+
+			dlist_foreach_modify(it, &e->holders)
+			{
+				LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
+
+				if (OidIsValid(role) && h->roleid != role)
+					continue;
+				if (h->ended && !database_gone)
+					continue;
+				if (lease_holder_end(e, h, now,
+									 &lease_shared->stats.force_releases,
+									 !database_gone))
+					released++;
+				ended = true;
+			}
+			if (ended || database_gone)
+			{
+				if (database_gone)
+				{
+					e->fenced = false;
+					e->fenced_by = 0;
+				}
+				lease_wake_head(e);
+				lease_maybe_remove(e);
+			}
+			continue;
+		}
 		if (OidIsValid(role) && (!e->held || e->roleid != role))
 			continue;
 		if (e->held)

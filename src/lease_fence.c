@@ -64,6 +64,7 @@ typedef struct LeaseFenced
 {
 	LeaseKey	key;
 	int64		token;
+	bool		counted;		/* a counted or shared holder: its own lock */
 } LeaseFenced;
 
 static LeaseFenced *fenced_list = NULL;
@@ -73,7 +74,6 @@ static int	fenced_alloc = 0;
 static void lease_xact_release(ResourceReleasePhase phase, bool isCommit,
 							   bool isTopLevel, void *arg);
 static void lease_fence_xact(XactEvent event, void *arg);
-static void lease_remember_fence(const LeaseKey *key, int64 token);
 
 /*
  * Called by LeaseInit: clear the flag and wake waiters when a fencing
@@ -127,9 +127,14 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 		LeaseEntry *e = hash_search(lease_hash, &fenced_list[i].key,
 									HASH_FIND, NULL);
 
-		if (e == NULL || !e->fenced)
+		/*
+		 * A holder of a counted or shared lease fences its own lock: its
+		 * slot, kept while fenced, is freed by the next grant or sweep,
+		 * which tries that lock; the head waiter looks now.
+		 */
+		if (e == NULL || (!e->fenced && e->nholders == 0))
 			continue;
-		if (clear && e->fenced_by == MyProcNumber + 1)
+		if (clear && e->fenced && e->fenced_by == MyProcNumber + 1)
 		{
 			e->fenced = false;
 			e->fenced_by = 0;
@@ -144,8 +149,8 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 		fenced_count = 0;
 }
 
-static void
-lease_remember_fence(const LeaseKey *key, int64 token)
+void
+lease_remember_fence(const LeaseKey *key, int64 token, bool counted)
 {
 	int			i;
 
@@ -154,6 +159,7 @@ lease_remember_fence(const LeaseKey *key, int64 token)
 		{
 			/* fenced again, perhaps after a new grant to this backend */
 			fenced_list[i].token = token;
+			fenced_list[i].counted = counted;
 			return;
 		}
 	if (fenced_count >= fenced_alloc)
@@ -168,6 +174,7 @@ lease_remember_fence(const LeaseKey *key, int64 token)
 		fenced_alloc = n;
 	}
 	memcpy(&fenced_list[fenced_count].key, key, sizeof(LeaseKey));
+	fenced_list[fenced_count].counted = counted;
 	fenced_list[fenced_count++].token = token;
 }
 
@@ -214,7 +221,10 @@ LeaseFencedInXact(const char *resource, int64 *token)
 	 * the same on every major (LockHeldByMe changed its arguments in 17); on
 	 * the refusing path it may take the free lock for a moment.
 	 */
-	lease_fence_tag(&tag, &key);
+	if (fenced_list[i].counted)
+		lease_holder_fence_tag(&tag, key.dbid, fenced_list[i].token);
+	else
+		lease_fence_tag(&tag, &key);
 	switch (LockAcquire(&tag, ExclusiveLock, false, true))
 	{
 		case LOCKACQUIRE_NOT_AVAIL:
@@ -229,8 +239,17 @@ LeaseFencedInXact(const char *resource, int64 *token)
 
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	live = (e != NULL && e->held && e->fenced &&
-			e->token == fenced_list[i].token);
+	if (fenced_list[i].counted)
+	{
+		/* a counted or shared holder: still there (not released), fenced */
+		LeaseHolder *h = (e != NULL && e->nholders > 0) ?
+			lease_counted_find(e, fenced_list[i].token) : NULL;
+
+		live = (h != NULL && h->fenced && !h->ended);
+	}
+	else
+		live = (e != NULL && e->held && e->fenced &&
+				e->token == fenced_list[i].token);
 	LWLockRelease(lease_shared->lock);
 
 	if (live)
@@ -239,11 +258,20 @@ LeaseFencedInXact(const char *resource, int64 *token)
 }
 
 /*
- * lockctl.fence(resource text, token bigint): inside the transaction that
- * writes the data the lease protects, check that token is the live
- * holder's and the lease the calling role's (or a role's whose privileges
- * it has), and keep the lease from being granted to anyone else until the
- * transaction ends.  A stale token, or another role's lease, is a 40001.
+ * lockctl.fence(resource text, token bigint, extend interval): inside the
+ * transaction that writes the data the lease protects, check that token is
+ * the live holder's and the lease the calling role's (or a role's whose
+ * privileges it has), and keep the lease from being granted to anyone else
+ * until the transaction ends.  A stale token, or another role's lease, is
+ * a 40001.  With extend (not NULL; 1.0's SQL has no such argument) the
+ * lease is also renewed to extend from now, so that a holder that writes
+ * often needs no renew.
+ *
+ * A holder of a counted lease, or a shared holder, fences its own permit:
+ * it takes its holder's fence lock (lease_counted.c), and a shared holder
+ * first the resource's fence lock in ShareLock, which keeps every
+ * exclusive grant out until the transaction ends (lease_fence_free wants
+ * ExclusiveLock) but not the other shared holders (lease_shared.c).
  */
 PG_FUNCTION_INFO_V1(lockctl_fence);
 Datum
@@ -254,36 +282,79 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	LeaseKey	key;
 	LOCKTAG		tag;
 	LeaseEntry *e;
+	LeaseHolder *h;
 	int64		now;
 	LeaseLost	lost;
+	int64		extend_us = 0;
+	bool		holder;
+	bool		shared;
+
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		extend_us = lockctl_arg_interval_us(fcinfo, 2, "extend",
+											LEASE_TTL_MIN_US, LEASE_TTL_MAX_US);
 
 	/*
 	 * Not lease_check_writable: a read-only transaction may fence, to read
-	 * what the lease protects while nobody else can take it.
+	 * what the lease protects while nobody else can take it.  Extending
+	 * renews the lease, which is a write as renew() is.
 	 */
 	PreventCommandDuringRecovery("lockctl.fence()");
+	if (extend_us > 0)
+	{
+		lease_check_writable("lockctl.fence()");
+		lease_check_ttl(extend_us, "lockctl.fence");
+	}
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
 	/* permission before lock: only the lease's role may queue for it */
-	e = lease_find_own(&key, token, true, &now, &lost);
+	e = lease_find_own(&key, token, true, &now, &lost, &h);
 	if (e == NULL)
 		goto lost;
+	holder = (h != NULL);
+	shared = holder && e->permits == 1;
 	LWLockRelease(lease_shared->lock);
 
 	/* the fence lock; this may wait for another fencing transaction */
-	lease_fence_tag(&tag, &key);
+	if (shared)
+	{
+		lease_fence_tag(&tag, &key);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+	}
+	if (holder)
+		lease_holder_fence_tag(&tag, key.dbid, token);
+	else
+		lease_fence_tag(&tag, &key);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
-	/* and again under the lease lock, which a grant needs too */
-	e = lease_find_own(&key, token, true, &now, &lost);
+	/*
+	 * And again under the lease lock, which a grant needs too.  A token
+	 * names one grant: found again, it is the same kind of lease.
+	 */
+	e = lease_find_own(&key, token, true, &now, &lost, &h);
 	if (e == NULL)
 		goto lost;				/* the lock goes with the aborted transaction */
-	e->fenced = true;
-	e->fenced_by = MyProcNumber + 1;
+	Assert((h != NULL) == holder);
+	if (h != NULL)
+		h->fenced = true;
+	if (h == NULL || shared)
+	{
+		e->fenced = true;
+		e->fenced_by = MyProcNumber + 1;
+	}
+	if (extend_us > 0)
+	{
+		/* renewed in the protected write; the waiters' timeout moves */
+		if (h != NULL)
+			h->expires_mono = now + extend_us;
+		else
+			e->expires_mono = now + extend_us;
+		lease_shared->stats.renewals++;
+		lease_wake_head(e);
+	}
 	lease_shared->stats.fences++;
 	LWLockRelease(lease_shared->lock);
-	lease_remember_fence(&key, token);
+	lease_remember_fence(&key, token, holder);
 	PG_RETURN_VOID();
 
 lost:

@@ -66,6 +66,7 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	LeaseEntry *e;
 	int64		now;
 	LeaseLost	lost;
+	LeaseHolder *h;
 	TimestampTz expires;
 
 	lease_check_writable("lockctl.renew()");
@@ -73,9 +74,21 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	e = lease_find_own(&key, token, true, &now, &lost);
+	e = lease_find_own(&key, token, true, &now, &lost, &h);
 	if (e == NULL)
 		lease_report_lost(resource, token, &lost, false);
+
+	if (h != NULL)
+	{
+		/* a counted or shared holder (lease_counted.c, lease_shared.c) */
+		h->expires_mono = now + ttl_us;
+		lease_shared->stats.renewals++;
+		/* the first waiter may sleep until this holder's old expiry */
+		lease_wake_head(e);
+		expires = GetCurrentTimestamp() + (h->expires_mono - now);
+		LWLockRelease(lease_shared->lock);
+		PG_RETURN_TIMESTAMPTZ(expires);
+	}
 
 	e->expires_mono = now + ttl_us;
 	lease_shared->stats.renewals++;
@@ -103,16 +116,20 @@ lockctl_release(PG_FUNCTION_ARGS)
 	LeaseEntry *e;
 	int64		now;
 	LeaseLost	lost;
+	LeaseHolder *h;
 	bool		released;
 
 	lease_check_writable("lockctl.release()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	e = lease_find_own(&key, token, false, &now, &lost);
+	e = lease_find_own(&key, token, false, &now, &lost, &h);
 	if (e == NULL)
 		PG_RETURN_BOOL(false);
-	released = lease_end(e, now, &lease_shared->stats.releases);
+	if (h != NULL)
+		released = lease_counted_end(e, h, now, &lease_shared->stats.releases);
+	else
+		released = lease_end(e, now, &lease_shared->stats.releases);
 	LWLockRelease(lease_shared->lock);
 
 	PG_RETURN_BOOL(released);
@@ -138,7 +155,11 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	if (e != NULL && e->held)
+	/* counted and shared holders (never live with an exclusive one) */
+	if (e != NULL && lease_has_holders(e))
+		released = lease_counted_end_all(e, lease_now_mono(),
+										 &lease_shared->stats.force_releases) > 0;
+	else if (e != NULL && e->held)
 		released = lease_end(e, lease_now_mono(),
 							 &lease_shared->stats.force_releases);
 	LWLockRelease(lease_shared->lock);

@@ -723,6 +723,9 @@ LeaseRestoreDump(void)
 		e->expires_mono = now_mono + remaining;
 		e->nwaiters = 0;
 		dlist_init(&e->waiters);
+		e->permits = 1;
+		e->nholders = 0;
+		dlist_init(&e->holders);
 		restored++;
 	}
 	if (restored > 0)

@@ -52,6 +52,7 @@ typedef struct LeaseEncodings
 } LeaseEncodings;
 
 static int	lease_collect(const char *resource, LeaseRow **rows_out);
+static LeaseRow *lease_add_row(LeaseRow **rows, int *nrows, int *nalloc);
 static void lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 							bool one_resource);
 static int	lease_db_encoding(Oid dbid, LeaseEncodings *cache);
@@ -74,11 +75,28 @@ struct LeaseRow
 	TimestampTz expires_at;
 	int			nwaiters;
 	bool		fenced;
+	int32		permits;		/* 1: exclusive; > 1: one holder of a counted
+								 * lease; 0: a shared holder */
 };
 
 /*
- * Copy the live leases (all of them, or only the one on resource in this
- * database) into a palloc'd array; returns how many.
+ * A new row at the end of *rows, grown as needed.
+ */
+static LeaseRow *
+lease_add_row(LeaseRow **rows, int *nrows, int *nalloc)
+{
+	if (*nrows >= *nalloc)
+	{
+		*nalloc *= 2;
+		*rows = repalloc(*rows, sizeof(LeaseRow) * *nalloc);
+	}
+	return &(*rows)[(*nrows)++];
+}
+
+/*
+ * Copy the live leases (all of them, or only those on resource in this
+ * database; a counted lease has a row per live holder) into a palloc'd
+ * array; returns how many.
  */
 static int
 lease_collect(const char *resource, LeaseRow **rows_out)
@@ -102,8 +120,6 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 	if (resource != NULL)
 	{
 		e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-		if (e != NULL && !lease_is_live(e, now_mono))
-			e = NULL;
 		nalloc = 1;
 		rows = palloc(sizeof(LeaseRow));
 	}
@@ -117,17 +133,39 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 
 	while (e != NULL)
 	{
-		if (lease_is_live(e, now_mono))
+		if (e->nholders > 0)
+		{
+			/*
+			 * counted and shared leases (lease_counted.c, lease_shared.c):
+			 * a row per live holder
+			 */
+			dlist_iter	it;
+
+			dlist_foreach(it, &e->holders)
+			{
+				LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
+				LeaseRow   *r;
+
+				if (!lease_holder_live(h, now_mono))
+					continue;
+				r = lease_add_row(&rows, &nrows, &nalloc);
+				r->dbid = e->key.dbid;
+				strlcpy(r->resource, e->key.resource, sizeof(r->resource));
+				strlcpy(r->owner, h->owner, sizeof(r->owner));
+				r->token = h->token;
+				r->roleid = h->roleid;
+				r->acquired_at = h->acquired_at;
+				r->expires_at = now_wall + (h->expires_mono - now_mono);
+				r->nwaiters = e->nwaiters;
+				r->fenced = h->fenced;
+				r->permits = e->permits > 1 ? e->permits : 0;
+			}
+		}
+		if (e->permits == 1 && lease_is_live(e, now_mono))
 		{
 			LeaseRow   *r;
 
-			/* nentries bounds the hash, but stay safe if it did not */
-			if (nrows >= nalloc)
-			{
-				nalloc *= 2;
-				rows = repalloc(rows, sizeof(LeaseRow) * nalloc);
-			}
-			r = &rows[nrows++];
+			r = lease_add_row(&rows, &nrows, &nalloc);
 			r->dbid = e->key.dbid;
 			strlcpy(r->resource, e->key.resource, sizeof(r->resource));
 			strlcpy(r->owner, e->owner, sizeof(r->owner));
@@ -137,6 +175,7 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 			r->expires_at = lease_wall_expiry(e, now_mono, now_wall);
 			r->nwaiters = e->nwaiters;
 			r->fenced = e->fenced;
+			r->permits = 1;
 		}
 		if (resource != NULL)
 			break;
@@ -256,8 +295,8 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 	{
 		LeaseRow   *r = &rows[i];
 		bool		visible = lease_may_act(r->roleid);
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[11];
+		bool		nulls[11];
 		int			n = 0;
 
 		memset(nulls, 0, sizeof(nulls));
@@ -285,6 +324,18 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 		else
 			values[n++] = ObjectIdGetDatum(r->roleid);
 		values[n++] = BoolGetDatum(r->fenced);
+		/* mode and permits: in 1.1's SQL, not in 1.0's */
+		if (!one_resource && rsinfo->setDesc->natts >= 11)
+		{
+			values[n++] = CStringGetTextDatum(r->permits > 1 ? "counted" :
+											  r->permits == 1 ? "exclusive" :
+											  "shared");
+			if (r->permits > 0)
+				values[n] = Int32GetDatum(r->permits);
+			else
+				nulls[n] = true;
+			n++;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
 	}
@@ -422,11 +473,13 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	int			nentries;
 	int			live = 0;
 	int			waiting = 0;
+	int			counted_live = 0;
+	int			shared_live = 0;
 	HASH_SEQ_STATUS seq;
 	LeaseEntry *e;
 	int64		now;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[20];
+	bool		nulls[20];
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -440,7 +493,17 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (lease_is_live(e, now))
+		if (e->nholders > 0)
+		{
+			int			n = lease_counted_live(e, now);
+
+			live += n;
+			if (e->permits > 1)
+				counted_live += n;
+			else
+				shared_live += n;
+		}
+		if (e->permits == 1 && lease_is_live(e, now))
 			live++;
 		waiting += e->nwaiters;
 	}
@@ -463,6 +526,14 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) c.fences);
 	values[i++] = Int64GetDatum((int64) c.fence_failures);
 	values[i++] = Int64GetDatum((int64) c.full);
+	/* counts per kind: in 1.1's SQL, not in 1.0's */
+	if (tupdesc->natts >= 20)
+	{
+		values[i++] = Int32GetDatum(counted_live);
+		values[i++] = Int64GetDatum((int64) c.counted_grants);
+		values[i++] = Int32GetDatum(shared_live);
+		values[i++] = Int64GetDatum((int64) c.shared_grants);
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -41,7 +41,8 @@ extern void WorkerInit(void);	/* worker.c */
 
 /*
  * A concept's part of shared memory (shmem.c): its size, computed once
- * MaxBackends is known; the name of its LWLock tranche (one lock); and the
+ * MaxBackends is known; the name of its LWLock tranche (one lock; NULL for
+ * a part protected by another part's lock); and the
  * function that creates or attaches to it at shmem startup.
  */
 typedef struct LockctlShmemPart

@@ -71,7 +71,9 @@ lockctl_shmem_request(void)
 	for (int i = 0; i < nparts; i++)
 	{
 		RequestAddinShmemSpace(parts[i]->size());
-		RequestNamedLWLockTranche(parts[i]->tranche, 1);
+		/* a part without a lock of its own is under another part's lock */
+		if (parts[i]->tranche != NULL)
+			RequestNamedLWLockTranche(parts[i]->tranche, 1);
 	}
 }
 

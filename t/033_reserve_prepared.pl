@@ -117,5 +117,25 @@ sql("COMMIT PREPARED 'no-fence'");
 is(sql("SELECT count(*) FROM lockctl.holds WHERE holder = 'ok'"), '1',
 	'a transaction that did not fence is prepared and committed');
 
+# The same for a holder of a counted lease and a shared holder, which fence
+# their own locks.
+foreach my $kind (['counted', "lockctl.acquire('pool', 'w', '1 hour', permits => 2)"],
+				  ['shared', "lockctl.acquire_shared('doc', 'w', '1 hour')"])
+{
+	my ($name, $acquire) = @$kind;
+	my $res = $name eq 'counted' ? 'pool' : 'doc';
+	my $htok = sql("SELECT $acquire");
+	($ret, $out, $err) = $node->psql('postgres', qq{\\set VERBOSITY verbose
+BEGIN;
+SELECT lockctl.fence('$res', $htok);
+PREPARE TRANSACTION 'fenced-$name'});
+	like($err, qr/ERROR:  0A000: cannot PREPARE a transaction that has called lockctl\.fence\(\)/,
+		"PREPARE TRANSACTION after a $name holder's fence is refused with 0A000");
+	is(sql('SELECT count(*) FROM pg_prepared_xacts'), '0', 'nothing is prepared');
+	is(sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid IN (19523, 19524)"),
+		'0', "no fence lock of the $name holder is left behind");
+	is(sql("SELECT lockctl.release('$res', $htok)"), 't', "the $name holder releases");
+}
+
 $node->stop;
 done_testing();
