@@ -44,9 +44,12 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/heapam.h"
+#include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -55,6 +58,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -66,6 +70,8 @@
 #include "utils/hsearch.h"
 #include "utils/resowner.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
@@ -422,7 +428,7 @@ static const char *const request_plan_sql[REQUEST_NPLANS] = {
 	"        claimed = excluded.claimed, completed = NULL,"
 	"        expires = excluded.expires, claim_xact = excluded.claim_xact"
 	"  WHERE k.expires OPERATOR(pg_catalog.<=) $4"
-	" RETURNING true",
+	" RETURNING k.tableoid, k.ctid",
 	/* $1 scope, $2 key */
 	"SELECT k.fingerprint, k.result, k.claim_xact"
 	"  FROM lockctl.request_keys AS k"
@@ -549,6 +555,178 @@ request_run(FunctionCallInfo fcinfo, RequestPlan which, Datum *args,
 	return processed;
 }
 
+
+/*
+ * The claim this backend made last: complete_request of that key in the
+ * same transaction, the usual case, updates its row directly (see
+ * request_complete_fast) instead of through the executor.  Only a hint: a
+ * claim whose subtransaction rolled back, a row updated since, anything
+ * that does not match, and the SQL path is taken.
+ */
+typedef struct RequestMemo
+{
+	FullTransactionId fxid;		/* top transaction of the claim */
+	Oid			scope;
+	Oid			relid;			/* lockctl.request_keys */
+	Oid			relfilenode;	/* its storage when the row was written */
+	ItemPointerData tid;		/* the row's latest version */
+	char		key[LOCKCTL_NAME_MAXLEN + 1];
+} RequestMemo;
+
+static RequestMemo request_memo;
+
+static void
+request_memo_set(Oid scope, const char *key, Oid relid, ItemPointer tid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	request_memo.relfilenode = rel->rd_rel->relfilenode;
+	table_close(rel, NoLock);
+	request_memo.fxid = GetTopFullTransactionId();
+	request_memo.scope = scope;
+	request_memo.relid = relid;
+	ItemPointerCopy(tid, &request_memo.tid);
+	strlcpy(request_memo.key, key, sizeof(request_memo.key));
+}
+
+static int
+request_attnum(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	elog(ERROR, "lockctl.request_keys has no column \"%s\"", name);
+	return -1;					/* keep the compiler quiet */
+}
+
+/*
+ * complete_request of the key this transaction claimed last in this
+ * backend: store result in its row with heap_update and, when the update
+ * is not HOT, new entries in the table's indexes (plain ones: anything
+ * else, and the SQL path is taken), as catalog updates do.  The row is the
+ * one the memo names if it is visible to this transaction as its own
+ * (SnapshotSelf: written by it, by no subtransaction since rolled back, and
+ * not updated since) and is (scope, key) claimed by this transaction.
+ * Returns false, having changed nothing, when the SQL path must do it.
+ */
+static bool
+request_complete_fast(Oid scope, const char *key, Datum result)
+{
+	Relation	rel;
+	HeapTupleData oldtup;
+	ItemPointerData otid;
+	HeapTuple	newtup;
+	Buffer		buf;
+	TupleDesc	desc;
+	CatalogIndexState indstate;
+	Datum		values[3];
+	bool		isnull;
+	Datum	   *repl_values;
+	bool	   *repl_nulls;
+	bool	   *repl;
+	int			a_scope, a_key, a_xact, a_result, a_completed;
+	int			i;
+	bool		ok;
+
+	if (!FullTransactionIdIsValid(request_memo.fxid) ||
+		!FullTransactionIdEquals(request_memo.fxid, GetTopFullTransactionIdIfAny()) ||
+		request_memo.scope != scope || strcmp(request_memo.key, key) != 0 ||
+		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
+		return false;
+
+	rel = try_table_open(request_memo.relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_rel->relfilenode != request_memo.relfilenode ||
+		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity)
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	desc = RelationGetDescr(rel);
+	a_scope = request_attnum(desc, "scope");
+	a_key = request_attnum(desc, "key");
+	a_xact = request_attnum(desc, "claim_xact");
+	a_result = request_attnum(desc, "result");
+	a_completed = request_attnum(desc, "completed");
+
+	/* the row: this transaction's own, live, (scope, key) claimed by it */
+	oldtup.t_self = request_memo.tid;
+	if (!heap_fetch(rel, SnapshotSelf, &oldtup, &buf, false))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	values[0] = heap_getattr(&oldtup, a_scope + 1, desc, &isnull);
+	ok = !isnull;
+	if (ok)
+	{
+		char	   *scope_name = GetUserNameFromId(scope, true);
+
+		ok = scope_name != NULL &&
+			strcmp(NameStr(*DatumGetName(values[0])), scope_name) == 0;
+	}
+	if (ok)
+	{
+		values[1] = heap_getattr(&oldtup, a_key + 1, desc, &isnull);
+		ok = !isnull && strcmp(TextDatumGetCString(values[1]), key) == 0;
+	}
+	if (ok)
+	{
+		values[2] = heap_getattr(&oldtup, a_xact + 1, desc, &isnull);
+		ok = !isnull &&
+			FullTransactionIdEquals(DatumGetFullTransactionId(values[2]),
+									request_memo.fxid);
+	}
+	if (ok)
+	{
+		/* plain indexes only: catalog-style index upkeep handles no more */
+		indstate = CatalogOpenIndexes(rel);
+		for (i = 0; i < indstate->ri_NumIndices; i++)
+		{
+			IndexInfo  *ii = indstate->ri_IndexRelationInfo[i];
+
+			if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
+				ii->ii_ExclusionOps != NULL ||
+				!indstate->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+				ok = false;
+		}
+		if (!ok)
+			CatalogCloseIndexes(indstate);
+	}
+	if (!ok)
+	{
+		ReleaseBuffer(buf);
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	repl_values = palloc0(desc->natts * sizeof(Datum));
+	repl_nulls = palloc0(desc->natts * sizeof(bool));
+	repl = palloc0(desc->natts * sizeof(bool));
+	repl_values[a_result] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
+	repl[a_result] = true;
+	repl_values[a_completed] = TimestampTzGetDatum(GetCurrentTimestamp());
+	repl[a_completed] = true;
+	newtup = heap_modify_tuple(&oldtup, desc, repl_values, repl_nulls, repl);
+	ReleaseBuffer(buf);
+
+	otid = oldtup.t_self;
+	CatalogTupleUpdateWithInfo(rel, &otid, newtup, indstate);
+	CatalogCloseIndexes(indstate);
+	ItemPointerCopy(&newtup->t_self, &request_memo.tid);
+	table_close(rel, RowExclusiveLock);
+	heap_freetuple(newtup);
+	return true;
+}
+
 /* an interval of the given days and microseconds */
 static Datum
 request_interval(int32 days, int64 us)
@@ -633,8 +811,10 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 		argnulls[2] = 'n';
 	args[3] = TimestampTzGetDatum(now);
 	args[4] = expires;
-	if (request_run(fcinfo, REQUEST_PLAN_CLAIM, args, argnulls, 0, NULL, NULL) > 0)
+	if (request_run(fcinfo, REQUEST_PLAN_CLAIM, args, argnulls, 2, row, rownulls) > 0)
 	{
+		request_memo_set(scope, key, DatumGetObjectId(row[0]),
+						 (ItemPointer) DatumGetPointer(row[1]));
 		request_count(REQUEST_CLAIMS);
 		PG_RETURN_NULL();
 	}
@@ -688,6 +868,9 @@ lockctl_complete_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("result of lockctl.complete_request must not be null"),
 				 errhint("Pass '{}' for a request with nothing to replay.")));
+	if (request_complete_fast(scope, TextDatumGetCString(PG_GETARG_DATUM(0)),
+							  PG_GETARG_DATUM(1)))
+		PG_RETURN_VOID();
 	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
 	args[0] = NameGetDatum(&scope_name);
 	args[1] = PG_GETARG_DATUM(0);
