@@ -16,6 +16,17 @@
  * statement_timeout and cancel.  Two different keys whose hashes collide
  * only share a queue, never a claim.
  *
+ * lockctl.claim_request and lockctl.complete_request are C functions too
+ * (no PL/pgSQL frame, no SET clauses to save and restore on every call):
+ * they check their arguments, take the lock, and run their SQL through SPI
+ * with plans prepared once per backend, as the owner of the function (the
+ * extension's owner), which is what SECURITY DEFINER would do; callers
+ * have no rights on lockctl.request_keys.  The SQL names every object with
+ * its schema and writes every operator as OPERATOR(pg_catalog.x): a plan
+ * is analysed again under the caller's search_path when that changes or the
+ * table's definition does, and nothing the caller plants in public or
+ * pg_temp may be picked then.
+ *
  * Shared memory: one hash entry per database (at most REQUEST_STATS_DBS;
  * databases beyond that count in the entry of InvalidOid), with atomic
  * counters.  Protocol:
@@ -32,12 +43,22 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -48,7 +69,12 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/resowner.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "lockctl.h"
 
@@ -162,8 +188,16 @@ request_stats_entry(Oid dbid)
 static void
 request_count(RequestCounter c)
 {
-	/* entries are never removed, so the pointer stays valid */
-	pg_atomic_fetch_add_u64(&request_stats_entry(MyDatabaseId)->counters[c], 1);
+	/* entries are never removed, so the pointer stays valid: found once */
+	static RequestStats *mine = NULL;
+	static Oid	mine_db = InvalidOid;
+
+	if (mine == NULL || mine_db != MyDatabaseId)
+	{
+		mine = request_stats_entry(MyDatabaseId);
+		mine_db = MyDatabaseId;
+	}
+	pg_atomic_fetch_add_u64(&mine->counters[c], 1);
 }
 
 static void
@@ -367,4 +401,485 @@ lockctl_request_stats(PG_FUNCTION_ARGS)
 		values[i] = Int64GetDatum(e ? (int64) pg_atomic_read_u64(&e->counters[i]) : 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
+}
+
+/*
+ * The SQL of claim_request and complete_request, prepared once per backend
+ * (SPI_keepplan).  Every name has its schema and every operator is
+ * OPERATOR(pg_catalog.x): the plan cache analyses a query again under the
+ * search_path in force when the path or the table changed, and that path
+ * is the caller's.
+ */
+typedef enum RequestPlan
+{
+	REQUEST_PLAN_CLAIM,			/* claim: insert, or take over an expired key */
+	REQUEST_PLAN_FIND,			/* claim of a key in use: its row */
+	REQUEST_PLAN_COMPLETE,		/* complete: store the result */
+	REQUEST_NPLANS
+} RequestPlan;
+
+static const char *const request_plan_sql[REQUEST_NPLANS] = {
+	/* $1 scope, $2 key, $3 fingerprint, $4 now, $5 expires */
+	"INSERT INTO lockctl.request_keys AS k"
+	"       (scope, key, fingerprint, claimed, expires, claim_xact)"
+	" VALUES ($1, $2, $3, $4, $5, pg_catalog.pg_current_xact_id())"
+	" ON CONFLICT ON CONSTRAINT request_keys_pkey DO UPDATE"
+	"    SET fingerprint = excluded.fingerprint, result = NULL,"
+	"        claimed = excluded.claimed, completed = NULL,"
+	"        expires = excluded.expires, claim_xact = excluded.claim_xact"
+	"  WHERE k.expires OPERATOR(pg_catalog.<=) $4"
+	" RETURNING k.tableoid, k.ctid",
+	/* $1 scope, $2 key */
+	"SELECT k.fingerprint, k.result, k.claim_xact"
+	"  FROM lockctl.request_keys AS k"
+	" WHERE k.scope OPERATOR(pg_catalog.=) $1"
+	"   AND k.key OPERATOR(pg_catalog.=) $2",
+	/* $1 scope, $2 key, $3 result */
+	"UPDATE lockctl.request_keys AS k"
+	"   SET result = $3, completed = pg_catalog.clock_timestamp()"
+	" WHERE k.scope OPERATOR(pg_catalog.=) $1"
+	"   AND k.key OPERATOR(pg_catalog.=) $2"
+	"   AND k.claim_xact OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id_if_assigned()"
+};
+
+static const int request_plan_nargs[REQUEST_NPLANS] = {5, 2, 3};
+static const Oid request_plan_argtypes[REQUEST_NPLANS][5] = {
+	{NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	{NAMEOID, TEXTOID},
+	{NAMEOID, TEXTOID, JSONBOID},
+};
+
+static SPIPlanPtr request_plans[REQUEST_NPLANS];
+
+/* Call between SPI_connect and SPI_finish. */
+static SPIPlanPtr
+request_plan(RequestPlan which)
+{
+	SPIPlanPtr	plan;
+
+	if (request_plans[which] != NULL)
+		return request_plans[which];
+	/* a generic plan from the start: the parameters never change its shape */
+	plan = SPI_prepare_cursor(request_plan_sql[which], request_plan_nargs[which],
+							  (Oid *) request_plan_argtypes[which],
+							  CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 request_plan_sql[which], SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	request_plans[which] = plan;
+	return plan;
+}
+
+/*
+ * The role that SECURITY DEFINER would run the called function as: its
+ * owner (the extension's owner, who owns lockctl.request_keys), looked up
+ * once per call site as fmgr does for SECURITY DEFINER functions.
+ */
+static Oid
+request_definer(FunctionCallInfo fcinfo)
+{
+	Oid		   *owner = (Oid *) fcinfo->flinfo->fn_extra;
+
+	if (owner == NULL)
+	{
+		HeapTuple	tup = SearchSysCache1(PROCOID,
+										  ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for function %u",
+				 fcinfo->flinfo->fn_oid);
+		owner = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+		*owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		ReleaseSysCache(tup);
+		fcinfo->flinfo->fn_extra = owner;
+	}
+	return *owner;
+}
+
+/*
+ * Run plan which with the given parameters as the function's owner, in a
+ * restricted security context (as a SECURITY DEFINER function, and no
+ * more: nothing of the caller's may run with the owner's rights).  Returns
+ * SPI_processed; with a row wanted, *row gets its columns' values, copied
+ * to the caller's memory context.  The caller's identity comes back on
+ * error too.
+ */
+static uint64
+request_run(FunctionCallInfo fcinfo, RequestPlan which, Datum *args,
+			const char *argnulls, int ncols, Datum *row, bool *rownulls)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	volatile uint64 processed = 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(request_definer(fcinfo),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		int			rc;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		rc = SPI_execute_plan(request_plan(which), args, argnulls, false,
+							  ncols > 0 ? 1 : 0);
+		if (rc < 0)
+			elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+				 request_plan_sql[which], SPI_result_code_string(rc));
+		processed = SPI_processed;
+		if (ncols > 0 && processed > 0)
+		{
+			int			i;
+
+			for (i = 0; i < ncols; i++)
+			{
+				Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i);
+
+				row[i] = SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, i + 1, &rownulls[i]);
+				if (!rownulls[i])
+					row[i] = SPI_datumTransfer(row[i], att->attbyval, att->attlen);
+			}
+		}
+		if (SPI_finish() != SPI_OK_FINISH)
+			elog(ERROR, "SPI_finish failed");
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+	return processed;
+}
+
+
+/*
+ * The claim this backend made last: complete_request of that key in the
+ * same transaction, the usual case, updates its row directly (see
+ * request_complete_fast) instead of through the executor.  Only a hint: a
+ * claim whose subtransaction rolled back, a row updated since, anything
+ * that does not match, and the SQL path is taken.
+ */
+typedef struct RequestMemo
+{
+	FullTransactionId fxid;		/* top transaction of the claim */
+	Oid			scope;
+	Oid			relid;			/* lockctl.request_keys */
+	Oid			relfilenode;	/* its storage when the row was written */
+	ItemPointerData tid;		/* the row's latest version */
+	char		key[LOCKCTL_NAME_MAXLEN + 1];
+} RequestMemo;
+
+static RequestMemo request_memo;
+
+static void
+request_memo_set(Oid scope, const char *key, Oid relid, ItemPointer tid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	request_memo.relfilenode = rel->rd_rel->relfilenode;
+	table_close(rel, NoLock);
+	request_memo.fxid = GetTopFullTransactionId();
+	request_memo.scope = scope;
+	request_memo.relid = relid;
+	ItemPointerCopy(tid, &request_memo.tid);
+	strlcpy(request_memo.key, key, sizeof(request_memo.key));
+}
+
+static int
+request_attnum(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	elog(ERROR, "lockctl.request_keys has no column \"%s\"", name);
+	return -1;					/* keep the compiler quiet */
+}
+
+/*
+ * complete_request of the key this transaction claimed last in this
+ * backend: store result in its row with heap_update and, when the update
+ * is not HOT, new entries in the table's indexes (plain ones: anything
+ * else, and the SQL path is taken), as catalog updates do.  The row is the
+ * one the memo names if it is visible to this transaction as its own
+ * (SnapshotSelf: written by it, by no subtransaction since rolled back, and
+ * not updated since) and is (scope, key) claimed by this transaction.
+ * Returns false, having changed nothing, when the SQL path must do it.
+ */
+static bool
+request_complete_fast(Oid scope, const char *key, Datum result)
+{
+	Relation	rel;
+	HeapTupleData oldtup;
+	ItemPointerData otid;
+	HeapTuple	newtup;
+	Buffer		buf;
+	TupleDesc	desc;
+	CatalogIndexState indstate;
+	Datum		values[3];
+	bool		isnull;
+	Datum	   *repl_values;
+	bool	   *repl_nulls;
+	bool	   *repl;
+	int			a_scope, a_key, a_xact, a_result, a_completed;
+	int			i;
+	bool		ok;
+
+	if (!FullTransactionIdIsValid(request_memo.fxid) ||
+		!FullTransactionIdEquals(request_memo.fxid, GetTopFullTransactionIdIfAny()) ||
+		request_memo.scope != scope || strcmp(request_memo.key, key) != 0 ||
+		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
+		return false;
+
+	rel = try_table_open(request_memo.relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_rel->relfilenode != request_memo.relfilenode ||
+		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity)
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	desc = RelationGetDescr(rel);
+	a_scope = request_attnum(desc, "scope");
+	a_key = request_attnum(desc, "key");
+	a_xact = request_attnum(desc, "claim_xact");
+	a_result = request_attnum(desc, "result");
+	a_completed = request_attnum(desc, "completed");
+
+	/* the row: this transaction's own, live, (scope, key) claimed by it */
+	oldtup.t_self = request_memo.tid;
+	if (!heap_fetch(rel, SnapshotSelf, &oldtup, &buf, false))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	values[0] = heap_getattr(&oldtup, a_scope + 1, desc, &isnull);
+	ok = !isnull;
+	if (ok)
+	{
+		char	   *scope_name = GetUserNameFromId(scope, true);
+
+		ok = scope_name != NULL &&
+			strcmp(NameStr(*DatumGetName(values[0])), scope_name) == 0;
+	}
+	if (ok)
+	{
+		values[1] = heap_getattr(&oldtup, a_key + 1, desc, &isnull);
+		ok = !isnull && strcmp(TextDatumGetCString(values[1]), key) == 0;
+	}
+	if (ok)
+	{
+		values[2] = heap_getattr(&oldtup, a_xact + 1, desc, &isnull);
+		ok = !isnull &&
+			FullTransactionIdEquals(DatumGetFullTransactionId(values[2]),
+									request_memo.fxid);
+	}
+	if (ok)
+	{
+		/* plain indexes only: catalog-style index upkeep handles no more */
+		indstate = CatalogOpenIndexes(rel);
+		for (i = 0; i < indstate->ri_NumIndices; i++)
+		{
+			IndexInfo  *ii = indstate->ri_IndexRelationInfo[i];
+
+			if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
+				ii->ii_ExclusionOps != NULL ||
+				!indstate->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+				ok = false;
+		}
+		if (!ok)
+			CatalogCloseIndexes(indstate);
+	}
+	if (!ok)
+	{
+		ReleaseBuffer(buf);
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	repl_values = palloc0(desc->natts * sizeof(Datum));
+	repl_nulls = palloc0(desc->natts * sizeof(bool));
+	repl = palloc0(desc->natts * sizeof(bool));
+	repl_values[a_result] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
+	repl[a_result] = true;
+	repl_values[a_completed] = TimestampTzGetDatum(GetCurrentTimestamp());
+	repl[a_completed] = true;
+	newtup = heap_modify_tuple(&oldtup, desc, repl_values, repl_nulls, repl);
+	ReleaseBuffer(buf);
+
+	otid = oldtup.t_self;
+	CatalogTupleUpdateWithInfo(rel, &otid, newtup, indstate);
+	CatalogCloseIndexes(indstate);
+	ItemPointerCopy(&newtup->t_self, &request_memo.tid);
+	table_close(rel, RowExclusiveLock);
+	heap_freetuple(newtup);
+	return true;
+}
+
+/* an interval of the given days and microseconds */
+static Datum
+request_interval(int32 days, int64 us)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->day = days;
+	iv->time = us;
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * lockctl.claim_request(key text, ttl interval, fingerprint text,
+ * wait interval, scope name) returns jsonb: NULL when this transaction
+ * holds the claim (go ahead), else the result stored by the request that
+ * did the work ('{}' if none).
+ */
+PG_FUNCTION_INFO_V1(lockctl_claim_request);
+Datum
+lockctl_claim_request(PG_FUNCTION_ARGS)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		ttl;
+	Datum		expires = (Datum) 0;
+	Datum		fingerprint = (Datum) 0;
+	char	   *key;
+	int64		wait_us = -1;
+	Oid			scope;
+	NameData	scope_name;
+	Datum		args[5];
+	char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		row[3];
+	bool		rownulls[3];
+
+	/* the ttl first, then the fingerprint, the key, wait and scope */
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ttl of lockctl.claim_request must not be null")));
+	ttl = PG_GETARG_DATUM(1);
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl, request_interval(0, 1000))) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, ttl, request_interval(3650, 0))) ||
+		(expires = DirectFunctionCall2(timestamptz_pl_interval,
+									   TimestampTzGetDatum(now), ttl),
+		 DatumGetTimestampTz(expires) <= now))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl of lockctl.claim_request is out of range: \"%s\"",
+						DatumGetCString(DirectFunctionCall1(interval_out, ttl))),
+				 errdetail("It must be between 1 millisecond and 3650 days.")));
+	if (!PG_ARGISNULL(2))
+	{
+		Size		len;
+
+		fingerprint = PG_GETARG_DATUM(2);
+		len = toast_raw_datum_size(fingerprint) - VARHDRSZ;
+		if (len > LOCKCTL_NAME_MAXLEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("fingerprint of lockctl.claim_request is too long"),
+					 errdetail("It is %zu bytes long; the limit is %d bytes.",
+							   len, LOCKCTL_NAME_MAXLEN),
+					 errhint("Pass a hash of the request's parameters, not the parameters.")));
+	}
+
+	/* Check key, wait and scope, then wait for any transaction on the key. */
+	key = lockctl_arg_name(fcinfo, 0, "key", false);
+	if (!PG_ARGISNULL(3))
+		wait_us = lockctl_arg_interval_us(fcinfo, 3, "wait", 0,
+										  (int64) INT_MAX * 1000);
+	scope = request_scope(fcinfo, 4);
+	request_check_shmem();
+	PreventCommandDuringRecovery("lockctl.claim_request()");
+	request_lock(scope, key, wait_us);
+	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
+
+	/* A key past its ttl is free again, purged or not. */
+	args[0] = NameGetDatum(&scope_name);
+	args[1] = PG_GETARG_DATUM(0);
+	args[2] = fingerprint;
+	if (PG_ARGISNULL(2))
+		argnulls[2] = 'n';
+	args[3] = TimestampTzGetDatum(now);
+	args[4] = expires;
+	if (request_run(fcinfo, REQUEST_PLAN_CLAIM, args, argnulls, 2, row, rownulls) > 0)
+	{
+		request_memo_set(scope, key, DatumGetObjectId(row[0]),
+						 (ItemPointer) DatumGetPointer(row[1]));
+		request_count(REQUEST_CLAIMS);
+		PG_RETURN_NULL();
+	}
+
+	/* in use: claimed earlier in this transaction, or done by another */
+	if (request_run(fcinfo, REQUEST_PLAN_FIND, args, argnulls, 3, row, rownulls) == 0)
+		elog(ERROR, "lockctl.claim_request: the row of request \"%s\" vanished", key);
+	if (!rownulls[2] &&
+		FullTransactionIdEquals(DatumGetFullTransactionId(row[2]),
+								GetTopFullTransactionId()))
+		PG_RETURN_NULL();
+	if (rownulls[0] != PG_ARGISNULL(2) ||
+		(!rownulls[0] &&
+		 !DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
+												   row[0], fingerprint))))
+	{
+		request_count(REQUEST_CONFLICTS);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("request \"%s\" was first made with other parameters", key),
+				 errdetail("Its first use had fingerprint %s; this call has %s.",
+						   rownulls[0] ? "NULL" : quote_literal_cstr(TextDatumGetCString(row[0])),
+						   PG_ARGISNULL(2) ? "NULL" : quote_literal_cstr(TextDatumGetCString(fingerprint))),
+				 errhint("A key names one request: use a new key for a different request.")));
+	}
+	request_count(REQUEST_REPEATS);
+	if (rownulls[1])
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	PG_RETURN_DATUM(row[1]);
+}
+
+/*
+ * lockctl.complete_request(key text, result jsonb, scope name): store the
+ * result that duplicates of the request get, in the transaction that
+ * claimed it.
+ */
+PG_FUNCTION_INFO_V1(lockctl_complete_request);
+Datum
+lockctl_complete_request(PG_FUNCTION_ARGS)
+{
+	Oid			scope = request_scope(fcinfo, 2);
+	NameData	scope_name;
+	Datum		args[3];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key of lockctl.complete_request must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("result of lockctl.complete_request must not be null"),
+				 errhint("Pass '{}' for a request with nothing to replay.")));
+	if (request_complete_fast(scope, TextDatumGetCString(PG_GETARG_DATUM(0)),
+							  PG_GETARG_DATUM(1)))
+		PG_RETURN_VOID();
+	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
+	args[0] = NameGetDatum(&scope_name);
+	args[1] = PG_GETARG_DATUM(0);
+	args[2] = PG_GETARG_DATUM(1);
+	if (request_run(fcinfo, REQUEST_PLAN_COMPLETE, args, NULL, 0, NULL, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("request \"%s\" was not claimed in this transaction",
+						TextDatumGetCString(PG_GETARG_DATUM(0))),
+				 errhint("Call lockctl.claim_request(key) first, in the same transaction, and complete the request only when it returned NULL.")));
+	PG_RETURN_VOID();
 }

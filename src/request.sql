@@ -69,7 +69,14 @@ CREATE FUNCTION lockctl_internal.request_stats(
 -- lockctl.claim_request(key, ttl, fingerprint, wait, scope): in the
 -- transaction that has the effect.  NULL: this transaction holds the claim,
 -- go ahead.  Otherwise the result stored by the request that did it ('{}'
--- if it stored none).
+-- if it stored none).  In C (src/request.c): it checks its arguments, locks
+-- the key, then runs, as the extension's owner (what SECURITY DEFINER would
+-- do) and with every name schema-qualified:
+--     INSERT INTO lockctl.request_keys ... ON CONFLICT ON CONSTRAINT
+--         request_keys_pkey DO UPDATE ... WHERE k.expires <= now()
+-- (a key past its ttl is free again, purged or not), and for a key in use
+-- reads its row: claimed by this transaction (NULL again), by another with
+-- the same fingerprint (its result), or with another one (22023).
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.claim_request(key text,
                                       ttl interval DEFAULT '24:00:00'::interval,
@@ -77,112 +84,20 @@ CREATE FUNCTION lockctl.claim_request(key text,
                                       wait interval DEFAULT NULL,
                                       scope name DEFAULT NULL)
     RETURNS jsonb
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
-AS $fn$
-#variable_conflict use_variable
-DECLARE
-    v_scope name;
-    v_now timestamp with time zone := now();
-    v_new boolean;
-    r record;
-BEGIN
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.claim_request must not be null';
-    ELSIF ttl < '1 millisecond'::interval OR ttl > '3650 days'::interval
-          OR v_now + ttl <= v_now THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.claim_request is out of range: "%s"', ttl),
-            DETAIL = 'It must be between 1 millisecond and 3650 days.';
-    END IF;
-    IF octet_length(fingerprint) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'fingerprint of lockctl.claim_request is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(fingerprint), lockctl_internal.name_max_bytes()),
-            HINT = 'Pass a hash of the request''s parameters, not the parameters.';
-    END IF;
-
-    -- Checks key, wait and scope, then waits for any transaction working
-    -- on the same key.
-    v_scope := lockctl_internal.request_begin(key, wait, scope);
-
-    -- A key past its ttl is free again, purged or not.
-    INSERT INTO lockctl.request_keys AS k
-           (scope, key, fingerprint, claimed, expires, claim_xact)
-    VALUES (v_scope, key, fingerprint, v_now, v_now + ttl, pg_current_xact_id())
-    ON CONFLICT ON CONSTRAINT request_keys_pkey DO UPDATE
-       SET fingerprint = excluded.fingerprint, result = NULL,
-           claimed = excluded.claimed, completed = NULL,
-           expires = excluded.expires, claim_xact = excluded.claim_xact
-     WHERE k.expires <= v_now
-    RETURNING true INTO v_new;
-    IF v_new THEN
-        PERFORM lockctl_internal.request_note('claim');
-        RETURN NULL;
-    END IF;
-
-    SELECT k.fingerprint, k.result, k.claim_xact INTO r
-      FROM lockctl.request_keys AS k
-     WHERE k.scope = v_scope AND k.key = key;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'lockctl.claim_request: the row of request "%" vanished', key;
-    END IF;
-    IF r.claim_xact = pg_current_xact_id() THEN
-        -- claimed earlier in this same transaction: it still holds it
-        RETURN NULL;
-    END IF;
-    IF r.fingerprint IS DISTINCT FROM fingerprint THEN
-        PERFORM lockctl_internal.request_note('conflict');
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('request "%s" was first made with other parameters', key),
-            DETAIL = format('Its first use had fingerprint %s; this call has %s.',
-                            coalesce(quote_literal(r.fingerprint), 'NULL'),
-                            coalesce(quote_literal(fingerprint), 'NULL')),
-            HINT = 'A key names one request: use a new key for a different request.';
-    END IF;
-    PERFORM lockctl_internal.request_note('repeat');
-    RETURN coalesce(r.result, '{}'::jsonb);
-END;
-$fn$;
+    AS 'MODULE_PATHNAME', 'lockctl_claim_request'
+    LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------------
 -- lockctl.complete_request(key, result, scope): store the result that
--- duplicates of the request get, in the transaction that claimed it.
+-- duplicates of the request get, in the transaction that claimed it.  In
+-- C, as claim_request: an UPDATE of the key's row where claim_xact is this
+-- transaction (55000 when none is).
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.complete_request(key text, result jsonb DEFAULT '{}'::jsonb,
                                          scope name DEFAULT NULL)
     RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
-AS $fn$
-#variable_conflict use_variable
-DECLARE
-    v_scope name := lockctl_internal.request_scope(scope);
-BEGIN
-    IF key IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'key of lockctl.complete_request must not be null';
-    END IF;
-    IF result IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'result of lockctl.complete_request must not be null',
-            HINT = 'Pass ''{}'' for a request with nothing to replay.';
-    END IF;
-    UPDATE lockctl.request_keys AS k
-       SET result = result, completed = clock_timestamp()
-     WHERE k.scope = v_scope AND k.key = key
-       AND k.claim_xact = pg_current_xact_id_if_assigned();
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('request "%s" was not claimed in this transaction', key),
-            HINT = 'Call lockctl.claim_request(key) first, in the same transaction, and complete the request only when it returned NULL.';
-    END IF;
-END;
-$fn$;
+    AS 'MODULE_PATHNAME', 'lockctl_complete_request'
+    LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------------
 -- lockctl_internal.purge_requests(batch_size): delete up to batch_size keys past

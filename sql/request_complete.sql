@@ -1,0 +1,76 @@
+--
+-- complete_request of the key this backend claimed last updates the row
+-- directly (src/request.c, request_complete_fast); anything else takes the
+-- SQL path.  Both must store the same thing, and savepoints rolled back
+-- must leave what they left before.
+--
+SET client_min_messages = warning;
+-- Completed twice: the last result wins.
+BEGIN;
+SELECT lockctl.claim_request('rc-1') IS NULL AS go_ahead;
+SELECT lockctl.complete_request('rc-1', '{"n": 1}');
+SELECT lockctl.complete_request('rc-1', '{"n": 2}');
+COMMIT;
+SELECT lockctl.claim_request('rc-1') AS replay_last;
+-- A completion rolled back with its savepoint: the one before it stays,
+-- and a later one is stored.
+BEGIN;
+SELECT lockctl.claim_request('rc-2') IS NULL AS go_ahead;
+SELECT lockctl.complete_request('rc-2', '{"n": 1}');
+SAVEPOINT s;
+SELECT lockctl.complete_request('rc-2', '{"n": 2}');
+ROLLBACK TO s;
+SELECT result FROM lockctl.requests WHERE key = 'rc-2';
+SELECT lockctl.complete_request('rc-2', '{"n": 3}');
+COMMIT;
+SELECT lockctl.claim_request('rc-2') AS replay_after_savepoint;
+-- The only completion rolled back: committed as claimed, without a result.
+BEGIN;
+SELECT lockctl.claim_request('rc-3') IS NULL AS go_ahead;
+SAVEPOINT s;
+SELECT lockctl.complete_request('rc-3', '{"n": 1}');
+ROLLBACK TO s;
+COMMIT;
+SELECT key, state, result FROM lockctl.requests WHERE key = 'rc-3';
+-- A claim rolled back with its savepoint cannot be completed.
+BEGIN;
+SAVEPOINT s;
+SELECT lockctl.claim_request('rc-4') IS NULL AS go_ahead;
+ROLLBACK TO s;
+SELECT lockctl.complete_request('rc-4', '{}');
+ROLLBACK;
+-- Two keys in one transaction, completed in either order.
+BEGIN;
+SELECT lockctl.claim_request('rc-5') IS NULL AS a, lockctl.claim_request('rc-6') IS NULL AS b;
+SELECT lockctl.complete_request('rc-5', '{"k": 5}');
+SELECT lockctl.complete_request('rc-6', '{"k": 6}');
+COMMIT;
+SELECT key, result FROM lockctl.requests WHERE key IN ('rc-5', 'rc-6') ORDER BY key;
+-- The memo is of this transaction only: the next one cannot complete.
+SELECT lockctl.complete_request('rc-6', '{"k": 7}');
+-- SERIALIZABLE and a large result (stored out of line).
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT lockctl.claim_request('rc-7') IS NULL AS go_ahead;
+SELECT lockctl.complete_request('rc-7', jsonb_build_object('big', repeat('x', 100000)));
+COMMIT;
+SELECT octet_length(result->>'big') AS big FROM lockctl.requests WHERE key = 'rc-7';
+-- Another role's scope: its own key, completed under its scope.
+CREATE ROLE regress_rc_web;
+CREATE ROLE regress_rc_pay IN ROLE regress_rc_web;
+SET ROLE regress_rc_pay;
+BEGIN;
+SELECT lockctl.claim_request('rc-8') IS NULL AS own_key;
+SELECT lockctl.claim_request('rc-8', scope => 'regress_rc_web') IS NULL AS webs_key;
+SELECT lockctl.complete_request('rc-8', '{"by": "pay"}');
+SELECT lockctl.complete_request('rc-8', '{"by": "web"}', scope => 'regress_rc_web');
+COMMIT;
+RESET ROLE;
+SELECT scope, key, result FROM lockctl.requests WHERE key = 'rc-8' ORDER BY scope;
+-- The indexes agree with the table after all of it.
+SET enable_seqscan = off;
+SELECT count(*) AS by_index FROM lockctl.request_keys
+ WHERE key LIKE 'rc-%' AND (scope, key) IN (SELECT scope, key FROM lockctl.request_keys);
+RESET enable_seqscan;
+SELECT count(*) AS rows FROM lockctl.request_keys WHERE key LIKE 'rc-%';
+DELETE FROM lockctl.request_keys WHERE key LIKE 'rc-%';
+DROP ROLE regress_rc_pay, regress_rc_web;
