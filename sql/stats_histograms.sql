@@ -63,6 +63,10 @@ SELECT count(*) AS out_of_order
                sum_seconds, first_value(sum_seconds) OVER (PARTITION BY outcome) AS first_sum
           FROM lockctl.lease_wait_histogram) AS h
  WHERE waits < prev OR sum_seconds <> first_sum;
+-- Every wait that ended is in it once: the +Inf counts add up to
+-- lease_stats' waits less those still waiting (none here).
+SELECT (SELECT waits - waiting FROM lockctl.lease_stats)
+       = (SELECT sum(waits) FROM lockctl.lease_wait_histogram WHERE le = 'Infinity') AS adds_up;
 SELECT lockctl.force_release('hist-a');
 
 -- Hold lifetimes: alice's holds, one confirmed at once, one confirmed two
