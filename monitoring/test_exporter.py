@@ -189,6 +189,12 @@ class TestExporter(unittest.TestCase):
         stats = self.q("SELECT live, waiting, slots_used, max_leases, grants, conflicts, fence_failures, "
                        "expiries, releases FROM lockctl.lease_stats")[0]
         worker = self.q("SELECT holds_expired, errors FROM lockctl.workers WHERE datname = current_database()")[0]
+        # The histograms: the waiter is still waiting, so its wait is not in
+        # the first; the holds are all finished or locked.
+        waits = {(o, le): (n, total) for o, le, n, total in
+                 self.q("SELECT outcome, le, waits, sum_seconds FROM lockctl.lease_wait_histogram")}
+        lifetimes = {(st, le): (n, total) for st, le, n, total in
+                     self.q("SELECT status, le, holds, sum_seconds FROM lockctl.hold_lifetime_histogram")}
         m = self.scrape()
         locker.rollback()
 
@@ -244,6 +250,34 @@ class TestExporter(unittest.TestCase):
         self.assertGreaterEqual(requests[0], 1)
         self.assertGreaterEqual(requests[1], 1)
 
+        # Lease waits and hold lifetimes, as Prometheus histograms: the
+        # buckets are the views' (cumulative, le="+Inf" is _count), in
+        # order, and the pool's finished holds are in them.
+        def buckets(metrics, name, by, **labels):
+            out = {}
+            for (n, ls), v in metrics.items():
+                d = dict(ls)
+                if n == name and all(d.get(k) == v2 for k, v2 in labels.items()):
+                    out[(d[by], float(d["le"]))] = v
+            return out
+
+        for name, by, view, labels in (("lockctl_lease_wait", "outcome", waits, {}),
+                                       ("lockctl_hold_lifetime", "status", lifetimes, {"datname": self.db})):
+            got = buckets(m, f"{name}_seconds_bucket", by, **labels)
+            self.assertEqual(got, {k: float(n) for k, (n, _) in view.items()}, name)
+            for group in {g for g, _ in view}:
+                les = sorted(le for g, le in got if g == group)
+                self.assertEqual(les[-1], float("inf"), name)
+                counts = [got[(group, le)] for le in les]
+                self.assertEqual(counts, sorted(counts), f"{name} {group}: buckets not cumulative")
+                self.assertEqual(self.value(m, f"{name}_seconds_count", **labels, **{by: group}), counts[-1])
+                self.assertAlmostEqual(self.value(m, f"{name}_seconds_sum", **labels, **{by: group}),
+                                       view[(group, float("inf"))][1], places=6)
+        self.assertGreaterEqual(lifetimes[("confirmed", 1.0)][0], 2)
+        self.assertGreaterEqual(lifetimes[("cancelled", float("inf"))][0], 1)
+        self.assertGreaterEqual(lifetimes[("expired", float("inf"))][0], 1)
+        granted = waits[("granted", float("inf"))][0]
+
         # Every query of the file ran without an error.
         log = self.exporter_log()
         self.assertNotRegex(log, r"level=(error|warn).*lockctl|Missing column|Unparseable|pq: ", log)
@@ -256,6 +290,13 @@ class TestExporter(unittest.TestCase):
             self.q("SELECT lockctl.release(%s, %s)", (r, t))
         waiter.join(35)
         self.q("SELECT lockctl.force_release(%s)", (res[0],))
+        # The waiter's wait, of several seconds, is now a granted one.
+        g = dict(outcome="granted")
+        m = poll(lambda: (lambda m: m if m.get(("lockctl_lease_wait_seconds_count", frozenset(g.items())))
+                          == granted + 1 else None)(self.scrape()), 15, "the granted wait in /metrics")
+        b = buckets(m, "lockctl_lease_wait_seconds_bucket", "outcome", **g)
+        self.assertEqual(b[("granted", float("inf"))], granted + 1)
+        self.assertEqual(b[("granted", 0.1)], waits[("granted", 0.1)][0], "the wait lasted more than 0.1 s")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ typedef struct LeaseWaiter
 	int			pid;
 	LeaseEntry *entry;			/* NULL when not waiting */
 	TimestampTz since;
+	int64		since_mono;		/* monotonic: when it queued (the wait histogram) */
 	Oid			roleid;			/* role that waits: counts in its quota */
 	int64		ttl_us;			/* the ttl it asked for */
 	int64		wake_at;		/* monotonic: when it wakes unless woken */
@@ -129,6 +130,37 @@ typedef struct LeaseCounters
 	uint64		shared_grants;	/* of grants: shared leases */
 } LeaseCounters;
 
+/*
+ * How a wait in acquire ended, for the wait histogram: granted, ran out
+ * (acquire returned NULL), or left by an error, a cancel or the backend's
+ * exit.
+ */
+typedef enum LeaseWaitOutcome
+{
+	LEASE_WAIT_GRANTED,
+	LEASE_WAIT_TIMED_OUT,
+	LEASE_WAIT_CANCELLED,
+	LEASE_WAIT_OUTCOMES			/* the number of outcomes */
+} LeaseWaitOutcome;
+
+/*
+ * The finite upper bounds of the wait histogram's buckets, in microseconds
+ * (lease_acquire.c): Prometheus-style, so that histogram_quantile can read
+ * them.  The last bucket counts the waits longer than the largest bound.
+ */
+#define LEASE_WAIT_BOUNDS		10
+extern const int64 lease_wait_bounds_us[LEASE_WAIT_BOUNDS];
+
+/*
+ * Waits of one outcome since the server started, protected by the lease
+ * lock.  Counts are per bucket (not cumulative): the view adds them up.
+ */
+typedef struct LeaseWaitHistogram
+{
+	uint64		buckets[LEASE_WAIT_BOUNDS + 1];
+	uint64		sum_us;			/* total time waited */
+} LeaseWaitHistogram;
+
 typedef struct LeaseShared
 {
 	LWLock	   *lock;
@@ -138,6 +170,7 @@ typedef struct LeaseShared
 	uint32		era_base;		/* era = WAL timeline + era_base (durable) */
 	bool		from_pg_upgrade;	/* state file made by pg_upgrade (durable) */
 	LeaseCounters stats;
+	LeaseWaitHistogram wait_hist[LEASE_WAIT_OUTCOMES];
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
 } LeaseShared;
 

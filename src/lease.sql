@@ -123,6 +123,16 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
 COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
     'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
 
+CREATE FUNCTION lockctl_internal.lease_wait_histogram(OUT outcome text,
+                                    OUT le double precision,
+                                    OUT waits bigint,
+                                    OUT sum_seconds double precision)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_wait_histogram';
+COMMENT ON FUNCTION lockctl_internal.lease_wait_histogram() IS
+    'lockctl internal, behind the view lockctl.lease_wait_histogram: how long waiting acquires waited since the server started';
+
 CREATE VIEW lockctl.leases AS
     SELECT d.datname AS database, l.resource, l.owner, l.token,
            l.acquired_at, l.expires_at, l.waiters,
@@ -147,6 +157,13 @@ COMMENT ON VIEW lockctl.lease_waiters IS
 CREATE VIEW lockctl.lease_stats AS
     SELECT * FROM lockctl_internal.lease_stats();
 
+-- Per server, like lease_stats: waits of every database.  Cumulative
+-- buckets (waits no longer than le seconds; le = Infinity: all of them).
+CREATE VIEW lockctl.lease_wait_histogram AS
+    SELECT * FROM lockctl_internal.lease_wait_histogram();
+COMMENT ON VIEW lockctl.lease_wait_histogram IS
+    'lockctl: waits in acquire and acquire_shared since the server started, by outcome, in cumulative buckets of le seconds (Prometheus-style), with their total time; acquires that did not wait are not in it';
+
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
@@ -154,6 +171,7 @@ GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
 GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
+GRANT SELECT ON lockctl.lease_wait_histogram TO PUBLIC;
 -- Forcing leases free is administrative: superusers, and roles granted it.
 REVOKE EXECUTE ON FUNCTION lockctl.force_release(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION lockctl.release_role_leases(regrole) FROM PUBLIC;

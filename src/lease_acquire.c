@@ -26,6 +26,15 @@
  * waits for it and no transaction can hold its fence lock, so a waiter's
  * entry pointer stays valid while it is queued.
  *
+ * Wait histogram
+ * --------------
+ * Every wait ends in lease_dequeue, under the lease lock, whichever way it
+ * ends (granted, timed out, or cancelled on an error or exit path), so that
+ * is where its length goes into lease_shared->wait_hist: under a lock
+ * already held, with no other cost on the path of a hand-over.  Acquires
+ * that did not sleep are not counted (they are lease_stats' grants and
+ * conflicts).
+ *
  * src/lease_acquire.c
  *
  *-------------------------------------------------------------------------
@@ -59,7 +68,18 @@ static bool exit_callback_registered = false;
 /* the waiter slot of this backend while it is queued, else NULL */
 static LeaseWaiter *my_waiter = NULL;
 
-static void lease_dequeue(void);
+/*
+ * Upper bounds of the wait histogram's buckets (lease.h): 1 ms to 60 s,
+ * about a 1-5-10 progression, as Prometheus' client libraries use.  Waits
+ * are at most LEASE_WAIT_MAX_US (a day): longer than 60 s goes in +Inf.
+ */
+const int64 lease_wait_bounds_us[LEASE_WAIT_BOUNDS] = {
+	1000, 5000, 10000, 50000, 100000, 500000,
+	1000000, 5000000, 10000000, 60000000
+};
+
+static void lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome);
+static void lease_dequeue(LeaseWaitOutcome outcome);
 static void lease_leave_queue(void);
 static void lease_exit_callback(int code, Datum arg);
 static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner,
@@ -76,12 +96,33 @@ static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 						int64 sleep_until);
 
 /*
- * Take this backend's slot off its entry's waiter list.  Caller holds the
- * lease lock exclusively.  If it was first in line and the lease is free,
- * the next one in line is woken; an entry nobody needs is removed.
+ * Count the wait of w, which ends now with outcome, in the wait histogram.
+ * Caller holds the lease lock exclusively.
  */
 static void
-lease_dequeue(void)
+lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome)
+{
+	LeaseWaitHistogram *h = &lease_shared->wait_hist[outcome];
+	int64		waited = lease_now_mono() - w->since_mono;
+	int			i;
+
+	if (waited < 0)
+		waited = 0;
+	for (i = 0; i < LEASE_WAIT_BOUNDS; i++)
+		if (waited <= lease_wait_bounds_us[i])
+			break;
+	h->buckets[i]++;
+	h->sum_us += (uint64) waited;
+}
+
+/*
+ * Take this backend's slot off its entry's waiter list, counting its wait
+ * as ended with outcome.  Caller holds the lease lock exclusively.  If it
+ * was first in line and the lease is free, the next one in line is woken;
+ * an entry nobody needs is removed.
+ */
+static void
+lease_dequeue(LeaseWaitOutcome outcome)
 {
 	LeaseWaiter *w = my_waiter;
 	LeaseEntry *e;
@@ -93,6 +134,7 @@ lease_dequeue(void)
 		return;
 	}
 	e = w->entry;
+	lease_wait_record(w, outcome);
 	was_head = (dlist_head_node(&e->waiters) == &w->node);
 	dlist_delete(&w->node);
 	e->nwaiters--;
@@ -131,7 +173,9 @@ lease_dequeue(void)
 
 /*
  * Leave the waiter list from an error or exit path, where the lease lock
- * may or may not be held already.
+ * may or may not be held already.  The wait counts as cancelled: whatever
+ * ended it (a cancel, statement_timeout, a terminated backend), acquire
+ * returned neither a token nor NULL.
  */
 static void
 lease_leave_queue(void)
@@ -147,7 +191,7 @@ lease_leave_queue(void)
 			LWLockRelease(lease_shared->lock);
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
-	lease_dequeue();
+	lease_dequeue(LEASE_WAIT_CANCELLED);
 	if (!held)
 		LWLockRelease(lease_shared->lock);
 }
@@ -178,6 +222,7 @@ lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us, bool shared)
 	w->pid = MyProcPid;
 	w->entry = e;
 	w->since = GetCurrentTimestamp();
+	w->since_mono = lease_now_mono();
 	w->roleid = lease_session_role();
 	w->ttl_us = ttl_us;
 	w->wake_at = 0;				/* set by the caller before it sleeps */
@@ -281,7 +326,8 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 		{
 			if (token == 0)
 				lease_shared->stats.timeouts++;
-			lease_dequeue();
+			lease_dequeue(token != 0 ? LEASE_WAIT_GRANTED :
+						  LEASE_WAIT_TIMED_OUT);
 			LWLockRelease(lease_shared->lock);
 			break;
 		}

@@ -2,8 +2,8 @@
  *
  * lease_views.c
  *	  Reading the lease table: lockctl.lease(resource) and the functions
- *	  behind the views lockctl.leases, lockctl.lease_waiters and
- *	  lockctl.lease_stats.
+ *	  behind the views lockctl.leases, lockctl.lease_waiters,
+ *	  lockctl.lease_stats and lockctl.lease_wait_histogram.
  *
  * Readers take the lease lock shared, copy what they need and build their
  * rows after releasing it (privilege checks and encoding conversions read
@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/hsearch.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -536,4 +537,59 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * lockctl_internal.lease_wait_histogram(): how long waiting acquires waited
+ * since the server started, behind the view lockctl.lease_wait_histogram.
+ * One row per outcome and bucket, cumulative as Prometheus' buckets are:
+ * waits is the number of waits of that outcome no longer than le seconds
+ * (le = Infinity: all of them), and sum_seconds their outcome's total time,
+ * the same on each of its rows.  Nothing in it names a resource or a role:
+ * every role may read it, as lockctl.lease_stats.
+ */
+PG_FUNCTION_INFO_V1(lockctl_lease_wait_histogram);
+Datum
+lockctl_lease_wait_histogram(PG_FUNCTION_ARGS)
+{
+	static const char *const outcome_names[LEASE_WAIT_OUTCOMES] = {
+		[LEASE_WAIT_GRANTED] = "granted",
+		[LEASE_WAIT_TIMED_OUT] = "timed_out",
+		[LEASE_WAIT_CANCELLED] = "cancelled",
+	};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LeaseWaitHistogram hist[LEASE_WAIT_OUTCOMES];
+	int			o;
+
+	InitMaterializedSRF(fcinfo, 0);
+	lease_check_shmem();
+
+	/* a copy, so that the rows are built without the lock */
+	LWLockAcquire(lease_shared->lock, LW_SHARED);
+	memcpy(hist, lease_shared->wait_hist, sizeof(hist));
+	LWLockRelease(lease_shared->lock);
+
+	for (o = 0; o < LEASE_WAIT_OUTCOMES; o++)
+	{
+		uint64		cumulative = 0;
+		int			i;
+
+		for (i = 0; i <= LEASE_WAIT_BOUNDS; i++)
+		{
+			Datum		values[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			cumulative += hist[o].buckets[i];
+			values[0] = CStringGetTextDatum(outcome_names[o]);
+			values[1] = Float8GetDatum(i < LEASE_WAIT_BOUNDS ?
+									   (double) lease_wait_bounds_us[i] / USECS_PER_SEC :
+									   get_float8_infinity());
+			values[2] = Int64GetDatum((int64) cumulative);
+			values[3] = Float8GetDatum((double) hist[o].sum_us / USECS_PER_SEC);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 values, nulls);
+		}
+	}
+
+	return (Datum) 0;
 }

@@ -1261,6 +1261,44 @@ CREATE VIEW lockctl.holds WITH (security_barrier) AS
 
 COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for pg_read_all_stats, without holder and key)';
 
+-- How long finished holds lasted (finished - created), per status, in
+-- cumulative buckets of le seconds (Prometheus-style), over the holds
+-- lockctl.holds shows the caller: those still kept (confirmed ones for
+-- ever, cancelled and expired ones until lockctl.retention purges them).
+-- A distribution of what is kept, not a counter since some start: the
+-- purge makes its cancelled and expired counts go down.  Holds finish in
+-- PL/pgSQL (confirm, cancel, the worker's expire_holds), where a counter
+-- in shared memory could not be fed without C on those paths; the rows are
+-- already there.  Each hold is counted once, in the smallest bucket that
+-- takes it, and the window adds the buckets up.
+CREATE VIEW lockctl.hold_lifetime_histogram AS
+    WITH bounds (le) AS (
+        VALUES (1::pg_catalog.float8), (5), (10), (30), (60), (300), (600),
+               (1800), (3600), (86400), ('Infinity')
+    ), finished AS (
+        SELECT h.status,
+               EXTRACT(epoch FROM h.finished OPERATOR(pg_catalog.-) h.created)::pg_catalog.float8 AS seconds
+          FROM lockctl.holds AS h
+         WHERE h.finished IS NOT NULL
+    ), counts AS (
+        SELECT f.status, b.le, pg_catalog.count(*) AS n,
+               pg_catalog.sum(f.seconds) AS seconds
+          FROM finished AS f
+         CROSS JOIN LATERAL (SELECT pg_catalog.min(bounds.le) AS le FROM bounds
+                              WHERE bounds.le OPERATOR(pg_catalog.>=) f.seconds) AS b
+         GROUP BY f.status, b.le
+    )
+    SELECT s.status, b.le,
+           (pg_catalog.sum(COALESCE(c.n, 0)) OVER (PARTITION BY s.status ORDER BY b.le))::pg_catalog.int8 AS holds,
+           COALESCE(pg_catalog.sum(c.seconds) OVER (PARTITION BY s.status), 0) AS sum_seconds
+      FROM (VALUES (1, 'confirmed'), (2, 'cancelled'), (3, 'expired')) AS s (ord, status)
+     CROSS JOIN bounds AS b
+      LEFT JOIN counts AS c
+        ON c.status OPERATOR(pg_catalog.=) s.status AND c.le OPERATOR(pg_catalog.=) b.le
+     ORDER BY s.ord, b.le;
+
+COMMENT ON VIEW lockctl.hold_lifetime_histogram IS 'lockctl: how long the kept finished holds lasted (finished - created), by status, in cumulative buckets of le seconds (Prometheus-style), over the holds lockctl.holds shows the caller; a distribution of the holds kept, not a counter (the purge removes cancelled and expired ones)';
+
 COMMENT ON FUNCTION lockctl_internal.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
 COMMENT ON FUNCTION lockctl_internal.check_resource(text, text) IS 'lockctl internal: check a resource argument';
 COMMENT ON FUNCTION lockctl_internal.check_capacity(text, bigint) IS 'lockctl internal: check a capacity argument';
@@ -1314,3 +1352,4 @@ GRANT EXECUTE ON FUNCTION lockctl.cancel(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.extend(bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.available(text) TO PUBLIC;
 GRANT SELECT ON lockctl.pool_status, lockctl.holds TO PUBLIC;
+GRANT SELECT ON lockctl.hold_lifetime_histogram TO PUBLIC;

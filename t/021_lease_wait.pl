@@ -40,6 +40,16 @@ sub waiters
 		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
 }
 
+# The waits of an outcome in lockctl.lease_wait_histogram: their count
+# (the +Inf bucket), and the count no longer than 1 ms.
+sub histogram
+{
+	my ($outcome) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT max(waits) FILTER (WHERE le = 'Infinity') || ' ' || max(waits) FILTER (WHERE le = 0.001)
+		  FROM lockctl.lease_wait_histogram WHERE outcome = '$outcome'});
+}
+
 sub wait_for_waiters
 {
 	my ($resource, $n) = @_;
@@ -52,6 +62,7 @@ sub wait_for_waiters
 # the release can end the wait.
 my $t_hold = $node->safe_psql('postgres',
 	"SELECT lockctl.acquire('r1', 'holder', '1 hour')");
+is(histogram('granted'), '0 0', 'no wait in the histogram yet');
 my $w = start_waiter('w-release', 'r1', '5 min');
 wait_for_waiters('r1', 1);
 # From PostgreSQL 17 on, an extension can name its wait events; before,
@@ -71,6 +82,9 @@ ok($t_w > $t_hold, 'the woken waiter gets a higher token');
 is($node->safe_psql('postgres', "SELECT owner FROM lockctl.lease('r1')"),
 	'w-release', 'and holds the lease');
 is(waiters('r1'), '0', 'no waiter left on r1');
+# The waiter was queued before the first look at lockctl.lease_waiters and
+# woken after the release: more than a millisecond.
+is(histogram('granted'), '1 0', 'the wait is in the histogram, as granted, above 1 ms');
 $w->quit;
 
 # The next in line follows the lease of the one before it: w-a takes over a
@@ -154,10 +168,11 @@ is($node->safe_psql('postgres',
 $_->quit for @ws;
 
 # A fenced transaction holds off a waiter past the lease's expiry, and its
-# commit hands the lease to the waiter.
+# commit hands the lease to the waiter.  The fencing session connects
+# first: on a loaded machine, starting psql took longer than the lease.
+my $fencer = $node->background_psql('postgres');
 my $t_f = $node->safe_psql('postgres',
 	"SELECT lockctl.acquire('r5', 'holder', '500 ms')");
-my $fencer = $node->background_psql('postgres');
 $fencer->query_safe("BEGIN; SELECT lockctl.fence('r5', $t_f);");
 $w = start_waiter('w-fenced', 'r5', '5 min');
 wait_for_waiters('r5', 1);
@@ -179,7 +194,8 @@ $fencer->quit;
 $w->quit;
 
 # Query cancel, statement_timeout and termination end a wait and leave
-# nothing behind.
+# nothing behind; the histogram counts them as cancelled waits.
+my ($cancelled_before) = split / /, histogram('cancelled');
 $node->safe_psql('postgres', "SELECT lockctl.acquire('r4', 'holder', '1 hour')");
 $w = start_waiter('w-cancel', 'r4', '5 min');
 wait_for_waiters('r4', 1);
@@ -216,6 +232,9 @@ is($node->safe_psql('postgres', "SELECT owner || ' ' || waiters FROM lockctl.lea
 	'holder 0', 'the lease itself is untouched');
 is($node->safe_psql('postgres', "SELECT waiting FROM lockctl.lease_stats"),
 	'0', 'nobody is counted as waiting');
+my ($cancelled_after) = split / /, histogram('cancelled');
+is($cancelled_after - $cancelled_before, 3,
+	'cancel, statement_timeout and termination are three cancelled waits in the histogram');
 
 $node->stop;
 done_testing();
