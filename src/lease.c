@@ -106,6 +106,7 @@ LeaseInit(void)
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&lease_shmem_part);
 	lease_counted_init();
+	lease_watch_init();
 	lease_fence_init();
 }
 
@@ -357,6 +358,8 @@ lease_sweep(void)
 		{
 			e->held = false;
 			lease_shared->stats.expiries++;
+			lease_watch_end(e->key.dbid, e->token, e->roleid,
+							LEASE_END_EXPIRED);
 		}
 		hash_search(lease_hash, &e->key, HASH_REMOVE, NULL);
 		lease_shared->nentries--;
@@ -404,7 +407,11 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 		int64		token = LeaseNextToken();
 
 		if (e->held)
+		{
 			lease_shared->stats.expiries++;
+			lease_watch_end(e->key.dbid, e->token, e->roleid,
+							LEASE_END_TAKEN_OVER);
+		}
 		e->held = true;
 		strlcpy(e->owner, owner, sizeof(e->owner));
 		e->token = token;

@@ -178,6 +178,7 @@ extern LeaseHolder *lease_holder_new(LeaseEntry *e, const char *owner,
 									 int64 ttl_us, int64 now);
 extern int64 lease_counted_next_change(LeaseEntry *e, int64 now);
 extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
+extern bool lease_holder_role_ok(LeaseHolder *h);
 extern void lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
 							  uint64 *counter);
 extern int	lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter);
@@ -198,6 +199,19 @@ extern bool lease_counted_fence(const LeaseKey *key, const char *resource,
 extern int64 lease_shared_try_grant(LeaseEntry *e, const char *owner,
 									int64 ttl_us, bool may_take, int64 now);
 extern bool lease_shared_block_exclusive(LeaseEntry *e, int64 now);
+
+/* lease_watch.c: how leases end, for lockctl.watch */
+typedef enum LeaseEndHow
+{
+	LEASE_END_EXPIRED = 1,
+	LEASE_END_RELEASED,
+	LEASE_END_TAKEN_OVER,
+	LEASE_END_FORCED
+} LeaseEndHow;
+
+extern void lease_watch_init(void);
+extern void lease_watch_end(Oid dbid, int64 token, Oid roleid,
+							LeaseEndHow how);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);

@@ -44,6 +44,7 @@
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
@@ -151,6 +152,7 @@ lease_set_permits(LeaseEntry *e, int32 permits, int64 now)
 	{
 		e->held = false;
 		lease_shared->stats.expiries++;
+		lease_watch_end(e->key.dbid, e->token, e->roleid, LEASE_END_EXPIRED);
 	}
 	e->permits = permits;
 }
@@ -211,8 +213,14 @@ lease_counted_reclaim(LeaseEntry *e, int64 now)
 
 		if (now < h->expires_mono || !lease_holder_fence_free(e, h))
 			continue;
+		/* a released one kept for its fence was counted when released */
+		if (!h->ended)
+		{
+			lease_shared->stats.expiries++;
+			lease_watch_end(e->key.dbid, h->token, h->roleid,
+							LEASE_END_EXPIRED);
+		}
 		lease_holder_free(e, h);
-		lease_shared->stats.expiries++;
 	}
 }
 
@@ -258,6 +266,20 @@ lease_counted_next_change(LeaseEntry *e, int64 now)
 	if (e->fenced)
 		next = Min(next, now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
 	return next;
+}
+
+/*
+ * May the current role act on holder h (renew, release, fence, watch)?
+ * Its own role and roles with its privileges only (AUTHORITY.md); to any
+ * other, h is as if it did not exist.  Caller holds the lease lock: the
+ * privilege check, for a role other than h's own, may read the catalogs
+ * under it (the rare case; nothing that holds a buffer lock takes the
+ * lease lock, so it cannot wait in a cycle).
+ */
+bool
+lease_holder_role_ok(LeaseHolder *h)
+{
+	return h->roleid == GetUserId() || has_privs_of_role(GetUserId(), h->roleid);
 }
 
 /*
@@ -384,6 +406,10 @@ lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter)
 		(*counter)++;
 	else
 		lease_shared->stats.expiries++;
+	lease_watch_end(e->key.dbid, h->token, h->roleid,
+					now >= h->expires_mono ? LEASE_END_EXPIRED :
+					counter == &lease_shared->stats.force_releases ?
+					LEASE_END_FORCED : LEASE_END_RELEASED);
 	if (h->fenced)
 	{
 		h->expires_mono = Min(h->expires_mono, now);
@@ -413,6 +439,7 @@ lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter)
 			continue;
 		(*counter)++;
 		n++;
+		lease_watch_end(e->key.dbid, h->token, h->roleid, LEASE_END_FORCED);
 		if (h->fenced)
 		{
 			h->expires_mono = now;
@@ -448,13 +475,28 @@ lease_counted_fence(const LeaseKey *key, const char *resource, int64 token,
 	bool		mine;
 	bool		shared;
 
+	Oid			roleid = InvalidOid;
+
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	e = hash_search(lease_hash, key, HASH_FIND, NULL);
 	mine = lease_in_holders(e, token);
 	shared = (mine && e->permits == 1);
+	if (mine && (h = lease_counted_find(e, token)) != NULL)
+		roleid = h->roleid;
 	LWLockRelease(lease_shared->lock);
 	if (!mine)
 		return false;
+
+	/*
+	 * Permission before lock (AUTHORITY.md): another role's holder is as
+	 * if it did not exist, and its fence lock is not touched.
+	 */
+	if (OidIsValid(roleid) && !has_privs_of_role(GetUserId(), roleid))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("fencing token " INT64_FORMAT " for lease \"%s\" is stale",
+						token, resource),
+				 errhint("Do not write: another holder may have taken over. Acquire the lease again and redo the work.")));
 
 	if (shared)
 	{

@@ -40,6 +40,10 @@ lease_end(LeaseEntry *e, int64 now, uint64 *counter)
 		(*counter)++;
 	else
 		lease_shared->stats.expiries++;
+	lease_watch_end(e->key.dbid, e->token, e->roleid,
+					!live ? LEASE_END_EXPIRED :
+					counter == &lease_shared->stats.force_releases ?
+					LEASE_END_FORCED : LEASE_END_RELEASED);
 	lease_wake_head(e);
 	lease_maybe_remove(e);
 	return live;
@@ -78,6 +82,16 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	{
 		LeaseHolder *h = lease_counted_find(e, token);
 
+		/* another role's holder is as if it did not exist (AUTHORITY.md) */
+		if (h != NULL && !lease_holder_role_ok(h))
+		{
+			LWLockRelease(lease_shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("lease \"%s\" is no longer held by token " INT64_FORMAT,
+							resource, token),
+					 errhint("Acquire the lease again and redo the work it protects.")));
+		}
 		if (h != NULL && now < h->expires_mono)
 		{
 			h->expires_mono = now + ttl_us;
@@ -157,7 +171,8 @@ lockctl_release(PG_FUNCTION_ARGS)
 		/* counted and shared leases (lease_counted.c, lease_shared.c) */
 		LeaseHolder *h = lease_counted_find(e, token);
 
-		if (h != NULL && now < h->expires_mono)
+		/* another role's holder: false, as for a wrong token (AUTHORITY.md) */
+		if (h != NULL && now < h->expires_mono && lease_holder_role_ok(h))
 		{
 			lease_counted_end(e, h, now, &lease_shared->stats.releases);
 			released = true;

@@ -86,6 +86,8 @@ lease_shared_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 		/* the exclusive lease expired; it ends here */
 		e->held = false;
 		lease_shared->stats.expiries++;
+		lease_watch_end(e->key.dbid, e->token, e->roleid,
+						LEASE_END_TAKEN_OVER);
 	}
 	if (e->nholders > 0)
 		lease_counted_reclaim(e, now);
