@@ -8,6 +8,7 @@
 #   make examplescheck                 the demo and examples/, on a scratch server
 #   make clientscheck                  clients/python, clients/node and the
 #                                      postgres_exporter queries, on a scratch server
+#   make ormcheck                      the ORM matrix (examples/orm), on a scratch server
 #   make regresscheck REGRESS=lease                  one regression test
 #   make isolationcheck ISOLATION=reserve_last_seat          one isolation spec
 #   make tapcheck PROVE_TESTS=t/001_preload.pl       one TAP test
@@ -29,10 +30,11 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # The install script is assembled from one SQL fragment per concept, in
 # this order, so that each concept keeps its SQL beside its C code:
 # lockctl.sql first (the library check, the schemas, what every concept
-# uses), worker.sql last (it ends by waking the expiry worker).  Named
-# relative to $(srctop) so that builds in another directory work.
-SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql fence_table.sql \
-	reserve.sql request.sql version.sql worker.sql)
+# uses), lease_token.sql before reserve.sql (hold ids use era_nextval),
+# worker.sql last (it ends by waking the expiry worker).  Named relative to
+# $(srctop) so that builds in another directory work.
+SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql lease_token.sql \
+	fence_table.sql reserve.sql request.sql version.sql worker.sql)
 # The install script of the version under development is built from src/;
 # those of released versions (lockctl--1.0.sql, ...) are frozen copies at
 # the top and never change, and lockctl--OLD--NEW.sql carry installed
@@ -49,7 +51,7 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srctop)lockctl.
 	--load-extension=$(EXTENSION)
 TAP_TESTS = 1
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso tmp_check_examples tmp_check_clients tmp_check_orm results output_iso regression.diffs regression.out
 
 PG_CPPFLAGS += -DLOCKCTL_VERSION=\"$(EXTVERSION)\"
 
@@ -78,7 +80,7 @@ $(OBJS) $(OBJS:.o=.bc): | lockctl-objdir
 lockctl-objdir:
 	@mkdir -p src
 
-.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck
+.PHONY: regresscheck isolationcheck tapcheck examplescheck clientscheck ormcheck
 regresscheck:
 	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
 isolationcheck:
@@ -103,3 +105,7 @@ dist:
 # The Python and Node.js libraries and the exporter's queries.
 clientscheck:
 	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/clients-check
+
+# The ORM matrix and the driver notes, against a scratch server.
+ormcheck:
+	PG_CONFIG=$(PG_CONFIG) bash $(srctop)scripts/orm-check

@@ -74,8 +74,7 @@ ALTER FUNCTION lockctl.purge_holds(interval, integer) SET SCHEMA lockctl_interna
 -- The functions behind the views: one naming scheme, the view's own name.
 ALTER FUNCTION lockctl.lease_list() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.lease_list() RENAME TO leases;
-ALTER FUNCTION lockctl.lease_waiter_list() SET SCHEMA lockctl_internal;
-ALTER FUNCTION lockctl_internal.lease_waiter_list() RENAME TO lease_waiters;
+-- (lease_waiter_list is replaced below: its row type changes.)
 ALTER FUNCTION lockctl.lease_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl.versioned_tables_stats() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.versioned_tables_stats() RENAME TO versioned_tables;
@@ -89,15 +88,72 @@ ALTER FUNCTION lockctl.worker_status() SET SCHEMA lockctl_internal;
 ALTER FUNCTION lockctl_internal.worker_status() RENAME TO workers;
 
 COMMENT ON FUNCTION lockctl_internal.leases() IS
-    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
-COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
-    'lockctl internal, behind the view lockctl.lease_waiters';
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
 COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
     'lockctl internal, behind the view lockctl.lease_stats: lease counters since the server started';
 COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
     'lockctl internal, behind the view lockctl.versioned_tables';
 COMMENT ON FUNCTION lockctl_internal.workers() IS
     'lockctl internal, behind the view lockctl.workers';
+
+-- ---------------------------------------------------------------------------
+-- Leases belong to roles (issue 15): only the role that took a lease, or a
+-- role with its privileges, may renew, release or fence it or see its token
+-- and owner; administrative release of every lease of a role or database;
+-- lockctl.lease_waiters names the waiting role.  The same objects as
+-- src/lease.sql.
+-- ---------------------------------------------------------------------------
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval) IS
+    'take the lease on resource for owner, as the session''s role; returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost or is another role''s';
+COMMENT ON FUNCTION lockctl.release(text, bigint) IS
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token, or is another role''s';
+COMMENT ON FUNCTION lockctl.fence(text, bigint) IS
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends';
+COMMENT ON FUNCTION lockctl.lease(text) IS
+    'the live lease on resource in this database: no row when there is none; owner and token are NULL unless the caller may act on the lease';
+COMMENT ON VIEW lockctl.leases IS
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
+
+CREATE FUNCTION lockctl.release_role_leases(role regrole)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_role_leases';
+COMMENT ON FUNCTION lockctl.release_role_leases(regrole) IS
+    'administrative: end every lease the role holds, in every database; returns how many were live';
+
+CREATE FUNCTION lockctl.release_database_leases(database name)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_database_leases';
+COMMENT ON FUNCTION lockctl.release_database_leases(name) IS
+    'administrative: end every lease held in the database; returns how many were live';
+REVOKE EXECUTE ON FUNCTION lockctl.release_role_leases(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lockctl.release_database_leases(name) FROM PUBLIC;
+
+DROP VIEW lockctl.lease_waiters;
+DROP FUNCTION lockctl.lease_waiter_list();
+CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
+                                          OUT owner text, OUT pid integer,
+                                          OUT queue_position integer,
+                                          OUT waiting_since timestamptz,
+                                          OUT requested_by oid)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
+COMMENT ON FUNCTION lockctl_internal.lease_waiters() IS
+    'lockctl internal, behind the view lockctl.lease_waiters';
+CREATE VIEW lockctl.lease_waiters AS
+    SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
+           w.waiting_since,
+           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by
+      FROM lockctl_internal.lease_waiters() AS w
+      LEFT JOIN pg_catalog.pg_database AS d
+        ON d.oid OPERATOR(pg_catalog.=) w.dbid;
+COMMENT ON VIEW lockctl.lease_waiters IS
+    'every session waiting in lockctl.acquire, in line order per resource; owner is shown only to the waiting role, roles with its privileges and superusers';
+GRANT SELECT ON lockctl.lease_waiters TO PUBLIC;
 
 -- Function bodies that name the moved functions, or the limits.
 CREATE OR REPLACE FUNCTION lockctl_internal.rebalance(pool bigint, start integer, need bigint)
@@ -351,6 +407,8 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_role name;
+    v_cap integer;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -418,6 +476,30 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps, counted up to the cap (reservations_role_idx): a
+    -- check costs at most the cap, nothing when the setting is 0.  Two
+    -- concurrent calls of one role may both pass at cap - 1.
+    v_role := lockctl_internal.acting_role();
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role AND r.status = 'held'
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many live holds', v_role),
+            DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+            HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role
+                                               AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many finished holds kept', v_role),
+            DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+            HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+    END IF;
+
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
@@ -475,42 +557,48 @@ BEGIN
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,
-    -- and count exactly.
+    -- and count exactly.  Sold out, the subtransaction is rolled back and
+    -- with it every slot lock: other calls on the pool (and the expiry
+    -- worker) must not wait for this transaction to end.
     IF v_slot IS NULL THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('pool "%s" does not exist', v_resource),
-                DETAIL = 'It was dropped while this call waited for it.';
-        END IF;
-        -- The slot count may have changed while we waited, and set_slots
-        -- may have added slot rows that the statement above, with its older
-        -- snapshot, did not see.  rebalance locks again: every row of the
-        -- pool is then ours (no new one can appear, set_slots needs our
-        -- locks first), so its count is exact; it moves the free units so
-        -- that one slot has ours, and we take them from it.
-        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
-        IF v_slot IS NULL THEN
+        BEGIN
+            PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                    MESSAGE = format('pool "%s" does not exist', v_resource),
+                    DETAIL = 'It was dropped while this call waited for it.';
+            END IF;
+            -- The slot count may have changed while we waited, and set_slots
+            -- may have added slot rows that the statement above, with its
+            -- older snapshot, did not see.  rebalance locks again: every row
+            -- of the pool is then ours (no new one can appear, set_slots
+            -- needs our locks first), so its count is exact; it moves the
+            -- free units so that one slot has ours, and we take them from it.
+            v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
-        END IF;
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        END;
     END IF;
 
     v_now := clock_timestamp();
     IF v_key IS NULL THEN
         INSERT INTO lockctl.reservations AS r
-               (pool_id, slot, quantity, holder, created, expires)
-        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+               (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
         RETURNING r.id INTO v_id;
         RETURN v_id;
     END IF;
 
     INSERT INTO lockctl.reservations AS r
-           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
-    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
-    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           (pool_id, slot, quantity, holder, taken_by, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING r.id INTO v_id;
     IF v_id IS NOT NULL THEN
         RETURN v_id;
@@ -552,10 +640,13 @@ BEGIN
     END IF;
     -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
     -- "status = 'held'" it does not let the planner pick the worker's
-    -- partial index of all live holds over the primary key.
+    -- partial index of all live holds over the primary key.  A row that
+    -- fails may_act_for is never locked: another role cannot make anyone
+    -- wait on a hold that is not its own.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
@@ -588,6 +679,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -627,6 +719,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
@@ -678,12 +771,17 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
+    -- The hold and its slot are locked together, each with SKIP LOCKED:
+    -- LIMIT counts only the holds whose two rows were both free.  (The
+    -- slots are locked in expiry order, not in slot order: never waiting,
+    -- this cannot deadlock.)
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
+          JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
          ORDER BY r.expires
          LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF r, s SKIP LOCKED
     ), done AS (
         UPDATE lockctl.reservations AS r
            SET status = 'expired', finished = v_now
@@ -699,11 +797,7 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- Give the units back, slot rows locked in (pool, slot) order.
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
-     ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
+    -- Give the units back; the slot rows are ours already.
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
       FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
@@ -1098,6 +1192,284 @@ GRANT EXECUTE ON FUNCTION lockctl.disable_fencing(pg_catalog.regclass) TO PUBLIC
 GRANT SELECT ON lockctl.fenced_tables TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
+-- Fencing tokens and hold ids across every way a cluster moves (issue 22):
+-- the high-water mark of each database, token_state, raise_token_floor,
+-- era-tagged hold ids.  As in src/lease_token.sql and src/reserve.sql.
+-- ---------------------------------------------------------------------------
+
+-- era << 48 | epoch << 28 | timeline; never set: nothing issued yet;
+-- -1: tokens of lockctl 1.0, never marked (set by the 1.0 -> 1.1 update).
+CREATE SEQUENCE lockctl.token_mark MINVALUE -1 START WITH 0 NO CYCLE;
+-- the system identifier of the cluster that wrote the mark
+CREATE SEQUENCE lockctl.token_mark_sysid MINVALUE 0 START WITH 0 NO CYCLE;
+COMMENT ON SEQUENCE lockctl.token_mark IS
+    'lockctl: high-water mark of the fencing tokens and hold ids issued in this database (written by lockctl only)';
+COMMENT ON SEQUENCE lockctl.token_mark_sysid IS
+    'lockctl: system identifier of the cluster that wrote lockctl.token_mark (written by lockctl only)';
+SELECT pg_catalog.pg_extension_config_dump('lockctl.token_mark', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.token_mark_sysid', '');
+REVOKE ALL ON SEQUENCE lockctl.token_mark, lockctl.token_mark_sysid FROM PUBLIC;
+
+CREATE FUNCTION lockctl.token_state(OUT timeline integer, OUT era integer,
+                                    OUT epoch bigint, OUT next_token bigint,
+                                    OUT mark bigint, OUT mark_current boolean,
+                                    OUT from_pg_upgrade boolean)
+    RETURNS record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_token_state';
+COMMENT ON FUNCTION lockctl.token_state() IS
+    'where fencing tokens stand: timeline, era and epoch of this server, the lowest token it can issue next, and this database''s high-water mark';
+
+CREATE FUNCTION lockctl.raise_token_floor(token bigint)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_raise_token_floor';
+COMMENT ON FUNCTION lockctl.raise_token_floor(bigint) IS
+    'administrative: state that no fencing token above token was issued in this database; every later token is above it; returns the lowest token that can be issued next';
+
+-- Internal: nextval(seq) with the server's era in bits 48 to 62, the
+-- default of lockctl.reservations.id.
+CREATE FUNCTION lockctl_internal.era_nextval(seq pg_catalog.regclass)
+    RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_era_nextval';
+COMMENT ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) IS
+    'lockctl: nextval(seq) tagged with the era of the server, so that no id is handed out twice across a failover';
+
+GRANT EXECUTE ON FUNCTION lockctl.token_state() TO PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.raise_token_floor(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.era_nextval(pg_catalog.regclass) FROM PUBLIC;
+
+-- The tokens this database saw under lockctl 1.0 were never marked: -1 says
+-- so (in a cluster made by pg_upgrade, grants wait for raise_token_floor).
+SELECT pg_catalog.setval('lockctl.token_mark', -1, true);
+
+-- Hold ids from now on carry the era (ids of 1.0 are below every one of them).
+ALTER TABLE lockctl.reservations
+    ALTER COLUMN id SET DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass);
+
+-- ---------------------------------------------------------------------------
+-- Roles cannot interfere (issue 15), reservations and the worker: a hold
+-- and its idempotency key belong to the role that took it; caps on a
+-- role's holds; expiry that no lock stalls; lockctl.workers says what
+-- holds a worker back.  The same objects as src/reserve.sql and
+-- src/worker.sql.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.acting_role() RETURNS name
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_acting_role';
+COMMENT ON FUNCTION lockctl_internal.acting_role() IS 'lockctl internal: the role a call acts for (SET ROLE''s, else the session user)';
+
+CREATE FUNCTION lockctl_internal.may_act_for(owner name) RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_may_act_for';
+COMMENT ON FUNCTION lockctl_internal.may_act_for(name) IS 'lockctl internal: whether the role a call acts for has the privileges of role owner';
+
+REVOKE ALL ON FUNCTION lockctl_internal.acting_role() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.may_act_for(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.may_act_for(name) TO PUBLIC;
+
+-- The role that took a hold: one definition, in C.  Holds taken at 1.0
+-- keep the taken_by they were given, which is the same role.
+ALTER TABLE lockctl.reservations ALTER COLUMN taken_by SET DEFAULT lockctl_internal.acting_role();
+
+-- Idempotency keys per role; every existing key stays unique, as it was
+-- unique per pool.
+DROP INDEX lockctl.reservations_idempotency_idx;
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The caps on a role's live and finished holds (lockctl.max_holds_per_role,
+-- lockctl.max_kept_holds_per_role): reserve counts here, up to the cap.
+-- Confirmed holds are left out: they are never purged, and their number is
+-- bounded by the pools' capacities.
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
+
+CREATE OR REPLACE FUNCTION lockctl_internal.keyed_hold(pool bigint, resource text, idempotency_key text,
+                                   quantity bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
+     WHERE r.pool_id = pool AND r.taken_by = lockctl_internal.acting_role()
+       AND r.idempotency_key = idempotency_key;
+    IF v_q <> quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
+                             idempotency_key, resource),
+            DETAIL = format('Hold %s has quantity %s; this call asked for %s.', v_id, v_q, quantity);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- A hold is another role's, or (of another era) was lost in a failover or
+-- a restore: hold_state says which.
+CREATE OR REPLACE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.reservations AS r
+     WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
+    IF NOT FOUND THEN
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
+        -- one of another era was taken on a line of history this server
+        -- does not continue, and is never handed out here.
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('hold %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or its pool was dropped, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new hold with lockctl.reserve.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('hold %s does not exist', id),
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged, or it is another role''s.';
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new hold with lockctl.reserve.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    -- Live after all: it changed under us (a concurrent transaction).
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s hold %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+
+CREATE OR REPLACE VIEW lockctl.holds WITH (security_barrier) AS
+    SELECT r.id,
+           p.resource,
+           r.quantity,
+           CASE WHEN a.mine THEN r.holder END AS holder,
+           r.taken_by,
+           r.status::text AS status,
+           r.created,
+           r.expires,
+           r.finished,
+           CASE WHEN a.mine THEN r.idempotency_key END AS idempotency_key
+      FROM lockctl.reservations AS r
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(r.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for pg_read_all_stats, without holder and key)';
+
+CREATE FUNCTION lockctl_internal.worker_waiting_on(datid oid) RETURNS text
+    LANGUAGE c STRICT VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'lockctl_worker_waiting_on';
+COMMENT ON FUNCTION lockctl_internal.worker_waiting_on(oid) IS
+    'lockctl internal, behind the column waiting_on of the view lockctl.workers';
+
+CREATE OR REPLACE VIEW lockctl.workers AS
+    SELECT w.datid, w.datname, w.pid, w.state, w.started, w.last_run,
+           w.holds_expired, w.holds_purged, w.errors,
+           w.last_error, w.last_error_at,
+           lockctl_internal.worker_waiting_on(w.datid) AS waiting_on
+      FROM lockctl_internal.workers() AS w;
+
+COMMENT ON VIEW lockctl.workers IS
+    'lockctl expiry workers: one row per database served, with last pass, holds expired and purged, the last error, and what holds it back';
+REVOKE ALL ON FUNCTION lockctl_internal.worker_waiting_on(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.worker_waiting_on(oid) TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Version checks that understand the statement (1.1)
+-- ---------------------------------------------------------------------
+
+-- The counters of stale matches and checked DELETEs.  A function's OUT
+-- columns cannot change in place: the view and its function are made
+-- again, as a fresh install makes them.
+DROP VIEW lockctl.versioned_tables;
+DROP FUNCTION lockctl_internal.versioned_tables();
+CREATE FUNCTION lockctl_internal.versioned_tables(
+        OUT table_name pg_catalog.regclass,
+        OUT version_column pg_catalog.name,
+        OUT mode pg_catalog.text,
+        OUT enabled pg_catalog.bool,
+        OUT checked_updates pg_catalog.int8,
+        OUT conflicts pg_catalog.int8,
+        OUT blind_writes pg_catalog.int8,
+        OUT inserts pg_catalog.int8,
+        OUT stats_reset pg_catalog.timestamptz,
+        OUT stale_matches pg_catalog.int8,
+        OUT checked_deletes pg_catalog.int8)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
+COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
+    'lockctl internal, behind the view lockctl.versioned_tables';
+CREATE VIEW lockctl.versioned_tables AS
+    SELECT table_name, version_column, mode, enabled,
+           checked_updates, conflicts, stale_matches, blind_writes,
+           checked_deletes, inserts, stats_reset
+      FROM lockctl_internal.versioned_tables();
+GRANT SELECT ON lockctl.versioned_tables TO PUBLIC;
+
+-- DELETE is part of the contract now: the version trigger of every table
+-- versioned under 1.0 (BEFORE INSERT OR UPDATE) fires on DELETE as well,
+-- with the same name, arguments and enabled state.  Partitions get the
+-- change from their partitioned table.
+DO $upgrade$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT tg.tgname, tg.tgenabled, tg.tgrelid::pg_catalog.regclass AS tbl,
+               pg_catalog.encode(tg.tgargs, 'escape') AS args
+          FROM pg_catalog.pg_trigger AS tg
+         WHERE tg.tgfoid OPERATOR(pg_catalog.=) 'lockctl.version_trigger()'::pg_catalog.regprocedure
+           AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+           AND tg.tgnargs OPERATOR(pg_catalog.=) 2
+           -- BEFORE INSERT OR UPDATE FOR EACH ROW, without DELETE
+           AND tg.tgtype OPERATOR(pg_catalog.=) 23
+    LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %s '
+            'FOR EACH ROW EXECUTE FUNCTION lockctl.version_trigger(%L, %L)',
+            t.tgname, t.tbl,
+            pg_catalog.split_part(t.args, E'\\000', 1),
+            pg_catalog.split_part(t.args, E'\\000', 2));
+        IF t.tgenabled OPERATOR(pg_catalog.<>) 'O' THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', t.tbl,
+                CASE t.tgenabled WHEN 'D' THEN 'DISABLE'
+                                 WHEN 'A' THEN 'ENABLE ALWAYS'
+                                 ELSE 'ENABLE REPLICA' END,
+                t.tgname);
+        END IF;
+    END LOOP;
+END
+$upgrade$;
+
+-- ---------------------------------------------------------------------------
 -- Leases II (issue 17): counted leases (acquire's permits), shared leases,
 -- fence's extend, watch, and the kind and permits of every lease in the
 -- views.
@@ -1111,7 +1483,7 @@ CREATE FUNCTION lockctl.acquire(resource text, owner text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire';
 COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
-    'take the lease on resource for owner (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
 
 CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
@@ -1121,7 +1493,7 @@ CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
 COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
-    'take a shared lease on resource for owner (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
 GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 
 DROP FUNCTION lockctl.fence(text, bigint);
@@ -1131,7 +1503,7 @@ CREATE FUNCTION lockctl.fence(resource text, token bigint,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_fence';
 COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
-    'in the transaction that writes protected data: 40001 unless token holds the live lease; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
 
 DROP VIEW lockctl.leases;
@@ -1147,7 +1519,7 @@ CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
 COMMENT ON FUNCTION lockctl_internal.leases() IS
-    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
 CREATE VIEW lockctl.leases AS
     SELECT d.datname AS database, l.resource, l.owner, l.token,
            l.acquired_at, l.expires_at, l.waiters,
@@ -1157,7 +1529,7 @@ CREATE VIEW lockctl.leases AS
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
 COMMENT ON VIEW lockctl.leases IS
-    'every live lease, in every database; token is shown only to the role that took the lease (and roles with its privileges), superusers and pg_read_all_stats';
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
 GRANT SELECT ON lockctl.leases TO PUBLIC;
 
 DROP VIEW lockctl.lease_stats;
@@ -1176,7 +1548,8 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT counted_live integer,
                                     OUT counted_grants bigint,
                                     OUT shared_live integer,
-                                    OUT shared_grants bigint)
+                                    OUT shared_grants bigint,
+                                    OUT watching integer)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -1192,5 +1565,5 @@ CREATE FUNCTION lockctl.watch(resource text, token bigint,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_watch';
 COMMENT ON FUNCTION lockctl.watch(text, bigint, interval) IS
-    'sleep until the lease of token ends and say how (released, force-released, expired, taken over), or live when timeout passes; only for the role that took the lease';
+    'sleep until the lease of token ends and say how (released, force-released, expired, taken over, lost), or live when timeout passes; only for the role that took the lease';
 GRANT EXECUTE ON FUNCTION lockctl.watch(text, bigint, interval) TO PUBLIC;

@@ -9,6 +9,11 @@
                                                  snapshot in known ways; every corruption
                                                  must be caught (exit 1 otherwise)
     chaos.py leakcheck --dsn DSN                 no shared-memory lease slot leaked
+    chaos.py tokens   --dir DIR                  only the invariants that need no
+                                                 snapshot (tokens rise, one holder at
+                                                 a time, hold ids unique), over a
+                                                 history another test recorded (the
+                                                 failover tests t/060-t/065)
 
 Many client threads, each on its own connection, mix version-checked updates,
 lease acquire/renew/release/fenced writes, reserve/confirm/cancel/extend and
@@ -588,8 +593,11 @@ def load_dir(d):
         if os.path.exists(p):
             with open(p) as fh:
                 faults += [json.loads(l) for l in fh if l.strip()]
-    with open(os.path.join(d, "snapshot.json")) as fh:
-        snap = json.load(fh)
+    snap = {}
+    p = os.path.join(d, "snapshot.json")
+    if os.path.exists(p):
+        with open(p) as fh:
+            snap = json.load(fh)
     return hist, faults, snap
 
 
@@ -621,11 +629,34 @@ class Checker:
         self.check_versions()
         self.check_lease_grants()
         self.check_fences()
+        self.check_hold_ids()
         if "pools" in self.snap:
             self.check_reservations()
         if self.snap.get("features", {}).get("requests"):
             self.check_requests()
         return self.errors
+
+    def run_tokens(self):
+        """The invariants a history alone decides (cmd_tokens)."""
+        self.check_lease_grants()
+        self.check_hold_ids()
+        return self.errors
+
+    # -- hold ids: an acknowledged id belongs to one request only, so a
+    # retried confirm(id) can never reach another buyer's hold
+    def check_hold_ids(self):
+        first = {}
+        for h in self.by_op("reserve"):
+            if h["r"] != "ok" or h.get("v") is None:
+                continue
+            # one request: the same idempotency key on the same pool
+            req = ("key", h.get("pool"), h["key"]) if h.get("key") is not None else h["opid"]
+            if h["v"] in first and first[h["v"]][0] != req:
+                self.bad("hold ids", "hold id %s handed out to %s [%s] and again to %s [%s]"
+                         % (h["v"], first[h["v"]][2], first[h["v"]][1], h.get("holder"),
+                            h["opid"]))
+            first.setdefault(h["v"], (req, h["opid"], h.get("holder")))
+        self.stats["hold ids acknowledged"] = len(first)
 
     # -- a run that exercised nothing proves nothing
     def check_coverage(self):
@@ -1206,11 +1237,36 @@ def mutations(hist, snap, faults=()):
                 if x["row"]["id"] == hist[i]["id"]:
                     x["row"]["status"] = "expired"
             yield "an acknowledged confirm undone", "holds", h2, s2
+        oks = [j for j, h in enumerate(hist) if h["op"] == "reserve" and h["r"] == "ok"
+               and h["v"] is not None and h.get("key") is None]
+        if len(oks) >= 2:
+            h2 = copy.deepcopy(hist)
+            h2[oks[1]]["v"] = hist[oks[0]]["v"]
+            yield "a hold id handed out twice", "hold ids", h2, snap
         i = first(lambda h: h["op"] == "reserve" and h["r"] == "ok" and h["v"] is not None)
         if i is not None:
             h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
             s2["holds"] = [x for x in s2["holds"] if x["row"]["id"] != hist[i]["v"]]
             yield "an acknowledged hold lost", "durability", h2, s2
+
+
+def cmd_tokens(args):
+    hist, faults, snap = load_dir(args.dir)
+    ck = Checker(hist, faults, snap)
+    errors = ck.run_tokens()
+    for k, v in ck.stats.items():
+        print("  %-55s %s" % (k, v))
+    print("  faults: %s" % dict(collections.Counter(f["kind"] for f in faults)))
+    if not any(h["op"] == "acquire" and h["r"] == "ok" and h.get("v") is not None
+               for h in hist):
+        errors.append("coverage: no lease grant acknowledged: the history proves nothing")
+    if errors:
+        print("INVARIANTS BROKEN (%d):" % len(errors))
+        for e in errors[:40]:
+            print("  " + e)
+        return 1
+    print("token invariants hold (%d operations checked)" % len(hist))
+    return 0
 
 
 def cmd_selftest(args):
@@ -1281,7 +1337,7 @@ def cmd_leakcheck(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["setup", "load", "snapshot", "check", "selftest",
-                                        "leakcheck"])
+                                        "leakcheck", "tokens"])
     ap.add_argument("--dsn", default="")
     ap.add_argument("--dir", default="chaos-run")
     ap.add_argument("--seconds", type=float, default=60)

@@ -7,40 +7,6 @@
 set -euo pipefail
 
 LOCKCTL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=${PG_MAJOR:-15}
-# PG_CONFIG may point at a private copy of the server (scripts/private-pg),
-# so that several checkouts on one machine never install over each other.
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
-export PG_CONFIG
-PG_BINDIR=$(dirname "$PG_CONFIG")
-# Debian's python3 and its packages, whatever else is first on PATH.
-PYTHON=/usr/bin/python3
-
-# Everything the build, the tests, the demo, the examples and the benchmarks
-# need from Debian's archive.  A fresh bookworm machine has none of it.
-# (What building the Debian packages needs is debian/control's
-# Build-Depends: scripts/package installs it with apt-get build-dep.)
-LOCKCTL_DEB_PACKAGES=(
-    build-essential
-    postgresql-$PG_MAJOR
-    postgresql-server-dev-$PG_MAJOR
-    postgresql-contrib
-    libipc-run-perl
-    pgbouncer
-    python3
-    python3-psycopg
-    python3-psycopg2
-    python3-pip
-    python3-setuptools
-    python3-wheel
-    python3-venv
-    prometheus-postgres-exporter
-    nodejs
-    npm
-    util-linux
-    procps
-    git
-)
 
 lockctl_log() { printf '\n== %s\n' "$*"; }
 lockctl_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -56,8 +22,87 @@ lockctl_as_root() {
     fi
 }
 
+# The PostgreSQL major that this machine's Debian archive offers: the one
+# its "postgresql" metapackage depends on (15 on Debian 12, 17 on 13, 18 on
+# unstable), or nothing when apt knows no such package.
+lockctl_archive_major() {
+    apt-cache depends postgresql 2>/dev/null |
+        sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -1
+}
+
+# The PostgreSQL major to build and test against (PG_MAJOR): the one given;
+# else that of PG_CONFIG, when it is given (a private copy of the server,
+# see scripts/private-pg); else the one the archive offers.  Its server and
+# headers are installed from the archive if missing.
+LOCKCTL_OWN_PG_CONFIG=${PG_CONFIG:+1}
+if [ -n "${PG_MAJOR:-}" ]; then
+    [[ $PG_MAJOR =~ ^[0-9]+$ ]] || lockctl_die "PG_MAJOR='$PG_MAJOR' is not a PostgreSQL major version (15, 17, 18, ...)"
+elif [ -n "${PG_CONFIG:-}" ]; then
+    [ -x "$PG_CONFIG" ] || lockctl_die "PG_CONFIG=$PG_CONFIG is not an executable pg_config"
+    PG_MAJOR=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+else
+    PG_MAJOR=$(lockctl_archive_major)
+    if [ -z "$PG_MAJOR" ]; then
+        # A fresh machine may have no package lists yet.
+        lockctl_log "reading the package lists of Debian's archive"
+        lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        PG_MAJOR=$(lockctl_archive_major)
+    fi
+fi
+[ -n "$PG_MAJOR" ] ||
+    lockctl_die "cannot tell which PostgreSQL major this machine's Debian archive offers; set PG_MAJOR (e.g. PG_MAJOR=17)"
+if [ -n "${PG_CONFIG:-}" ] && [ -x "$PG_CONFIG" ] &&
+   [ "$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')" != "$PG_MAJOR" ]; then
+    lockctl_die "PG_CONFIG=$PG_CONFIG is not PostgreSQL $PG_MAJOR (PG_MAJOR); give one of them, or both alike"
+fi
+export PG_MAJOR
+# PG_CONFIG may point at a private copy of the server (scripts/private-pg),
+# so that several checkouts on one machine never install over each other.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+export PG_CONFIG
+PG_BINDIR=$(dirname "$PG_CONFIG")
+# Debian's python3 and its packages, whatever else is first on PATH.
+PYTHON=/usr/bin/python3
+
+# Everything the build, the tests, the demo, the examples and the benchmarks
+# need from Debian's archive.  A fresh Debian machine has none of it.
+# (postgresql-NN carries the contrib modules too.)  A PG_CONFIG given by
+# the caller brings its own server and headers: a private copy, or a
+# PostgreSQL built from source (a major that Debian does not ship).
+# (What building the Debian packages needs is debian/control's
+# Build-Depends: scripts/package installs it with apt-get build-dep.)
+LOCKCTL_DEB_PACKAGES=(
+    build-essential
+    libipc-run-perl
+    pgbouncer
+    python3
+    python3-psycopg
+    python3-psycopg2
+    python3-matplotlib
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-venv
+    prometheus-postgres-exporter
+    # the ORM matrix (scripts/orm-check): ORMs and drivers from the archive
+    python3-sqlalchemy
+    python3-django
+    python3-asyncpg
+    ruby-activerecord
+    ruby-pg
+    nodejs
+    npm
+    util-linux
+    procps
+    git
+)
+if [ -z "$LOCKCTL_OWN_PG_CONFIG" ]; then
+    LOCKCTL_DEB_PACKAGES+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
+fi
+
 # Install whatever Debian packages are missing; apt-get only runs when
-# something is.
+# something is.  Without their Recommends: nothing here needs them, and on
+# a minimal system they bring a mail server that may fail to configure.
 lockctl_install_deps() {
     local missing=() p
     for p in "${LOCKCTL_DEB_PACKAGES[@]}"; do
@@ -69,11 +114,17 @@ lockctl_install_deps() {
     if [ ${#missing[@]} -gt 0 ]; then
         lockctl_log "installing from Debian's archive: ${missing[*]}"
         lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        if [ -z "$LOCKCTL_OWN_PG_CONFIG" ] &&
+           ! apt-cache show "postgresql-server-dev-$PG_MAJOR" >/dev/null 2>&1; then
+            lockctl_die "this machine's Debian archive has no PostgreSQL $PG_MAJOR (it offers $(lockctl_archive_major)); unset PG_MAJOR, or choose that one"
+        fi
         lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends \
             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
             "${missing[@]}" >/dev/null
     fi
     [ -x "$PG_CONFIG" ] || lockctl_die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
+    [ -f "$("$PG_CONFIG" --pgxs)" ] || lockctl_die "$PG_CONFIG has no PGXS ($("$PG_CONFIG" --pgxs)): the server's development files are missing"
     lockctl_install_optional node-pg
 }
 
@@ -87,7 +138,8 @@ lockctl_install_optional() {
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && continue
         [ -f "/var/tmp/lockctl-optional-$p.skip" ] && continue
-        if ! lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null 2>&1; then
+        if ! lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends "$p" >/dev/null 2>&1; then
             echo "note: optional Debian package $p cannot be installed on this machine; skipped"
             # Do not ask apt again on every run.
             lockctl_as_root touch "/var/tmp/lockctl-optional-$p.skip" 2>/dev/null || true
@@ -200,6 +252,11 @@ lockctl_scratch_start() {
         rm -f "$data.initdb.log"
         lockctl_scratch_as_server_user sh -c "echo \"include_if_exists = 'lockctl-scratch.conf'\" >> '$data/postgresql.conf'"
     fi
+    # A cluster is tied to the major that made it.
+    local made
+    made=$(lockctl_scratch_as_server_user cat "$data/PG_VERSION")
+    [ "$made" = "$PG_MAJOR" ] ||
+        lockctl_die "the scratch cluster in $data was made by PostgreSQL $made, not $PG_MAJOR; use PG_MAJOR=$made, or stop and delete it (bash scripts/demo reset)"
 
     lockctl_scratch_as_server_user sh -c "cat > '$data/pg_hba.conf'" <<HBA
 # Written by scripts/lib.sh (lockctl_scratch_start) at every start.

@@ -146,30 +146,6 @@ SELECT lockctl.release('lone', token) AS released FROM tok WHERE name = 'L';
 SELECT count(*) AS nothing_for_lone FROM lockctl.lease('lone');
 SELECT lockctl.release('big', lockctl.acquire('big', 'z', permits => 1000000)) AS most_permits_ok;
 
--- Only the holder's role, and roles with its privileges, may renew,
--- release or fence a holder (AUTHORITY.md): to another role it looks
--- stale (40001, no detail), and release says false.
-GRANT SELECT ON tok TO PUBLIC;
-CREATE ROLE counted_other;
-CREATE ROLE counted_member;
-DO $$BEGIN EXECUTE format('GRANT %I TO counted_member', current_user); END$$;
-INSERT INTO tok SELECT 'O', lockctl.acquire('roles', 'o', '1 min', permits => 2);
-SET ROLE counted_other;
-SELECT pg_temp.try($$SELECT lockctl.renew('roles', (SELECT token FROM tok WHERE name = 'O'))$$);
-SELECT pg_temp.try($$SELECT lockctl.fence('roles', (SELECT token FROM tok WHERE name = 'O'))$$);
-SELECT lockctl.release('roles', token) AS other_released FROM tok WHERE name = 'O';
--- the same owner name asked by another role is another holder.
-SELECT lockctl.acquire('roles', 'o', permits => 2) <> token AS not_the_same_token
-  FROM tok WHERE name = 'O';
-RESET ROLE;
-SET ROLE counted_member;
-SELECT lockctl.renew('roles', token) > now() AS member_renewed FROM tok WHERE name = 'O';
-SELECT lockctl.release('roles', token) AS member_released FROM tok WHERE name = 'O';
-RESET ROLE;
-SELECT lockctl.force_release('roles') AS forced;
-DROP ROLE counted_other;
-DROP ROLE counted_member;
-
 -- Clean up.
 SELECT resource, lockctl.force_release(resource) FROM lockctl.leases
  WHERE database = current_database() GROUP BY resource ORDER BY resource;

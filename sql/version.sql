@@ -121,9 +121,12 @@ UPDATE acc SET balance = balance + 1, version = version WHERE id IN (1, 2)
 UPDATE acc SET balance = 0, version = 2 WHERE id IN (1, 2);
 \echo :LAST_ERROR_SQLSTATE
 SELECT id, balance, version FROM acc WHERE id IN (1, 2) ORDER BY id;
--- the multiple-assignment forms count as assigning the column
+-- the multiple-assignment form counts as assigning the column; a value
+-- from a subquery is not followed, and refused
 UPDATE acc SET (balance, version) = (1, 4) WHERE id = 1 RETURNING *;
 UPDATE acc SET (balance, version) = (SELECT 2, 5) WHERE id = 1 RETURNING *;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE acc SET (balance, version) = (2, 5) WHERE id = 1 RETURNING *;
 -- a NULL version (a row from before versioning) is matched by NULL
 UPDATE acc SET version = NULL WHERE id = 4;
 \echo :LAST_ERROR_SQLSTATE
@@ -176,9 +179,14 @@ UPDATE orm SET name = 'd', lock_version = 1 WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE
 -- what ORM mode cannot catch: a stale read + 1 that equals the current
 -- version, sent without the WHERE clause, looks like a strict write of the
--- current version; and version = version + 1 looks like an honest ORM write
+-- current version (no ORM writes without the WHERE clause)
 UPDATE orm SET name = 'stale', lock_version = 2 WHERE id = 1 RETURNING *;
+-- version = version + 1 without a version predicate is a blind write
 UPDATE orm SET name = 'bulk', lock_version = lock_version + 1 RETURNING *;
+\echo :LAST_ERROR_SQLSTATE
+-- with the predicate it is what TypeORM's update() sends: checked
+UPDATE orm SET name = 'bulk', lock_version = lock_version + 1
+ WHERE lock_version = 3 RETURNING *;
 -- blind writes are refused in ORM mode too
 UPDATE orm SET name = 'blind';
 \echo :LAST_ERROR_SQLSTATE
@@ -368,7 +376,8 @@ SELECT * FROM orm;
 -- the counters, which survive the aborted transactions
 --
 SELECT table_name, version_column, mode, enabled, checked_updates, conflicts,
-       blind_writes, inserts, stats_reset IS NOT NULL AS has_reset
+       stale_matches, blind_writes, checked_deletes, inserts,
+       stats_reset IS NOT NULL AS has_reset
   FROM lockctl.versioned_tables ORDER BY table_name::text;
 SELECT lockctl.reset_versioning_stats('acc');
 SELECT table_name, checked_updates, conflicts, blind_writes, inserts
@@ -390,7 +399,8 @@ SELECT lockctl.reset_versioning_stats();
 SELECT count(*) > 0 AS others_can_read FROM lockctl.versioned_tables;
 RESET ROLE;
 SELECT lockctl.reset_versioning_stats();
-SELECT sum(checked_updates + conflicts + blind_writes + inserts) AS all_zero
+SELECT sum(checked_updates + conflicts + stale_matches + blind_writes +
+           checked_deletes + inserts) AS all_zero
   FROM lockctl.versioned_tables;
 
 --

@@ -24,6 +24,17 @@
  * that a 1.1 library serves a database until ALTER EXTENSION lockctl
  * UPDATE has run there.
  *
+ * Nobody can stall it.  It runs with session settings of its own, as
+ * autovacuum does (worker_pin_settings): whatever ALTER DATABASE or ALTER
+ * ROLE ... SET say for ordinary sessions (default_transaction_read_only,
+ * a statement_timeout, a role, a search_path) does not apply to it.  Its
+ * queries never wait for another transaction: expire_holds skips holds
+ * whose row or slot row is locked (SKIP LOCKED), and so does the purge;
+ * WORKER_LOCK_TIMEOUT_MS bounds any other lock wait.  After the expiry
+ * batches of a pass it counts the due holds it had to leave, and says in
+ * lockctl.workers (waiting_on) how many and which sessions or prepared
+ * transactions hold them (worker_note_skipped).
+ *
  * Errors: a batch that fails is caught (PG_TRY), reported to the server log,
  * recorded in shared memory for the lockctl.workers view, its transaction
  * aborted, and the worker carries on after a back-off (the interval,
@@ -38,6 +49,11 @@
 
 #include <limits.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/multixact.h"
+#include "access/subtrans.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -49,12 +65,17 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "lib/stringinfo.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -80,13 +101,18 @@ static int	lockctl_expiry_interval = 1000; /* ms */
 static int	lockctl_expiry_batch_size = 1000;
 static int	lockctl_retention = 7 * 24 * 3600;	/* s, -1 keeps finished holds */
 
+static void worker_pin_settings(void);
+static void worker_note_skipped(int slotno, TimestampTz due_by);
+static Oid	worker_relid(const char *relname);
+static void worker_row_lockers(Relation rel, ItemPointer tid, List **xids);
 static void worker_detach(int code, Datum arg);
 static void worker_error_context(void *arg);
 static ExpirySlot *worker_claim_slot(int slotno, const ExpiryWorkerArgs *args);
 static void worker_exit(ExpirySlot *slot, ExpiryExitReason reason);
 static void worker_record_error(ExpirySlot *slot, MemoryContext cxt);
 static bool worker_pass(int slotno);
-static bool worker_batches(int slotno, WorkerBatchKind kind);
+static bool worker_batches(int slotno, WorkerBatchKind kind,
+						   TimestampTz *last_start);
 static const char *worker_schema(Oid extoid);
 static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
 						 bool *absent);
@@ -184,6 +210,39 @@ worker_claim_slot(int slotno, const ExpiryWorkerArgs *args)
 }
 
 /*
+ * The worker's own session settings, as autovacuum has: connecting applied
+ * the database's and the bootstrap superuser's settings (ALTER DATABASE /
+ * ALTER ROLE ... SET), meant for ordinary sessions, and a database owner
+ * may set some of them.  PGC_S_OVERRIDE outranks those, postgresql.conf
+ * and any reload, so none of these can stop expiry:
+ *	- search_path: run as a superuser, resolve nothing through it;
+ *	- role: act as the bootstrap superuser, never as a role set for the
+ *	  database (which may not call lockctl_internal);
+ *	- default_transaction_read_only, default_transaction_isolation: the
+ *	  batches write, in READ COMMITTED (what SKIP LOCKED is made for);
+ *	- statement_timeout 0: a batch is short, and one cut short would be
+ *	  tried again and cut short again; lock_timeout: waits are bounded
+ *	  (WORKER_LOCK_TIMEOUT_MS), the queries themselves skip locked rows;
+ *	- idle_in_transaction_session_timeout 0: it never idles in one.
+ */
+static void
+worker_pin_settings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", psprintf("%d", WORKER_LOCK_TIMEOUT_MS),
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
  * Exit, telling the launcher why (it decides when to start the next one).
  */
 static void
@@ -230,6 +289,7 @@ worker_record_error(ExpirySlot *slot, MemoryContext cxt)
 void
 lockctl_expiry_worker_main(Datum main_arg)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int			slotno = DatumGetInt32(main_arg);
 	ExpiryWorkerArgs args;
 	ExpirySlot *slot;
@@ -254,10 +314,7 @@ lockctl_expiry_worker_main(Datum main_arg)
 	error_context_stack = &errcallback;
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-
-	/* Run as the bootstrap superuser: resolve nothing through search_path. */
-	SetConfigOption("search_path", "pg_catalog, pg_temp",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	worker_pin_settings();
 	pgstat_report_appname(MyBgworkerEntry->bgw_name);
 
 	worker_cxt = AllocSetContextCreate(TopMemoryContext,
@@ -315,17 +372,19 @@ lockctl_expiry_worker_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms,
+						 lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
 		ResetLatch(MyLatch);
 	}
 }
 
 /*
  * Batches of one kind, each in its own transaction, while they come back
- * full.  Returns false when the extension is not installed.
+ * full.  Returns false when the extension is not installed.  *last_start:
+ * when the last batch began.
  */
 static bool
-worker_batches(int slotno, WorkerBatchKind kind)
+worker_batches(int slotno, WorkerBatchKind kind, TimestampTz *last_start)
 {
 	bool		absent = false;
 	int			n;
@@ -334,6 +393,7 @@ worker_batches(int slotno, WorkerBatchKind kind)
 	{
 		int			batch = lockctl_expiry_batch_size;
 
+		*last_start = GetCurrentTimestamp();
 		n = worker_batch(slotno, kind, batch, &absent);
 		if (absent)
 			return false;
@@ -354,12 +414,17 @@ static bool
 worker_pass(int slotno)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
+	TimestampTz expire_start;
+	TimestampTz start;
 
-	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS))
+	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS, &expire_start))
 		return false;
-	if (lockctl_retention >= 0 && !worker_batches(slotno, BATCH_PURGE_HOLDS))
+	/* every hold due before the last batch began and still live was skipped */
+	worker_note_skipped(slotno, expire_start);
+	if (lockctl_retention >= 0 &&
+		!worker_batches(slotno, BATCH_PURGE_HOLDS, &start))
 		return false;
-	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS))
+	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS, &start))
 		return false;
 
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
@@ -482,4 +547,189 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 		LWLockRelease(expiry_shared->lock);
 	}
 	return count;
+}
+
+/* The oid of lockctl's table relname (schema lockctl at every version). */
+static Oid
+worker_relid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("lockctl", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table lockctl.%s does not exist", relname);
+	return relid;
+}
+
+/*
+ * The transactions that hold tuple tid of rel locked (its xmax: one
+ * transaction, or the members of a multixact), added to *xids as the
+ * top-level transactions of those still running.  (A row's xmax as SQL
+ * shows it cannot tell a multixact from a transaction, nor a
+ * subtransaction, which is what reserve's paths lock in, from its
+ * top-level transaction: hence the tuple header and pg_subtrans.)
+ */
+static void
+worker_row_lockers(Relation rel, ItemPointer tid, List **xids)
+{
+	HeapTupleData tuple;
+	Buffer		buf;
+	uint16		infomask;
+	TransactionId xmax;
+	TransactionId *lockers = NULL;
+	int			nlockers = 0;
+
+	tuple.t_self = *tid;
+	if (!heap_fetch(rel, SnapshotAny, &tuple, &buf, false))
+		return;
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	infomask = tuple.t_data->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(tuple.t_data);
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	ReleaseBuffer(buf);
+
+	if (infomask & HEAP_XMAX_INVALID)
+		return;
+	if (infomask & HEAP_XMAX_IS_MULTI)
+	{
+		MultiXactMember *members;
+		int			n = GetMultiXactIdMembers(xmax, &members, true,
+											  HEAP_XMAX_IS_LOCKED_ONLY(infomask));
+
+		lockers = palloc(sizeof(TransactionId) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			lockers[nlockers++] = members[i].xid;
+	}
+	else
+	{
+		lockers = palloc(sizeof(TransactionId));
+		lockers[nlockers++] = xmax;
+	}
+	for (int i = 0; i < nlockers; i++)
+	{
+		TransactionId top;
+
+		/* a running xid is at least our TransactionXmin: pg_subtrans has it */
+		if (!TransactionIdIsValid(lockers[i]) ||
+			TransactionIdIsCurrentTransactionId(lockers[i]) ||
+			!TransactionIdIsInProgress(lockers[i]))
+			continue;
+		top = SubTransGetTopmostTransaction(lockers[i]);
+		/* xids in an oid list: both are uint32 (no xid lists before 16) */
+		if (!list_member_oid(*xids, (Oid) top))
+			*xids = lappend_oid(*xids, (Oid) top);
+	}
+}
+
+/*
+ * After the expiry batches of a pass: the holds due by due_by (when the
+ * last batch began, which expired every due hold it could lock) that are
+ * still live were left because another transaction has them or their slot
+ * locked.  Say in the slot (lockctl.workers.waiting_on) how many, and which
+ * sessions (pids) or prepared transactions (gids) hold them, or clear it.
+ * The holds are found through the worker's index of live holds by expiry,
+ * so this costs what is left, nothing in the common case; the lockers are
+ * looked up for the first WORKER_SKIPPED_NAMED of them.
+ */
+#define WORKER_SKIPPED_NAMED	64
+static void
+worker_note_skipped(int slotno, TimestampTz due_by)
+{
+	ExpirySlot *slot = &expiry_shared->slots[slotno];
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+	StringInfoData msg;
+	int64		nleft = 0;
+	List	   *xids = NIL;
+	StringInfoData pids;
+	char	   *gids = NULL;
+	int			ret;
+
+	initStringInfo(&msg);
+	initStringInfo(&pids);
+	values[0] = TimestampTzGetDatum(due_by);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "lockctl: due holds left by the last batch");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	ret = SPI_execute_with_args(
+		"SELECT r.ctid, s.ctid, pg_catalog.count(*) OVER ()"
+		"  FROM lockctl.reservations AS r"
+		"  JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot"
+		" WHERE r.status = 'held' AND r.expires <= $1"
+		" LIMIT " CppAsString2(WORKER_SKIPPED_NAMED),
+		1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking for the due holds left failed: SPI result %d", ret);
+	if (SPI_processed > 0)
+	{
+		Relation	holds = table_open(worker_relid("reservations"), AccessShareLock);
+		Relation	slots = table_open(worker_relid("pool_slots"), AccessShareLock);
+		SPITupleTable *tt = SPI_tuptable;
+		bool		isnull;
+
+		nleft = DatumGetInt64(SPI_getbinval(tt->vals[0], tt->tupdesc, 3, &isnull));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			worker_row_lockers(holds, (ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull)), &xids);
+			worker_row_lockers(slots, (ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull)), &xids);
+		}
+		table_close(holds, AccessShareLock);
+		table_close(slots, AccessShareLock);
+	}
+
+	/* running in a session (a pid), or prepared (a gid) */
+	if (xids != NIL)
+	{
+		ListCell   *lc;
+		StringInfoData prepared;
+
+		initStringInfo(&prepared);
+		foreach(lc, xids)
+		{
+			TransactionId xid = (TransactionId) lfirst_oid(lc);
+			int			pid = BackendXidGetPid(xid);
+
+			if (pid != 0)
+				appendStringInfo(&pids, "%s%d", pids.len > 0 ? ", " : "", pid);
+			else
+				appendStringInfo(&prepared, "%s%u", prepared.len > 0 ? "," : "", xid);
+		}
+		if (prepared.len > 0)
+		{
+			Oid			gidtypes[1] = {TEXTOID};
+			Datum		gidvalues[1];
+
+			gidvalues[0] = CStringGetTextDatum(prepared.data);
+			ret = SPI_execute_with_args(
+				"SELECT pg_catalog.string_agg(pg_catalog.quote_literal(p.gid), ', ' ORDER BY p.gid)"
+				"  FROM pg_catalog.pg_prepared_xacts AS p"
+				" WHERE p.transaction::text = ANY (pg_catalog.string_to_array($1, ','))",
+				1, gidtypes, gidvalues, NULL, true, 1);
+			if (ret == SPI_OK_SELECT && SPI_processed == 1)
+				gids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		}
+	}
+
+	if (nleft > 0)
+	{
+		appendStringInfo(&msg, INT64_FORMAT " due hold%s locked by other transactions",
+						 nleft, nleft == 1 ? "" : "s");
+		if (pids.len > 0 || gids != NULL)
+			appendStringInfo(&msg, " (%s%s%s%s%s)",
+							 pids.len > 0 ? "pid " : "", pids.data,
+							 pids.len > 0 && gids ? "; " : "",
+							 gids ? "prepared " : "", gids ? gids : "");
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+	strlcpy(slot->waiting_on, msg.data, WORKER_ERRMSG_LEN);
+	LWLockRelease(expiry_shared->lock);
 }

@@ -506,7 +506,7 @@ fence_note_bypass(FenceStatsEntry *stats, FenceRel *fr, Oid relid,
 static char *
 fence_row_desc(Relation rel, HeapTuple tuple)
 {
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
 	char	   *desc = NULL;
 
 	if (OidIsValid(pkoid))

@@ -314,7 +314,7 @@ fence_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot use %s on system catalog \"%s\"",
 						fname, relname)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
 					   relname);
 
@@ -328,7 +328,7 @@ fence_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 				 errmsg("relation with OID %u does not exist", relid)));
 	}
 	/* It may have changed hands while we waited. */
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER,
 					   get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));

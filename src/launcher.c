@@ -188,6 +188,7 @@ launcher_check_databases(char **newval, void **extra, GucSource source)
 void
 lockctl_launcher_main(Datum main_arg)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	HASHCTL		ctl;
 	TimestampTz next_scan = 0;
 
@@ -244,7 +245,8 @@ lockctl_launcher_main(Datum main_arg)
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(timeout, 10L), PG_WAIT_EXTENSION);
+						 Max(timeout, 10L),
+						 lockctl_wait_event(&wait_event, "LockctlLauncherMain"));
 		ResetLatch(MyLatch);
 	}
 }

@@ -4,8 +4,10 @@
  *	  Declarations shared by the files of leases: lease.c (the lease
  *	  table), lease_acquire.c (acquire and its wait), lease_release.c
  *	  (renew, release, force_release), lease_fence.c (fence),
- *	  lease_views.c (the views) and lease_token.c (fencing tokens, the
- *	  epoch file, the shutdown dump).
+ *	  lease_views.c (the views), lease_admin.c (releasing every lease of a
+ *	  role or a database, and of dropped ones), lease_counted.c and
+ *	  lease_shared.c (the holders of counted and shared leases) and
+ *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
  *
  * src/lease.h
  *
@@ -30,9 +32,14 @@
  * first (see lease_token.c for why the order guarantees a rising token):
  *
  *	 bit 63			 0 (tokens are positive bigints)
- *	 bits 48..62	 WAL timeline of the server that granted the lease
+ *	 bits 48..62	 era: the WAL timeline of the server that granted the
+ *					 lease plus the era base of its state file (0 unless a
+ *					 clone, pg_upgrade or a raised floor moved it up)
  *	 bits 28..47	 epoch, advanced durably at every start of the server
  *	 bits 0..27		 counter within the epoch
+ *
+ * A lease is live only while its token's era is the server's current era
+ * (LeaseTokenLive): the rule every reader of the lease table applies.
  */
 #define LEASE_TOKEN_TLI_SHIFT		48
 #define LEASE_TOKEN_TLI_MAX			((TimeLineID) 0x7FFF)
@@ -57,9 +64,10 @@ typedef struct LeaseEntry
 	LeaseKey	key;			/* hash key: must be first */
 	bool		held;			/* a lease was granted and not released */
 	bool		fenced;			/* a transaction may hold the fence lock */
+	int			fenced_by;		/* MyProcNumber + 1 of the backend that set fenced (0: none) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 	int64		token;
-	Oid			roleid;			/* role that took the lease */
+	Oid			roleid;			/* role that took the lease: it owns it */
 	TimestampTz acquired_at;	/* wall clock, for display only */
 	int64		expires_mono;	/* monotonic clock, microseconds */
 	int			nwaiters;
@@ -79,9 +87,10 @@ typedef struct LeaseHolder
 	dlist_node	node;
 	bool		fenced;			/* a transaction may hold its fence lock */
 	bool		ended;			/* released, kept only while fenced */
+	bool		in_quota;		/* counts for its role (lease_role_add) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
-	int64		token;
-	Oid			roleid;
+	int64		token;			/* from LeaseNextToken, as exclusive grants */
+	Oid			roleid;			/* role that took it (lease_session_role) */
 	TimestampTz acquired_at;
 	int64		expires_mono;
 } LeaseHolder;
@@ -94,6 +103,9 @@ typedef struct LeaseWaiter
 	int			pid;
 	LeaseEntry *entry;			/* NULL when not waiting */
 	TimestampTz since;
+	Oid			roleid;			/* role that waits: counts in its quota */
+	int64		ttl_us;			/* the ttl it asked for */
+	int64		wake_at;		/* monotonic: when it wakes unless woken */
 	bool		shared;			/* waits in acquire_shared (lease_shared.c) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
@@ -123,6 +135,8 @@ typedef struct LeaseShared
 	int			nentries;
 	uint64		epoch;			/* current token epoch (durable) */
 	uint64		counter;		/* next counter value in this epoch */
+	uint32		era_base;		/* era = WAL timeline + era_base (durable) */
+	bool		from_pg_upgrade;	/* state file made by pg_upgrade (durable) */
 	LeaseCounters stats;
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
 } LeaseShared;
@@ -143,11 +157,26 @@ typedef struct LeaseShared
 #define LEASE_TTL_MAX_US		(INT64CONST(365) * USECS_PER_DAY)
 #define LEASE_WAIT_MAX_US		USECS_PER_DAY
 
-/* lockctl.max_leases: slots in the lease table (lease.c) */
-extern int	lockctl_max_leases;
+/* settings (lease.c) */
+extern int	lockctl_max_leases;			/* slots in the lease table */
+extern int	lockctl_max_leases_per_role;	/* 0: no limit */
+extern int	lockctl_max_lease_ttl;		/* seconds; 0: LEASE_TTL_MAX_US */
 
 extern LeaseShared *lease_shared;
 extern struct HTAB *lease_hash;
+
+/*
+ * What an error about a lost lease may say, copied under the lease lock
+ * and reported after it is released (lease_report_lost).
+ */
+typedef struct LeaseLost
+{
+	int64		current;		/* token of the lease held now, 0 if none */
+	bool		expired;		/* that lease is no longer live */
+	Oid			roleid;			/* the role that holds it */
+	bool		visible;		/* the caller may act on that lease */
+	bool		holder;			/* a counted or shared lease: no current token */
+} LeaseLost;
 
 /* lease.c: the lease table; callers hold the lease lock as each says */
 extern int64 lease_now_mono(void);
@@ -157,13 +186,32 @@ extern void lease_make_key(LeaseKey *key, const char *resource);
 extern void lease_fence_tag(LOCKTAG *tag, const LeaseKey *key);
 extern bool lease_is_live(LeaseEntry *e, int64 now);
 extern bool lease_fence_free(LeaseEntry *e);
+extern Oid	lease_session_role(void);
+extern bool lease_may_act(Oid owner);
+extern void lease_check_ttl(int64 ttl_us, const char *fn);
+extern void lease_check_writable(const char *fn);
 extern LeaseEntry *lease_enter(const LeaseKey *key);
 extern void lease_maybe_remove(LeaseEntry *e);
+extern bool lease_is_retry(LeaseEntry *e, const char *owner, Oid role,
+						   int64 now);
+extern void lease_check_quota(const LeaseKey *key, const char *owner,
+							  Oid role, int64 now);
 extern int64 lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 							 bool may_take, int64 now);
+extern void lease_unhold(LeaseEntry *e, int how);
+extern int	lease_end_how(int64 token, bool live, int if_live);
+extern void lease_role_add(Oid role, int delta);
 extern void lease_wake_head(LeaseEntry *e);
 extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
 									 TimestampTz now_wall);
+extern LeaseEntry *lease_find_own(const LeaseKey *key, int64 token,
+								  bool need_live, int64 *now, LeaseLost *lost,
+								  LeaseHolder **holder);
+extern void lease_report_lost(const char *resource, int64 token,
+							  const LeaseLost *lost, bool fencing);
+
+/* lease_admin.c */
+extern void lease_admin_init(void);
 
 /* lease_counted.c: counted leases; callers hold the lease lock as each says */
 extern void lease_counted_init(void);
@@ -178,40 +226,56 @@ extern LeaseHolder *lease_holder_new(LeaseEntry *e, const char *owner,
 									 int64 ttl_us, int64 now);
 extern int64 lease_counted_next_change(LeaseEntry *e, int64 now);
 extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
-extern bool lease_holder_role_ok(LeaseHolder *h);
-extern void lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
+extern bool lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
 							  uint64 *counter);
+extern bool lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now,
+							 uint64 *counter, bool keep_fenced, int how);
+extern bool lease_holder_is_retry(LeaseEntry *e, const char *owner, Oid role,
+								  int64 now);
 extern int	lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter);
 extern int	lease_counted_live(LeaseEntry *e, int64 now);
 extern void lease_holder_fence_tag(LOCKTAG *tag, Oid dbid, int64 token);
-extern bool lease_counted_fence(const LeaseKey *key, const char *resource,
-								int64 token, int64 extend_us);
 
 /*
- * Is token, on entry e (or NULL), looked for among e's holders: every token
- * of a counted lease, and the tokens of shared holders.
+ * Is holder h live: not expired, not released, and granted in the server's
+ * current era, the rule lease_is_live applies to an exclusive lease.
  */
-#define lease_in_holders(e, token) \
-	((e) != NULL && ((e)->permits > 1 || \
-					 ((e)->nholders > 0 && lease_counted_find(e, token) != NULL)))
+#define lease_holder_live(h, now) \
+	((now) < (h)->expires_mono && !(h)->ended && LeaseTokenLive((h)->token))
+
+/*
+ * Does e keep its holders in its holder list (a counted lease, or a
+ * resource with shared holders)?
+ */
+#define lease_has_holders(e) ((e)->permits > 1 || (e)->nholders > 0)
 
 /* lease_shared.c: shared leases, in the holder list of a 1-permit entry */
 extern int64 lease_shared_try_grant(LeaseEntry *e, const char *owner,
 									int64 ttl_us, bool may_take, int64 now);
 extern bool lease_shared_block_exclusive(LeaseEntry *e, int64 now);
 
-/* lease_watch.c: how leases end, for lockctl.watch */
+/*
+ * lease_watch.c: how a lease ended, for lockctl.watch.  Every end of an
+ * exclusive lease goes through lease_unhold, every end of a counted or
+ * shared holder through lease_holder_uncount (lease_counted.c); both record
+ * it with lease_watch_end.
+ */
 typedef enum LeaseEndHow
 {
-	LEASE_END_EXPIRED = 1,
-	LEASE_END_RELEASED,
-	LEASE_END_TAKEN_OVER,
-	LEASE_END_FORCED
+	LEASE_END_EXPIRED = 1,		/* ran out, and nobody in line took it */
+	LEASE_END_RELEASED,			/* release by its role */
+	LEASE_END_TAKEN_OVER,		/* ran out, then granted to a waiter */
+	LEASE_END_FORCED,			/* force_release, release_role_leases,
+								 * release_database_leases, a dropped role or
+								 * database */
+	LEASE_END_LOST				/* its era is no longer the server's */
 } LeaseEndHow;
 
 extern void lease_watch_init(void);
-extern void lease_watch_end(Oid dbid, int64 token, Oid roleid,
-							LeaseEndHow how);
+extern void lease_watch_end(const LeaseKey *key, int64 token, Oid roleid,
+							int how);
+extern void lease_watch_wake_all(void);
+extern int	lease_watch_count(void);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);
@@ -221,7 +285,9 @@ extern bool LeaseFencedInXact(const char *resource, int64 *token);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);
+extern void LeaseTokenCheck(void);	/* before the lease lock, on any path that may grant */
 extern int64 LeaseNextToken(void);
+extern bool LeaseTokenLive(int64 token);
 extern void LeaseRestoreDump(void);
 extern void LeaseShutdownDump(int code, Datum arg);
 

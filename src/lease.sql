@@ -11,7 +11,7 @@ CREATE FUNCTION lockctl.acquire(resource text, owner text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire';
 COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
-    'take the lease on resource for owner (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
 
 CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
                                        ttl interval DEFAULT '30 s',
@@ -20,7 +20,7 @@ CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
 COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
-    'take a shared lease on resource for owner (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
 
 CREATE FUNCTION lockctl.renew(resource text, token bigint,
                               ttl interval DEFAULT '30 s')
@@ -28,14 +28,14 @@ CREATE FUNCTION lockctl.renew(resource text, token bigint,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_renew';
 COMMENT ON FUNCTION lockctl.renew(text, bigint, interval) IS
-    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost';
+    'extend the live lease held by token to ttl from now; returns the new expiry; 40001 if the lease was lost or is another role''s';
 
 CREATE FUNCTION lockctl.release(resource text, token bigint)
     RETURNS boolean
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_release';
 COMMENT ON FUNCTION lockctl.release(text, bigint) IS
-    'end the lease held by token and wake the next waiter; false if it was not live and held by token';
+    'end the lease held by token and wake the next waiter; false if it was not live and held by token, or is another role''s';
 
 CREATE FUNCTION lockctl.fence(resource text, token bigint,
                               extend interval DEFAULT NULL)
@@ -43,7 +43,7 @@ CREATE FUNCTION lockctl.fence(resource text, token bigint,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_fence';
 COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
-    'in the transaction that writes protected data: 40001 unless token holds the live lease; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
+    'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
 
 CREATE FUNCTION lockctl.watch(resource text, token bigint,
                               timeout interval DEFAULT '30 s')
@@ -51,7 +51,7 @@ CREATE FUNCTION lockctl.watch(resource text, token bigint,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_watch';
 COMMENT ON FUNCTION lockctl.watch(text, bigint, interval) IS
-    'sleep until the lease of token ends and say how (released, force-released, expired, taken over), or live when timeout passes; only for the role that took the lease';
+    'sleep until the lease of token ends and say how (released, force-released, expired, taken over, lost), or live when timeout passes; only for the role that took the lease';
 
 CREATE FUNCTION lockctl.force_release(resource text)
     RETURNS boolean
@@ -59,6 +59,20 @@ CREATE FUNCTION lockctl.force_release(resource text)
     AS 'MODULE_PATHNAME', 'lockctl_force_release';
 COMMENT ON FUNCTION lockctl.force_release(text) IS
     'administrative: end the live lease on resource in this database, whoever holds it';
+
+CREATE FUNCTION lockctl.release_role_leases(role regrole)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_role_leases';
+COMMENT ON FUNCTION lockctl.release_role_leases(regrole) IS
+    'administrative: end every lease the role holds, in every database; returns how many were live';
+
+CREATE FUNCTION lockctl.release_database_leases(database name)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_database_leases';
+COMMENT ON FUNCTION lockctl.release_database_leases(name) IS
+    'administrative: end every lease held in the database; returns how many were live';
 
 CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
                                    OUT owner text, OUT token bigint,
@@ -71,7 +85,7 @@ CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
 COMMENT ON FUNCTION lockctl_internal.leases() IS
-    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; token is NULL unless the caller may see it';
+    'lockctl internal, behind the view lockctl.leases: every live lease, in every database; owner and token are NULL unless the caller may act on the lease';
 
 CREATE FUNCTION lockctl.lease(resource text,
                               OUT owner text, OUT token bigint,
@@ -83,12 +97,13 @@ CREATE FUNCTION lockctl.lease(resource text,
     LANGUAGE c VOLATILE ROWS 1
     AS 'MODULE_PATHNAME', 'lockctl_lease';
 COMMENT ON FUNCTION lockctl.lease(text) IS
-    'the live lease on resource in this database: no row when there is none; token is NULL unless the caller may see it';
+    'the live lease on resource in this database: no row when there is none; owner and token are NULL unless the caller may act on the lease';
 
 CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
                                           OUT owner text, OUT pid integer,
                                           OUT queue_position integer,
-                                          OUT waiting_since timestamptz)
+                                          OUT waiting_since timestamptz,
+                                          OUT requested_by oid)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
@@ -109,7 +124,8 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT counted_live integer,
                                     OUT counted_grants bigint,
                                     OUT shared_live integer,
-                                    OUT shared_grants bigint)
+                                    OUT shared_grants bigint,
+                                    OUT watching integer)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -125,16 +141,17 @@ CREATE VIEW lockctl.leases AS
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
 COMMENT ON VIEW lockctl.leases IS
-    'every live lease, in every database; token is shown only to the role that took the lease (and roles with its privileges), superusers and pg_read_all_stats';
+    'every live lease, in every database; owner and token are shown only to the role that took the lease, roles with its privileges and superusers';
 
 CREATE VIEW lockctl.lease_waiters AS
     SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
-           w.waiting_since
+           w.waiting_since,
+           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by
       FROM lockctl_internal.lease_waiters() AS w
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) w.dbid;
 COMMENT ON VIEW lockctl.lease_waiters IS
-    'every session waiting in lockctl.acquire, in line order per resource';
+    'every session waiting in lockctl.acquire, in line order per resource; owner is shown only to the waiting role, roles with its privileges and superusers';
 
 CREATE VIEW lockctl.lease_stats AS
     SELECT * FROM lockctl_internal.lease_stats();
@@ -147,5 +164,7 @@ GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.watch(text, bigint, interval) TO PUBLIC;
 GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
--- Forcing a lease free is administrative: superusers, and roles granted it.
+-- Forcing leases free is administrative: superusers, and roles granted it.
 REVOKE EXECUTE ON FUNCTION lockctl.force_release(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lockctl.release_role_leases(regrole) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lockctl.release_database_leases(name) FROM PUBLIC;

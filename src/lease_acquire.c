@@ -7,16 +7,19 @@
  * Locking protocol (waiting)
  * --------------------------
  * A backend whose acquire cannot be granted and that may wait
- * puts its slot (lease_shared->waiters[MyBackendId - 1]) at the tail of the
+ * puts its slot (lease_shared->waiters[MyProcNumber]) at the tail of the
  * entry's waiter list and sleeps on its own latch, with a timeout at the
  * earlier of the end of its wait and the holder's expiry.  Only the head of
  * the list may take a free lease (first come, first served; a new acquire
  * that does not wait also yields to queued waiters).  Whoever makes the
  * lease free (release, force_release, a head that gives up, the end of a
- * fencing transaction) sets the head's latch; so does a head that leaves
- * the line with the lease, and a renew, because they change the expiry the
- * new head must sleep until.  An expiry itself needs no wake-up because
- * the head's timeout is the expiry.  A waiter leaves the list on
+ * fencing transaction) sets the head's latch; so does a renew, which may
+ * bring the expiry the head sleeps until forward, and a head that leaves
+ * the line with the lease when the next one would otherwise sleep past the
+ * new expiry (each waiter's wake_at says until when it sleeps; a waiter
+ * that queues behind a head about to take a free lease sleeps at most that
+ * head's ttl, so in a busy line nobody is woken for nothing).  An expiry
+ * itself needs no wake-up because the head's timeout is the expiry.  A waiter leaves the list on
  * grant, on timeout, and on error or cancel (PG_CATCH), and at backend
  * exit (before_shmem_exit) for FATAL exits, so nothing is left behind.
  * An entry is removed from the hash only when nobody holds it, nobody
@@ -60,13 +63,17 @@ static void lease_dequeue(void);
 static void lease_leave_queue(void);
 static void lease_exit_callback(int code, Datum arg);
 static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner,
-								  bool shared);
+								  int64 ttl_us, bool shared);
 static Datum lease_acquire(FunctionCallInfo fcinfo, int32 permits,
 						   bool shared);
+static int64 lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now,
+							   int64 deadline);
 static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
-							 const char *owner, int64 ttl_us, int64 deadline);
+							 const char *owner, int64 ttl_us, int64 deadline,
+							 int64 now, int64 sleep_until);
 static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
-						int64 ttl_us, int64 deadline);
+						int64 ttl_us, int64 deadline, int64 now,
+						int64 sleep_until);
 
 /*
  * Take this backend's slot off its entry's waiter list.  Caller holds the
@@ -91,14 +98,34 @@ lease_dequeue(void)
 	e->nwaiters--;
 	w->entry = NULL;
 	my_waiter = NULL;
+	/*
+	 * The place in line no longer counts for the role (a grant counted the
+	 * lease itself).
+	 */
+	lease_role_add(w->roleid, -1);
 
 	/*
-	 * The next in line must look again: the lease may be free now, or it
-	 * may have been taken by the one leaving, with an expiry the next one
-	 * has not seen yet (it sleeps until the expiry it last saw).
+	 * The next in line must look again if the lease may be free now, or
+	 * if it was taken (by the one leaving) with an expiry before the time
+	 * the next one sleeps until.  When the one leaving took the lease, the
+	 * next one mostly sleeps until an earlier expiry, or (lease_sleep_until)
+	 * until at most the ttl the one leaving asked for, which this grant
+	 * gave: waking it would only cost a hand-over a context switch and a
+	 * turn at the lease lock, for nothing.  That holds for one exclusive
+	 * holder only: when the one leaving was a shared waiter, or the lease
+	 * is counted or has shared holders, another permit or another shared
+	 * grant may be free for the next one, which is always woken.
 	 */
 	if (was_head)
-		lease_wake_head(e);
+	{
+		int64		now = lease_now_mono();
+
+		if (w->shared || lease_has_holders(e) ||
+			!lease_is_live(e, now) || dlist_is_empty(&e->waiters) ||
+			dlist_container(LeaseWaiter, node,
+							dlist_head_node(&e->waiters))->wake_at > e->expires_mono)
+			lease_wake_head(e);
+	}
 	lease_maybe_remove(e);
 }
 
@@ -136,7 +163,7 @@ lease_exit_callback(int code, Datum arg)
  * lease lock exclusively.
  */
 static LeaseWaiter *
-lease_enqueue(LeaseEntry *e, const char *owner, bool shared)
+lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us, bool shared)
 {
 	LeaseWaiter *w;
 
@@ -145,39 +172,105 @@ lease_enqueue(LeaseEntry *e, const char *owner, bool shared)
 		before_shmem_exit(lease_exit_callback, (Datum) 0);
 		exit_callback_registered = true;
 	}
-	Assert(MyBackendId >= 1 && MyBackendId <= MaxBackends);
-	w = &lease_shared->waiters[MyBackendId - 1];
+	Assert(MyProcNumber >= 0 && MyProcNumber < MaxBackends);
+	w = &lease_shared->waiters[MyProcNumber];
 	w->latch = MyLatch;
 	w->pid = MyProcPid;
 	w->entry = e;
 	w->since = GetCurrentTimestamp();
+	w->roleid = lease_session_role();
+	w->ttl_us = ttl_us;
+	w->wake_at = 0;				/* set by the caller before it sleeps */
 	w->shared = shared;
 	strlcpy(w->owner, owner, sizeof(w->owner));
 	dlist_push_tail(&e->waiters, &w->node);
 	e->nwaiters++;
+	lease_role_add(w->roleid, 1);
 	my_waiter = w;
 	lease_shared->stats.waits++;
 	return w;
 }
 
 /*
- * The waiting part of acquire: w is queued on e.  Returns the token, or 0
- * when the wait ran out; either way w has left the queue.
+ * When waiter w on e must wake up at the latest, if nobody sets its latch:
+ * its deadline, or sooner the holder's expiry, or the next look at a
+ * fenced lease.  A lease that is free while someone else is first in line
+ * is about to be that one's, for at least the ttl it asked for: w need not
+ * wake before then (lease_dequeue relies on this to let the next in line
+ * sleep on when the first leaves with the lease).  Caller holds the lease
+ * lock.
+ */
+static int64
+lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now, int64 deadline)
+{
+	int64		sleep_until = deadline;
+
+	/*
+	 * Counted and shared holders: until the first of them expires (or its
+	 * fence is looked at again); a holder leaving sets the head's latch,
+	 * and a head leaving always wakes the next (lease_dequeue).
+	 */
+	if (lease_has_holders(e))
+	{
+		if (e->nholders > 0)
+			sleep_until = Min(sleep_until, lease_counted_next_change(e, now));
+		if (lease_is_live(e, now))
+			sleep_until = Min(sleep_until, e->expires_mono);
+		else if (e->fenced)
+			sleep_until = Min(sleep_until,
+							  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
+		return sleep_until;
+	}
+	if (lease_is_live(e, now))
+		sleep_until = Min(sleep_until, e->expires_mono);
+	else if (e->fenced)
+		sleep_until = Min(sleep_until,
+						  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
+	else
+	{
+		LeaseWaiter *head = dlist_container(LeaseWaiter, node,
+											dlist_head_node(&e->waiters));
+
+		if (head != w)
+			sleep_until = Min(sleep_until, now + head->ttl_us);
+	}
+	return sleep_until;
+}
+
+/*
+ * The waiting part of acquire: w is queued on e, and the caller found the
+ * lease taken at now, under the lock it held when it queued w.  Returns the
+ * token, or 0 when the wait ran out; either way w has left the queue.
+ *
+ * The loop sleeps first: the caller has just looked, and looking again at
+ * once would take the lease lock a second time for nothing, on the path of
+ * every hand-over (the one who releases waits for that lock).  No wake-up
+ * is lost: the latch is only reset after a sleep and before the look that
+ * follows it, so a SetLatch from after the caller's look ends the first
+ * sleep at once.
  */
 static int64
 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
-				int64 ttl_us, int64 deadline)
+				int64 ttl_us, int64 deadline, int64 now, int64 sleep_until)
 {
+	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int64		token;
-	int64		now;
 
 	for (;;)
 	{
 		long		timeout_ms;
-		int64		sleep_until;
 
+		/* round up, so as not to wake just before the moment */
+		timeout_ms = (long) ((sleep_until - now + 999) / 1000);
+		if (timeout_ms < 1)
+			timeout_ms = 1;
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms,
+						 lockctl_wait_event(&wait_event, "LockctlLeaseWait"));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		LeaseTokenCheck();
 
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 		now = lease_now_mono();
@@ -192,23 +285,9 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 			LWLockRelease(lease_shared->lock);
 			break;
 		}
-		sleep_until = deadline;
-		if (e->nholders > 0)
-			sleep_until = Min(sleep_until, lease_counted_next_change(e, now));
-		if (lease_is_live(e, now))
-			sleep_until = Min(sleep_until, e->expires_mono);
-		else if (e->fenced)
-			sleep_until = Min(sleep_until,
-							  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
+		sleep_until = lease_sleep_until(e, w, now, deadline);
+		w->wake_at = sleep_until;
 		LWLockRelease(lease_shared->lock);
-
-		/* round up, so as not to wake just before the moment */
-		timeout_ms = (long) ((sleep_until - now + 999) / 1000);
-		if (timeout_ms < 1)
-			timeout_ms = 1;
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout_ms, PG_WAIT_EXTENSION);
 	}
 	return token;
 }
@@ -219,13 +298,14 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
  */
 static pg_noinline int64
 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner, int64 ttl_us,
-		   int64 deadline)
+		   int64 deadline, int64 now, int64 sleep_until)
 {
 	volatile int64 token = 0;
 
 	PG_TRY();
 	{
-		token = lease_wait_loop(e, w, owner, ttl_us, deadline);
+		token = lease_wait_loop(e, w, owner, ttl_us, deadline, now,
+								sleep_until);
 	}
 	PG_CATCH();
 	{
@@ -282,16 +362,22 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	LeaseWaiter *w;
 	int64		now;
 	int64		deadline;
+	int64		sleep_until;
 	int64		token;
 
-	PreventCommandDuringRecovery(shared ? "lockctl.acquire_shared()" :
-								 "lockctl.acquire()");
+	lease_check_writable(shared ? "lockctl.acquire_shared()" :
+						 "lockctl.acquire()");
+	lease_check_ttl(ttl_us, shared ? "lockctl.acquire_shared" :
+					"lockctl.acquire");
 	lease_check_shmem();
+	LeaseTokenCheck();
 	lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = lease_enter(&key);
 	now = lease_now_mono();
+	/* before lease_enter: reclaiming may remove entries */
+	lease_check_quota(&key, owner, lease_session_role(), now);
+	e = lease_enter(&key);
 	deadline = now + wait_us;
 	if (e->permits != permits)
 		lease_set_permits(e, permits, now);
@@ -311,10 +397,12 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 		PG_RETURN_NULL();
 	}
 
-	w = lease_enqueue(e, owner, shared);
+	w = lease_enqueue(e, owner, ttl_us, shared);
+	sleep_until = lease_sleep_until(e, w, now, deadline);
+	w->wake_at = sleep_until;
 	LWLockRelease(lease_shared->lock);
 
-	token = lease_wait(e, w, owner, ttl_us, deadline);
+	token = lease_wait(e, w, owner, ttl_us, deadline, now, sleep_until);
 
 	if (token == 0)
 		PG_RETURN_NULL();

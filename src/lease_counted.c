@@ -27,6 +27,15 @@
  * so holders fence independently, and an expired holder whose fencing
  * transaction is still open keeps its permit (holder->fenced, checked with
  * a conditional lock as lease_fence_free does) until that transaction ends.
+ * fence() itself is in lease_fence.c, for every kind of lease.
+ *
+ * Each holder is a lease like an exclusive one in every other way: its
+ * token comes from LeaseNextToken (so it rises across restarts and cluster
+ * moves, and is live only in its era: lease_holder_live); it belongs to
+ * the role that took it (lease_session_role), which alone (or a role with
+ * its privileges) may renew, release or fence it (lease_find_own); it
+ * counts in that role's lockctl.max_leases_per_role (in_quota) until it is
+ * released or reclaimed; and the administrative releases end it.
  *
  * Everything here runs under the lease lock as lease.c describes; the pool
  * is protected by the same lock.
@@ -44,7 +53,6 @@
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "utils/acl.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
@@ -62,6 +70,7 @@ static Size lease_counted_shmem_size(void);
 static void lease_counted_shmem_startup(void);
 static bool lease_holder_fence_free(LeaseEntry *e, LeaseHolder *h);
 static void lease_holder_free(LeaseEntry *e, LeaseHolder *h);
+static void lease_holder_uncount(LeaseEntry *e, LeaseHolder *h, int how);
 
 static const LockctlShmemPart lease_counted_shmem_part = {
 	lease_counted_shmem_size, NULL, lease_counted_shmem_startup
@@ -150,16 +159,34 @@ lease_set_permits(LeaseEntry *e, int32 permits, int64 now)
 	/* an expired exclusive lease ends here; a fence on it still counts */
 	if (e->held)
 	{
-		e->held = false;
+		lease_unhold(e, lease_end_how(e->token, false, 0));
 		lease_shared->stats.expiries++;
-		lease_watch_end(e->key.dbid, e->token, e->roleid, LEASE_END_EXPIRED);
 	}
 	e->permits = permits;
+}
+
+/*
+ * h has ended (released, expired and reclaimed, or freed): it no longer
+ * counts in its role's quota, and its end is recorded for lockctl.watch as
+ * how says.  in_quota is true from the grant until this first call, so
+ * every holder's end is recorded once.  Caller holds the lease lock
+ * exclusively.
+ */
+static void
+lease_holder_uncount(LeaseEntry *e, LeaseHolder *h, int how)
+{
+	if (h->in_quota)
+	{
+		h->in_quota = false;
+		lease_role_add(h->roleid, -1);
+		lease_watch_end(&e->key, h->token, h->roleid, how);
+	}
 }
 
 static void
 lease_holder_free(LeaseEntry *e, LeaseHolder *h)
 {
+	lease_holder_uncount(e, h, lease_end_how(h->token, false, 0));
 	dlist_delete(&h->node);
 	e->nholders--;
 	dlist_push_head(&holder_pool->free, &h->node);
@@ -199,8 +226,10 @@ lease_holder_fence_free(LeaseEntry *e, LeaseHolder *h)
 }
 
 /*
- * Free the holders of e whose lease expired and whose fence (if any) is
- * over.  Caller holds the lease lock exclusively and is in a transaction.
+ * Free the holders of e that are no longer live (expired, released, or of
+ * an older era) and whose fence (if any) is over; one whose fence is still
+ * open keeps its slot but no longer counts for its role.  Caller holds the
+ * lease lock exclusively and is in a transaction.
  */
 void
 lease_counted_reclaim(LeaseEntry *e, int64 now)
@@ -211,16 +240,13 @@ lease_counted_reclaim(LeaseEntry *e, int64 now)
 	{
 		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
 
-		if (now < h->expires_mono || !lease_holder_fence_free(e, h))
+		if (lease_holder_live(h, now))
 			continue;
-		/* a released one kept for its fence was counted when released */
-		if (!h->ended)
-		{
+		if (!h->ended && h->in_quota)
 			lease_shared->stats.expiries++;
-			lease_watch_end(e->key.dbid, h->token, h->roleid,
-							LEASE_END_EXPIRED);
-		}
-		lease_holder_free(e, h);
+		lease_holder_uncount(e, h, lease_end_how(h->token, false, 0));
+		if (lease_holder_fence_free(e, h))
+			lease_holder_free(e, h);
 	}
 }
 
@@ -237,7 +263,7 @@ lease_counted_live(LeaseEntry *e, int64 now)
 	{
 		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
 
-		if (now < h->expires_mono)
+		if (lease_holder_live(h, now))
 			n++;
 	}
 	return n;
@@ -258,28 +284,14 @@ lease_counted_next_change(LeaseEntry *e, int64 now)
 	{
 		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
 
-		if (now < h->expires_mono)
+		if (lease_holder_live(h, now))
 			next = Min(next, h->expires_mono);
-		else					/* expired but fenced */
+		else					/* expired but fenced, or not reclaimed */
 			next = Min(next, now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
 	}
 	if (e->fenced)
 		next = Min(next, now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
 	return next;
-}
-
-/*
- * May the current role act on holder h (renew, release, fence, watch)?
- * Its own role and roles with its privileges only (AUTHORITY.md); to any
- * other, h is as if it did not exist.  Caller holds the lease lock: the
- * privilege check, for a role other than h's own, may read the catalogs
- * under it (the rare case; nothing that holds a buffer lock takes the
- * lease lock, so it cannot wait in a cycle).
- */
-bool
-lease_holder_role_ok(LeaseHolder *h)
-{
-	return h->roleid == GetUserId() || has_privs_of_role(GetUserId(), h->roleid);
 }
 
 /*
@@ -302,6 +314,38 @@ lease_counted_find(LeaseEntry *e, int64 token)
 }
 
 /*
+ * The live holder of e taken by owner AND role (see lease_is_retry), or
+ * NULL.  Caller holds the lease lock.
+ */
+static LeaseHolder *
+lease_holder_find_retry(LeaseEntry *e, const char *owner, Oid role,
+						int64 now)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &e->holders)
+	{
+		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
+
+		if (h->roleid == role && strcmp(h->owner, owner) == 0 &&
+			lease_holder_live(h, now))
+			return h;
+	}
+	return NULL;
+}
+
+/*
+ * Is acquire(owner) by role a safe retry of a live holder of e?  Caller
+ * holds the lease lock.
+ */
+bool
+lease_holder_is_retry(LeaseEntry *e, const char *owner, Oid role, int64 now)
+{
+	return e != NULL && e->nholders > 0 &&
+		lease_holder_find_retry(e, owner, role, now) != NULL;
+}
+
+/*
  * A safe retry: the same owner asking again, as the same role, while its
  * lease (one of e's holders) is live, gets its token back with the expiry
  * pushed out.  Returns the token, or 0.  Caller holds the lease lock
@@ -311,21 +355,16 @@ int64
 lease_holder_regrant(LeaseEntry *e, const char *owner, int64 ttl_us,
 					 int64 now)
 {
-	dlist_iter	it;
+	LeaseHolder *h;
 
-	dlist_foreach(it, &e->holders)
-	{
-		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
-
-		if (now < h->expires_mono && strcmp(h->owner, owner) == 0 &&
-			h->roleid == GetUserId())
-		{
-			h->expires_mono = Max(h->expires_mono, now + ttl_us);
-			lease_shared->stats.regrants++;
-			return h->token;
-		}
-	}
-	return 0;
+	if (e->nholders == 0)
+		return 0;
+	h = lease_holder_find_retry(e, owner, lease_session_role(), now);
+	if (h == NULL)
+		return 0;
+	h->expires_mono = Max(h->expires_mono, now + ttl_us);
+	lease_shared->stats.regrants++;
+	return h->token;
 }
 
 /*
@@ -383,7 +422,9 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
 	h->ended = false;
 	strlcpy(h->owner, owner, sizeof(h->owner));
 	h->token = token;
-	h->roleid = GetUserId();
+	h->roleid = lease_session_role();
+	h->in_quota = true;
+	lease_role_add(h->roleid, 1);
 	h->acquired_at = GetCurrentTimestamp();
 	h->expires_mono = now + ttl_us;
 	dlist_push_tail(&e->holders, &h->node);
@@ -394,31 +435,48 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
 
 /*
  * End holder h of e: counted in *counter if it was live (else as an
- * expiry).  Its slot is freed at once unless it is fenced (then it stays,
- * ended, until the fence is over); the head waiter is woken, and the entry
- * dropped if nothing needs it (e is not to be used after).  Caller holds
- * the lease lock exclusively.
+ * expiry, unless it was already counted so).  It no longer counts for its
+ * role, and its end is recorded for watch (how, if it was live).  If keep_fenced and it is fenced, it stays, ended, until the fence
+ * is over; else its slot is freed.  Returns whether it was live.  Wakes
+ * nobody and removes nothing: the caller does.  Raises no error (the
+ * administrative releases call it at commit).  Caller holds the lease lock
+ * exclusively.
  */
-void
-lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter)
+bool
+lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter,
+				 bool keep_fenced, int how)
 {
-	if (now < h->expires_mono)
+	bool		live = lease_holder_live(h, now);
+
+	if (live)
 		(*counter)++;
-	else
+	else if (!h->ended && h->in_quota)
 		lease_shared->stats.expiries++;
-	lease_watch_end(e->key.dbid, h->token, h->roleid,
-					now >= h->expires_mono ? LEASE_END_EXPIRED :
-					counter == &lease_shared->stats.force_releases ?
-					LEASE_END_FORCED : LEASE_END_RELEASED);
-	if (h->fenced)
+	lease_holder_uncount(e, h, lease_end_how(h->token, live, how));
+	if (keep_fenced && h->fenced)
 	{
 		h->expires_mono = Min(h->expires_mono, now);
 		h->ended = true;
 	}
 	else
 		lease_holder_free(e, h);
+	return live;
+}
+
+/*
+ * End holder h of e (lease_holder_end), wake the head waiter, and drop the
+ * entry if nothing needs it (e is not to be used after).  Returns whether
+ * h was live.  Caller holds the lease lock exclusively.
+ */
+bool
+lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter)
+{
+	bool		live = lease_holder_end(e, h, now, counter, true,
+										LEASE_END_RELEASED);
+
 	lease_wake_head(e);
 	lease_maybe_remove(e);
+	return live;
 }
 
 /*
@@ -435,109 +493,12 @@ lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter)
 	{
 		LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
 
-		if (now >= h->expires_mono)
+		if (!lease_holder_live(h, now))
 			continue;
-		(*counter)++;
-		n++;
-		lease_watch_end(e->key.dbid, h->token, h->roleid, LEASE_END_FORCED);
-		if (h->fenced)
-		{
-			h->expires_mono = now;
-			h->ended = true;
-		}
-		else
-			lease_holder_free(e, h);
+		if (lease_holder_end(e, h, now, counter, true, LEASE_END_FORCED))
+			n++;
 	}
 	lease_wake_head(e);
 	lease_maybe_remove(e);
 	return n;
-}
-
-/*
- * fence() on a counted lease, or by a shared holder (lease_shared.c).
- * Returns false, having done nothing, when the lease on key is neither
- * (then the caller's exclusive path decides).  Otherwise takes the
- * holder's fence lock (waiting, as fence() does, for another fencing
- * transaction of the same holder), checks that the holder is still live,
- * marks it fenced and, with extend_us > 0, renews it; or raises 40001 as
- * fence() does.  A shared holder first takes the resource's fence lock in
- * ShareLock: it keeps every exclusive grant out until the transaction
- * ends (lease_fence_free wants ExclusiveLock), not the other shared ones.
- */
-bool
-lease_counted_fence(const LeaseKey *key, const char *resource, int64 token,
-					int64 extend_us)
-{
-	LeaseEntry *e;
-	LeaseHolder *h;
-	LOCKTAG		tag;
-	int64		now;
-	bool		mine;
-	bool		shared;
-
-	Oid			roleid = InvalidOid;
-
-	LWLockAcquire(lease_shared->lock, LW_SHARED);
-	e = hash_search(lease_hash, key, HASH_FIND, NULL);
-	mine = lease_in_holders(e, token);
-	shared = (mine && e->permits == 1);
-	if (mine && (h = lease_counted_find(e, token)) != NULL)
-		roleid = h->roleid;
-	LWLockRelease(lease_shared->lock);
-	if (!mine)
-		return false;
-
-	/*
-	 * Permission before lock (AUTHORITY.md): another role's holder is as
-	 * if it did not exist, and its fence lock is not touched.
-	 */
-	if (OidIsValid(roleid) && !has_privs_of_role(GetUserId(), roleid))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("fencing token " INT64_FORMAT " for lease \"%s\" is stale",
-						token, resource),
-				 errhint("Do not write: another holder may have taken over. Acquire the lease again and redo the work.")));
-
-	if (shared)
-	{
-		lease_fence_tag(&tag, key);
-		(void) LockAcquire(&tag, ShareLock, false, false);
-	}
-	lease_holder_fence_tag(&tag, key->dbid, token);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-
-	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(lease_hash, key, HASH_FIND, NULL);
-	h = (e != NULL && e->nholders > 0) ? lease_counted_find(e, token) : NULL;
-	now = lease_now_mono();
-	if (h != NULL && now < h->expires_mono &&
-		(e->permits == 1) == shared)
-	{
-		h->fenced = true;
-		if (shared)
-			e->fenced = true;
-		if (extend_us > 0)
-		{
-			h->expires_mono = now + extend_us;
-			lease_shared->stats.renewals++;
-		}
-		lease_shared->stats.fences++;
-		LWLockRelease(lease_shared->lock);
-		lease_remember_fence(key, token, true);
-		return true;
-	}
-	lease_shared->stats.fence_failures++;
-	LWLockRelease(lease_shared->lock);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("fencing token " INT64_FORMAT " for lease \"%s\" is stale",
-					token, resource),
-			 h != NULL ?
-			 errdetail("The permit of token " INT64_FORMAT " expired or was released.",
-					   token) :
-			 errdetail("Token " INT64_FORMAT " holds none of the permits of \"%s\".",
-					   token, resource),
-			 errhint("Do not write: another holder may have taken over. Acquire the lease again and redo the work.")));
-	return false;				/* not reached */
 }

@@ -6,7 +6,9 @@
  *
  * Each takes the lease lock exclusively for a lookup and a few stores, as
  * lease.c says, and wakes the first waiter when the lease becomes free or
- * its expiry moves.
+ * its expiry moves.  renew and release act only on a lease of the calling
+ * role or of a role whose privileges it has (lease_find_own); to anyone
+ * else a lease is as good as lost, whatever token they pass.
  *
  * src/lease_release.c
  *
@@ -22,28 +24,25 @@
 
 #include "lease.h"
 
-static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter);
+static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how);
 
 /*
  * End the lease held on e: count it in *counter if it was live (else it
- * had expired), wake the next in line, and drop the entry if nothing needs
- * it any more (e is not to be used after).  Returns whether it was live.
- * Caller holds the lease lock exclusively.
+ * had expired), record the end for watch (how if it was live), wake the
+ * next in line, and drop the entry if nothing needs it any more (e is not
+ * to be used after).  Returns whether it was live.  Caller holds the lease
+ * lock exclusively.
  */
 static bool
-lease_end(LeaseEntry *e, int64 now, uint64 *counter)
+lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how)
 {
 	bool		live = lease_is_live(e, now);
 
-	e->held = false;
+	lease_unhold(e, lease_end_how(e->token, live, how));
 	if (live)
 		(*counter)++;
 	else
 		lease_shared->stats.expiries++;
-	lease_watch_end(e->key.dbid, e->token, e->roleid,
-					!live ? LEASE_END_EXPIRED :
-					counter == &lease_shared->stats.force_releases ?
-					LEASE_END_FORCED : LEASE_END_RELEASED);
 	lease_wake_head(e);
 	lease_maybe_remove(e);
 	return live;
@@ -51,8 +50,9 @@ lease_end(LeaseEntry *e, int64 now, uint64 *counter)
 
 /*
  * lockctl.renew(resource text, token bigint, ttl interval) returns
- * timestamptz: the new expiry.  The lease must still be live and held by
- * token; otherwise it was lost, and that is a 40001.
+ * timestamptz: the new expiry.  The lease must still be live, held by token
+ * and taken by the calling role (or one whose privileges it has);
+ * otherwise it was lost, and that is a 40001.
  */
 PG_FUNCTION_INFO_V1(lockctl_renew);
 Datum
@@ -66,87 +66,49 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	LeaseKey	key;
 	LeaseEntry *e;
 	int64		now;
-	int64		current = 0;
-	bool		expired = false;
+	LeaseLost	lost;
+	LeaseHolder *h;
 	TimestampTz expires;
 
-	PreventCommandDuringRecovery("lockctl.renew()");
+	lease_check_writable("lockctl.renew()");
+	lease_check_ttl(ttl_us, "lockctl.renew");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	now = lease_now_mono();
-	/* counted and shared leases (lease_counted.c, lease_shared.c) */
-	if (lease_in_holders(e, token))
-	{
-		LeaseHolder *h = lease_counted_find(e, token);
+	e = lease_find_own(&key, token, true, &now, &lost, &h);
+	if (e == NULL)
+		lease_report_lost(resource, token, &lost, false);
 
-		/* another role's holder is as if it did not exist (AUTHORITY.md) */
-		if (h != NULL && !lease_holder_role_ok(h))
-		{
-			LWLockRelease(lease_shared->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("lease \"%s\" is no longer held by token " INT64_FORMAT,
-							resource, token),
-					 errhint("Acquire the lease again and redo the work it protects.")));
-		}
-		if (h != NULL && now < h->expires_mono)
-		{
-			h->expires_mono = now + ttl_us;
-			lease_shared->stats.renewals++;
-			lease_wake_head(e);
-			expires = GetCurrentTimestamp() + (h->expires_mono - now);
-			LWLockRelease(lease_shared->lock);
-			PG_RETURN_TIMESTAMPTZ(expires);
-		}
-		LWLockRelease(lease_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("lease \"%s\" is no longer held by token " INT64_FORMAT,
-						resource, token),
-				 h != NULL ?
-				 errdetail("The lease expired before it was renewed.") :
-				 errdetail("Token " INT64_FORMAT " holds none of the permits of \"%s\".",
-						   token, resource),
-				 errhint("Acquire the lease again and redo the work it protects.")));
-	}
-	else if (e != NULL && lease_is_live(e, now) && e->token == token)
+	if (h != NULL)
 	{
-		e->expires_mono = now + ttl_us;
+		/* a counted or shared holder (lease_counted.c, lease_shared.c) */
+		h->expires_mono = now + ttl_us;
 		lease_shared->stats.renewals++;
-		/* the first waiter sleeps until the old expiry: it may be sooner now */
+		/* the first waiter may sleep until this holder's old expiry */
 		lease_wake_head(e);
-		expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
+		/* and its watchers: the expiry may be sooner now */
+		lease_watch_end(&key, token, InvalidOid, 0);
+		expires = GetCurrentTimestamp() + (h->expires_mono - now);
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_TIMESTAMPTZ(expires);
 	}
-	if (e != NULL && e->held && e->permits == 1)
-	{
-		current = e->token;
-		expired = !lease_is_live(e, now);
-	}
-	LWLockRelease(lease_shared->lock);
 
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("lease \"%s\" is no longer held by token " INT64_FORMAT,
-					resource, token),
-			 current == 0 ?
-			 errdetail("No lease on \"%s\" is live.", resource) :
-			 expired && current == token ?
-			 errdetail("The lease expired before it was renewed.") :
-			 errdetail("The current token is " INT64_FORMAT "%s.", current,
-					   expired ? " (expired)" : ""),
-			 errhint("Acquire the lease again and redo the work it protects.")));
-	PG_RETURN_NULL();			/* not reached */
+	e->expires_mono = now + ttl_us;
+	lease_shared->stats.renewals++;
+	/* the first waiter sleeps until the old expiry: it may be sooner now */
+	lease_wake_head(e);
+	lease_watch_end(&key, token, InvalidOid, 0);
+	expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
+	LWLockRelease(lease_shared->lock);
+	PG_RETURN_TIMESTAMPTZ(expires);
 }
 
 /*
  * lockctl.release(resource text, token bigint) returns boolean: true if the
  * lease was live and held by token and is now free; false if it was not
- * (already released, expired, or held by another token).
+ * (already released, expired, held by another token, or taken by a role
+ * whose privileges the caller does not have: false says nothing about
+ * whether token was right).
  */
 PG_FUNCTION_INFO_V1(lockctl_release);
 Datum
@@ -157,29 +119,22 @@ lockctl_release(PG_FUNCTION_ARGS)
 	LeaseKey	key;
 	LeaseEntry *e;
 	int64		now;
-	bool		released = false;
+	LeaseLost	lost;
+	LeaseHolder *h;
+	bool		released;
 
-	PreventCommandDuringRecovery("lockctl.release()");
+	lease_check_writable("lockctl.release()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
-	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
-	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
-	now = lease_now_mono();
-	if (lease_in_holders(e, token))
-	{
-		/* counted and shared leases (lease_counted.c, lease_shared.c) */
-		LeaseHolder *h = lease_counted_find(e, token);
-
-		/* another role's holder: false, as for a wrong token (AUTHORITY.md) */
-		if (h != NULL && now < h->expires_mono && lease_holder_role_ok(h))
-		{
-			lease_counted_end(e, h, now, &lease_shared->stats.releases);
-			released = true;
-		}
-	}
-	else if (e != NULL && e->held && e->token == token)
-		released = lease_end(e, now, &lease_shared->stats.releases);
+	e = lease_find_own(&key, token, false, &now, &lost, &h);
+	if (e == NULL)
+		PG_RETURN_BOOL(false);
+	if (h != NULL)
+		released = lease_counted_end(e, h, now, &lease_shared->stats.releases);
+	else
+		released = lease_end(e, now, &lease_shared->stats.releases,
+							 LEASE_END_RELEASED);
 	LWLockRelease(lease_shared->lock);
 
 	PG_RETURN_BOOL(released);
@@ -199,19 +154,20 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 	LeaseEntry *e;
 	bool		released = false;
 
-	PreventCommandDuringRecovery("lockctl.force_release()");
+	lease_check_writable("lockctl.force_release()");
 	lease_check_shmem();
 	lease_make_key(&key, resource);
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	e = hash_search(lease_hash, &key, HASH_FIND, NULL);
 	/* counted and shared holders (never live with an exclusive one) */
-	if (e != NULL && (e->permits > 1 || e->nholders > 0))
+	if (e != NULL && lease_has_holders(e))
 		released = lease_counted_end_all(e, lease_now_mono(),
 										 &lease_shared->stats.force_releases) > 0;
 	else if (e != NULL && e->held)
 		released = lease_end(e, lease_now_mono(),
-							 &lease_shared->stats.force_releases);
+							 &lease_shared->stats.force_releases,
+							 LEASE_END_FORCED);
 	LWLockRelease(lease_shared->lock);
 
 	if (released)

@@ -22,11 +22,13 @@
  * new acquire_shared that does not wait yields to anyone in line, so
  * shared holders never starve an exclusive waiter.
  *
- * Fencing: a shared holder's fence (lease_counted_fence) takes the
+ * Fencing: a shared holder's fence (lockctl.fence, lease_fence.c) takes the
  * resource's fence lock in ShareLock, which keeps exclusive grants out
  * until its transaction ends, as an exclusive fence does for hand-over,
  * while other shared holders fence and are granted freely; and its own
  * holder lock, which keeps its slot until then.
+ *
+ * Roles, quotas, tokens and eras: as for counted leases (lease_counted.c).
  *
  * Limits: shared leases are not saved by the shutdown dump.
  *
@@ -84,10 +86,12 @@ lease_shared_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 	if (e->held)
 	{
 		/* the exclusive lease expired; it ends here */
-		e->held = false;
+		int			how = lease_end_how(e->token, false, 0);
+
+		if (how == LEASE_END_EXPIRED && e->nwaiters > 0)
+			how = LEASE_END_TAKEN_OVER;
+		lease_unhold(e, how);
 		lease_shared->stats.expiries++;
-		lease_watch_end(e->key.dbid, e->token, e->roleid,
-						LEASE_END_TAKEN_OVER);
 	}
 	if (e->nholders > 0)
 		lease_counted_reclaim(e, now);

@@ -6,9 +6,18 @@
  *	  lockctl.lease_stats.
  *
  * Readers take the lease lock shared, copy what they need and build their
- * rows after releasing it (privilege checks may read the catalogs).  A
- * token is shown only to the role that took the lease, roles with its
- * privileges, superusers and pg_read_all_stats.
+ * rows after releasing it (privilege checks and encoding conversions read
+ * the catalogs).  A lease's token and owner name are shown only to roles
+ * that may act on it (lease_may_act: the role that took it, roles with its
+ * privileges, superusers); every other role, pg_read_all_stats included,
+ * sees that the lease exists, on which resource, until when and taken by
+ * which role, as pg_locks and pg_stat_activity show locks and sessions.
+ *
+ * The lease table is shared by every database, and each database keeps its
+ * names in its own encoding.  A name taken in a database of another
+ * encoding is converted to this database's encoding; a name that cannot be
+ * converted is shown with each non-ASCII byte written as \xHH, so that a
+ * view never returns text that is invalid in this database.
  *
  * src/lease_views.c
  *
@@ -16,23 +25,39 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_authid.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "common/string.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "lease.h"
 
 typedef struct LeaseRow LeaseRow;
+typedef struct LeaseWaiterRow LeaseWaiterRow;
+
+/* the encodings of the databases met so far in one call, by oid */
+typedef struct LeaseEncodings
+{
+	int			n;
+	Oid			dbid[8];
+	int			encoding[8];
+} LeaseEncodings;
+
 static int	lease_collect(const char *resource, LeaseRow **rows_out);
 static LeaseRow *lease_add_row(LeaseRow **rows, int *nrows, int *nalloc);
-static bool lease_token_visible(Oid roleid, bool see_all);
 static void lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 							bool one_resource);
+static int	lease_db_encoding(Oid dbid, LeaseEncodings *cache);
+static Datum lease_name_datum(const char *name, Oid dbid,
+							  LeaseEncodings *cache);
 
 /*
  * A copy of one live lease, taken under the lease lock, so that the rows
@@ -121,7 +146,7 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 				LeaseHolder *h = dlist_container(LeaseHolder, node, it.cur);
 				LeaseRow   *r;
 
-				if (now_mono >= h->expires_mono)
+				if (!lease_holder_live(h, now_mono))
 					continue;
 				r = lease_add_row(&rows, &nrows, &nalloc);
 				r->dbid = e->key.dbid;
@@ -163,24 +188,92 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 }
 
 /*
- * May the current role see the token of a lease taken by roleid?  A token
- * is a capability (it renews, releases and fences the lease), so like
- * pg_stat_activity's query text it is shown only to the role that took the
- * lease and roles with its privileges, to superusers and to members of
- * pg_read_all_stats.  see_all caches the last two.
+ * The encoding of database dbid, or -1 if it no longer exists.  cache
+ * keeps the last few, as a view shows few databases.
  */
-static bool
-lease_token_visible(Oid roleid, bool see_all)
+static int
+lease_db_encoding(Oid dbid, LeaseEncodings *cache)
 {
-	return see_all || has_privs_of_role(GetUserId(), roleid);
+	HeapTuple	tup;
+	int			encoding = -1;
+	int			i;
+
+	if (dbid == MyDatabaseId)
+		return GetDatabaseEncoding();
+	for (i = 0; i < cache->n; i++)
+		if (cache->dbid[i] == dbid)
+			return cache->encoding[i];
+
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dbid));
+	if (HeapTupleIsValid(tup))
+	{
+		encoding = ((Form_pg_database) GETSTRUCT(tup))->encoding;
+		ReleaseSysCache(tup);
+	}
+	if (cache->n < lengthof(cache->dbid))
+	{
+		cache->dbid[cache->n] = dbid;
+		cache->encoding[cache->n] = encoding;
+		cache->n++;
+	}
+	return encoding;
+}
+
+/*
+ * A name (resource or owner) taken in database dbid, as text valid in this
+ * database's encoding: as it is when the encodings agree or the name is
+ * ASCII (every server encoding is a superset of ASCII), converted when
+ * they differ and it converts, else with each non-ASCII byte as \xHH.  A
+ * SQL_ASCII database accepts any bytes, so it gets them as they are; a
+ * name from a SQL_ASCII database has no known encoding, so it is escaped.
+ */
+static Datum
+lease_name_datum(const char *name, Oid dbid, LeaseEncodings *cache)
+{
+	int			here = GetDatabaseEncoding();
+	int			there;
+	int			len = strlen(name);
+	StringInfoData buf;
+	const unsigned char *p;
+
+	if (dbid == MyDatabaseId || here == PG_SQL_ASCII || pg_is_ascii(name))
+		return CStringGetTextDatum(name);
+	there = lease_db_encoding(dbid, cache);
+	if (there == here)
+		return CStringGetTextDatum(name);
+	if (there >= 0 && there != PG_SQL_ASCII)
+	{
+		Oid			proc = FindDefaultConversionProc(there, here);
+
+		if (OidIsValid(proc))
+		{
+			int			size = len * MAX_CONVERSION_GROWTH + 1;
+			unsigned char *out = palloc(size);
+
+			if (pg_do_encoding_conversion_buf(proc, there, here,
+											  (unsigned char *) name, len,
+											  out, size, true) == len)
+				return CStringGetTextDatum((char *) out);
+		}
+	}
+
+	initStringInfo(&buf);
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		if (IS_HIGHBIT_SET(*p))
+			appendStringInfo(&buf, "\\x%02X", *p);
+		else
+			appendStringInfoChar(&buf, (char) *p);
+	}
+	return CStringGetTextDatum(buf.data);
 }
 
 /*
  * The rows of lockctl_internal.leases() (dbid, resource, owner, token,
  * acquired_at, expires_at, waiters, roleid, fenced) or, when one_resource,
  * of lockctl.lease(resource) (owner, token, acquired_at, expires_at,
- * waiters, acquired_by, fenced).  The token is NULL unless the caller may
- * see it.
+ * waiters, acquired_by, fenced).  Owner and token are NULL unless the
+ * caller may act on the lease.
  */
 static void
 lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
@@ -189,19 +282,19 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	LeaseRow   *rows;
 	int			nrows;
-	bool		see_all;
+	LeaseEncodings encodings;
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
 	lease_check_shmem();
 
-	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	encodings.n = 0;
 	nrows = lease_collect(resource, &rows);
 
 	for (i = 0; i < nrows; i++)
 	{
 		LeaseRow   *r = &rows[i];
-		bool		visible = lease_token_visible(r->roleid, see_all);
+		bool		visible = lease_may_act(r->roleid);
 		Datum		values[11];
 		bool		nulls[11];
 		int			n = 0;
@@ -210,14 +303,18 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 		if (!one_resource)
 		{
 			values[n++] = ObjectIdGetDatum(r->dbid);
-			values[n++] = CStringGetTextDatum(r->resource);
+			values[n++] = lease_name_datum(r->resource, r->dbid, &encodings);
 		}
-		values[n++] = CStringGetTextDatum(r->owner);
 		if (visible)
-			values[n] = Int64GetDatum(r->token);
+		{
+			values[n++] = lease_name_datum(r->owner, r->dbid, &encodings);
+			values[n++] = Int64GetDatum(r->token);
+		}
 		else
-			nulls[n] = true;
-		n++;
+		{
+			nulls[n++] = true;
+			nulls[n++] = true;
+		}
 		values[n++] = TimestampTzGetDatum(r->acquired_at);
 		values[n++] = TimestampTzGetDatum(r->expires_at);
 		values[n++] = Int32GetDatum(r->nwaiters);
@@ -271,10 +368,24 @@ lockctl_lease(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* A copy of one waiter, taken under the lease lock. */
+struct LeaseWaiterRow
+{
+	Oid			dbid;
+	char		resource[LOCKCTL_NAME_MAXLEN + 1];
+	char		owner[LOCKCTL_NAME_MAXLEN + 1];
+	int			pid;
+	int			position;
+	TimestampTz since;
+	Oid			roleid;
+};
+
 /*
  * lockctl_internal.lease_waiters() (lease_waiter_list in 1.0's SQL): every
  * backend waiting in acquire, in line order per resource, behind the view
- * lockctl.lease_waiters.
+ * lockctl.lease_waiters: dbid, resource, owner (NULL unless the caller may
+ * act for the waiting role), pid, queue_position, waiting_since and, from
+ * 1.1's SQL on, requested_by (the waiting role's oid).
  */
 PG_FUNCTION_INFO_V1(lockctl_lease_waiter_list);
 Datum
@@ -283,10 +394,20 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HASH_SEQ_STATUS seq;
 	LeaseEntry *e;
+	LeaseWaiterRow *rows;
+	int			nrows = 0;
+	int			i;
+	bool		with_role;
+	LeaseEncodings encodings;
 
 	InitMaterializedSRF(fcinfo, 0);
 	lease_check_shmem();
+	/* 1.0's SQL declares six columns; 1.1's adds requested_by */
+	with_role = rsinfo->setDesc->natts >= 7;
+	encodings.n = 0;
 
+	/* at most one waiter per backend */
+	rows = palloc(sizeof(LeaseWaiterRow) * MaxBackends);
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
@@ -297,21 +418,44 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 		dlist_foreach(it, &e->waiters)
 		{
 			LeaseWaiter *w = dlist_container(LeaseWaiter, node, it.cur);
-			Datum		values[6];
-			bool		nulls[6];
+			LeaseWaiterRow *r;
 
-			memset(nulls, 0, sizeof(nulls));
-			values[0] = ObjectIdGetDatum(e->key.dbid);
-			values[1] = CStringGetTextDatum(e->key.resource);
-			values[2] = CStringGetTextDatum(w->owner);
-			values[3] = Int32GetDatum(w->pid);
-			values[4] = Int32GetDatum(++pos);
-			values[5] = TimestampTzGetDatum(w->since);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-								 values, nulls);
+			if (nrows >= MaxBackends)
+				break;			/* cannot happen: one slot per backend */
+			r = &rows[nrows++];
+			r->dbid = e->key.dbid;
+			strlcpy(r->resource, e->key.resource, sizeof(r->resource));
+			strlcpy(r->owner, w->owner, sizeof(r->owner));
+			r->pid = w->pid;
+			r->position = ++pos;
+			r->since = w->since;
+			r->roleid = w->roleid;
 		}
 	}
 	LWLockRelease(lease_shared->lock);
+
+	for (i = 0; i < nrows; i++)
+	{
+		LeaseWaiterRow *r = &rows[i];
+		Datum		values[7];
+		bool		nulls[7];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = ObjectIdGetDatum(r->dbid);
+		values[1] = lease_name_datum(r->resource, r->dbid, &encodings);
+		if (lease_may_act(r->roleid))
+			values[2] = lease_name_datum(r->owner, r->dbid, &encodings);
+		else
+			nulls[2] = true;
+		values[3] = Int32GetDatum(r->pid);
+		values[4] = Int32GetDatum(r->position);
+		values[5] = TimestampTzGetDatum(r->since);
+		values[6] = ObjectIdGetDatum(r->roleid);
+		if (!with_role)
+			nulls[6] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 values, nulls);
+	}
 
 	return (Datum) 0;
 }
@@ -334,8 +478,9 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS seq;
 	LeaseEntry *e;
 	int64		now;
-	Datum		values[20];
-	bool		nulls[20];
+	int			watching;
+	Datum		values[21];
+	bool		nulls[21];
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -363,6 +508,7 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 			live++;
 		waiting += e->nwaiters;
 	}
+	watching = lease_watch_count();
 	LWLockRelease(lease_shared->lock);
 
 	memset(nulls, 0, sizeof(nulls));
@@ -390,6 +536,8 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 		values[i++] = Int32GetDatum(shared_live);
 		values[i++] = Int64GetDatum((int64) c.shared_grants);
 	}
+	if (tupdesc->natts >= 21)
+		values[i++] = Int32GetDatum(watching);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -17,7 +17,7 @@
  * defines its own settings, asks for its own shared memory (shmem.c) and
  * keeps its own state from its Init function; nothing here knows what they
  * are.  Reservations keep all their state in tables and are written in SQL
- * (src/reserve.sql).
+ * (src/reserve.sql); src/reserve.c has their settings and role checks.
  *
  * src/lockctl.c
  *
@@ -31,7 +31,10 @@
 
 #include "lockctl.h"
 
-PG_MODULE_MAGIC;
+PG_MODULE_MAGIC_EXT(
+					.name = "lockctl",
+					.version = LOCKCTL_VERSION
+);
 
 void		_PG_init(void);
 
@@ -51,6 +54,7 @@ _PG_init(void)
 	VersionInit();
 	LeaseInit();
 	FenceTableInit();
+	ReserveInit();
 	RequestInit();
 	WorkerInit();
 

@@ -19,6 +19,8 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 
+#include "compat.h"
+
 /*
  * Longest resource, owner, holder or idempotency key, in bytes.  The SQL
  * functions read it through lockctl_internal.name_max_bytes().
@@ -33,6 +35,7 @@
 extern void VersionInit(void);	/* version_stats.c */
 extern void LeaseInit(void);	/* lease.c */
 extern void FenceTableInit(void);	/* fence_table.c */
+extern void ReserveInit(void);	/* reserve.c */
 extern void RequestInit(void);	/* request.c */
 extern void WorkerInit(void);	/* worker.c */
 

@@ -18,6 +18,16 @@
 -- Users never write these tables: the functions below are SECURITY DEFINER
 -- with a pinned search_path, and reading goes through the views.
 --
+-- A hold belongs to the role that took it (taken_by: the session's role,
+-- lockctl_internal.acting_role()).  confirm, cancel and extend act on it
+-- only for that role and roles with its privileges (GRANT web TO payments
+-- lets payments confirm web's holds); to any other role a hold is exactly
+-- like an id that does not exist, errors included, and it never locks the
+-- hold's row (the ownership test is in the UPDATE's WHERE clause, which a
+-- row fails before it is locked).  Idempotency keys are per (pool, role).
+-- lockctl.max_holds_per_role and lockctl.max_kept_holds_per_role cap a
+-- role's live and finished holds (src/reserve.c).
+--
 -- reserve, confirm, cancel and extend run with plan_cache_mode =
 -- force_generic_plan: every statement in them looks rows up by key, so the
 -- generic plan is the right one, and left to itself the plan cache may
@@ -28,10 +38,13 @@
 --   pools row (admin functions only) -> slot rows in slot order -> holds.
 -- reserve's fast path takes one slot with SKIP LOCKED and never waits; its
 -- middle path waits on one slot while holding no other; its slow path
--- takes every slot of the pool in slot order.  confirm, cancel and
--- expire_holds lock the hold first and its slot second: nobody holding a
--- slot ever waits for a hold, except a transaction that mixes several
--- calls, which PostgreSQL's deadlock detector resolves (40P01).
+-- takes every slot of the pool in slot order.  Each path runs in a
+-- subtransaction that is rolled back when it finds too few units, so a
+-- reserve that answers NULL (sold out) leaves no slot locked behind it.
+-- confirm and cancel lock the hold first and its slot second: nobody
+-- holding a slot ever waits for a hold, except a transaction that mixes
+-- several calls, which PostgreSQL's deadlock detector resolves (40P01).
+-- expire_holds takes holds and slots with SKIP LOCKED and never waits.
 -- ---------------------------------------------------------------------------
 
 -- ---------------------------------------------------------------------------
@@ -64,6 +77,28 @@ REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Whose a hold is (src/reserve.c).  acting_role(): the role a call acts
+-- for, SET ROLE's or else the session user, which SECURITY DEFINER does not
+-- hide.  may_act_for(owner): whether that role has owner's privileges.
+-- may_act_for is behind the view lockctl.holds, which calls it with the
+-- reader's privileges: EXECUTE stays with PUBLIC (it answers only for the
+-- caller).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.acting_role() RETURNS name
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_acting_role';
+COMMENT ON FUNCTION lockctl_internal.acting_role() IS 'lockctl internal: the role a call acts for (SET ROLE''s, else the session user)';
+
+CREATE FUNCTION lockctl_internal.may_act_for(owner name) RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'lockctl_may_act_for';
+COMMENT ON FUNCTION lockctl_internal.may_act_for(name) IS 'lockctl internal: whether the role a call acts for has the privileges of role owner';
+
+REVOKE ALL ON FUNCTION lockctl_internal.acting_role() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.may_act_for(name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl_internal.may_act_for(name) TO PUBLIC;
 
 CREATE SEQUENCE lockctl.pool_id_seq;
 
@@ -132,20 +167,21 @@ COMMENT ON TYPE lockctl.hold_status IS 'lockctl: the state of a hold';
 -- pool_id is deliberately not a foreign key: the check would cost an index
 -- probe and a row lock per hold on the hottest path there is, and only the
 -- functions below (which check the pool) ever write this table.
+-- id: the sequence's value tagged with the server's era (src/lease_mark.c),
+-- so that a failover that lost commits never hands out an id again: a
+-- retried confirm(id) reaches the same hold or none.
 CREATE TABLE lockctl.reservations (
-    id               bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
     pool_id          bigint NOT NULL,
     slot             integer NOT NULL,
     quantity         bigint NOT NULL,
     holder           text,
-    -- The role that took the hold: the session's role (SET ROLE's, else
-    -- the session user's), which SECURITY DEFINER does not hide, unlike
-    -- current_user.  A default, so that reserve pays no query for it; a
-    -- name, not an oid, so that a dump restores where the role is missing.
-    taken_by         name NOT NULL
-                     DEFAULT (CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
-                                   THEN SESSION_USER
-                                   ELSE pg_catalog.current_setting('role')::pg_catalog.name END),
+    -- The role that took the hold, and the only one (with the roles that
+    -- have its privileges) that may confirm, cancel or extend it: the
+    -- session's role (SET ROLE's, else the session user's), which SECURITY
+    -- DEFINER does not hide, unlike current_user.  A name, not an oid, so
+    -- that a dump restores where oids differ.
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
     status           lockctl.hold_status NOT NULL DEFAULT 'held',
     created          timestamp with time zone NOT NULL,
     expires          timestamp with time zone NOT NULL,
@@ -168,9 +204,16 @@ COMMENT ON TABLE lockctl.reservations IS 'lockctl: holds on pools (write through
 -- pass costs what is due, not what exists.
 CREATE INDEX reservations_due_idx ON lockctl.reservations (expires)
     WHERE status OPERATOR(pg_catalog.=) 'held';
--- The idempotency lookup, and the guarantee that one key makes one hold.
-CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, idempotency_key)
+-- The idempotency lookup, and the guarantee that one key makes one hold:
+-- keys are per role, so that no role can take, or learn of, another's.
+CREATE UNIQUE INDEX reservations_idempotency_idx ON lockctl.reservations (pool_id, taken_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- The caps on a role's live and finished holds (lockctl.max_holds_per_role,
+-- lockctl.max_kept_holds_per_role): reserve counts here, up to the cap.
+-- Confirmed holds are left out: they are never purged, and their number is
+-- bounded by the pools' capacities.
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
 -- The purge: only finished holds that may be purged are in it.
 CREATE INDEX reservations_finished_idx ON lockctl.reservations (finished)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
@@ -496,9 +539,10 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- Internal: the hold that idempotency_key made on pool `pool` (resource is
--- its name, for the error), or NULL if none is visible; 22023 if that hold
--- has another quantity than this call asked for.
+-- Internal: the hold that idempotency_key made on pool `pool` for the role
+-- this call acts for (resource is the pool's name, for the error), or NULL
+-- if none is visible; 22023 if that hold has another quantity than this
+-- call asked for.  Another role's key is never seen: keys are per role.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.keyed_hold(pool bigint, resource text, idempotency_key text,
                                    quantity bigint)
@@ -512,7 +556,8 @@ DECLARE
     v_q bigint;
 BEGIN
     SELECT r.id, r.quantity INTO v_id, v_q FROM lockctl.reservations AS r
-     WHERE r.pool_id = pool AND r.idempotency_key = idempotency_key;
+     WHERE r.pool_id = pool AND r.taken_by = lockctl_internal.acting_role()
+       AND r.idempotency_key = idempotency_key;
     IF v_q <> quantity THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('idempotency key "%s" was used for another quantity on pool "%s"',
@@ -526,7 +571,10 @@ $fn$;
 -- ---------------------------------------------------------------------------
 -- lockctl.reserve(resource, quantity, holder, ttl, idempotency_key): take a
 -- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
--- quantity units are free in the whole pool.
+-- quantity units are free in the whole pool.  The hold belongs to the role
+-- the call acts for; so does its idempotency key.  53400 when that role is
+-- at one of its caps (lockctl.max_holds_per_role,
+-- lockctl.max_kept_holds_per_role).
 --
 -- Three ways to get units, cheapest first (docs/reservations.md, "Hot pools"):
 --   1. fast: the first slot from this backend's own one on that has enough
@@ -535,6 +583,8 @@ $fn$;
 --   3. slow: lock every slot of the pool in slot order, count the free
 --      units exactly, and if they are enough move them around so that the
 --      hold fits in one slot (and the rest is spread evenly again).
+-- Each runs in a subtransaction that is rolled back when it finds too few
+-- units, so that a sold-out answer leaves no slot locked.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
                                 holder text DEFAULT NULL,
@@ -558,6 +608,8 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_role name;
+    v_cap integer;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -625,6 +677,30 @@ BEGIN
         END IF;
     END IF;
 
+    -- The role's caps, counted up to the cap (reservations_role_idx): a
+    -- check costs at most the cap, nothing when the setting is 0.  Two
+    -- concurrent calls of one role may both pass at cap - 1.
+    v_role := lockctl_internal.acting_role();
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role AND r.status = 'held'
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many live holds', v_role),
+            DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+            HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                             WHERE r.taken_by = v_role
+                                               AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                             LIMIT v_cap) AS x) >= v_cap THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('role "%s" has too many finished holds kept', v_role),
+            DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+            HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+    END IF;
+
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
@@ -682,42 +758,48 @@ BEGIN
     END IF;
 
     -- 3. slow path: no single slot has enough.  Lock them all, in order,
-    -- and count exactly.
+    -- and count exactly.  Sold out, the subtransaction is rolled back and
+    -- with it every slot lock: other calls on the pool (and the expiry
+    -- worker) must not wait for this transaction to end.
     IF v_slot IS NULL THEN
-        PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-                MESSAGE = format('pool "%s" does not exist', v_resource),
-                DETAIL = 'It was dropped while this call waited for it.';
-        END IF;
-        -- The slot count may have changed while we waited, and set_slots
-        -- may have added slot rows that the statement above, with its older
-        -- snapshot, did not see.  rebalance locks again: every row of the
-        -- pool is then ours (no new one can appear, set_slots needs our
-        -- locks first), so its count is exact; it moves the free units so
-        -- that one slot has ours, and we take them from it.
-        v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
-        IF v_slot IS NULL THEN
+        BEGIN
+            PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                    MESSAGE = format('pool "%s" does not exist', v_resource),
+                    DETAIL = 'It was dropped while this call waited for it.';
+            END IF;
+            -- The slot count may have changed while we waited, and set_slots
+            -- may have added slot rows that the statement above, with its
+            -- older snapshot, did not see.  rebalance locks again: every row
+            -- of the pool is then ours (no new one can appear, set_slots
+            -- needs our locks first), so its count is exact; it moves the
+            -- free units so that one slot has ours, and we take them from it.
+            v_slot := lockctl_internal.rebalance(v_pool, v_start, v_quantity);
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
-        END IF;
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        END;
     END IF;
 
     v_now := clock_timestamp();
     IF v_key IS NULL THEN
         INSERT INTO lockctl.reservations AS r
-               (pool_id, slot, quantity, holder, created, expires)
-        VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl)
+               (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
         RETURNING r.id INTO v_id;
         RETURN v_id;
     END IF;
 
     INSERT INTO lockctl.reservations AS r
-           (pool_id, slot, quantity, holder, created, expires, idempotency_key)
-    VALUES (v_pool, v_slot, v_quantity, v_holder, v_now, v_now + v_ttl, v_key)
-    ON CONFLICT (pool_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           (pool_id, slot, quantity, holder, taken_by, created, expires, idempotency_key)
+    VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT (pool_id, taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING r.id INTO v_id;
     IF v_id IS NOT NULL THEN
         RETURN v_id;
@@ -743,6 +825,8 @@ $fn$;
 -- ---------------------------------------------------------------------------
 -- Internal: explain why hold `id` could not be confirmed, cancelled or
 -- extended.  Returns its status when that is not an error for `action`.
+-- A hold of a role whose privileges the caller lacks is reported exactly
+-- as one that does not exist: its state is not the caller's to learn.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.hold_state(action text, id bigint, ok_status text[]) RETURNS text
     LANGUAGE plpgsql STABLE
@@ -755,11 +839,22 @@ DECLARE
     v_finished timestamp with time zone;
 BEGIN
     SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
-      FROM lockctl.reservations AS r WHERE r.id = id;
+      FROM lockctl.reservations AS r
+     WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
     IF NOT FOUND THEN
+        -- Ids carry the era of the server that took them (lockctl_internal.era_nextval):
+        -- one of another era was taken on a line of history this server
+        -- does not continue, and is never handed out here.
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('hold %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or its pool was dropped, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new hold with lockctl.reserve.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('hold %s does not exist', id),
-            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged.';
+            DETAIL = 'It was never taken, or its pool was dropped, or it finished and was purged, or it is another role''s.';
     END IF;
     IF v_status = ANY (ok_status) THEN
         RETURN v_status;
@@ -789,7 +884,9 @@ $fn$;
 -- ---------------------------------------------------------------------------
 -- lockctl.confirm(id): make a live hold permanent.  Returns true, or false
 -- if it was confirmed already (a safe retry); 55000 if it expired (even if
--- the worker has not got to it yet) or was cancelled.
+-- the worker has not got to it yet) or was cancelled.  Only for the role
+-- that took it and roles with its privileges (42704 for the others, as for
+-- a missing id), like cancel and extend.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.confirm(id bigint)
     RETURNS boolean
@@ -810,10 +907,13 @@ BEGIN
     END IF;
     -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
     -- "status = 'held'" it does not let the planner pick the worker's
-    -- partial index of all live holds over the primary key.
+    -- partial index of all live holds over the primary key.  A row that
+    -- fails may_act_for is never locked: another role cannot make anyone
+    -- wait on a hold that is not its own.
     UPDATE lockctl.reservations AS r
        SET status = 'confirmed', finished = v_now
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
@@ -851,6 +951,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -894,6 +995,7 @@ BEGIN
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
@@ -930,9 +1032,15 @@ $fn$;
 -- ---------------------------------------------------------------------------
 -- lockctl_internal.expire_holds(batch_size): the expiry worker's pass, one batch, in
 -- the caller's transaction.  Expires up to batch_size live holds whose time
--- is up, oldest first, skipping holds a concurrent confirm, cancel or extend
--- has locked; gives their units back; NOTIFY lockctl_expired with each id.
--- Returns how many it expired.
+-- is up, oldest first; gives their units back; NOTIFY lockctl_expired with
+-- each id.  Returns how many it expired.
+--
+-- It never waits for another transaction: a hold whose row or whose slot
+-- row another transaction has locked (a confirm or cancel in flight, a
+-- reserve in a transaction left open, a prepared transaction) is skipped
+-- (SKIP LOCKED on both), and taken at a later pass, once that transaction
+-- is over; the batch is filled from the holds behind it, so that nothing
+-- locked stops the expiry of the rest.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.expire_holds(batch_size integer)
     RETURNS integer
@@ -956,12 +1064,17 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
+    -- The hold and its slot are locked together, each with SKIP LOCKED:
+    -- LIMIT counts only the holds whose two rows were both free.  (The
+    -- slots are locked in expiry order, not in slot order: never waiting,
+    -- this cannot deadlock.)
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
+          JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
          ORDER BY r.expires
          LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE OF r, s SKIP LOCKED
     ), done AS (
         UPDATE lockctl.reservations AS r
            SET status = 'expired', finished = v_now
@@ -977,11 +1090,7 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- Give the units back, slot rows locked in (pool, slot) order.
-    PERFORM FROM lockctl.pool_slots AS s
-     WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(v_pools, v_slots) AS u(p, s))
-     ORDER BY s.pool_id, s.slot
-       FOR UPDATE;
+    -- Give the units back; the slot rows are ours already.
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
       FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
@@ -1073,27 +1182,30 @@ CREATE VIEW lockctl.pool_status AS
 COMMENT ON VIEW lockctl.pool_status IS 'lockctl: every pool with its capacity, units held, confirmed and available, and counters of holds';
 
 -- A role sees the holds taken by roles whose privileges it has (its own,
--- and those of roles it is a member of with INHERIT); superusers and
--- members of pg_read_all_stats see every hold.  security_barrier keeps a
+-- those of roles it is a member of with INHERIT; superusers: all), the
+-- very holds it may confirm, cancel and extend.  Members of
+-- pg_read_all_stats see every hold, for monitoring: that it exists, its
+-- pool, quantity, role, state and times, but not the holder or the
+-- idempotency key of another role's hold.  security_barrier keeps a
 -- caller's own leaky WHERE clauses from seeing the others.
 CREATE VIEW lockctl.holds WITH (security_barrier) AS
     SELECT r.id,
            p.resource,
            r.quantity,
-           r.holder,
+           CASE WHEN a.mine THEN r.holder END AS holder,
            r.taken_by,
            r.status::text AS status,
            r.created,
            r.expires,
            r.finished,
-           r.idempotency_key
+           CASE WHEN a.mine THEN r.idempotency_key END AS idempotency_key
       FROM lockctl.reservations AS r
       JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) r.pool_id
-     WHERE pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE')
-        OR pg_catalog.pg_has_role(pg_catalog.to_regrole(pg_catalog.quote_ident(r.taken_by))::pg_catalog.oid,
-                                  'USAGE');
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(r.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
 
-COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for superusers and pg_read_all_stats)';
+COMMENT ON VIEW lockctl.holds IS 'lockctl: holds, live and finished (until purged), taken by roles whose privileges the caller has (every hold for pg_read_all_stats, without holder and key)';
 
 COMMENT ON FUNCTION lockctl_internal.rebalance(bigint, integer, bigint) IS 'lockctl internal: lock a pool''s slots and spread its free units over them';
 COMMENT ON FUNCTION lockctl_internal.check_resource(text, text) IS 'lockctl internal: check a resource argument';
@@ -1116,9 +1228,10 @@ COMMENT ON FUNCTION lockctl_internal.expire_holds(integer) IS 'lockctl internal:
 COMMENT ON FUNCTION lockctl_internal.purge_holds(interval, integer) IS 'lockctl internal: delete up to batch_size holds finished more than retention ago';
 
 -- ---------------------------------------------------------------------------
--- Privileges (README.md, "Privileges"): anyone may reserve, confirm, cancel, extend
--- and read; creating, resizing and dropping pools is for superusers and
--- whoever they grant it to; expiring and purging is the worker's.
+-- Privileges (README.md, "Privileges"): anyone may reserve, and confirm,
+-- cancel and extend its own holds (and those of roles whose privileges it
+-- has), and read; creating, resizing and dropping pools is for superusers
+-- and whoever they grant it to; expiring and purging is the worker's.
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION lockctl_internal.auto_slots(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.rebalance(bigint, integer, bigint) FROM PUBLIC;

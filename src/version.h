@@ -3,9 +3,10 @@
  * version.h
  *	  Declarations shared by the files of version-checked updates:
  *	  version_trigger.c (the trigger, enable/disable, the helpers below),
- *	  version_update.c (update_versioned and its plans) and
- *	  version_stats.c (the setting, the counters in shared memory, the view
- *	  and the reset).
+ *	  version_update.c (update_versioned and its plans),
+ *	  version_statement.c (what each statement does with the version: the
+ *	  executor hooks) and version_stats.c (the setting, the counters in
+ *	  shared memory, the view and the reset).
  *
  * src/version.h
  *
@@ -18,6 +19,7 @@
 
 #include "access/htup.h"
 #include "commands/trigger.h"
+#include "nodes/nodes.h"
 #include "utils/relcache.h"
 
 #include "lockctl.h"
@@ -28,12 +30,57 @@
 /* Name of the C trigger function, in schema lockctl. */
 #define VERSION_TRIGGER_FUNC		"version_trigger"
 
-/* How an UPDATE may state the version it read (trigger argument 2). */
+/*
+ * How a write proves the version it read (trigger argument 2).  Every mode
+ * takes a WHERE clause that compares the version with a value the client
+ * sent; they differ in what else they take (docs/versioning.md).
+ */
 typedef enum VersionMode
 {
-	VERSION_MODE_STRICT,		/* SET version = <read> only */
-	VERSION_MODE_ORM			/* also SET version = <read> + 1 */
+	VERSION_MODE_STRICT,		/* or SET version = <read>; DELETE compares */
+	VERSION_MODE_ORM,			/* or SET version = <read> or <read> + 1;
+								 * DELETE by key alone too */
+	VERSION_MODE_SERVER			/* only the WHERE clause: the database keeps
+								 * the counter, the client never sets it */
 } VersionMode;
+
+/*
+ * What a statement assigns to the version column of one result relation,
+ * from the least to the most suspicious (version_statement.c).
+ */
+typedef enum VersionAssign
+{
+	VASSIGN_OVERWRITE,			/* version = version: overwrite on purpose */
+	VASSIGN_SENT,				/* a value not derived from the row's version */
+	VASSIGN_SELF,				/* derived from it: version + 1, COALESCE(...) */
+	VASSIGN_NONE,				/* not assigned at all */
+	VASSIGN_UNKNOWN				/* from a source lockctl does not follow */
+} VersionAssign;
+
+/*
+ * The verdict on one result relation of one statement: what the trigger
+ * needs to know of the statement that fires it.  Made when the statement
+ * starts (version_statement.c), in the statement's memory, and handed to
+ * the trigger through its FmgrInfo; each statement has its own, so nested
+ * statements (functions, triggers) never see each other's.
+ */
+typedef struct VersionVerdict
+{
+	CmdType		operation;		/* UPDATE, DELETE, MERGE, or INSERT for
+								 * ON CONFLICT DO UPDATE */
+	bool		cascade;		/* a referential action (ON DELETE CASCADE) */
+	bool		uv;				/* lockctl.update_versioned()'s own UPDATE */
+	bool		where_checked;	/* UPDATEs: version = <client> in WHERE */
+	bool		delete_checked; /* DELETEs: version = <client> in WHERE */
+	VersionAssign assign;		/* what the UPDATE sets the version to */
+	struct VersionModifyGroup *group;	/* rows seen, per ModifyTable node */
+} VersionVerdict;
+
+/* The rows one ModifyTable node's triggers saw, to count stale matches. */
+typedef struct VersionModifyGroup
+{
+	int64		rows;
+} VersionModifyGroup;
 
 /* The counters of one versioned table (version_stats.c). */
 typedef enum VersionCounter
@@ -42,6 +89,8 @@ typedef enum VersionCounter
 	VSTAT_CONFLICTS,			/* UPDATEs refused with 40001 */
 	VSTAT_BLIND,				/* UPDATEs refused as blind writes */
 	VSTAT_INSERTS,				/* INSERTs seen by the trigger */
+	VSTAT_STALE,				/* checked statements that matched no row */
+	VSTAT_DELETES,				/* DELETEs whose version check passed */
 	VSTAT_COUNT
 } VersionCounter;
 
@@ -52,8 +101,35 @@ extern void version_stats_bump(VersionStatsEntry *e, VersionCounter c);
 extern VersionStatsEntry *version_stats_entry(Oid relid, bool create);
 extern void version_stats_remove(Oid relid);
 
+/*
+ * What the trigger keeps in its FmgrInfo's fn_extra for the rest of a
+ * statement.  version_statement.c makes it before the first row, with the
+ * verdict; the trigger fills in the rest at its first call.
+ */
+typedef struct VersionTrigState
+{
+	bool		ready;			/* the fields below verdict are set */
+	VersionVerdict *verdict;	/* NULL: not seen when the statement started */
+	bool		looked_up;		/* verdict searched among running statements */
+	Oid			tgoid;
+	Oid			relid;
+	AttrNumber	attnum;
+	Oid			typid;
+	VersionMode mode;
+	Oid			rootrelid;		/* the table versioning was enabled on */
+	VersionStatsEntry *stats;	/* NULL: not counted (table full, or temporary) */
+	ItemPointerData last_update;	/* the row last checked for UPDATE */
+} VersionTrigState;
+
+/* version_statement.c */
+extern void VersionStatementInit(void);
+extern VersionVerdict *version_running_verdict(Oid rootrelid);
+extern void version_uv_begin(Oid relid);
+extern void version_uv_end(void);
+
 /* version_trigger.c: what the other files need to know of the trigger */
 extern Oid	version_trigger_fn(bool missing_ok);
+extern Oid	version_root_relid(Trigger *trigger, Oid relid);
 extern Trigger *version_find_trigger(Relation rel, Oid fnoid);
 extern AttrNumber version_check_column(Relation rel, const char *colname,
 									   Oid *typid, bool enabling);

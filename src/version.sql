@@ -1,10 +1,12 @@
 
 -- ---------------------------------------------------------------------
--- 1. Version-checked updates (src/version.c)
+-- 1. Version-checked updates (src/version_*.c)
 -- ---------------------------------------------------------------------
 
--- The trigger.  Its two arguments are the version column and the mode;
--- lockctl.enable_versioning() creates it.  Calling it directly fails.
+-- The trigger (BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW).  Its two
+-- arguments are the version column and the mode ('strict', 'orm' or
+-- 'server'); lockctl.enable_versioning() creates it.  Calling it directly
+-- fails.
 CREATE FUNCTION lockctl.version_trigger() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'lockctl_version_trigger';
@@ -55,7 +57,9 @@ CREATE FUNCTION lockctl_internal.versioned_tables(
         OUT conflicts pg_catalog.int8,
         OUT blind_writes pg_catalog.int8,
         OUT inserts pg_catalog.int8,
-        OUT stats_reset pg_catalog.timestamptz)
+        OUT stats_reset pg_catalog.timestamptz,
+        OUT stale_matches pg_catalog.int8,
+        OUT checked_deletes pg_catalog.int8)
     RETURNS SETOF record
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'lockctl_versioned_tables';
@@ -63,10 +67,13 @@ COMMENT ON FUNCTION lockctl_internal.versioned_tables() IS
     'lockctl internal, behind the view lockctl.versioned_tables';
 
 -- Every table versioning is enabled on in this database, with counters
--- that count what the trigger decided, committed or not.
+-- that count what the trigger decided, committed or not; stale_matches
+-- counts the UPDATEs and DELETEs whose version predicate matched no row
+-- (the conflicts ORMs detect themselves).
 CREATE VIEW lockctl.versioned_tables AS
     SELECT table_name, version_column, mode, enabled,
-           checked_updates, conflicts, blind_writes, inserts, stats_reset
+           checked_updates, conflicts, stale_matches, blind_writes,
+           checked_deletes, inserts, stats_reset
       FROM lockctl_internal.versioned_tables();
 
 CREATE FUNCTION lockctl.reset_versioning_stats(tbl pg_catalog.regclass DEFAULT NULL)

@@ -24,6 +24,13 @@
  *	  reset_versioning_stats() for tables that no longer exist.
  *	- When the table is full, new tables go uncounted (the view shows
  *	  NULL counters for them); writes are never refused for it.
+ *	- Temporary tables are never counted (NULL counters): any role may make
+ *	  as many as it likes, and they must not fill a table that every
+ *	  database shares.  The entry of a table that is dropped (DROP TABLE,
+ *	  DROP SCHEMA ... CASCADE, DROP OWNED, DROP DATABASE) is removed when
+ *	  the dropping transaction commits (an object access hook notes the
+ *	  drop, a transaction callback removes it), so dropped tables do not
+ *	  hold entries either.
  *
  * src/version_stats.c
  *
@@ -35,6 +42,11 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -42,8 +54,11 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -75,8 +90,33 @@ static HTAB *vstats = NULL;
 
 static int	lockctl_max_versioned_tables = 1024;
 
+/*
+ * Drops noted by the object access hook, removed from the table when the
+ * top-level transaction commits: a table (relid, in this database) or a
+ * whole database (dbid, relid invalid).  nestlevel: the subtransaction that
+ * dropped it, so that a rolled-back subtransaction forgets its drops.
+ */
+typedef struct VersionDrop
+{
+	Oid			dbid;
+	Oid			relid;
+	int			nestlevel;
+} VersionDrop;
+
+static List *version_drops = NIL;	/* of VersionDrop, in TopMemoryContext */
+static object_access_hook_type prev_object_access_hook = NULL;
+
 static Size version_shmem_size(void);
 static void version_shmem_startup(void);
+static bool version_has_trigger(Oid relid);
+static bool version_rel_is_temp(Oid relid);
+static void version_object_access(ObjectAccessType access, Oid classId,
+								  Oid objectId, int subId, void *arg);
+static void version_xact_callback(XactEvent event, void *arg);
+static void version_subxact_callback(SubXactEvent event,
+									 SubTransactionId mySubid,
+									 SubTransactionId parentSubid, void *arg);
+static void version_forget_drops(void);
 
 static const LockctlShmemPart version_shmem_part = {
 	version_shmem_size, VERSION_TRANCHE, version_shmem_startup
@@ -97,6 +137,12 @@ VersionInit(void)
 							0,
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&version_shmem_part);
+
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = version_object_access;
+	RegisterXactCallback(version_xact_callback, NULL);
+	RegisterSubXactCallback(version_subxact_callback, NULL);
+	VersionStatementInit();
 }
 
 static Size
@@ -200,9 +246,208 @@ version_stats_remove(Oid relid)
 }
 
 /* ---------------------------------------------------------------------
+ * Dropped tables and databases give their entries back
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Object access hook: note the drop of a table that has counters, or of a
+ * database, for removal at commit.  A drop that rolls back keeps them.
+ */
+static void
+version_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access != OAT_DROP || subId != 0 || vstats == NULL)
+		return;
+	if (classId == RelationRelationId)
+	{
+		VersionStatsKey key;
+		bool		counted;
+		VersionDrop *d;
+		MemoryContext old;
+
+		memset(&key, 0, sizeof(key));
+		key.dbid = MyDatabaseId;
+		key.relid = objectId;
+		LWLockAcquire(vshared->lock, LW_SHARED);
+		counted = hash_search(vstats, &key, HASH_FIND, NULL) != NULL;
+		LWLockRelease(vshared->lock);
+		if (!counted)
+			return;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		d = palloc(sizeof(VersionDrop));
+		d->dbid = MyDatabaseId;
+		d->relid = objectId;
+		d->nestlevel = GetCurrentTransactionNestLevel();
+		version_drops = lappend(version_drops, d);
+		MemoryContextSwitchTo(old);
+	}
+	else if (classId == DatabaseRelationId)
+	{
+		VersionDrop *d;
+		MemoryContext old;
+
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		d = palloc(sizeof(VersionDrop));
+		d->dbid = objectId;
+		d->relid = InvalidOid;
+		d->nestlevel = GetCurrentTransactionNestLevel();
+		version_drops = lappend(version_drops, d);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Forget the noted drops (at the end of the top-level transaction). */
+static void
+version_forget_drops(void)
+{
+	list_free_deep(version_drops);
+	version_drops = NIL;
+}
+
+/*
+ * Transaction callback: at commit, remove the entries of what was dropped.
+ * (A prepared transaction commits elsewhere: its drops are left to
+ * reset_versioning_stats(), which forgets the entries of tables that are
+ * gone.)
+ */
+static void
+version_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (version_drops == NIL)
+		return;
+	if (event == XACT_EVENT_COMMIT && vstats != NULL)
+	{
+		LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
+		foreach(lc, version_drops)
+		{
+			VersionDrop *d = (VersionDrop *) lfirst(lc);
+
+			if (OidIsValid(d->relid))
+			{
+				VersionStatsKey key;
+
+				memset(&key, 0, sizeof(key));
+				key.dbid = d->dbid;
+				key.relid = d->relid;
+				hash_search(vstats, &key, HASH_REMOVE, NULL);
+			}
+			else
+			{
+				HASH_SEQ_STATUS seq;
+				VersionStatsEntry *e;
+
+				/* removing the entry just returned is allowed */
+				hash_seq_init(&seq, vstats);
+				while ((e = hash_seq_search(&seq)) != NULL)
+					if (e->key.dbid == d->dbid)
+						hash_search(vstats, &e->key, HASH_REMOVE, NULL);
+			}
+		}
+		LWLockRelease(vshared->lock);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		version_forget_drops();
+}
+
+/*
+ * Subtransaction callback: a subtransaction that rolls back forgets its
+ * drops; one that commits hands them to its parent.
+ */
+static void
+version_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (version_drops == NIL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, version_drops)
+		{
+			VersionDrop *d = (VersionDrop *) lfirst(lc);
+
+			if (d->nestlevel >= level)
+			{
+				version_drops = foreach_delete_current(version_drops, lc);
+				pfree(d);
+			}
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, version_drops)
+		{
+			VersionDrop *d = (VersionDrop *) lfirst(lc);
+
+			if (d->nestlevel >= level)
+				d->nestlevel = level - 1;
+		}
+	}
+}
+
+/* Is relid a temporary table?  (false if it is gone) */
+static bool
+version_rel_is_temp(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		temp = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		temp = ((Form_pg_class) GETSTRUCT(tup))->relpersistence == RELPERSISTENCE_TEMP;
+		ReleaseSysCache(tup);
+	}
+	return temp;
+}
+
+/*
+ * Has relid a trigger of lockctl.version_trigger (its own or cloned)?
+ * Reads pg_trigger; takes no lock on relid.
+ */
+static bool
+version_has_trigger(Oid relid)
+{
+	Oid			fnoid = version_trigger_fn(false);
+	Relation	tgrel;
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyInit(&skey, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL,
+							  1, &skey);
+	while (!found && (tup = systable_getnext(scan)) != NULL)
+		found = ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == fnoid;
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+/* ---------------------------------------------------------------------
  * The view and the reset
  * ---------------------------------------------------------------------
  */
+
+/*
+ * The column of each counter in the function's result: stats_reset is
+ * column 8 since 1.0, and the counters 1.1 added come after it, so that
+ * the function of 1.0's SQL (nine columns) is served by the same code.
+ */
+#define VSTAT_NATTS		11
+static const int version_stats_column[VSTAT_COUNT] = {4, 5, 6, 7, 9, 10};
 
 /*
  * lockctl_internal.versioned_tables(), behind the view
@@ -230,8 +475,8 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
 		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[VSTAT_NATTS];
+		bool		nulls[VSTAT_NATTS];
 		Datum		argsd;
 		bool		argsnull;
 		char	   *col = NULL;
@@ -278,28 +523,34 @@ lockctl_versioned_tables(PG_FUNCTION_ARGS)
 			if (e != NULL)
 			{
 				for (int i = 0; i < VSTAT_COUNT; i++)
-					values[4 + i] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
+					values[version_stats_column[i]] = Int64GetDatum((int64) pg_atomic_read_u64(&e->counters[i]));
 				values[8] = TimestampTzGetDatum(e->stats_reset);
 			}
 		}
 		LWLockRelease(vshared->lock);
 
-		/* Never fired yet: nothing to count.  Untracked: unknown. */
+		/*
+		 * Never fired yet: nothing to count.  Untracked (the table is full,
+		 * or a temporary table): unknown.
+		 */
 		if (e == NULL)
 		{
-			bool		full;
+			bool		unknown;
 
 			LWLockAcquire(vshared->lock, LW_SHARED);
-			full = hash_get_num_entries(vstats) >= lockctl_max_versioned_tables;
+			unknown = hash_get_num_entries(vstats) >= lockctl_max_versioned_tables;
 			LWLockRelease(vshared->lock);
+			unknown |= version_rel_is_temp(tg->tgrelid);
 			for (int i = 0; i < VSTAT_COUNT; i++)
 			{
-				values[4 + i] = Int64GetDatum(0);
-				nulls[4 + i] = full;
+				values[version_stats_column[i]] = Int64GetDatum(0);
+				nulls[version_stats_column[i]] = unknown;
 			}
 			nulls[8] = true;
 		}
 
+		/* 1.0's function has the first nine columns only */
+		Assert(rsinfo->setDesc->natts <= VSTAT_NATTS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	systable_endscan(scan);
@@ -329,25 +580,23 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 	/*
 	 * NULL means every table; any other oid must name a relation (0 or a
 	 * dropped table's oid is 42P01, like version_open_owned) on which
-	 * versioning is enabled (42704 otherwise).
+	 * versioning is enabled (42704 otherwise).  Read from the catalog
+	 * without locking the table: counters need no lock, and a caller
+	 * granted this function needs no right on the table to queue one.
 	 */
 	if (one)
 	{
-		Relation	rel = try_relation_open(only, AccessShareLock);
-		bool		versioned;
+		char	   *relname = get_rel_name(only);
 
-		if (rel == NULL)
+		if (relname == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("relation with OID %u does not exist", only)));
-		versioned = version_find_trigger(rel, version_trigger_fn(false)) != NULL;
-
-		if (!versioned)
+		if (!version_has_trigger(only))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("versioning is not enabled on table \"%s\"",
-							RelationGetRelationName(rel))));
-		relation_close(rel, AccessShareLock);
+							relname)));
 	}
 
 	/* Which entries of this database belong to tables that are gone. */

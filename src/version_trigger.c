@@ -5,20 +5,28 @@
  *	  database: the C trigger, enable_versioning() and disable_versioning(),
  *	  and what the other files of versioning need to know of the trigger.
  *
- * The trigger (lockctl.version_trigger, BEFORE INSERT OR UPDATE FOR EACH
- * ROW) takes two arguments: the name of the version column and the mode
- * ('strict' or 'orm').  Keeping the configuration in the trigger's own
- * arguments means pg_dump restores it with the trigger, partitions get it
- * when the trigger is cloned to them, and there is no second catalog that
- * could disagree with pg_trigger.
+ * The trigger (lockctl.version_trigger, BEFORE INSERT OR UPDATE OR DELETE
+ * FOR EACH ROW; 1.0 made it without DELETE) takes two arguments: the name
+ * of the version column and the mode ('strict', 'orm' or 'server').
+ * Keeping the configuration in the trigger's own arguments means pg_dump
+ * restores it with the trigger, partitions get it when the trigger is
+ * cloned to them, and there is no second catalog that could disagree with
+ * pg_trigger.
+ *
+ * What the statement does with the version (compares it in WHERE, assigns
+ * it a value sent, bumps it from itself, leaves it alone) is decided when
+ * the statement starts (version_statement.c) and reaches the trigger as a
+ * verdict in its fn_extra; the trigger applies it row by row:
  *
  *	INSERT	a NULL version becomes 1; a version given (or a column default)
  *			is kept.
- *	UPDATE	the UPDATE must assign the version column (tg_updatedcols tells
- *			which columns it assigns), else it is a blind write and is
- *			refused.  The value assigned must be the row's current version
- *			(in mode 'orm' also current + 1); the row then stores
- *			current + 1.  Anything else is a conflict: SQLSTATE 40001.
+ *	UPDATE	checked through WHERE: the row matched the version read; a
+ *			value assigned must be it or the next.  Checked through SET:
+ *			the value must be the row's current version (mode 'orm': also
+ *			current + 1).  Blind, or without a verdict: refused (09000).
+ *			A stale value is a conflict (40001).  The row stores
+ *			current + 1.
+ *	DELETE	checked through WHERE, or mode 'orm'; else refused (09000).
  *
  * Because the check compares against the row version the trigger is fired
  * on, it is right under every isolation level: in READ COMMITTED an UPDATE
@@ -63,17 +71,6 @@
 
 #include "version.h"
 
-/* What the trigger keeps in fn_extra for the rest of a statement. */
-typedef struct VersionTrigState
-{
-	Oid			tgoid;
-	Oid			relid;
-	AttrNumber	attnum;
-	Oid			typid;
-	VersionMode mode;
-	VersionStatsEntry *stats;	/* NULL: not counted (table full) */
-} VersionTrigState;
-
 /* Cloned trigger oid -> the table versioning was enabled on. */
 typedef struct RootCacheEntry
 {
@@ -83,12 +80,12 @@ typedef struct RootCacheEntry
 
 static HTAB *root_cache = NULL;
 static Oid	version_fn_oid = InvalidOid;
+static bool version_fn_known = false;	/* version_fn_oid looked up */
 static bool callbacks_registered = false;
 
 static void version_register_callbacks(void);
 static VersionMode version_parse_mode(const char *mode);
 static const char *version_mode_name(VersionMode mode);
-static Oid	version_root_relid(Trigger *trigger, Oid relid);
 static Datum version_to_datum(int64 v, Oid typid);
 static char *version_row_key(Relation rel, HeapTuple tuple);
 static char *version_show(bool isnull, int64 v);
@@ -97,11 +94,14 @@ static VersionTrigState *version_trig_setup(FunctionCallInfo fcinfo,
 static HeapTuple version_set(HeapTuple tuple, TriggerData *td,
 							 VersionTrigState *st, int64 v);
 static HeapTuple version_on_insert(TriggerData *td, VersionTrigState *st);
-static HeapTuple version_on_update(TriggerData *td, VersionTrigState *st);
-static void version_refuse_blind_write(TriggerData *td, VersionTrigState *st);
+static HeapTuple version_on_update(TriggerData *td, VersionTrigState *st,
+								   VersionVerdict *v);
+static HeapTuple version_on_delete(TriggerData *td, VersionTrigState *st,
+								   VersionVerdict *v);
 static void version_refuse_conflict(TriggerData *td, VersionTrigState *st,
 									bool oldnull, int64 oldv,
 									bool newnull, int64 newv);
+static VersionVerdict *version_verdict(VersionTrigState *st);
 
 /* ---------------------------------------------------------------------
  * Helpers
@@ -112,6 +112,7 @@ static void
 version_invalidate_fn(Datum arg, int cacheid, uint32 hashvalue)
 {
 	version_fn_oid = InvalidOid;
+	version_fn_known = false;
 }
 
 static void
@@ -139,16 +140,21 @@ version_register_callbacks(void)
 }
 
 /*
- * The oid of lockctl.version_trigger(), cached until pg_proc changes.
+ * The oid of lockctl.version_trigger(), or InvalidOid where the extension
+ * is not created; cached, found or not, until pg_proc changes (the executor
+ * hooks ask at every statement).
  */
 Oid
 version_trigger_fn(bool missing_ok)
 {
 	version_register_callbacks();
-	if (!OidIsValid(version_fn_oid))
+	if (!version_fn_known || (!OidIsValid(version_fn_oid) && !missing_ok))
+	{
 		version_fn_oid = LookupFuncName(list_make2(makeString("lockctl"),
 												   makeString(VERSION_TRIGGER_FUNC)),
 										0, NULL, missing_ok);
+		version_fn_known = true;
+	}
 	return version_fn_oid;
 }
 
@@ -175,17 +181,27 @@ version_parse_mode(const char *mode)
 		return VERSION_MODE_STRICT;
 	if (pg_strcasecmp(mode, "orm") == 0)
 		return VERSION_MODE_ORM;
+	if (pg_strcasecmp(mode, "server") == 0)
+		return VERSION_MODE_SERVER;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid versioning mode \"%s\"", mode),
-			 errhint("The mode is 'strict' (UPDATE sets the version it read) or 'orm' (it may also set the version read plus one).")));
+			 errhint("The mode is 'strict' (a write compares or sets the version it read), 'orm' (it may also set the version read plus one, and DELETE by key alone) or 'server' (it compares the version in WHERE; the database keeps the counter).")));
 	return VERSION_MODE_STRICT;	/* keep compiler quiet */
 }
 
 static const char *
 version_mode_name(VersionMode mode)
 {
-	return mode == VERSION_MODE_ORM ? "orm" : "strict";
+	switch (mode)
+	{
+		case VERSION_MODE_ORM:
+			return "orm";
+		case VERSION_MODE_SERVER:
+			return "server";
+		default:
+			return "strict";
+	}
 }
 
 /*
@@ -251,7 +267,7 @@ version_check_column(Relation rel, const char *colname, Oid *typid,
  * The table versioning was enabled on: the relation itself, or for a
  * trigger cloned onto a partition, the partitioned table at the top.
  */
-static Oid
+Oid
 version_root_relid(Trigger *trigger, Oid relid)
 {
 	Oid			tgoid = trigger->tgoid;
@@ -380,7 +396,7 @@ version_show(bool isnull, int64 v)
 static char *
 version_row_key(Relation rel, HeapTuple tuple)
 {
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
 	char	   *desc = NULL;
 
 	if (OidIsValid(pkoid))
@@ -410,7 +426,7 @@ version_row_key(Relation rel, HeapTuple tuple)
 
 /*
  * Validate the trigger's definition and arguments once per statement and
- * keep what each row needs.
+ * keep what each row needs, beside the statement's verdict.
  */
 static VersionTrigState *
 version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
@@ -423,12 +439,10 @@ version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
 	VersionMode mode;
 
 	if (!TRIGGER_FIRED_BEFORE(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on table \"%s\" must be BEFORE INSERT OR UPDATE FOR EACH ROW",
+				 errmsg("trigger \"%s\" on table \"%s\" must be BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW",
 						trigger->tgname, RelationGetRelationName(rel)),
 				 errhint("Create it with lockctl.enable_versioning().")));
 	if (trigger->tgnargs != 2)
@@ -444,6 +458,7 @@ version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
 	st = (VersionTrigState *) fcinfo->flinfo->fn_extra;
 	if (st == NULL)
 	{
+		/* not made when the statement started: no verdict yet */
 		st = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
 									sizeof(VersionTrigState));
 		fcinfo->flinfo->fn_extra = st;
@@ -453,8 +468,18 @@ version_trig_setup(FunctionCallInfo fcinfo, TriggerData *td)
 	st->attnum = attnum;
 	st->typid = typid;
 	st->mode = mode;
-	st->stats = version_stats_entry(version_root_relid(trigger, st->relid),
-									true);
+	st->rootrelid = version_root_relid(trigger, st->relid);
+	/*
+	 * Temporary tables are not counted: any role may make as many as it
+	 * likes, and the counters' table is shared by every database
+	 * (version_stats.c).
+	 */
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		st->stats = NULL;
+	else
+		st->stats = version_stats_entry(st->rootrelid, true);
+	ItemPointerSetInvalid(&st->last_update);
+	st->ready = true;
 	return st;
 }
 
@@ -488,25 +513,82 @@ version_on_insert(TriggerData *td, VersionTrigState *st)
 	return version_set(newtuple, td, st, 1);
 }
 
-/* A blind write: the UPDATE does not say which version it read. */
+/* Why a write is refused before any version is compared. */
+typedef enum VersionRefusal
+{
+	VREFUSE_SELF,				/* UPDATE only bumps the version from itself */
+	VREFUSE_NONE,				/* UPDATE neither compares nor sets it */
+	VREFUSE_DELETE,				/* DELETE does not compare it */
+	VREFUSE_SERVER_SET,			/* mode server: the UPDATE sets it */
+	VREFUSE_SERVER_NOWHERE,		/* mode server: sets it but compares nothing */
+	VREFUSE_UNKNOWN,			/* set from a source lockctl does not follow */
+	VREFUSE_UNCLASSIFIED		/* the statement was never classified */
+} VersionRefusal;
+
+/*
+ * Refuse a write that does not prove the version it read: 09000, counted
+ * as a blind write.  Retrying cannot help: the statement itself is wrong,
+ * so this is not 40001.
+ */
 static void
-version_refuse_blind_write(TriggerData *td, VersionTrigState *st)
+version_refuse(TriggerData *td, VersionTrigState *st, VersionRefusal why)
 {
 	Relation	rel = td->tg_relation;
 	const char *colname = NameStr(TupleDescAttr(RelationGetDescr(rel),
 												st->attnum - 1)->attname);
+	const char *col = quote_identifier(colname);
+	const char *mode = version_mode_name(st->mode);
+	char	   *row = version_row_key(rel, td->tg_trigtuple);
+	const char *tbl = RelationGetRelationName(rel);
+	char	   *what;
+	char	   *hint;
+
+	switch (why)
+	{
+		case VREFUSE_SELF:
+			what = psprintf("the UPDATE sets version column \"%s\" from the row's own version and does not compare it", colname);
+			hint = psprintf("Add %s = <version read> to the WHERE clause. ORMs that write %s = %s + 1 without it: TypeORM's save() (use update() with the version in the criteria), Rails' increment! and update_counters, Sequelize's increment(); docs/versioning.md has each ORM's fix.",
+							col, col, col);
+			break;
+		case VREFUSE_NONE:
+			what = psprintf("the UPDATE neither compares nor sets version column \"%s\"", colname);
+			hint = psprintf("Add %s = <version read> to the WHERE clause (or, except in mode 'server', to the SET list); to overwrite the row whatever its version, write %s = %s. Bulk writes of ORMs (Rails' update_all, Django's QuerySet.update(), Sequelize's and TypeORM's update()) need the version among their conditions.",
+							col, col, col);
+			break;
+		case VREFUSE_DELETE:
+			what = psprintf("the DELETE does not compare version column \"%s\"", colname);
+			hint = psprintf("Add %s = <version read> to the WHERE clause. ORMs that delete by key alone (Django, Sequelize, TypeORM) need mode 'orm'.",
+							col);
+			break;
+		case VREFUSE_SERVER_SET:
+			what = psprintf("the UPDATE sets version column \"%s\", which the database keeps in mode 'server'", colname);
+			hint = psprintf("Leave %s out of the SET list and compare it in the WHERE clause (SQLAlchemy: version_id_generator=False), or use mode 'strict'.",
+							col);
+			break;
+		case VREFUSE_SERVER_NOWHERE:
+			what = psprintf("the UPDATE does not compare version column \"%s\" in its WHERE clause", colname);
+			hint = psprintf("In mode 'server' the version read is proved in the WHERE clause only: add %s = <version read> to it.",
+							col);
+			break;
+		case VREFUSE_UNKNOWN:
+			what = psprintf("lockctl cannot tell where the UPDATE takes the value of version column \"%s\" from", colname);
+			hint = psprintf("Set %s from a parameter or a constant, or compare it with one in the WHERE clause; a value from a subquery is not followed.",
+							col);
+			break;
+		default:
+			what = psprintf("the statement that writes it was not classified by lockctl");
+			hint = pstrdup("lockctl inspects each statement as it starts: the library must be in shared_preload_libraries. Compare the version in the WHERE clause of an ordinary UPDATE or DELETE.");
+			break;
+	}
 
 	version_stats_bump(st->stats, VSTAT_BLIND);
 	ereport(ERROR,
 			(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
-			 errmsg("blind write refused on table \"%s\", row %s: the UPDATE does not assign version column \"%s\"",
-					RelationGetRelationName(rel),
-					version_row_key(rel, td->tg_trigtuple), colname),
-			 errdetail("Versioning is enabled on this table: an UPDATE must set \"%s\" to the version it read, so that a write computed from a stale read is refused.",
-					   colname),
-			 errhint("Add %s = <version read> to the SET list; to overwrite the row whatever its version, write %s = %s.",
-					 quote_identifier(colname), quote_identifier(colname),
-					 quote_identifier(colname)),
+			 errmsg("blind write refused on table \"%s\", row %s: %s",
+					tbl, row, what),
+			 errdetail("Versioning is enabled on this table in mode '%s': a write must prove the version it read, so that a write computed from a stale read is refused.",
+					   mode),
+			 errhint("%s", hint),
 			 errtable(rel)));
 }
 
@@ -533,17 +615,37 @@ version_refuse_conflict(TriggerData *td, VersionTrigState *st,
 			 errdetail("The UPDATE set \"%s\" to %s; the row's current version is %s.",
 					   colname, sent, cur),
 			 orm_style ?
-			 errhint("The version sent is the current version plus one, as ORMs send it; enable versioning with mode 'orm' to accept that form.") :
+			 errhint("The version sent is the current version plus one, as ORMs send it: compare the version read in the WHERE clause as ORMs do (%s = <version read>), or enable versioning with mode 'orm'.",
+					 quote_identifier(colname)) :
 			 errhint("Read the row again, recompute the change and retry."),
 			 errtable(rel)));
 }
 
 /*
- * UPDATE: the version assigned must be the row's current one (in mode
- * 'orm' also current + 1); the row then stores current + 1.
+ * The statement's verdict for this trigger: made when the statement
+ * started, or, for a partition tuple routing opened later, the verdict of
+ * the running statement that writes the versioned table.
+ */
+static VersionVerdict *
+version_verdict(VersionTrigState *st)
+{
+	if (st->verdict == NULL && !st->looked_up)
+	{
+		st->verdict = version_running_verdict(st->rootrelid);
+		st->looked_up = true;
+	}
+	return st->verdict;
+}
+
+/*
+ * UPDATE: the statement must prove the version it read, by comparing it
+ * in WHERE (then the row matched it: the version assigned, if any, must be
+ * the current one or the next) or, outside mode 'server', by assigning it
+ * (the current one; in mode 'orm' also the next).  The row then stores
+ * current + 1.
  */
 static HeapTuple
-version_on_update(TriggerData *td, VersionTrigState *st)
+version_on_update(TriggerData *td, VersionTrigState *st, VersionVerdict *v)
 {
 	Relation	rel = td->tg_relation;
 	TupleDesc	tupdesc = RelationGetDescr(rel);
@@ -557,9 +659,9 @@ version_on_update(TriggerData *td, VersionTrigState *st)
 	int64		storev;
 	bool		match;
 
-	if (!bms_is_member(st->attnum - FirstLowInvalidHeapAttributeNumber,
-					   td->tg_updatedcols))
-		version_refuse_blind_write(td, st);
+	if (v == NULL)
+		version_refuse(td, st, VREFUSE_UNCLASSIFIED);
+	v->group->rows++;
 
 	d = heap_getattr(oldtuple, st->attnum, tupdesc, &oldnull);
 	if (!oldnull)
@@ -568,20 +670,61 @@ version_on_update(TriggerData *td, VersionTrigState *st)
 	if (!newnull)
 		newv = version_from_datum(d, st->typid);
 
-	/*
-	 * A NULL version (a row that was there before versioning was enabled,
-	 * in a nullable column) is matched by NULL and becomes 1.
-	 */
-	if (oldnull || newnull)
-		match = (oldnull && newnull);
+	if (v->cascade || v->assign == VASSIGN_OVERWRITE)
+		match = true;			/* a referential action; version = version */
+	else if (v->uv)
+	{
+		/* update_versioned(): the expected version, in every mode */
+		match = (oldnull && newnull) || (!oldnull && !newnull && newv == oldv);
+	}
+	else if (v->where_checked)
+	{
+		/* the row matched version = <read>: the read is proved */
+		if (v->assign == VASSIGN_SENT || v->assign == VASSIGN_UNKNOWN)
+		{
+			if (st->mode == VERSION_MODE_SERVER)
+				version_refuse(td, st, VREFUSE_SERVER_SET);
+			match = !oldnull && !newnull &&
+				(newv == oldv || (oldv < PG_INT64_MAX && newv == oldv + 1));
+		}
+		else
+			match = true;
+	}
 	else
-		match = (newv == oldv ||
-				 (st->mode == VERSION_MODE_ORM && oldv < PG_INT64_MAX &&
-				  newv == oldv + 1));
+	{
+		switch (v->assign)
+		{
+			case VASSIGN_SENT:
+				if (st->mode == VERSION_MODE_SERVER)
+					version_refuse(td, st, VREFUSE_SERVER_NOWHERE);
+				break;
+			case VASSIGN_SELF:
+				version_refuse(td, st, VREFUSE_SELF);
+				break;
+			case VASSIGN_NONE:
+				version_refuse(td, st, VREFUSE_NONE);
+				break;
+			default:
+				version_refuse(td, st, VREFUSE_UNKNOWN);
+				break;
+		}
+
+		/*
+		 * The version read is the version assigned.  A NULL version (a row
+		 * that was there before versioning was enabled, in a nullable
+		 * column) is matched by NULL and becomes 1.
+		 */
+		if (oldnull || newnull)
+			match = (oldnull && newnull);
+		else
+			match = (newv == oldv ||
+					 (st->mode == VERSION_MODE_ORM && oldv < PG_INT64_MAX &&
+					  newv == oldv + 1));
+	}
 	if (!match)
 		version_refuse_conflict(td, st, oldnull, oldv, newnull, newv);
 
-	storev = oldnull ? 1 : oldv;
+	storev = 1;
 	if (!oldnull)
 	{
 		if (oldv >= version_type_max(st->typid))
@@ -596,15 +739,53 @@ version_on_update(TriggerData *td, VersionTrigState *st)
 	}
 
 	version_stats_bump(st->stats, VSTAT_CHECKED);
+	/* a row that moves to another partition is deleted next: not a DELETE */
+	st->last_update = oldtuple->t_self;
 
-	/* An ORM already sent the next version: nothing to change. */
+	/* The statement already set the next version: nothing to change. */
 	if (!newnull && newv == storev)
 		return newtuple;
 	return version_set(newtuple, td, st, storev);
 }
 
 /*
- * lockctl.version_trigger(): BEFORE INSERT OR UPDATE FOR EACH ROW.
+ * DELETE: the statement must compare the version it read in WHERE (a
+ * stale one matches no row and never gets here), except in mode 'orm'.
+ */
+static HeapTuple
+version_on_delete(TriggerData *td, VersionTrigState *st, VersionVerdict *v)
+{
+	HeapTuple	oldtuple = td->tg_trigtuple;
+
+	if (v != NULL)
+	{
+		v->group->rows++;
+
+		/*
+		 * An UPDATE that moves the row to another partition deletes it
+		 * from this one, after the UPDATE check passed on the same row.
+		 */
+		if (v->operation == CMD_UPDATE ||
+			(v->operation == CMD_MERGE &&
+			 ItemPointerEquals(&st->last_update, &oldtuple->t_self)))
+			return oldtuple;
+		if (v->cascade)
+			return oldtuple;
+		if (v->delete_checked)
+		{
+			version_stats_bump(st->stats, VSTAT_DELETES);
+			return oldtuple;
+		}
+	}
+	if (st->mode == VERSION_MODE_ORM)
+		return oldtuple;
+	version_refuse(td, st, v == NULL ? VREFUSE_UNCLASSIFIED : VREFUSE_DELETE);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * lockctl.version_trigger(): BEFORE INSERT OR UPDATE OR DELETE FOR EACH
+ * ROW (before 1.1: BEFORE INSERT OR UPDATE).
  */
 PG_FUNCTION_INFO_V1(lockctl_version_trigger);
 Datum
@@ -621,13 +802,22 @@ lockctl_version_trigger(PG_FUNCTION_ARGS)
 	td = (TriggerData *) fcinfo->context;
 
 	st = (VersionTrigState *) fcinfo->flinfo->fn_extra;
-	if (st == NULL || st->tgoid != td->tg_trigger->tgoid ||
+	if (st == NULL || !st->ready || st->tgoid != td->tg_trigger->tgoid ||
 		st->relid != RelationGetRelid(td->tg_relation))
 		st = version_trig_setup(fcinfo, td);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		return PointerGetDatum(version_on_insert(td, st));
-	return PointerGetDatum(version_on_update(td, st));
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		return PointerGetDatum(version_on_update(td, st, version_verdict(st)));
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		return PointerGetDatum(version_on_delete(td, st, version_verdict(st)));
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("trigger \"%s\" on table \"%s\" must be BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW",
+					td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation)),
+			 errhint("Create it with lockctl.enable_versioning().")));
+	PG_RETURN_NULL();			/* keep compiler quiet */
 }
 
 /* ---------------------------------------------------------------------
@@ -636,40 +826,69 @@ lockctl_version_trigger(PG_FUNCTION_ARGS)
  */
 
 /*
+ * Check, from pg_class alone and without any lock, that relid exists, is a
+ * table, is not a system catalog and belongs to the caller; error if not.
+ */
+static void
+version_check_owned(Oid relid, const char *fname)
+{
+	HeapTuple	tup;
+	Form_pg_class form;
+	char		relkind;
+	char	   *relname;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	form = (Form_pg_class) GETSTRUCT(tup);
+	relkind = form->relkind;
+	relname = pstrdup(NameStr(form->relname));
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot use %s on relation \"%s\"", fname, relname),
+				 errdetail_relkind_not_supported(relkind),
+				 errhint("Versioning works on ordinary and partitioned tables.")));
+	if (IsSystemClass(relid, form))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot use %s on system catalog \"%s\"", fname, relname)));
+	ReleaseSysCache(tup);
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), relname);
+}
+
+/*
  * Open relid for a change of its versioning, with lockmode, after checking
  * that it exists, is a table and belongs to the caller.
+ *
+ * Permission before lock, as LOCK TABLE does: a lock request that waits
+ * makes every later request on the table wait behind it (on a shared
+ * catalog such as pg_database or pg_authid, every new connection of the
+ * cluster), so a role that may not change the table must not get as far as
+ * queueing one.  The checks run once from the catalog before the lock, and
+ * again once the lock is ours: while we waited, the table may have been
+ * dropped (and its oid reused) or given to another owner.
  */
 static Relation
 version_open_owned(Oid relid, LOCKMODE lockmode, const char *fname)
 {
 	Relation	rel;
-	char		relkind;
 
+	version_check_owned(relid, fname);
 	LockRelationOid(relid, lockmode);
+	/*
+	 * LockRelationOid has processed invalidations, so the catalog is
+	 * current; an error gives the lock back with the (sub)transaction.
+	 */
+	version_check_owned(relid, fname);
 	rel = try_relation_open(relid, NoLock);
 	if (rel == NULL)
-	{
-		UnlockRelationOid(relid, lockmode);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	}
-	relkind = rel->rd_rel->relkind;
-	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("cannot use %s on relation \"%s\"",
-						fname, RelationGetRelationName(rel)),
-				 errdetail_relkind_not_supported(relkind),
-				 errhint("Versioning works on ordinary and partitioned tables.")));
-	if (IsSystemRelation(rel))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot use %s on system catalog \"%s\"",
-						fname, RelationGetRelationName(rel))));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
-					   RelationGetRelationName(rel));
 	return rel;
 }
 
@@ -764,7 +983,7 @@ lockctl_enable_versioning(PG_FUNCTION_ARGS)
 										  RelationGetRelationName(rel));
 	relation_close(rel, NoLock);
 
-	version_run_utility(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s "
+	version_run_utility(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE ON %s "
 								 "FOR EACH ROW EXECUTE FUNCTION lockctl.%s(%s, %s)",
 								 quote_identifier(VERSION_TRIGGER_NAME),
 								 qualname,

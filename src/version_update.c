@@ -30,6 +30,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -86,6 +87,7 @@ typedef struct UVCall
 } UVCall;
 
 static void uv_invalidate_rel(Datum arg, Oid relid);
+static void uv_check_privilege(Oid relid);
 static Relation uv_open(Oid relid, int64 expected, AttrNumber *vattnum);
 static void uv_columns(UVCall *call, Jsonb *changes);
 static UVCacheEntry *uv_plan(UVCall *call, UVCacheEntry *tmp, bool *cached);
@@ -304,6 +306,44 @@ version_uv_key_shown(UVCacheEntry *e, Datum *keys)
 }
 
 /*
+ * A composite key sent as text (drivers that send parameters untyped) as
+ * jsonb; text that is not JSON (a driver that sent an object's "[object
+ * Object]") is an error that names the argument, not only the JSON parser's.
+ */
+static Jsonb *
+version_uv_key_json(Datum keyval, Oid keytype, int nkeycols, const char *names)
+{
+	Oid			typout;
+	bool		typvarlena;
+	char	   *str;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Jsonb	   *j = NULL;
+
+	getTypeOutputInfo(keytype, &typout, &typvarlena);
+	str = OidOutputFunctionCall(typout, keyval);
+	PG_TRY();
+	{
+		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key of lockctl.update_versioned() must be a JSON object with the %d primary key columns (%s)",
+						nkeycols, names),
+				 errdetail("The key sent is not JSON: %s.", edata->message),
+				 errhint("Send the key as JSON (jsonb), e.g. {\"a\": 1, \"b\": \"x\"}.")));
+	}
+	PG_END_TRY();
+	return j;
+}
+
+/*
  * The key argument as values of the primary key columns, into keys[]: any
  * value for a one-column key (converted through text when its type
  * differs), a JSON object naming every column for a composite key.
@@ -337,24 +377,16 @@ version_uv_keys(UVCacheEntry *e, Datum keyval, Oid keytype, Datum *keys)
 		Jsonb	   *j;
 
 		initStringInfo(&names);
+		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(name));
 		if (keytype == JSONBOID)
 			j = DatumGetJsonbP(keyval);
 		else if (keytype == TEXTOID || keytype == JSONOID ||
 				 keytype == VARCHAROID)
-		{
-			Oid			typout;
-			bool		typvarlena;
-
-			getTypeOutputInfo(keytype, &typout, &typvarlena);
-			j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												   CStringGetDatum(OidOutputFunctionCall(typout, keyval))));
-		}
+			j = version_uv_key_json(keyval, keytype, e->nkeycols, names.data);
 		else
 			j = NULL;
-
-		for (int i = 0; i < e->nkeycols; i++, name += strlen(name) + 1)
-			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
-							 quote_identifier(name));
 		if (j == NULL || !JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j) ||
 			JsonContainerSize(&j->root) != e->nkeycols)
 			ereport(ERROR,
@@ -389,6 +421,19 @@ version_uv_keys(UVCacheEntry *e, Datum keyval, Oid keytype, Datum *keys)
 }
 
 /*
+ * The caller may UPDATE relid, or some column of it; 42501 if not, 42P01 if
+ * there is no such relation.  Reads the catalog only, takes no lock.
+ */
+static void
+uv_check_privilege(Oid relid)
+{
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_UPDATE,
+								  ACLMASK_ANY) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/*
  * Open relid for update_versioned(): the caller may update it, it is a
  * table, its versioning trigger fires in this session, expected fits its
  * version column (*vattnum), and it has a primary key.
@@ -401,13 +446,20 @@ uv_open(Oid relid, int64 expected, AttrNumber *vattnum)
 	Oid			vtype;
 	bool		fires;
 
-	/* The caller must be allowed to update the table before we lock it. */
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_UPDATE,
-								  ACLMASK_ANY) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
-
-	rel = relation_open(relid, RowExclusiveLock);
+	/*
+	 * Permission before lock, as LOCK TABLE does: the caller must be allowed
+	 * to update the table before it may queue a lock on it (a waiting lock
+	 * request makes every later one wait).  Checked again once the lock is
+	 * ours, in case the table was dropped or the grant revoked meanwhile.
+	 */
+	uv_check_privilege(relid);
+	LockRelationOid(relid, RowExclusiveLock);
+	uv_check_privilege(relid);
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
@@ -455,7 +507,7 @@ uv_open(Oid relid, int64 expected, AttrNumber *vattnum)
 				 errmsg("expected_version " INT64_FORMAT " is out of range for version column \"%s\" of type %s",
 						expected, trigger->tgargs[0], format_type_be(vtype))));
 
-	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel, false)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" has no primary key",
@@ -687,7 +739,7 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 				 errhint("Pass the new values as {\"column\": value, ...}.")));
 
 	call.rel = uv_open(relid, expected, &call.vattnum);
-	call.pkoid = RelationGetPrimaryKeyIndex(call.rel);
+	call.pkoid = RelationGetPrimaryKeyIndex(call.rel, false);
 	uv_columns(&call, changes);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -699,10 +751,13 @@ lockctl_update_versioned(PG_FUNCTION_ARGS)
 		e->busy++;
 	PG_TRY();
 	{
+		/* its UPDATE proves the version by the value it assigns */
+		version_uv_begin(relid);
 		rc = SPI_execute_plan(e->plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
+		version_uv_end();
 		if (cached)
 			e->busy--;
 	}

@@ -32,6 +32,8 @@
  *	  before_shmem_exit callback) clears pid and latch and wakes the launcher;
  *	- a worker adds to its counters, and the utility hook sets paused_until,
  *	  under the lock in exclusive mode;
+ *	- a worker sets waiting_on after each pass, under the lock in exclusive
+ *	  mode;
  *	- the lockctl.workers view copies slots under the lock in shared mode.
  * The lock is never held across anything that can error or wait, and a
  * signal is sent to a worker's pid only while the lock is held, when the
@@ -49,14 +51,19 @@
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
+#include "utils/wait_event.h"
 
 #include "worker.h"
 
@@ -73,6 +80,7 @@ static int	expiry_nslots(void);
 static Size worker_shmem_size(void);
 static void worker_shmem_startup(void);
 static void expiry_xact_callback(XactEvent event, void *arg);
+static bool worker_may_see(Oid dboid, bool all_stats);
 
 static const LockctlShmemPart worker_shmem_part = {
 	worker_shmem_size, WORKER_TRANCHE_NAME, worker_shmem_startup
@@ -287,10 +295,7 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 		values[7] = Int64GetDatum(slot->purged);
 		values[8] = Int64GetDatum(slot->errors);
 
-		/* An error text may say something about another database. */
-		may_see_error = all_stats ||
-			(SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(slot->dboid)) &&
-			 pg_database_aclcheck(slot->dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
+		may_see_error = worker_may_see(slot->dboid, all_stats);
 		values[9] = CStringGetTextDatum(slot->last_error);
 		nulls[9] = (slot->last_error[0] == '\0' || !may_see_error);
 		values[10] = TimestampTzGetDatum(slot->last_error_at);
@@ -299,4 +304,88 @@ lockctl_worker_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * May the caller read what a worker says about database dboid (an error
+ * text, what it waits for)?  It may name another database's objects or
+ * sessions: members of pg_read_all_stats, and roles that may connect to
+ * that database.
+ */
+static bool
+worker_may_see(Oid dboid, bool all_stats)
+{
+	return all_stats ||
+		(SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid)) &&
+		 object_aclcheck(DatabaseRelationId, dboid, GetUserId(), ACL_CONNECT) == ACLCHECK_OK);
+}
+
+/*
+ * lockctl_internal.worker_waiting_on(datid oid) returns text, behind the
+ * column waiting_on of the view lockctl.workers: what holds back the expiry
+ * worker of database datid.  While it waits for a lock (something skipped
+ * SKIP LOCKED: a whole-table lock), the lock and the pids that block it;
+ * else what its last pass had to leave (due holds other transactions have
+ * locked, and whose: ExpirySlot.waiting_on); else NULL.  NULL too for a
+ * caller that may not read about that database.
+ */
+PG_FUNCTION_INFO_V1(lockctl_worker_waiting_on);
+Datum
+lockctl_worker_waiting_on(PG_FUNCTION_ARGS)
+{
+	Oid			dboid = PG_GETARG_OID(0);
+	pid_t		pid = 0;
+	bool		found = false;
+	char		waiting[WORKER_ERRMSG_LEN];
+	PGPROC	   *proc;
+
+	if (expiry_shared == NULL)
+		PG_RETURN_NULL();
+	LWLockAcquire(expiry_shared->lock, LW_SHARED);
+	for (int i = 0; i < expiry_shared->nslots; i++)
+	{
+		ExpirySlot *slot = &expiry_shared->slots[i];
+
+		if (slot->state == SLOT_FREE || slot->dboid != dboid)
+			continue;
+		found = true;
+		pid = slot->pid;
+		strlcpy(waiting, slot->waiting_on, sizeof(waiting));
+		break;
+	}
+	LWLockRelease(expiry_shared->lock);
+	if (!found ||
+		!worker_may_see(dboid, has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS)))
+		PG_RETURN_NULL();
+
+	/* Waiting in the lock manager right now (read as pg_stat_activity does) */
+	proc = pid != 0 ? BackendPidGetProc(pid) : NULL;
+	if (proc != NULL)
+	{
+		uint32		info = *((volatile uint32 *) &proc->wait_event_info);
+
+		if ((info & 0xFF000000) == PG_WAIT_LOCK)
+		{
+			ArrayType  *blockers;
+			Datum	   *pids;
+			int			n;
+			StringInfoData buf;
+
+			blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids,
+															  Int32GetDatum(pid)));
+			deconstruct_array(blockers, INT4OID, sizeof(int32), true,
+							  TYPALIGN_INT, &pids, NULL, &n);
+			initStringInfo(&buf);
+			appendStringInfo(&buf, "lock on %s", pgstat_get_wait_event(info));
+			for (int i = 0; i < n; i++)
+				appendStringInfo(&buf, "%s%d", i == 0 ? " (blocked by pid " : ", ",
+								 DatumGetInt32(pids[i]));
+			if (n > 0)
+				appendStringInfoChar(&buf, ')');
+			PG_RETURN_TEXT_P(cstring_to_text(buf.data));
+		}
+	}
+	if (waiting[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(waiting));
 }

@@ -43,6 +43,13 @@
 #define WORKER_PAUSE_AFTER_MS			(5 * 1000)
 /* How long the postmaster waits before it restarts a dead launcher (s). */
 #define LAUNCHER_RESTART_S				5
+/*
+ * The longest an expiry worker waits for a lock (its lock_timeout).  Its
+ * queries skip locked rows, so this bounds only waits on whole tables (a
+ * DBA's ALTER TABLE or LOCK on lockctl's tables, ALTER EXTENSION UPDATE):
+ * the batch fails, is logged, and is tried again after the back-off.
+ */
+#define WORKER_LOCK_TIMEOUT_MS			1000
 
 /* At most this many workers probing databases not known to have it. */
 #define LAUNCHER_MAX_PROBES				4
@@ -85,6 +92,8 @@ typedef struct ExpirySlot
 	int64		errors;
 	TimestampTz last_error_at;
 	char		last_error[WORKER_ERRMSG_LEN];
+	/* what held the last pass back: due holds others have locked ('' none) */
+	char		waiting_on[WORKER_ERRMSG_LEN];
 } ExpirySlot;
 
 typedef struct ExpiryShared

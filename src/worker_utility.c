@@ -155,7 +155,7 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		dboid = get_database_oid(target, true);
 		if (OidIsValid(dboid) && dboid != MyDatabaseId &&
-			pg_database_ownercheck(dboid, GetUserId()))
+			object_ownercheck(DatabaseRelationId, dboid, GetUserId()))
 			expiry_pause_database(dboid, WORKER_PAUSE_MS, true);
 		else
 			dboid = InvalidOid;

@@ -43,6 +43,16 @@ is($node->safe_psql('postgres', 'SELECT lockctl.library_version()'),
 	'library and extension versions agree');
 is($node->safe_psql('postgres', 'SHOW lockctl.max_leases'),
 	'4096', 'settings are registered');
+# From PostgreSQL 18 on, the library names itself and its version.
+SKIP:
+{
+	skip 'pg_get_loaded_modules() is new in PostgreSQL 18', 1
+	  if $node->safe_psql('postgres', 'SHOW server_version_num') < 180000;
+	is($node->safe_psql('postgres',
+			"SELECT module_name || ' ' || version FROM pg_get_loaded_modules() WHERE file_name = 'lockctl.so'"),
+		'lockctl ' . $node->safe_psql('postgres', 'SELECT lockctl.library_version()'),
+		'pg_get_loaded_modules() names lockctl and its version');
+}
 
 # The loaded library is the version of the installed SQL objects.
 my $library_matches = q{SELECT lockctl.library_version() = extversion

@@ -21,6 +21,20 @@ is($node->safe_psql('postgres',
 		"SELECT backend_type || '|' || application_name FROM pg_stat_activity WHERE pid = $worker_pid"),
 	'lockctl expiry worker|lockctl expiry worker for postgres',
 	'pg_stat_activity names the worker and its database');
+# Between passes the worker and the launcher sleep on wait events of their
+# own from PostgreSQL 17 on, on the generic "Extension" before.
+my $pg17 = $node->safe_psql('postgres', 'SHOW server_version_num') >= 170000;
+foreach my $w (['lockctl expiry worker', 'LockctlExpiryWorkerMain'],
+	['lockctl launcher', 'LockctlLauncherMain'])
+{
+	my ($type, $event) = @$w;
+	$event = 'Extension' unless $pg17;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE backend_type = '$type'",
+			"Extension/$event"),
+		"the $type sleeps on wait event Extension/$event");
+}
 
 # A listener for lockctl_expired.
 my $listener = $node->background_psql('postgres');

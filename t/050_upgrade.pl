@@ -421,7 +421,8 @@ SELECT n.nspname FROM pg_catalog.pg_namespace n
 
 # pg_dump shows an extension's own objects only in --binary-upgrade mode (as
 # pg_upgrade needs them); otherwise just CREATE EXTENSION.  That mode also
-# prints OIDs, relfilenodes, frozen xids and sequence positions, which
+# prints OIDs, relfilenodes, frozen xids and sequence positions (which can
+# be negative: lockctl.token_mark is -1 after an update from 1.0), which
 # differ between any two databases: they are masked, and the config tables
 # are compared by name instead of OID (from pg_extension).  Everything else, every definition,
 # owner, grant and comment, must be equal.
@@ -441,7 +442,7 @@ sub catalog_of
 	$dump =~ s/^(SET relfrozenxid = )'\d+', relminmxid = '\d+'/$1<xid>/mg;
 	$dump =~ s/^WHERE oid = '\d+';/WHERE oid = <toast table>;/mg;
 	$dump =~ s/(binary_upgrade_create_empty_extension\('[^']*', '[^']*', \w+, '[^']*', )'\{[0-9,]*\}'/$1<extconfig>/;
-	$dump =~ s/^(SELECT pg_catalog\.setval\('[^']+', )\d+, (?:true|false)\);/$1<position>);/mg;
+	$dump =~ s/^(SELECT pg_catalog\.setval\('[^']+', )-?\d+, (?:true|false)\);/$1<position>);/mg;
 	my $dx = sql($db, '\dx+ lockctl');
 	# The configuration tables (pg_extension_config_dump) as a set: their
 	# order in extconfig is the order the scripts marked them in, which

@@ -493,8 +493,13 @@ class Lease extends EventEmitter {
   _armWatchdog() {
     clearTimeout(this._watchdog);
     this._watchdog = setTimeout(() => {
-      if (!this.lost && !this._stopped && performance.now() >= this._deadline - 1) {
+      if (this.lost || this._stopped) return;
+      if (performance.now() >= this._deadline - 1) {
         this._markLost('not renewed before its expiry (heartbeat late or server unreachable)');
+      } else {
+        // Timers run against the event loop's cached clock, which lags on
+        // a busy machine, so a timer can fire early: look again then.
+        this._armWatchdog();
       }
     }, Math.max(0, this._deadline - performance.now()));
     this._watchdog.unref();

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  Every difference between the PostgreSQL majors lockctl builds against
+ *	  (15, 16, 17, 18), in one place.
+ *
+ * The modules are written against the newest server API; this header
+ * supplies it on the older majors, so that no other file tests
+ * PG_VERSION_NUM.  When a major is no longer supported, its block here
+ * goes, and nothing else changes.
+ *
+ * src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKCTL_COMPAT_H
+#define LOCKCTL_COMPAT_H
+
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/relcache.h"
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "lockctl needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * 16 moved the varlena macros (VARSIZE_ANY_EXHDR, VARDATA_ANY, ...) out of
+ * postgres.h into varatt.h, which older majors do not have.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+/*
+ * 16 folded the per-catalog ownership and privilege checks
+ * (pg_class_ownercheck, pg_database_aclcheck, ...) into object_ownercheck
+ * and object_aclcheck, which take the catalog's OID.  Before 16, these
+ * dispatch to the old functions, for the catalogs lockctl checks.
+ */
+#if PG_VERSION_NUM < 160000
+static inline bool
+object_ownercheck(Oid classid, Oid objectid, Oid roleid)
+{
+	switch (classid)
+	{
+		case RelationRelationId:
+			return pg_class_ownercheck(objectid, roleid);
+		case DatabaseRelationId:
+			return pg_database_ownercheck(objectid, roleid);
+	}
+	elog(ERROR, "lockctl: no ownership check for catalog %u before PostgreSQL 16",
+		 classid);
+	return false;				/* keep the compiler quiet */
+}
+
+static inline AclResult
+object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
+{
+	switch (classid)
+	{
+		case RelationRelationId:
+			return pg_class_aclcheck(objectid, roleid, mode);
+		case DatabaseRelationId:
+			return pg_database_aclcheck(objectid, roleid, mode);
+	}
+	elog(ERROR, "lockctl: no privilege check for catalog %u before PostgreSQL 16",
+		 classid);
+	return ACLCHECK_NO_PRIV;	/* keep the compiler quiet */
+}
+#endif
+
+/*
+ * 17 replaced MyBackendId (1 to MaxBackends, a backend's slot in the
+ * shared invalidation queue) with MyProcNumber, the index of its PGPROC in
+ * ProcGlobal->allProcs.  Both before and since, ordinary backends and
+ * background workers hold the first MaxBackends PGPROCs, so the index of
+ * MyProc is the same number, 0 to MaxBackends - 1, on every major.
+ */
+#if PG_VERSION_NUM < 170000
+#define MyProcNumber (MyProc->pgprocno)
+#endif
+
+/*
+ * 18 made a deferrable primary key visible to RelationGetPrimaryKeyIndex,
+ * for callers that pass deferrable_ok = true; before 18 it never returns
+ * one.  lockctl passes false everywhere, which is the older majors'
+ * behaviour, so the argument can be dropped for them.  (A macro may call
+ * the function of its own name: the preprocessor does not expand it
+ * twice.)
+ */
+#if PG_VERSION_NUM < 180000
+#define RelationGetPrimaryKeyIndex(relation, deferrable_ok) \
+	RelationGetPrimaryKeyIndex(relation)
+#endif
+
+/*
+ * 18 lets a library name itself and its version in its magic block, for
+ * pg_get_loaded_modules(); before 18 the block says neither.
+ */
+#if PG_VERSION_NUM < 180000
+#define PG_MODULE_MAGIC_EXT(...) PG_MODULE_MAGIC
+#endif
+
+/*
+ * The wait event a sleep of lockctl's shows in pg_stat_activity.  From 17
+ * on, an extension can name its own (WaitEventExtensionNew), so that a
+ * waiting acquire shows as "LockctlLeaseWait" rather than the generic
+ * "Extension"; before 17, every sleep is PG_WAIT_EXTENSION.  The event is
+ * registered at a sleep's first use in each process and kept in *cache
+ * (zero until then: a wait event of type Extension is never zero).
+ */
+static inline uint32
+lockctl_wait_event(uint32 *cache, const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	if (*cache == 0)
+		*cache = WaitEventExtensionNew(name);
+	return *cache;
+#else
+	(void) cache;
+	(void) name;
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+#endif							/* LOCKCTL_COMPAT_H */

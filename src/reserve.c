@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * reserve.c
+ *	  What reservations (src/reserve.sql) need from C: the role a hold
+ *	  belongs to, whether the caller may act on it, and the settings that
+ *	  cap a role's holds.
+ *
+ * A hold belongs to the role that took it: the session's role at the call
+ * (SET ROLE's, else the session user's), which SECURITY DEFINER does not
+ * hide, unlike current_user; reserve stores its name in
+ * reservations.taken_by.  confirm, cancel and extend act on a hold only for
+ * that role and roles that have its privileges (has_privs_of_role: members
+ * that inherit it, superusers); to every other role the hold does not
+ * exist.  Idempotency keys are scoped the same way: one per (pool, role).
+ *
+ * The caps are ordinary settings read in the caller's session, PGC_SUSET so
+ * that a role cannot raise its own: a DBA sets them in postgresql.conf, per
+ * database or per role (ALTER ROLE ... SET).  reserve counts with a LIMIT
+ * of the cap over an index on (taken_by, status), so a check costs at most
+ * the cap, nothing when it is 0.
+ *
+ * src/reserve.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "lockctl.h"
+
+/* Settings (read by reserve through current_setting) */
+static int	lockctl_max_holds_per_role = 0;
+static int	lockctl_max_kept_holds_per_role = 0;
+
+static Oid	reserve_acting_role(void);
+
+/*
+ * Define the settings of reservations.
+ */
+void
+ReserveInit(void)
+{
+	DefineCustomIntVariable("lockctl.max_holds_per_role",
+							gettext_noop("Maximum number of live holds of one role in one database (0: no limit)."),
+							gettext_noop("lockctl.reserve refuses a new hold with SQLSTATE 53400 when the calling role has this many live holds."),
+							&lockctl_max_holds_per_role,
+							0, 0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockctl.max_kept_holds_per_role",
+							gettext_noop("Maximum number of cancelled and expired holds of one role kept until purged, in one database (0: no limit)."),
+							gettext_noop("lockctl.reserve refuses a new hold with SQLSTATE 53400 when the calling role has this many finished holds that lockctl.retention still keeps."),
+							&lockctl_max_kept_holds_per_role,
+							0, 0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * The role a call acts for: SET ROLE's role, else the session user.
+ */
+static Oid
+reserve_acting_role(void)
+{
+	Oid			role = GetCurrentRoleId();
+
+	return OidIsValid(role) ? role : GetSessionUserId();
+}
+
+/*
+ * lockctl_internal.acting_role() returns name: the name of the role a call
+ * acts for, which reserve records as a hold's taken_by.
+ */
+PG_FUNCTION_INFO_V1(lockctl_acting_role);
+Datum
+lockctl_acting_role(PG_FUNCTION_ARGS)
+{
+	Name		result = (Name) palloc0(NAMEDATALEN);
+
+	namestrcpy(result, GetUserNameFromId(reserve_acting_role(), false));
+	PG_RETURN_NAME(result);
+}
+
+/*
+ * lockctl_internal.may_act_for(owner name) returns boolean: whether the
+ * role a call acts for has the privileges of role owner (it is owner, a
+ * member that inherits it, or a superuser).  An owner that no longer
+ * exists (a hold's taker that was dropped) is for superusers only.  NULL
+ * is nobody's.
+ */
+PG_FUNCTION_INFO_V1(lockctl_may_act_for);
+Datum
+lockctl_may_act_for(PG_FUNCTION_ARGS)
+{
+	Oid			self;
+	Oid			owner;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	self = reserve_acting_role();
+	owner = get_role_oid(NameStr(*PG_GETARG_NAME(0)), true);
+	if (!OidIsValid(owner))
+		PG_RETURN_BOOL(superuser_arg(self));
+	PG_RETURN_BOOL(has_privs_of_role(self, owner));
+}
