@@ -109,18 +109,25 @@ $node->poll_query_until('postgres',
 	"SELECT pid <> $old_pid AND state = 'running' FROM lockctl.workers WHERE datname = 'owned'")
   or die 'the worker of database owned did not start again';
 
-# This test's own sessions undo the settings first.
-my $undo = 'SET statement_timeout = 0; SET lock_timeout = 0; SET ROLE NONE; '
+# This test's own sessions undo the settings first.  The timeouts go in
+# the connection's options, which win over the database's settings: a SET
+# as the first statement would itself run under the 1 ms timeout, which a
+# loaded machine can exceed.
+my $undo = 'SET ROLE NONE; '
   . 'SET default_transaction_read_only = off; SET default_transaction_isolation = \'read committed\'; ';
-my $owned_hold = $node->safe_psql('owned',
-	$undo . "SELECT lockctl.reserve('seats', 1, 'x', '1 second')");
+sub owned_sql
+{
+	local $ENV{PGOPTIONS} = '-c statement_timeout=0 -c lock_timeout=0';
+	return $node->safe_psql('owned', $undo . shift);
+}
+my $owned_hold = owned_sql("SELECT lockctl.reserve('seats', 1, 'x', '1 second')");
 # (poll_query_until would show the SET commands' output: poll by hand)
 my $expired = 0;
 my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 while (!$expired && time() < $deadline)
 {
-	$expired = $node->safe_psql('owned',
-		$undo . "SELECT status = 'expired' FROM lockctl.reservations WHERE id = $owned_hold") eq 't';
+	$expired = owned_sql(
+		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $owned_hold") eq 't';
 	usleep(100_000) unless $expired;
 }
 ok($expired, 'the worker expires holds whatever the database sets for its sessions');
