@@ -495,6 +495,23 @@ lockctl_watch(PG_FUNCTION_ARGS)
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	now = lease_now_mono();
 	st = lease_watch_state(&key, token, now, &roleid, &expires, &how);
+	if (st == WATCH_UNKNOWN)
+	{
+		/*
+		 * Check the role of whoever holds the resource now instead, as
+		 * lease_find_own does, so that a token not known costs what
+		 * another role's token costs.
+		 */
+		LeaseEntry *e = hash_search(lease_hash, &key, HASH_FIND, NULL);
+
+		if (e != NULL && e->held)
+			roleid = e->roleid;
+		else if (e != NULL && e->nholders > 0)
+			roleid = dlist_container(LeaseHolder, node,
+									 dlist_head_node(&e->holders))->roleid;
+		else
+			roleid = lease_session_role();
+	}
 	LWLockRelease(lease_shared->lock);
 
 	/*
@@ -502,7 +519,7 @@ lockctl_watch(PG_FUNCTION_ARGS)
 	 * error and detail, whichever it is (the privilege check reads the
 	 * catalogs: never under the lease lock).
 	 */
-	if (st == WATCH_UNKNOWN || !lease_may_act(roleid))
+	if (!lease_may_act(roleid) || st == WATCH_UNKNOWN)
 	{
 		LeaseLost	lost;
 

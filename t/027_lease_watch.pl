@@ -18,6 +18,7 @@ my $node = LockctlNode->new('lease_watch');
 $node->safe_psql('postgres', q{
 	CREATE TABLE seen (who text, how text, at timestamptz DEFAULT clock_timestamp());
 	CREATE TABLE got (who text, token bigint);
+	GRANT ALL ON seen, got TO PUBLIC;
 });
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
