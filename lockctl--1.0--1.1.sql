@@ -309,8 +309,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
-    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    -- New slot rows get the pool's per-holder limit and waitlist flag
+    -- (src/reserve_limits.sql, src/reserve_waitlist.sql).
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder, waitlist)
+    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool),
+           EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                    WHERE w.pool_id = pool AND w.status = 'waiting')
+      FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
@@ -348,6 +353,8 @@ BEGIN
         v_slots := lockctl_internal.auto_slots(capacity);
     END IF;
     PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+    -- Units added go to the waitlist first (src/reserve_waitlist.sql).
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
 END;
 $fn$;
 
@@ -382,6 +389,8 @@ BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    DELETE FROM lockctl.waitlist_entries AS w WHERE w.pool_id = v_pool;
 END;
 $fn$;
 
@@ -407,8 +416,8 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_max bigint;
     v_role name;
-    v_cap integer;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -476,28 +485,15 @@ BEGIN
         END IF;
     END IF;
 
-    -- The role's caps, counted up to the cap (reservations_role_idx): a
-    -- check costs at most the cap, nothing when the setting is 0.  Two
-    -- concurrent calls of one role may both pass at cap - 1.
+    -- The role's caps, counted up to the cap (reservations_role_idx; the
+    -- role's cart items and waitlist entries count too,
+    -- src/reserve_cart.sql): a check costs at most the cap, nothing when
+    -- both settings are 0.  Two concurrent calls of one role may both pass
+    -- at cap - 1.
     v_role := lockctl_internal.acting_role();
-    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
-    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                             WHERE r.taken_by = v_role AND r.status = 'held'
-                                             LIMIT v_cap) AS x) >= v_cap THEN
-        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-            MESSAGE = format('role "%s" has too many live holds', v_role),
-            DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
-            HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
-    END IF;
-    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
-    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                             WHERE r.taken_by = v_role
-                                               AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
-                                             LIMIT v_cap) AS x) >= v_cap THEN
-        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-            MESSAGE = format('role "%s" has too many finished holds kept', v_role),
-            DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
-            HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(v_role, 1);
     END IF;
 
     v_start := pg_backend_pid() % v_slots;
@@ -516,7 +512,7 @@ BEGIN
                           WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
+        RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         IF v_slot IS NULL AND v_start > 0 THEN
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
@@ -525,7 +521,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_start
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         END IF;
         IF v_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
@@ -547,7 +543,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_slots
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
             IF v_slot IS NULL THEN
                 RAISE EXCEPTION USING ERRCODE = 'LCKC1';
             END IF;
@@ -580,10 +576,17 @@ BEGIN
             END IF;
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+             WHERE s.pool_id = v_pool AND s.slot = v_slot
+            RETURNING s.max_per_holder INTO v_max;
         EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
         END;
+    END IF;
+
+    -- A per-holder limit (src/reserve_limits.sql), read from the slot row
+    -- this call holds, so it is exact.  No limit: nothing to do.
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, v_quantity, v_max);
     END IF;
 
     v_now := clock_timestamp();
@@ -609,6 +612,9 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, -v_quantity, v_max);
+    END IF;
     v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
@@ -671,6 +677,9 @@ DECLARE
     v_pool bigint;
     v_slot integer;
     v_q bigint;
+    v_holder text;
+    v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -680,14 +689,22 @@ BEGIN
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
        AND lockctl_internal.may_act_for(r.taken_by)
-    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
-     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+     WHERE s.pool_id = v_pool AND s.slot = v_slot
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
+    -- A waitlist (src/reserve_waitlist.sql) gets the units in this transaction.
+    IF v_waitlist THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+    END IF;
     RETURN true;
 END;
 $fn$;
@@ -761,6 +778,8 @@ DECLARE
     v_pools bigint[];
     v_slots integer[];
     v_qs bigint[];
+    v_holders text[];
+    v_carts bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -771,14 +790,28 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole,
+    -- by the same rule: a cart is taken only when its row, the slot row of
+    -- every item and its holder's counts were all free (SKIP LOCKED).
+    v_carts := lockctl_internal.expire_due_carts(batch_size);
+
     -- The hold and its slot are locked together, each with SKIP LOCKED:
     -- LIMIT counts only the holds whose two rows were both free.  (The
     -- slots are locked in expiry order, not in slot order: never waiting,
-    -- this cannot deadlock.)
+    -- this cannot deadlock.)  On a pool with a per-holder limit
+    -- (src/reserve_limits.sql) the holder's count row is a third row to
+    -- lock, with SKIP LOCKED as well: a hold whose count another
+    -- transaction has locked is left for a later pass.
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
           JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
+           AND (s.max_per_holder IS NULL OR r.holder IS NULL
+                OR EXISTS (SELECT FROM lockctl.holder_units AS h
+                            WHERE h.pool_id = r.pool_id AND h.holder = r.holder
+                              FOR UPDATE SKIP LOCKED)
+                OR NOT EXISTS (SELECT FROM lockctl.holder_units AS h
+                                WHERE h.pool_id = r.pool_id AND h.holder = r.holder))
          ORDER BY r.expires
          LIMIT batch_size
            FOR UPDATE OF r, s SKIP LOCKED
@@ -787,26 +820,34 @@ BEGIN
            SET status = 'expired', finished = v_now
           FROM due
          WHERE r.id = due.id
-        RETURNING r.id, r.pool_id, r.slot, r.quantity
+        RETURNING r.id, r.pool_id, r.slot, r.quantity, r.holder
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
-           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
-      INTO v_ids, v_pools, v_slots, v_qs
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id),
+           array_agg(done.holder ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
-    IF v_ids IS NULL THEN
-        RETURN 0;
+
+    IF v_ids IS NOT NULL THEN
+        -- Give the units back; the slot rows are ours already, and so are
+        -- the holders' count rows.
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+          FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+                  FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+                 GROUP BY u.p, u.s) AS g
+         WHERE s.pool_id = g.p AND s.slot = g.s;
+        PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
+        -- Waitlists (src/reserve_waitlist.sql): the units that came back go
+        -- to the heads of their pools' queues, never waiting.
+        PERFORM lockctl_internal.serve_returned(v_pools, v_slots, 'worker');
+        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     END IF;
+    -- Any queue left behind (units a busy pool could not offer at once,
+    -- capacity added, expired carts): pools whose slots are all free now.
+    PERFORM lockctl_internal.serve_waitlists();
 
-    -- Give the units back; the slot rows are ours already.
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
-      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
-              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
-             GROUP BY u.p, u.s) AS g
-     WHERE s.pool_id = g.p AND s.slot = g.s;
-
-    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids);
+    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0);
 END;
 $fn$;
 
@@ -848,7 +889,10 @@ BEGIN
     )
     DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
+    -- Carts and waitlist entries (src/reserve_cart.sql,
+    -- src/reserve_waitlist.sql) are purged in the same batches.
+    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
+           + lockctl_internal.purge_waitlist(retention, batch_size);
 END;
 $fn$;
 
@@ -1567,3 +1611,1733 @@ CREATE FUNCTION lockctl.watch(resource text, token bigint,
 COMMENT ON FUNCTION lockctl.watch(text, bigint, interval) IS
     'sleep until the lease of token ends and say how (released, force-released, expired, taken over, lost), or live when timeout passes; only for the role that took the lease';
 GRANT EXECUTE ON FUNCTION lockctl.watch(text, bigint, interval) TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Carts, per-holder limits, partial confirm and waitlists (issue 18).
+-- ---------------------------------------------------------------------------
+
+-- Per-holder limits (new in 1.1): the limit on pools and its copy on slot
+-- rows; waitlists (new in 1.1): the flag on slot rows (src/reserve.sql).
+ALTER TABLE lockctl.pools ADD COLUMN max_per_holder bigint;
+ALTER TABLE lockctl.pool_slots ADD COLUMN max_per_holder bigint;
+-- Added without a default and then filled, so that no "missing value" is
+-- stored for it (a fresh install has none; the catalogs must be equal).
+ALTER TABLE lockctl.pool_slots ADD COLUMN waitlist boolean;
+UPDATE lockctl.pool_slots SET waitlist = false;
+ALTER TABLE lockctl.pool_slots ALTER COLUMN waitlist SET DEFAULT false,
+                               ALTER COLUMN waitlist SET NOT NULL;
+CREATE OR REPLACE VIEW lockctl.pool_status AS
+    SELECT p.resource,
+           p.capacity,
+           t.held,
+           t.confirmed,
+           t.available,
+           p.slots,
+           p.auto_slots,
+           t.holds_taken,
+           t.holds_confirmed,
+           t.holds_cancelled,
+           t.holds_expired,
+           p.created,
+           p.max_per_holder
+      FROM lockctl.pools AS p,
+           LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
+                           pg_catalog.sum(s.confirmed)::bigint AS confirmed,
+                           pg_catalog.sum(s.capacity OPERATOR(pg_catalog.-) s.held
+                                          OPERATOR(pg_catalog.-) s.confirmed)::bigint AS available,
+                           pg_catalog.sum(s.holds_taken)::bigint AS holds_taken,
+                           pg_catalog.sum(s.holds_confirmed)::bigint AS holds_confirmed,
+                           pg_catalog.sum(s.holds_cancelled)::bigint AS holds_cancelled,
+                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired
+                      FROM lockctl.pool_slots AS s
+                     WHERE s.pool_id OPERATOR(pg_catalog.=) p.id) AS t;
+
+-- Carts (new in 1.1): the same objects as src/reserve_cart.sql.
+-- ---------------------------------------------------------------------------
+-- Carts: several pools held as one thing (one id, one expiry, all or
+-- nothing).  docs/reservations.md, "Carts", has the design; in short:
+--
+--   lockctl.carts       one row per cart: who took it, its state and expiry.
+--                       Its id comes from the holds' sequence, era-tagged
+--                       as hold ids are (lockctl_internal.era_nextval), so
+--                       a cart id is never also a hold id, nor handed out
+--                       twice across a failover.
+--   lockctl.cart_items  one row per pool of a cart: the slot its units came
+--                       from and how many.  Items that name the same pool
+--                       are merged into one row.
+--
+-- The units of a cart are counted in the pools' slots (held, confirmed)
+-- like those of any hold, and each item counts as one hold in the slots'
+-- holds_* counters, so available() and pool_status include carts.
+--
+-- Lock order (the same as reserve's, extended over pools):
+--   slot rows in (pool id, slot) order -> cart row.
+-- reserve_cart takes its pools in pool id order, whatever the order of the
+-- items, and in each pool uses reserve's three paths: it never waits on a
+-- slot of a pool while it holds a slot of a pool with a higher id.  Two
+-- carts, or a cart and single reserves, therefore never deadlock.
+-- confirm_cart and cancel_cart lock the cart row first, then its slots in
+-- (pool id, slot) order, then its holders' counts.  The expiry worker
+-- never waits (src/reserve.sql, expire_holds): it takes a due cart only
+-- when the cart row, the slot row of every item and the holder's count
+-- rows are all free (SKIP LOCKED), and leaves the others for a later pass.
+--
+-- Authority (README.md, "Privileges"): a cart belongs to the role that
+-- took it (taken_by, lockctl_internal.acting_role(), as for holds); only
+-- that role and roles with its privileges (lockctl_internal.may_act_for)
+-- may confirm, cancel or extend it, and to every other role it does not
+-- exist (the test is in the UPDATE's WHERE clause: another role's cart is
+-- never locked).  Idempotency keys of carts are scoped per role.  Each
+-- item of a cart counts as one hold in the role's caps
+-- (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role).
+-- ---------------------------------------------------------------------------
+
+-- The most items a cart may list: a cart locks one slot per pool until its
+-- transaction ends, and a checkout rarely has more.
+CREATE FUNCTION lockctl_internal.max_cart_items() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 100;
+COMMENT ON FUNCTION lockctl_internal.max_cart_items() IS 'lockctl internal: the most items a cart may list';
+REVOKE ALL ON FUNCTION lockctl_internal.max_cart_items() FROM PUBLIC;
+
+CREATE TABLE lockctl.carts (
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    holder           text,
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
+    status           lockctl.hold_status NOT NULL DEFAULT 'held',
+    created          timestamp with time zone NOT NULL,
+    expires          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    idempotency_key  text,
+    CONSTRAINT carts_pkey PRIMARY KEY (id),
+    CONSTRAINT carts_state_check
+        CHECK ((status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL))
+);
+COMMENT ON TABLE lockctl.carts IS 'lockctl: carts, holds on several pools at once (write through lockctl.reserve_cart and friends only)';
+
+-- No foreign keys, as for reservations: only the functions below write
+-- these rows, and they keep them together.
+CREATE TABLE lockctl.cart_items (
+    cart_id   bigint NOT NULL,
+    pool_id   bigint NOT NULL,
+    slot      integer NOT NULL,
+    quantity  bigint NOT NULL,
+    CONSTRAINT cart_items_pkey PRIMARY KEY (cart_id, pool_id),
+    CONSTRAINT cart_items_quantity_check CHECK (quantity OPERATOR(pg_catalog.>) 0)
+);
+COMMENT ON TABLE lockctl.cart_items IS 'lockctl: the pools of each cart, with the units taken from each';
+
+-- The worker's scan, the purge and the idempotency lookup, as for holds.
+CREATE INDEX carts_due_idx ON lockctl.carts (expires)
+    WHERE status OPERATOR(pg_catalog.=) 'held';
+CREATE INDEX carts_finished_idx ON lockctl.carts (finished)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
+CREATE UNIQUE INDEX carts_idempotency_idx ON lockctl.carts (taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The role caps (check_role_caps), as reservations_role_idx for holds.
+CREATE INDEX carts_role_idx ON lockctl.carts (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.carts', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.cart_items', '');
+REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: may `role` take `adding` more holds?  53400 when it is at one
+-- of its caps: lockctl.max_holds_per_role (its live holds, the items of its
+-- live carts and its waiting waitlist entries) or
+-- lockctl.max_kept_holds_per_role (its cancelled and expired holds and
+-- cart items not purged yet).  Each count stops at the cap
+-- (reservations_role_idx, carts_role_idx, waitlist_entries_role_idx), so a
+-- check costs at most the cap.  reserve calls it only when a cap is set.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_role_caps(role name, adding integer)
+    RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_cap integer;
+    v_n bigint;
+BEGIN
+    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role AND r.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role AND c.status = 'held'
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
+                                       WHERE w.taken_by = role AND w.status = 'waiting'
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        ELSIF v_n + adding > v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many live holds', role),
+                DETAIL = format('It has %s live holds in this database (cart items and waitlist entries included); %s more would pass %s, the most lockctl.max_holds_per_role allows.',
+                                v_n, adding, v_cap),
+                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
+        END IF;
+    END IF;
+    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
+    IF v_cap > 0 THEN
+        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
+                                       WHERE r.taken_by = role
+                                         AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
+                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
+                                       WHERE c.taken_by = role
+                                         AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x);
+        IF v_n >= v_cap THEN
+            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+                MESSAGE = format('role "%s" has too many finished holds kept', role),
+                DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
+                HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+        END IF;
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_role_caps(name, integer) IS 'lockctl internal: raise 53400 when a role may not take more holds (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role)';
+REVOKE ALL ON FUNCTION lockctl_internal.check_role_caps(name, integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: take `quantity` units of pool `pool` (split over `nslots`
+-- slots) into one slot, by reserve's three paths (src/reserve.sql): a free
+-- slot with SKIP LOCKED from `start` on, then a wait for the nearest slot
+-- with enough, then every slot of the pool in slot order with a
+-- rebalance.  Returns the slot and the pool's per-holder limit read from
+-- it, or a NULL slot (nothing taken, no lock kept) when the pool has fewer
+-- than `quantity` free units.  It never waits while it holds a slot of
+-- this pool out of order.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.take_units(pool bigint, nslots integer, quantity bigint, start integer,
+                                            OUT got_slot integer, OUT max_per_holder bigint)
+    RETURNS record
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF pool IS NULL OR nslots IS NULL OR quantity IS NULL OR start IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl_internal.take_units must not be null';
+    ELSIF nslots < 1 OR quantity < 1 OR start < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = 'arguments of lockctl_internal.take_units are out of range';
+    END IF;
+    start := start % nslots;
+    -- 1. a slot no one else is using; a row found short stays locked, so
+    -- the attempt is a subtransaction that gives it back.
+    -- From `start` upwards, then from the first slot up to it: each an
+    -- index range in slot order, as reserve does (one expression over
+    -- every slot would read them all).
+    BEGIN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = pool
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = pool AND x.slot >= start AND x.slot < nslots
+                            AND x.capacity - x.held - x.confirmed >= quantity
+                          ORDER BY x.slot LIMIT 1
+                            FOR UPDATE SKIP LOCKED)
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL AND start > 0 THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+             WHERE s.pool_id = pool
+               AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                              WHERE x.pool_id = pool AND x.slot < start
+                                AND x.capacity - x.held - x.confirmed >= quantity
+                              ORDER BY x.slot LIMIT 1
+                                FOR UPDATE SKIP LOCKED)
+            RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        END IF;
+        IF got_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+        RETURN;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        NULL;
+    END;
+    -- 2. wait for the nearest slot that has enough, holding none other of
+    -- this pool.
+    BEGIN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = pool
+           AND s.capacity - s.held - s.confirmed >= quantity
+           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                          WHERE x.pool_id = pool AND x.slot < nslots
+                            AND x.capacity - x.held - x.confirmed >= quantity
+                          ORDER BY (x.slot - start + nslots) % nslots LIMIT 1)
+        RETURNING s.slot, s.max_per_holder INTO got_slot, max_per_holder;
+        IF got_slot IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+        END IF;
+        RETURN;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        NULL;
+    END;
+    -- 3. no single slot has enough: every slot in order, counted exactly.
+    got_slot := lockctl_internal.rebalance(pool, start, quantity);
+    IF got_slot IS NOT NULL THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + quantity, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = pool AND s.slot = got_slot
+        RETURNING s.max_per_holder INTO max_per_holder;
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) IS 'lockctl internal: take units of a pool into one slot, as reserve does, and read its per-holder limit';
+REVOKE ALL ON FUNCTION lockctl_internal.take_units(bigint, integer, bigint, integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the items of a cart argument, checked and merged: one row per
+-- pool, in pool id order, with the summed quantity and the positions (from
+-- 1) of the items that named it.  Errors name the item.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.cart_items(items jsonb,
+        OUT pool_id bigint, OUT nslots integer, OUT resource text, OUT quantity bigint,
+        OUT positions integer[])
+    RETURNS SETOF record
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_item jsonb;
+    v_n integer;
+    v_resource text;
+    v_q numeric;
+    v_pools bigint[] := ARRAY[]::bigint[];
+    v_slots integer[] := ARRAY[]::integer[];
+    v_names text[] := ARRAY[]::text[];
+    v_qs bigint[] := ARRAY[]::bigint[];
+    v_pos integer[] := ARRAY[]::integer[];
+    v_pool bigint;
+    v_nslots integer;
+BEGIN
+    IF items IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'items of lockctl.reserve_cart must not be null';
+    ELSIF jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'items of lockctl.reserve_cart must be a JSON array',
+            HINT = 'Pass [{"resource": "seats", "quantity": 2}, ...].';
+    ELSIF jsonb_array_length(items) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'items of lockctl.reserve_cart must not be empty';
+    ELSIF jsonb_array_length(items) > lockctl_internal.max_cart_items() THEN
+        RAISE EXCEPTION USING ERRCODE = 'program_limit_exceeded',
+            MESSAGE = 'too many items for lockctl.reserve_cart',
+            DETAIL = format('There are %s; the limit is %s.', jsonb_array_length(items),
+                            lockctl_internal.max_cart_items());
+    END IF;
+    FOR v_item, v_n IN SELECT e.v, e.n::integer FROM jsonb_array_elements(items) WITH ORDINALITY AS e(v, n) LOOP
+        IF jsonb_typeof(v_item) <> 'object' OR (v_item - 'resource' - 'quantity') <> '{}'::jsonb THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('item %s of lockctl.reserve_cart is not {"resource": ..., "quantity": ...}', v_n),
+                DETAIL = format('It is %s.', left(v_item::text, 200));
+        END IF;
+        IF jsonb_typeof(v_item -> 'resource') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('resource of item %s of lockctl.reserve_cart must be a string', v_n);
+        END IF;
+        v_resource := v_item ->> 'resource';
+        IF octet_length(v_resource) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('resource of item %s of lockctl.reserve_cart must not be empty', v_n);
+        ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = format('resource of item %s of lockctl.reserve_cart is too long', v_n),
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_resource), lockctl_internal.name_max_bytes());
+        END IF;
+        -- quantity: a whole number, 1 when left out.
+        IF NOT v_item ? 'quantity' THEN
+            v_q := 1;
+        ELSIF jsonb_typeof(v_item -> 'quantity') <> 'number' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('quantity of item %s of lockctl.reserve_cart must be a number', v_n);
+        ELSE
+            v_q := (v_item ->> 'quantity')::numeric;
+        END IF;
+        IF v_q <> trunc(v_q) OR v_q < 1 OR v_q > lockctl_internal.max_units() THEN
+            RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+                MESSAGE = format('quantity of item %s of lockctl.reserve_cart is out of range: %s', v_n, v_q),
+                DETAIL = format('It must be a whole number between 1 and %s.', lockctl_internal.max_units());
+        END IF;
+        SELECT p.id, p.slots INTO v_pool, v_nslots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('pool "%s" does not exist', v_resource),
+                DETAIL = format('Item %s of the cart names it.', v_n);
+        END IF;
+        v_pools := v_pools || v_pool;
+        v_slots := v_slots || v_nslots;
+        v_names := v_names || v_resource;
+        v_qs := v_qs || v_q::bigint;
+        v_pos := v_pos || v_n;
+    END LOOP;
+    FOR pool_id, nslots, resource, quantity, positions IN
+        SELECT u.p, min(u.s), min(u.r), sum(u.q), array_agg(u.n ORDER BY u.n)
+          FROM unnest(v_pools, v_slots, v_names, v_qs, v_pos) AS u(p, s, r, q, n)
+         GROUP BY u.p ORDER BY u.p
+    LOOP
+        IF quantity > lockctl_internal.max_units() THEN
+            RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+                MESSAGE = format('quantity of pool "%s" in lockctl.reserve_cart is out of range: %s',
+                                 resource, quantity),
+                DETAIL = format('Items %s name it; together they must be at most %s.',
+                                array_to_string(positions, ', '), lockctl_internal.max_units());
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.cart_items(jsonb) IS 'lockctl internal: check a cart''s items and merge them by pool';
+REVOKE ALL ON FUNCTION lockctl_internal.cart_items(jsonb) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the cart that idempotency_key made for the role this call acts
+-- for, or
+-- NULL if none is visible; 22023 if it holds other pools or quantities
+-- than `wanted` (pool id, quantity pairs).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.keyed_cart(idempotency_key text, pools bigint[], quantities bigint[])
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT c.id INTO v_id FROM lockctl.carts AS c
+     WHERE c.taken_by = lockctl_internal.acting_role() AND c.idempotency_key = idempotency_key;
+    IF v_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT i.pool_id, i.quantity FROM lockctl.cart_items AS i WHERE i.cart_id = v_id
+               EXCEPT SELECT u.p, u.q FROM unnest(pools, quantities) AS u(p, q))
+       OR EXISTS (SELECT u.p, u.q FROM unnest(pools, quantities) AS u(p, q)
+                  EXCEPT SELECT i.pool_id, i.quantity FROM lockctl.cart_items AS i WHERE i.cart_id = v_id)
+    THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('idempotency key "%s" was used for another cart', idempotency_key),
+            DETAIL = format('Cart %s holds other pools or quantities than this call asked for.', v_id);
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) IS 'lockctl internal: the cart an idempotency key made for the role a call acts for';
+REVOKE ALL ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.reserve_cart(items, holder, ttl, idempotency_key): hold every
+-- item of the cart, or none.  items is a JSON array of
+-- {"resource": name, "quantity": n} (quantity 1 when left out; items that
+-- name the same pool add up).  Returns the cart's id, or NULL when some
+-- pool has too few free units: then nothing is held, and a NOTICE (SQLSTATE
+-- 01LC1) names the item (the items, when several name that pool), the
+-- pool, and what is free.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
+                                     ttl interval DEFAULT '00:05:00'::interval,
+                                     idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_holder text := holder;
+    v_ttl interval := ttl;
+    v_key text := idempotency_key;
+    v_pools bigint[];
+    v_nslots integer[];
+    v_names text[];
+    v_qs bigint[];
+    v_pos text[];
+    v_start integer := pg_backend_pid();
+    v_slot integer;
+    v_max bigint;
+    v_maxes bigint[] := ARRAY[]::bigint[];
+    v_id bigint;
+    v_now timestamp with time zone;
+    v_failed integer;
+    v_free bigint;
+BEGIN
+    IF octet_length(holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.reserve_cart must not be empty',
+            HINT = 'Pass NULL for a cart without a holder.';
+    ELSIF octet_length(holder) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.reserve_cart is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(holder), lockctl_internal.name_max_bytes());
+    END IF;
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.reserve_cart must not be null';
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.reserve_cart is out of range: "%s"', ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    IF octet_length(idempotency_key) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'idempotency_key of lockctl.reserve_cart must not be empty';
+    ELSIF octet_length(idempotency_key) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'idempotency_key of lockctl.reserve_cart is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(idempotency_key), lockctl_internal.name_max_bytes());
+    END IF;
+
+    SELECT array_agg(c.pool_id ORDER BY c.pool_id), array_agg(c.nslots ORDER BY c.pool_id),
+           array_agg(c.resource ORDER BY c.pool_id), array_agg(c.quantity ORDER BY c.pool_id),
+           array_agg(CASE WHEN cardinality(c.positions) > 1 THEN 'items ' ELSE 'item ' END
+                     || array_to_string(c.positions, ', ') ORDER BY c.pool_id)
+      INTO v_pools, v_nslots, v_names, v_qs, v_pos
+      FROM lockctl_internal.cart_items(items) AS c;
+
+    -- A retry with the same key gets the cart the first call made.
+    IF idempotency_key IS NOT NULL THEN
+        v_id := lockctl_internal.keyed_cart(idempotency_key, v_pools, v_qs);
+        IF v_id IS NOT NULL THEN
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    -- The role's caps: each item (pool) counts as one hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), cardinality(v_pools));
+    END IF;
+
+    -- All or nothing: a subtransaction that a missing unit rolls back.
+    -- The cart row comes first: a concurrent call with the same key waits
+    -- here, before it holds any slot.
+    v_now := clock_timestamp();
+    BEGIN
+        INSERT INTO lockctl.carts AS c (holder, created, expires, idempotency_key)
+        VALUES (v_holder, v_now, v_now + v_ttl, v_key)
+        ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING c.id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            -- Pools in id order, whatever the order of the items.
+            FOR i IN 1 .. cardinality(v_pools) LOOP
+                SELECT t.got_slot, t.max_per_holder INTO v_slot, v_max
+                  FROM lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start) AS t;
+                IF v_slot IS NULL THEN
+                    v_failed := i;
+                    -- Exact: take_units ended with every slot of it locked.
+                    SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+                      FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pools[i];
+                    RAISE EXCEPTION USING ERRCODE = 'LCKC2';
+                END IF;
+                INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
+                VALUES (v_id, v_pools[i], v_slot, v_qs[i]);
+                v_maxes := v_maxes || v_max;
+            END LOOP;
+            -- Per-holder limits (src/reserve_limits.sql), once every slot
+            -- is ours: holder rows come after slot rows, in pool order.
+            FOR i IN 1 .. cardinality(v_pools) LOOP
+                IF v_maxes[i] IS NOT NULL THEN
+                    PERFORM lockctl_internal.charge_holder(v_pools[i], v_names[i], v_holder, v_qs[i], v_maxes[i]);
+                END IF;
+            END LOOP;
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'LCKC2' THEN
+        RAISE NOTICE USING ERRCODE = '01LC1',
+            MESSAGE = format('cart not reserved: pool "%s" has %s units free, the cart asks for %s (%s)',
+                             v_names[v_failed], v_free, v_qs[v_failed], v_pos[v_failed]),
+            DETAIL = 'Nothing was held.';
+        RETURN NULL;
+    END;
+    IF v_id IS NOT NULL THEN
+        RETURN v_id;
+    END IF;
+
+    -- A concurrent call with the same key committed first: its cart.
+    v_id := lockctl_internal.keyed_cart(idempotency_key, v_pools, v_qs);
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize reserve_cart with idempotency key "%s"', idempotency_key),
+            DETAIL = 'A concurrent transaction took a cart with the same key after this transaction''s snapshot.',
+            HINT = 'Retry the transaction.';
+    END IF;
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: explain why cart `id` could not be confirmed, cancelled or
+-- extended by the role this call acts for.  Returns its status when that is not an
+-- error for `action`.  A cart of a role whose privileges the caller lacks
+-- does not exist, with the same error as one that never did.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.cart_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT c.status::text, c.expires, c.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.carts AS c WHERE c.id = id AND lockctl_internal.may_act_for(c.taken_by);
+    IF NOT FOUND THEN
+        -- Era-tagged ids, as hold_state explains them (src/reserve.sql).
+        IF id >= 281474976710656 AND (id >> 48) IS DISTINCT FROM (SELECT t.era FROM lockctl.token_state() AS t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('cart %s does not exist', id),
+                DETAIL = format('It was taken in era %s, and this server is in era %s: it was lost in a failover or a restore, or it finished and was purged.',
+                                id >> 48, (SELECT t.era FROM lockctl.token_state() AS t)),
+                HINT = 'Take a new cart with lockctl.reserve_cart.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('cart %s does not exist', id),
+            DETAIL = 'It was never taken, or it finished and was purged, or it is another role''s.';
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s cart %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new cart with lockctl.reserve_cart.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s cart %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new cart with lockctl.reserve_cart.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s cart %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s cart %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.cart_state(text, bigint, text[]) IS 'lockctl internal: explain why a cart cannot be confirmed, cancelled or extended';
+REVOKE ALL ON FUNCTION lockctl_internal.cart_state(text, bigint, text[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: move the units of cart `id` (whose row the caller has locked)
+-- out of held: into confirmed, or back to the pool.  Slots are locked in
+-- (pool id, slot) order.  `counter` is the holds_* counter to count each
+-- item in: 'confirmed', 'cancelled' or 'expired'.  For 'expired' (the
+-- worker) every slot and holder's count row is the caller's already, and
+-- the waitlists are served by the caller, never waiting.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.finish_cart_units(ids bigint[], counter text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    PERFORM FROM lockctl.cart_items AS i
+      JOIN lockctl.pool_slots AS s ON s.pool_id = i.pool_id AND s.slot = i.slot
+     WHERE i.cart_id = ANY (ids)
+     ORDER BY s.pool_id, s.slot
+       FOR UPDATE OF s;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q,
+           confirmed = s.confirmed + CASE WHEN counter = 'confirmed' THEN g.q ELSE 0 END,
+           holds_confirmed = s.holds_confirmed + CASE WHEN counter = 'confirmed' THEN g.n ELSE 0 END,
+           holds_cancelled = s.holds_cancelled + CASE WHEN counter = 'cancelled' THEN g.n ELSE 0 END,
+           holds_expired = s.holds_expired + CASE WHEN counter = 'expired' THEN g.n ELSE 0 END
+      FROM (SELECT i.pool_id, i.slot, sum(i.quantity) AS q, count(*) AS n
+              FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
+             GROUP BY i.pool_id, i.slot) AS g
+     WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
+    -- Units given back leave the holders' counts (src/reserve_limits.sql).
+    IF counter <> 'confirmed' THEN
+        PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
+           FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
+          WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+    END IF;
+    -- Waitlists (src/reserve_waitlist.sql) get cancelled units first.
+    IF counter = 'cancelled' THEN
+        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot), 'own')
+           FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) IS 'lockctl internal: move the units of finished carts out of held';
+REVOKE ALL ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.confirm_cart(id): make every item of a live cart permanent.
+-- Returns true, or false if it was confirmed already (a safe retry); 55000
+-- if it expired or was cancelled; 42704 if it does not exist or belongs to
+-- a role whose privileges the caller lacks.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.confirm_cart(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.confirm_cart must not be null';
+    END IF;
+    -- The role check is in the WHERE clause: a cart the caller may not act
+    -- on is never locked (nor waited for).
+    UPDATE lockctl.carts AS c
+       SET status = 'confirmed', finished = v_now
+     WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
+       AND lockctl_internal.may_act_for(c.taken_by);
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.cart_state('confirm', id, ARRAY['confirmed']);
+        RETURN false;
+    END IF;
+    PERFORM lockctl_internal.finish_cart_units(ARRAY[id], 'confirmed');
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.cancel_cart(id): end a live cart and give all its units back.
+-- Returns true, or false if it had already been cancelled or expired;
+-- 55000 for a confirmed cart; 42704 as for confirm_cart.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.cancel_cart(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.cancel_cart must not be null';
+    END IF;
+    UPDATE lockctl.carts AS c
+       SET status = 'cancelled', finished = clock_timestamp()
+     WHERE c.id = id AND c.finished IS NULL
+       AND lockctl_internal.may_act_for(c.taken_by);
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.cart_state('cancel', id, ARRAY['cancelled', 'expired']);
+        RETURN false;
+    END IF;
+    PERFORM lockctl_internal.finish_cart_units(ARRAY[id], 'cancelled');
+    RETURN true;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.extend_cart(id, ttl): a live cart now expires ttl from now, every
+-- item together.  Returns the new expiry; 55000 if it expired, was
+-- cancelled or is confirmed; 42704 as for confirm_cart.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.extend_cart(id bigint, ttl interval)
+    RETURNS timestamp with time zone
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_expires timestamp with time zone;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.extend_cart must not be null';
+    END IF;
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.extend_cart must not be null';
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.extend_cart is out of range: "%s"', ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    UPDATE lockctl.carts AS c
+       SET expires = v_now + ttl
+     WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
+       AND lockctl_internal.may_act_for(c.taken_by)
+    RETURNING c.expires INTO v_expires;
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.cart_state('extend', id, ARRAY[]::text[]);
+    END IF;
+    RETURN v_expires;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: expire up to batch_size due carts, oldest first, each whole:
+-- mark them expired, give their units back (to the pools and to the
+-- holders' counts) and NOTIFY lockctl_expired with each id; their ids (NULL
+-- if none).  It never waits for another transaction: a cart is taken only
+-- when its row, the slot row of every item and every holder's count row
+-- it needs were all free (SKIP LOCKED); one of them locked (a confirm,
+-- cancel or extend in flight, a reserve on the same slot in a transaction
+-- left open, a prepared transaction), the cart is left for a later pass,
+-- and the batch is filled from the carts behind it.  The rows of a cart
+-- left stay locked by this transaction until it ends (the worker's
+-- batches are short).  Never waiting, it cannot deadlock.  Waitlists are
+-- the caller's to serve (serve_waitlists).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.expire_due_carts(batch_size integer)
+    RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_seen bigint[] := ARRAY[]::bigint[];
+    v_cand bigint[];
+    v_ok bigint[];
+    v_ids bigint[] := ARRAY[]::bigint[];
+    v_sp bigint[];
+    v_ss integer[];
+    v_hp bigint[];
+    v_hh text[];
+BEGIN
+    LOOP
+        -- Due carts not looked at yet whose rows are free.
+        SELECT array_agg(x.id) INTO v_cand
+          FROM (SELECT c.id FROM lockctl.carts AS c
+                 WHERE c.status = 'held' AND c.expires <= v_now
+                   AND c.id <> ALL (v_seen)
+                 ORDER BY c.expires
+                 LIMIT batch_size - cardinality(v_ids)
+                   FOR UPDATE SKIP LOCKED) AS x;
+        EXIT WHEN v_cand IS NULL;
+        v_seen := v_seen || v_cand;
+        -- Their slot rows and holders' count rows: whichever are free.
+        SELECT array_agg(x.pool_id), array_agg(x.slot) INTO v_sp, v_ss
+          FROM (SELECT s.pool_id, s.slot FROM lockctl.pool_slots AS s
+                 WHERE (s.pool_id, s.slot) IN (SELECT i.pool_id, i.slot FROM lockctl.cart_items AS i
+                                                WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        SELECT array_agg(x.pool_id), array_agg(x.holder) INTO v_hp, v_hh
+          FROM (SELECT h.pool_id, h.holder FROM lockctl.holder_units AS h
+                 WHERE (h.pool_id, h.holder) IN (SELECT i.pool_id, c.holder
+                                                   FROM lockctl.cart_items AS i
+                                                   JOIN lockctl.carts AS c ON c.id = i.cart_id
+                                                  WHERE i.cart_id = ANY (v_cand))
+                   FOR UPDATE SKIP LOCKED) AS x;
+        -- The carts of which every row needed is ours.
+        SELECT array_agg(c.id) INTO v_ok
+          FROM lockctl.carts AS c
+         WHERE c.id = ANY (v_cand)
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                            WHERE i.cart_id = c.id
+                              AND (i.pool_id, i.slot) NOT IN (SELECT u.p, u.s FROM unnest(v_sp, v_ss) AS u(p, s))
+                              -- (an item of a dropped pool has no slot row)
+                              AND EXISTS (SELECT FROM lockctl.pool_slots AS s
+                                           WHERE s.pool_id = i.pool_id AND s.slot = i.slot))
+           AND NOT EXISTS (SELECT FROM lockctl.cart_items AS i
+                             JOIN lockctl.holder_units AS h ON h.pool_id = i.pool_id AND h.holder = c.holder
+                            WHERE i.cart_id = c.id
+                              AND (h.pool_id, h.holder) NOT IN (SELECT u.p, u.h FROM unnest(v_hp, v_hh) AS u(p, h)));
+        IF v_ok IS NOT NULL THEN
+            UPDATE lockctl.carts AS c SET status = 'expired', finished = v_now
+             WHERE c.id = ANY (v_ok);
+            v_ids := v_ids || v_ok;
+        END IF;
+        EXIT WHEN cardinality(v_ids) >= batch_size;
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lockctl_internal.finish_cart_units(v_ids, 'expired');
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    RETURN v_ids;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.expire_due_carts(integer) IS 'lockctl internal: expire due carts whose rows are free, never waiting';
+REVOKE ALL ON FUNCTION lockctl_internal.expire_due_carts(integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.expire_carts(batch_size): up to batch_size due carts,
+-- oldest first, each with all its items in this one transaction, never
+-- waiting (expire_due_carts), then the waitlists; NOTIFY lockctl_expired
+-- with each cart's id (never also a hold's id).  The worker's expire_holds
+-- does the same within its batches.  Returns how many.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.expire_carts(batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size of lockctl_internal.expire_carts must not be null';
+    ELSIF batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('batch_size of lockctl_internal.expire_carts is out of range: %s', batch_size),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
+    END IF;
+    v_ids := lockctl_internal.expire_due_carts(batch_size);
+    PERFORM lockctl_internal.serve_waitlists();
+    RETURN coalesce(cardinality(v_ids), 0);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.purge_carts(retention, batch_size): delete up to
+-- batch_size carts (with their items) cancelled or expired more than
+-- retention ago; never confirmed ones.  Called by purge_holds.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.purge_carts(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF retention IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl_internal.purge_carts must not be null';
+    ELSIF retention < '0'::interval OR batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl_internal.purge_carts are out of range: "%s", %s',
+                             retention, batch_size);
+    END IF;
+    WITH old AS (
+        SELECT c.id FROM lockctl.carts AS c
+         WHERE c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+           AND c.finished < now() - retention
+         ORDER BY c.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM lockctl.carts AS c USING old WHERE c.id = old.id RETURNING c.id
+    )
+    SELECT array_agg(gone.id) INTO v_ids FROM gone;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (v_ids);
+    RETURN cardinality(v_ids);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- The view: one row per item of every cart the caller may see, as
+-- lockctl.holds shows holds: carts of roles whose privileges it has (the
+-- very carts it may confirm, cancel and extend; superusers: all), and for
+-- members of pg_read_all_stats every cart, but not the holder or the
+-- idempotency key of another role's.
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.cart_holds WITH (security_barrier) AS
+    SELECT c.id,
+           p.resource,
+           i.quantity,
+           CASE WHEN a.mine THEN c.holder END AS holder,
+           c.taken_by,
+           c.status::text AS status,
+           c.created,
+           c.expires,
+           c.finished,
+           CASE WHEN a.mine THEN c.idempotency_key END AS idempotency_key
+      FROM lockctl.carts AS c
+      JOIN lockctl.cart_items AS i ON i.cart_id OPERATOR(pg_catalog.=) c.id
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) i.pool_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(c.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.cart_holds IS 'lockctl: the items of carts, live and finished (until purged), taken by roles whose privileges the caller has (every cart for pg_read_all_stats, without holder and key)';
+
+COMMENT ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) IS 'lockctl: hold several pools at once, all or nothing; NULL when some pool has too few units';
+COMMENT ON FUNCTION lockctl.confirm_cart(bigint) IS 'lockctl: make every item of a live cart permanent';
+COMMENT ON FUNCTION lockctl.cancel_cart(bigint) IS 'lockctl: end a cart and give all its units back';
+COMMENT ON FUNCTION lockctl.extend_cart(bigint, interval) IS 'lockctl: a live cart now expires ttl from now';
+COMMENT ON FUNCTION lockctl_internal.expire_carts(integer) IS 'lockctl internal: expire up to batch_size due carts';
+COMMENT ON FUNCTION lockctl_internal.purge_carts(interval, integer) IS 'lockctl internal: delete up to batch_size carts finished more than retention ago (called by purge_holds)';
+
+-- Anyone may take, confirm, cancel and extend carts (their own, per the
+-- role checks inside); expiring and purging is the worker's.
+REVOKE ALL ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.confirm_cart(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.cancel_cart(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.extend_cart(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.expire_carts(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_carts(interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.reserve_cart(jsonb, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.confirm_cart(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.cancel_cart(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.extend_cart(bigint, interval) TO PUBLIC;
+GRANT SELECT ON lockctl.cart_holds TO PUBLIC;
+
+-- Per-holder limits (new in 1.1): the same objects as src/reserve_limits.sql.
+-- ---------------------------------------------------------------------------
+-- Per-holder limits: at most max_per_holder units of a pool held plus
+-- confirmed by one holder (the holder text of reserve and reserve_cart).
+-- docs/reservations.md, "Per-holder limits", has the design; in short:
+--
+--   lockctl.pools.max_per_holder       the limit; NULL: none.
+--   lockctl.pool_slots.max_per_holder  a copy on every slot row.  reserve
+--                                      reads it from the slot row it has
+--                                      locked (RETURNING), so it costs no
+--                                      query, and a concurrent change of the
+--                                      limit (which locks every slot row) is
+--                                      seen exactly.
+--   lockctl.holder_units               one row per (limited pool, holder):
+--                                      the units the holder has held and
+--                                      confirmed.  Rows exist only for
+--                                      pools with a limit.
+--
+-- Lock order: slot rows, then holder_units rows in (pool, holder) order.
+-- Every writer of a pool's holder_units rows holds a slot row of that pool
+-- (reserve, reserve_cart, cancel, cancel_cart, the worker) or all of them
+-- (set_max_per_holder, drop_pool), so a count is never rebuilt under a
+-- writer.  A pool without a limit never touches holder_units.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE lockctl.holder_units (
+    pool_id  bigint NOT NULL,
+    holder   text NOT NULL,
+    units    bigint NOT NULL,
+    CONSTRAINT holder_units_pkey PRIMARY KEY (pool_id, holder),
+    CONSTRAINT holder_units_units_check CHECK (units OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE lockctl.holder_units IS 'lockctl: units held and confirmed per holder, for pools with a per-holder limit';
+SELECT pg_catalog.pg_extension_config_dump('lockctl.holder_units', '');
+REVOKE ALL ON lockctl.holder_units FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: add delta units to holder's count on pool `pool` (resource is
+-- its name, for the errors), whose limit is max.  A positive delta past
+-- the limit raises 53400 (and the caller's statement is undone); a NULL
+-- holder cannot take units of a limited pool (22004).  A negative delta
+-- gives units back (nothing for a NULL holder).  The caller holds a slot
+-- row of the pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.charge_holder(pool bigint, resource text, holder text,
+                                               delta bigint, max bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_units bigint;
+BEGIN
+    IF delta <= 0 THEN
+        UPDATE lockctl.holder_units AS h SET units = h.units + delta
+         WHERE h.pool_id = pool AND h.holder = holder;
+        RETURN;
+    END IF;
+    IF holder IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('holder must not be null on pool "%s"', resource),
+            DETAIL = format('The pool limits the units of each holder to %s.', max),
+            HINT = 'Pass the customer, account or cart the limit is for as holder.';
+    END IF;
+    INSERT INTO lockctl.holder_units AS h (pool_id, holder, units)
+    VALUES (pool, holder, delta)
+    ON CONFLICT ON CONSTRAINT holder_units_pkey DO UPDATE SET units = h.units + EXCLUDED.units
+    RETURNING h.units INTO v_units;
+    IF v_units > max THEN
+        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
+            MESSAGE = format('holder "%s" would have more than %s units of pool "%s"', holder, max, resource),
+            DETAIL = format('It holds or has confirmed %s; this call asks for %s more.', v_units - delta, delta),
+            HINT = 'The limit is the pool''s max_per_holder (lockctl.set_max_per_holder).';
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.charge_holder(bigint, text, text, bigint, bigint) IS 'lockctl internal: count units against a holder''s limit on a pool';
+REVOKE ALL ON FUNCTION lockctl_internal.charge_holder(bigint, text, text, bigint, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give units back to the holders' counts, for a batch of
+-- finished holds (pool ids, holders, quantities, element by element).
+-- Rows are locked in (pool, holder) order; pools without a limit have no
+-- rows, so their holds change nothing.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.uncharge_holders(pools bigint[], holders text[], quantities bigint[])
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    PERFORM FROM lockctl.holder_units AS h
+     WHERE (h.pool_id, h.holder) IN (SELECT u.p, u.h FROM unnest(pools, holders) AS u(p, h))
+     ORDER BY h.pool_id, h.holder
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE lockctl.holder_units AS h
+       SET units = h.units - g.q
+      FROM (SELECT u.p, u.h, sum(u.q) AS q FROM unnest(pools, holders, quantities) AS u(p, h, q)
+             GROUP BY u.p, u.h) AS g
+     WHERE h.pool_id = g.p AND h.holder = g.h;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.uncharge_holders(bigint[], text[], bigint[]) IS 'lockctl internal: give the units of finished holds back to their holders'' counts';
+REVOKE ALL ON FUNCTION lockctl_internal.uncharge_holders(bigint[], text[], bigint[]) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.set_max_per_holder(resource, max_per_holder): at most this many
+-- units held plus confirmed per holder; NULL: no limit.  Counts what each
+-- holder has now; holders already past a lowered limit keep what they
+-- have and take nothing more until they are below it.  Waits for the
+-- transactions that are taking units from the pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.set_max_per_holder(resource text, max_per_holder bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('set_max_per_holder', resource);
+    v_pool bigint;
+BEGIN
+    IF max_per_holder < 1 OR max_per_holder > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('max_per_holder of lockctl.set_max_per_holder is out of range: %s', max_per_holder),
+            DETAIL = format('It must be between 1 and %s, or null for no limit.', lockctl_internal.max_units());
+    END IF;
+    v_pool := lockctl_internal.lock_pool(v_resource);
+    UPDATE lockctl.pools AS p SET max_per_holder = max_per_holder WHERE p.id = v_pool;
+    UPDATE lockctl.pool_slots AS s SET max_per_holder = max_per_holder WHERE s.pool_id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    IF max_per_holder IS NOT NULL THEN
+        INSERT INTO lockctl.holder_units (pool_id, holder, units)
+        SELECT v_pool, x.holder, sum(x.quantity)
+          FROM (SELECT r.holder, r.quantity FROM lockctl.reservations AS r
+                 WHERE r.pool_id = v_pool AND r.holder IS NOT NULL
+                   AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+                UNION ALL
+                SELECT c.holder, i.quantity FROM lockctl.cart_items AS i
+                  JOIN lockctl.carts AS c ON c.id = i.cart_id
+                 WHERE i.pool_id = v_pool AND c.holder IS NOT NULL
+                   AND c.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])) AS x
+         GROUP BY x.holder;
+    END IF;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.create_pool(resource, capacity, slots, max_per_holder): a new
+-- pool with a per-holder limit (the three-argument create_pool makes one
+-- without).  slots NULL: automatic.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.create_pool(resource text, capacity bigint, slots integer, max_per_holder bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM lockctl.create_pool(resource, capacity, slots);
+    PERFORM lockctl.set_max_per_holder(resource, max_per_holder);
+END;
+$fn$;
+
+COMMENT ON FUNCTION lockctl.set_max_per_holder(text, bigint) IS 'lockctl: limit the units one holder may hold and confirm on a pool (NULL: no limit)';
+COMMENT ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) IS 'lockctl: create a reservation pool with a per-holder limit';
+REVOKE ALL ON FUNCTION lockctl.set_max_per_holder(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer, bigint) FROM PUBLIC;
+
+-- Partial confirm (new in 1.1): the same objects as src/reserve_partial.sql.
+-- ---------------------------------------------------------------------------
+-- Partial confirm: lockctl.confirm(id, quantity) confirms part of a live
+-- hold and gives the rest back to the pool at once (and to the holder's
+-- count on a pool with a per-holder limit, src/reserve_limits.sql; to the
+-- head of a waitlist, src/reserve_waitlist.sql).  The
+-- hold's quantity becomes what was confirmed, so the pools' confirmed
+-- units stay the sum over confirmed holds.
+--
+-- Lock order as confirm's: the hold, then its slot, then the holder's
+-- count.  Authority (README.md, "Privileges"): only the role that took the
+-- hold and roles with its privileges (lockctl_internal.may_act_for, as
+-- confirm); to any other role the hold does not exist.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.confirm(id bigint, quantity bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_pool bigint;
+    v_slot integer;
+    v_old bigint;
+    v_holder text;
+    v_status text;
+    v_max bigint;
+    v_waitlist boolean;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.confirm must not be null';
+    ELSIF quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.confirm must not be null';
+    ELSIF quantity < 1 OR quantity > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.confirm is out of range: %s', quantity),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_units());
+    END IF;
+    -- The role check is in the WHERE clause: a hold the caller may not act
+    -- on is never locked.
+    SELECT r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_old, v_holder
+      FROM lockctl.reservations AS r
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT r.status::text, r.quantity INTO v_status, v_old FROM lockctl.reservations AS r
+         WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
+        -- Confirmed with this quantity already: a safe retry.
+        IF v_status = 'confirmed' AND v_old = quantity THEN
+            RETURN false;
+        END IF;
+        -- Otherwise the error confirm(id) gives (another role's hold, or
+        -- one of another era, does not exist).
+        PERFORM lockctl_internal.hold_state('confirm', id, ARRAY[]::text[]);
+        RETURN false;
+    END IF;
+    IF quantity > v_old THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('cannot confirm %s units of hold %s: it holds %s', quantity, id, v_old),
+            HINT = 'Confirm at most what the hold holds, and take a new hold for more.';
+    END IF;
+    UPDATE lockctl.reservations AS r
+       SET status = 'confirmed', finished = v_now, quantity = quantity
+     WHERE r.id = id;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - v_old, confirmed = s.confirmed + quantity,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = v_pool AND s.slot = v_slot
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
+    IF v_max IS NOT NULL AND quantity < v_old THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, quantity - v_old, v_max);
+    END IF;
+    -- The rest goes to a waitlist first (src/reserve_waitlist.sql).
+    IF v_waitlist AND quantity < v_old THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+    END IF;
+    RETURN true;
+END;
+$fn$;
+
+COMMENT ON FUNCTION lockctl.confirm(bigint, bigint) IS 'lockctl: confirm part of a live hold and give the rest back';
+REVOKE ALL ON FUNCTION lockctl.confirm(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint, bigint) TO PUBLIC;
+
+-- Waitlists (new in 1.1): the same objects as src/reserve_waitlist.sql.
+-- ---------------------------------------------------------------------------
+-- Waitlists: a FIFO queue per pool; units that come back go to the head of
+-- the queue as an offer (a hold with the entry's offer_ttl) in the very
+-- transaction that gives them back, so no walk-in can take them first.
+-- docs/reservations.md, "Waitlists", has the design; in short:
+--
+--   lockctl.waitlist_entries  one row per entry: waiting, offered (with the
+--                             offer's hold id) or left.  Position is the
+--                             order of ids among the waiting.
+--   lockctl.pool_slots.waitlist
+--                             true on every slot row of a pool that has had
+--                             a waiting entry since the slot last found the
+--                             queue empty.  Whoever gives units back reads
+--                             it in the RETURNING of the slot update it
+--                             makes anyway: pools without a queue pay
+--                             nothing.
+--
+-- Who serves the queue, and how it takes units (serve_waitlist's mode):
+--   'own'    cancel, cancel_cart and partial confirm hold the slot rows the
+--            units came back to: the head is served from one of those if
+--            it fits, else from every slot of the pool locked with NOWAIT
+--            (never waiting while holding a slot out of order); if a slot
+--            is busy, the worker's next pass serves it.
+--   'all'    set_capacity and wait_for hold every slot row of the pool.
+--   'worker' the expiry worker (expire_holds), which never waits for
+--            another transaction (docs/worker.md): as 'own' for the slots
+--            its expired holds gave units back to, else every slot of the
+--            pool locked with NOWAIT; the head entry locked with NOWAIT;
+--            a pool with a per-holder limit only with every slot locked
+--            (then nobody else can be writing the pool's holder counts,
+--            src/reserve_limits.sql, so the charge cannot wait).  Anything
+--            busy: the pool is left for the next pass.
+-- The queue is strictly FIFO: serving stops at the first head whose
+-- quantity is not free (units left over stay free for anyone).
+--
+-- Authority (README.md, "Privileges"): an entry, and the offer made for
+-- it, belong to the role that called wait_for (taken_by,
+-- lockctl_internal.acting_role()), whoever's transaction makes the offer;
+-- to other roles an entry does not exist, and lockctl.waitlist shows them
+-- neither its holder nor its key.  A waiting entry counts as a live hold
+-- in the role's cap (lockctl.max_holds_per_role); an offer is a hold.
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE lockctl.wait_status AS ENUM ('waiting', 'offered', 'left');
+COMMENT ON TYPE lockctl.wait_status IS 'lockctl: the state of a waitlist entry';
+
+CREATE TABLE lockctl.waitlist_entries (
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    pool_id          bigint NOT NULL,
+    quantity         bigint NOT NULL,
+    holder           text,
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
+    offer_ttl        interval NOT NULL,
+    status           lockctl.wait_status NOT NULL DEFAULT 'waiting',
+    created          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    hold_id          bigint,
+    idempotency_key  text,
+    CONSTRAINT waitlist_entries_pkey PRIMARY KEY (id),
+    CONSTRAINT waitlist_entries_state_check
+        CHECK (quantity OPERATOR(pg_catalog.>) 0
+               AND (status OPERATOR(pg_catalog.=) 'waiting') OPERATOR(pg_catalog.=) (finished IS NULL)
+               AND (status OPERATOR(pg_catalog.=) 'offered') OPERATOR(pg_catalog.=) (hold_id IS NOT NULL))
+);
+COMMENT ON TABLE lockctl.waitlist_entries IS 'lockctl: waitlist entries of pools (write through lockctl.wait_for and friends only)';
+
+-- The queue of each pool, head first; the purge; the idempotency lookup.
+CREATE INDEX waitlist_entries_queue_idx ON lockctl.waitlist_entries (pool_id, id)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting';
+CREATE INDEX waitlist_entries_finished_idx ON lockctl.waitlist_entries (finished)
+    WHERE status OPERATOR(pg_catalog.<>) 'waiting';
+CREATE UNIQUE INDEX waitlist_entries_idempotency_idx ON lockctl.waitlist_entries (taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- The role cap (lockctl_internal.check_role_caps).
+CREATE INDEX waitlist_entries_role_idx ON lockctl.waitlist_entries (taken_by)
+    WHERE status OPERATOR(pg_catalog.=) 'waiting';
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.waitlist_entries', '');
+REVOKE ALL ON lockctl.waitlist_entries FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: offer units of pool `pool` to the head(s) of its queue, in
+-- this transaction (see the header for `mode`; `slot` is the slot row the
+-- caller holds for 'own', or NULL).  Each offer is a hold of the entry's
+-- quantity for its offer_ttl, taken by the entry's role, announced with
+-- NOTIFY lockctl_offer and the hold's id.  Returns how many it offered.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_waitlist(pool bigint, slot integer, mode text)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_entry bigint;
+    v_q bigint;
+    v_holder text;
+    v_role name;
+    v_ttl interval;
+    v_target integer;
+    v_max bigint;
+    v_hold bigint;
+    v_now timestamp with time zone;
+    v_n integer := 0;
+    v_all boolean := mode = 'all';
+    v_worker boolean := mode = 'worker';
+BEGIN
+    IF mode IS NULL OR mode NOT IN ('own', 'all', 'worker') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or worker: "%s"', mode);
+    END IF;
+    LOOP
+        -- The head.  The worker never waits for it (an entry being left).
+        IF v_worker THEN
+            BEGIN
+                SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+                  INTO v_entry, v_q, v_holder, v_role, v_ttl
+                  FROM lockctl.waitlist_entries AS w
+                 WHERE w.pool_id = pool AND w.status = 'waiting'
+                 ORDER BY w.id LIMIT 1
+                   FOR UPDATE NOWAIT;
+            EXCEPTION WHEN lock_not_available THEN
+                RETURN v_n;
+            END;
+        ELSE
+            SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
+              INTO v_entry, v_q, v_holder, v_role, v_ttl
+              FROM lockctl.waitlist_entries AS w
+             WHERE w.pool_id = pool AND w.status = 'waiting'
+             ORDER BY w.id LIMIT 1
+               FOR UPDATE;
+        END IF;
+        IF NOT FOUND THEN
+            -- A head locked by a concurrent server is skipped after the
+            -- wait: look again with a new snapshot before calling it empty.
+            IF NOT v_worker AND EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                                         WHERE w.pool_id = pool AND w.status = 'waiting') THEN
+                CONTINUE;
+            END IF;
+            -- Empty: the slot rows we hold need not call us again.
+            UPDATE lockctl.pool_slots AS s SET waitlist = false
+             WHERE s.pool_id = pool AND s.waitlist AND (v_all OR s.slot = slot);
+            RETURN v_n;
+        END IF;
+
+        v_target := NULL;
+        IF slot IS NOT NULL AND NOT v_all THEN
+            SELECT s.slot, s.max_per_holder INTO v_target, v_max FROM lockctl.pool_slots AS s
+             WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed >= v_q;
+            -- The worker charges a holder's count only with every slot.
+            IF v_worker AND v_max IS NOT NULL THEN
+                v_target := NULL;
+            END IF;
+        END IF;
+        IF v_target IS NULL AND NOT v_all THEN
+            BEGIN
+                PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE NOWAIT;
+                v_all := true;
+            EXCEPTION WHEN lock_not_available THEN
+                -- Busy: the worker's next pass serves the queue.
+                RETURN v_n;
+            END;
+        END IF;
+        IF v_target IS NULL THEN
+            v_target := lockctl_internal.rebalance(pool, coalesce(slot, 0), v_q);
+            IF v_target IS NULL THEN
+                RETURN v_n;     -- the head does not fit: FIFO, stop here
+            END IF;
+        END IF;
+
+        SELECT s.max_per_holder INTO v_max FROM lockctl.pool_slots AS s
+         WHERE s.pool_id = pool AND s.slot = v_target;
+        v_now := clock_timestamp();
+        IF v_max IS NOT NULL THEN
+            -- An entry whose holder is now at its limit leaves the queue.
+            BEGIN
+                PERFORM lockctl_internal.charge_holder(pool, NULL, v_holder, v_q, v_max);
+            EXCEPTION WHEN configuration_limit_exceeded OR null_value_not_allowed THEN
+                UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = v_now
+                 WHERE w.id = v_entry;
+                CONTINUE;
+            END;
+        END IF;
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held + v_q, holds_taken = s.holds_taken + 1
+         WHERE s.pool_id = pool AND s.slot = v_target;
+        INSERT INTO lockctl.reservations AS r (pool_id, slot, quantity, holder, taken_by, created, expires)
+        VALUES (pool, v_target, v_q, v_holder, v_role, v_now, v_now + v_ttl)
+        RETURNING r.id INTO v_hold;
+        UPDATE lockctl.waitlist_entries AS w
+           SET status = 'offered', finished = v_now, hold_id = v_hold
+         WHERE w.id = v_entry;
+        PERFORM pg_notify('lockctl_offer', v_hold::text);
+        v_n := v_n + 1;
+    END LOOP;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) IS 'lockctl internal: offer returned units to the head of a pool''s waitlist';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: serve the queues of the pools (ids) whose slot rows
+-- (pools[i], slots[i]) the caller holds and that are flagged; mode 'own'
+-- (a user's call) or 'worker' (the expiry worker, never waiting).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_returned(pools bigint[], slots integer[], mode text)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_n integer := 0;
+    v_pool bigint;
+    v_slot integer;
+BEGIN
+    FOR v_pool, v_slot IN
+        SELECT DISTINCT ON (s.pool_id) s.pool_id, s.slot
+          FROM lockctl.pool_slots AS s
+         WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(pools, slots) AS u(p, s))
+           AND s.waitlist
+         ORDER BY s.pool_id, s.capacity - s.held - s.confirmed DESC
+    LOOP
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, mode);
+    END LOOP;
+    RETURN v_n;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the worker's catch-up, after each expiry batch: every pool
+-- whose head fits in its free units (as this snapshot sees them) is
+-- served, pools in id order, never waiting: a pool whose slots or head
+-- another transaction has locked is left for the next pass.  Returns how
+-- many offers it made.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.serve_waitlists()
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_n integer := 0;
+    v_pool bigint;
+BEGIN
+    FOR v_pool IN
+        SELECT h.pool_id
+          FROM (SELECT DISTINCT ON (w.pool_id) w.pool_id, w.quantity
+                  FROM lockctl.waitlist_entries AS w WHERE w.status = 'waiting'
+                 ORDER BY w.pool_id, w.id) AS h
+         WHERE h.quantity <= (SELECT sum(s.capacity - s.held - s.confirmed)
+                                FROM lockctl.pool_slots AS s WHERE s.pool_id = h.pool_id)
+         ORDER BY h.pool_id
+    LOOP
+        v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'worker');
+    END LOOP;
+    RETURN v_n;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.serve_waitlists() IS 'lockctl internal: serve every waitlist whose head fits (the worker''s catch-up)';
+REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlists() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.wait_for(resource, quantity, holder, offer_ttl, idempotency_key):
+-- join the pool's queue.  Returns the entry's id.  When quantity units
+-- are free and the entry is at the head (at once, if they are free now),
+-- it becomes a hold of offer_ttl (NOTIFY lockctl_offer, the hold's id;
+-- lockctl.waitlist shows it), to confirm like any hold.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.wait_for(resource text, quantity bigint DEFAULT 1,
+                                 holder text DEFAULT NULL,
+                                 offer_ttl interval DEFAULT '00:05:00'::interval,
+                                 idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := lockctl_internal.check_resource('wait_for', resource);
+    v_quantity bigint := quantity;
+    v_holder text := holder;
+    v_ttl interval := offer_ttl;
+    v_key text := idempotency_key;
+    v_pool bigint;
+    v_id bigint;
+    v_q bigint;
+BEGIN
+    IF v_quantity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'quantity of lockctl.wait_for must not be null';
+    ELSIF v_quantity < 1 OR v_quantity > lockctl_internal.max_units() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('quantity of lockctl.wait_for is out of range: %s', v_quantity),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_units());
+    END IF;
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.wait_for must not be empty',
+            HINT = 'Pass NULL for an entry without a holder.';
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.wait_for is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'offer_ttl of lockctl.wait_for must not be null';
+    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('offer_ttl of lockctl.wait_for is out of range: "%s"', v_ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    IF octet_length(v_key) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'idempotency_key of lockctl.wait_for must not be empty';
+    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'idempotency_key of lockctl.wait_for is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_key), lockctl_internal.name_max_bytes());
+    END IF;
+    SELECT p.id INTO v_pool FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('pool "%s" does not exist', v_resource);
+    END IF;
+
+    -- A retry with the same key (this role's) is the same entry.
+    IF v_key IS NOT NULL THEN
+        SELECT w.id, w.quantity INTO v_id, v_q FROM lockctl.waitlist_entries AS w
+         WHERE w.taken_by = lockctl_internal.acting_role() AND w.idempotency_key = v_key;
+        IF FOUND THEN
+            IF v_q <> v_quantity OR (SELECT w.pool_id FROM lockctl.waitlist_entries AS w WHERE w.id = v_id) <> v_pool THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('idempotency key "%s" was used for another waitlist entry', v_key),
+                    DETAIL = format('Entry %s is for another pool or quantity.', v_id);
+            END IF;
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    -- The role's cap: a waiting entry counts as a live hold.
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), 1);
+    END IF;
+
+    -- Every slot row of the pool, in order: from now on whoever gives
+    -- units back to any of them serves the queue.
+    PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool ORDER BY s.slot FOR UPDATE;
+    UPDATE lockctl.pool_slots AS s SET waitlist = true WHERE s.pool_id = v_pool AND NOT s.waitlist;
+    INSERT INTO lockctl.waitlist_entries AS w (pool_id, quantity, holder, offer_ttl, created, idempotency_key)
+    VALUES (v_pool, v_quantity, v_holder, v_ttl, clock_timestamp(), v_key)
+    ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING w.id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = format('could not serialize wait_for with idempotency key "%s"', v_key),
+            DETAIL = 'A concurrent transaction used the same key.',
+            HINT = 'Retry the transaction.';
+    END IF;
+    -- Units free now, and nobody ahead: the offer at once.
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
+    RETURN v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.leave_waitlist(id): leave the queue.  true, or false if the
+-- entry was offered or had left already; 42704 if it does not exist or
+-- belongs to a role whose privileges the caller lacks.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.leave_waitlist(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'id of lockctl.leave_waitlist must not be null';
+    END IF;
+    UPDATE lockctl.waitlist_entries AS w SET status = 'left', finished = clock_timestamp()
+     WHERE w.id = id AND w.status = 'waiting' AND lockctl_internal.may_act_for(w.taken_by);
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM FROM lockctl.waitlist_entries AS w WHERE w.id = id AND lockctl_internal.may_act_for(w.taken_by);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('waitlist entry %s does not exist', id),
+            DETAIL = 'It was never made, or its pool was dropped, or it finished and was purged, or it is another role''s.';
+    END IF;
+    RETURN false;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl_internal.purge_waitlist(retention, batch_size): delete up to
+-- batch_size entries offered or left more than retention ago.  Called by
+-- purge_holds.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.purge_waitlist(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_n integer;
+BEGIN
+    IF retention IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'arguments of lockctl_internal.purge_waitlist must not be null';
+    ELSIF retention < '0'::interval OR batch_size < 1 OR batch_size > lockctl_internal.max_batch() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('arguments of lockctl_internal.purge_waitlist are out of range: "%s", %s',
+                             retention, batch_size);
+    END IF;
+    WITH old AS (
+        SELECT w.id FROM lockctl.waitlist_entries AS w
+         WHERE w.status <> 'waiting' AND w.finished < now() - retention
+         ORDER BY w.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.waitlist_entries AS w USING old WHERE w.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- The view: entries of roles whose privileges the caller has (every entry
+-- for pg_read_all_stats, without another role's holder and key), with the
+-- position of each waiting
+-- entry in its pool's queue (1: the head), counted over every entry.
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.waitlist WITH (security_barrier) AS
+    SELECT q.id,
+           p.resource,
+           q.quantity,
+           CASE WHEN a.mine THEN q.holder END AS holder,
+           q.taken_by,
+           q.status::text AS status,
+           q.position,
+           q.created,
+           q.finished,
+           q.hold_id AS offer_hold_id,
+           CASE WHEN a.mine THEN q.idempotency_key END AS idempotency_key
+      FROM (SELECT w.*,
+                   CASE WHEN w.status OPERATOR(pg_catalog.=) 'waiting'
+                        THEN pg_catalog.row_number() OVER (PARTITION BY w.pool_id, w.status OPERATOR(pg_catalog.=) 'waiting'
+                                                           ORDER BY w.id) END AS position
+              FROM lockctl.waitlist_entries AS w) AS q
+      JOIN lockctl.pools AS p ON p.id OPERATOR(pg_catalog.=) q.pool_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(q.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.waitlist IS 'lockctl: waitlist entries with their positions, of roles whose privileges the caller has (every entry for pg_read_all_stats, without holder and key)';
+
+COMMENT ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) IS 'lockctl: join a pool''s waitlist; freed units come to the head as an offer hold';
+COMMENT ON FUNCTION lockctl.leave_waitlist(bigint) IS 'lockctl: leave a pool''s waitlist';
+COMMENT ON FUNCTION lockctl_internal.purge_waitlist(interval, integer) IS 'lockctl internal: delete up to batch_size waitlist entries finished more than retention ago (called by purge_holds)';
+
+REVOKE ALL ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.leave_waitlist(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_waitlist(interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.wait_for(text, bigint, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.leave_waitlist(bigint) TO PUBLIC;
+GRANT SELECT ON lockctl.waitlist TO PUBLIC;

@@ -617,6 +617,10 @@ class Checker:
         self.stats = collections.OrderedDict()
         self.restarts = sorted([f for f in faults if f["kind"] in ("crash", "restart")],
                                key=lambda f: f["t0"])
+        # How late (beyond lockctl.expiry_interval) a hold may be expired
+        # when no fault was near it.  The HA drill, three nodes, etcd and
+        # Patroni on the same two cores, allows more (ha/drill.py).
+        self.calm_slack = 1.0
 
     def bad(self, invariant, msg):
         self.errors.append("%s: %s" % (invariant, msg))
@@ -1018,9 +1022,9 @@ class Checker:
                 by_fault[worst].append(row["_finished"] - row["_expires"])
             else:
                 calm.append(row["_finished"] - row["_expires"])
-                if calm[-1] > interval + 1.0:
+                if calm[-1] > interval + self.calm_slack:
                     self.bad("expiry", "hold %s expired %.3f s late with no fault near it "
-                             "(bound %.1f s)" % (row["id"], calm[-1], interval + 1.0))
+                             "(bound %.1f s)" % (row["id"], calm[-1], interval + self.calm_slack))
         if calm:
             calm.sort()
             self.stats["expiry lateness away from faults: n, median / p99 / max (s)"] = \

@@ -77,6 +77,8 @@ LOSS_INVARIANTS = ("durability", "holds", "versions")
 # ... and, of the invariant "requests" (one effect per key, safety, always
 # checked), the acknowledged effects that are gone: durability too.
 LOSS_PATTERNS = (re.compile(r"^requests: acknowledged effect .* lost$"),)
+LOST_EFFECT = re.compile(r"^requests: acknowledged effect (\S+) of .* lost$")
+DUP_ANSWER = re.compile(r"^requests: duplicate \S+ of \S+ was answered '([^']*)', not the result")
 
 # What each loss the checker reports means (the first pattern that matches).
 LOSS_KINDS = (
@@ -89,11 +91,13 @@ LOSS_KINDS = (
     ("acknowledged confirmed", "confirm"),
     ("acknowledged cancelled", "cancel"),
     ("updates applied", "(accounts whose applied updates no longer match)"),
+    ("answered lost: ", "duplicate answered with a lost request's result"),
     ("acknowledged effect", "idempotent request's effect"),
 )
 # Kinds above that are consequences of a loss, not acknowledged writes lost.
 NOT_WRITES = ("call on a hold id that had been handed out again",
-              "(accounts whose applied updates no longer match)")
+              "(accounts whose applied updates no longer match)",
+              "duplicate answered with a lost request's result")
 
 CHECKS = []
 
@@ -840,6 +844,11 @@ class Round:
         m = self.mode
         hist, faults, snap = chaos.load_dir(self.dir)
         ck = chaos.Checker(hist, faults, snap)
+        # Three PostgreSQL nodes, etcd, Patroni, pg_rewind and the load share
+        # the machine: a calm hold may be expired up to 2.5 s late (the
+        # chaos test's own bound, on one server, is 1 s).  What each switch
+        # costs the worker is checked apart ("returns a due hold within").
+        ck.calm_slack = 2.5
         errors = ck.run()
         with open(os.path.join(self.dir, "check.txt"), "w") as fh:
             for k, v in ck.stats.items():
@@ -850,6 +859,14 @@ class Round:
                 or any(p.match(e) for p in LOSS_PATTERNS)]
         rest = [e for e in errors if e not in loss]
         if m == "async":
+            # A duplicate answered, before the failover, with the result of
+            # a copy whose commit the failover lost: a consequence of that
+            # loss (the retry after it took effect again, once).
+            lost_effects = {mm.group(1) for mm in (LOST_EFFECT.match(e) for e in loss) if mm}
+            answered = [e for e in rest if (lambda mm: mm and mm.group(1) in lost_effects)(
+                DUP_ANSWER.match(e))]
+            loss += ["answered lost: " + e for e in answered]
+            rest = [e for e in rest if e not in answered]
             # A hold lost with its commit leaves its id to be handed out
             # again; a call the first taker makes on it then acts on the
             # other hold (issue 22): a consequence of the loss too.

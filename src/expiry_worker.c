@@ -31,9 +31,9 @@
  * queries never wait for another transaction: expire_holds skips holds
  * whose row or slot row is locked (SKIP LOCKED), and so does the purge;
  * WORKER_LOCK_TIMEOUT_MS bounds any other lock wait.  After the expiry
- * batches of a pass it counts the due holds it had to leave, and says in
- * lockctl.workers (waiting_on) how many and which sessions or prepared
- * transactions hold them (worker_note_skipped).
+ * batches of a pass it counts the due holds (and, since 1.1, carts) it had
+ * to leave, and says in lockctl.workers (waiting_on) how many and which
+ * sessions or prepared transactions hold them (worker_note_skipped).
  *
  * Errors: a batch that fails is caught (PG_TRY), reported to the server log,
  * recorded in shared memory for the lockctl.workers view, its transaction
@@ -639,6 +639,7 @@ worker_note_skipped(int slotno, TimestampTz due_by)
 	Datum		values[1];
 	StringInfoData msg;
 	int64		nleft = 0;
+	int64		ncarts = 0;
 	List	   *xids = NIL;
 	StringInfoData pids;
 	char	   *gids = NULL;
@@ -681,6 +682,70 @@ worker_note_skipped(int slotno, TimestampTz due_by)
 		table_close(slots, AccessShareLock);
 	}
 
+	/*
+	 * Since 1.1 (a database still at 1.0 has no lockctl.carts): due carts
+	 * left, and the rows that may hold them or holds back besides a hold's
+	 * own two: a cart's row and its items' slot rows, and the holder count
+	 * rows of pools with a per-holder limit (src/reserve_cart.sql,
+	 * src/reserve_limits.sql).
+	 */
+	if (OidIsValid(get_relname_relid("carts", get_namespace_oid("lockctl", false))))
+	{
+		bool		isnull;
+
+		ret = SPI_execute_with_args(
+			"SELECT pg_catalog.count(*) FROM lockctl.carts AS c"
+			" WHERE c.status = 'held' AND c.expires <= $1",
+			1, argtypes, values, NULL, true, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "looking for the due carts left failed: SPI result %d", ret);
+		ncarts = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		ret = SPI_execute_with_args(
+			"(SELECT 'c'::pg_catalog.text, c.ctid FROM lockctl.carts AS c"
+			"  WHERE c.status = 'held' AND c.expires <= $1"
+			"  LIMIT " CppAsString2(WORKER_SKIPPED_NAMED) ")"
+			" UNION ALL "
+			"(SELECT 's', s.ctid FROM lockctl.carts AS c"
+			"   JOIN lockctl.cart_items AS i ON i.cart_id = c.id"
+			"   JOIN lockctl.pool_slots AS s ON s.pool_id = i.pool_id AND s.slot = i.slot"
+			"  WHERE c.status = 'held' AND c.expires <= $1"
+			"  LIMIT " CppAsString2(WORKER_SKIPPED_NAMED) ")"
+			" UNION ALL "
+			"(SELECT 'h', h.ctid FROM lockctl.carts AS c"
+			"   JOIN lockctl.cart_items AS i ON i.cart_id = c.id"
+			"   JOIN lockctl.holder_units AS h ON h.pool_id = i.pool_id AND h.holder = c.holder"
+			"  WHERE c.status = 'held' AND c.expires <= $1"
+			"  LIMIT " CppAsString2(WORKER_SKIPPED_NAMED) ")"
+			" UNION ALL "
+			"(SELECT 'h', h.ctid FROM lockctl.reservations AS r"
+			"   JOIN lockctl.holder_units AS h ON h.pool_id = r.pool_id AND h.holder = r.holder"
+			"  WHERE r.status = 'held' AND r.expires <= $1"
+			"  LIMIT " CppAsString2(WORKER_SKIPPED_NAMED) ")",
+			1, argtypes, values, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "looking for the rows of due carts left failed: SPI result %d", ret);
+		if (SPI_processed > 0)
+		{
+			Relation	carts = table_open(worker_relid("carts"), AccessShareLock);
+			Relation	slots = table_open(worker_relid("pool_slots"), AccessShareLock);
+			Relation	counts = table_open(worker_relid("holder_units"), AccessShareLock);
+			SPITupleTable *tt = SPI_tuptable;
+
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				char	   *kind = TextDatumGetCString(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+				ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+
+				worker_row_lockers(kind[0] == 'c' ? carts : kind[0] == 's' ? slots : counts,
+								   tid, &xids);
+			}
+			table_close(carts, AccessShareLock);
+			table_close(slots, AccessShareLock);
+			table_close(counts, AccessShareLock);
+		}
+	}
+
 	/* running in a session (a pid), or prepared (a gid) */
 	if (xids != NIL)
 	{
@@ -714,10 +779,14 @@ worker_note_skipped(int slotno, TimestampTz due_by)
 		}
 	}
 
-	if (nleft > 0)
+	if (nleft > 0 || ncarts > 0)
 	{
-		appendStringInfo(&msg, INT64_FORMAT " due hold%s locked by other transactions",
-						 nleft, nleft == 1 ? "" : "s");
+		if (nleft > 0)
+			appendStringInfo(&msg, INT64_FORMAT " due hold%s", nleft, nleft == 1 ? "" : "s");
+		if (ncarts > 0)
+			appendStringInfo(&msg, "%s" INT64_FORMAT " due cart%s", nleft > 0 ? " and " : "",
+							 ncarts, ncarts == 1 ? "" : "s");
+		appendStringInfoString(&msg, " locked by other transactions");
 		if (pids.len > 0 || gids != NULL)
 			appendStringInfo(&msg, " (%s%s%s%s%s)",
 							 pids.len > 0 ? "pid " : "", pids.data,

@@ -109,6 +109,8 @@ CREATE TABLE lockctl.pools (
     slots       integer NOT NULL,
     auto_slots  boolean NOT NULL DEFAULT true,
     created     timestamp with time zone NOT NULL DEFAULT pg_catalog.now(),
+    -- Per-holder limit (src/reserve_limits.sql); NULL: none.
+    max_per_holder bigint,
     CONSTRAINT pools_pkey PRIMARY KEY (id),
     CONSTRAINT pools_resource_key UNIQUE (resource),
     CONSTRAINT pools_resource_check
@@ -134,6 +136,13 @@ CREATE TABLE lockctl.pool_slots (
     holds_confirmed  bigint NOT NULL DEFAULT 0,
     holds_cancelled  bigint NOT NULL DEFAULT 0,
     holds_expired    bigint NOT NULL DEFAULT 0,
+    -- The pool's max_per_holder, copied to every slot row: a reserve reads
+    -- it from the slot row it locks, so it sees a concurrent change of the
+    -- limit exactly, at no cost (src/reserve_limits.sql).
+    max_per_holder   bigint,
+    -- Whether the pool may have a waitlist: whoever gives units back to
+    -- this slot serves it (src/reserve_waitlist.sql).
+    waitlist         boolean NOT NULL DEFAULT false,
     CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
     -- The invariant, checked at every write of a slot.  It is the only
     -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
@@ -450,8 +459,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool with id %s does not exist', pool);
     END IF;
-    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity)
-    SELECT pool, i, 0 FROM generate_series(0, nslots - 1) AS i
+    -- New slot rows get the pool's per-holder limit and waitlist flag
+    -- (src/reserve_limits.sql, src/reserve_waitlist.sql).
+    INSERT INTO lockctl.pool_slots (pool_id, slot, capacity, max_per_holder, waitlist)
+    SELECT pool, i, 0, (SELECT p.max_per_holder FROM lockctl.pools AS p WHERE p.id = pool),
+           EXISTS (SELECT FROM lockctl.waitlist_entries AS w
+                    WHERE w.pool_id = pool AND w.status = 'waiting')
+      FROM generate_series(0, nslots - 1) AS i
     ON CONFLICT ON CONSTRAINT pool_slots_pkey DO NOTHING;
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
@@ -493,6 +507,8 @@ BEGIN
         v_slots := lockctl_internal.auto_slots(capacity);
     END IF;
     PERFORM lockctl_internal.reshape_pool('set_capacity', v_pool, v_resource, capacity, v_slots, v_auto);
+    -- Units added go to the waitlist first (src/reserve_waitlist.sql).
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
 END;
 $fn$;
 
@@ -535,6 +551,8 @@ BEGIN
     DELETE FROM lockctl.reservations AS r WHERE r.pool_id = v_pool;
     DELETE FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pool;
     DELETE FROM lockctl.pools AS p WHERE p.id = v_pool;
+    DELETE FROM lockctl.holder_units AS h WHERE h.pool_id = v_pool;
+    DELETE FROM lockctl.waitlist_entries AS w WHERE w.pool_id = v_pool;
 END;
 $fn$;
 
@@ -608,8 +626,8 @@ DECLARE
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
+    v_max bigint;
     v_role name;
-    v_cap integer;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -677,28 +695,15 @@ BEGIN
         END IF;
     END IF;
 
-    -- The role's caps, counted up to the cap (reservations_role_idx): a
-    -- check costs at most the cap, nothing when the setting is 0.  Two
-    -- concurrent calls of one role may both pass at cap - 1.
+    -- The role's caps, counted up to the cap (reservations_role_idx; the
+    -- role's cart items and waitlist entries count too,
+    -- src/reserve_cart.sql): a check costs at most the cap, nothing when
+    -- both settings are 0.  Two concurrent calls of one role may both pass
+    -- at cap - 1.
     v_role := lockctl_internal.acting_role();
-    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
-    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                             WHERE r.taken_by = v_role AND r.status = 'held'
-                                             LIMIT v_cap) AS x) >= v_cap THEN
-        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-            MESSAGE = format('role "%s" has too many live holds', v_role),
-            DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
-            HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
-    END IF;
-    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
-    IF v_cap > 0 AND (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                             WHERE r.taken_by = v_role
-                                               AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
-                                             LIMIT v_cap) AS x) >= v_cap THEN
-        RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-            MESSAGE = format('role "%s" has too many finished holds kept', v_role),
-            DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
-            HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(v_role, 1);
     END IF;
 
     v_start := pg_backend_pid() % v_slots;
@@ -717,7 +722,7 @@ BEGIN
                           WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                             AND x.capacity - x.held - x.confirmed >= v_quantity
                           ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot INTO v_slot;
+        RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         IF v_slot IS NULL AND v_start > 0 THEN
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
@@ -726,7 +731,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_start
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
         END IF;
         IF v_slot IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'LCKC1';
@@ -748,7 +753,7 @@ BEGIN
                               WHERE x.pool_id = v_pool AND x.slot < v_slots
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY (x.slot - v_start + v_slots) % v_slots LIMIT 1)
-            RETURNING s.slot INTO v_slot;
+            RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
             IF v_slot IS NULL THEN
                 RAISE EXCEPTION USING ERRCODE = 'LCKC1';
             END IF;
@@ -781,10 +786,17 @@ BEGIN
             END IF;
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+             WHERE s.pool_id = v_pool AND s.slot = v_slot
+            RETURNING s.max_per_holder INTO v_max;
         EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
             RETURN NULL;
         END;
+    END IF;
+
+    -- A per-holder limit (src/reserve_limits.sql), read from the slot row
+    -- this call holds, so it is exact.  No limit: nothing to do.
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, v_quantity, v_max);
     END IF;
 
     v_now := clock_timestamp();
@@ -810,6 +822,9 @@ BEGIN
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_quantity, holds_taken = s.holds_taken - 1
      WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, -v_quantity, v_max);
+    END IF;
     v_id := lockctl_internal.keyed_hold(v_pool, v_resource, v_key, v_quantity);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
@@ -943,6 +958,9 @@ DECLARE
     v_pool bigint;
     v_slot integer;
     v_q bigint;
+    v_holder text;
+    v_max bigint;
+    v_waitlist boolean;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -952,14 +970,22 @@ BEGIN
        SET status = 'cancelled', finished = clock_timestamp()
      WHERE r.id = id AND r.finished IS NULL
        AND lockctl_internal.may_act_for(r.taken_by)
-    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
     UPDATE lockctl.pool_slots AS s
        SET held = s.held - v_q, holds_cancelled = s.holds_cancelled + 1
-     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+     WHERE s.pool_id = v_pool AND s.slot = v_slot
+    RETURNING s.max_per_holder, s.waitlist INTO v_max, v_waitlist;
+    IF v_max IS NOT NULL THEN
+        PERFORM lockctl_internal.charge_holder(v_pool, NULL, v_holder, -v_q, v_max);
+    END IF;
+    -- A waitlist (src/reserve_waitlist.sql) gets the units in this transaction.
+    IF v_waitlist THEN
+        PERFORM lockctl_internal.serve_waitlist(v_pool, v_slot, 'own');
+    END IF;
     RETURN true;
 END;
 $fn$;
@@ -1054,6 +1080,8 @@ DECLARE
     v_pools bigint[];
     v_slots integer[];
     v_qs bigint[];
+    v_holders text[];
+    v_carts bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -1064,14 +1092,28 @@ BEGIN
             DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_batch());
     END IF;
 
+    -- Carts (src/reserve_cart.sql) expire in the same batches, each whole,
+    -- by the same rule: a cart is taken only when its row, the slot row of
+    -- every item and its holder's counts were all free (SKIP LOCKED).
+    v_carts := lockctl_internal.expire_due_carts(batch_size);
+
     -- The hold and its slot are locked together, each with SKIP LOCKED:
     -- LIMIT counts only the holds whose two rows were both free.  (The
     -- slots are locked in expiry order, not in slot order: never waiting,
-    -- this cannot deadlock.)
+    -- this cannot deadlock.)  On a pool with a per-holder limit
+    -- (src/reserve_limits.sql) the holder's count row is a third row to
+    -- lock, with SKIP LOCKED as well: a hold whose count another
+    -- transaction has locked is left for a later pass.
     WITH due AS (
         SELECT r.id FROM lockctl.reservations AS r
           JOIN lockctl.pool_slots AS s ON s.pool_id = r.pool_id AND s.slot = r.slot
          WHERE r.status = 'held' AND r.expires <= v_now
+           AND (s.max_per_holder IS NULL OR r.holder IS NULL
+                OR EXISTS (SELECT FROM lockctl.holder_units AS h
+                            WHERE h.pool_id = r.pool_id AND h.holder = r.holder
+                              FOR UPDATE SKIP LOCKED)
+                OR NOT EXISTS (SELECT FROM lockctl.holder_units AS h
+                                WHERE h.pool_id = r.pool_id AND h.holder = r.holder))
          ORDER BY r.expires
          LIMIT batch_size
            FOR UPDATE OF r, s SKIP LOCKED
@@ -1080,26 +1122,34 @@ BEGIN
            SET status = 'expired', finished = v_now
           FROM due
          WHERE r.id = due.id
-        RETURNING r.id, r.pool_id, r.slot, r.quantity
+        RETURNING r.id, r.pool_id, r.slot, r.quantity, r.holder
     )
     SELECT array_agg(done.id ORDER BY done.id), array_agg(done.pool_id ORDER BY done.id),
-           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id)
-      INTO v_ids, v_pools, v_slots, v_qs
+           array_agg(done.slot ORDER BY done.id), array_agg(done.quantity ORDER BY done.id),
+           array_agg(done.holder ORDER BY done.id)
+      INTO v_ids, v_pools, v_slots, v_qs, v_holders
       FROM done;
-    IF v_ids IS NULL THEN
-        RETURN 0;
+
+    IF v_ids IS NOT NULL THEN
+        -- Give the units back; the slot rows are ours already, and so are
+        -- the holders' count rows.
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
+          FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+                  FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
+                 GROUP BY u.p, u.s) AS g
+         WHERE s.pool_id = g.p AND s.slot = g.s;
+        PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
+        -- Waitlists (src/reserve_waitlist.sql): the units that came back go
+        -- to the heads of their pools' queues, never waiting.
+        PERFORM lockctl_internal.serve_returned(v_pools, v_slots, 'worker');
+        PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     END IF;
+    -- Any queue left behind (units a busy pool could not offer at once,
+    -- capacity added, expired carts): pools whose slots are all free now.
+    PERFORM lockctl_internal.serve_waitlists();
 
-    -- Give the units back; the slot rows are ours already.
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
-      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
-              FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
-             GROUP BY u.p, u.s) AS g
-     WHERE s.pool_id = g.p AND s.slot = g.s;
-
-    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
-    RETURN cardinality(v_ids);
+    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0);
 END;
 $fn$;
 
@@ -1147,7 +1197,10 @@ BEGIN
     )
     DELETE FROM lockctl.reservations AS r USING old WHERE r.id = old.id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
+    -- Carts and waitlist entries (src/reserve_cart.sql,
+    -- src/reserve_waitlist.sql) are purged in the same batches.
+    RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
+           + lockctl_internal.purge_waitlist(retention, batch_size);
 END;
 $fn$;
 
@@ -1166,7 +1219,8 @@ CREATE VIEW lockctl.pool_status AS
            t.holds_confirmed,
            t.holds_cancelled,
            t.holds_expired,
-           p.created
+           p.created,
+           p.max_per_holder
       FROM lockctl.pools AS p,
            LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
                            pg_catalog.sum(s.confirmed)::bigint AS confirmed,

@@ -64,6 +64,25 @@ ok(expires_in_time($due_one), 'once that transaction ends, the hold expires');
 ok($node->poll_query_until('postgres', "SELECT ($waiting_on) IS NULL"),
 	'and waiting_on is clear again');
 
+# --- 1b. A cart (1.1) whose slot a transaction of web's keeps locked ------
+
+my $due_cart = sql(q{SELECT lockctl.reserve_cart('[{"resource": "one"}, {"resource": "other"}]', 'cart', '3 seconds')});
+$idle->query_safe('BEGIN');
+$idle->query_safe("SELECT lockctl.reserve('one', 1, 'idle', '1 hour')");
+ok($node->poll_query_until('postgres', $waiting_on,
+		"1 due cart locked by other transactions (pid $idle_pid)"),
+	'lockctl.workers says how many due carts are locked, and by which session');
+is(sql("SELECT status FROM lockctl.carts WHERE id = $due_cart"), 'held',
+	'the cart one of whose slots is locked is left for later, whole');
+is(sql("SELECT count(*) FROM pg_locks WHERE NOT granted"), '0',
+	'the worker waits for no lock');
+$idle->query_safe('COMMIT');
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'expired' FROM lockctl.carts WHERE id = $due_cart"),
+	'once that transaction ends, the cart expires');
+ok($node->poll_query_until('postgres', "SELECT ($waiting_on) IS NULL"),
+	'and waiting_on is clear again');
+
 # --- 2. Prepared transactions: one on a hold's row, one on a slot --------
 
 my $due_row = sql("SELECT lockctl.reserve('other', 1, 'row', '1 second')");

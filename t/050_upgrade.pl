@@ -125,13 +125,15 @@ my %state_query = (
 	                       tgenabled, encode(tgargs, 'escape') AS args, tgparentid <> 0 AS cloned
 	                  FROM pg_trigger WHERE tgname = 'lockctl_version' ORDER BY 1},
 	requests   => 'SELECT * FROM lockctl.requests ORDER BY scope, key',
+	carts      => 'SELECT * FROM lockctl.cart_holds ORDER BY id, resource',
+	waitlist   => 'SELECT * FROM lockctl.waitlist ORDER BY id',
 );
 
 # Kinds of state that a later version added, with that version: a database
 # below it has none, and state_of, fill and exercise leave them out there.
 # A release that adds a kind of state adds it here, to %state_query, and to
 # fill and exercise under has().
-my %since = (requests => '1.1');
+my %since = (requests => '1.1', carts => '1.1', waitlist => '1.1');
 
 sub extversion
 {
@@ -395,6 +397,35 @@ sub exercise
 		is(sql($db, "BEGIN; SELECT lockctl.claim_request('req-rb-$label') IS NULL; ROLLBACK"),
 			't', "$t: requests: a claim that rolled back leaves the key free");
 	}
+
+	# Carts, per-holder limits, partial confirm, waitlists (new in 1.1).
+	if (has($db, 'carts'))
+	{
+		sql($db, "SELECT lockctl.create_pool('lim', 100, NULL, 3) WHERE NOT EXISTS (SELECT FROM lockctl.pool_status WHERE resource = 'lim')");
+		sql($db, "SELECT lockctl.create_pool('q', 1) WHERE NOT EXISTS (SELECT FROM lockctl.pool_status WHERE resource = 'q')");
+		my $items = '[{"resource": "hot", "quantity": 2}, {"resource": "lim"}]';
+		my $c1 = sql($db, "SELECT lockctl.reserve_cart('$items', 'c-$label', '1 hour', 'cart-$label')");
+		is(sql($db, "SELECT lockctl.reserve_cart('$items', 'c-$label', '1 hour', 'cart-$label')"),
+			$c1, "$t: carts: a retry with the same key returns the same cart");
+		is(sql($db, "SELECT lockctl.confirm_cart($c1)"), 't', "$t: carts: confirm_cart");
+		my $c2 = sql($db, q{SELECT lockctl.reserve_cart('[{"resource": "hot"}]', ttl => '100 ms')});
+		$node->poll_query_until($db, "SELECT bool_and(status = 'expired') FROM lockctl.cart_holds WHERE id = $c2")
+		  or die "$t: the worker did not expire cart $c2";
+		pass("$t: carts: the worker expires a cart");
+		is(sqlstate($db, "SELECT lockctl.reserve('lim', 3, 'c-$label', '1 hour')"), '53400',
+			"$t: limits: a holder past max_per_holder fails with 53400");
+		my $p = sql($db, "SELECT lockctl.reserve('lim', 3, 'p-$label', '1 hour')");
+		is(sql($db, "SELECT lockctl.confirm($p, 1)"), 't', "$t: partial confirm");
+		is(sql($db, "SELECT status || ' ' || quantity FROM lockctl.holds WHERE id = $p"), 'confirmed 1',
+			"$t: partial confirm keeps what was confirmed");
+		my $q = sql($db, "SELECT lockctl.reserve('q', 1, 'qa-$label', '1 hour')");
+		my $e = sql($db, "SELECT lockctl.wait_for('q', 1, 'qw-$label', '1 hour')");
+		is(sql($db, "SELECT lockctl.cancel($q)"), 't', "$t: waitlists: cancel");
+		my $offer = sql($db, "SELECT offer_hold_id FROM lockctl.waitlist WHERE id = $e AND status = 'offered'");
+		is(sql($db, "SELECT holder || ' ' || status FROM lockctl.holds WHERE id = $offer"), "qw-$label held",
+			"$t: waitlists: the unit given back is offered to the head");
+		is(sql($db, "SELECT lockctl.cancel($offer)"), 't', "$t: waitlists: the offer is cancelled");
+	}
 }
 
 # ---------------------------------------------------------------------------
@@ -481,7 +512,7 @@ sub same_catalog
 # What a dump carries.  (The positions of lockctl's sequences too: a hold
 # taken after the restore, in exercise(), would collide with a restored one
 # otherwise.)
-my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers requests);
+my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers requests carts waitlist);
 
 # Versioning's shared-memory counters are not dumped; its settings are.
 sub versioned_settings

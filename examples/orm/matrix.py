@@ -8,9 +8,10 @@ Each check (sqlalchemy_check.py, django_check.py, activerecord_check.rb,
 sequelize_check.js, typeorm_check.js, drivers_check.py, drivers_check.js)
 prints TAP-style lines and ROW/CELL lines (matrixlib.py).  This prints the
 TAP lines, then "N passed, M failed"; --out writes the Markdown of
-docs/orm-matrix.md; --check compares that Markdown with docs/orm-matrix.md
-and with the table between the markers in the README, and fails if they
-differ (the committed tables must be the ones the suite verified).
+docs/orm-matrix.md; --check compares that Markdown with the table between
+the markers of each file named (scripts/orm-check names docs/orm-matrix.md),
+and fails if they differ (the committed table must be the one the suite
+verified).
 Needs examples/orm/node_modules (npm ci) for the Node.js checks.
 """
 
