@@ -1430,7 +1430,8 @@ $upgrade$;
 
 -- ---------------------------------------------------------------------------
 -- Leases II (issue 17): counted leases (acquire's permits), shared leases,
--- fence's extend, and the kind and permits of every lease in the views.
+-- fence's extend, watch, and the kind and permits of every lease in the
+-- views.
 -- ---------------------------------------------------------------------------
 DROP FUNCTION lockctl.acquire(text, text, interval, interval);
 CREATE FUNCTION lockctl.acquire(resource text, owner text,
@@ -1506,7 +1507,8 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT counted_live integer,
                                     OUT counted_grants bigint,
                                     OUT shared_live integer,
-                                    OUT shared_grants bigint)
+                                    OUT shared_grants bigint,
+                                    OUT watching integer)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -1515,6 +1517,15 @@ COMMENT ON FUNCTION lockctl_internal.lease_stats() IS
 CREATE VIEW lockctl.lease_stats AS
     SELECT * FROM lockctl_internal.lease_stats();
 GRANT SELECT ON lockctl.lease_stats TO PUBLIC;
+
+CREATE FUNCTION lockctl.watch(resource text, token bigint,
+                              timeout interval DEFAULT '30 s')
+    RETURNS text
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_watch';
+COMMENT ON FUNCTION lockctl.watch(text, bigint, interval) IS
+    'sleep until the lease of token ends and say how (released, force-released, expired, taken over, lost), or live when timeout passes; only for the role that took the lease';
+GRANT EXECUTE ON FUNCTION lockctl.watch(text, bigint, interval) TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Carts, per-holder limits, partial confirm and waitlists (issue 18).

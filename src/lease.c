@@ -161,6 +161,7 @@ LeaseInit(void)
 							NULL, NULL, NULL);
 	lockctl_shmem_register(&lease_shmem_part);
 	lease_counted_init();
+	lease_watch_init();
 	lease_fence_init();
 	lease_admin_init();
 }
@@ -550,7 +551,7 @@ lease_sweep(void)
 			continue;
 		if (e->held)
 		{
-			lease_unhold(e);
+			lease_unhold(e, lease_end_how(e->token, false, 0));
 			lease_shared->stats.expiries++;
 		}
 		hash_search(lease_hash, &e->key, HASH_REMOVE, NULL);
@@ -639,7 +640,7 @@ lease_reclaim_role(Oid role, int64 now)
 		}
 		if (!e->held || e->roleid != role || lease_is_live(e, now))
 			continue;
-		lease_unhold(e);
+		lease_unhold(e, lease_end_how(e->token, false, 0));
 		lease_shared->stats.expiries++;
 		lease_wake_head(e);
 		if (e->nwaiters == 0 && lease_fence_free(e))
@@ -649,15 +650,31 @@ lease_reclaim_role(Oid role, int64 now)
 
 /*
  * The lease on e is no longer held (released, expired and reclaimed, or
- * taken over): it no longer counts for its role.  Caller holds the lease
- * lock exclusively.
+ * taken over): it no longer counts for its role, and its end is recorded
+ * for lockctl.watch as how (a LeaseEndHow) says.  The one place where an
+ * exclusive lease ends.  Caller holds the lease lock exclusively.  Raises
+ * no error.
  */
 void
-lease_unhold(LeaseEntry *e)
+lease_unhold(LeaseEntry *e, int how)
 {
 	Assert(e->held);
 	e->held = false;
 	lease_role_add(e->roleid, -1);
+	lease_watch_end(&e->key, e->token, e->roleid, how);
+}
+
+/*
+ * How a lease of token ends (a LeaseEndHow): if_live when it was live;
+ * else it expired, or was lost if its era is no longer the server's
+ * (lease_token.c).  Caller holds the lease lock.
+ */
+int
+lease_end_how(int64 token, bool live, int if_live)
+{
+	if (live)
+		return if_live;
+	return LeaseTokenLive(token) ? LEASE_END_EXPIRED : LEASE_END_LOST;
 }
 
 /*
@@ -695,7 +712,12 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 
 		if (e->held)
 		{
-			lease_unhold(e);
+			/* ran out: passed to the first in line, or just expired */
+			int			how = lease_end_how(e->token, false, 0);
+
+			if (how == LEASE_END_EXPIRED && e->nwaiters > 0)
+				how = LEASE_END_TAKEN_OVER;
+			lease_unhold(e, how);
 			lease_shared->stats.expiries++;
 		}
 		e->held = true;

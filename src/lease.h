@@ -231,7 +231,8 @@ extern void lease_check_quota(const LeaseKey *key, const char *owner,
 							  Oid role, int64 now);
 extern int64 lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 							 bool may_take, int64 now);
-extern void lease_unhold(LeaseEntry *e);
+extern void lease_unhold(LeaseEntry *e, int how);
+extern int	lease_end_how(int64 token, bool live, int if_live);
 extern void lease_role_add(Oid role, int delta);
 extern void lease_wake_head(LeaseEntry *e);
 extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
@@ -261,7 +262,7 @@ extern LeaseHolder *lease_counted_find(LeaseEntry *e, int64 token);
 extern bool lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now,
 							  uint64 *counter);
 extern bool lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now,
-							 uint64 *counter, bool keep_fenced);
+							 uint64 *counter, bool keep_fenced, int how);
 extern bool lease_holder_is_retry(LeaseEntry *e, const char *owner, Oid role,
 								  int64 now);
 extern int	lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter);
@@ -285,6 +286,29 @@ extern void lease_holder_fence_tag(LOCKTAG *tag, Oid dbid, int64 token);
 extern int64 lease_shared_try_grant(LeaseEntry *e, const char *owner,
 									int64 ttl_us, bool may_take, int64 now);
 extern bool lease_shared_block_exclusive(LeaseEntry *e, int64 now);
+
+/*
+ * lease_watch.c: how a lease ended, for lockctl.watch.  Every end of an
+ * exclusive lease goes through lease_unhold, every end of a counted or
+ * shared holder through lease_holder_uncount (lease_counted.c); both record
+ * it with lease_watch_end.
+ */
+typedef enum LeaseEndHow
+{
+	LEASE_END_EXPIRED = 1,		/* ran out, and nobody in line took it */
+	LEASE_END_RELEASED,			/* release by its role */
+	LEASE_END_TAKEN_OVER,		/* ran out, then granted to a waiter */
+	LEASE_END_FORCED,			/* force_release, release_role_leases,
+								 * release_database_leases, a dropped role or
+								 * database */
+	LEASE_END_LOST				/* its era is no longer the server's */
+} LeaseEndHow;
+
+extern void lease_watch_init(void);
+extern void lease_watch_end(const LeaseKey *key, int64 token, Oid roleid,
+							int how);
+extern void lease_watch_wake_all(void);
+extern int	lease_watch_count(void);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);

@@ -45,6 +45,14 @@ CREATE FUNCTION lockctl.fence(resource text, token bigint,
 COMMENT ON FUNCTION lockctl.fence(text, bigint, interval) IS
     'in the transaction that writes protected data: 40001 unless token holds the live lease of the session''s role; then no one else gets the lease until the transaction ends; with extend, also renew it to extend from now';
 
+CREATE FUNCTION lockctl.watch(resource text, token bigint,
+                              timeout interval DEFAULT '30 s')
+    RETURNS text
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_watch';
+COMMENT ON FUNCTION lockctl.watch(text, bigint, interval) IS
+    'sleep until the lease of token ends and say how (released, force-released, expired, taken over, lost), or live when timeout passes; only for the role that took the lease';
+
 CREATE FUNCTION lockctl.force_release(resource text)
     RETURNS boolean
     LANGUAGE c VOLATILE
@@ -116,7 +124,8 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT counted_live integer,
                                     OUT counted_grants bigint,
                                     OUT shared_live integer,
-                                    OUT shared_grants bigint)
+                                    OUT shared_grants bigint,
+                                    OUT watching integer)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -170,6 +179,7 @@ GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.lease(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.watch(text, bigint, interval) TO PUBLIC;
 GRANT SELECT ON lockctl.leases, lockctl.lease_waiters, lockctl.lease_stats TO PUBLIC;
 GRANT SELECT ON lockctl.lease_wait_histogram TO PUBLIC;
 -- Forcing leases free is administrative: superusers, and roles granted it.

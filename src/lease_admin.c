@@ -116,7 +116,7 @@ lease_release_where(Oid dbid, Oid role, bool database_gone)
 					continue;
 				if (lease_holder_end(e, h, now,
 									 &lease_shared->stats.force_releases,
-									 !database_gone))
+									 !database_gone, LEASE_END_FORCED))
 					released++;
 				ended = true;
 			}
@@ -136,14 +136,16 @@ lease_release_where(Oid dbid, Oid role, bool database_gone)
 			continue;
 		if (e->held)
 		{
-			if (lease_is_live(e, now))
+			bool		live = lease_is_live(e, now);
+
+			if (live)
 			{
 				released++;
 				lease_shared->stats.force_releases++;
 			}
 			else
 				lease_shared->stats.expiries++;
-			lease_unhold(e);
+			lease_unhold(e, lease_end_how(e->token, live, LEASE_END_FORCED));
 		}
 		if (database_gone)
 		{

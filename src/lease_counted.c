@@ -70,7 +70,7 @@ static Size lease_counted_shmem_size(void);
 static void lease_counted_shmem_startup(void);
 static bool lease_holder_fence_free(LeaseEntry *e, LeaseHolder *h);
 static void lease_holder_free(LeaseEntry *e, LeaseHolder *h);
-static void lease_holder_uncount(LeaseHolder *h);
+static void lease_holder_uncount(LeaseEntry *e, LeaseHolder *h, int how);
 
 static const LockctlShmemPart lease_counted_shmem_part = {
 	lease_counted_shmem_size, NULL, lease_counted_shmem_startup
@@ -159,30 +159,34 @@ lease_set_permits(LeaseEntry *e, int32 permits, int64 now)
 	/* an expired exclusive lease ends here; a fence on it still counts */
 	if (e->held)
 	{
-		lease_unhold(e);
+		lease_unhold(e, lease_end_how(e->token, false, 0));
 		lease_shared->stats.expiries++;
 	}
 	e->permits = permits;
 }
 
 /*
- * h no longer counts in its role's quota (released, expired and reclaimed,
- * or freed).  Caller holds the lease lock exclusively.
+ * h has ended (released, expired and reclaimed, or freed): it no longer
+ * counts in its role's quota, and its end is recorded for lockctl.watch as
+ * how says.  in_quota is true from the grant until this first call, so
+ * every holder's end is recorded once.  Caller holds the lease lock
+ * exclusively.
  */
 static void
-lease_holder_uncount(LeaseHolder *h)
+lease_holder_uncount(LeaseEntry *e, LeaseHolder *h, int how)
 {
 	if (h->in_quota)
 	{
 		h->in_quota = false;
 		lease_role_add(h->roleid, -1);
+		lease_watch_end(&e->key, h->token, h->roleid, how);
 	}
 }
 
 static void
 lease_holder_free(LeaseEntry *e, LeaseHolder *h)
 {
-	lease_holder_uncount(h);
+	lease_holder_uncount(e, h, lease_end_how(h->token, false, 0));
 	dlist_delete(&h->node);
 	e->nholders--;
 	dlist_push_head(&holder_pool->free, &h->node);
@@ -240,7 +244,7 @@ lease_counted_reclaim(LeaseEntry *e, int64 now)
 			continue;
 		if (!h->ended && h->in_quota)
 			lease_shared->stats.expiries++;
-		lease_holder_uncount(h);
+		lease_holder_uncount(e, h, lease_end_how(h->token, false, 0));
 		if (lease_holder_fence_free(e, h))
 			lease_holder_free(e, h);
 	}
@@ -432,7 +436,7 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
 /*
  * End holder h of e: counted in *counter if it was live (else as an
  * expiry, unless it was already counted so).  It no longer counts for its
- * role.  If keep_fenced and it is fenced, it stays, ended, until the fence
+ * role, and its end is recorded for watch (how, if it was live).  If keep_fenced and it is fenced, it stays, ended, until the fence
  * is over; else its slot is freed.  Returns whether it was live.  Wakes
  * nobody and removes nothing: the caller does.  Raises no error (the
  * administrative releases call it at commit).  Caller holds the lease lock
@@ -440,7 +444,7 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
  */
 bool
 lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter,
-				 bool keep_fenced)
+				 bool keep_fenced, int how)
 {
 	bool		live = lease_holder_live(h, now);
 
@@ -448,7 +452,7 @@ lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter,
 		(*counter)++;
 	else if (!h->ended && h->in_quota)
 		lease_shared->stats.expiries++;
-	lease_holder_uncount(h);
+	lease_holder_uncount(e, h, lease_end_how(h->token, live, how));
 	if (keep_fenced && h->fenced)
 	{
 		h->expires_mono = Min(h->expires_mono, now);
@@ -467,7 +471,8 @@ lease_holder_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter,
 bool
 lease_counted_end(LeaseEntry *e, LeaseHolder *h, int64 now, uint64 *counter)
 {
-	bool		live = lease_holder_end(e, h, now, counter, true);
+	bool		live = lease_holder_end(e, h, now, counter, true,
+										LEASE_END_RELEASED);
 
 	lease_wake_head(e);
 	lease_maybe_remove(e);
@@ -490,7 +495,7 @@ lease_counted_end_all(LeaseEntry *e, int64 now, uint64 *counter)
 
 		if (!lease_holder_live(h, now))
 			continue;
-		if (lease_holder_end(e, h, now, counter, true))
+		if (lease_holder_end(e, h, now, counter, true, LEASE_END_FORCED))
 			n++;
 	}
 	lease_wake_head(e);

@@ -351,6 +351,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 			e->expires_mono = now + extend_us;
 		lease_shared->stats.renewals++;
 		lease_wake_head(e);
+		lease_watch_end(&key, token, InvalidOid, 0);
 	}
 	lease_shared->stats.fences++;
 	LWLockRelease(lease_shared->lock);

@@ -24,20 +24,21 @@
 
 #include "lease.h"
 
-static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter);
+static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how);
 
 /*
  * End the lease held on e: count it in *counter if it was live (else it
- * had expired), wake the next in line, and drop the entry if nothing needs
- * it any more (e is not to be used after).  Returns whether it was live.
- * Caller holds the lease lock exclusively.
+ * had expired), record the end for watch (how if it was live), wake the
+ * next in line, and drop the entry if nothing needs it any more (e is not
+ * to be used after).  Returns whether it was live.  Caller holds the lease
+ * lock exclusively.
  */
 static bool
-lease_end(LeaseEntry *e, int64 now, uint64 *counter)
+lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how)
 {
 	bool		live = lease_is_live(e, now);
 
-	lease_unhold(e);
+	lease_unhold(e, lease_end_how(e->token, live, how));
 	if (live)
 		(*counter)++;
 	else
@@ -85,6 +86,8 @@ lockctl_renew(PG_FUNCTION_ARGS)
 		lease_shared->stats.renewals++;
 		/* the first waiter may sleep until this holder's old expiry */
 		lease_wake_head(e);
+		/* and its watchers: the expiry may be sooner now */
+		lease_watch_end(&key, token, InvalidOid, 0);
 		expires = GetCurrentTimestamp() + (h->expires_mono - now);
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_TIMESTAMPTZ(expires);
@@ -94,6 +97,7 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	lease_shared->stats.renewals++;
 	/* the first waiter sleeps until the old expiry: it may be sooner now */
 	lease_wake_head(e);
+	lease_watch_end(&key, token, InvalidOid, 0);
 	expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
 	LWLockRelease(lease_shared->lock);
 	PG_RETURN_TIMESTAMPTZ(expires);
@@ -129,7 +133,8 @@ lockctl_release(PG_FUNCTION_ARGS)
 	if (h != NULL)
 		released = lease_counted_end(e, h, now, &lease_shared->stats.releases);
 	else
-		released = lease_end(e, now, &lease_shared->stats.releases);
+		released = lease_end(e, now, &lease_shared->stats.releases,
+							 LEASE_END_RELEASED);
 	LWLockRelease(lease_shared->lock);
 
 	PG_RETURN_BOOL(released);
@@ -161,7 +166,8 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 										 &lease_shared->stats.force_releases) > 0;
 	else if (e != NULL && e->held)
 		released = lease_end(e, lease_now_mono(),
-							 &lease_shared->stats.force_releases);
+							 &lease_shared->stats.force_releases,
+							 LEASE_END_FORCED);
 	LWLockRelease(lease_shared->lock);
 
 	if (released)

@@ -86,7 +86,11 @@ lease_shared_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 	if (e->held)
 	{
 		/* the exclusive lease expired; it ends here */
-		lease_unhold(e);
+		int			how = lease_end_how(e->token, false, 0);
+
+		if (how == LEASE_END_EXPIRED && e->nwaiters > 0)
+			how = LEASE_END_TAKEN_OVER;
+		lease_unhold(e, how);
 		lease_shared->stats.expiries++;
 	}
 	if (e->nholders > 0)

@@ -458,6 +458,9 @@ LeaseTokenRaise(uint32 era, uint64 epoch, const char *why)
 		lease_shared->era_base = st.era_base;
 		lease_shared->counter = 0;
 	}
+	/* the leases of the era left are lost: their watchers look again */
+	if (new_era != cur_era)
+		lease_watch_wake_all();
 	LWLockRelease(lease_shared->lock);
 
 	ereport(LOG,

@@ -479,8 +479,9 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS seq;
 	LeaseEntry *e;
 	int64		now;
-	Datum		values[20];
-	bool		nulls[20];
+	int			watching;
+	Datum		values[21];
+	bool		nulls[21];
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -508,6 +509,7 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 			live++;
 		waiting += e->nwaiters;
 	}
+	watching = lease_watch_count();
 	LWLockRelease(lease_shared->lock);
 
 	memset(nulls, 0, sizeof(nulls));
@@ -535,6 +537,8 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 		values[i++] = Int32GetDatum(shared_live);
 		values[i++] = Int64GetDatum((int64) c.shared_grants);
 	}
+	if (tupdesc->natts >= 21)
+		values[i++] = Int32GetDatum(watching);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -119,6 +119,14 @@ is($released, 't', 'released from yet another transaction through pgbouncer');
 is($node->safe_psql('postgres', "SELECT count(*) FROM lockctl.lease('doc')"),
 	'0', 'the lease is gone');
 
+# watch is one statement: through pgbouncer it sleeps on whichever server
+# connection it got, and says how the lease ended.
+is((via_bouncer("SELECT lockctl.watch('doc', $token, '0')"))[1], 'released',
+	'watch through pgbouncer says how the lease ended');
+my $t2 = (via_bouncer("SELECT lockctl.acquire('doc2', 'app', '300 ms')"))[1];
+is((via_bouncer("SELECT lockctl.watch('doc2', $t2, '1 min')"))[1], 'expired',
+	'a watch through pgbouncer sleeps until the expiry');
+
 # A stale token through pgbouncer: 40001 like anywhere else.
 ($rc, $out, $err) = via_bouncer("SELECT lockctl.fence('doc', $token)");
 like($err, qr/fencing token $token for lease "doc" is stale/, 'stale token refused through pgbouncer');
