@@ -93,9 +93,12 @@ for my $i (1 .. 3)
 	push @ws, start_waiter("fifo-$i", 'fifo', '5 min');
 	wait_for_waiters('fifo', $i);
 }
+# From 17 on, the sleep has its own wait event (src/compat.h).
+my $pg17 = $node->safe_psql('postgres', 'SHOW server_version_num') >= 170000;
 is($node->safe_psql('postgres',
 		"SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE application_name = 'fifo-1'"),
-	'Extension/Extension', 'a waiter sleeps on a wait event, it does not spin');
+	$pg17 ? 'Extension/LockctlLeaseWait' : 'Extension/Extension',
+	'a waiter sleeps on a wait event, it does not spin');
 is($node->safe_psql('postgres',
 		"SELECT DISTINCT waiters FROM lockctl.leases WHERE resource = 'fifo'"),
 	'3', 'the view counts the waiters on every holder\'s row');
