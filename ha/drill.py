@@ -371,7 +371,10 @@ class Cluster:
         """Every node running, one leader, every replica streaming and close behind."""
         def ok():
             ms = self.members()
-            if len(ms) != 3 or any(m.get("state") != "running" for m in ms.values()):
+            # a replica's state is "running" in Patroni 3 (Debian 12),
+            # "streaming" from 3.0.4 on (Debian 13 and later)
+            if len(ms) != 3 or any(m.get("state") not in ("running", "streaming")
+                                   for m in ms.values()):
                 return False
             leaders = [n for n, m in ms.items() if m["role"] == "leader"]
             if len(leaders) != 1 or (leader and leaders[0] != leader):
