@@ -395,6 +395,15 @@ class Cluster:
             return n == 2 and ms
         return wait_for(what, ok, timeout=timeout, every=0.2)
 
+    def patroni_major(self):
+        """The major version of the installed Patroni (its options differ)."""
+        if not hasattr(self, "_patroni_major"):
+            out = subprocess.run(["patronictl", "version"], capture_output=True,
+                                 text=True, timeout=60).stdout
+            m = re.search(r"(\d+)\.\d+", out)
+            self._patroni_major = int(m.group(1)) if m else 3
+        return self._patroni_major
+
     def patronictl(self, *a):
         cmd = ["patronictl", "-c", os.path.join(self.base, "node1", "patroni.yml")] + list(a)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -729,7 +738,10 @@ class Round:
 
     def switchover(self, old, new):
         def fn(ev):
-            self.cl.patronictl("switchover", "lockctl-drill", "--leader", old,
+            # Patroni 4 (Debian 13 and later) names the current leader with
+            # --primary; 3.0 (Debian 12) with --leader.
+            opt = "--primary" if self.cl.patroni_major() >= 4 else "--leader"
+            self.cl.patronictl("switchover", "lockctl-drill", opt, old,
                                "--candidate", new, "--force")
             wait_for("%s to lead" % new, lambda: self.cl.leader() == new)
         return self.event("switchover", "switchover %s -> %s" % (old, new), fn, new)
