@@ -509,6 +509,43 @@ RESET ROLE;
 SELECT fx.try($$INSERT INTO fx.nullable VALUES (1, NULL)$$);
 SELECT fx.try($$INSERT INTO fx.nullable VALUES (1, repeat('x', 199))$$);
 
+-- The trigger keeps its compiled configuration from one statement to the
+-- next in a backend; a new configuration in the same session is seen at
+-- once (the old one refuses, the new one accepts).
+SET ROLE regress_fence_owner;
+CREATE TABLE fx.recfg (id int PRIMARY KEY, body text, token bigint);
+INSERT INTO fx.recfg VALUES (1, '', NULL);
+SELECT lockctl.enable_fencing('fx.recfg', resource_expression => $$'old:' || id$$);
+RESET ROLE;
+INSERT INTO fx.tok SELECT 'OLD1', lockctl.acquire('old:1', 'worker-a');
+INSERT INTO fx.tok SELECT 'NEW1', lockctl.acquire('new:1', 'worker-a');
+BEGIN;
+SELECT lockctl.fence('old:1', fx.t('OLD1'));
+SELECT fx.try($$UPDATE fx.recfg SET body = 'a' WHERE id = 1$$);
+SELECT fx.try($$UPDATE fx.recfg SET body = 'b' WHERE id = 1$$);
+COMMIT;
+SET ROLE regress_fence_owner;
+SELECT lockctl.disable_fencing('fx.recfg');
+SELECT lockctl.enable_fencing('fx.recfg', token_column => 'token',
+                              resource_expression => $$'new:' || id$$);
+RESET ROLE;
+BEGIN;
+SELECT lockctl.fence('old:1', fx.t('OLD1'));
+SELECT fx.try($$UPDATE fx.recfg SET body = 'c' WHERE id = 1$$);
+SELECT lockctl.fence('new:1', fx.t('NEW1'));
+SELECT fx.try($$UPDATE fx.recfg SET body = 'd' WHERE id = 1$$);
+COMMIT;
+SELECT body, token = fx.t('NEW1') AS by_new1 FROM fx.recfg;
+-- the token column renamed between two statements of one transaction
+BEGIN;
+SELECT lockctl.fence('new:1', fx.t('NEW1'));
+UPDATE fx.recfg SET body = 'e' WHERE id = 1;
+ALTER TABLE fx.recfg RENAME COLUMN token TO tok;
+SELECT fx.try($$UPDATE fx.recfg SET body = 'f' WHERE id = 1$$);
+ROLLBACK;
+SELECT lockctl.release('old:1', fx.t('OLD1')), lockctl.release('new:1', fx.t('NEW1'));
+DROP TABLE fx.recfg;
+
 --
 -- The counters.
 --

@@ -1,8 +1,10 @@
 --
--- complete_request of the key this backend claimed last updates the row
--- directly (src/request.c, request_complete_fast); anything else takes the
--- SQL path.  Both must store the same thing, and savepoints rolled back
--- must leave what they left before.
+-- The claim of a key that has no row inserts it directly
+-- (src/request.c, request_claim_fast), and complete_request of the key
+-- this backend claimed last updates the row directly
+-- (request_complete_fast); anything else takes the SQL path.  Both must
+-- store the same thing, and savepoints rolled back must leave what they
+-- left before.
 --
 SET client_min_messages = warning;
 -- Completed twice: the last result wins.
@@ -66,10 +68,45 @@ SELECT lockctl.complete_request('rc-8', '{"by": "web"}', scope => 'regress_rc_we
 COMMIT;
 RESET ROLE;
 SELECT scope, key, result FROM lockctl.requests WHERE key = 'rc-8' ORDER BY scope;
+-- The same key claimed twice in one statement: the second call finds the
+-- first one's row (the SQL path) and goes ahead too.
+BEGIN;
+SELECT lockctl.claim_request('rc-9') IS NULL AS a, lockctl.claim_request('rc-9') IS NULL AS b;
+SELECT lockctl.complete_request('rc-9', '{"k": 9}');
+COMMIT;
+SELECT key, result FROM lockctl.requests WHERE key = 'rc-9';
+-- A table the direct insert does not know takes the SQL path: a column
+-- added with a default (the SQL's INSERT fills it), a trigger (it fires).
+ALTER TABLE lockctl.request_keys ADD COLUMN regress_note text DEFAULT 'by sql';
+SELECT lockctl.claim_request('rc-10') IS NULL AS go_ahead;
+SELECT regress_note FROM lockctl.request_keys WHERE key = 'rc-10';
+ALTER TABLE lockctl.request_keys DROP COLUMN regress_note;
+CREATE TABLE rc_seen (key text);
+CREATE FUNCTION rc_seen_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.rc_seen VALUES (NEW.key); RETURN NEW; END $$;
+CREATE TRIGGER rc_seen BEFORE INSERT ON lockctl.request_keys
+    FOR EACH ROW EXECUTE FUNCTION rc_seen_fn();
+SELECT lockctl.claim_request('rc-11') IS NULL AS go_ahead;
+DROP TRIGGER rc_seen ON lockctl.request_keys;
+SELECT lockctl.claim_request('rc-12') IS NULL AS go_ahead;
+SELECT key FROM rc_seen;
+DROP TABLE rc_seen;
+DROP FUNCTION rc_seen_fn();
+-- REPEATABLE READ takes the SQL path; so does a read-only transaction
+-- (refused).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT lockctl.claim_request('rc-13') IS NULL AS go_ahead;
+COMMIT;
+BEGIN READ ONLY;
+SELECT lockctl.claim_request('rc-14') IS NULL AS go_ahead;
+ROLLBACK;
+SELECT key, state FROM lockctl.requests WHERE key IN ('rc-10', 'rc-11', 'rc-12', 'rc-13', 'rc-14') ORDER BY key;
 -- The indexes agree with the table after all of it.
 SET enable_seqscan = off;
 SELECT count(*) AS by_index FROM lockctl.request_keys
  WHERE key LIKE 'rc-%' AND (scope, key) IN (SELECT scope, key FROM lockctl.request_keys);
+SELECT count(*) AS by_expiry FROM lockctl.request_keys
+ WHERE key LIKE 'rc-%' AND expires > '-infinity';
 RESET enable_seqscan;
 SELECT count(*) AS rows FROM lockctl.request_keys WHERE key LIKE 'rc-%';
 DELETE FROM lockctl.request_keys WHERE key LIKE 'rc-%';

@@ -233,6 +233,15 @@ fence_register_callbacks(void)
  * ---------------------------------------------------------------------
  */
 
+/* Are two optional trigger arguments the same? */
+static inline bool
+fence_same_arg(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
 /*
  * Read the configuration of the trigger that fires on this relation into
  * the relation's FenceRel.  What can go wrong once the table changed (a
@@ -279,6 +288,7 @@ fence_rel_setup(FunctionCallInfo fcinfo, TriggerData *td)
 	fr = hash_search(fence_rels, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
+		fr->valid = false;
 		fr->cxt = NULL;
 		fr->busy = 0;
 		fr->bypass_xact = 0;
@@ -294,6 +304,24 @@ fence_rel_setup(FunctionCallInfo fcinfo, TriggerData *td)
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("fencing of table \"%s\" changed while its resource expression was being evaluated",
 						RelationGetRelationName(rel))));
+
+	/*
+	 * Each statement starts with an empty fn_extra: the entry that an
+	 * earlier statement set up is still good unless the relation or a
+	 * function was invalidated since (which clears valid; any change of the
+	 * trigger invalidates its table's relcache entry) or the trigger is
+	 * another one.  The arguments are compared all the same: it is cheap.
+	 * Compiling the expression again costs more than the rest of the
+	 * trigger's work on a row.
+	 */
+	if (found && fr->valid && fr->tgoid == trigger->tgoid &&
+		fence_same_arg(fr->resource, args.resource) &&
+		fence_same_arg(fr->expression, args.expression) &&
+		fence_same_arg(fr->token_column, args.token_column))
+	{
+		fcinfo->flinfo->fn_extra = fr;
+		return fr;
+	}
 	fr->valid = false;
 	fr->compiled = false;
 	if (fr->cxt != NULL)

@@ -21,7 +21,10 @@
  * they check their arguments, take the lock, and run their SQL through SPI
  * with plans prepared once per backend, as the owner of the function (the
  * extension's owner), which is what SECURITY DEFINER would do; callers
- * have no rights on lockctl.request_keys.  The SQL names every object with
+ * have no rights on lockctl.request_keys.  Two common cases skip the SQL:
+ * the claim of a key that has no row inserts it directly
+ * (request_claim_fast), and the completion of the key just claimed updates
+ * its row directly (request_complete_fast).  The SQL names every object with
  * its schema and writes every operator as OPERATOR(pg_catalog.x): a plan
  * is analysed again under the caller's search_path when that changes or the
  * table's definition does, and nothing the caller plants in public or
@@ -44,10 +47,13 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
 #include "access/heapam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_collation.h"
@@ -67,6 +73,8 @@
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/hsearch.h"
 #include "utils/resowner.h"
 #include "utils/jsonb.h"
@@ -575,13 +583,19 @@ typedef struct RequestMemo
 
 static RequestMemo request_memo;
 
+/* relfilenode: the table's storage, or InvalidOid to look it up */
 static void
-request_memo_set(Oid scope, const char *key, Oid relid, ItemPointer tid)
+request_memo_set(Oid scope, const char *key, Oid relid, Oid relfilenode,
+				 ItemPointer tid)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	if (!OidIsValid(relfilenode))
+	{
+		Relation	rel = table_open(relid, AccessShareLock);
 
-	request_memo.relfilenode = rel->rd_rel->relfilenode;
-	table_close(rel, NoLock);
+		relfilenode = rel->rd_rel->relfilenode;
+		table_close(rel, NoLock);
+	}
+	request_memo.relfilenode = relfilenode;
 	request_memo.fxid = GetTopFullTransactionId();
 	request_memo.scope = scope;
 	request_memo.relid = relid;
@@ -727,6 +741,196 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 	return true;
 }
 
+/*
+ * The claim of a key that has no row: the common case, a new request.
+ * Under READ COMMITTED the claim's INSERT ... ON CONFLICT through SPI costs
+ * more than all the rest of the call (executor start-up, the speculative
+ * insertion and its second pass over the primary key); with the key's lock
+ * held it is not needed when no row of (scope, key) exists at all.  So:
+ * look for any version of the row with a dirty snapshot (committed, or
+ * written by a transaction in progress, this one included); if there is
+ * none, insert the row with heap_insert and plain index inserts (the
+ * primary key's unique check included), as catalog inserts do.  Any row
+ * found, and everything the direct insert does not handle, and the SQL
+ * path is taken: an expired key's takeover, a duplicate, REPEATABLE READ
+ * and SERIALIZABLE (whose snapshot rules, 40001 and predicate locks are
+ * the executor's), a read-only transaction (its error is the SQL's),
+ * triggers, row security, check constraints, generated or unknown
+ * columns, indexes that are not plain.  Only a writer that bypasses
+ * claim_request (and so the key's lock) can race the direct insert; the
+ * unique index refuses its duplicate (23505), as it would the SQL's plain
+ * INSERT.  Returns false, having changed nothing, when the SQL path must
+ * do it; else sets *relid, *relfilenode and *tid to the new row.
+ */
+static Oid	request_keys_relid = InvalidOid;
+static Oid	request_keys_nsp = InvalidOid;
+
+static Relation
+request_keys_open(void)
+{
+	Relation	rel;
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		if (!OidIsValid(request_keys_relid) || attempt > 0)
+		{
+			request_keys_nsp = get_namespace_oid("lockctl", true);
+			request_keys_relid = OidIsValid(request_keys_nsp) ?
+				get_relname_relid("request_keys", request_keys_nsp) : InvalidOid;
+			if (!OidIsValid(request_keys_relid))
+				return NULL;
+		}
+		rel = try_table_open(request_keys_relid, RowExclusiveLock);
+		if (rel != NULL)
+		{
+			if (rel->rd_rel->relnamespace == request_keys_nsp &&
+				strcmp(RelationGetRelationName(rel), "request_keys") == 0)
+				return rel;
+			table_close(rel, RowExclusiveLock);
+		}
+	}
+	return NULL;
+}
+
+static bool
+request_claim_fast(Name scope_name, Datum key, Datum fingerprint,
+				   bool fingerprint_null, TimestampTz now, Datum expires,
+				   Oid *relid, Oid *relfilenode, ItemPointer tid)
+{
+	static const struct
+	{
+		const char *name;
+		Oid			type;
+	}			cols[] = {
+		{"scope", NAMEOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
+		{"result", JSONBOID}, {"claimed", TIMESTAMPTZOID},
+		{"completed", TIMESTAMPTZOID}, {"expires", TIMESTAMPTZOID},
+		{"claim_xact", XID8OID}
+	};
+	int			attnum[lengthof(cols)];
+	Relation	rel;
+	TupleDesc	desc;
+	Oid			pkoid;
+	CatalogIndexState indstate;
+	SnapshotData dirty;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	Datum	   *values;
+	bool	   *nulls;
+	HeapTuple	tup;
+	int			live;
+	int			i;
+	bool		ok;
+
+	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
+		return false;
+	rel = request_keys_open();
+	if (rel == NULL)
+		return false;
+	desc = RelationGetDescr(rel);
+	ok = rel->rd_rel->relkind == RELKIND_RELATION &&
+		rel->trigdesc == NULL && !rel->rd_rel->relrowsecurity &&
+		(desc->constr == NULL ||
+		 (desc->constr->num_check == 0 && !desc->constr->has_generated_stored));
+
+	/* exactly the known columns, of the known types */
+	live = 0;
+	for (i = 0; ok && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		live++;
+		for (c = 0; c < lengthof(cols); c++)
+			if (strcmp(NameStr(att->attname), cols[c].name) == 0)
+				break;
+		if (c == lengthof(cols) || att->atttypid != cols[c].type)
+			ok = false;
+		else
+			attnum[c] = i;
+	}
+	if (!ok || live != lengthof(cols))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	/*
+	 * Plain indexes only (catalog-style index upkeep handles no more), one
+	 * of them the primary key on (scope, key).
+	 */
+	indstate = CatalogOpenIndexes(rel);
+	pkoid = InvalidOid;
+	for (i = 0; ok && i < indstate->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = indstate->ri_IndexRelationInfo[i];
+		Relation	idx = indstate->ri_IndexRelationDescs[i];
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
+			ii->ii_ExclusionOps != NULL || !idx->rd_index->indimmediate)
+			ok = false;
+		else if (idx->rd_index->indisprimary &&
+				 idx->rd_index->indnatts == 2 &&
+				 idx->rd_index->indkey.values[0] == attnum[0] + 1 &&
+				 idx->rd_index->indkey.values[1] == attnum[1] + 1)
+		{
+			pkoid = RelationGetRelid(idx);
+			ScanKeyEntryInitialize(&skey[0], 0, attnum[0] + 1,
+								   BTEqualStrategyNumber, InvalidOid,
+								   idx->rd_indcollation[0], F_NAMEEQ,
+								   NameGetDatum(scope_name));
+			ScanKeyEntryInitialize(&skey[1], 0, attnum[1] + 1,
+								   BTEqualStrategyNumber, InvalidOid,
+								   idx->rd_indcollation[1], F_TEXTEQ, key);
+		}
+	}
+	if (!ok || !OidIsValid(pkoid))
+	{
+		CatalogCloseIndexes(indstate);
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	/* any version of the row, committed or in progress: the SQL path */
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan(rel, pkoid, true, &dirty, 2, skey);
+	ok = !HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	if (!ok)
+	{
+		CatalogCloseIndexes(indstate);
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	values = palloc0(desc->natts * sizeof(Datum));
+	nulls = palloc(desc->natts * sizeof(bool));
+	memset(nulls, true, desc->natts * sizeof(bool));
+	values[attnum[0]] = NameGetDatum(scope_name);
+	values[attnum[1]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
+	if (!fingerprint_null)
+		values[attnum[2]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(fingerprint)));
+	values[attnum[4]] = TimestampTzGetDatum(now);
+	values[attnum[6]] = expires;
+	values[attnum[7]] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	nulls[attnum[0]] = nulls[attnum[1]] = nulls[attnum[4]] = false;
+	nulls[attnum[6]] = nulls[attnum[7]] = false;
+	nulls[attnum[2]] = fingerprint_null;
+	tup = heap_form_tuple(desc, values, nulls);
+
+	CatalogTupleInsertWithInfo(rel, tup, indstate);
+	CatalogCloseIndexes(indstate);
+	*relid = RelationGetRelid(rel);
+	*relfilenode = rel->rd_rel->relfilenode;
+	ItemPointerCopy(&tup->t_self, tid);
+	table_close(rel, RowExclusiveLock);
+	heap_freetuple(tup);
+	return true;
+}
+
 /* an interval of the given days and microseconds */
 static Datum
 request_interval(int32 days, int64 us)
@@ -803,6 +1007,22 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	request_lock(scope, key, wait_us);
 	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
 
+	/* A key with no row at all: a new request (see request_claim_fast). */
+	{
+		Oid			relid;
+		Oid			relfilenode;
+		ItemPointerData tid;
+
+		if (request_claim_fast(&scope_name, PG_GETARG_DATUM(0), fingerprint,
+							   PG_ARGISNULL(2), now, expires, &relid,
+							   &relfilenode, &tid))
+		{
+			request_memo_set(scope, key, relid, relfilenode, &tid);
+			request_count(REQUEST_CLAIMS);
+			PG_RETURN_NULL();
+		}
+	}
+
 	/* A key past its ttl is free again, purged or not. */
 	args[0] = NameGetDatum(&scope_name);
 	args[1] = PG_GETARG_DATUM(0);
@@ -813,7 +1033,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	args[4] = expires;
 	if (request_run(fcinfo, REQUEST_PLAN_CLAIM, args, argnulls, 2, row, rownulls) > 0)
 	{
-		request_memo_set(scope, key, DatumGetObjectId(row[0]),
+		request_memo_set(scope, key, DatumGetObjectId(row[0]), InvalidOid,
 						 (ItemPointer) DatumGetPointer(row[1]));
 		request_count(REQUEST_CLAIMS);
 		PG_RETURN_NULL();
