@@ -78,8 +78,11 @@ $_->quit for @ws;
 
 # A shared holder's fence holds an exclusive waiter off past the shared
 # holder's expiry, until the fencing transaction ends.
-my $sf = q1("SELECT lockctl.acquire_shared('fenced', 'reader', '500 ms')");
+# The fencer's session is open before the 500 ms lease is taken, so that
+# a slow start of psql on a busy machine cannot outlast it.
 my $fencer = $node->background_psql('postgres');
+my $sf = $fencer->query_safe(
+	"SELECT lockctl.acquire_shared('fenced', 'reader', '500 ms')");
 $fencer->query_safe("BEGIN; SELECT lockctl.fence('fenced', $sf);");
 $wx = start_waiter('fx', 'acquire', 'fenced');
 wait_for_waiters('fenced', 1);
