@@ -53,10 +53,37 @@ CREATE FUNCTION lockctl_internal.max_hold_ttl() RETURNS interval
     RETURN '365 days'::interval;
 COMMENT ON FUNCTION lockctl_internal.max_hold_ttl() IS 'lockctl internal: the longest time to live of a hold';
 
+-- ---------------------------------------------------------------------------
+-- Internal: check the time to live of a hold (NULL, out of range), argument
+-- arg of function fn: reserve, reserve_cart, extend, extend_cart and
+-- wait_for (whose argument is offer_ttl) raise the same errors.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_hold_ttl(fn text, ttl interval, arg text DEFAULT 'ttl')
+    RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_hold_ttl');
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('%s of %s must not be null', arg, fn);
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s of %s is out of range: "%s"', arg, fn, ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    RETURN ttl;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_hold_ttl(text, interval, text) IS 'lockctl internal: check the time to live of a hold';
+
 REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.check_hold_ttl(text, interval, text) FROM PUBLIC;
 
 -- The helpers of the reservation functions and the worker's functions.
 ALTER FUNCTION lockctl.auto_slots(bigint) SET SCHEMA lockctl_internal;
@@ -450,15 +477,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
     IF v_key IS NOT NULL THEN
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -724,15 +743,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.extend must not be null';
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.extend must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('extend', ttl);
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
@@ -765,6 +776,47 @@ BEGIN
     RETURN v_free;
 END;
 $fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give the units of finished holds back to their pools.  Element
+-- i is a hold of quantities[i] units in slot (pools[i], slots[i]) held by
+-- holders[i]: they leave held (counted in holds_cancelled or
+-- holds_expired, by `counter`), leave the holders' counts
+-- (src/reserve_limits.sql), and go to the heads of the pools' waitlists
+-- (src/reserve_waitlist.sql) with serve_returned's `mode` ('own' or
+-- 'worker'; NULL: the caller serves the waitlists itself).  The caller
+-- holds every slot row named (and, for the worker, the holders' count
+-- rows).  Used by expire_holds, and for carts by finish_cart_units
+-- (cancel_cart, expire_due_carts).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.restock(pools bigint[], slots integer[], quantities bigint[],
+                                         holders text[], counter text, mode text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF counter IS NULL OR counter NOT IN ('cancelled', 'expired') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('counter of lockctl_internal.restock is not cancelled or expired: "%s"', counter);
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q,
+           holds_cancelled = s.holds_cancelled + CASE WHEN counter = 'cancelled' THEN g.n ELSE 0 END,
+           holds_expired = s.holds_expired + CASE WHEN counter = 'expired' THEN g.n ELSE 0 END
+      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+              FROM unnest(pools, slots, quantities) AS u(p, s, q)
+             GROUP BY u.p, u.s) AS g
+     WHERE s.pool_id = g.p AND s.slot = g.s;
+    PERFORM lockctl_internal.uncharge_holders(pools, holders, quantities);
+    IF mode IS NOT NULL THEN
+        PERFORM lockctl_internal.serve_returned(pools, slots, mode);
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.restock(bigint[], integer[], bigint[], text[], text, text) IS 'lockctl internal: give the units of finished holds back to their pools, holders'' counts and waitlists';
+REVOKE ALL ON FUNCTION lockctl_internal.restock(bigint[], integer[], bigint[], text[], text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION lockctl_internal.expire_holds(batch_size integer)
     RETURNS integer
@@ -830,17 +882,10 @@ BEGIN
 
     IF v_ids IS NOT NULL THEN
         -- Give the units back; the slot rows are ours already, and so are
-        -- the holders' count rows.
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
-          FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
-                  FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
-                 GROUP BY u.p, u.s) AS g
-         WHERE s.pool_id = g.p AND s.slot = g.s;
-        PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
-        -- Waitlists (src/reserve_waitlist.sql): the units that came back go
-        -- to the heads of their pools' queues, never waiting.
-        PERFORM lockctl_internal.serve_returned(v_pools, v_slots, 'worker');
+        -- the holders' count rows.  Waitlists (src/reserve_waitlist.sql):
+        -- the units that came back go to the heads of their pools' queues,
+        -- never waiting.
+        PERFORM lockctl_internal.restock(v_pools, v_slots, v_qs, v_holders, 'expired', 'worker');
         PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     END IF;
     -- Any queue left behind (units a busy pool could not offer at once,
@@ -952,21 +997,6 @@ SELECT pg_catalog.pg_extension_config_dump('lockctl.request_keys', '');
 
 REVOKE ALL ON lockctl.request_keys FROM PUBLIC;
 
-CREATE FUNCTION lockctl_internal.request_begin(key text, wait interval, scope name)
-    RETURNS name
-    AS 'MODULE_PATHNAME', 'lockctl_request_begin'
-    LANGUAGE C VOLATILE;
-
-CREATE FUNCTION lockctl_internal.request_scope(scope name)
-    RETURNS name
-    AS 'MODULE_PATHNAME', 'lockctl_request_scope'
-    LANGUAGE C STABLE;
-
-CREATE FUNCTION lockctl_internal.request_note(what text)
-    RETURNS void
-    AS 'MODULE_PATHNAME', 'lockctl_request_note'
-    LANGUAGE C VOLATILE STRICT;
-
 -- Behind the view lockctl.request_stats: a view's functions are called
 -- with the caller's privileges, so this one is granted to PUBLIC.
 CREATE FUNCTION lockctl_internal.request_stats(
@@ -1068,16 +1098,10 @@ CREATE VIEW lockctl.request_stats AS
 COMMENT ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) IS 'lockctl: claim a request key in the transaction that has the effect; NULL means go ahead, else the stored result';
 COMMENT ON FUNCTION lockctl.complete_request(text, jsonb, name) IS 'lockctl: store the result that duplicates of a claimed request get';
 COMMENT ON FUNCTION lockctl_internal.purge_requests(integer) IS 'lockctl internal: delete request keys past their ttl (the expiry worker calls it)';
-COMMENT ON FUNCTION lockctl_internal.request_begin(text, interval, name) IS 'lockctl internal: check a claim''s arguments and lock its key';
-COMMENT ON FUNCTION lockctl_internal.request_scope(name) IS 'lockctl internal: the role whose request keys a call uses';
-COMMENT ON FUNCTION lockctl_internal.request_note(text) IS 'lockctl internal: count a claim, a repeat or a conflict';
 COMMENT ON FUNCTION lockctl_internal.request_stats() IS 'lockctl internal, behind the view lockctl.request_stats: the request counters of this database';
 COMMENT ON VIEW lockctl.requests IS 'lockctl: request keys of roles whose privileges the caller has';
 COMMENT ON VIEW lockctl.request_stats IS 'lockctl: this database''s request counters since the server started';
 
-REVOKE ALL ON FUNCTION lockctl_internal.request_begin(text, interval, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl_internal.request_scope(name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl_internal.request_note(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.purge_requests(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.complete_request(text, jsonb, name) TO PUBLIC;
@@ -2005,15 +2029,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve_cart must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve_cart is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('reserve_cart', ttl);
     IF octet_length(idempotency_key) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'idempotency_key of lockctl.reserve_cart must not be empty';
@@ -2179,27 +2195,23 @@ BEGIN
      WHERE i.cart_id = ANY (ids)
      ORDER BY s.pool_id, s.slot
        FOR UPDATE OF s;
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - g.q,
-           confirmed = s.confirmed + CASE WHEN counter = 'confirmed' THEN g.q ELSE 0 END,
-           holds_confirmed = s.holds_confirmed + CASE WHEN counter = 'confirmed' THEN g.n ELSE 0 END,
-           holds_cancelled = s.holds_cancelled + CASE WHEN counter = 'cancelled' THEN g.n ELSE 0 END,
-           holds_expired = s.holds_expired + CASE WHEN counter = 'expired' THEN g.n ELSE 0 END
-      FROM (SELECT i.pool_id, i.slot, sum(i.quantity) AS q, count(*) AS n
-              FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
-             GROUP BY i.pool_id, i.slot) AS g
-     WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
-    -- Units given back leave the holders' counts (src/reserve_limits.sql).
-    IF counter <> 'confirmed' THEN
-        PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
-           FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
-          WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+    IF counter = 'confirmed' THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - g.q, confirmed = s.confirmed + g.q,
+               holds_confirmed = s.holds_confirmed + g.n
+          FROM (SELECT i.pool_id, i.slot, sum(i.quantity) AS q, count(*) AS n
+                  FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
+                 GROUP BY i.pool_id, i.slot) AS g
+         WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
+        RETURN;
     END IF;
-    -- Waitlists (src/reserve_waitlist.sql) get cancelled units first.
-    IF counter = 'cancelled' THEN
-        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot), 'own')
-           FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
-    END IF;
+    -- Given back: to the pools, the holders' counts and, for cancelled
+    -- units, the waitlists first (restock, src/reserve.sql).
+    PERFORM lockctl_internal.restock(array_agg(i.pool_id), array_agg(i.slot), array_agg(i.quantity),
+                                     array_agg(c.holder), counter,
+                                     CASE WHEN counter = 'cancelled' THEN 'own' END)
+       FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
+      WHERE i.cart_id = ANY (ids);
 END;
 $fn$;
 COMMENT ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) IS 'lockctl internal: move the units of finished carts out of held';
@@ -2289,15 +2301,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.extend_cart must not be null';
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.extend_cart must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.extend_cart is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('extend_cart', ttl);
     UPDATE lockctl.carts AS c
        SET expires = v_now + ttl
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now
@@ -3087,15 +3091,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'offer_ttl of lockctl.wait_for must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('offer_ttl of lockctl.wait_for is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('wait_for', v_ttl, 'offer_ttl');
     IF octet_length(v_key) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'idempotency_key of lockctl.wait_for must not be empty';

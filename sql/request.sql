@@ -125,7 +125,6 @@ SELECT scope, key, result FROM lockctl.requests ORDER BY scope, key;
 SELECT * FROM lockctl.request_keys;
 DELETE FROM lockctl.request_keys;
 SELECT lockctl_internal.purge_requests(10);
-SELECT lockctl_internal.request_note('claim');
 RESET ROLE;
 SELECT scope, key FROM lockctl.requests WHERE scope::text LIKE 'regress_req_%' ORDER BY scope, key;
 DELETE FROM lockctl.request_keys WHERE scope::text LIKE 'regress_req_%';

@@ -325,67 +325,6 @@ gave_up:
 }
 
 /*
- * lockctl_internal.request_begin(key text, wait interval, scope name)
- * returns name: check the arguments, lock (scope, key) for this
- * transaction, and return the scope's role name.  Called by
- * lockctl.claim_request before it looks at the key's row.
- */
-PG_FUNCTION_INFO_V1(lockctl_request_begin);
-Datum
-lockctl_request_begin(PG_FUNCTION_ARGS)
-{
-	char	   *key = lockctl_arg_name(fcinfo, 0, "key", false);
-	int64		wait_us = -1;
-	Oid			scope;
-
-	if (!PG_ARGISNULL(1))
-		wait_us = lockctl_arg_interval_us(fcinfo, 1, "wait", 0,
-										  (int64) INT_MAX * 1000);
-	scope = request_scope(fcinfo, 2);
-	request_check_shmem();
-	PreventCommandDuringRecovery("lockctl.claim_request()");
-	request_lock(scope, key, wait_us);
-	PG_RETURN_DATUM(DirectFunctionCall1(namein,
-										CStringGetDatum(GetUserNameFromId(scope, false))));
-}
-
-/*
- * lockctl_internal.request_scope(scope name) returns name: the role whose
- * keys a call without the lock uses (complete_request), checked as above.
- */
-PG_FUNCTION_INFO_V1(lockctl_request_scope);
-Datum
-lockctl_request_scope(PG_FUNCTION_ARGS)
-{
-	Oid			scope = request_scope(fcinfo, 0);
-
-	PG_RETURN_DATUM(DirectFunctionCall1(namein,
-										CStringGetDatum(GetUserNameFromId(scope, false))));
-}
-
-/*
- * lockctl_internal.request_note(what text): count a claim ('claim'), a
- * replayed duplicate ('repeat') or a fingerprint conflict ('conflict').
- */
-PG_FUNCTION_INFO_V1(lockctl_request_note);
-Datum
-lockctl_request_note(PG_FUNCTION_ARGS)
-{
-	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	request_check_shmem();
-	if (strcmp(what, "claim") == 0)
-		request_count(REQUEST_CLAIMS);
-	else if (strcmp(what, "repeat") == 0)
-		request_count(REQUEST_REPEATS);
-	else if (strcmp(what, "conflict") == 0)
-		request_count(REQUEST_CONFLICTS);
-	else
-		elog(ERROR, "unknown request counter \"%s\"", what);
-	PG_RETURN_VOID();
-}
-
-/*
  * lockctl_internal.request_stats(): this database's counters, one row.
  */
 PG_FUNCTION_INFO_V1(lockctl_request_stats);

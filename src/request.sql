@@ -41,21 +41,6 @@ SELECT pg_catalog.pg_extension_config_dump('lockctl.request_keys', '');
 
 REVOKE ALL ON lockctl.request_keys FROM PUBLIC;
 
-CREATE FUNCTION lockctl_internal.request_begin(key text, wait interval, scope name)
-    RETURNS name
-    AS 'MODULE_PATHNAME', 'lockctl_request_begin'
-    LANGUAGE C VOLATILE;
-
-CREATE FUNCTION lockctl_internal.request_scope(scope name)
-    RETURNS name
-    AS 'MODULE_PATHNAME', 'lockctl_request_scope'
-    LANGUAGE C STABLE;
-
-CREATE FUNCTION lockctl_internal.request_note(what text)
-    RETURNS void
-    AS 'MODULE_PATHNAME', 'lockctl_request_note'
-    LANGUAGE C VOLATILE STRICT;
-
 -- Behind the view lockctl.request_stats: a view's functions are called
 -- with the caller's privileges, so this one is granted to PUBLIC.
 CREATE FUNCTION lockctl_internal.request_stats(
@@ -157,16 +142,10 @@ CREATE VIEW lockctl.request_stats AS
 COMMENT ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) IS 'lockctl: claim a request key in the transaction that has the effect; NULL means go ahead, else the stored result';
 COMMENT ON FUNCTION lockctl.complete_request(text, jsonb, name) IS 'lockctl: store the result that duplicates of a claimed request get';
 COMMENT ON FUNCTION lockctl_internal.purge_requests(integer) IS 'lockctl internal: delete request keys past their ttl (the expiry worker calls it)';
-COMMENT ON FUNCTION lockctl_internal.request_begin(text, interval, name) IS 'lockctl internal: check a claim''s arguments and lock its key';
-COMMENT ON FUNCTION lockctl_internal.request_scope(name) IS 'lockctl internal: the role whose request keys a call uses';
-COMMENT ON FUNCTION lockctl_internal.request_note(text) IS 'lockctl internal: count a claim, a repeat or a conflict';
 COMMENT ON FUNCTION lockctl_internal.request_stats() IS 'lockctl internal, behind the view lockctl.request_stats: the request counters of this database';
 COMMENT ON VIEW lockctl.requests IS 'lockctl: request keys of roles whose privileges the caller has';
 COMMENT ON VIEW lockctl.request_stats IS 'lockctl: this database''s request counters since the server started';
 
-REVOKE ALL ON FUNCTION lockctl_internal.request_begin(text, interval, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl_internal.request_scope(name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION lockctl_internal.request_note(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.purge_requests(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.claim_request(text, interval, text, interval, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.complete_request(text, jsonb, name) TO PUBLIC;

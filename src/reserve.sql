@@ -73,10 +73,37 @@ CREATE FUNCTION lockctl_internal.max_hold_ttl() RETURNS interval
     RETURN '365 days'::interval;
 COMMENT ON FUNCTION lockctl_internal.max_hold_ttl() IS 'lockctl internal: the longest time to live of a hold';
 
+-- ---------------------------------------------------------------------------
+-- Internal: check the time to live of a hold (NULL, out of range), argument
+-- arg of function fn: reserve, reserve_cart, extend, extend_cart and
+-- wait_for (whose argument is offer_ttl) raise the same errors.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_hold_ttl(fn text, ttl interval, arg text DEFAULT 'ttl')
+    RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    -- Called by hand without a function name: name itself.
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_hold_ttl');
+    IF ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('%s of %s must not be null', arg, fn);
+    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s of %s is out of range: "%s"', arg, fn, ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    RETURN ttl;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_hold_ttl(text, interval, text) IS 'lockctl internal: check the time to live of a hold';
+
 REVOKE ALL ON FUNCTION lockctl_internal.max_units() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_slots() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.min_hold_ttl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.max_hold_ttl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.check_hold_ttl(text, interval, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Whose a hold is (src/reserve.c).  acting_role(): the role a call acts
@@ -660,15 +687,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
     IF v_key IS NOT NULL THEN
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -1009,15 +1028,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.extend must not be null';
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.extend must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.extend is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('extend', ttl);
     UPDATE lockctl.reservations AS r
        SET expires = v_now + ttl
      WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
@@ -1054,6 +1065,47 @@ BEGIN
     RETURN v_free;
 END;
 $fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: give the units of finished holds back to their pools.  Element
+-- i is a hold of quantities[i] units in slot (pools[i], slots[i]) held by
+-- holders[i]: they leave held (counted in holds_cancelled or
+-- holds_expired, by `counter`), leave the holders' counts
+-- (src/reserve_limits.sql), and go to the heads of the pools' waitlists
+-- (src/reserve_waitlist.sql) with serve_returned's `mode` ('own' or
+-- 'worker'; NULL: the caller serves the waitlists itself).  The caller
+-- holds every slot row named (and, for the worker, the holders' count
+-- rows).  Used by expire_holds, and for carts by finish_cart_units
+-- (cancel_cart, expire_due_carts).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.restock(pools bigint[], slots integer[], quantities bigint[],
+                                         holders text[], counter text, mode text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    IF counter IS NULL OR counter NOT IN ('cancelled', 'expired') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('counter of lockctl_internal.restock is not cancelled or expired: "%s"', counter);
+    END IF;
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - g.q,
+           holds_cancelled = s.holds_cancelled + CASE WHEN counter = 'cancelled' THEN g.n ELSE 0 END,
+           holds_expired = s.holds_expired + CASE WHEN counter = 'expired' THEN g.n ELSE 0 END
+      FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
+              FROM unnest(pools, slots, quantities) AS u(p, s, q)
+             GROUP BY u.p, u.s) AS g
+     WHERE s.pool_id = g.p AND s.slot = g.s;
+    PERFORM lockctl_internal.uncharge_holders(pools, holders, quantities);
+    IF mode IS NOT NULL THEN
+        PERFORM lockctl_internal.serve_returned(pools, slots, mode);
+    END IF;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.restock(bigint[], integer[], bigint[], text[], text, text) IS 'lockctl internal: give the units of finished holds back to their pools, holders'' counts and waitlists';
+REVOKE ALL ON FUNCTION lockctl_internal.restock(bigint[], integer[], bigint[], text[], text, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- lockctl_internal.expire_holds(batch_size): the expiry worker's pass, one batch, in
@@ -1132,17 +1184,10 @@ BEGIN
 
     IF v_ids IS NOT NULL THEN
         -- Give the units back; the slot rows are ours already, and so are
-        -- the holders' count rows.
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held - g.q, holds_expired = s.holds_expired + g.n
-          FROM (SELECT u.p, u.s, sum(u.q) AS q, count(*) AS n
-                  FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q)
-                 GROUP BY u.p, u.s) AS g
-         WHERE s.pool_id = g.p AND s.slot = g.s;
-        PERFORM lockctl_internal.uncharge_holders(v_pools, v_holders, v_qs);
-        -- Waitlists (src/reserve_waitlist.sql): the units that came back go
-        -- to the heads of their pools' queues, never waiting.
-        PERFORM lockctl_internal.serve_returned(v_pools, v_slots, 'worker');
+        -- the holders' count rows.  Waitlists (src/reserve_waitlist.sql):
+        -- the units that came back go to the heads of their pools' queues,
+        -- never waiting.
+        PERFORM lockctl_internal.restock(v_pools, v_slots, v_qs, v_holders, 'expired', 'worker');
         PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
     END IF;
     -- Any queue left behind (units a busy pool could not offer at once,

@@ -436,15 +436,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve_cart must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve_cart is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('reserve_cart', ttl);
     IF octet_length(idempotency_key) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'idempotency_key of lockctl.reserve_cart must not be empty';
@@ -610,27 +602,23 @@ BEGIN
      WHERE i.cart_id = ANY (ids)
      ORDER BY s.pool_id, s.slot
        FOR UPDATE OF s;
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - g.q,
-           confirmed = s.confirmed + CASE WHEN counter = 'confirmed' THEN g.q ELSE 0 END,
-           holds_confirmed = s.holds_confirmed + CASE WHEN counter = 'confirmed' THEN g.n ELSE 0 END,
-           holds_cancelled = s.holds_cancelled + CASE WHEN counter = 'cancelled' THEN g.n ELSE 0 END,
-           holds_expired = s.holds_expired + CASE WHEN counter = 'expired' THEN g.n ELSE 0 END
-      FROM (SELECT i.pool_id, i.slot, sum(i.quantity) AS q, count(*) AS n
-              FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
-             GROUP BY i.pool_id, i.slot) AS g
-     WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
-    -- Units given back leave the holders' counts (src/reserve_limits.sql).
-    IF counter <> 'confirmed' THEN
-        PERFORM lockctl_internal.uncharge_holders(array_agg(i.pool_id), array_agg(c.holder), array_agg(i.quantity))
-           FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
-          WHERE i.cart_id = ANY (ids) AND c.holder IS NOT NULL;
+    IF counter = 'confirmed' THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - g.q, confirmed = s.confirmed + g.q,
+               holds_confirmed = s.holds_confirmed + g.n
+          FROM (SELECT i.pool_id, i.slot, sum(i.quantity) AS q, count(*) AS n
+                  FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids)
+                 GROUP BY i.pool_id, i.slot) AS g
+         WHERE s.pool_id = g.pool_id AND s.slot = g.slot;
+        RETURN;
     END IF;
-    -- Waitlists (src/reserve_waitlist.sql) get cancelled units first.
-    IF counter = 'cancelled' THEN
-        PERFORM lockctl_internal.serve_returned(array_agg(i.pool_id), array_agg(i.slot), 'own')
-           FROM lockctl.cart_items AS i WHERE i.cart_id = ANY (ids);
-    END IF;
+    -- Given back: to the pools, the holders' counts and, for cancelled
+    -- units, the waitlists first (restock, src/reserve.sql).
+    PERFORM lockctl_internal.restock(array_agg(i.pool_id), array_agg(i.slot), array_agg(i.quantity),
+                                     array_agg(c.holder), counter,
+                                     CASE WHEN counter = 'cancelled' THEN 'own' END)
+       FROM lockctl.cart_items AS i JOIN lockctl.carts AS c ON c.id = i.cart_id
+      WHERE i.cart_id = ANY (ids);
 END;
 $fn$;
 COMMENT ON FUNCTION lockctl_internal.finish_cart_units(bigint[], text) IS 'lockctl internal: move the units of finished carts out of held';
@@ -720,15 +708,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.extend_cart must not be null';
     END IF;
-    IF ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.extend_cart must not be null';
-    ELSIF ttl < lockctl_internal.min_hold_ttl() OR ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.extend_cart is out of range: "%s"', ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('extend_cart', ttl);
     UPDATE lockctl.carts AS c
        SET expires = v_now + ttl
      WHERE c.id = id AND c.finished IS NULL AND c.expires > v_now

@@ -307,15 +307,7 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'offer_ttl of lockctl.wait_for must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('offer_ttl of lockctl.wait_for is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
+    PERFORM lockctl_internal.check_hold_ttl('wait_for', v_ttl, 'offer_ttl');
     IF octet_length(v_key) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'idempotency_key of lockctl.wait_for must not be empty';

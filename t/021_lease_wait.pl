@@ -12,33 +12,19 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = LockctlNode->new('lease_wait');
-$node->safe_psql('postgres', q{
-	CREATE TABLE got (n serial, who text, token bigint,
-	                  at timestamptz DEFAULT clock_timestamp());
-});
+LockctlNode::create_got($node);
 
 # Start a waiter in the background: its acquire's result lands in "got".
 sub start_waiter
 {
 	my ($who, $resource, $wait, %opt) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	my $set = $opt{set} // '';
 	my $ttl = $opt{ttl} // '1 min';
-	$s->query_safe("SET application_name = '$who'; $set");
-	$s->query_until(qr/^started\n/m, qq{
-\\echo started
-INSERT INTO got (who, token)
-  SELECT '$who', lockctl.acquire('$resource', '$who', '$ttl', '$wait');
-});
-	return $s;
+	return LockctlNode::start_waiter($node, $who,
+		"lockctl.acquire('$resource', '$who', '$ttl', '$wait')", set => $opt{set});
 }
 
-sub waiters
-{
-	my ($resource) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
-}
+sub waiters { return LockctlNode::waiters($node, @_); }
+sub wait_for_waiters { return LockctlNode::wait_for_waiters($node, @_); }
 
 # The waits of an outcome in lockctl.lease_wait_histogram: their count
 # (the +Inf bucket), and the count no longer than 1 ms.
@@ -48,14 +34,6 @@ sub histogram
 	return $node->safe_psql('postgres', qq{
 		SELECT max(waits) FILTER (WHERE le = 'Infinity') || ' ' || max(waits) FILTER (WHERE le = 0.001)
 		  FROM lockctl.lease_wait_histogram WHERE outcome = '$outcome'});
-}
-
-sub wait_for_waiters
-{
-	my ($resource, $n) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM lockctl.lease_waiters WHERE resource = '$resource'")
-	  or die "timed out waiting for $n waiters on $resource";
 }
 
 # A waiter woken by the release.  The holder's lease lasts an hour, so only

@@ -13,49 +13,21 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = LockctlNode->new('lease_counted');
-$node->safe_psql('postgres', q{
-	CREATE TABLE got (n serial, who text, token bigint,
-	                  at timestamptz DEFAULT clock_timestamp());
-});
+LockctlNode::create_got($node);
 
 # Start a waiter for one of 2 permits in the background: its acquire's
 # result lands in "got".
 sub start_waiter
 {
 	my ($who, $resource, $wait, %opt) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
 	my $ttl = $opt{ttl} // '1 hour';
-	$s->query_safe("SET application_name = '$who'");
-	$s->query_until(qr/^started\n/m, qq{
-\\echo started
-INSERT INTO got (who, token)
-  SELECT '$who', lockctl.acquire('$resource', '$who', '$ttl', '$wait', permits => 2);
-});
-	return $s;
+	return LockctlNode::start_waiter($node, $who,
+		"lockctl.acquire('$resource', '$who', '$ttl', '$wait', permits => 2)");
 }
 
-sub waiters
-{
-	my ($resource) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
-}
-
-sub wait_for_waiters
-{
-	my ($resource, $n) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM lockctl.lease_waiters WHERE resource = '$resource'")
-	  or die "timed out waiting for $n waiters on $resource";
-}
-
-sub wait_for_got
-{
-	my ($who) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM got WHERE who = '$who'")
-	  or die "$who was never granted";
-}
+sub waiters { return LockctlNode::waiters($node, @_); }
+sub wait_for_waiters { return LockctlNode::wait_for_waiters($node, @_); }
+sub wait_for_got { return LockctlNode::wait_for_got($node, @_); }
 
 sub acquire2
 {

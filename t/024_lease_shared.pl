@@ -13,49 +13,21 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = LockctlNode->new('lease_shared');
-$node->safe_psql('postgres', q{
-	CREATE TABLE got (n serial, who text, token bigint,
-	                  at timestamptz DEFAULT clock_timestamp());
-});
+LockctlNode::create_got($node);
 
 # Start a waiter in the background (fn: acquire or acquire_shared): its
 # result lands in "got".
 sub start_waiter
 {
 	my ($who, $fn, $resource, %opt) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
 	my $ttl = $opt{ttl} // '1 hour';
-	$s->query_safe("SET application_name = '$who'");
-	$s->query_until(qr/^started\n/m, qq{
-\\echo started
-INSERT INTO got (who, token)
-  SELECT '$who', lockctl.$fn('$resource', '$who', '$ttl', '5 min');
-});
-	return $s;
+	return LockctlNode::start_waiter($node, $who,
+		"lockctl.$fn('$resource', '$who', '$ttl', '5 min')");
 }
 
-sub waiters
-{
-	my ($resource) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
-}
-
-sub wait_for_waiters
-{
-	my ($resource, $n) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = $n FROM lockctl.lease_waiters WHERE resource = '$resource'")
-	  or die "timed out waiting for $n waiters on $resource";
-}
-
-sub wait_for_got
-{
-	my ($who) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM got WHERE who = '$who'")
-	  or die "$who was never granted";
-}
+sub waiters { return LockctlNode::waiters($node, @_); }
+sub wait_for_waiters { return LockctlNode::wait_for_waiters($node, @_); }
+sub wait_for_got { return LockctlNode::wait_for_got($node, @_); }
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -106,8 +78,11 @@ $_->quit for @ws;
 
 # A shared holder's fence holds an exclusive waiter off past the shared
 # holder's expiry, until the fencing transaction ends.
-my $sf = q1("SELECT lockctl.acquire_shared('fenced', 'reader', '500 ms')");
+# The fencer's session is open before the 500 ms lease is taken, so that
+# a slow start of psql on a busy machine cannot outlast it.
 my $fencer = $node->background_psql('postgres');
+my $sf = $fencer->query_safe(
+	"SELECT lockctl.acquire_shared('fenced', 'reader', '500 ms')");
 $fencer->query_safe("BEGIN; SELECT lockctl.fence('fenced', $sf);");
 $wx = start_waiter('fx', 'acquire', 'fenced');
 wait_for_waiters('fenced', 1);

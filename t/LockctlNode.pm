@@ -13,6 +13,14 @@
 #   LockctlNode::wait_for_worker($node, 'postgres');    # its worker runs
 #   ok(LockctlNode::hold_expires($node, 'postgres', 'pool'));
 #
+# Lease waiters (the waits isolationtester cannot see), in database postgres:
+#   LockctlNode::create_got($node);                     # the table "got"
+#   my $s = LockctlNode::start_waiter($node, 'w1',      # waits in the
+#       "lockctl.acquire('r', 'w1', '1 min', '5 min')"); # background
+#   LockctlNode::wait_for_waiters($node, 'r', 1);       # it is queued
+#   LockctlNode::wait_for_got($node, 'w1');             # it was granted
+#   is(LockctlNode::waiters($node, 'r'), '0');
+#
 # new() returns an ordinary PostgreSQL::Test::Cluster: every method of it
 # works on the node.  prove runs from the top of the checkout (PGXS's
 # prove_installcheck), so 'use lib "t"' finds this file.
@@ -76,6 +84,68 @@ sub hold_expires
 		"SELECT lockctl.reserve('$pool', 1, 'x', '1 second')");
 	return $node->poll_query_until($db,
 		"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $id");
+}
+
+# create_got(NODE): the table "got" of database postgres, where each
+# waiter of start_waiter writes what it was granted (who, token) and when.
+sub create_got
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+		CREATE TABLE got (n serial, who text, token bigint,
+		                  at timestamptz DEFAULT clock_timestamp());
+	});
+	return;
+}
+
+# start_waiter(NODE, WHO, CALL, set => SQL): a background psql session
+# (application_name WHO) that runs SQL (settings, say), then
+# INSERT INTO got (who, token) SELECT 'WHO', CALL, and is left waiting in
+# it.  CALL is an acquire, acquire_shared, ... expression.  Returns the
+# session (its quit ends it).
+sub start_waiter
+{
+	my ($node, $who, $call, %opt) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0);
+	my $set = $opt{set} // '';
+	$s->query_safe("SET application_name = '$who'; $set");
+	$s->query_until(qr/^started\n/m, qq{
+\\echo started
+INSERT INTO got (who, token)
+  SELECT '$who', $call;
+});
+	return $s;
+}
+
+# waiters(NODE, RESOURCE): how many sessions wait for RESOURCE's lease in
+# database postgres.
+sub waiters
+{
+	my ($node, $resource) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM lockctl.lease_waiters WHERE resource = '$resource'");
+}
+
+# wait_for_waiters(NODE, RESOURCE, N): wait until N sessions wait for
+# RESOURCE; dies if they do not within the poll's timeout.
+sub wait_for_waiters
+{
+	my ($node, $resource, $n) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = $n FROM lockctl.lease_waiters WHERE resource = '$resource'")
+	  or die "timed out waiting for $n waiters on $resource";
+	return;
+}
+
+# wait_for_got(NODE, WHO): wait until the waiter WHO was granted (its row
+# is in "got"); dies if it was not within the poll's timeout.
+sub wait_for_got
+{
+	my ($node, $who) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM got WHERE who = '$who'")
+	  or die "$who was never granted";
+	return;
 }
 
 1;

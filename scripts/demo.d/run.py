@@ -20,6 +20,7 @@ hangs.  Its tables live in schema demo, dropped and made again at each run.
 """
 
 import argparse
+import select
 import sys
 import textwrap
 import threading
@@ -530,6 +531,219 @@ class Demo:
                 f"charged {charged} times, answers {sorted(set(answers + [late]))} (WRONG)",
                 ok)
 
+    # -- 7. the cache stampede ------------------------------------------------
+    COMPUTE = 0.2           # seconds the expensive value takes to compute
+
+    def stampede(self, table, fetch):
+        """CLIENTS requests for one key that is not cached; fetch(conn, i)
+        returns (value, how) with how 'computed', 'waited' or 'hit'.
+        Returns (computations, answers)."""
+        a = self.admin
+        a.execute(f"CREATE TABLE demo.{table} (key text PRIMARY KEY, value text NOT NULL)")
+        a.execute(f"CREATE TABLE demo.{table}_computed (request int NOT NULL)")
+        answers = run_clients(self.dsn, CLIENTS, fetch)
+        computed = one(a, f"SELECT count(*) FROM demo.{table}_computed")
+        return computed, answers
+
+    def compute(self, conn, table, i):
+        """The expensive computation, counted; its value goes in the cache."""
+        time.sleep(self.COMPUTE)
+        value = f"report built by request {i}"
+        conn.execute(f"INSERT INTO demo.{table}_computed VALUES (%s)", (i,))
+        conn.execute(f"INSERT INTO demo.{table} VALUES ('report', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (value,))
+        return value
+
+    def stampede_naive(self):
+        def fetch(conn, i):
+            value = one(conn, "SELECT value FROM demo.cache_naive WHERE key = 'report'")
+            if value is not None:
+                return value, "hit"
+            return self.compute(conn, "cache_naive", i), "computed"
+
+        computed, answers = self.stampede("cache_naive", fetch)
+        return (f"the report was computed {computed} times for {CLIENTS} requests "
+                f"({computed * self.COMPUTE:.1f} s of work for one value); "
+                f"{len({v for v, _ in answers})} different values served", None)
+
+    def stampede_lockctl(self):
+        self.need("acquire", "release")
+        resource = "demo:cache report"
+
+        def fetch(conn, i):
+            value = one(conn, "SELECT value FROM demo.cache WHERE key = 'report'")
+            if value is not None:
+                return value, "hit"
+            # A miss: one request computes under the lease, the others wait
+            # for it (no polling) and then find the value in the cache.
+            token = one(conn, "SELECT lockctl.acquire(%s, %s, '30 s', '10 s')",
+                        (resource, f"request {i}"))
+            if token is None:
+                raise RuntimeError(f"request {i} was not granted the lease within 10 s")
+            try:
+                value = one(conn, "SELECT value FROM demo.cache WHERE key = 'report'")
+                if value is not None:
+                    return value, "waited"
+                return self.compute(conn, "cache", i), "computed"
+            finally:
+                conn.execute("SELECT lockctl.release(%s, %s)", (resource, token))
+
+        computed, answers = self.stampede("cache", fetch)
+        values = {v for v, _ in answers}
+        waited = sum(1 for _, how in answers if how == "waited")
+        hits = sum(1 for _, how in answers if how == "hit")
+        ok = computed == 1 and len(values) == 1 and waited + hits == CLIENTS - 1
+        return ((f"computed once for {CLIENTS} requests; {waited} waited for the lease "
+                 f"and read the cached value, {hits} hit the cache; 1 value served")
+                if ok else
+                (f"computed {computed} times for {CLIENTS} requests, "
+                 f"{len(values)} different values served (WRONG)"), ok)
+
+    # -- 8. the waitlist walk-in -----------------------------------------------
+    WALKINS = 4             # customers who keep trying the sold-out show
+    REACT = 0.05            # seconds alice takes from the notice to her click
+
+    def walkin(self, cancel, queue, notified, book, walk_in):
+        """A sold-out show (1 seat, bob's), alice first on its waitlist, and
+        WALKINS walk-ins trying every 5 ms.  Bob cancels; alice is told,
+        takes REACT seconds and books.  cancel(conn) gives bob's seat back;
+        queue(conn) puts alice in line; notified(conn, ctx) waits for her
+        notice and returns what book needs; book(conn, ctx) -> True if she
+        got the seat; walk_in(conn, i) -> True if walk-in i got a seat."""
+        queued = threading.Event()
+        alice_done = threading.Event()
+        out = {"walk-ins": {}, "attempts": 0}
+        count = threading.Lock()
+        deadline = time.monotonic() + 10
+
+        def bob(conn, _):
+            if not queued.wait(10):
+                raise RuntimeError("alice never joined the waitlist")
+            time.sleep(0.05)            # the walk-ins are at it already
+            out["freed at"] = time.monotonic()
+            cancel(conn)
+
+        def alice(conn, _):
+            try:
+                ctx = queue(conn)
+                queued.set()
+                ctx = notified(conn, ctx, deadline)
+                out["notified at"] = time.monotonic()
+                time.sleep(self.REACT)  # opening the mail, clicking the link
+                out["clicked at"] = time.monotonic()
+                out["alice"] = book(conn, ctx)
+            finally:
+                queued.set()
+                alice_done.set()
+
+        def walker(conn, i):
+            while not alice_done.is_set() and time.monotonic() < deadline:
+                with count:
+                    out["attempts"] += 1
+                if walk_in(conn, i):
+                    out["walk-ins"][i] = time.monotonic()
+                    return
+                time.sleep(0.005)
+
+        run_clients(self.dsn, 2 + self.WALKINS,
+                    lambda conn, i: bob(conn, i) if i == 0 else
+                    alice(conn, i) if i == 1 else walker(conn, i - 1))
+        return out
+
+    def walkin_naive(self):
+        a = self.admin
+        a.execute("CREATE TABLE demo.show_naive (show text PRIMARY KEY, seats_left int NOT NULL)")
+        a.execute("INSERT INTO demo.show_naive VALUES ('premiere', 0)")
+        a.execute("CREATE TABLE demo.seat_naive (customer text PRIMARY KEY)")
+        a.execute("INSERT INTO demo.seat_naive VALUES ('bob')")
+        a.execute("CREATE TABLE demo.waitlist_naive (id serial PRIMARY KEY, customer text NOT NULL)")
+        a.execute("CREATE TABLE demo.mail_naive (customer text NOT NULL)")
+
+        def try_book(conn, who):
+            with conn.transaction():
+                if one(conn, "SELECT seats_left FROM demo.show_naive") < 1:
+                    return False
+                time.sleep(THINK)
+                if one(conn, "UPDATE demo.show_naive SET seats_left = seats_left - 1 "
+                             "WHERE seats_left > 0 RETURNING seats_left") is None:
+                    return False
+                conn.execute("INSERT INTO demo.seat_naive VALUES (%s)", (who,))
+            return True
+
+        def cancel(conn):
+            # Give the seat back, then mail the head of the waitlist.
+            with conn.transaction():
+                conn.execute("DELETE FROM demo.seat_naive WHERE customer = 'bob'")
+                conn.execute("UPDATE demo.show_naive SET seats_left = seats_left + 1")
+            conn.execute("INSERT INTO demo.mail_naive "
+                         "SELECT customer FROM demo.waitlist_naive ORDER BY id LIMIT 1")
+
+        def queue(conn):
+            conn.execute("INSERT INTO demo.waitlist_naive (customer) VALUES ('alice')")
+
+        def notified(conn, ctx, deadline):
+            while not one(conn, "SELECT count(*) FROM demo.mail_naive WHERE customer = 'alice'"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("alice was never mailed")
+                time.sleep(0.005)
+
+        out = self.walkin(cancel, queue, notified, lambda conn, ctx: try_book(conn, "alice"),
+                          lambda conn, i: try_book(conn, f"walk-in {i}"))
+        if out.get("alice") is False and out["walk-ins"]:
+            i, at = min(out["walk-ins"].items(), key=lambda kv: kv[1])
+            return (f"bob cancelled; walk-in {i} took the seat "
+                    f"{(at - out['freed at']) * 1000:.0f} ms later; alice, first in line, "
+                    f"was mailed and clicked at {(out['clicked at'] - out['freed at']) * 1000:.0f} ms: "
+                    f"sold out", None)
+        return ("alice got the seat (the race did not show this time)", None)
+
+    def walkin_lockctl(self):
+        self.need("reserve", "cancel", "confirm", "wait_for", "available")
+        a = self.admin
+        pool = "demo:premiere"
+        self.fresh_pool(pool, 1)
+        bobs = one(a, "SELECT lockctl.reserve(%s, 1, 'bob', '10 min')", (pool,))
+
+        def cancel(conn):
+            # The seat comes back and, in this same transaction, becomes an
+            # offer (a hold) for the head of the waitlist.
+            conn.execute("SELECT lockctl.cancel(%s)", (bobs,))
+
+        def queue(conn):
+            conn.execute("LISTEN lockctl_offer")
+            return one(conn, "SELECT lockctl.wait_for(%s, 1, 'alice', '1 min')", (pool,))
+
+        def notified(conn, entry, deadline):
+            # NOTIFY lockctl_offer (with the offer's hold id) wakes her
+            # (the socket turns readable); the view lockctl.waitlist names
+            # her entry's offer.
+            while True:
+                hold = one(conn, "SELECT offer_hold_id FROM lockctl.waitlist "
+                                 "WHERE id = %s AND status = 'offered'", (entry,))
+                if hold is not None:
+                    return hold
+                if time.monotonic() > deadline:
+                    raise RuntimeError("alice was never offered the seat")
+                select.select([conn.fileno()], [], [], 0.1)
+
+        def book(conn, hold):
+            return one(conn, "SELECT lockctl.confirm(%s)", (hold,)) is True
+
+        def walk_in(conn, i):
+            return one(conn, "SELECT lockctl.reserve(%s, 1, %s, '1 min')",
+                       (pool, f"walk-in {i}")) is not None
+
+        out = self.walkin(cancel, queue, notified, book, walk_in)
+        avail = one(a, "SELECT lockctl.available(%s)", (pool,))
+        ok = out.get("alice") is True and not out["walk-ins"] and avail == 0
+        if ok:
+            return (f"bob cancelled: the seat became alice's offer in the same transaction "
+                    f"(NOTIFY lockctl_offer); {out['attempts']} walk-in attempts got NULL "
+                    f"(sold out); alice confirmed at "
+                    f"{(out['clicked at'] - out['freed at']) * 1000:.0f} ms; available = {avail}", ok)
+        return (f"alice {'got' if out.get('alice') else 'lost'} the seat, "
+                f"{len(out['walk-ins'])} walk-ins got one, available = {avail} (WRONG)", ok)
+
 
 SCENARIOS = [
     ("lost update",
@@ -545,6 +759,12 @@ SCENARIOS = [
      f"{Demo.CARTS} shoppers put a ticket in their cart, {Demo.PAYERS} pay, the rest walk away"),
     ("duplicate webhook",
      f"a payment webhook delivered {Demo.COPIES} times at once, then retried later"),
+    ("cache stampede",
+     f"{CLIENTS} requests at once for one report that is not cached "
+     f"({Demo.COMPUTE * 1000:.0f} ms to compute)"),
+    ("waitlist walk-in",
+     f"a sold-out show, alice first on the waitlist, {Demo.WALKINS} walk-ins trying "
+     "every 5 ms; bob cancels"),
 ]
 
 
@@ -614,6 +834,10 @@ def main():
     rows.append((4, n, l[:2]))
     n, l = step(5, demo.webhook_naive, demo.webhook_lockctl)
     rows.append((5, n, l))
+    n, l = step(6, demo.stampede_naive, demo.stampede_lockctl)
+    rows.append((6, n, l))
+    n, l = step(7, demo.walkin_naive, demo.walkin_lockctl)
+    rows.append((7, n, l))
 
     total = time.monotonic() - started
     print_table(rows)
