@@ -3385,7 +3385,7 @@ GRANT SELECT ON lockctl.hold_lifetime_histogram TO PUBLIC;
 --               hold has lane 0.  reserve_range inserts with ON CONFLICT
 --               DO NOTHING: an overlapping insert in flight is waited for
 --               (as a unique index waits), no subtransaction, no lock on
---               the calendar but FOR KEY SHARE (that drop_calendar
+--               the calendar but FOR KEY SHARE (which only drop_calendar
 --               conflicts with).  Holds of other ranges never wait.
 --   capacity k > 1: reserve_range locks the calendar row (FOR NO KEY
 --               UPDATE) and counts the holds that cover each instant of
@@ -3675,10 +3675,8 @@ BEGIN
                             octet_length(v_key), lockctl_internal.name_max_bytes());
     END IF;
 
-    -- FOR KEY SHARE: drop_calendar waits for this transaction (and this
-    -- call for a drop in flight), and holders of other ranges do not.
     SELECT c.id, c.capacity INTO v_cal, v_capacity
-      FROM lockctl.calendars AS c WHERE c.resource = v_resource FOR KEY SHARE;
+      FROM lockctl.calendars AS c WHERE c.resource = v_resource;
     IF NOT FOUND THEN
         IF EXISTS (SELECT FROM lockctl.pools AS p WHERE p.resource = v_resource) THEN
             RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
@@ -3687,6 +3685,21 @@ BEGIN
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('calendar "%s" does not exist', v_resource);
+    END IF;
+    -- Capacity 1: FOR KEY SHARE, so that drop_calendar waits for this
+    -- transaction (and this call for a drop in flight) while takers of
+    -- other ranges do not wait for each other.  Capacity k > 1: one taker
+    -- at a time (the count below must see every hold taken before it).
+    -- The capacity never changes, so reading it unlocked is exact.
+    IF v_capacity = 1 THEN
+        PERFORM FROM lockctl.calendars AS c WHERE c.id = v_cal FOR KEY SHARE;
+    ELSE
+        PERFORM FROM lockctl.calendars AS c WHERE c.id = v_cal FOR NO KEY UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('calendar "%s" does not exist', v_resource),
+            DETAIL = 'It was dropped while this call waited for it.';
     END IF;
     v_role := lockctl_internal.acting_role();
 
@@ -3712,8 +3725,7 @@ BEGIN
 
     v_id := lockctl_internal.era_nextval('lockctl.hold_id_seq'::regclass);
     IF v_capacity > 1 THEN
-        -- One transaction at a time on this calendar: count, then insert.
-        PERFORM FROM lockctl.calendars AS c WHERE c.id = v_cal FOR NO KEY UPDATE;
+        -- The calendar row is ours: count, then insert.
         IF lockctl_internal.range_peak(v_cal, v_during) >= v_capacity THEN
             RETURN NULL;
         END IF;
