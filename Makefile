@@ -32,12 +32,13 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # lockctl.sql first (the library check, the schemas, what every concept
 # uses), lease_token.sql before reserve.sql (hold ids use era_nextval),
 # reserve_*.sql after reserve.sql (carts, per-holder limits, partial
-# confirm, waitlists), worker.sql last (it ends by waking the expiry
+# confirm, waitlists, calendars), worker.sql last (it ends by waking the expiry
 # worker).  Named relative to $(srctop) so that builds in another
 # directory work.
 SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql lease_token.sql \
 	fence_table.sql reserve.sql reserve_cart.sql reserve_limits.sql \
-	reserve_partial.sql reserve_waitlist.sql request.sql version.sql worker.sql)
+	reserve_partial.sql reserve_waitlist.sql reserve_calendar.sql request.sql version.sql \
+	worker.sql)
 # The install script of the version under development is built from src/;
 # those of released versions (lockctl--1.0.sql, ...) are frozen copies at
 # the top and never change, and lockctl--OLD--NEW.sql carry installed

@@ -492,6 +492,12 @@ BEGIN
 
     SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
     IF NOT FOUND THEN
+        -- A calendar (src/reserve_calendar.sql) is sold by time range.
+        IF EXISTS (SELECT FROM lockctl.calendars AS c WHERE c.resource = v_resource) THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = format('"%s" is a calendar, not a pool', v_resource),
+                HINT = 'Take a time range of a calendar with lockctl.reserve_range.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool "%s" does not exist', v_resource);
     END IF;
@@ -674,6 +680,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.confirm_range(id);
+        END IF;
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
     END IF;
@@ -710,6 +720,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.cancel_range(id);
+        END IF;
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
@@ -750,6 +764,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.extend_range(id, ttl);
+        END IF;
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
     END IF;
     RETURN v_expires;
@@ -832,6 +850,7 @@ DECLARE
     v_qs bigint[];
     v_holders text[];
     v_carts bigint[];
+    v_ranges bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -846,6 +865,8 @@ BEGIN
     -- by the same rule: a cart is taken only when its row, the slot row of
     -- every item and its holder's counts were all free (SKIP LOCKED).
     v_carts := lockctl_internal.expire_due_carts(batch_size);
+    -- Range holds of calendars (src/reserve_calendar.sql) too.
+    v_ranges := lockctl_internal.expire_due_ranges(batch_size);
 
     -- The hold and its slot are locked together, each with SKIP LOCKED:
     -- LIMIT counts only the holds whose two rows were both free.  (The
@@ -892,7 +913,8 @@ BEGIN
     -- capacity added, expired carts): pools whose slots are all free now.
     PERFORM lockctl_internal.serve_waitlists();
 
-    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0);
+    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0)
+           + coalesce(cardinality(v_ranges), 0);
 END;
 $fn$;
 
@@ -937,7 +959,8 @@ BEGIN
     -- Carts and waitlist entries (src/reserve_cart.sql,
     -- src/reserve_waitlist.sql) are purged in the same batches.
     RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
-           + lockctl_internal.purge_waitlist(retention, batch_size);
+           + lockctl_internal.purge_waitlist(retention, batch_size)
+           + lockctl_internal.purge_ranges(retention, batch_size);
 END;
 $fn$;
 
@@ -1712,6 +1735,10 @@ BEGIN
                                        LIMIT v_cap) AS x)
              + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
                                        WHERE w.taken_by = role AND w.status = 'waiting'
+                                       LIMIT v_cap) AS x)
+             -- Range holds of calendars (src/reserve_calendar.sql).
+             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
+                                       WHERE g.taken_by = role AND g.status = 'held'
                                        LIMIT v_cap) AS x);
         IF v_n >= v_cap THEN
             RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
@@ -1736,6 +1763,10 @@ BEGIN
                                         JOIN lockctl.cart_items AS i ON i.cart_id = c.id
                                        WHERE c.taken_by = role
                                          AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
+                                       WHERE g.taken_by = role
+                                         AND g.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
                                        LIMIT v_cap) AS x);
         IF v_n >= v_cap THEN
             RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
@@ -2743,6 +2774,16 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
        FOR UPDATE;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql) holds one unit.
+        IF lockctl_internal.is_range_hold(id) THEN
+            IF quantity = 1 THEN
+                RETURN lockctl_internal.confirm_range(id);
+            END IF;
+            PERFORM lockctl_internal.range_hold_state('confirm', id, ARRAY['held']);
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('cannot confirm %s units of hold %s: it holds 1', quantity, id),
+                HINT = 'A range hold is one unit of its calendar: confirm it with lockctl.confirm(id).';
+        END IF;
         SELECT r.status::text, r.quantity INTO v_status, v_old FROM lockctl.reservations AS r
          WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
         -- Confirmed with this quantity already: a safe retry.
@@ -3314,3 +3355,746 @@ CREATE VIEW lockctl.hold_lifetime_histogram AS
 
 COMMENT ON VIEW lockctl.hold_lifetime_histogram IS 'lockctl: how long the kept finished holds lasted (finished - created), by status, in cumulative buckets of le seconds (Prometheus-style), over the holds lockctl.holds shows the caller; a distribution of the holds kept, not a counter (the purge removes cancelled and expired ones)';
 GRANT SELECT ON lockctl.hold_lifetime_histogram TO PUBLIC;
+
+-- Calendars (new in 1.1): the same objects as src/reserve_calendar.sql.
+-- ---------------------------------------------------------------------------
+-- Calendars: pools sold by time range (rooms, appointments, rental cars).
+-- A range hold takes one unit of a calendar for a range of time, expires
+-- like any hold, and is confirmed, cancelled and extended with the same
+-- lockctl.confirm, cancel and extend (its id comes from the holds'
+-- sequence, era-tagged: never also a hold's, a cart's or an entry's id).
+-- docs/reservations.md, "Calendars", has the design; in short:
+--
+--   lockctl.calendars           one row per calendar: name, capacity (the
+--                               number of identical units: rooms, cars).
+--                               Written only by create_calendar and
+--                               drop_calendar; capacity never changes.
+--   lockctl.range_reservations  one row per range hold.  Ranges are '[)'
+--                               (start included, end excluded), finite and
+--                               not empty (a CHECK).
+--
+-- The guarantee: at every instant, at most `capacity` held and confirmed
+-- holds of a calendar cover it, under any concurrency.
+--   capacity 1: the exclusion constraint range_reservations_no_overlap
+--               (GiST, calendar && calendar, lane && lane, during &&
+--               during, over live holds) refuses an overlap; every such
+--               hold has lane 0.  reserve_range inserts with ON CONFLICT
+--               DO NOTHING: an overlapping insert in flight is waited for
+--               (as a unique index waits), no subtransaction, no lock on
+--               the calendar row.  Holds of other ranges never wait.
+--   capacity k > 1: reserve_range locks the calendar row (FOR NO KEY
+--               UPDATE) and counts the holds that cover each instant of
+--               the range; each hold has its own lane (its id), so the
+--               constraint never applies to it.  Holds of one such
+--               calendar are taken one transaction at a time.
+-- drop_calendar against reserve_range: reserve_range takes ROW EXCLUSIVE
+-- on lockctl.range_reservations before it looks the calendar up, and
+-- drop_calendar SHARE ROW EXCLUSIVE before it deletes: a hold taken in
+-- flight is committed before the drop deletes it, or its taker finds the
+-- calendar gone.  (A FOR KEY SHARE on the calendar row, what a foreign key
+-- does, cost a third of the throughput at 8 clients: every taker makes a
+-- new multixact on the same row.)  The worker's functions take that lock
+-- with NOWAIT and leave their pass to the next one if a drop is in flight.
+-- Lock order: the table lock, the calendar row (capacity k > 1), hold rows.
+-- confirm, cancel and extend lock only the hold; the worker takes due holds
+-- with SKIP LOCKED.
+--
+-- Authority (README.md, "Privileges"), as for holds: a range hold belongs
+-- to the role that took it (taken_by); only that role and roles with its
+-- privileges may confirm, cancel or extend it, to others it does not exist
+-- (42704); idempotency keys are per (calendar, role); range holds count in
+-- lockctl.max_holds_per_role and lockctl.max_kept_holds_per_role.
+-- ---------------------------------------------------------------------------
+
+-- The most units a calendar has (identical rooms, cars).
+CREATE FUNCTION lockctl_internal.max_calendar_capacity() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 100000;
+COMMENT ON FUNCTION lockctl_internal.max_calendar_capacity() IS 'lockctl internal: the largest capacity of a calendar';
+REVOKE ALL ON FUNCTION lockctl_internal.max_calendar_capacity() FROM PUBLIC;
+
+CREATE SEQUENCE lockctl.calendar_id_seq;
+
+CREATE TABLE lockctl.calendars (
+    id          bigint NOT NULL DEFAULT pg_catalog.nextval('lockctl.calendar_id_seq'::pg_catalog.regclass),
+    resource    text NOT NULL,
+    capacity    integer NOT NULL,
+    created     timestamp with time zone NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT calendars_pkey PRIMARY KEY (id),
+    CONSTRAINT calendars_resource_key UNIQUE (resource),
+    CONSTRAINT calendars_resource_check
+        CHECK (pg_catalog.octet_length(resource) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.octet_length(resource) OPERATOR(pg_catalog.<=) lockctl_internal.name_max_bytes()),
+    CONSTRAINT calendars_capacity_check
+        CHECK (capacity OPERATOR(pg_catalog.>=) 1
+               AND capacity OPERATOR(pg_catalog.<=) lockctl_internal.max_calendar_capacity())
+);
+ALTER SEQUENCE lockctl.calendar_id_seq OWNED BY lockctl.calendars.id;
+COMMENT ON TABLE lockctl.calendars IS 'lockctl: calendars, pools sold by time range (write through lockctl.create_calendar and drop_calendar only)';
+
+-- calendar_id is not a foreign key, as reservations.pool_id is not: the
+-- functions keep holds and calendars together (see drop_calendar against
+-- reserve_range above).
+CREATE TABLE lockctl.range_reservations (
+    id               bigint NOT NULL DEFAULT lockctl_internal.era_nextval('lockctl.hold_id_seq'::pg_catalog.regclass),
+    calendar_id      bigint NOT NULL,
+    during           pg_catalog.tstzrange NOT NULL,
+    -- 0 on a calendar of capacity 1 (the exclusion constraint applies);
+    -- the hold's own id on a larger one (it never does).
+    lane             bigint NOT NULL,
+    holder           text,
+    taken_by         name NOT NULL DEFAULT lockctl_internal.acting_role(),
+    status           lockctl.hold_status NOT NULL DEFAULT 'held',
+    created          timestamp with time zone NOT NULL,
+    expires          timestamp with time zone NOT NULL,
+    finished         timestamp with time zone,
+    idempotency_key  text,
+    CONSTRAINT range_reservations_pkey PRIMARY KEY (id),
+    -- What the accounting relies on: finished set exactly when the hold is
+    -- over; a range that starts and ends at a finite time, start included,
+    -- end excluded (so that two ranges meet without overlapping).
+    CONSTRAINT range_reservations_state_check
+        CHECK ((status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL)
+               AND NOT pg_catalog.isempty(during)
+               AND pg_catalog.lower_inc(during) AND NOT pg_catalog.upper_inc(during)
+               AND pg_catalog.isfinite(pg_catalog.lower(during))
+               AND pg_catalog.isfinite(pg_catalog.upper(during))),
+    -- The guarantee for calendars of capacity 1, and the index every
+    -- overlap query of this file uses (calendar and range; the lane is
+    -- never searched on).  Ranges as keys so that no btree_gist is needed.
+    CONSTRAINT range_reservations_no_overlap
+        EXCLUDE USING gist (pg_catalog.int8range(calendar_id, calendar_id, '[]') WITH OPERATOR(pg_catalog.&&),
+                            pg_catalog.int8range(lane, lane, '[]') WITH OPERATOR(pg_catalog.&&),
+                            during WITH OPERATOR(pg_catalog.&&))
+        WHERE (status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[]))
+);
+COMMENT ON TABLE lockctl.range_reservations IS 'lockctl: range holds on calendars (write through lockctl.reserve_range and friends only)';
+
+-- As for lockctl.reservations: the worker's scan, the idempotency lookup,
+-- the role caps, the purge.
+CREATE INDEX range_reservations_due_idx ON lockctl.range_reservations (expires)
+    WHERE status OPERATOR(pg_catalog.=) 'held';
+CREATE UNIQUE INDEX range_reservations_idempotency_idx
+    ON lockctl.range_reservations (calendar_id, taken_by, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX range_reservations_role_idx ON lockctl.range_reservations (taken_by, status)
+    WHERE status OPERATOR(pg_catalog.<>) 'confirmed';
+CREATE INDEX range_reservations_finished_idx ON lockctl.range_reservations (finished)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[]);
+
+SELECT pg_catalog.pg_extension_config_dump('lockctl.calendars', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.calendar_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('lockctl.range_reservations', '');
+
+REVOKE ALL ON lockctl.calendars, lockctl.range_reservations FROM PUBLIC;
+REVOKE ALL ON SEQUENCE lockctl.calendar_id_seq FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal: check a range argument `arg` of function fn: not NULL, not
+-- empty, finite at both ends, start included and end excluded ('[)').
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.check_range(fn text, arg text, during pg_catalog.tstzrange)
+    RETURNS pg_catalog.tstzrange
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    fn := coalesce('lockctl.' || fn, 'lockctl_internal.check_range');
+    arg := coalesce(arg, 'during');
+    IF during IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = format('%s of %s must not be null', arg, fn);
+    ELSIF isempty(during) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s of %s must not be empty', arg, fn),
+            DETAIL = 'Its start must be before its end.';
+    ELSIF lower_inf(during) OR upper_inf(during)
+          OR NOT isfinite(lower(during)) OR NOT isfinite(upper(during)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s of %s must be bounded: %s', arg, fn, during),
+            DETAIL = 'Both its start and its end must be finite times.';
+    ELSIF NOT lower_inc(during) OR upper_inc(during) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('%s of %s must include its start and exclude its end: %s', arg, fn, during),
+            HINT = 'Write it as tstzrange(start, end) or ''[start, end)''.';
+    END IF;
+    RETURN during;
+END;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.check_range(text, text, pg_catalog.tstzrange) IS 'lockctl internal: check a time range argument';
+REVOKE ALL ON FUNCTION lockctl_internal.check_range(text, text, pg_catalog.tstzrange) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.create_calendar(resource, capacity): a new calendar of capacity
+-- identical units (1: one room).  Its name may not be a pool's either.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.create_calendar(resource text, capacity integer DEFAULT 1)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('create_calendar', resource);
+    v_id bigint;
+BEGIN
+    IF capacity IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'capacity of lockctl.create_calendar must not be null';
+    ELSIF capacity < 1 OR capacity > lockctl_internal.max_calendar_capacity() THEN
+        RAISE EXCEPTION USING ERRCODE = 'numeric_value_out_of_range',
+            MESSAGE = format('capacity of lockctl.create_calendar is out of range: %s', capacity),
+            DETAIL = format('It must be between 1 and %s.', lockctl_internal.max_calendar_capacity());
+    END IF;
+    -- One name, one thing: no pool of that name may appear meanwhile
+    -- (create_pool takes ROW EXCLUSIVE on lockctl.pools).
+    LOCK TABLE lockctl.pools IN SHARE ROW EXCLUSIVE MODE;
+    IF EXISTS (SELECT FROM lockctl.pools AS p WHERE p.resource = v_resource) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('pool "%s" already exists', v_resource),
+            DETAIL = 'A calendar cannot have the name of a pool.';
+    END IF;
+    INSERT INTO lockctl.calendars AS c (resource, capacity)
+    VALUES (v_resource, capacity)
+    ON CONFLICT ON CONSTRAINT calendars_resource_key DO NOTHING
+    RETURNING c.id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('calendar "%s" already exists', v_resource);
+    END IF;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.drop_calendar(resource): drop a calendar with all its holds,
+-- live ones included.  Waits for transactions that are taking holds on it.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.drop_calendar(resource text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_resource text := lockctl_internal.check_resource('drop_calendar', resource);
+    v_id bigint;
+BEGIN
+    -- Waits for the transactions that are taking (or confirming,
+    -- cancelling, extending) range holds, on any calendar, and keeps new
+    -- ones out until this transaction ends: the holds below are all there
+    -- is, and a reserve_range that waited finds the calendar gone.
+    LOCK TABLE lockctl.range_reservations IN SHARE ROW EXCLUSIVE MODE;
+    SELECT c.id INTO v_id FROM lockctl.calendars AS c WHERE c.resource = v_resource FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('calendar "%s" does not exist', v_resource);
+    END IF;
+    DELETE FROM lockctl.range_reservations AS r WHERE r.calendar_id = v_id;
+    DELETE FROM lockctl.calendars AS c WHERE c.id = v_id;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: the most live (held or confirmed) holds of calendar `calendar`
+-- that cover one instant of `during`.  Holds ending when another starts do
+-- not overlap ('[)' ranges): at an instant where both happen they add 0.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.range_peak(calendar bigint, during pg_catalog.tstzrange)
+    RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+BEGIN ATOMIC
+    SELECT coalesce(max(x.n), 0)::bigint
+      FROM (SELECT sum(sum(e.d)) OVER (ORDER BY e.t) AS n
+              FROM (SELECT CASE WHEN u.edge = 1 THEN GREATEST(lower(r.during), lower(range_peak.during))
+                                ELSE LEAST(upper(r.during), upper(range_peak.during)) END AS t,
+                           u.edge AS d
+                      FROM lockctl.range_reservations AS r
+                     CROSS JOIN (VALUES (1), (-1)) AS u (edge)
+                     WHERE int8range(r.calendar_id, r.calendar_id, '[]') && int8range(range_peak.calendar, range_peak.calendar, '[]')
+                       AND r.during && range_peak.during
+                       AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])) AS e
+             GROUP BY e.t) AS x;
+END;
+COMMENT ON FUNCTION lockctl_internal.range_peak(bigint, pg_catalog.tstzrange) IS 'lockctl internal: the most live holds of a calendar over one instant of a range';
+REVOKE ALL ON FUNCTION lockctl_internal.range_peak(bigint, pg_catalog.tstzrange) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.reserve_range(resource, during, holder, ttl, idempotency_key):
+-- hold one unit of calendar `resource` for the time range `during`, for
+-- ttl.  Returns the hold's id, or NULL when the calendar is full at some
+-- instant of the range (capacity live holds cover it).  Confirm, cancel and
+-- extend it with lockctl.confirm, cancel and extend.  A retry with the same
+-- key returns the same hold; the same key with another range is 22023.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reserve_range(resource text, during pg_catalog.tstzrange,
+                                      holder text DEFAULT NULL,
+                                      ttl interval DEFAULT '00:05:00'::interval,
+                                      idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := resource;
+    v_during tstzrange := during;
+    v_holder text := holder;
+    v_ttl interval := ttl;
+    v_key text := idempotency_key;
+    v_cal bigint;
+    v_capacity integer;
+    v_role name;
+    v_id bigint;
+    v_old tstzrange;
+    v_now timestamp with time zone;
+BEGIN
+    -- The checks of check_resource and check_range, inline: the hot path.
+    IF v_resource IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'resource of lockctl.reserve_range must not be null';
+    ELSIF octet_length(v_resource) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'resource of lockctl.reserve_range must not be empty';
+    ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'resource of lockctl.reserve_range is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_resource), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_during IS NULL OR isempty(v_during) OR lower_inf(v_during) OR upper_inf(v_during)
+       OR NOT lower_inc(v_during) OR upper_inc(v_during)
+       OR NOT isfinite(lower(v_during)) OR NOT isfinite(upper(v_during)) THEN
+        PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
+    END IF;
+    IF octet_length(v_holder) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'holder of lockctl.reserve_range must not be empty',
+            HINT = 'Pass NULL for a hold without a holder.';
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'holder of lockctl.reserve_range is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
+    END IF;
+    IF v_ttl IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'ttl of lockctl.reserve_range must not be null';
+    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
+            DETAIL = format('It must be between "%s" and "%s".',
+                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+    END IF;
+    IF octet_length(v_key) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
+    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+            MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
+            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                            octet_length(v_key), lockctl_internal.name_max_bytes());
+    END IF;
+
+    -- Before the calendar is looked up: a drop_calendar in flight is
+    -- waited for (and the calendar is then gone), or waits for this
+    -- transaction.  Fast-path lock: the INSERT below takes it anyway.
+    LOCK TABLE lockctl.range_reservations IN ROW EXCLUSIVE MODE;
+    SELECT c.id, c.capacity INTO v_cal, v_capacity
+      FROM lockctl.calendars AS c WHERE c.resource = v_resource;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM lockctl.pools AS p WHERE p.resource = v_resource) THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = format('"%s" is a pool, not a calendar', v_resource),
+                HINT = 'Take units of a pool with lockctl.reserve.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('calendar "%s" does not exist', v_resource);
+    END IF;
+    -- Capacity k > 1: one taker at a time (the count below must see every
+    -- hold taken before it).  The capacity never changes, so reading it
+    -- unlocked is exact.
+    IF v_capacity > 1 THEN
+        PERFORM FROM lockctl.calendars AS c WHERE c.id = v_cal FOR NO KEY UPDATE;
+    END IF;
+    v_role := lockctl_internal.acting_role();
+
+    -- A retry with the same key gets the hold the first call made.
+    IF v_key IS NOT NULL THEN
+        SELECT r.id, r.during INTO v_id, v_old FROM lockctl.range_reservations AS r
+         WHERE r.calendar_id = v_cal AND r.taken_by = v_role AND r.idempotency_key = v_key;
+        IF FOUND THEN
+            IF v_old <> v_during THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('idempotency key "%s" was used for another range on calendar "%s"',
+                                     v_key, v_resource),
+                    DETAIL = format('Hold %s is for %s; this call asked for %s.', v_id, v_old, v_during);
+            END IF;
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    IF current_setting('lockctl.max_holds_per_role')::integer > 0
+       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
+        PERFORM lockctl_internal.check_role_caps(v_role, 1);
+    END IF;
+
+    v_id := lockctl_internal.era_nextval('lockctl.hold_id_seq'::regclass);
+    IF v_capacity > 1 THEN
+        -- The calendar row is ours: count, then insert.
+        IF lockctl_internal.range_peak(v_cal, v_during) >= v_capacity THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    -- No target: the exclusion constraint (capacity 1) and the idempotency
+    -- index are both arbiters.  An overlapping hold in flight is waited
+    -- for: if it commits, this one is not taken.
+    v_now := clock_timestamp();
+    INSERT INTO lockctl.range_reservations AS r
+           (id, calendar_id, during, lane, holder, taken_by, created, expires, idempotency_key)
+    VALUES (v_id, v_cal, v_during, CASE WHEN v_capacity = 1 THEN 0 ELSE v_id END,
+            v_holder, v_role, v_now, v_now + v_ttl, v_key)
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN v_id;
+    END IF;
+    -- Not taken: the range is full, or a concurrent call with the same key
+    -- committed first.
+    IF v_key IS NOT NULL THEN
+        SELECT r.id, r.during INTO v_id, v_old FROM lockctl.range_reservations AS r
+         WHERE r.calendar_id = v_cal AND r.taken_by = v_role AND r.idempotency_key = v_key;
+        IF FOUND THEN
+            IF v_old <> v_during THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('idempotency key "%s" was used for another range on calendar "%s"',
+                                     v_key, v_resource),
+                    DETAIL = format('Hold %s is for %s; this call asked for %s.', v_id, v_old, v_during);
+            END IF;
+            RETURN v_id;
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Internal: explain why range hold `id` could not be confirmed, cancelled
+-- or extended (as hold_state for holds).  Another role's range hold, or
+-- none, is reported by hold_state itself: exactly as a missing hold.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.range_hold_state(action text, id bigint, ok_status text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_status text;
+    v_expires timestamp with time zone;
+    v_finished timestamp with time zone;
+BEGIN
+    SELECT r.status::text, r.expires, r.finished INTO v_status, v_expires, v_finished
+      FROM lockctl.range_reservations AS r
+     WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
+    IF NOT FOUND THEN
+        RETURN lockctl_internal.hold_state(action, id, ok_status);
+    END IF;
+    IF v_status = ANY (ok_status) THEN
+        RETURN v_status;
+    END IF;
+    IF v_status = 'held' AND v_expires <= clock_timestamp() OR v_status = 'expired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it has expired', action, id),
+            DETAIL = format('It expired at %s.', v_expires),
+            HINT = 'Take a new hold with lockctl.reserve_range.';
+    ELSIF v_status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it was cancelled', action, id),
+            DETAIL = format('It was cancelled at %s.', v_finished),
+            HINT = 'Take a new hold with lockctl.reserve_range.';
+    ELSIF v_status = 'confirmed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot %s hold %s: it is confirmed', action, id),
+            DETAIL = format('It was confirmed at %s.', v_finished);
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+        MESSAGE = format('could not %s hold %s because of a concurrent change', action, id),
+        HINT = 'Retry the transaction.';
+END;
+$fn$;
+
+-- Internal: whether id is a range hold's (of whichever role): where
+-- lockctl.confirm, cancel and extend turn when id is no hold of a pool.
+CREATE FUNCTION lockctl_internal.is_range_hold(id bigint) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT EXISTS (SELECT FROM lockctl.range_reservations AS r WHERE r.id = is_range_hold.id);
+END;
+
+-- ---------------------------------------------------------------------------
+-- Internal: lockctl.confirm, cancel and extend for a range hold (their
+-- answers and errors; called by them, which check id and ttl).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.confirm_range(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+BEGIN
+    UPDATE lockctl.range_reservations AS r
+       SET status = 'confirmed', finished = v_now
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by);
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.range_hold_state('confirm', id, ARRAY['confirmed']);
+        RETURN false;
+    END IF;
+    RETURN true;
+END;
+$fn$;
+
+CREATE FUNCTION lockctl_internal.cancel_range(id bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+BEGIN
+    UPDATE lockctl.range_reservations AS r
+       SET status = 'cancelled', finished = clock_timestamp()
+     WHERE r.id = id AND r.finished IS NULL
+       AND lockctl_internal.may_act_for(r.taken_by);
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.range_hold_state('cancel', id, ARRAY['cancelled', 'expired']);
+        RETURN false;
+    END IF;
+    RETURN true;
+END;
+$fn$;
+
+CREATE FUNCTION lockctl_internal.extend_range(id bigint, ttl interval)
+    RETURNS timestamp with time zone
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_expires timestamp with time zone;
+BEGIN
+    UPDATE lockctl.range_reservations AS r
+       SET expires = v_now + ttl
+     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+       AND lockctl_internal.may_act_for(r.taken_by)
+    RETURNING r.expires INTO v_expires;
+    IF NOT FOUND THEN
+        PERFORM lockctl_internal.range_hold_state('extend', id, ARRAY[]::text[]);
+    END IF;
+    RETURN v_expires;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.available_ranges(resource, within): the free parts of `within`
+-- on a calendar, as this transaction's snapshot sees them: maximal ranges
+-- in which `available` units (at least 1, the same all along) are neither
+-- held nor confirmed, in time order.  On a calendar of capacity 1, the
+-- gaps between its holds.  Holds past their expiry count until the worker
+-- expires them.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.available_ranges(resource text, within pg_catalog.tstzrange)
+    RETURNS TABLE (during pg_catalog.tstzrange, available integer)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_resource text := lockctl_internal.check_resource('available_ranges', resource);
+    v_within tstzrange := lockctl_internal.check_range('available_ranges', 'within', within);
+    v_cal bigint;
+    v_capacity integer;
+BEGIN
+    SELECT c.id, c.capacity INTO v_cal, v_capacity
+      FROM lockctl.calendars AS c WHERE c.resource = v_resource;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM lockctl.pools AS p WHERE p.resource = v_resource) THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = format('"%s" is a pool, not a calendar', v_resource),
+                HINT = 'The free units of a pool are lockctl.available.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('calendar "%s" does not exist', v_resource);
+    END IF;
+    -- A sweep: +1 where a live hold starts, -1 where it ends (clipped to
+    -- the window), the count after each instant, and the pieces between
+    -- consecutive instants; pieces with free units, merged with their
+    -- neighbour when it has as many.
+    RETURN QUERY
+    WITH ev (t, d) AS (
+        SELECT CASE WHEN u.edge = 1 THEN GREATEST(lower(r.during), lower(v_within))
+                    ELSE LEAST(upper(r.during), upper(v_within)) END,
+               u.edge
+          FROM lockctl.range_reservations AS r
+         CROSS JOIN (VALUES (1), (-1)) AS u (edge)
+         WHERE int8range(r.calendar_id, r.calendar_id, '[]') && int8range(v_cal, v_cal, '[]')
+           AND r.during && v_within
+           AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+        UNION ALL
+        VALUES (lower(v_within), 0), (upper(v_within), 0)
+    ), pts AS (
+        SELECT ev.t, sum(sum(ev.d)) OVER (ORDER BY ev.t) AS n FROM ev GROUP BY ev.t
+    ), pieces AS (
+        SELECT pts.t AS lo, lead(pts.t) OVER (ORDER BY pts.t) AS hi, v_capacity - pts.n AS a FROM pts
+    ), free AS (
+        SELECT p.lo, p.hi, p.a,
+               CASE WHEN lag(p.hi) OVER (ORDER BY p.lo) = p.lo AND lag(p.a) OVER (ORDER BY p.lo) = p.a
+                    THEN 0 ELSE 1 END AS brk
+          FROM pieces AS p WHERE p.hi IS NOT NULL AND p.a > 0
+    ), grp AS (
+        SELECT f.lo, f.hi, f.a, sum(f.brk) OVER (ORDER BY f.lo) AS g FROM free AS f
+    )
+    SELECT tstzrange(min(g.lo), max(g.hi)), g.a::integer
+      FROM grp AS g GROUP BY g.g, g.a ORDER BY min(g.lo);
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- The worker's part (called by lockctl_internal.expire_holds and
+-- purge_holds, src/reserve.sql): expire up to batch_size due range holds
+-- without waiting (SKIP LOCKED), NOTIFY lockctl_expired with each id, and
+-- return their ids; purge up to batch_size finished ones kept longer than
+-- retention.  Neither waits for a drop_calendar in flight (the table lock
+-- with NOWAIT): that pass does nothing with range holds.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.expire_due_ranges(batch_size integer)
+    RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_now timestamp with time zone := clock_timestamp();
+    v_ids bigint[];
+BEGIN
+    -- Never wait: a drop_calendar in flight holds the table; next pass.
+    BEGIN
+        LOCK TABLE lockctl.range_reservations IN ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN NULL;
+    END;
+    WITH due AS (
+        SELECT r.id FROM lockctl.range_reservations AS r
+         WHERE r.status = 'held' AND r.expires <= v_now
+         ORDER BY r.expires
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    ), done AS (
+        UPDATE lockctl.range_reservations AS r
+           SET status = 'expired', finished = v_now
+          FROM due WHERE r.id = due.id
+        RETURNING r.id
+    )
+    SELECT array_agg(done.id ORDER BY done.id) INTO v_ids FROM done;
+    PERFORM pg_notify('lockctl_expired', u.id::text) FROM unnest(v_ids) AS u(id);
+    RETURN v_ids;
+END;
+$fn$;
+
+CREATE FUNCTION lockctl_internal.purge_ranges(retention interval, batch_size integer)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v_n integer;
+BEGIN
+    BEGIN
+        LOCK TABLE lockctl.range_reservations IN ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN 0;
+    END;
+    WITH old AS (
+        SELECT r.id FROM lockctl.range_reservations AS r
+         WHERE r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+           AND r.finished < now() - retention
+         ORDER BY r.finished
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM lockctl.range_reservations AS r USING old WHERE r.id = old.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Views: every calendar with its live holds; range holds, as lockctl.holds
+-- shows holds (the caller's and those of roles whose privileges it has;
+-- every one for pg_read_all_stats, without another role's holder and key).
+-- ---------------------------------------------------------------------------
+CREATE VIEW lockctl.calendar_status AS
+    SELECT c.resource,
+           c.capacity,
+           t.held,
+           t.confirmed,
+           c.created
+      FROM lockctl.calendars AS c,
+           LATERAL (SELECT pg_catalog.count(*) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'held') AS held,
+                           pg_catalog.count(*) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'confirmed') AS confirmed
+                      FROM lockctl.range_reservations AS r
+                     WHERE r.calendar_id OPERATOR(pg_catalog.=) c.id) AS t;
+COMMENT ON VIEW lockctl.calendar_status IS 'lockctl: every calendar with its capacity and its range holds held and confirmed';
+
+CREATE VIEW lockctl.calendar_holds WITH (security_barrier) AS
+    SELECT r.id,
+           c.resource,
+           r.during,
+           CASE WHEN a.mine THEN r.holder END AS holder,
+           r.taken_by,
+           r.status::text AS status,
+           r.created,
+           r.expires,
+           r.finished,
+           CASE WHEN a.mine THEN r.idempotency_key END AS idempotency_key
+      FROM lockctl.range_reservations AS r
+      JOIN lockctl.calendars AS c ON c.id OPERATOR(pg_catalog.=) r.calendar_id
+     CROSS JOIN LATERAL (SELECT lockctl_internal.may_act_for(r.taken_by) AS mine) AS a
+     WHERE a.mine
+        OR pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE');
+COMMENT ON VIEW lockctl.calendar_holds IS 'lockctl: range holds on calendars, live and finished (until purged), taken by roles whose privileges the caller has (every one for pg_read_all_stats, without holder and key)';
+
+COMMENT ON FUNCTION lockctl.create_calendar(text, integer) IS 'lockctl: create a calendar, a pool sold by time range, of capacity identical units';
+COMMENT ON FUNCTION lockctl.drop_calendar(text) IS 'lockctl: drop a calendar and all its range holds';
+COMMENT ON FUNCTION lockctl.reserve_range(text, pg_catalog.tstzrange, text, interval, text) IS 'lockctl: hold one unit of a calendar for a time range; NULL when it is full at some instant of the range';
+COMMENT ON FUNCTION lockctl.available_ranges(text, pg_catalog.tstzrange) IS 'lockctl: the free parts of a time range on a calendar, with the units free in each';
+COMMENT ON FUNCTION lockctl_internal.range_hold_state(text, bigint, text[]) IS 'lockctl internal: explain why a range hold cannot be confirmed, cancelled or extended';
+COMMENT ON FUNCTION lockctl_internal.is_range_hold(bigint) IS 'lockctl internal: whether an id is a range hold''s';
+COMMENT ON FUNCTION lockctl_internal.confirm_range(bigint) IS 'lockctl internal: lockctl.confirm for a range hold';
+COMMENT ON FUNCTION lockctl_internal.cancel_range(bigint) IS 'lockctl internal: lockctl.cancel for a range hold';
+COMMENT ON FUNCTION lockctl_internal.extend_range(bigint, interval) IS 'lockctl internal: lockctl.extend for a range hold';
+COMMENT ON FUNCTION lockctl_internal.expire_due_ranges(integer) IS 'lockctl internal: expire up to batch_size due range holds (the expiry worker''s pass)';
+COMMENT ON FUNCTION lockctl_internal.purge_ranges(interval, integer) IS 'lockctl internal: delete up to batch_size range holds finished more than retention ago';
+
+-- Privileges: creating and dropping calendars is for administrators;
+-- anyone may take range holds and read.
+REVOKE ALL ON FUNCTION lockctl.create_calendar(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.drop_calendar(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.reserve_range(text, pg_catalog.tstzrange, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl.available_ranges(text, pg_catalog.tstzrange) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.range_hold_state(text, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.is_range_hold(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_range(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.cancel_range(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.extend_range(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.expire_due_ranges(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.purge_ranges(interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.reserve_range(text, pg_catalog.tstzrange, text, interval, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.available_ranges(text, pg_catalog.tstzrange) TO PUBLIC;
+GRANT SELECT ON lockctl.calendar_status, lockctl.calendar_holds TO PUBLIC;

@@ -702,6 +702,12 @@ BEGIN
 
     SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
     IF NOT FOUND THEN
+        -- A calendar (src/reserve_calendar.sql) is sold by time range.
+        IF EXISTS (SELECT FROM lockctl.calendars AS c WHERE c.resource = v_resource) THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = format('"%s" is a calendar, not a pool', v_resource),
+                HINT = 'Take a time range of a calendar with lockctl.reserve_range.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('pool "%s" does not exist', v_resource);
     END IF;
@@ -950,6 +956,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.confirm_range(id);
+        END IF;
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
     END IF;
@@ -991,6 +1001,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.cancel_range(id);
+        END IF;
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
         RETURN false;
     END IF;
@@ -1035,6 +1049,10 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
+        IF lockctl_internal.is_range_hold(id) THEN
+            RETURN lockctl_internal.extend_range(id, ttl);
+        END IF;
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);
     END IF;
     RETURN v_expires;
@@ -1134,6 +1152,7 @@ DECLARE
     v_qs bigint[];
     v_holders text[];
     v_carts bigint[];
+    v_ranges bigint[];
 BEGIN
     IF batch_size IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -1148,6 +1167,8 @@ BEGIN
     -- by the same rule: a cart is taken only when its row, the slot row of
     -- every item and its holder's counts were all free (SKIP LOCKED).
     v_carts := lockctl_internal.expire_due_carts(batch_size);
+    -- Range holds of calendars (src/reserve_calendar.sql) too.
+    v_ranges := lockctl_internal.expire_due_ranges(batch_size);
 
     -- The hold and its slot are locked together, each with SKIP LOCKED:
     -- LIMIT counts only the holds whose two rows were both free.  (The
@@ -1194,7 +1215,8 @@ BEGIN
     -- capacity added, expired carts): pools whose slots are all free now.
     PERFORM lockctl_internal.serve_waitlists();
 
-    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0);
+    RETURN coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_carts), 0)
+           + coalesce(cardinality(v_ranges), 0);
 END;
 $fn$;
 
@@ -1245,7 +1267,8 @@ BEGIN
     -- Carts and waitlist entries (src/reserve_cart.sql,
     -- src/reserve_waitlist.sql) are purged in the same batches.
     RETURN v_n + lockctl_internal.purge_carts(retention, batch_size)
-           + lockctl_internal.purge_waitlist(retention, batch_size);
+           + lockctl_internal.purge_waitlist(retention, batch_size)
+           + lockctl_internal.purge_ranges(retention, batch_size);
 END;
 $fn$;
 

@@ -119,6 +119,10 @@ BEGIN
                                        LIMIT v_cap) AS x)
              + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
                                        WHERE w.taken_by = role AND w.status = 'waiting'
+                                       LIMIT v_cap) AS x)
+             -- Range holds of calendars (src/reserve_calendar.sql).
+             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
+                                       WHERE g.taken_by = role AND g.status = 'held'
                                        LIMIT v_cap) AS x);
         IF v_n >= v_cap THEN
             RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
@@ -143,6 +147,10 @@ BEGIN
                                         JOIN lockctl.cart_items AS i ON i.cart_id = c.id
                                        WHERE c.taken_by = role
                                          AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
+                                       LIMIT v_cap) AS x)
+             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
+                                       WHERE g.taken_by = role
+                                         AND g.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
                                        LIMIT v_cap) AS x);
         IF v_n >= v_cap THEN
             RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',

@@ -48,6 +48,16 @@ BEGIN
        AND lockctl_internal.may_act_for(r.taken_by)
        FOR UPDATE;
     IF NOT FOUND THEN
+        -- A calendar's range hold (src/reserve_calendar.sql) holds one unit.
+        IF lockctl_internal.is_range_hold(id) THEN
+            IF quantity = 1 THEN
+                RETURN lockctl_internal.confirm_range(id);
+            END IF;
+            PERFORM lockctl_internal.range_hold_state('confirm', id, ARRAY['held']);
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('cannot confirm %s units of hold %s: it holds 1', quantity, id),
+                HINT = 'A range hold is one unit of its calendar: confirm it with lockctl.confirm(id).';
+        END IF;
         SELECT r.status::text, r.quantity INTO v_status, v_old FROM lockctl.reservations AS r
          WHERE r.id = id AND lockctl_internal.may_act_for(r.taken_by);
         -- Confirmed with this quantity already: a safe retry.

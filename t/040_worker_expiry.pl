@@ -153,6 +153,64 @@ is($node->safe_psql('postgres',
 		"SELECT pid FROM lockctl.workers WHERE datname = 'postgres'"),
 	$worker_pid, 'the same worker process carried on after the error');
 
+# Range holds of calendars: expired by the same worker, announced on
+# lockctl_expired, the range free again.
+$node->safe_psql('postgres', "SELECT lockctl.create_calendar('room'), lockctl.create_calendar('gone')");
+my $rlistener = $node->background_psql('postgres');
+$rlistener->query_safe('LISTEN lockctl_expired');
+my $range = q{'[2030-01-01 10:00+00, 2030-01-01 11:00+00)'};
+my $rid = $node->safe_psql('postgres',
+	"SELECT lockctl.reserve_range('room', $range, 'dana', '1 second')");
+is($node->safe_psql('postgres',
+		"SELECT lockctl.reserve_range('room', $range, 'erik', '1 hour') IS NULL"),
+	't', 'a range hold takes its range');
+$node->poll_query_until('postgres',
+	"SELECT status = 'expired' FROM lockctl.calendar_holds WHERE id = $rid")
+  or die 'the range hold was not expired';
+is($node->safe_psql('postgres',
+		"SELECT finished >= expires FROM lockctl.calendar_holds WHERE id = $rid"),
+	't', 'the range hold expired, not before its time was up');
+$heard = 0;
+$deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (time() < $deadline)
+{
+	my $out = $rlistener->query_safe('SELECT pg_sleep(0.05)');
+	if ($out =~ /Asynchronous notification "lockctl_expired" with payload "$rid" received/)
+	{
+		$heard = 1;
+		last;
+	}
+}
+ok($heard, 'LISTEN lockctl_expired receives the id of the expired range hold');
+$rlistener->quit;
+isnt($node->safe_psql('postgres',
+		"SELECT lockctl.reserve_range('room', $range, 'erik', '1 hour')"),
+	'', 'the range is free again');
+
+# A drop_calendar left open holds every range hold operation back; the
+# worker does not wait for it: pools' holds still expire, range holds
+# once it is over.
+# (The range hold is taken first: reserve_range would wait for the drop.)
+my $rid2 = $node->safe_psql('postgres',
+	"SELECT lockctl.reserve_range('room', '[2030-01-02 10:00+00, 2030-01-02 11:00+00)', 'fay', '1 second')");
+my $dropper = $node->background_psql('postgres');
+$dropper->query_safe("BEGIN; SELECT lockctl.drop_calendar('gone')");
+my $pid2 = $node->safe_psql('postgres',
+	"SELECT lockctl.reserve('seats', 1, 'gus', '1 second')");
+$node->poll_query_until('postgres',
+	"SELECT status = 'expired' FROM lockctl.reservations WHERE id = $pid2")
+  or die 'the worker waited for the drop';
+pass('a drop_calendar in flight does not hold the worker up');
+is($node->safe_psql('postgres',
+		"SELECT status FROM lockctl.range_reservations WHERE id = $rid2"),
+	'held', 'range holds wait for the drop to end');
+$dropper->query_safe('COMMIT');
+$dropper->quit;
+$node->poll_query_until('postgres',
+	"SELECT status = 'expired' FROM lockctl.range_reservations WHERE id = $rid2")
+  or die 'the range hold was not expired after the drop';
+pass('and are expired once it is over');
+
 # The view is readable by anyone; the wake function is not for everyone.
 $node->safe_psql('postgres', 'CREATE ROLE app LOGIN');
 is($node->safe_psql('postgres',

@@ -127,13 +127,15 @@ my %state_query = (
 	requests   => 'SELECT * FROM lockctl.requests ORDER BY scope, key',
 	carts      => 'SELECT * FROM lockctl.cart_holds ORDER BY id, resource',
 	waitlist   => 'SELECT * FROM lockctl.waitlist ORDER BY id',
+	calendars  => 'SELECT * FROM lockctl.calendar_status ORDER BY resource',
+	calendar_holds => 'SELECT * FROM lockctl.calendar_holds ORDER BY id',
 );
 
 # Kinds of state that a later version added, with that version: a database
 # below it has none, and state_of, fill and exercise leave them out there.
 # A release that adds a kind of state adds it here, to %state_query, and to
 # fill and exercise under has().
-my %since = (requests => '1.1', carts => '1.1', waitlist => '1.1');
+my %since = (requests => '1.1', carts => '1.1', waitlist => '1.1', calendars => '1.1', calendar_holds => '1.1');
 
 sub extversion
 {
@@ -426,6 +428,32 @@ sub exercise
 			"$t: waitlists: the unit given back is offered to the head");
 		is(sql($db, "SELECT lockctl.cancel($offer)"), 't', "$t: waitlists: the offer is cancelled");
 	}
+
+	# Calendars (new in 1.1): range holds in every state, on a calendar of
+	# capacity 1 and one of capacity 2; each run takes the first free hour.
+	if (has($db, 'calendars'))
+	{
+		sql($db, "SELECT lockctl.create_calendar('room') WHERE NOT EXISTS (SELECT FROM lockctl.calendar_status WHERE resource = 'room')");
+		sql($db, "SELECT lockctl.create_calendar('rooms', 2) WHERE NOT EXISTS (SELECT FROM lockctl.calendar_status WHERE resource = 'rooms')");
+		my $free = q{(SELECT tstzrange(lower(a.during), lower(a.during) + interval '1 hour')
+		                FROM lockctl.available_ranges('room', '[2031-01-01 00:00+00, 2032-01-01 00:00+00)') AS a
+		               WHERE upper(a.during) - lower(a.during) >= interval '1 hour' LIMIT 1)};
+		my $hour = sql($db, "SELECT $free");
+		my $r1 = sql($db, "SELECT lockctl.reserve_range('room', '$hour', 'r-$label', '1 hour', 'range-$label')");
+		is(sql($db, "SELECT lockctl.reserve_range('room', '$hour', 'r-$label', '1 hour', 'range-$label')"),
+			$r1, "$t: calendars: a retry with the same key returns the same hold");
+		is(sql($db, "SELECT lockctl.reserve_range('room', '$hour', 'other-$label', '1 hour') IS NULL"),
+			't', "$t: calendars: an overlapping range is refused");
+		is(sql($db, "SELECT lockctl.confirm($r1)"), 't', "$t: calendars: confirm a range hold");
+		my $r2 = sql($db, "SELECT lockctl.reserve_range('room', $free, 'r2-$label', '1 hour')");
+		is(sql($db, "SELECT lockctl.cancel($r2)"), 't', "$t: calendars: cancel a range hold");
+		my $r3 = sql($db, "SELECT lockctl.reserve_range('rooms', '$hour', 'r3-$label', '1 hour')");
+		my $r4 = sql($db, "SELECT lockctl.reserve_range('rooms', '$hour', 'r4-$label', '100 ms')");
+		ok($r3 && $r4, "$t: calendars: two holds of one range on a calendar of capacity 2");
+		$node->poll_query_until($db, "SELECT status = 'expired' FROM lockctl.calendar_holds WHERE id = $r4")
+		  or die "$t: the worker did not expire range hold $r4";
+		pass("$t: calendars: the worker expires a range hold");
+	}
 }
 
 # ---------------------------------------------------------------------------
@@ -512,7 +540,8 @@ sub same_catalog
 # What a dump carries.  (The positions of lockctl's sequences too: a hold
 # taken after the restore, in exercise(), would collide with a restored one
 # otherwise.)
-my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers requests carts waitlist);
+my @data_views = qw(pools holds app_strict app_orm app_part app_off got triggers requests carts waitlist
+	calendars calendar_holds);
 
 # Versioning's shared-memory counters are not dumped; its settings are.
 sub versioned_settings

@@ -1,0 +1,3 @@
+-- label: lockctl reserve_range, capacity 1 (a hold)
+SELECT lockctl.reserve_range('bench_cal', tstzrange(t, t + interval '1 hour'), 'bench')
+  FROM (SELECT timestamptz '2030-01-01 00:00+00' + nextval('bench_cal_hold_seq') * interval '1 hour' AS t) AS s;
