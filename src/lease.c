@@ -621,6 +621,9 @@ lease_check_quota_n(Oid role, int needed, int64 now)
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("role \"%s\" has too many leases", lease_role_name(role)),
+			 needed > 1 ?
+			 errdetail("It holds or waits for %d leases across all databases and asks for %d more; \"lockctl.max_leases_per_role\" is %d.",
+					   count, needed, max) :
 			 errdetail("It holds or waits for %d leases across all databases; \"lockctl.max_leases_per_role\" is %d.",
 					   count, max),
 			 errhint("Release leases that are no longer needed, or ask the administrator to raise \"lockctl.max_leases_per_role\".")));

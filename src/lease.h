@@ -336,6 +336,7 @@ extern void lease_fence_init(void);
 extern void lease_remember_fence(const LeaseKey *key, int64 token,
 								 bool counted);
 extern bool LeaseFencedInXact(const char *resource, int64 *token);
+extern PGDLLEXPORT Datum lockctl_fence(PG_FUNCTION_ARGS);	/* and fence_all's */
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

@@ -38,6 +38,14 @@ CREATE FUNCTION lockctl.release_all(resources text[], tokens bigint[])
 COMMENT ON FUNCTION lockctl.release_all(text[], bigint[]) IS
     'release each resource''s lease held by the token at the same position, at once; release''s answer for each, in order';
 
+CREATE FUNCTION lockctl.fence_all(resources text[], tokens bigint[],
+                                  extend interval DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence_all';
+COMMENT ON FUNCTION lockctl.fence_all(text[], bigint[], interval) IS
+    'fence each resource with the token at the same position, taking the fence locks in one global order: two transactions fencing overlapping sets with fence_all never deadlock';
+
 CREATE FUNCTION lockctl.renew(resource text, token bigint,
                               ttl interval DEFAULT '30 s')
     RETURNS timestamptz
@@ -196,6 +204,7 @@ GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, intege
 GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.acquire_all(text[], text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release_all(text[], bigint[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.fence_all(text[], bigint[], interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;

@@ -70,6 +70,8 @@ static Size lease_all_shmem_size(void);
 static void lease_all_shmem_startup(void);
 static int	lease_all_names(FunctionCallInfo fcinfo, int argno,
 							const char *fn, char ***names);
+static int64 *lease_all_token_arg(FunctionCallInfo fcinfo, int argno,
+								  const char *fn, int n);
 static bool lease_all_can(LeaseEntry **entries, int n, LeaseWaiter *slots,
 						  const char *owner, Oid role, int64 now);
 static int64 lease_all_grant(LeaseEntry **entries, int n, const char *owner,
@@ -195,6 +197,57 @@ lease_all_names(FunctionCallInfo fcinfo, int argno, const char *fn,
 								   (*names)[i], j + 1, i + 1)));
 	}
 	return n;
+}
+
+/*
+ * The tokens array argument argno of fn: one dimension, n positive tokens
+ * (one per resource).  Returns them palloc'd.
+ */
+static int64 *
+lease_all_token_arg(FunctionCallInfo fcinfo, int argno, const char *fn, int n)
+{
+	ArrayType  *ta;
+	Datum	   *telems;
+	bool	   *tnulls;
+	int			nt;
+	int64	   *tokens;
+	int			i;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tokens of %s must not be null", fn)));
+	ta = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(ta) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("tokens of %s must be a one-dimensional array", fn)));
+	deconstruct_array(ta, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &telems, &tnulls, &nt);
+	if (nt != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("resources and tokens of %s must have the same length", fn),
+				 errdetail("There are %d resources and %d tokens.", n, nt)));
+	tokens = palloc(sizeof(int64) * n);
+	for (i = 0; i < n; i++)
+	{
+		if (tnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("tokens of %s must not contain null", fn),
+					 errdetail("Element %d is null.", i + 1)));
+		tokens[i] = DatumGetInt64(telems[i]);
+		if (tokens[i] < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("token of %s is out of range: " INT64_FORMAT,
+							fn, tokens[i]),
+					 errdetail("Element %d must be between 1 and " INT64_FORMAT ".",
+							   i + 1, PG_INT64_MAX)));
+	}
+
+	return tokens;
 }
 
 /*
@@ -619,10 +672,6 @@ lockctl_release_all(PG_FUNCTION_ARGS)
 	const char *fn = "lockctl.release_all";
 	char	  **names;
 	int			n = lease_all_names(fcinfo, 0, fn, &names);
-	ArrayType  *ta;
-	Datum	   *telems;
-	bool	   *tnulls;
-	int			nt;
 	int64	   *tokens;
 	LeaseKey   *keys;
 	Oid			self = lease_session_role();
@@ -633,39 +682,7 @@ lockctl_release_all(PG_FUNCTION_ARGS)
 	int64		now;
 	int			i;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tokens of %s must not be null", fn)));
-	ta = PG_GETARG_ARRAYTYPE_P(1);
-	if (ARR_NDIM(ta) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("tokens of %s must be a one-dimensional array", fn)));
-	deconstruct_array(ta, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-					  TYPALIGN_DOUBLE, &telems, &tnulls, &nt);
-	if (nt != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("resources and tokens of %s must have the same length", fn),
-				 errdetail("There are %d resources and %d tokens.", n, nt)));
-	tokens = palloc(sizeof(int64) * n);
-	for (i = 0; i < n; i++)
-	{
-		if (tnulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("tokens of %s must not contain null", fn),
-					 errdetail("Element %d is null.", i + 1)));
-		tokens[i] = DatumGetInt64(telems[i]);
-		if (tokens[i] < 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("token of %s is out of range: " INT64_FORMAT,
-							fn, tokens[i]),
-					 errdetail("Element %d must be between 1 and " INT64_FORMAT ".",
-							   i + 1, PG_INT64_MAX)));
-	}
+	tokens = lease_all_token_arg(fcinfo, 1, fn, n);
 
 	lease_check_writable("lockctl.release_all()");
 	lease_check_shmem();
@@ -731,4 +748,89 @@ lockctl_release_all(PG_FUNCTION_ARGS)
 
 	PG_RETURN_ARRAYTYPE_P(construct_array(result, n, BOOLOID, 1, true,
 										  TYPALIGN_CHAR));
+}
+
+/* a resource of fence_all and its fence lock, to sort them */
+typedef struct LeaseFenceOrder
+{
+	uint32		hi;
+	uint32		lo;
+	const char *resource;
+	int			i;
+} LeaseFenceOrder;
+
+static int
+lease_fence_order_cmp(const void *a, const void *b)
+{
+	const LeaseFenceOrder *x = a;
+	const LeaseFenceOrder *y = b;
+
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return strcmp(x->resource, y->resource);
+}
+
+/*
+ * lockctl.fence_all(resources text[], tokens bigint[], extend interval):
+ * fence (lease_fence.c) each resource with the token at the same position,
+ * in one global order of their fence locks (by lock tag), whatever the
+ * order of the array.  Two transactions that fence overlapping sets with
+ * fence_all therefore queue on their first common lock instead of holding
+ * one each and waiting for the other: no deadlock among fence_all calls.
+ * (Plain fence calls in opposite orders on the same leases can deadlock;
+ * PostgreSQL's deadlock detector then aborts one, 40P01.)  Each fence is
+ * fence's own: the same checks, errors and counters; an error aborts the
+ * transaction and with it the fences taken so far.
+ */
+PG_FUNCTION_INFO_V1(lockctl_fence_all);
+Datum
+lockctl_fence_all(PG_FUNCTION_ARGS)
+{
+	const char *fn = "lockctl.fence_all";
+	char	  **names;
+	int			n = lease_all_names(fcinfo, 0, fn, &names);
+	int64	   *tokens = lease_all_token_arg(fcinfo, 1, fn, n);
+	LeaseFenceOrder *order = palloc(sizeof(LeaseFenceOrder) * n);
+	int			k;
+
+	for (k = 0; k < n; k++)
+	{
+		LeaseKey	key;
+		LOCKTAG		tag;
+
+		lease_make_key(&key, names[k]);
+		lease_fence_tag(&tag, &key);
+		order[k].hi = tag.locktag_field2;
+		order[k].lo = tag.locktag_field3;
+		order[k].resource = names[k];
+		order[k].i = k;
+	}
+	qsort(order, n, sizeof(LeaseFenceOrder), lease_fence_order_cmp);
+
+	for (k = 0; k < n; k++)
+	{
+		LOCAL_FCINFO(inner, 3);
+		int			i = order[k].i;
+
+		InitFunctionCallInfoData(*inner, fcinfo->flinfo, 3,
+								 PG_GET_COLLATION(), NULL, NULL);
+		inner->args[0].value = CStringGetTextDatum(names[i]);
+		inner->args[0].isnull = false;
+		inner->args[1].value = Int64GetDatum(tokens[i]);
+		inner->args[1].isnull = false;
+		if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		{
+			inner->args[2].value = PG_GETARG_DATUM(2);
+			inner->args[2].isnull = false;
+		}
+		else
+		{
+			inner->args[2].value = (Datum) 0;
+			inner->args[2].isnull = true;
+		}
+		(void) lockctl_fence(inner);
+	}
+	PG_RETURN_VOID();
 }
