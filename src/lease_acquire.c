@@ -25,6 +25,9 @@
  * An entry is removed from the hash only when nobody holds it, nobody
  * waits for it and no transaction can hold its fence lock, so a waiter's
  * entry pointer stays valid while it is queued.
+ * A set of acquire_all (lease_all.c) queues a slot of its own in each of
+ * its resources' lines, with this same protocol; lease_waiter_leave and
+ * lease_sleep_until serve both.
  *
  * Wait histogram
  * --------------

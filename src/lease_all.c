@@ -211,6 +211,9 @@ lease_all_token_arg(FunctionCallInfo fcinfo, int argno, const char *fn, int n)
 	bool	   *tnulls;
 	int			nt;
 	int64	   *tokens;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	int			i;
 
 	if (PG_ARGISNULL(argno))
@@ -222,8 +225,9 @@ lease_all_token_arg(FunctionCallInfo fcinfo, int argno, const char *fn, int n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("tokens of %s must be a one-dimensional array", fn)));
-	deconstruct_array(ta, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-					  TYPALIGN_DOUBLE, &telems, &tnulls, &nt);
+	get_typlenbyvalalign(INT8OID, &typlen, &typbyval, &typalign);
+	deconstruct_array(ta, INT8OID, typlen, typbyval, typalign,
+					  &telems, &tnulls, &nt);
 	if (nt != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -519,12 +523,16 @@ static Datum
 lease_all_tokens(int64 *tokens, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * n);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	int			i;
 
 	for (i = 0; i < n; i++)
 		d[i] = Int64GetDatum(tokens[i]);
-	PG_RETURN_ARRAYTYPE_P(construct_array(d, n, INT8OID, sizeof(int64),
-										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	get_typlenbyvalalign(INT8OID, &typlen, &typbyval, &typalign);
+	PG_RETURN_ARRAYTYPE_P(construct_array(d, n, INT8OID, typlen, typbyval,
+										  typalign));
 }
 
 /*

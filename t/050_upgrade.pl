@@ -368,15 +368,15 @@ sub exercise
 	# together.
 	if (has($db, 'lease_sets'))
 	{
-		my $tk = sql($db, "SELECT lockctl.acquire_all('{set-b-$label,set-a-$label}', 's-$label', '1 hour')");
+		my $tk = sql($db, "SELECT lockctl.acquire_all(ARRAY['set-b-$label', 'set-a-$label'], 's-$label', '1 hour')");
 		like($tk, qr/^\{\d+,\d+\}$/, "$t: sets: acquire_all grants two tokens");
 		is(sql($db, "SELECT count(DISTINCT set_id) || ' ' || count(*) FROM lockctl.leases WHERE resource LIKE 'set-_-$label' AND set_id IS NOT NULL"),
 			'1 2', "$t: sets: lockctl.leases shows both leases in one set");
-		is(sql($db, "SELECT lockctl.acquire_all('{set-a-$label,other-$label}', 'x-$label')"),
+		is(sql($db, "SELECT lockctl.acquire_all(ARRAY['set-a-$label', 'other-$label'], 'x-$label')"),
 			'', "$t: sets: a set with a held member is not granted");
 		is(sql($db, "SELECT count(*) FROM lockctl.leases WHERE resource = 'other-$label'"),
 			'0', "$t: sets: nothing of a refused set is held");
-		is(sql($db, "SELECT lockctl.release_all('{set-b-$label,set-a-$label}', '$tk')"),
+		is(sql($db, "SELECT lockctl.release_all(ARRAY['set-b-$label', 'set-a-$label'], '$tk')"),
 			'{t,t}', "$t: sets: release_all releases both");
 		cmp_ok(counters($db, 'lockctl.lease_stats', 'true')->{set_grants}, '>=', 1,
 			"$t: sets: lease_stats counts the set");
