@@ -164,6 +164,7 @@ LeaseInit(void)
 	lease_watch_init();
 	lease_fence_init();
 	lease_admin_init();
+	lease_all_init();
 }
 
 static Size
@@ -504,6 +505,7 @@ lease_enter(const LeaseKey *key)
 	e->nwaiters = 0;
 	dlist_init(&e->waiters);
 	e->permits = 1;
+	e->set_id = 0;
 	e->nholders = 0;
 	dlist_init(&e->holders);
 	return e;
@@ -586,7 +588,6 @@ lease_check_quota(const LeaseKey *key, const char *owner, Oid role,
 				  int64 now)
 {
 	int			max = lockctl_max_leases_per_role;
-	int			count;
 	LeaseEntry *e;
 
 	if (max <= 0 || lease_role_count(role) < max)
@@ -595,15 +596,34 @@ lease_check_quota(const LeaseKey *key, const char *owner, Oid role,
 	if (lease_is_retry(e, owner, role, now) ||
 		lease_holder_is_retry(e, owner, role, now))
 		return;
+	lease_check_quota_n(role, 1, now);
+}
+
+/*
+ * lease_check_quota for a call that takes needed slots of role's quota at
+ * once (acquire_all: its new leases or places in line).  Caller holds the
+ * lease lock exclusively; it is released on error.
+ */
+void
+lease_check_quota_n(Oid role, int needed, int64 now)
+{
+	int			max = lockctl_max_leases_per_role;
+	int			count;
+
+	if (max <= 0 || needed <= 0 || lease_role_count(role) + needed <= max)
+		return;
 	lease_reclaim_role(role, now);
 	count = lease_role_count(role);
-	if (count < max)
+	if (count + needed <= max)
 		return;
 
 	LWLockRelease(lease_shared->lock);
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("role \"%s\" has too many leases", lease_role_name(role)),
+			 needed > 1 ?
+			 errdetail("It holds or waits for %d leases across all databases and asks for %d more; \"lockctl.max_leases_per_role\" is %d.",
+					   count, needed, max) :
 			 errdetail("It holds or waits for %d leases across all databases; \"lockctl.max_leases_per_role\" is %d.",
 					   count, max),
 			 errhint("Release leases that are no longer needed, or ask the administrator to raise \"lockctl.max_leases_per_role\".")));
@@ -660,6 +680,7 @@ lease_unhold(LeaseEntry *e, int how)
 {
 	Assert(e->held);
 	e->held = false;
+	e->set_id = 0;
 	lease_role_add(e->roleid, -1);
 	lease_watch_end(&e->key, e->token, e->roleid, how);
 }
@@ -710,26 +731,40 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 	{
 		int64		token = LeaseNextToken();
 
-		if (e->held)
-		{
-			/* ran out: passed to the first in line, or just expired */
-			int			how = lease_end_how(e->token, false, 0);
-
-			if (how == LEASE_END_EXPIRED && e->nwaiters > 0)
-				how = LEASE_END_TAKEN_OVER;
-			lease_unhold(e, how);
-			lease_shared->stats.expiries++;
-		}
-		e->held = true;
-		strlcpy(e->owner, owner, sizeof(e->owner));
-		e->token = token;
-		e->roleid = role;
-		lease_role_add(role, 1);
-		e->acquired_at = GetCurrentTimestamp();
-		e->expires_mono = now + ttl_us;
-		lease_shared->stats.grants++;
+		lease_take(e, owner, ttl_us, now, token);
 		return token;
 	}
+}
+
+/*
+ * Grant the free (not live, not fenced) lease on e to owner, as the calling
+ * role, with token: a new grant.  Raises no error.  Caller holds the lease
+ * lock exclusively.
+ */
+void
+lease_take(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now,
+		   int64 token)
+{
+	Oid			role = lease_session_role();
+
+	if (e->held)
+	{
+		/* ran out: passed to the first in line, or just expired */
+		int			how = lease_end_how(e->token, false, 0);
+
+		if (how == LEASE_END_EXPIRED && e->nwaiters > 0)
+			how = LEASE_END_TAKEN_OVER;
+		lease_unhold(e, how);
+		lease_shared->stats.expiries++;
+	}
+	e->held = true;
+	strlcpy(e->owner, owner, sizeof(e->owner));
+	e->token = token;
+	e->roleid = role;
+	lease_role_add(role, 1);
+	e->acquired_at = GetCurrentTimestamp();
+	e->expires_mono = now + ttl_us;
+	lease_shared->stats.grants++;
 }
 
 /*

@@ -6,7 +6,8 @@
  *	  (renew, release, force_release), lease_fence.c (fence),
  *	  lease_views.c (the views), lease_admin.c (releasing every lease of a
  *	  role or a database, and of dropped ones), lease_counted.c and
- *	  lease_shared.c (the holders of counted and shared leases) and
+ *	  lease_shared.c (the holders of counted and shared leases),
+ *	  lease_all.c (acquire_all and release_all: sets of leases) and
  *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
  *
  * src/lease.h
@@ -74,6 +75,7 @@ typedef struct LeaseEntry
 	dlist_head	waiters;		/* LeaseWaiter, first come first served */
 	/* counted leases (lease_counted.c) */
 	int32		permits;		/* 1: the one holder is in the fields above */
+	int64		set_id;			/* granted by acquire_all: its set (0: none) */
 	int			nholders;		/* permits > 1: holders in the list below */
 	dlist_head	holders;		/* LeaseHolder */
 } LeaseEntry;
@@ -108,6 +110,7 @@ typedef struct LeaseWaiter
 	int64		ttl_us;			/* the ttl it asked for */
 	int64		wake_at;		/* monotonic: when it wakes unless woken */
 	bool		shared;			/* waits in acquire_shared (lease_shared.c) */
+	int64		set_id;			/* waits in acquire_all for this set (0: none) */
 	char		owner[LOCKCTL_NAME_MAXLEN + 1];
 } LeaseWaiter;
 
@@ -128,6 +131,7 @@ typedef struct LeaseCounters
 	uint64		full;			/* acquire refused: table full */
 	uint64		counted_grants; /* of grants: permits of counted leases */
 	uint64		shared_grants;	/* of grants: shared leases */
+	uint64		set_grants;		/* acquire_all calls that got their set */
 } LeaseCounters;
 
 /*
@@ -169,6 +173,7 @@ typedef struct LeaseShared
 	uint64		counter;		/* next counter value in this epoch */
 	uint32		era_base;		/* era = WAL timeline + era_base (durable) */
 	bool		from_pg_upgrade;	/* state file made by pg_upgrade (durable) */
+	int64		last_set_id;	/* the last set of acquire_all (lease_all.c) */
 	LeaseCounters stats;
 	LeaseWaitHistogram wait_hist[LEASE_WAIT_OUTCOMES];
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
@@ -231,6 +236,9 @@ extern void lease_check_quota(const LeaseKey *key, const char *owner,
 							  Oid role, int64 now);
 extern int64 lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us,
 							 bool may_take, int64 now);
+extern void lease_take(LeaseEntry *e, const char *owner, int64 ttl_us,
+					   int64 now, int64 token);
+extern void lease_check_quota_n(Oid role, int needed, int64 now);
 extern void lease_unhold(LeaseEntry *e, int how);
 extern int	lease_end_how(int64 token, bool live, int if_live);
 extern void lease_role_add(Oid role, int delta);
@@ -242,6 +250,19 @@ extern LeaseEntry *lease_find_own(const LeaseKey *key, int64 token,
 								  LeaseHolder **holder);
 extern void lease_report_lost(const char *resource, int64 token,
 							  const LeaseLost *lost, bool fencing);
+
+/* lease_acquire.c: waiting; callers hold the lease lock as each says */
+extern void lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome);
+extern void lease_waiter_leave(LeaseWaiter *w);
+extern int64 lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now,
+							   int64 deadline);
+
+/* lease_release.c */
+extern bool lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how);
+
+/* lease_all.c: sets of leases */
+#define LEASE_ALL_MAX			32	/* the most resources in one set */
+extern void lease_all_init(void);
 
 /* lease_admin.c */
 extern void lease_admin_init(void);
@@ -315,6 +336,7 @@ extern void lease_fence_init(void);
 extern void lease_remember_fence(const LeaseKey *key, int64 token,
 								 bool counted);
 extern bool LeaseFencedInXact(const char *resource, int64 *token);
+extern PGDLLEXPORT Datum lockctl_fence(PG_FUNCTION_ARGS);	/* and fence_all's */
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

@@ -22,6 +22,30 @@ CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
 COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
     'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
 
+CREATE FUNCTION lockctl.acquire_all(resources text[], owner text,
+                                    ttl interval DEFAULT '30 s',
+                                    wait interval DEFAULT '0')
+    RETURNS bigint[]
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_acquire_all';
+COMMENT ON FUNCTION lockctl.acquire_all(text[], text, interval, interval) IS
+    'take an exclusive lease on every resource (at most 32) for owner, as the session''s role, or on none; returns their fencing tokens in the order of resources, or NULL if the whole set was not granted within wait';
+
+CREATE FUNCTION lockctl.release_all(resources text[], tokens bigint[])
+    RETURNS boolean[]
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_release_all';
+COMMENT ON FUNCTION lockctl.release_all(text[], bigint[]) IS
+    'release each resource''s lease held by the token at the same position, at once; release''s answer for each, in order';
+
+CREATE FUNCTION lockctl.fence_all(resources text[], tokens bigint[],
+                                  extend interval DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_fence_all';
+COMMENT ON FUNCTION lockctl.fence_all(text[], bigint[], interval) IS
+    'fence each resource with the token at the same position, taking the fence locks in one global order: two transactions fencing overlapping sets with fence_all never deadlock';
+
 CREATE FUNCTION lockctl.renew(resource text, token bigint,
                               ttl interval DEFAULT '30 s')
     RETURNS timestamptz
@@ -80,7 +104,7 @@ CREATE FUNCTION lockctl_internal.leases(OUT dbid oid, OUT resource text,
                                    OUT expires_at timestamptz,
                                    OUT waiters integer, OUT roleid oid,
                                    OUT fenced boolean, OUT mode text,
-                                   OUT permits integer)
+                                   OUT permits integer, OUT set_id bigint)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_list';
@@ -103,7 +127,8 @@ CREATE FUNCTION lockctl_internal.lease_waiters(OUT dbid oid, OUT resource text,
                                           OUT owner text, OUT pid integer,
                                           OUT queue_position integer,
                                           OUT waiting_since timestamptz,
-                                          OUT requested_by oid)
+                                          OUT requested_by oid,
+                                          OUT set_id bigint)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_waiter_list';
@@ -125,7 +150,8 @@ CREATE FUNCTION lockctl_internal.lease_stats(OUT live integer, OUT waiting integ
                                     OUT counted_grants bigint,
                                     OUT shared_live integer,
                                     OUT shared_grants bigint,
-                                    OUT watching integer)
+                                    OUT watching integer,
+                                    OUT set_grants bigint)
     RETURNS record
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_lease_stats';
@@ -146,7 +172,7 @@ CREATE VIEW lockctl.leases AS
     SELECT d.datname AS database, l.resource, l.owner, l.token,
            l.acquired_at, l.expires_at, l.waiters,
            pg_catalog.pg_get_userbyid(l.roleid) AS acquired_by, l.fenced,
-           l.mode, l.permits
+           l.mode, l.permits, l.set_id
       FROM lockctl_internal.leases() AS l
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) l.dbid;
@@ -156,7 +182,8 @@ COMMENT ON VIEW lockctl.leases IS
 CREATE VIEW lockctl.lease_waiters AS
     SELECT d.datname AS database, w.resource, w.owner, w.pid, w.queue_position,
            w.waiting_since,
-           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by
+           pg_catalog.pg_get_userbyid(w.requested_by) AS requested_by,
+           w.set_id
       FROM lockctl_internal.lease_waiters() AS w
       LEFT JOIN pg_catalog.pg_database AS d
         ON d.oid OPERATOR(pg_catalog.=) w.dbid;
@@ -175,6 +202,9 @@ COMMENT ON VIEW lockctl.lease_wait_histogram IS
 
 GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire_all(text[], text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.release_all(text[], bigint[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.fence_all(text[], bigint[], interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.renew(text, bigint, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release(text, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence(text, bigint, interval) TO PUBLIC;

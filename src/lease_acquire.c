@@ -25,6 +25,9 @@
  * An entry is removed from the hash only when nobody holds it, nobody
  * waits for it and no transaction can hold its fence lock, so a waiter's
  * entry pointer stays valid while it is queued.
+ * A set of acquire_all (lease_all.c) queues a slot of its own in each of
+ * its resources' lines, with this same protocol; lease_waiter_leave and
+ * lease_sleep_until serve both.
  *
  * Wait histogram
  * --------------
@@ -78,7 +81,6 @@ const int64 lease_wait_bounds_us[LEASE_WAIT_BOUNDS] = {
 	1000000, 5000000, 10000000, 60000000
 };
 
-static void lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome);
 static void lease_dequeue(LeaseWaitOutcome outcome);
 static void lease_leave_queue(void);
 static void lease_exit_callback(int code, Datum arg);
@@ -86,8 +88,6 @@ static LeaseWaiter *lease_enqueue(LeaseEntry *e, const char *owner,
 								  int64 ttl_us, bool shared);
 static Datum lease_acquire(FunctionCallInfo fcinfo, int32 permits,
 						   bool shared);
-static int64 lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now,
-							   int64 deadline);
 static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
 							 const char *owner, int64 ttl_us, int64 deadline,
 							 int64 now, int64 sleep_until);
@@ -97,9 +97,9 @@ static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 
 /*
  * Count the wait of w, which ends now with outcome, in the wait histogram.
- * Caller holds the lease lock exclusively.
+ * Caller holds the lease lock exclusively.  Also acquire_all's (lease_all.c).
  */
-static void
+void
 lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome)
 {
 	LeaseWaitHistogram *h = &lease_shared->wait_hist[outcome];
@@ -117,29 +117,36 @@ lease_wait_record(LeaseWaiter *w, LeaseWaitOutcome outcome)
 
 /*
  * Take this backend's slot off its entry's waiter list, counting its wait
- * as ended with outcome.  Caller holds the lease lock exclusively.  If it
- * was first in line and the lease is free, the next one in line is woken;
- * an entry nobody needs is removed.
+ * as ended with outcome.  Caller holds the lease lock exclusively.
  */
 static void
 lease_dequeue(LeaseWaitOutcome outcome)
 {
 	LeaseWaiter *w = my_waiter;
-	LeaseEntry *e;
+
+	my_waiter = NULL;
+	if (w == NULL || w->entry == NULL)
+		return;
+	lease_wait_record(w, outcome);
+	lease_waiter_leave(w);
+}
+
+/*
+ * Take waiter slot w off its entry's waiter list.  If it was first in line
+ * and the lease is free, the next one in line is woken; an entry nobody
+ * needs is removed.  Caller holds the lease lock exclusively.  Also for the
+ * slots of acquire_all (lease_all.c).
+ */
+void
+lease_waiter_leave(LeaseWaiter *w)
+{
+	LeaseEntry *e = w->entry;
 	bool		was_head;
 
-	if (w == NULL || w->entry == NULL)
-	{
-		my_waiter = NULL;
-		return;
-	}
-	e = w->entry;
-	lease_wait_record(w, outcome);
 	was_head = (dlist_head_node(&e->waiters) == &w->node);
 	dlist_delete(&w->node);
 	e->nwaiters--;
 	w->entry = NULL;
-	my_waiter = NULL;
 	/*
 	 * The place in line no longer counts for the role (a grant counted the
 	 * lease itself).
@@ -227,6 +234,7 @@ lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us, bool shared)
 	w->ttl_us = ttl_us;
 	w->wake_at = 0;				/* set by the caller before it sleeps */
 	w->shared = shared;
+	w->set_id = 0;
 	strlcpy(w->owner, owner, sizeof(w->owner));
 	dlist_push_tail(&e->waiters, &w->node);
 	e->nwaiters++;
@@ -243,9 +251,9 @@ lease_enqueue(LeaseEntry *e, const char *owner, int64 ttl_us, bool shared)
  * is about to be that one's, for at least the ttl it asked for: w need not
  * wake before then (lease_dequeue relies on this to let the next in line
  * sleep on when the first leaves with the lease).  Caller holds the lease
- * lock.
+ * lock.  Also acquire_all's, for each resource of its set (lease_all.c).
  */
-static int64
+int64
 lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now, int64 deadline)
 {
 	int64		sleep_until = deadline;

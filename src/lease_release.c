@@ -24,16 +24,14 @@
 
 #include "lease.h"
 
-static bool lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how);
-
 /*
  * End the lease held on e: count it in *counter if it was live (else it
  * had expired), record the end for watch (how if it was live), wake the
  * next in line, and drop the entry if nothing needs it any more (e is not
  * to be used after).  Returns whether it was live.  Caller holds the lease
- * lock exclusively.
+ * lock exclusively.  Also release_all's (lease_all.c).
  */
-static bool
+bool
 lease_end(LeaseEntry *e, int64 now, uint64 *counter, int how)
 {
 	bool		live = lease_is_live(e, now);

@@ -727,6 +727,7 @@ LeaseRestoreDump(void)
 		e->nwaiters = 0;
 		dlist_init(&e->waiters);
 		e->permits = 1;
+		e->set_id = 0;			/* sets are not saved: each lease alone */
 		e->nholders = 0;
 		dlist_init(&e->holders);
 		restored++;

@@ -78,6 +78,7 @@ struct LeaseRow
 	bool		fenced;
 	int32		permits;		/* 1: exclusive; > 1: one holder of a counted
 								 * lease; 0: a shared holder */
+	int64		set_id;			/* granted by acquire_all (0: alone) */
 };
 
 /*
@@ -160,6 +161,7 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 				r->nwaiters = e->nwaiters;
 				r->fenced = h->fenced;
 				r->permits = e->permits > 1 ? e->permits : 0;
+				r->set_id = 0;
 			}
 		}
 		if (e->permits == 1 && lease_is_live(e, now_mono))
@@ -177,6 +179,7 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 			r->nwaiters = e->nwaiters;
 			r->fenced = e->fenced;
 			r->permits = 1;
+			r->set_id = e->set_id;
 		}
 		if (resource != NULL)
 			break;
@@ -296,8 +299,8 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 	{
 		LeaseRow   *r = &rows[i];
 		bool		visible = lease_may_act(r->roleid);
-		Datum		values[11];
-		bool		nulls[11];
+		Datum		values[12];
+		bool		nulls[12];
 		int			n = 0;
 
 		memset(nulls, 0, sizeof(nulls));
@@ -333,6 +336,15 @@ lease_emit_rows(FunctionCallInfo fcinfo, const char *resource,
 											  "shared");
 			if (r->permits > 0)
 				values[n] = Int32GetDatum(r->permits);
+			else
+				nulls[n] = true;
+			n++;
+		}
+		/* set_id: from 1.1's SQL with acquire_all on */
+		if (!one_resource && rsinfo->setDesc->natts >= 12)
+		{
+			if (r->set_id > 0)
+				values[n] = Int64GetDatum(r->set_id);
 			else
 				nulls[n] = true;
 			n++;
@@ -379,6 +391,7 @@ struct LeaseWaiterRow
 	int			position;
 	TimestampTz since;
 	Oid			roleid;
+	int64		set_id;			/* waits in acquire_all (0: alone) */
 };
 
 /*
@@ -397,18 +410,23 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 	LeaseEntry *e;
 	LeaseWaiterRow *rows;
 	int			nrows = 0;
+	int			nalloc;
 	int			i;
 	bool		with_role;
+	bool		with_set;
 	LeaseEncodings encodings;
 
 	InitMaterializedSRF(fcinfo, 0);
 	lease_check_shmem();
 	/* 1.0's SQL declares six columns; 1.1's adds requested_by */
 	with_role = rsinfo->setDesc->natts >= 7;
+	/* and from acquire_all on, set_id */
+	with_set = rsinfo->setDesc->natts >= 8;
 	encodings.n = 0;
 
-	/* at most one waiter per backend */
-	rows = palloc(sizeof(LeaseWaiterRow) * MaxBackends);
+	/* one waiter per backend, or one per resource of its set: grown */
+	nalloc = MaxBackends;
+	rows = palloc(sizeof(LeaseWaiterRow) * nalloc);
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
@@ -421,8 +439,11 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 			LeaseWaiter *w = dlist_container(LeaseWaiter, node, it.cur);
 			LeaseWaiterRow *r;
 
-			if (nrows >= MaxBackends)
-				break;			/* cannot happen: one slot per backend */
+			if (nrows >= nalloc)
+			{
+				nalloc *= 2;
+				rows = repalloc(rows, sizeof(LeaseWaiterRow) * nalloc);
+			}
 			r = &rows[nrows++];
 			r->dbid = e->key.dbid;
 			strlcpy(r->resource, e->key.resource, sizeof(r->resource));
@@ -431,6 +452,7 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 			r->position = ++pos;
 			r->since = w->since;
 			r->roleid = w->roleid;
+			r->set_id = w->set_id;
 		}
 	}
 	LWLockRelease(lease_shared->lock);
@@ -438,8 +460,8 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 	for (i = 0; i < nrows; i++)
 	{
 		LeaseWaiterRow *r = &rows[i];
-		Datum		values[7];
-		bool		nulls[7];
+		Datum		values[8];
+		bool		nulls[8];
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = ObjectIdGetDatum(r->dbid);
@@ -454,6 +476,8 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 		values[6] = ObjectIdGetDatum(r->roleid);
 		if (!with_role)
 			nulls[6] = true;
+		values[7] = Int64GetDatum(r->set_id);
+		nulls[7] = (r->set_id == 0 || !with_set);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
 	}
@@ -480,8 +504,8 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	LeaseEntry *e;
 	int64		now;
 	int			watching;
-	Datum		values[21];
-	bool		nulls[21];
+	Datum		values[22];
+	bool		nulls[22];
 	int			i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -539,6 +563,8 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 	}
 	if (tupdesc->natts >= 21)
 		values[i++] = Int32GetDatum(watching);
+	if (tupdesc->natts >= 22)
+		values[i++] = Int64GetDatum((int64) c.set_grants);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

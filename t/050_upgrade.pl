@@ -135,7 +135,8 @@ my %state_query = (
 # below it has none, and state_of, fill and exercise leave them out there.
 # A release that adds a kind of state adds it here, to %state_query, and to
 # fill and exercise under has().
-my %since = (requests => '1.1', carts => '1.1', waitlist => '1.1', calendars => '1.1', calendar_holds => '1.1');
+my %since = (requests => '1.1', carts => '1.1', waitlist => '1.1',
+	calendars => '1.1', calendar_holds => '1.1', lease_sets => '1.1');
 
 sub extversion
 {
@@ -364,6 +365,24 @@ sub exercise
 	is(sql($db, "SELECT lockctl.release('handover', $b)"), 't', "$t: the waiter releases");
 	my $ls2 = counters($db, 'lockctl.lease_stats', 'true');
 	cmp_ok($ls2->{grants}, '>=', $ls->{grants} + 2, "$t: lease_stats counts the grants");
+
+	# Sets of leases (new in 1.1): all or nothing, in the views, released
+	# together.
+	if (has($db, 'lease_sets'))
+	{
+		my $tk = sql($db, "SELECT lockctl.acquire_all(ARRAY['set-b-$label', 'set-a-$label'], 's-$label', '1 hour')");
+		like($tk, qr/^\{\d+,\d+\}$/, "$t: sets: acquire_all grants two tokens");
+		is(sql($db, "SELECT count(DISTINCT set_id) || ' ' || count(*) FROM lockctl.leases WHERE resource LIKE 'set-_-$label' AND set_id IS NOT NULL"),
+			'1 2', "$t: sets: lockctl.leases shows both leases in one set");
+		is(sql($db, "SELECT lockctl.acquire_all(ARRAY['set-a-$label', 'other-$label'], 'x-$label')"),
+			'', "$t: sets: a set with a held member is not granted");
+		is(sql($db, "SELECT count(*) FROM lockctl.leases WHERE resource = 'other-$label'"),
+			'0', "$t: sets: nothing of a refused set is held");
+		is(sql($db, "SELECT lockctl.release_all(ARRAY['set-b-$label', 'set-a-$label'], '$tk')"),
+			'{t,t}', "$t: sets: release_all releases both");
+		cmp_ok(counters($db, 'lockctl.lease_stats', 'true')->{set_grants}, '>=', 1,
+			"$t: sets: lease_stats counts the set");
+	}
 
 	# Reservations: confirm, cancel, idempotent retry, expiry by the worker.
 	my $ps = counters($db, 'lockctl.pool_status', "resource = 'seats'");
