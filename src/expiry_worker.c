@@ -80,6 +80,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "lease.h"
 #include "worker.h"
 
 /*
@@ -328,6 +329,7 @@ lockctl_expiry_worker_main(Datum main_arg)
 		bool		failed = false;
 		long		sleep_ms;
 		bool		stop;
+		volatile long notify_due_ms = -1;
 
 		MemoryContextSwitchTo(worker_cxt);
 		CHECK_FOR_INTERRUPTS();
@@ -343,6 +345,24 @@ lockctl_expiry_worker_main(Datum main_arg)
 		LWLockRelease(expiry_shared->lock);
 		if (stop)
 			worker_exit(slot, EXIT_STOP_REQUESTED);
+
+		/*
+		 * First the NOTIFYs of lease ends (lease_notify.c): a listener waits
+		 * for them.  Its latch wakes this worker at each end, and it sleeps
+		 * no longer than until the next lease with a channel runs out.
+		 */
+		PG_TRY();
+		{
+			long		due_ms;
+
+			(void) lease_notify_worker_pass(args.dboid, &due_ms);
+			notify_due_ms = due_ms;
+		}
+		PG_CATCH();
+		{
+			worker_record_error(slot, worker_cxt);
+		}
+		PG_END_TRY();
 
 		PG_TRY();
 		{
@@ -369,6 +389,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 			sleep_ms = lockctl_expiry_interval;
 			consecutive_errors = 0;
 		}
+		if (notify_due_ms >= 0)
+			sleep_ms = Min(sleep_ms, notify_due_ms);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
