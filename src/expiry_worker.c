@@ -297,6 +297,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 	MemoryContext worker_cxt;
 	volatile int consecutive_errors = 0;
 	ErrorContextCallback errcallback;
+	volatile int rc = 0;		/* how the last sleep ended */
+	volatile TimestampTz last_pass = 0;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -330,6 +332,9 @@ lockctl_expiry_worker_main(Datum main_arg)
 		long		sleep_ms;
 		bool		stop;
 		volatile long notify_due_ms = -1;
+		volatile bool run_pass;
+		long		since_pass_ms;
+		bool		notify_wake;
 
 		MemoryContextSwitchTo(worker_cxt);
 		CHECK_FOR_INTERRUPTS();
@@ -364,9 +369,22 @@ lockctl_expiry_worker_main(Datum main_arg)
 		}
 		PG_END_TRY();
 
+		/*
+		 * The pass of holds runs every interval, and whenever something
+		 * else than a lease end notice woke the worker (wake_expiry_worker,
+		 * the launcher): not at each lease end.
+		 */
+		since_pass_ms = (long) Min((GetCurrentTimestamp() - last_pass) / 1000,
+								   (TimestampTz) LONG_MAX);
+		notify_wake = lease_notify_woken(slotno);
+		run_pass = since_pass_ms >= lockctl_expiry_interval ||
+			((rc & WL_LATCH_SET) && !notify_wake);
+		if (run_pass)
+			last_pass = GetCurrentTimestamp();
 		PG_TRY();
 		{
-			present = worker_pass(slotno);
+			if (run_pass)
+				present = worker_pass(slotno);
 		}
 		PG_CATCH();
 		{
@@ -391,11 +409,13 @@ lockctl_expiry_worker_main(Datum main_arg)
 		}
 		if (notify_due_ms >= 0)
 			sleep_ms = Min(sleep_ms, notify_due_ms);
+		if (!failed && !run_pass)
+			sleep_ms = Max(Min(sleep_ms, lockctl_expiry_interval - since_pass_ms), 1);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms,
-						 lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   sleep_ms,
+					   lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
 		ResetLatch(MyLatch);
 	}
 }

@@ -334,6 +334,7 @@ extern void lease_options_granted(LeaseEntry *e, int64 token,
 								  const LeaseOptions *opts);
 extern void lease_notify_end(const LeaseKey *key, int64 token, int how);
 extern int	lease_notify_worker_pass(Oid dbid, long *due_ms);
+extern bool lease_notify_woken(int slotno);
 extern const char *lease_end_name(int how);
 extern int	lease_notice_bound(int pid, LeaseKey **keys, int64 **tokens);
 extern void lease_notice_forget(int64 token);

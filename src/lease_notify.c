@@ -62,12 +62,15 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "lease.h"
 #include "worker.h"
 
 /* ends that may wait for their NOTIFY at once, in every database */
 #define LEASE_NOTIFY_PENDING_MAX	1024
+/* other databases whose pending notices one pass looks at */
+#define LEASE_NOTIFY_OTHER_DBS		16
 
 typedef struct LeaseNotice
 {
@@ -85,6 +88,8 @@ typedef struct LeaseNotifyShared
 	int			npending;		/* of them, ends waiting for their NOTIFY */
 	uint64		sent;
 	uint64		dropped;		/* ends past LEASE_NOTIFY_PENDING_MAX */
+	/* per expiry worker slot: its latch was set for a notice (no lock) */
+	volatile bool woken[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
 } LeaseNotifyShared;
 
 /* one NOTIFY to send, copied out of the hash */
@@ -130,7 +135,8 @@ lease_notify_capacity(void)
 static Size
 lease_notify_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(LeaseNotifyShared)),
+	return add_size(MAXALIGN(offsetof(LeaseNotifyShared, woken) +
+							 sizeof(bool) * MaxBackends),
 					hash_estimate_size(lease_notify_capacity(),
 									   sizeof(LeaseNotice)));
 }
@@ -145,9 +151,11 @@ lease_notify_shmem_startup(void)
 	notice_hash = NULL;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	notify_shared = ShmemInitStruct("lockctl lease notices",
-									sizeof(LeaseNotifyShared), &found);
+									offsetof(LeaseNotifyShared, woken) +
+									sizeof(bool) * MaxBackends, &found);
 	if (!found)
-		memset(notify_shared, 0, sizeof(LeaseNotifyShared));
+		memset(notify_shared, 0,
+			   offsetof(LeaseNotifyShared, woken) + sizeof(bool) * MaxBackends);
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(int64);
 	info.entrysize = sizeof(LeaseNotice);
@@ -327,9 +335,31 @@ lease_notify_wake(Oid dbid)
 		ExpirySlot *slot = &expiry_shared->slots[i];
 
 		if (slot->dboid == dbid && slot->pid != 0 && slot->latch != NULL)
+		{
+			if (i < MaxBackends)
+				notify_shared->woken[i] = true;
 			SetLatch(slot->latch);
+		}
 	}
 	LWLockRelease(expiry_shared->lock);
+}
+
+/*
+ * Was the latch of the expiry worker of slot slotno set for a notice since
+ * it last asked?  Clears the flag.  The worker runs its pass of holds (a few
+ * transactions) only when its interval has passed or something else woke
+ * it, not at each lease end.
+ */
+bool
+lease_notify_woken(int slotno)
+{
+	bool		woken;
+
+	if (notify_shared == NULL || slotno < 0 || slotno >= MaxBackends)
+		return false;
+	woken = notify_shared->woken[slotno];
+	notify_shared->woken[slotno] = false;
+	return woken;
 }
 
 /*
@@ -403,6 +433,9 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 	int64		next = PG_INT64_MAX;
 	uint64		dropped;
 	static uint64 dropped_seen = 0;
+	Oid			others[LEASE_NOTIFY_OTHER_DBS];
+	int			nothers = 0;
+	int			ngone = 0;
 	int			i;
 
 	*due_ms = -1;
@@ -479,8 +512,18 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 	{
 		LeaseNotifySend *s;
 
-		if (n->key.dbid != dbid || n->how == 0)
+		if (n->how == 0)
 			continue;
+		if (n->key.dbid != dbid)
+		{
+			/* another database's: see below whether it still exists */
+			for (i = 0; i < nothers; i++)
+				if (others[i] == n->key.dbid)
+					break;
+			if (i == nothers && nothers < LEASE_NOTIFY_OTHER_DBS)
+				others[nothers++] = n->key.dbid;
+			continue;
+		}
 		s = &sends[nsend++];
 		strlcpy(s->channel, n->channel, sizeof(s->channel));
 		strlcpy(s->resource, n->key.resource, sizeof(s->resource));
@@ -505,6 +548,32 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 		escape_json(&payload, lease_end_name(sends[i].how));
 		appendStringInfoChar(&payload, '}');
 		Async_Notify(sends[i].channel, payload.data);
+	}
+
+	/*
+	 * The notices of a database that was dropped (its leases were released
+	 * at the commit of DROP DATABASE) have no worker to send them: forget
+	 * them, or they would fill the LEASE_NOTIFY_PENDING_MAX places.
+	 */
+	for (i = 0; i < nothers; i++)
+	{
+		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(others[i])))
+			others[ngone++] = others[i];
+	}
+	if (ngone > 0)
+	{
+		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
+		hash_seq_init(&seq, notice_hash);
+		while ((n = hash_seq_search(&seq)) != NULL)
+		{
+			for (i = 0; i < ngone; i++)
+				if (n->how != 0 && n->key.dbid == others[i])
+				{
+					lease_notice_remove(n);
+					break;
+				}
+		}
+		LWLockRelease(lease_shared->lock);
 	}
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

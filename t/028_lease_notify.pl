@@ -82,13 +82,18 @@ is(wait_for_notice('lease_ends', qr/"n3"/, 'expiry'),
 is(q1("SELECT count(*) FROM lockctl.lease('n3')"), '0', 'and it has ended');
 is(q1("SELECT lockctl.watch('n3', $t, '0')"), 'expired', 'watch agrees');
 
-# taken over: a waiter in line takes it at its expiry
-$t = q1("SELECT lockctl.acquire('n4', 'o', '500 ms', notify => 'lease_ends')");
+# taken over: a waiter in line takes it at its expiry (the waiter queues
+# while the lease lasts an hour; then a renew makes it run out at once)
+$t = q1("SELECT lockctl.acquire('n4', 'o', '1 hour', notify => 'lease_ends')");
 my $waiter = $node->background_psql('postgres');
 $waiter->query_until(qr/^started\n/m, q{
 \echo started
 INSERT INTO got SELECT 'n4', lockctl.acquire('n4', 'next', '1 hour', '1 min');
 });
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM lockctl.lease_waiters WHERE resource = 'n4'")
+  or die 'the waiter never queued';
+q1("SELECT lockctl.renew('n4', $t, '1 ms')");
 is(wait_for_notice('lease_ends', qr/"n4"/, 'take-over'),
 	qq({"resource": "n4", "token": $t, "ended": "taken over"}),
 	'a take-over sends its NOTIFY');
