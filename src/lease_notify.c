@@ -39,9 +39,11 @@
  * end, and of an expiry as soon as the worker wakes at it (at most
  * lockctl.expiry_interval late when a renew made the expiry earlier than
  * the worker planned for).  Lost: whatever waits at a restart or crash
- * (shared memory), and ends beyond LEASE_NOTIFY_PENDING_MAX waiting at
- * once (counted, and logged by the worker); nothing is sent while the
- * database has no expiry worker.
+ * (shared memory), ends beyond LEASE_NOTIFY_PENDING_MAX waiting at once
+ * (counted, and logged by the worker), and those of a dropped database
+ * (any worker forgets them); nothing is sent while the database has no
+ * expiry worker.  A wake-up for a notice does not make the worker run its
+ * pass of holds (lease_notify_woken, expiry_worker.c).
  *
  * src/lease_notify.c
  *
