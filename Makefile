@@ -35,7 +35,7 @@ PGFILEDESC = "lockctl - version-checked updates, fenced leases and expiring rese
 # confirm, waitlists, calendars), worker.sql last (it ends by waking the expiry
 # worker).  Named relative to $(srctop) so that builds in another
 # directory work.
-SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql lease_token.sql \
+SQL_PARTS = $(addprefix $(srctop)src/,lockctl.sql lease.sql lease_notify.sql lease_token.sql \
 	fence_table.sql reserve.sql reserve_cart.sql reserve_limits.sql \
 	reserve_partial.sql reserve_waitlist.sql reserve_calendar.sql request.sql version.sql \
 	worker.sql)

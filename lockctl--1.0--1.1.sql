@@ -1486,23 +1486,27 @@ DROP FUNCTION lockctl.acquire(text, text, interval, interval);
 CREATE FUNCTION lockctl.acquire(resource text, owner text,
                                 ttl interval DEFAULT '30 s',
                                 wait interval DEFAULT '0',
-                                permits integer DEFAULT 1)
+                                permits integer DEFAULT 1,
+                                notify text DEFAULT NULL,
+                                bind text DEFAULT 'none')
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire';
-COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
-    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
-GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer, text, text) IS
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait; notify: a channel that gets a NOTIFY when the lease ends; bind => ''session'': the lease lasts as long as this session';
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer, text, text) TO PUBLIC;
 
 CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
                                        ttl interval DEFAULT '30 s',
-                                       wait interval DEFAULT '0')
+                                       wait interval DEFAULT '0',
+                                       notify text DEFAULT NULL,
+                                       bind text DEFAULT 'none')
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
-COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
-    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
-GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval, text, text) IS
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait; notify and bind as for acquire';
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval, text, text) TO PUBLIC;
 
 DROP FUNCTION lockctl.fence(text, bigint);
 CREATE FUNCTION lockctl.fence(resource text, token bigint,
@@ -1605,6 +1609,32 @@ COMMENT ON FUNCTION lockctl.fence_all(text[], bigint[], interval) IS
 GRANT EXECUTE ON FUNCTION lockctl.acquire_all(text[], text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release_all(text[], bigint[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence_all(text[], bigint[], interval) TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- A lease's NOTIFY channel and session binding (src/lease_notify.c,
+-- src/lease_session.c)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION lockctl_internal.lease_options(OUT resource text,
+                                               OUT token bigint,
+                                               OUT roleid oid,
+                                               OUT notify text,
+                                               OUT session_pid integer,
+                                               OUT ended text)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_lease_options';
+COMMENT ON FUNCTION lockctl_internal.lease_options() IS
+    'lockctl internal, behind the view lockctl.lease_options';
+
+CREATE VIEW lockctl.lease_options AS
+    SELECT o.resource, o.token,
+           pg_catalog.pg_get_userbyid(o.roleid) AS acquired_by,
+           o.notify, o.session_pid, o.ended
+      FROM lockctl_internal.lease_options() AS o;
+COMMENT ON VIEW lockctl.lease_options IS
+    'the leases of this database acquired with notify or bind => ''session'' (ended: how a lease ended whose NOTIFY is not sent yet); token and notify are shown only to the role that took the lease, roles with its privileges and superusers';
+GRANT SELECT ON lockctl.lease_options TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Carts, per-holder limits, partial confirm and waitlists (issue 18).

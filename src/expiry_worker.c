@@ -80,6 +80,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "lease.h"
 #include "worker.h"
 
 /*
@@ -296,6 +297,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 	MemoryContext worker_cxt;
 	volatile int consecutive_errors = 0;
 	ErrorContextCallback errcallback;
+	volatile int rc = 0;		/* how the last sleep ended */
+	volatile TimestampTz last_pass = 0;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -328,6 +331,10 @@ lockctl_expiry_worker_main(Datum main_arg)
 		bool		failed = false;
 		long		sleep_ms;
 		bool		stop;
+		volatile long notify_due_ms = -1;
+		volatile bool run_pass;
+		long		since_pass_ms;
+		bool		notify_wake;
 
 		MemoryContextSwitchTo(worker_cxt);
 		CHECK_FOR_INTERRUPTS();
@@ -344,9 +351,40 @@ lockctl_expiry_worker_main(Datum main_arg)
 		if (stop)
 			worker_exit(slot, EXIT_STOP_REQUESTED);
 
+		/*
+		 * First the NOTIFYs of lease ends (lease_notify.c): a listener waits
+		 * for them.  Its latch wakes this worker at each end, and it sleeps
+		 * no longer than until the next lease with a channel runs out.
+		 */
 		PG_TRY();
 		{
-			present = worker_pass(slotno);
+			long		due_ms;
+
+			(void) lease_notify_worker_pass(args.dboid, &due_ms);
+			notify_due_ms = due_ms;
+		}
+		PG_CATCH();
+		{
+			worker_record_error(slot, worker_cxt);
+		}
+		PG_END_TRY();
+
+		/*
+		 * The pass of holds runs every interval, and whenever something
+		 * else than a lease end notice woke the worker (wake_expiry_worker,
+		 * the launcher): not at each lease end.
+		 */
+		since_pass_ms = (long) Min((GetCurrentTimestamp() - last_pass) / 1000,
+								   (TimestampTz) LONG_MAX);
+		notify_wake = lease_notify_woken(slotno);
+		run_pass = since_pass_ms >= lockctl_expiry_interval ||
+			((rc & WL_LATCH_SET) && !notify_wake);
+		if (run_pass)
+			last_pass = GetCurrentTimestamp();
+		PG_TRY();
+		{
+			if (run_pass)
+				present = worker_pass(slotno);
 		}
 		PG_CATCH();
 		{
@@ -369,11 +407,15 @@ lockctl_expiry_worker_main(Datum main_arg)
 			sleep_ms = lockctl_expiry_interval;
 			consecutive_errors = 0;
 		}
+		if (notify_due_ms >= 0)
+			sleep_ms = Min(sleep_ms, notify_due_ms);
+		if (!failed && !run_pass)
+			sleep_ms = Max(Min(sleep_ms, lockctl_expiry_interval - since_pass_ms), 1);
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms,
-						 lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   sleep_ms,
+					   lockctl_wait_event(&wait_event, "LockctlExpiryWorkerMain"));
 		ResetLatch(MyLatch);
 	}
 }

@@ -162,6 +162,7 @@ LeaseInit(void)
 	lockctl_shmem_register(&lease_shmem_part);
 	lease_counted_init();
 	lease_watch_init();
+	lease_notify_init();
 	lease_fence_init();
 	lease_admin_init();
 	lease_all_init();
@@ -789,6 +790,14 @@ lease_wake_head(LeaseEntry *e)
 TimestampTz
 lease_wall_expiry(LeaseEntry *e, int64 now_mono, TimestampTz now_wall)
 {
+	TimestampTz t;
+
+	/* a session-bound lease (lease_session.c) */
+	if (e->expires_mono >= LEASE_EXPIRES_NEVER)
+	{
+		TIMESTAMP_NOEND(t);
+		return t;
+	}
 	return now_wall + (e->expires_mono - now_mono);
 }
 

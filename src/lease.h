@@ -322,7 +322,9 @@ typedef enum LeaseEndHow
 	LEASE_END_FORCED,			/* force_release, release_role_leases,
 								 * release_database_leases, a dropped role or
 								 * database */
-	LEASE_END_LOST				/* its era is no longer the server's */
+	LEASE_END_LOST,				/* its era is no longer the server's */
+	LEASE_END_SESSION			/* the session it was bound to ended
+								 * (bind => 'session', lease_session.c) */
 } LeaseEndHow;
 
 extern void lease_watch_init(void);
@@ -330,6 +332,35 @@ extern void lease_watch_end(const LeaseKey *key, int64 token, Oid roleid,
 							int how);
 extern void lease_watch_wake_all(void);
 extern int	lease_watch_count(void);
+
+/*
+ * lease_notify.c and lease_session.c: what acquire's notify and bind ask
+ * for a lease.  A lease with either is registered by its token (a
+ * LeaseNotice, lease_notify.c); a session-bound lease does not run out:
+ * its expiry is LEASE_EXPIRES_NEVER (far enough from PG_INT64_MAX that
+ * sleeps computed from it do not overflow) until its session ends.
+ */
+#define LEASE_EXPIRES_NEVER		(PG_INT64_MAX / 4)
+
+typedef struct LeaseOptions
+{
+	char	   *notify;			/* channel, NULL: none */
+	bool		bind_session;	/* bind => 'session' */
+} LeaseOptions;
+
+extern void lease_notify_init(void);
+extern void lease_options_arg(FunctionCallInfo fcinfo, int argno,
+							  LeaseOptions *opts);
+extern void lease_options_granted(LeaseEntry *e, int64 token,
+								  const LeaseOptions *opts);
+extern void lease_notify_end(const LeaseKey *key, int64 token, int how);
+extern int	lease_notify_worker_pass(Oid dbid, long *due_ms);
+extern bool lease_notify_woken(int slotno);
+extern const char *lease_end_name(int how);
+extern int	lease_notice_bound(int pid, LeaseKey **keys, int64 **tokens);
+extern void lease_notice_forget(int64 token);
+/* lease_session.c */
+extern void lease_session_check(void);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);

@@ -6,21 +6,25 @@
 CREATE FUNCTION lockctl.acquire(resource text, owner text,
                                 ttl interval DEFAULT '30 s',
                                 wait interval DEFAULT '0',
-                                permits integer DEFAULT 1)
+                                permits integer DEFAULT 1,
+                                notify text DEFAULT NULL,
+                                bind text DEFAULT 'none')
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire';
-COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) IS
-    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.acquire(text, text, interval, interval, integer, text, text) IS
+    'take the lease on resource for owner, as the session''s role (one of permits holders at once); returns its fencing token, or NULL if not granted within wait; notify: a channel that gets a NOTIFY when the lease ends; bind => ''session'': the lease lasts as long as this session';
 
 CREATE FUNCTION lockctl.acquire_shared(resource text, owner text,
                                        ttl interval DEFAULT '30 s',
-                                       wait interval DEFAULT '0')
+                                       wait interval DEFAULT '0',
+                                       notify text DEFAULT NULL,
+                                       bind text DEFAULT 'none')
     RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_acquire_shared';
-COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) IS
-    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait';
+COMMENT ON FUNCTION lockctl.acquire_shared(text, text, interval, interval, text, text) IS
+    'take a shared lease on resource for owner, as the session''s role (many shared holders, or one exclusive); returns its fencing token, or NULL if not granted within wait; notify and bind as for acquire';
 
 CREATE FUNCTION lockctl.acquire_all(resources text[], owner text,
                                     ttl interval DEFAULT '30 s',
@@ -200,8 +204,8 @@ CREATE VIEW lockctl.lease_wait_histogram AS
 COMMENT ON VIEW lockctl.lease_wait_histogram IS
     'lockctl: waits in acquire and acquire_shared since the server started, by outcome, in cumulative buckets of le seconds (Prometheus-style), with their total time; acquires that did not wait are not in it';
 
-GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire(text, text, interval, interval, integer, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.acquire_shared(text, text, interval, interval, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.acquire_all(text[], text, interval, interval) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.release_all(text[], bigint[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.fence_all(text[], bigint[], interval) TO PUBLIC;

@@ -90,10 +90,11 @@ static Datum lease_acquire(FunctionCallInfo fcinfo, int32 permits,
 						   bool shared);
 static int64 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w,
 							 const char *owner, int64 ttl_us, int64 deadline,
-							 int64 now, int64 sleep_until);
+							 int64 now, int64 sleep_until,
+							 const LeaseOptions *opts);
 static int64 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 						int64 ttl_us, int64 deadline, int64 now,
-						int64 sleep_until);
+						int64 sleep_until, const LeaseOptions *opts);
 
 /*
  * Count the wait of w, which ends now with outcome, in the wait histogram.
@@ -304,7 +305,8 @@ lease_sleep_until(LeaseEntry *e, LeaseWaiter *w, int64 now, int64 deadline)
  */
 static int64
 lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
-				int64 ttl_us, int64 deadline, int64 now, int64 sleep_until)
+				int64 ttl_us, int64 deadline, int64 now, int64 sleep_until,
+				const LeaseOptions *opts)
 {
 	static uint32 wait_event = 0;	/* see lockctl_wait_event */
 	int64		token;
@@ -334,6 +336,8 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 		{
 			if (token == 0)
 				lease_shared->stats.timeouts++;
+			else
+				lease_options_granted(e, token, opts);
 			lease_dequeue(token != 0 ? LEASE_WAIT_GRANTED :
 						  LEASE_WAIT_TIMED_OUT);
 			LWLockRelease(lease_shared->lock);
@@ -352,14 +356,15 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
  */
 static pg_noinline int64
 lease_wait(LeaseEntry *e, LeaseWaiter *w, const char *owner, int64 ttl_us,
-		   int64 deadline, int64 now, int64 sleep_until)
+		   int64 deadline, int64 now, int64 sleep_until,
+		   const LeaseOptions *opts)
 {
 	volatile int64 token = 0;
 
 	PG_TRY();
 	{
 		token = lease_wait_loop(e, w, owner, ttl_us, deadline, now,
-								sleep_until);
+								sleep_until, opts);
 	}
 	PG_CATCH();
 	{
@@ -418,7 +423,10 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	int64		deadline;
 	int64		sleep_until;
 	int64		token;
+	LeaseOptions opts;
 
+	/* notify and bind follow permits (acquire) or wait (acquire_shared) */
+	lease_options_arg(fcinfo, shared ? 4 : 5, &opts);
 	lease_check_writable(shared ? "lockctl.acquire_shared()" :
 						 "lockctl.acquire()");
 	lease_check_ttl(ttl_us, shared ? "lockctl.acquire_shared" :
@@ -438,6 +446,7 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	token = lease_grant(e, owner, ttl_us, e->nwaiters == 0, now, shared);
 	if (token != 0)
 	{
+		lease_options_granted(e, token, &opts);
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_INT64(token);
 	}
@@ -456,7 +465,8 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	w->wake_at = sleep_until;
 	LWLockRelease(lease_shared->lock);
 
-	token = lease_wait(e, w, owner, ttl_us, deadline, now, sleep_until);
+	token = lease_wait(e, w, owner, ttl_us, deadline, now, sleep_until,
+					   &opts);
 
 	if (token == 0)
 		PG_RETURN_NULL();

@@ -345,9 +345,10 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	if (extend_us > 0)
 	{
 		/* renewed in the protected write; the waiters' timeout moves */
-		if (h != NULL)
+		/* a session-bound lease (lease_session.c) keeps no expiry */
+		if (h != NULL && h->expires_mono < LEASE_EXPIRES_NEVER)
 			h->expires_mono = now + extend_us;
-		else
+		else if (h == NULL && e->expires_mono < LEASE_EXPIRES_NEVER)
 			e->expires_mono = now + extend_us;
 		lease_shared->stats.renewals++;
 		lease_wake_head(e);

@@ -80,18 +80,24 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	if (h != NULL)
 	{
 		/* a counted or shared holder (lease_counted.c, lease_shared.c) */
-		h->expires_mono = now + ttl_us;
+		/* a session-bound holder (lease_session.c) keeps no expiry */
+		if (h->expires_mono < LEASE_EXPIRES_NEVER)
+			h->expires_mono = now + ttl_us;
 		lease_shared->stats.renewals++;
 		/* the first waiter may sleep until this holder's old expiry */
 		lease_wake_head(e);
 		/* and its watchers: the expiry may be sooner now */
 		lease_watch_end(&key, token, InvalidOid, 0);
-		expires = GetCurrentTimestamp() + (h->expires_mono - now);
+		if (h->expires_mono >= LEASE_EXPIRES_NEVER)
+			TIMESTAMP_NOEND(expires);
+		else
+			expires = GetCurrentTimestamp() + (h->expires_mono - now);
 		LWLockRelease(lease_shared->lock);
 		PG_RETURN_TIMESTAMPTZ(expires);
 	}
 
-	e->expires_mono = now + ttl_us;
+	if (e->expires_mono < LEASE_EXPIRES_NEVER)
+		e->expires_mono = now + ttl_us;
 	lease_shared->stats.renewals++;
 	/* the first waiter sleeps until the old expiry: it may be sooner now */
 	lease_wake_head(e);

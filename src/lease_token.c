@@ -582,7 +582,9 @@ LeaseShutdownDump(int code, Datum arg)
 	{
 		LeaseDumpRecord r;
 
+		/* a session-bound lease (lease_session.c) never outlives its session */
 		if (!e->held || e->expires_mono <= now_mono ||
+			e->expires_mono >= LEASE_EXPIRES_NEVER ||
 			!lease_token_live_in(e->token, era, lease_shared->epoch))
 			continue;
 		memset(&r, 0, sizeof(r));

@@ -157,7 +157,10 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 				r->token = h->token;
 				r->roleid = h->roleid;
 				r->acquired_at = h->acquired_at;
-				r->expires_at = now_wall + (h->expires_mono - now_mono);
+				if (h->expires_mono >= LEASE_EXPIRES_NEVER)
+					TIMESTAMP_NOEND(r->expires_at);	/* session-bound */
+				else
+					r->expires_at = now_wall + (h->expires_mono - now_mono);
 				r->nwaiters = e->nwaiters;
 				r->fenced = h->fenced;
 				r->permits = e->permits > 1 ? e->permits : 0;

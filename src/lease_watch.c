@@ -24,6 +24,8 @@
  *	 lost			 its era is no longer the server's (lease_token.c: a
  *					 raised token floor); it is not live on this line of
  *					 history any more
+ *	 session ended	 a lease bound to its session (acquire's bind =>
+ *					 'session', lease_session.c) whose session ended
  *
  * lease_watch_end writes the end into a ring of the last LEASE_WATCH_RING
  * ends in shared memory, so that a watch that comes late still learns how
@@ -118,7 +120,6 @@ static bool exit_callback_registered = false;
 static Size lease_watch_shmem_size(void);
 static void lease_watch_shmem_startup(void);
 static uint32 lease_watch_hash(const LeaseKey *key);
-static const char *lease_end_name(int how);
 static LeaseWatchState lease_watch_state(const LeaseKey *key, int64 token,
 										 int64 now, Oid *roleid,
 										 int64 *expires, int *how);
@@ -168,7 +169,8 @@ lease_watch_hash(const LeaseKey *key)
 					  strlen(key->resource));
 }
 
-static const char *
+/* how a lease ended, as watch says it and a NOTIFY's payload (lease_notify.c) */
+const char *
 lease_end_name(int how)
 {
 	switch (how)
@@ -181,6 +183,8 @@ lease_end_name(int how)
 			return "taken over";
 		case LEASE_END_LOST:
 			return "lost";
+		case LEASE_END_SESSION:
+			return "session ended";
 		default:
 			return "expired";
 	}
@@ -208,6 +212,8 @@ lease_watch_end(const LeaseKey *key, int64 token, Oid roleid, int how)
 		r->reshash = lease_watch_hash(key);
 		r->roleid = roleid;
 		r->how = how;
+		/* its NOTIFY, or its session binding (lease_notify.c) */
+		lease_notify_end(key, token, how);
 	}
 
 	if (watch_shared->nwatchers > 0)

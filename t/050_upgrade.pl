@@ -701,6 +701,16 @@ for my $v (@released)
 	is($c->{conflicts}, $was->{conflicts} + 1,
 		"$db: the conflict counter kept its count across the update, and counts on");
 
+	# New in 1.1's leases (issue 17): acquire's notify and bind, and the
+	# view lockctl.lease_options; the bound lease ends with its session.
+	is(sql($db, "SELECT lockctl.acquire('bound', 'me', '1 ms', notify => 'ends', bind => 'session') > 0;"
+			. " SELECT notify || ' ' || (session_pid = pg_backend_pid()) FROM lockctl.lease_options WHERE resource = 'bound'"),
+		"t\nends true", "$db: acquire binds a lease to its session, with a channel");
+	$node->poll_query_until($db,
+		"SELECT count(*) = 0 FROM lockctl.leases WHERE database = current_database() AND resource = 'bound'")
+	  or die "$db: the bound lease outlived its session";
+	pass("$db: the bound lease ended with its session");
+
 	exercise($db, "SQL updated from $v");
 
 	# 5. the catalog.
