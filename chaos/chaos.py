@@ -70,8 +70,9 @@ POOLS = {"chaos-pool-0": 10, "chaos-pool-1": 12, "chaos-pool-2": 200, "chaos-poo
 COUNTED = {"chaos-cnt-0": 2, "chaos-cnt-1": 3}
 SHARED = ["chaos-sh-0", "chaos-sh-1"]
 # Pools of carts, per-holder limits and the waitlist: capacity, max_per_holder.
-# Their capacity never changes, so the checker can sum units over time.
-# chaos-lim has several slots (100 units: 3 automatic slots); chaos-wait one.
+# Confirmed units never come back, so whoever confirms restocks what it
+# confirmed (set_capacity), and the pools keep selling out and coming back.
+# chaos-lim has several slots (automatic: 3 and more); chaos-wait one, always.
 NEW_POOLS = {"chaos-cart-a": (12, None), "chaos-cart-b": (8, None),
              "chaos-lim": (100, 4), "chaos-wait": (6, None)}
 CART_POOLS = ["chaos-cart-a", "chaos-cart-b", "chaos-lim"]
@@ -178,10 +179,12 @@ def cmd_setup(args):
                 conn.execute("SELECT lockctl.create_pool(%s, %s)", (p, cap))
         if f["reserve"] and (f["carts"] or f["waitlist"] or f["limits"]):
             for p, (cap, lim) in NEW_POOLS.items():
+                slots = 1 if p == "chaos-wait" else None
                 if f["limits"]:
-                    conn.execute("SELECT lockctl.create_pool(%s, %s, NULL, %s)", (p, cap, lim))
+                    conn.execute("SELECT lockctl.create_pool(%s, %s, %s, %s)",
+                                 (p, cap, slots, lim))
                 elif lim is None:
-                    conn.execute("SELECT lockctl.create_pool(%s, %s)", (p, cap))
+                    conn.execute("SELECT lockctl.create_pool(%s, %s, %s)", (p, cap, slots or 1))
     f["setup_at"] = mono()
     with open(os.path.join(args.dir, "features.json"), "w") as fh:
         json.dump(f, fh, indent=1)
@@ -210,6 +213,7 @@ class Client(threading.Thread):
         self.carts = []            # ids of own carts believed live
         self.whold = []            # ids of own holds of chaos-wait (walk-ins, offers)
         self.entries = []          # ids of own waitlist entries believed waiting
+        self.units = {}            # hold, cart or entry id -> [(pool, quantity)]
         self.hist = open(os.path.join(args.dir, "history-%03d.jsonl" % cid), "a")
         self.counts = collections.Counter()
         kinds = []
@@ -531,9 +535,12 @@ class Client(threading.Thread):
         hid = rng.choice(lst)
         x = rng.random()
         if x < 0.45:
-            self.call({"op": "confirm", "id": hid},
-                      lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm(%s)", (hid,))))
+            r, v = self.call({"op": "confirm", "id": hid},
+                             lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm(%s)",
+                                                                  (hid,))))
             lst.remove(hid)
+            if r == "ok" and v is True:
+                self.restock(self.units.get(hid, []))
         elif x < 0.75:
             def fn(cur, rec):
                 with self.conn.transaction():
@@ -562,6 +569,22 @@ class Client(threading.Thread):
                              (pool, qty, holder, td(ttl))).fetchone()[0])
         if r == "ok" and v is not None:
             lst.append(v)
+            self.units[v] = [(pool, qty)]
+
+    def restock(self, parts):
+        """The shop restocks what it sold: capacity + the units confirmed,
+        read and set in one transaction (with the queue read back on the
+        waitlist's pool: units added go to the queue first)."""
+        for pool, q in parts:
+            def fn(cur, rec):
+                with self.conn.transaction():
+                    cap = cur.execute("SELECT capacity FROM lockctl.pools WHERE resource = %s "
+                                      "FOR UPDATE", (pool,)).fetchone()[0]
+                    rec["cap"] = cap + q
+                    cur.execute("SELECT lockctl.set_capacity(%s, %s)", (pool, cap + q))
+                    if pool == "chaos-wait":
+                        rec["after"] = _queue_state(cur, pool)
+            self.call({"op": "set_capacity", "pool": pool, "restock": q}, fn)
 
     def op_limit(self):
         if not self.lholds or (len(self.lholds) < 3 and self.rng.random() < 0.5):
@@ -591,16 +614,19 @@ class Client(threading.Thread):
                                      (json.dumps(items), holder, td(ttl), key)).fetchone()[0])
                 if r == "ok" and v is not None:
                     self.carts.append(v)
+                    self.units[v] = sorted(merged.items())
                 if r == "info" and self.ensure_conn():
                     continue       # the same key again: the same cart or none
                 break
             return
         cid = rng.choice(self.carts)
         if x < 0.7:
-            self.call({"op": "confirm_cart", "id": cid},
-                      lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm_cart(%s)",
-                                                           (cid,))))
+            r, v = self.call({"op": "confirm_cart", "id": cid},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.confirm_cart(%s)", (cid,))))
             self.carts.remove(cid)
+            if r == "ok" and v is True:
+                self.restock(self.units.get(cid, []))
         elif x < 0.85:
             self.call({"op": "cancel_cart", "id": cid},
                       lambda cur, rec: _scalar(cur.execute("SELECT lockctl.cancel_cart(%s)",
@@ -637,6 +663,7 @@ class Client(threading.Thread):
                               "holder": self.owner}, fn)
             if r == "ok":
                 self.entries.append(v)
+                self.units[v] = [(pool, qty)]
         elif x < 0.7 and self.entries:
             eid = rng.choice(self.entries)
             if rng.random() < 0.15:
@@ -653,6 +680,7 @@ class Client(threading.Thread):
                 self.entries.remove(eid)
                 if v is not None and v[1] is not None:
                     self.whold.append(v[1])
+                    self.units[v[1]] = self.units.get(eid, [])
         elif self.whold:
             self.hold_step(self.whold, read_queue=pool)
 
@@ -1056,6 +1084,9 @@ class Checker:
         # tokens rise in real time: a grant that began after another was
         # acknowledged has a larger token (or is the same owner's live lease),
         # whatever the kind: every kind takes its tokens from one sequence
+        first_grant = {}
+        for g in sorted(grants, key=lambda g: g["t0"]):
+            first_grant.setdefault((g["res"], g["v"]), g)
         for res, gs in per_res.items():
             by_ack = sorted(gs, key=lambda g: g["t1"])
             by_start = sorted(gs, key=lambda g: g["t0"])
@@ -1066,6 +1097,11 @@ class Checker:
                         best = by_ack[i]
                     i += 1
                 if best is None:
+                    continue
+                # a safe retry: the same owner given back its own token (of
+                # a counted or shared lease, others may have larger ones)
+                fg = first_grant[(res, g["v"])]
+                if g["v"] < best["v"] and fg is not g and fg["owner"] == g["owner"]:
                     continue
                 if g["v"] < best["v"] or (g["v"] == best["v"] and g["owner"] != best["owner"]):
                     self.bad("tokens", "resource %s: token %s [%s] granted after token %s [%s] "
@@ -1359,7 +1395,10 @@ class Checker:
             elif row["status"] not in ok:
                 self.bad("holds", "hold %s was acknowledged %s but is %s"
                          % (h["id"], want, row["status"]))
-            if h["op"] == "confirm" and exts.get(h["id"]):
+            # (only for holds made by a recorded reserve: a waitlist's
+            # offer is made by whoever served the queue, at a time the
+            # history does not show)
+            if h["op"] == "confirm" and any(e["op"] == "reserve" for e in exts.get(h["id"], [])):
                 bound = max(e["t1"] + e["ttl"] for e in exts[h["id"]])
                 if h["t0"] > bound + MARGIN:
                     self.bad("expiry", "hold %s confirmed at %.3f, %.3f s after it had "
@@ -1617,7 +1656,9 @@ def _check_waitlist(self):
     holder, and after every transaction that gave units back (a cancel that
     returned true) or joined the queue (wait_for, which serves it), read in
     that same transaction: no waiting head that the free units would fit,
-    so no walk-in can take units while someone waits for them."""
+    so no walk-in can take units while someone waits for them.  A
+    set_capacity (a restock) serves the queue too, and is read back the
+    same way."""
     snap = self.snap
     offset = snap["server_epoch"] - snap["mono"]
     holds = {x["row"]["id"]: x["row"] for x in snap.get("holds", [])}
@@ -1654,7 +1695,7 @@ def _check_waitlist(self):
                              % (b["id"], fb - offset, a["id"], h["t1"]))
                     break
     n = 0
-    for h in self.by_op("cancel", "wait_for"):
+    for h in self.by_op("cancel", "wait_for", "set_capacity"):
         a = h.get("after")
         if h["r"] != "ok" or a is None or (h["op"] == "cancel" and h["v"] is not True):
             continue
@@ -1677,11 +1718,18 @@ def _check_units_over_time(self):
     limit.  Offers made to waitlists are not in the history: left out, which
     only makes the sums smaller."""
     pools = {p["resource"]: p for p in self.snap.get("pools", [])}
+    # the capacity at any instant is the pool's first or one that a
+    # set_capacity (a restock) which was not refused and had begun set:
+    # at most the largest of those
+    raised = collections.defaultdict(list)
+    for h in self.by_op("set_capacity"):
+        if h["r"] != "fail" and h.get("cap") is not None:
+            raised[h["pool"]].append((h["t0"], h["cap"]))
     caps = {}
     for name, (cap, lim) in NEW_POOLS.items():
         p = pools.get(name)
         if p is not None:
-            caps[name] = (p["capacity"], p.get("max_per_holder"))
+            caps[name] = (cap, p.get("max_per_holder"))
         elif not pools:
             caps[name] = (cap, lim)
     confirmed, cancels, exts = set(), collections.defaultdict(list), collections.defaultdict(list)
@@ -1726,24 +1774,30 @@ def _check_units_over_time(self):
         if caps[pool][1] is not None:
             per_holder[(pool, holder)].append((s, e, q))
 
-    def peak(spans_):
+    def peak(spans_, cap0, raised_=()):
+        """The units taken at the instant they came closest to (or went
+        furthest above) the capacity bound: (units, bound, when)."""
         ev = sorted([(s, 1, q) for s, e, q in spans_] + [(e, -1, q) for s, e, q in spans_])
-        cur, top, at = 0, 0, None
+        rs = sorted(raised_)
+        cur, cap, i, top = 0, cap0, 0, (0, cap0, None)
         for t, d, q in ev:
+            while i < len(rs) and rs[i][0] <= t:
+                cap = max(cap, rs[i][1])
+                i += 1
             cur += d * q
-            if cur > top:
-                top, at = cur, t
-        return top, at
+            if cur - cap > top[0] - top[1]:
+                top = (cur, cap, t)
+        return top
     for pool, sp in sorted(per_pool.items()):
-        top, at = peak(sp)
-        self.stats["%s: most units certainly taken at once" % pool] = "%d of %d" % (
-            top, caps[pool][0])
-        if top > caps[pool][0]:
+        top, cap, at = peak(sp, caps[pool][0], raised.get(pool, ()))
+        self.stats["%s: closest to capacity (units certainly taken - bound)" % pool] = \
+            "%d - %d" % (top, cap)
+        if top > cap:
             self.bad("capacity", "pool %s: %d units certainly held or confirmed at %.3f, "
-                     "capacity %d" % (pool, top, at, caps[pool][0]))
+                     "capacity at most %d" % (pool, top, at, cap))
     worst = 0
     for (pool, holder), sp in sorted(per_holder.items(), key=str):
-        top, at = peak(sp)
+        top, _, at = peak(sp, caps[pool][1])
         worst = max(worst, top)
         if top > caps[pool][1]:
             self.bad("holder limits", "pool %s: holder %s certainly had %d units at %.3f, the "
@@ -1852,6 +1906,90 @@ def mutations(hist, snap, faults=()):
     elif first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None) is not None:
         print("  %-60s %s" % ("two holders at once",
                               "not tried: no grant in this run stayed certainly live"))
+    # Counted: permits others granted just after a counted grant that
+    # nothing cut short.
+    i = first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None
+              and h.get("permits", 1) > 1 and lease_certainly_live(h, 4 * MARGIN))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        for k in range(hist[i]["permits"]):
+            g = dict(h2[i]); g["opid"] += "-n%d" % k; g["owner"] = "someone-else-%d" % k
+            g["v"] = h2[i]["v"] + 10 ** 6 + k
+            g["t0"] = h2[i]["t1"] + 0.001 * (k + 1); g["t1"] = g["t0"] + 0.0005
+            h2.append(g)
+        yield "a counted lease with one holder too many", "permits", h2, s2
+    # Shared: an exclusive grant just after a shared one that nothing cut short.
+    i = first(lambda h: h["op"] == "acquire_shared" and h["r"] == "ok" and h["v"] is not None
+              and lease_certainly_live(h, 4 * MARGIN))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        g = dict(h2[i]); g["op"] = "acquire"; g["opid"] += "-x"; g["owner"] = "someone-else"
+        g["v"] = h2[i]["v"] + 10 ** 6
+        g["t0"] = h2[i]["t1"] + 0.001; g["t1"] = g["t0"] + 0.001
+        h2.append(g)
+        yield "an exclusive holder beside a shared one", "shared exclusion", h2, s2
+    if snap.get("cart_items"):
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        it = s2["cart_items"][0]
+        n = sum(1 for x in s2["cart_items"] if x["cart_id"] == it["cart_id"])
+        if n > 1:
+            s2["cart_items"].remove(it)
+        else:
+            it["quantity"] += 1
+        yield "a cart with part of its items", "carts", h2, s2
+    lim = next((p for p in snap.get("pools", []) if p.get("max_per_holder") is not None), None)
+    if lim is not None:
+        j = next((k for k, x in enumerate(snap["holds"]) if x["row"]["pool_id"] == lim["id"]
+                  and x["row"]["status"] in ("held", "confirmed")), None)
+        if j is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            s2["holds"][j]["row"]["quantity"] = lim["max_per_holder"] + 1
+            yield "a holder above its limit in the tables", "holder limits", h2, s2
+        i = first(lambda h: h["op"] == "reserve" and h["r"] == "ok" and h["v"] is not None
+                  and h["pool"] == lim["resource"])
+        if i is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            g = dict(h2[i]); g["opid"] += "-l"; g["v"] = -1
+            g["qty"] = lim["max_per_holder"] + 1
+            g["t1"] = g["t0"] + 0.01; g["ttl"] = max(g["ttl"], 1.0)
+            h2.append(g)
+            yield "a holder above its limit during the run", "holder limits", h2, s2
+    i = first(lambda h: h["op"] == "reserve" and h["r"] == "ok" and h["v"] is not None
+              and h["pool"] == "chaos-cart-b")
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        g = dict(h2[i]); g["opid"] += "-o"; g["v"] = -2; g["qty"] = NEW_POOLS["chaos-cart-b"][0] + 1
+        g["t1"] = g["t0"] + 0.01; g["ttl"] = max(g["ttl"], 1.0)
+        h2.append(g)
+        yield "a pool oversold during the run", "capacity", h2, s2
+    if snap.get("waitlist"):
+        offset = snap["server_epoch"] - snap["mono"]
+        acks = {h["v"]: h for h in hist if h["op"] == "wait_for" and h["r"] == "ok"}
+        found = None
+        for b in snap["waitlist"]:
+            if b["row"]["status"] != "offered":
+                continue
+            for k, a in enumerate(snap["waitlist"]):
+                h = acks.get(a["row"]["id"])
+                if a["row"]["pool_id"] == b["row"]["pool_id"] and a["row"]["id"] < b["row"]["id"] \
+                        and h is not None \
+                        and h["t1"] + WAIT_MARGIN < b["finished_epoch"] - offset:
+                    found = k
+                    break
+            if found is not None:
+                break
+        if found is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            a = s2["waitlist"][found]
+            a["row"]["status"], a["row"]["hold_id"], a["finished_epoch"] = "waiting", None, None
+            yield "a waitlist entry skipped", "waitlist", h2, s2
+    i = first(lambda h: h["op"] == "wait_for" and h["r"] == "ok" and h.get("after"))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["after"] = {"free": 2, "head": h2[i]["v"], "head_qty": 1}
+        yield "units left free while the head waited", "waitlist", h2, s2
     fenced_ok = [r for r in snap["fenced"]]
     if fenced_ok:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)

@@ -118,6 +118,15 @@ class CountedLeases(CheckerTest):
         h = self.three() + [grant(self.R, "b", 102, 0.5, permits=2)]
         self.assertClean(errors(["check_lease_grants"], h))
 
+    def test_safe_retry_below_a_later_token(self):
+        # b's retry gets 102 back after c was granted 103: no token went down
+        h = self.three() + [release(self.R, "a", 101, 0.2),
+                            grant(self.R, "c", 103, 0.3, permits=2),
+                            grant(self.R, "b", 102, 0.5, permits=2)]
+        self.assertClean(errors(["check_lease_grants"], h))
+        h[-1]["owner"] = "d"
+        self.assertCaught(errors(["check_lease_grants"], h), "tokens")
+
 
 class SharedLeases(CheckerTest):
     """Never a shared and an exclusive holder at once."""
@@ -292,6 +301,16 @@ class Oversold(CheckerTest):
                 holder="a", v=1),
              op("cart", 0.5, 0.6, key="k1", holder="b", ttl=2.0, v=7,
                 items={"chaos-cart-b": 4})]
+        self.assertCaught(errors(["check_units_over_time"], h, snap=snap_base()), "capacity")
+
+    def test_after_a_restock(self):
+        h = [op("reserve", 0.0, 0.1, pool="chaos-cart-b", qty=5, ttl=2.0, key=None,
+                holder="a", v=1),
+             op("set_capacity", 0.2, 0.3, r="info", pool="chaos-cart-b", cap=9, restock=1),
+             op("cart", 0.5, 0.6, key="k1", holder="b", ttl=2.0, v=7,
+                items={"chaos-cart-b": 4})]
+        self.assertClean(errors(["check_units_over_time"], h, snap=snap_base()))
+        h[1]["r"] = "fail"
         self.assertCaught(errors(["check_units_over_time"], h, snap=snap_base()), "capacity")
 
     def test_after_an_expiry(self):
