@@ -900,6 +900,11 @@ def pick(row, *names):
     raise KeyError("none of %s in %s" % (names, sorted(row)))
 
 
+class _Spans(list):
+    """A list of certain spans (start, end, ...) sorted by start (see
+    Checker.covering)."""
+
+
 class Checker:
     def __init__(self, hist, faults, snap):
         self.hist = hist
@@ -918,7 +923,15 @@ class Checker:
         self.errors.append("%s: %s" % (invariant, msg))
 
     def by_op(self, *ops):
-        return [h for h in self.hist if h["op"] in ops and "t1" in h]
+        """The complete records of these operations, in history order."""
+        if not hasattr(self, "_by_op"):
+            self._by_op = collections.defaultdict(list)
+            for i, h in enumerate(self.hist):
+                if "t1" in h:
+                    self._by_op[h["op"]].append((i, h))
+        if len(ops) == 1:
+            return [h for _, h in self._by_op.get(ops[0], [])]
+        return [h for _, h in sorted(x for op in set(ops) for x in self._by_op.get(op, []))]
 
     def run(self):
         self.check_coverage()
@@ -1119,6 +1132,15 @@ class Checker:
         attempts = collections.defaultdict(list)  # (res, owner) -> every acquire/renew
         for h in self.by_op("acquire", "acquire_shared", "renew"):
             attempts[(h["res"], h["owner"])].append(h)
+        # per (res, owner): the starts in order, and from each on the
+        # earliest start + ttl of that call or a later one
+        soonest = {}
+        for k, es in attempts.items():
+            es.sort(key=lambda e: e["t0"])
+            ends = [e["t0"] + e["ttl"] for e in es]
+            for j in range(len(ends) - 2, -1, -1):
+                ends[j] = min(ends[j], ends[j + 1])
+            soonest[k] = ([e["t0"] for e in es], ends)
         acked = collections.defaultdict(list)     # (res, tok) -> acked extensions
         for h in self.by_op("renew"):
             if h["r"] == "ok" and h["v"] is not False:
@@ -1135,8 +1157,8 @@ class Checker:
             # the last acknowledged grant or renewal set the expiry, and
             # any later call of the owner may have moved it (even closer)
             last = max(es, key=lambda e: e["t0"])
-            end = min(e["t0"] + e["ttl"] for e in attempts[(res, owner)]
-                      if e["t0"] >= last["t0"])
+            t0s, ends = soonest[(res, owner)]
+            end = ends[bisect.bisect_left(t0s, last["t0"])]
             for t in rel.get((res, tok), []):
                 if t >= start:
                     end = min(end, t)
@@ -1148,7 +1170,7 @@ class Checker:
             if end - start > MARGIN:
                 live_of[res].append((start, end - MARGIN, tok, owner, mode_of[(res, tok)]))
         for res, gs in per_res.items():
-            live = live_of.get(res, [])
+            live = _Spans(sorted(live_of.get(res, [])))
             kinds = {mode_of[(res, g["v"])] for g in gs}
             if "shared" in kinds:
                 self.check_shared(res, gs, live, mode_of)
@@ -1156,20 +1178,32 @@ class Checker:
                 self.check_counted(res, gs, live)
             else:
                 for g in gs:
-                    for start, end, tok, owner, _ in live:
-                        if tok != g["v"] and g["t0"] >= start and g["t1"] <= end:
+                    for start, end, tok, owner, _ in self.covering(live, g["t0"], g["t1"]):
+                        if tok != g["v"]:
                             self.bad("mutual exclusion", "resource %s: token %s [%s] granted "
                                      "at %.3f-%.3f while token %s of %s was certainly live "
                                      "until %.3f" % (res, g["v"], g["opid"], g["t0"], g["t1"],
                                                      tok, owner, end + MARGIN))
+
+    @staticmethod
+    def covering(live, t0, t1):
+        """The spans of live (sorted by start) that cover [t0, t1]."""
+        if not live:
+            return []
+        if not hasattr(live, "starts"):
+            live.starts = [x[0] for x in live]
+            live.longest = max(x[1] - x[0] for x in live)
+        lo = bisect.bisect_left(live.starts, t0 - live.longest)
+        hi = bisect.bisect_right(live.starts, t0)
+        return [x for x in live[lo:hi] if x[1] >= t1]
 
     def check_counted(self, res, gs, live):
         """Counted leases: never more than permits holders at once."""
         n = max(g.get("permits") or 1 for g in gs)
         # no grant while n other tokens were certainly live all along
         for g in gs:
-            others = sorted({tok for start, end, tok, _, _ in live
-                             if tok != g["v"] and start <= g["t0"] and g["t1"] <= end})
+            others = sorted({tok for start, end, tok, _, _ in self.covering(live, g["t0"], g["t1"])
+                             if tok != g["v"]})
             if len(others) >= n:
                 self.bad("permits", "resource %s (permits %d): token %s [%s] granted at "
                          "%.3f-%.3f while %d others were certainly live (%s)"
@@ -1196,9 +1230,8 @@ class Checker:
         exclusive ones) at once."""
         for g in gs:
             gm = mode_of[(res, g["v"])]
-            for start, end, tok, owner, m in live:
-                if tok != g["v"] and "exclusive" in (gm, m) and \
-                        start <= g["t0"] and g["t1"] <= end:
+            for start, end, tok, owner, m in self.covering(live, g["t0"], g["t1"]):
+                if tok != g["v"] and "exclusive" in (gm, m):
                     self.bad("shared exclusion", "resource %s: %s token %s [%s] granted at "
                              "%.3f-%.3f while %s token %s of %s was certainly live until %.3f"
                              % (res, gm, g["v"], g["opid"], g["t0"], g["t1"], m, tok, owner,
@@ -1844,8 +1877,20 @@ def cmd_check(args):
 # --------------------------------------------------------------------------
 # selftest: the checker must catch known corruptions
 
+class _Copy:
+    """copy.deepcopy for mutations(), faster on a big run: the history's
+    records are flat (what a corruption changes in one is replaced whole),
+    and the snapshot is plain JSON."""
+    @staticmethod
+    def deepcopy(x):
+        if isinstance(x, list) and x and isinstance(x[0], dict) and "op" in x[0]:
+            return [dict(h) for h in x]
+        return json.loads(json.dumps(x))
+
+
 def mutations(hist, snap, faults=()):
     """Yield (name, expected invariant, hist, snap) corrupted copies."""
+    copy = _Copy
     def first(pred):
         return next((i for i, h in enumerate(hist) if pred(h)), None)
 
