@@ -127,6 +127,13 @@ class CountedLeases(CheckerTest):
         h[-1]["owner"] = "d"
         self.assertCaught(errors(["check_lease_grants"], h), "tokens")
 
+    def test_no_safe_retry_below_a_later_exclusive_token(self):
+        # an exclusive lease given back after a larger token was granted
+        # means two live leases: not a safe retry
+        h = [grant("chaos-res-0", "a", 101, 0.0, ttl=0.2), grant("chaos-res-0", "c", 103, 0.3),
+             grant("chaos-res-0", "a", 101, 0.5)]
+        self.assertCaught(errors(["check_lease_grants"], h), "tokens")
+
 
 class SharedLeases(CheckerTest):
     """Never a shared and an exclusive holder at once."""
