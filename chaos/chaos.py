@@ -64,6 +64,19 @@ N_ACCOUNTS = 8
 N_RESOURCES = 6
 N_REQUESTS = 10       # request keys at a time, each sent by every client again and again
 POOLS = {"chaos-pool-0": 10, "chaos-pool-1": 12, "chaos-pool-2": 200, "chaos-pool-3": 1000000}
+# The newer kinds (issues 17 and 18).  Counted leases: permits per resource
+# (fixed, as the server demands while a resource is held or waited for).
+# Shared leases: acquire_shared and exclusive acquire on the same resources.
+COUNTED = {"chaos-cnt-0": 2, "chaos-cnt-1": 3}
+SHARED = ["chaos-sh-0", "chaos-sh-1"]
+# Pools of carts, per-holder limits and the waitlist: capacity, max_per_holder.
+# Confirmed units never come back, so whoever confirms restocks what it
+# confirmed (set_capacity), and the pools keep selling out and coming back.
+# chaos-lim has several slots (automatic: 3 and more); chaos-wait one, always.
+NEW_POOLS = {"chaos-cart-a": (12, None), "chaos-cart-b": (8, None),
+             "chaos-lim": (100, 4), "chaos-wait": (6, None)}
+CART_POOLS = ["chaos-cart-a", "chaos-cart-b", "chaos-lim"]
+N_HOLDERS = 4         # holders of chaos-lim at a time, shared by every client
 
 # Slack for comparing the clients' clock with the server's (same host, same
 # CLOCK_MONOTONIC; the server may measure with a different clock source).
@@ -117,6 +130,12 @@ def features(conn):
         "reserve": all(n in funcs for n in ("create_pool", "reserve", "confirm",
                                             "cancel", "extend", "available")),
         "requests": all(n in funcs for n in ("claim_request", "complete_request")),
+        "counted": any("permits" in a for a in funcs.get("acquire", [])),
+        "shared": "acquire_shared" in funcs,
+        "carts": all(n in funcs for n in ("reserve_cart", "confirm_cart", "cancel_cart",
+                                          "extend_cart")),
+        "limits": "set_max_per_holder" in funcs,
+        "waitlist": all(n in funcs for n in ("wait_for", "leave_waitlist")),
         "funcs": funcs,
         "rels": rels,
     }
@@ -158,6 +177,14 @@ def cmd_setup(args):
         if f["reserve"]:
             for p, cap in POOLS.items():
                 conn.execute("SELECT lockctl.create_pool(%s, %s)", (p, cap))
+        if f["reserve"] and (f["carts"] or f["waitlist"] or f["limits"]):
+            for p, (cap, lim) in NEW_POOLS.items():
+                slots = 1 if p == "chaos-wait" else None
+                if f["limits"]:
+                    conn.execute("SELECT lockctl.create_pool(%s, %s, %s, %s)",
+                                 (p, cap, slots, lim))
+                elif lim is None:
+                    conn.execute("SELECT lockctl.create_pool(%s, %s, %s)", (p, cap, slots or 1))
     f["setup_at"] = mono()
     with open(os.path.join(args.dir, "features.json"), "w") as fh:
         json.dump(f, fh, indent=1)
@@ -179,7 +206,14 @@ class Client(threading.Thread):
         self.seq = 0
         self.owner = "chaos-c%d" % cid
         self.lease = None          # {"res", "tok"}
+        self.clease = None         # a counted lease: {"res", "tok", "permits"}
+        self.slease = None         # a shared or exclusive lease of SHARED
         self.holds = []            # ids of own holds believed live
+        self.lholds = []           # ids of own holds of chaos-lim
+        self.carts = []            # ids of own carts believed live
+        self.whold = []            # ids of own holds of chaos-wait (walk-ins, offers)
+        self.entries = []          # ids of own waitlist entries believed waiting
+        self.units = {}            # hold, cart or entry id -> [(pool, quantity)]
         self.hist = open(os.path.join(args.dir, "history-%03d.jsonl" % cid), "a")
         self.counts = collections.Counter()
         kinds = []
@@ -191,6 +225,20 @@ class Client(threading.Thread):
             kinds += ["reserve"] * 4
         if feats.get("requests"):
             kinds += ["request"] * 2
+        # The newer kinds run in the chaos test's load only (cmd_load): the
+        # HA drill (ha/drill.py) makes Clients of its own, with the kinds
+        # its checks classify across a failover.
+        newer = getattr(args, "newer_kinds", False)
+        if newer and feats.get("counted"):
+            kinds += ["counted"] * 2
+        if newer and feats.get("shared"):
+            kinds += ["shared"] * 2
+        if newer and feats["reserve"] and feats.get("carts"):
+            kinds += ["cart"] * 2
+        if newer and feats["reserve"] and feats.get("limits"):
+            kinds += ["limit"] * 2
+        if newer and feats["reserve"] and feats.get("waitlist"):
+            kinds += ["waitlist"] * 3
         if args.kinds:
             kinds = [k for k in kinds if k in args.kinds.split(",")]
         self.kinds = kinds
@@ -423,6 +471,223 @@ class Client(threading.Thread):
             return rec["opid"]
         self.call({"op": "request", "key": key}, fn)
 
+    # -- counted and shared leases (issue 17): acquire, then renew, release
+    # or abandon; no fenced writes (a holder's fence locks its own permit)
+    def lease_step(self, lease):
+        """One call on a held counted or shared lease; the lease after it."""
+        rng = self.rng
+        res, tok = lease["res"], lease["tok"]
+        x = rng.random()
+        if x < 0.4:
+            ttl = rng.choice([0.3, 1.0, 2.0])
+            r, v = self.call({"op": "renew", "res": res, "tok": tok, "owner": self.owner,
+                              "ttl": ttl},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.renew(%s, %s, %s)", (res, tok, td(ttl)))))
+            return lease if r == "ok" and v is not False else None
+        if x < 0.85:
+            self.call({"op": "release", "res": res, "tok": tok, "owner": self.owner},
+                      lambda cur, rec: cur.execute(
+                          "SELECT lockctl.release(%s, %s)", (res, tok)).fetchone()[0])
+        return None                # released, or abandoned: it must expire
+
+    def op_counted(self):
+        rng = self.rng
+        if self.clease is not None:
+            self.clease = self.lease_step(self.clease)
+            return
+        res = rng.choice(sorted(COUNTED))
+        n = COUNTED[res]
+        ttl = rng.choice([0.3, 0.5, 1.0, 2.0])
+        wait = rng.choice([0, 0, 0.05, 0.3, 1.0])
+        r, v = self.call({"op": "acquire", "res": res, "owner": self.owner, "ttl": ttl,
+                          "wait": wait, "permits": n},
+                         lambda cur, rec: cur.execute(
+                             "SELECT lockctl.acquire(%s, %s, %s, %s, permits => %s)",
+                             (res, self.owner, td(ttl), td(wait), n)).fetchone()[0])
+        if r == "ok" and v is not None:
+            self.clease = {"res": res, "tok": v}
+
+    def op_shared(self):
+        rng = self.rng
+        if self.slease is not None:
+            self.slease = self.lease_step(self.slease)
+            return
+        res = rng.choice(SHARED)
+        ttl = rng.choice([0.3, 0.5, 1.0, 2.0])
+        wait = rng.choice([0, 0, 0.05, 0.3, 1.0])
+        fn = "acquire" if rng.random() < 0.3 else "acquire_shared"
+        r, v = self.call({"op": fn, "res": res, "owner": self.owner, "ttl": ttl, "wait": wait},
+                         lambda cur, rec: cur.execute(
+                             "SELECT lockctl.%s(%%s, %%s, %%s, %%s)" % fn,
+                             (res, self.owner, td(ttl), td(wait))).fetchone()[0])
+        if r == "ok" and v is not None:
+            self.slease = {"res": res, "tok": v}
+
+    # -- carts, per-holder limits, waitlists (issue 18)
+    def lim_holder(self):
+        """A holder of chaos-lim: N_HOLDERS names shared by every client, new
+        ones every 3 s (confirmed units count against a holder for good)."""
+        return "chaos-h%d-%d" % ((mono() - self.args.started) // 3,
+                                 self.rng.randrange(N_HOLDERS))
+
+    def hold_step(self, lst, read_queue=None):
+        """confirm, cancel, extend or forget one of the holds in lst.  With
+        read_queue (a pool), a cancel reads the pool's free units and the head
+        of its waitlist in its own transaction, after giving the units back."""
+        rng = self.rng
+        hid = rng.choice(lst)
+        x = rng.random()
+        if x < 0.45:
+            r, v = self.call({"op": "confirm", "id": hid},
+                             lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm(%s)",
+                                                                  (hid,))))
+            lst.remove(hid)
+            if r == "ok" and v is True:
+                self.restock(self.units.get(hid, []))
+        elif x < 0.75:
+            def fn(cur, rec):
+                with self.conn.transaction():
+                    v = _scalar(cur.execute("SELECT lockctl.cancel(%s)", (hid,)))
+                    if read_queue:
+                        rec["after"] = _queue_state(cur, read_queue)
+                return v
+            self.call({"op": "cancel", "id": hid, "pool": read_queue}, fn)
+            lst.remove(hid)
+        elif x < 0.92:
+            ttl = rng.choice([0.3, 1.0, 2.0])
+            r, v = self.call({"op": "extend", "id": hid, "ttl": ttl},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.extend(%s, %s)", (hid, td(ttl)))))
+            if r == "fail":
+                lst.remove(hid)
+        else:
+            lst.remove(hid)        # forget it: the worker must expire it
+
+    def take_hold(self, pool, qty, holder, lst):
+        ttl = self.rng.choice([0.3, 0.6, 1.0, 2.0])
+        r, v = self.call({"op": "reserve", "pool": pool, "qty": qty, "ttl": ttl, "key": None,
+                          "holder": holder},
+                         lambda cur, rec: cur.execute(
+                             "SELECT lockctl.reserve(%s, %s, %s, %s)",
+                             (pool, qty, holder, td(ttl))).fetchone()[0])
+        if r == "ok" and v is not None:
+            lst.append(v)
+            self.units[v] = [(pool, qty)]
+
+    def restock(self, parts):
+        """The shop restocks what it sold: capacity + the units confirmed,
+        read and set in one transaction (with the queue read back on the
+        waitlist's pool: units added go to the queue first)."""
+        for pool, q in parts:
+            def fn(cur, rec):
+                with self.conn.transaction():
+                    cap = cur.execute("SELECT capacity FROM lockctl.pools WHERE resource = %s "
+                                      "FOR UPDATE", (pool,)).fetchone()[0]
+                    rec["cap"] = cap + q
+                    cur.execute("SELECT lockctl.set_capacity(%s, %s)", (pool, cap + q))
+                    if pool == "chaos-wait":
+                        rec["after"] = _queue_state(cur, pool)
+            self.call({"op": "set_capacity", "pool": pool, "restock": q}, fn)
+
+    def op_limit(self):
+        if not self.lholds or (len(self.lholds) < 3 and self.rng.random() < 0.5):
+            self.take_hold("chaos-lim", self.rng.randint(1, 3), self.lim_holder(), self.lholds)
+        else:
+            self.hold_step(self.lholds)
+
+    def op_cart(self):
+        rng = self.rng
+        x = rng.random()
+        if not self.carts or (len(self.carts) < 2 and x < 0.5):
+            items = [{"resource": rng.choice(CART_POOLS), "quantity": rng.randint(1, 3)}
+                     for _ in range(rng.randint(1, 3))]
+            merged = collections.Counter()
+            for it in items:
+                merged[it["resource"]] += it["quantity"]
+            holder = self.lim_holder()
+            ttl = rng.choice([0.3, 0.6, 1.0, 2.0, 3.0])
+            # every cart has its own key, so that the checker can tell which
+            # call made each cart of the table (and which call made none)
+            key = "chaos-cart-c%d-%d" % (self.cid, self.seq + 1)
+            for attempt in range(3):
+                r, v = self.call({"op": "cart", "items": dict(merged), "holder": holder,
+                                  "ttl": ttl, "key": key},
+                                 lambda cur, rec: cur.execute(
+                                     "SELECT lockctl.reserve_cart(%s::jsonb, %s, %s, %s)",
+                                     (json.dumps(items), holder, td(ttl), key)).fetchone()[0])
+                if r == "ok" and v is not None:
+                    self.carts.append(v)
+                    self.units[v] = sorted(merged.items())
+                if r == "info" and self.ensure_conn():
+                    continue       # the same key again: the same cart or none
+                break
+            return
+        cid = rng.choice(self.carts)
+        if x < 0.7:
+            r, v = self.call({"op": "confirm_cart", "id": cid},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.confirm_cart(%s)", (cid,))))
+            self.carts.remove(cid)
+            if r == "ok" and v is True:
+                self.restock(self.units.get(cid, []))
+        elif x < 0.85:
+            self.call({"op": "cancel_cart", "id": cid},
+                      lambda cur, rec: _scalar(cur.execute("SELECT lockctl.cancel_cart(%s)",
+                                                           (cid,))))
+            self.carts.remove(cid)
+        elif x < 0.95:
+            ttl = rng.choice([0.3, 1.0, 2.0])
+            r, v = self.call({"op": "extend_cart", "id": cid, "ttl": ttl},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.extend_cart(%s, %s)", (cid, td(ttl)))))
+            if r == "fail":
+                self.carts.remove(cid)
+        else:
+            self.carts.remove(cid)
+
+    def op_waitlist(self):
+        rng = self.rng
+        pool = "chaos-wait"
+        x = rng.random()
+        if x < 0.3 or (x < 0.5 and len(self.entries) >= 2):
+            # a walk-in
+            self.take_hold(pool, rng.randint(1, 2), self.owner, self.whold)
+        elif x < 0.5:
+            qty = rng.randint(1, 3)
+            ttl = rng.choice([0.3, 0.6, 1.0, 2.0])
+
+            def fn(cur, rec):
+                with self.conn.transaction():
+                    v = cur.execute("SELECT lockctl.wait_for(%s, %s, %s, %s)",
+                                    (pool, qty, self.owner, td(ttl))).fetchone()[0]
+                    rec["after"] = _queue_state(cur, pool)
+                return v
+            r, v = self.call({"op": "wait_for", "pool": pool, "qty": qty, "ttl": ttl,
+                              "holder": self.owner}, fn)
+            if r == "ok":
+                self.entries.append(v)
+                self.units[v] = [(pool, qty)]
+        elif x < 0.7 and self.entries:
+            eid = rng.choice(self.entries)
+            if rng.random() < 0.15:
+                self.call({"op": "leave_waitlist", "id": eid},
+                          lambda cur, rec: _scalar(cur.execute(
+                              "SELECT lockctl.leave_waitlist(%s)", (eid,))))
+                self.entries.remove(eid)
+                return
+            r, v = self.call({"op": "wl_look", "id": eid},
+                             lambda cur, rec: cur.execute(
+                                 "SELECT status, offer_hold_id FROM lockctl.waitlist "
+                                 "WHERE id = %s", (eid,)).fetchone())
+            if r == "ok" and (v is None or v[0] != "waiting"):
+                self.entries.remove(eid)
+                if v is not None and v[1] is not None:
+                    self.whold.append(v[1])
+                    self.units[v[1]] = self.units.get(eid, [])
+        elif self.whold:
+            self.hold_step(self.whold, read_queue=pool)
+
     def run(self):
         try:
             while mono() < self.stop_at:
@@ -441,6 +706,19 @@ class Client(threading.Thread):
             self.hist.close()
             if self.conn is not None:
                 self.conn.close()
+
+
+def _queue_state(cur, pool):
+    """The pool's free units and the head of its waitlist, as this
+    transaction sees them."""
+    free, head, head_qty = cur.execute(
+        "SELECT (SELECT sum(s.capacity - s.held - s.confirmed)::bigint FROM lockctl.pool_slots s "
+        "         WHERE s.pool_id = p.id), w.id, w.quantity "
+        "  FROM lockctl.pools p LEFT JOIN LATERAL ("
+        "       SELECT w.id, w.quantity FROM lockctl.waitlist_entries w "
+        "        WHERE w.pool_id = p.id AND w.status = 'waiting' ORDER BY w.id LIMIT 1) w ON true "
+        " WHERE p.resource = %s", (pool,)).fetchone()
+    return {"free": free, "head": head, "head_qty": head_qty}
 
 
 def _scalar(cur):
@@ -511,11 +789,15 @@ def cmd_load(args):
     with open(os.path.join(args.dir, "features.json")) as fh:
         f = json.load(fh)
     args.started = mono()
+    args.newer_kinds = True
     stop_at = args.started + args.seconds
     clients = [Client(i, args, f, stop_at) for i in range(args.clients)]
     if not clients[0].kinds:
         log("no lockctl feature to exercise")
         return
+    # what ran, for the checker's coverage
+    with open(os.path.join(args.dir, "kinds.json"), "w") as fh:
+        json.dump(sorted(set(clients[0].kinds)), fh)
     nem = Nemesis(args, stop_at)
     for c in clients:
         c.start()
@@ -564,7 +846,25 @@ def cmd_snapshot(args):
                 "'finished_epoch', extract(epoch FROM h.finished)::float8) "
                 "FROM lockctl.reservations h")]
             s["available"] = dict(conn.execute(
-                "SELECT p, lockctl.available(p) FROM unnest(%s::text[]) p", (list(POOLS),)))
+                "SELECT p.resource, lockctl.available(p.resource) FROM lockctl.pools p "
+                " WHERE p.resource = ANY (%s::text[])", (list(POOLS) + list(NEW_POOLS),)))
+        if f["reserve"] and f["carts"]:
+            s["carts"] = [r[0] for r in conn.execute(
+                "SELECT json_build_object('row', row_to_json(c), "
+                "'expires_epoch', extract(epoch FROM c.expires)::float8, "
+                "'finished_epoch', extract(epoch FROM c.finished)::float8) "
+                "FROM lockctl.carts c")]
+            s["cart_items"] = [r[0] for r in conn.execute(
+                "SELECT row_to_json(i) FROM lockctl.cart_items i")]
+        if f["reserve"] and f["limits"]:
+            s["holder_units"] = [r[0] for r in conn.execute(
+                "SELECT row_to_json(u) FROM lockctl.holder_units u")]
+        if f["reserve"] and f["waitlist"]:
+            s["waitlist"] = [r[0] for r in conn.execute(
+                "SELECT json_build_object('row', row_to_json(w), "
+                "'created_epoch', extract(epoch FROM w.created)::float8, "
+                "'finished_epoch', extract(epoch FROM w.finished)::float8) "
+                "FROM lockctl.waitlist_entries w")]
         s["effects"] = [list(r) for r in conn.execute(
             "SELECT key, opid FROM chaos.effects ORDER BY id")]
         s["settings"] = dict(conn.execute(
@@ -598,6 +898,10 @@ def load_dir(d):
     if os.path.exists(p):
         with open(p) as fh:
             snap = json.load(fh)
+    p = os.path.join(d, "kinds.json")
+    if os.path.exists(p):
+        with open(p) as fh:
+            snap["kinds"] = json.load(fh)     # the kinds the load ran
     return hist, faults, snap
 
 
@@ -606,6 +910,11 @@ def pick(row, *names):
         if n in row:
             return row[n]
     raise KeyError("none of %s in %s" % (names, sorted(row)))
+
+
+class _Spans(list):
+    """A list of certain spans (start, end, ...) sorted by start (see
+    Checker.covering)."""
 
 
 class Checker:
@@ -626,7 +935,15 @@ class Checker:
         self.errors.append("%s: %s" % (invariant, msg))
 
     def by_op(self, *ops):
-        return [h for h in self.hist if h["op"] in ops and "t1" in h]
+        """The complete records of these operations, in history order."""
+        if not hasattr(self, "_by_op"):
+            self._by_op = collections.defaultdict(list)
+            for i, h in enumerate(self.hist):
+                if "t1" in h:
+                    self._by_op[h["op"]].append((i, h))
+        if len(ops) == 1:
+            return [h for _, h in self._by_op.get(ops[0], [])]
+        return [h for _, h in sorted(x for op in set(ops) for x in self._by_op.get(op, []))]
 
     def run(self):
         self.check_coverage()
@@ -638,6 +955,13 @@ class Checker:
             self.check_reservations()
         if self.snap.get("features", {}).get("requests"):
             self.check_requests()
+        if "carts" in self.snap:
+            self.check_carts()
+        if "holder_units" in self.snap:
+            self.check_limits()
+        if "waitlist" in self.snap:
+            self.check_waitlist()
+        self.check_units_over_time()
         return self.errors
 
     def run_tokens(self):
@@ -650,11 +974,17 @@ class Checker:
     # retried confirm(id) can never reach another buyer's hold
     def check_hold_ids(self):
         first = {}
-        for h in self.by_op("reserve"):
+        # holds, carts and waitlist entries take their ids from one sequence
+        for h in self.by_op("reserve", "cart", "wait_for"):
             if h["r"] != "ok" or h.get("v") is None:
                 continue
-            # one request: the same idempotency key on the same pool
-            req = ("key", h.get("pool"), h["key"]) if h.get("key") is not None else h["opid"]
+            # one request: the same idempotency key on the same pool (a
+            # cart's key, per role: every chaos client is one role)
+            if h["op"] == "cart":
+                req = ("cart", h["key"])
+            else:
+                req = ("key", h.get("pool"), h["key"]) if h.get("key") is not None \
+                    else h["opid"]
             if h["v"] in first and first[h["v"]][0] != req:
                 self.bad("hold ids", "hold id %s handed out to %s [%s] and again to %s [%s]"
                          % (h["v"], first[h["v"]][2], first[h["v"]][1], h.get("holder"),
@@ -674,10 +1004,26 @@ class Checker:
             need += [("reserve", "holds"), ("confirm", "confirms")]
         if f.get("requests"):
             need.append(("request", "idempotent requests"))
-        for op, what in need:
+        # the newer kinds, where the load ran them (chaos.py load, not the
+        # HA drill's clients)
+        ran = set(self.snap.get("kinds", ()))
+        if "counted" in ran:
+            need.append(("acquire", "counted lease grants", lambda h: h.get("permits", 1) > 1))
+        if "shared" in ran:
+            need.append(("acquire_shared", "shared lease grants"))
+        if "cart" in ran:
+            need += [("cart", "carts"), ("confirm_cart", "cart confirms")]
+        if "limit" in ran:
+            need.append(("reserve", "holds of a limited pool", lambda h: h["pool"] == "chaos-lim"))
+        if "waitlist" in ran:
+            need.append(("wait_for", "waitlist entries"))
+        for op, what, *pred in need:
             if not any(h["op"] == op and h["r"] == "ok" and h.get("v", 0) is not None
-                       for h in self.hist):
+                       and (not pred or pred[0](h)) for h in self.hist):
                 self.bad("coverage", "no %s acknowledged: the run proves nothing" % what)
+        if "waitlist" in ran and "waitlist" in self.snap and \
+                not any(x["row"]["status"] == "offered" for x in self.snap["waitlist"]):
+            self.bad("coverage", "no waitlist offer made: the run proves nothing")
 
     # -- no lost update among acknowledged versioned writes
     def check_versions(self):
@@ -732,14 +1078,28 @@ class Checker:
         """The first restart that was under way at some moment in [t_from, t_to]."""
         return next((f for f in self.restarts if f["t1"] >= t_from and f["t0"] <= t_to), None)
 
+    @staticmethod
+    def lease_mode(h):
+        """exclusive, counted (permits > 1) or shared, of a grant."""
+        if h["op"] == "acquire_shared":
+            return "shared"
+        return "counted" if (h.get("permits") or 1) > 1 else "exclusive"
+
     def check_lease_grants(self):
-        grants = [h for h in self.by_op("acquire") if h["r"] == "ok" and h["v"] is not None]
+        grants = [h for h in self.by_op("acquire", "acquire_shared")
+                  if h["r"] == "ok" and h["v"] is not None]
         self.stats["lease grants acknowledged"] = len(grants)
+        modes = collections.Counter(self.lease_mode(g) for g in grants)
+        if modes["counted"] or modes["shared"]:
+            self.stats["  of which counted / shared"] = "%d / %d" % (modes["counted"],
+                                                                    modes["shared"])
         self.stats["lease acquires that timed out (NULL)"] = sum(
-            1 for h in self.by_op("acquire") if h["r"] == "ok" and h["v"] is None)
+            1 for h in self.by_op("acquire", "acquire_shared") if h["r"] == "ok" and h["v"] is None)
         self.stats["lease calls with errors"] = sum(
-            1 for h in self.by_op("acquire", "renew", "release") if h["r"] != "ok")
+            1 for h in self.by_op("acquire", "acquire_shared", "renew", "release")
+            if h["r"] != "ok")
         owner_of = {}
+        mode_of = {}
         per_res = collections.defaultdict(list)
         for g in grants:
             k = (g["res"], g["v"])
@@ -747,9 +1107,14 @@ class Checker:
                 self.bad("tokens", "resource %s: token %s granted to both %s and %s"
                          % (g["res"], g["v"], owner_of[k], g["owner"]))
             owner_of[k] = g["owner"]
+            mode_of.setdefault(k, self.lease_mode(g))
             per_res[g["res"]].append(g)
         # tokens rise in real time: a grant that began after another was
-        # acknowledged has a larger token (or is the same owner's live lease)
+        # acknowledged has a larger token (or is the same owner's live lease),
+        # whatever the kind: every kind takes its tokens from one sequence
+        first_grant = {}
+        for g in sorted(grants, key=lambda g: g["t0"]):
+            first_grant.setdefault((g["res"], g["v"]), g)
         for res, gs in per_res.items():
             by_ack = sorted(gs, key=lambda g: g["t1"])
             by_start = sorted(gs, key=lambda g: g["t0"])
@@ -761,54 +1126,142 @@ class Checker:
                     i += 1
                 if best is None:
                     continue
+                # a safe retry: the same owner given back its own token of
+                # a counted or shared lease, while others got larger ones
+                # (of an exclusive lease, that would be two live leases)
+                fg = first_grant[(res, g["v"])]
+                if g["v"] < best["v"] and fg is not g and fg["owner"] == g["owner"] \
+                        and mode_of[(res, g["v"])] != "exclusive":
+                    continue
                 if g["v"] < best["v"] or (g["v"] == best["v"] and g["owner"] != best["owner"]):
                     self.bad("tokens", "resource %s: token %s [%s] granted after token %s [%s] "
                              "was acknowledged" % (res, g["v"], g["opid"], best["v"],
                                                    best["opid"]))
-        # one holder at a time: while a lease is certainly live, nobody else
-        # is granted the resource
+        # The time each token was certainly live: from its acknowledgement
+        # to the start of its last acknowledged renewal plus ttl, cut short
+        # by any later call of its owner (which may have shortened it), any
+        # release attempt and any restart (a crash ends every lease; a clean
+        # restart ends counted and shared holders, and this checker does not
+        # lean on the exclusive ones it keeps).
         rel = collections.defaultdict(list)
         for h in self.by_op("release"):
             rel[(h["res"], h["tok"])].append(h["t0"])
         attempts = collections.defaultdict(list)  # (res, owner) -> every acquire/renew
-        for h in self.by_op("acquire", "renew"):
+        for h in self.by_op("acquire", "acquire_shared", "renew"):
             attempts[(h["res"], h["owner"])].append(h)
+        # per (res, owner): the starts in order, and from each on the
+        # earliest start + ttl of that call or a later one
+        soonest = {}
+        for k, es in attempts.items():
+            es.sort(key=lambda e: e["t0"])
+            ends = [e["t0"] + e["ttl"] for e in es]
+            for j in range(len(ends) - 2, -1, -1):
+                ends[j] = min(ends[j], ends[j + 1])
+            soonest[k] = ([e["t0"] for e in es], ends)
         acked = collections.defaultdict(list)     # (res, tok) -> acked extensions
         for h in self.by_op("renew"):
             if h["r"] == "ok" and h["v"] is not False:
                 acked[(h["res"], h["tok"])].append(h)
         for g in grants:
             acked[(g["res"], g["v"])].append(g)
+        live_of = collections.defaultdict(list)   # res -> (start, end, tok, owner, mode)
+        for (res, tok), es in acked.items():
+            if not any(e["op"] != "renew" for e in es):
+                continue
+            owner = owner_of.get((res, tok))
+            first = min((e for e in es if e["op"] != "renew"), key=lambda e: e["t1"])
+            start = first["t1"]
+            # the last acknowledged grant or renewal set the expiry, and
+            # any later call of the owner may have moved it (even closer)
+            last = max(es, key=lambda e: e["t0"])
+            t0s, ends = soonest[(res, owner)]
+            end = ends[bisect.bisect_left(t0s, last["t0"])]
+            for t in rel.get((res, tok), []):
+                if t >= start:
+                    end = min(end, t)
+            # a restart under way at any moment since the grant was
+            # asked for may have ended the lease (a crash always does)
+            f = self.restart_between(first["t0"], end)
+            if f:
+                end = min(end, f["t0"])
+            if end - start > MARGIN:
+                live_of[res].append((start, end - MARGIN, tok, owner, mode_of[(res, tok)]))
         for res, gs in per_res.items():
-            live = []
-            for (r, tok), es in acked.items():
-                if r != res or not any(e["op"] == "acquire" for e in es):
-                    continue
-                owner = owner_of.get((res, tok))
-                first = min((e for e in es if e["op"] == "acquire"), key=lambda e: e["t1"])
-                start = first["t1"]
-                # the last acknowledged grant or renewal set the expiry, and
-                # any later call of the owner may have moved it (even closer)
-                last = max(es, key=lambda e: e["t0"])
-                end = min(e["t0"] + e["ttl"] for e in attempts[(res, owner)]
-                          if e["t0"] >= last["t0"])
-                for t in rel.get((res, tok), []):
-                    if t >= start:
-                        end = min(end, t)
-                # a restart under way at any moment since the grant was
-                # asked for may have ended the lease (a crash always does)
-                f = self.restart_between(first["t0"], end)
-                if f:
-                    end = min(end, f["t0"])
-                if end - start > MARGIN:
-                    live.append((start, end - MARGIN, tok, owner))
-            for g in gs:
-                for start, end, tok, owner in live:
-                    if tok != g["v"] and g["t0"] >= start and g["t1"] <= end:
-                        self.bad("mutual exclusion", "resource %s: token %s [%s] granted at "
-                                 "%.3f-%.3f while token %s of %s was certainly live until %.3f"
-                                 % (res, g["v"], g["opid"], g["t0"], g["t1"], tok, owner,
-                                    end + MARGIN))
+            live = _Spans(sorted(live_of.get(res, [])))
+            kinds = {mode_of[(res, g["v"])] for g in gs}
+            if "shared" in kinds:
+                self.check_shared(res, gs, live, mode_of)
+            elif "counted" in kinds:
+                self.check_counted(res, gs, live)
+            else:
+                for g in gs:
+                    for start, end, tok, owner, _ in self.covering(live, g["t0"], g["t1"]):
+                        if tok != g["v"]:
+                            self.bad("mutual exclusion", "resource %s: token %s [%s] granted "
+                                     "at %.3f-%.3f while token %s of %s was certainly live "
+                                     "until %.3f" % (res, g["v"], g["opid"], g["t0"], g["t1"],
+                                                     tok, owner, end + MARGIN))
+
+    @staticmethod
+    def covering(live, t0, t1):
+        """The spans of live (sorted by start) that cover [t0, t1]."""
+        if not live:
+            return []
+        if not hasattr(live, "starts"):
+            live.starts = [x[0] for x in live]
+            live.longest = max(x[1] - x[0] for x in live)
+        lo = bisect.bisect_left(live.starts, t0 - live.longest)
+        hi = bisect.bisect_right(live.starts, t0)
+        return [x for x in live[lo:hi] if x[1] >= t1]
+
+    def check_counted(self, res, gs, live):
+        """Counted leases: never more than permits holders at once."""
+        n = max(g.get("permits") or 1 for g in gs)
+        # no grant while n other tokens were certainly live all along
+        for g in gs:
+            others = sorted({tok for start, end, tok, _, _ in self.covering(live, g["t0"], g["t1"])
+                             if tok != g["v"]})
+            if len(others) >= n:
+                self.bad("permits", "resource %s (permits %d): token %s [%s] granted at "
+                         "%.3f-%.3f while %d others were certainly live (%s)"
+                         % (res, n, g["v"], g["opid"], g["t0"], g["t1"], len(others),
+                            ", ".join(map(str, others))))
+        # and at no instant more than n tokens certainly live
+        ev = sorted([(s, 1, tok) for s, e, tok, _, _ in live] +
+                    [(e, -1, tok) for s, e, tok, _, _ in live])
+        now = set()
+        reported = 0
+        for t, d, tok in ev:
+            if d < 0:
+                now.discard(tok)
+                continue
+            now.add(tok)
+            if len(now) > n and reported < 3:
+                reported += 1
+                self.bad("permits", "resource %s (permits %d): %d holders certainly live at "
+                         "%.3f (tokens %s)" % (res, n, len(now), t,
+                                              ", ".join(map(str, sorted(now)))))
+
+    def check_shared(self, res, gs, live, mode_of):
+        """Shared leases: never a shared and an exclusive holder (nor two
+        exclusive ones) at once."""
+        for g in gs:
+            gm = mode_of[(res, g["v"])]
+            for start, end, tok, owner, m in self.covering(live, g["t0"], g["t1"]):
+                if tok != g["v"] and "exclusive" in (gm, m):
+                    self.bad("shared exclusion", "resource %s: %s token %s [%s] granted at "
+                             "%.3f-%.3f while %s token %s of %s was certainly live until %.3f"
+                             % (res, gm, g["v"], g["opid"], g["t0"], g["t1"], m, tok, owner,
+                                end + MARGIN))
+        srt = sorted(live)
+        for i, (s1, e1, t1, o1, m1) in enumerate(srt):
+            for s2, e2, t2, o2, m2 in srt[i + 1:]:
+                if s2 >= e1:
+                    break
+                if t1 != t2 and "exclusive" in (m1, m2):
+                    self.bad("shared exclusion", "resource %s: %s token %s of %s and %s token "
+                             "%s of %s both certainly live at %.3f-%.3f"
+                             % (res, m1, t1, o1, m2, t2, o2, s2, min(e1, e2)))
 
     # -- fenced writes
     def check_fences(self):
@@ -899,6 +1352,13 @@ class Checker:
             holds[h["id"]] = h
             per_slot[(h["pool_id"], h["slot"])][h["status"]] += h["quantity"]
             per_slot[(h["pool_id"], h["slot"])]["n_" + h["status"]] += 1
+        # a cart's items take their units from the slots like holds, in the
+        # cart's state, and each counts as one hold in the holds_* counters
+        carts = {x["row"]["id"]: x["row"] for x in snap.get("carts", [])}
+        for it in snap.get("cart_items", []):
+            st = carts[it["cart_id"]]["status"] if it["cart_id"] in carts else "no cart"
+            per_slot[(it["pool_id"], it["slot"])][st] += it["quantity"]
+            per_slot[(it["pool_id"], it["slot"])]["n_" + st] += 1
         sums = collections.defaultdict(collections.Counter)
         for sl in snap["slots"]:
             k = (sl["pool_id"], sl["slot"])
@@ -985,7 +1445,10 @@ class Checker:
             elif row["status"] not in ok:
                 self.bad("holds", "hold %s was acknowledged %s but is %s"
                          % (h["id"], want, row["status"]))
-            if h["op"] == "confirm" and exts.get(h["id"]):
+            # (only for holds made by a recorded reserve: a waitlist's
+            # offer is made by whoever served the queue, at a time the
+            # history does not show)
+            if h["op"] == "confirm" and any(e["op"] == "reserve" for e in exts.get(h["id"], [])):
                 bound = max(e["t1"] + e["ttl"] for e in exts[h["id"]])
                 if h["t0"] > bound + MARGIN:
                     self.bad("expiry", "hold %s confirmed at %.3f, %.3f s after it had "
@@ -1087,6 +1550,318 @@ def _check_requests(self):
 Checker.check_requests = _check_requests
 
 
+# Slack for the waitlist's order: an entry is taken as visible to whoever
+# serves the queue once its wait_for was acknowledged plus this much (the
+# worker picks the head in one statement and stamps the offer a few
+# statements later; an entry committed in between is rightly not served).
+WAIT_MARGIN = 1.0
+
+
+def _expiry_end(first, later, cut):
+    """The earliest moment a hold or cart may have ended: first (the call
+    that made it, with its t0 and ttl), later (every extend call that was
+    not refused), cut (times of cancel calls that were not refused).  The
+    last acknowledged call set the expiry to at least its t0 + ttl, and any
+    later call that may have taken effect may have moved it, even closer."""
+    acked = [first] + [e for e in later if e["r"] == "ok"]
+    last = max(acked, key=lambda e: e["t0"])
+    end = min(e["t0"] + e["ttl"] for e in [first] + later if e["t0"] >= last["t0"])
+    for t in cut:
+        if t >= first["t0"]:
+            end = min(end, t)
+    return end
+
+
+def _check_carts(self):
+    """Carts: every cart of the table was made by one recorded call (each
+    call has its own key), holds exactly the items asked (all or nothing),
+    and is answered consistently; acknowledged carts, confirms and cancels
+    stick; no confirm after the cart had certainly expired; nothing due is
+    left held."""
+    snap = self.snap
+    pool_name = {p["id"]: p["resource"] for p in snap.get("pools", [])}
+    carts = {}
+    for x in snap["carts"]:
+        c = dict(x["row"])
+        c["_expires"] = x["expires_epoch"]
+        carts[c["id"]] = c
+    items = collections.defaultdict(collections.Counter)
+    for it in snap.get("cart_items", []):
+        if it["cart_id"] not in carts:
+            self.bad("carts", "an item of %s units of pool %s belongs to no cart (%s)"
+                     % (it["quantity"], it["pool_id"], it["cart_id"]))
+            continue
+        items[it["cart_id"]][pool_name.get(it["pool_id"], "?%s" % it["pool_id"])] += \
+            it["quantity"]
+    by_key = {c["idempotency_key"]: c for c in carts.values() if c["idempotency_key"]}
+    calls = collections.defaultdict(list)
+    for h in self.by_op("cart"):
+        calls[h["key"]].append(h)
+    n_ok = n_null = 0
+    for key, cs in calls.items():
+        row = by_key.get(key)
+        want = collections.Counter(cs[0]["items"])
+        acked = [h for h in cs if h["r"] == "ok"]
+        n_ok += sum(1 for h in acked if h["v"] is not None)
+        n_null += sum(1 for h in acked if h["v"] is None)
+        if row is None:
+            for h in acked:
+                if h["v"] is not None:
+                    self.bad("durability", "acknowledged cart %s [%s] is missing"
+                             % (h["v"], h["opid"]))
+            continue
+        if all(h["r"] == "fail" for h in cs):
+            self.bad("carts", "cart %s exists, yet every call with its key failed (%s)"
+                     % (row["id"], ", ".join("%s %s" % (h["opid"], h.get("err")) for h in cs)))
+        for h in acked:
+            if h["v"] is None:
+                self.bad("carts", "cart %s exists, yet its call [%s] answered NULL (not "
+                         "reserved)" % (row["id"], h["opid"]))
+            elif h["v"] != row["id"]:
+                self.bad("carts", "call [%s] was answered cart %s, its key's cart is %s"
+                         % (h["opid"], h["v"], row["id"]))
+        got = items.get(row["id"], collections.Counter())
+        if got != want:
+            self.bad("carts", "cart %s holds %s, its call asked %s: not all or nothing"
+                     % (row["id"], dict(sorted(got.items())), dict(sorted(want.items()))))
+        if row["holder"] != cs[0]["holder"]:
+            self.bad("carts", "cart %s is %s's, its call was %s's"
+                     % (row["id"], row["holder"], cs[0]["holder"]))
+    for c in carts.values():
+        if c["idempotency_key"] not in calls:
+            self.bad("carts", "cart %s (key %s) was made by no recorded call"
+                     % (c["id"], c["idempotency_key"]))
+    self.stats["carts acknowledged / not reserved (NULL)"] = "%d / %d" % (n_ok, n_null)
+    # acknowledged confirms and cancels stick; no confirm after expiry
+    made = {}
+    for key, cs in calls.items():
+        row = by_key.get(key)
+        if row is not None:
+            made[row["id"]] = [h for h in cs if h["r"] != "fail"]
+    exts = collections.defaultdict(list)
+    for h in self.by_op("extend_cart"):
+        exts[h["id"]].append(h)
+    for h in self.by_op("confirm_cart", "cancel_cart"):
+        if h["r"] != "ok":
+            continue
+        row = carts.get(h["id"])
+        want = "confirmed" if h["op"] == "confirm_cart" else "cancelled"
+        ok = (want,) if h["v"] is not False or want == "confirmed" else ("cancelled", "expired")
+        if row is None:
+            self.bad("durability", "cart %s acknowledged %s is missing" % (h["id"], want))
+            continue
+        if row["status"] not in ok:
+            self.bad("carts", "cart %s was acknowledged %s but is %s"
+                     % (h["id"], want, row["status"]))
+        if h["op"] == "confirm_cart" and made.get(h["id"]):
+            bound = max(e["t1"] + e["ttl"] for e in made[h["id"]] + exts[h["id"]])
+            if h["t0"] > bound + MARGIN:
+                self.bad("expiry", "cart %s confirmed at %.3f, %.3f s after it had certainly "
+                         "expired" % (h["id"], h["t0"], h["t0"] - bound))
+    interval = float(snap["settings"].get("lockctl.expiry_interval", 1000)) / 1000
+    for c in carts.values():
+        if c["status"] == "held" and c["_expires"] < snap["server_epoch"] - interval - 2.0:
+            self.bad("expiry", "cart %s expired %.1f s before the snapshot and is still held"
+                     % (c["id"], snap["server_epoch"] - c["_expires"]))
+    st = collections.Counter(c["status"] for c in carts.values())
+    self.stats["carts by state"] = dict(sorted(st.items()))
+
+
+def _check_limits(self):
+    """Per-holder limits, in the snapshot: each holder's held + confirmed
+    units of a limited pool (holds and cart items) are within the limit and
+    equal its count in lockctl.holder_units."""
+    snap = self.snap
+    limited = {p["id"]: p for p in snap.get("pools", []) if p.get("max_per_holder") is not None}
+    units = collections.Counter()
+    for x in snap.get("holds", []):
+        h = x["row"]
+        if h["pool_id"] in limited and h["status"] in ("held", "confirmed"):
+            units[(h["pool_id"], h["holder"])] += h["quantity"]
+    carts = {x["row"]["id"]: x["row"] for x in snap.get("carts", [])}
+    for it in snap.get("cart_items", []):
+        c = carts.get(it["cart_id"])
+        if it["pool_id"] in limited and c and c["status"] in ("held", "confirmed"):
+            units[(it["pool_id"], c["holder"])] += it["quantity"]
+    counts = {(u["pool_id"], u["holder"]): u["units"] for u in snap["holder_units"]}
+    for k in sorted(set(units) | set(counts), key=str):
+        p = limited.get(k[0])
+        if p is None:
+            continue
+        n, cnt = units.get(k, 0), counts.get(k, 0)
+        if n > p["max_per_holder"]:
+            self.bad("holder limits", "pool %s: holder %s has %d units held and confirmed, "
+                     "the limit is %d" % (p["resource"], k[1], n, p["max_per_holder"]))
+        if n != cnt:
+            self.bad("holder limits", "pool %s: holder %s is counted %d units, its holds and "
+                     "carts sum to %d" % (p["resource"], k[1], cnt, n))
+    self.stats["holders of limited pools"] = len([k for k in units if units[k]])
+    self.stats["reserves refused over a holder's limit (53400)"] = sum(
+        1 for h in self.by_op("reserve", "cart") if h.get("err") == "53400")
+
+
+def _check_waitlist(self):
+    """Waitlists: strict FIFO (no entry offered while an earlier, committed
+    entry still waited), every offer a hold of the entry's quantity and
+    holder, and after every transaction that gave units back (a cancel that
+    returned true) or joined the queue (wait_for, which serves it), read in
+    that same transaction: no waiting head that the free units would fit,
+    so no walk-in can take units while someone waits for them.  A
+    set_capacity (a restock) serves the queue too, and is read back the
+    same way."""
+    snap = self.snap
+    offset = snap["server_epoch"] - snap["mono"]
+    holds = {x["row"]["id"]: x["row"] for x in snap.get("holds", [])}
+    acks = {h["v"]: h for h in self.by_op("wait_for") if h["r"] == "ok"}
+    per_pool = collections.defaultdict(list)
+    for x in snap["waitlist"]:
+        e = dict(x["row"])
+        e["_created"], e["_finished"] = x["created_epoch"], x["finished_epoch"]
+        per_pool[e["pool_id"]].append(e)
+    for es in per_pool.values():
+        es.sort(key=lambda e: e["id"])
+        for b in es:
+            if b["status"] != "offered":
+                continue
+            hold = holds.get(b["hold_id"])
+            if hold is None:
+                self.bad("waitlist", "entry %s was offered hold %s, which does not exist"
+                         % (b["id"], b["hold_id"]))
+            elif hold["quantity"] != b["quantity"] or hold["holder"] != b["holder"] \
+                    or hold["pool_id"] != b["pool_id"]:
+                self.bad("waitlist", "entry %s (%s x %s of %s) was offered hold %s (%s x %s of "
+                         "%s)" % (b["id"], b["quantity"], b["pool_id"], b["holder"], hold["id"],
+                                  hold["quantity"], hold["pool_id"], hold["holder"]))
+            fb = b["_finished"]
+            for a in es:
+                if a["id"] >= b["id"]:
+                    break
+                h = acks.get(a["id"])
+                if h is None or h["t1"] + WAIT_MARGIN >= fb - offset:
+                    continue
+                if a["_finished"] is None or a["_finished"] > fb:
+                    self.bad("waitlist", "entry %s was offered at %.3f while the earlier entry "
+                             "%s, acknowledged at %.3f, still waited (FIFO skipped)"
+                             % (b["id"], fb - offset, a["id"], h["t1"]))
+                    break
+    n = 0
+    for h in self.by_op("cancel", "wait_for", "set_capacity"):
+        a = h.get("after")
+        if h["r"] != "ok" or a is None or (h["op"] == "cancel" and h["v"] is not True):
+            continue
+        n += 1
+        if a["head"] is not None and a["head_qty"] <= a["free"]:
+            self.bad("waitlist", "after %s [%s], %s units were free while entry %s waited for "
+                     "%s: left to walk-ins" % (h["op"], h["opid"], a["free"], a["head"],
+                                               a["head_qty"]))
+    st = collections.Counter(e["status"] for es in per_pool.values() for e in es)
+    self.stats["waitlist entries by state"] = dict(sorted(st.items()))
+    self.stats["waitlist: returns and joins read back in their transaction"] = n
+
+
+def _check_units_over_time(self):
+    """Over the whole run, not only in the final tables: on the pools whose
+    capacity never changes, the units certainly held or confirmed at any
+    instant (by acknowledged reserves and carts, from their acknowledgement
+    until they may have expired or been cancelled, or for good once a
+    confirm was acknowledged) never exceed the capacity, nor a holder's
+    limit.  Offers made to waitlists are not in the history: left out, which
+    only makes the sums smaller."""
+    pools = {p["resource"]: p for p in self.snap.get("pools", [])}
+    # the capacity at any instant is the pool's first or one that a
+    # set_capacity (a restock) which was not refused and had begun set:
+    # at most the largest of those
+    raised = collections.defaultdict(list)
+    for h in self.by_op("set_capacity"):
+        if h["r"] != "fail" and h.get("cap") is not None:
+            raised[h["pool"]].append((h["t0"], h["cap"]))
+    caps = {}
+    for name, (cap, lim) in NEW_POOLS.items():
+        p = pools.get(name)
+        if p is not None:
+            caps[name] = (cap, p.get("max_per_holder"))
+        elif not pools:
+            caps[name] = (cap, lim)
+    confirmed, cancels, exts = set(), collections.defaultdict(list), collections.defaultdict(list)
+    for h in self.by_op("confirm", "confirm_cart"):
+        if h["r"] == "ok":
+            confirmed.add(h["id"])
+    for h in self.by_op("cancel", "cancel_cart"):
+        if h["r"] != "fail":
+            cancels[h["id"]].append(h["t0"])
+    for h in self.by_op("extend", "extend_cart"):
+        if h["r"] != "fail":
+            exts[h["id"]].append(h)
+    spans = []          # (pool, holder, quantity, start, end)
+
+    def add(hid, first, start, parts, holder):
+        end = float("inf") if hid in confirmed else \
+            _expiry_end(first, exts.get(hid, []), cancels.get(hid, [])) - MARGIN
+        if end > start:
+            for pool, q in parts:
+                if pool in caps:
+                    spans.append((pool, holder, q, start, end))
+    for h in self.by_op("reserve"):
+        if h["r"] == "ok" and h["v"] is not None and h["pool"] in caps:
+            add(h["v"], h, h["t1"], [(h["pool"], h["qty"])], h.get("holder"))
+    keyed = collections.defaultdict(list)
+    for h in self.by_op("cart"):
+        keyed[h["key"]].append(h)
+    for cs in keyed.values():
+        ok = [h for h in cs if h["r"] == "ok" and h["v"] is not None]
+        if not ok:
+            continue
+        # made by one of the calls with its key: expiry at least the
+        # earliest such call's start plus ttl
+        maker = dict(min((h for h in cs if h["r"] != "fail"), key=lambda h: h["t0"]))
+        maker["r"] = "ok"
+        add(ok[0]["v"], maker, min(h["t1"] for h in ok), sorted(cs[0]["items"].items()),
+            cs[0].get("holder"))
+    per_pool = collections.defaultdict(list)
+    per_holder = collections.defaultdict(list)
+    for pool, holder, q, s, e in spans:
+        per_pool[pool].append((s, e, q))
+        if caps[pool][1] is not None:
+            per_holder[(pool, holder)].append((s, e, q))
+
+    def peak(spans_, cap0, raised_=()):
+        """The units taken at the instant they came closest to (or went
+        furthest above) the capacity bound: (units, bound, when)."""
+        ev = sorted([(s, 1, q) for s, e, q in spans_] + [(e, -1, q) for s, e, q in spans_])
+        rs = sorted(raised_)
+        cur, cap, i, top = 0, cap0, 0, (0, cap0, None)
+        for t, d, q in ev:
+            while i < len(rs) and rs[i][0] <= t:
+                cap = max(cap, rs[i][1])
+                i += 1
+            cur += d * q
+            if cur - cap > top[0] - top[1]:
+                top = (cur, cap, t)
+        return top
+    for pool, sp in sorted(per_pool.items()):
+        top, cap, at = peak(sp, caps[pool][0], raised.get(pool, ()))
+        self.stats["%s: closest to capacity (units certainly taken - bound)" % pool] = \
+            "%d - %d" % (top, cap)
+        if top > cap:
+            self.bad("capacity", "pool %s: %d units certainly held or confirmed at %.3f, "
+                     "capacity at most %d" % (pool, top, at, cap))
+    worst = 0
+    for (pool, holder), sp in sorted(per_holder.items(), key=str):
+        top, _, at = peak(sp, caps[pool][1])
+        worst = max(worst, top)
+        if top > caps[pool][1]:
+            self.bad("holder limits", "pool %s: holder %s certainly had %d units at %.3f, the "
+                     "limit is %d" % (pool, holder, top, at, caps[pool][1]))
+    if per_holder:
+        self.stats["most units a holder certainly had at once"] = worst
+
+
+Checker.check_carts = _check_carts
+Checker.check_limits = _check_limits
+Checker.check_waitlist = _check_waitlist
+Checker.check_units_over_time = _check_units_over_time
+
+
 def cmd_check(args):
     hist, faults, snap = load_dir(args.dir)
     ck = Checker(hist, faults, snap)
@@ -1119,8 +1894,20 @@ def cmd_check(args):
 # --------------------------------------------------------------------------
 # selftest: the checker must catch known corruptions
 
+class _Copy:
+    """copy.deepcopy for mutations(), faster on a big run: the history's
+    records are flat (what a corruption changes in one is replaced whole),
+    and the snapshot is plain JSON."""
+    @staticmethod
+    def deepcopy(x):
+        if isinstance(x, list) and x and isinstance(x[0], dict) and "op" in x[0]:
+            return [dict(h) for h in x]
+        return json.loads(json.dumps(x))
+
+
 def mutations(hist, snap, faults=()):
     """Yield (name, expected invariant, hist, snap) corrupted copies."""
+    copy = _Copy
     def first(pred):
         return next((i for i, h in enumerate(hist) if pred(h)), None)
 
@@ -1181,6 +1968,90 @@ def mutations(hist, snap, faults=()):
     elif first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None) is not None:
         print("  %-60s %s" % ("two holders at once",
                               "not tried: no grant in this run stayed certainly live"))
+    # Counted: permits others granted just after a counted grant that
+    # nothing cut short.
+    i = first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None
+              and h.get("permits", 1) > 1 and lease_certainly_live(h, 4 * MARGIN))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        for k in range(hist[i]["permits"]):
+            g = dict(h2[i]); g["opid"] += "-n%d" % k; g["owner"] = "someone-else-%d" % k
+            g["v"] = h2[i]["v"] + 10 ** 6 + k
+            g["t0"] = h2[i]["t1"] + 0.001 * (k + 1); g["t1"] = g["t0"] + 0.0005
+            h2.append(g)
+        yield "a counted lease with one holder too many", "permits", h2, s2
+    # Shared: an exclusive grant just after a shared one that nothing cut short.
+    i = first(lambda h: h["op"] == "acquire_shared" and h["r"] == "ok" and h["v"] is not None
+              and lease_certainly_live(h, 4 * MARGIN))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        g = dict(h2[i]); g["op"] = "acquire"; g["opid"] += "-x"; g["owner"] = "someone-else"
+        g["v"] = h2[i]["v"] + 10 ** 6
+        g["t0"] = h2[i]["t1"] + 0.001; g["t1"] = g["t0"] + 0.001
+        h2.append(g)
+        yield "an exclusive holder beside a shared one", "shared exclusion", h2, s2
+    if snap.get("cart_items"):
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        it = s2["cart_items"][0]
+        n = sum(1 for x in s2["cart_items"] if x["cart_id"] == it["cart_id"])
+        if n > 1:
+            s2["cart_items"].remove(it)
+        else:
+            it["quantity"] += 1
+        yield "a cart with part of its items", "carts", h2, s2
+    lim = next((p for p in snap.get("pools", []) if p.get("max_per_holder") is not None), None)
+    if lim is not None:
+        j = next((k for k, x in enumerate(snap["holds"]) if x["row"]["pool_id"] == lim["id"]
+                  and x["row"]["status"] in ("held", "confirmed")), None)
+        if j is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            s2["holds"][j]["row"]["quantity"] = lim["max_per_holder"] + 1
+            yield "a holder above its limit in the tables", "holder limits", h2, s2
+        i = first(lambda h: h["op"] == "reserve" and h["r"] == "ok" and h["v"] is not None
+                  and h["pool"] == lim["resource"])
+        if i is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            g = dict(h2[i]); g["opid"] += "-l"; g["v"] = -1
+            g["qty"] = lim["max_per_holder"] + 1
+            g["t1"] = g["t0"] + 0.01; g["ttl"] = max(g["ttl"], 1.0)
+            h2.append(g)
+            yield "a holder above its limit during the run", "holder limits", h2, s2
+    i = first(lambda h: h["op"] == "reserve" and h["r"] == "ok" and h["v"] is not None
+              and h["pool"] == "chaos-cart-b")
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        g = dict(h2[i]); g["opid"] += "-o"; g["v"] = -2; g["qty"] = NEW_POOLS["chaos-cart-b"][0] + 1
+        g["t1"] = g["t0"] + 0.01; g["ttl"] = max(g["ttl"], 1.0)
+        h2.append(g)
+        yield "a pool oversold during the run", "capacity", h2, s2
+    if snap.get("waitlist"):
+        offset = snap["server_epoch"] - snap["mono"]
+        acks = {h["v"]: h for h in hist if h["op"] == "wait_for" and h["r"] == "ok"}
+        found = None
+        for b in snap["waitlist"]:
+            if b["row"]["status"] != "offered":
+                continue
+            for k, a in enumerate(snap["waitlist"]):
+                h = acks.get(a["row"]["id"])
+                if a["row"]["pool_id"] == b["row"]["pool_id"] and a["row"]["id"] < b["row"]["id"] \
+                        and h is not None \
+                        and h["t1"] + WAIT_MARGIN < b["finished_epoch"] - offset:
+                    found = k
+                    break
+            if found is not None:
+                break
+        if found is not None:
+            h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+            a = s2["waitlist"][found]
+            a["row"]["status"], a["row"]["hold_id"], a["finished_epoch"] = "waiting", None, None
+            yield "a waitlist entry skipped", "waitlist", h2, s2
+    i = first(lambda h: h["op"] == "wait_for" and h["r"] == "ok" and h.get("after"))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["after"] = {"free": 2, "head": h2[i]["v"], "head_qty": 1}
+        yield "units left free while the head waited", "waitlist", h2, s2
     fenced_ok = [r for r in snap["fenced"]]
     if fenced_ok:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
