@@ -28,8 +28,13 @@
 
 #include "lockctl.h"
 
-/* versioning, leases, requests, the expiry worker; room for more */
-#define LOCKCTL_MAX_SHMEM_PARTS		8
+/*
+ * One per module that owns shared memory (versioning, fenced tables, the
+ * lease table and its counted holders, sets, watches and notices, requests,
+ * the expiry worker); a fixed array because registration happens once, in
+ * _PG_init.  Ten are used: room for more.
+ */
+#define LOCKCTL_MAX_SHMEM_PARTS		16
 
 static const LockctlShmemPart *parts[LOCKCTL_MAX_SHMEM_PARTS];
 static int	nparts = 0;
