@@ -1000,8 +1000,11 @@ ALTER TABLE lockctl.pools ADD CONSTRAINT pools_slots_check
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE lockctl.request_keys (
-    scope        name NOT NULL,
-    key          text NOT NULL,
+    -- text, not name: a name takes 64 bytes in the row and in every
+    -- primary-key entry.  Collation "C": keys are compared byte by byte,
+    -- whatever the database's collation (cheaper, and locale-independent).
+    scope        text COLLATE "C" NOT NULL,
+    key          text COLLATE "C" NOT NULL,
     fingerprint  text,
     result       jsonb,
     claimed      timestamp with time zone NOT NULL,
@@ -1102,7 +1105,7 @@ END;
 $fn$;
 
 CREATE VIEW lockctl.requests WITH (security_barrier) AS
-    SELECT k.scope,
+    SELECT k.scope::pg_catalog.name AS scope,
            k.key,
            CASE WHEN k.expires OPERATOR(pg_catalog.<=) pg_catalog.now() THEN 'expired'
                 WHEN k.completed IS NULL THEN 'claimed'

@@ -391,9 +391,9 @@ static const char *const request_plan_sql[REQUEST_NPLANS] = {
 
 static const int request_plan_nargs[REQUEST_NPLANS] = {5, 2, 3};
 static const Oid request_plan_argtypes[REQUEST_NPLANS][5] = {
-	{NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
-	{NAMEOID, TEXTOID},
-	{NAMEOID, TEXTOID, JSONBOID},
+	{TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	{TEXTOID, TEXTOID},
+	{TEXTOID, TEXTOID, JSONBOID},
 };
 
 static SPIPlanPtr request_plans[REQUEST_NPLANS];
@@ -624,7 +624,7 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 		char	   *scope_name = GetUserNameFromId(scope, true);
 
 		ok = scope_name != NULL &&
-			strcmp(NameStr(*DatumGetName(values[0])), scope_name) == 0;
+			strcmp(TextDatumGetCString(values[0]), scope_name) == 0;
 	}
 	if (ok)
 	{
@@ -733,7 +733,7 @@ request_keys_open(void)
 }
 
 static bool
-request_claim_fast(Name scope_name, Datum key, Datum fingerprint,
+request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 				   bool fingerprint_null, TimestampTz now, Datum expires,
 				   Oid *relid, Oid *relfilenode, ItemPointer tid)
 {
@@ -742,7 +742,7 @@ request_claim_fast(Name scope_name, Datum key, Datum fingerprint,
 		const char *name;
 		Oid			type;
 	}			cols[] = {
-		{"scope", NAMEOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
+		{"scope", TEXTOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
 		{"result", JSONBOID}, {"claimed", TIMESTAMPTZOID},
 		{"completed", TIMESTAMPTZOID}, {"expires", TIMESTAMPTZOID},
 		{"claim_xact", XID8OID}
@@ -819,8 +819,8 @@ request_claim_fast(Name scope_name, Datum key, Datum fingerprint,
 			pkoid = RelationGetRelid(idx);
 			ScanKeyEntryInitialize(&skey[0], 0, attnum[0] + 1,
 								   BTEqualStrategyNumber, InvalidOid,
-								   idx->rd_indcollation[0], F_NAMEEQ,
-								   NameGetDatum(scope_name));
+								   idx->rd_indcollation[0], F_TEXTEQ,
+								   scope_text);
 			ScanKeyEntryInitialize(&skey[1], 0, attnum[1] + 1,
 								   BTEqualStrategyNumber, InvalidOid,
 								   idx->rd_indcollation[1], F_TEXTEQ, key);
@@ -848,7 +848,7 @@ request_claim_fast(Name scope_name, Datum key, Datum fingerprint,
 	values = palloc0(desc->natts * sizeof(Datum));
 	nulls = palloc(desc->natts * sizeof(bool));
 	memset(nulls, true, desc->natts * sizeof(bool));
-	values[attnum[0]] = NameGetDatum(scope_name);
+	values[attnum[0]] = scope_text;
 	values[attnum[1]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
 	if (!fingerprint_null)
 		values[attnum[2]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(fingerprint)));
@@ -898,7 +898,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	char	   *key;
 	int64		wait_us = -1;
 	Oid			scope;
-	NameData	scope_name;
+	Datum		scope_text;
 	Datum		args[5];
 	char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Datum		row[3];
@@ -944,7 +944,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	request_check_shmem();
 	PreventCommandDuringRecovery("lockctl.claim_request()");
 	request_lock(scope, key, wait_us);
-	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
+	scope_text = CStringGetTextDatum(GetUserNameFromId(scope, false));
 
 	/* A key with no row at all: a new request (see request_claim_fast). */
 	{
@@ -952,7 +952,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 		Oid			relfilenode;
 		ItemPointerData tid;
 
-		if (request_claim_fast(&scope_name, PG_GETARG_DATUM(0), fingerprint,
+		if (request_claim_fast(scope_text, PG_GETARG_DATUM(0), fingerprint,
 							   PG_ARGISNULL(2), now, expires, &relid,
 							   &relfilenode, &tid))
 		{
@@ -963,7 +963,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	}
 
 	/* A key past its ttl is free again, purged or not. */
-	args[0] = NameGetDatum(&scope_name);
+	args[0] = scope_text;
 	args[1] = PG_GETARG_DATUM(0);
 	args[2] = fingerprint;
 	if (PG_ARGISNULL(2))
@@ -1015,7 +1015,6 @@ Datum
 lockctl_complete_request(PG_FUNCTION_ARGS)
 {
 	Oid			scope = request_scope(fcinfo, 2);
-	NameData	scope_name;
 	Datum		args[3];
 
 	if (PG_ARGISNULL(0))
@@ -1030,8 +1029,7 @@ lockctl_complete_request(PG_FUNCTION_ARGS)
 	if (request_complete_fast(scope, TextDatumGetCString(PG_GETARG_DATUM(0)),
 							  PG_GETARG_DATUM(1)))
 		PG_RETURN_VOID();
-	namestrcpy(&scope_name, GetUserNameFromId(scope, false));
-	args[0] = NameGetDatum(&scope_name);
+	args[0] = CStringGetTextDatum(GetUserNameFromId(scope, false));
 	args[1] = PG_GETARG_DATUM(0);
 	args[2] = PG_GETARG_DATUM(1);
 	if (request_run(fcinfo, REQUEST_PLAN_COMPLETE, args, NULL, 0, NULL, NULL) == 0)
