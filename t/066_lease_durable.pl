@@ -10,8 +10,9 @@
 #      roles; the released, expired, session-bound and counted ones are
 #      not.  Renew and fence work with the old tokens; a new grant is
 #      higher; a waiter for a carried lease waits until it is released.
-#   3. Crash of the new primary (immediate stop) after a checkpoint, and
-#      restart: the leases are recovered from WAL, with their tokens.
+#   3. A clean restart of the new primary keeps them (the shutdown dump);
+#      a crash (immediate stop) after a checkpoint, and a restart: the
+#      leases are recovered from WAL, with their tokens.
 #   4. Durability turned off on the new primary (reload): its standby
 #      forgets every lease it replayed (the OFF record), so a lease granted
 #      or ended afterwards, unlogged, is never carried stale.
@@ -120,15 +121,20 @@ my $tw = q1($b, "SELECT token FROM got WHERE who = 'w1'");
 ok($tw > $t7, 'the waiter got x1 with a token of the new era');
 $w->quit;
 
-# 3. Crash of the new primary after a checkpoint; leases from WAL.
+my $expect = "x1 $tw, x2 $t2, y7 $t7";
+my $leases_sql =
+  "SELECT string_agg(format('%s %s', resource, token), ', ' ORDER BY resource) FROM lockctl.leases";
+
+# 3. A clean restart keeps the carried lease (the shutdown dump); then a
+#    crash after a checkpoint: the leases come back from WAL.
+$b->restart;
+is(q1($b, $leases_sql), $expect,
+	'a clean restart of b keeps its leases, the carried one with its old token');
 q1($b, 'CHECKPOINT');
 q1($b, "SELECT lockctl.renew('y7', $t7, '1 hour')");
 $b->stop('immediate');
 $b->start;
-is( q1($b,
-		"SELECT string_agg(format('%s %s', resource, token), ', ' ORDER BY resource) FROM lockctl.leases"
-	),
-	"x1 $tw, x2 $t2, y7 $t7",
+is(q1($b, $leases_sql), $expect,
 	'after a crash, b recovered its leases from WAL, the carried one with its old token');
 is(q1($b, "SELECT lockctl.renew('x2', $t2, '1 hour') > now()"),
 	't', 'and the carried lease can still be renewed');
