@@ -662,6 +662,7 @@ lease_wal_cleanup(void)
 	LeaseEntry *e;
 	int64		now = lease_now_mono();
 	int			kept = 0;
+	int			dropped = 0;
 
 	if (lease_shared == NULL)
 		return;
@@ -671,7 +672,12 @@ lease_wal_cleanup(void)
 	{
 		if (!e->held || !e->carried)
 			continue;
-		if (!lease_shared->wal_carry_ok || now >= e->expires_mono)
+		if (!lease_shared->wal_carry_ok)
+		{
+			lease_redo_unhold(e);
+			dropped++;
+		}
+		else if (now >= e->expires_mono)
 			lease_redo_unhold(e);
 		else
 			kept++;
@@ -684,9 +690,10 @@ lease_wal_cleanup(void)
 	if (kept > 0)
 		ereport(LOG,
 				(errmsg("lockctl carried %d live lease(s) over from WAL", kept)));
-	else if (!lease_shared->wal_carry_ok)
+	if (dropped > 0)
 		ereport(LOG,
-				(errmsg("lockctl dropped the leases replayed from WAL: this server does not continue the history that granted them"),
+				(errmsg("lockctl dropped %d lease(s) replayed from WAL: this server does not continue the history that granted them",
+						dropped),
 				 errdetail("Archive recovery and a restored backup started as a primary do not carry leases.")));
 }
 
