@@ -28,6 +28,48 @@ def cases_of(group_dir):
     return out
 
 
+def server_settings(path):
+    """The "-- server: name = value" lines at the top of a case: settings of
+    the server (ALTER SYSTEM) that the case runs with and then resets."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("--"):
+                break
+            m = re.match(r"--\s*server:\s*([a-z_.]+)\s*=\s*(\S+)", line)
+            if m:
+                out.append((m.group(1), m.group(2)))
+    return out
+
+
+def psql_c(pgbin, sql):
+    r = subprocess.run([os.path.join(pgbin, "psql"), "-X", "-q", "-At", "-c", sql],
+                       check=True, capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def apply_settings(pgbin, settings, reset=False):
+    """ALTER SYSTEM SET (or RESET) each setting, reload, and wait until a new
+    session sees the value (the postmaster reloads asynchronously)."""
+    for name, value in settings:
+        psql_c(pgbin, "ALTER SYSTEM %s %s%s" % ("RESET" if reset else "SET", name,
+                                                 "" if reset else " = '%s'" % value))
+    if not settings:
+        return
+    psql_c(pgbin, "SELECT pg_reload_conf()")
+    for name, value in settings:
+        want = None if reset else value
+        for _ in range(100):
+            got = psql_c(pgbin, "SELECT current_setting('%s') = coalesce(%s, "
+                         "(SELECT boot_val FROM pg_settings WHERE name = '%s'))"
+                         % (name, "'%s'" % want if want else "NULL", name))
+            if got == "t":
+                break
+            time.sleep(0.05)
+        else:
+            sys.exit("the server did not take %s = %s" % (name, want))
+
+
 def clients_of(group_dir, override):
     if override:
         return [int(c) for c in override.split()]
@@ -100,7 +142,10 @@ def main():
                            check=True, stdout=subprocess.DEVNULL)
             for c in clients:
                 for name, label, path in cases:
+                    settings = server_settings(path)
+                    apply_settings(args.pgbin, settings)
                     t = pgbench(args.pgbin, path, c, args.duration)
+                    apply_settings(args.pgbin, settings, reset=True)
                     tps.setdefault((g, name, c), []).append(t)
                     print("round %d  %-10s %-28s c=%-3d %s"
                           % (rnd, g, name, c, "%.0f tps" % t if t is not None else "FAILED"),

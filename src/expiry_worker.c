@@ -360,6 +360,8 @@ lockctl_expiry_worker_main(Datum main_arg)
 		{
 			long		due_ms;
 
+			/* a checkpoint began: the lease table into WAL (lease_wal.c) */
+			LeaseWalCheckpointed();
 			(void) lease_notify_worker_pass(args.dboid, &due_ms);
 			notify_due_ms = due_ms;
 		}

@@ -166,6 +166,7 @@ LeaseInit(void)
 	lease_fence_init();
 	lease_admin_init();
 	lease_all_init();
+	lease_wal_init();
 }
 
 static Size
@@ -418,12 +419,15 @@ lease_fence_tag(LOCKTAG *tag, const LeaseKey *key)
 /*
  * The one liveness rule: held, not expired, and granted in the server's
  * current era (lease_token.c), so that no lease of an older timeline or of
- * another copy of the data directory is ever live here.
+ * another copy of the data directory is ever live here; or carried over
+ * exactly, by WAL replay, from the history this server continues
+ * (lease_wal.c).
  */
 bool
 lease_is_live(LeaseEntry *e, int64 now)
 {
-	return e->held && now < e->expires_mono && LeaseTokenLive(e->token);
+	return e->held && now < e->expires_mono &&
+		(LeaseTokenLive(e->token) || lease_carried_live(e));
 }
 
 /*
@@ -507,6 +511,7 @@ lease_enter(const LeaseKey *key)
 	dlist_init(&e->waiters);
 	e->permits = 1;
 	e->set_id = 0;
+	e->carried = false;
 	e->nholders = 0;
 	dlist_init(&e->holders);
 	return e;
@@ -682,8 +687,10 @@ lease_unhold(LeaseEntry *e, int how)
 	Assert(e->held);
 	e->held = false;
 	e->set_id = 0;
+	e->carried = false;
 	lease_role_add(e->roleid, -1);
 	lease_watch_end(&e->key, e->token, e->roleid, how);
+	lease_wal_clear(e, e->token);
 }
 
 /*
@@ -718,6 +725,7 @@ lease_try_grant(LeaseEntry *e, const char *owner, int64 ttl_us, bool may_take,
 		{
 			e->expires_mono = Max(e->expires_mono, now + ttl_us);
 			lease_shared->stats.regrants++;
+			lease_wal_set(e, now);
 			return e->token;
 		}
 		return 0;
@@ -765,7 +773,9 @@ lease_take(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now,
 	lease_role_add(role, 1);
 	e->acquired_at = GetCurrentTimestamp();
 	e->expires_mono = now + ttl_us;
+	e->carried = false;
 	lease_shared->stats.grants++;
+	lease_wal_set(e, now);
 }
 
 /*

@@ -7,8 +7,9 @@
  *	  lease_views.c (the views), lease_admin.c (releasing every lease of a
  *	  role or a database, and of dropped ones), lease_counted.c and
  *	  lease_shared.c (the holders of counted and shared leases),
- *	  lease_all.c (acquire_all and release_all: sets of leases) and
- *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump).
+ *	  lease_all.c (acquire_all and release_all: sets of leases),
+ *	  lease_token.c (fencing tokens, the epoch file, the shutdown dump)
+ *	  and lease_wal.c (durable leases: their WAL records and replay).
  *
  * src/lease.h
  *
@@ -76,6 +77,8 @@ typedef struct LeaseEntry
 	/* counted leases (lease_counted.c) */
 	int32		permits;		/* 1: the one holder is in the fields above */
 	int64		set_id;			/* granted by acquire_all: its set (0: none) */
+	bool		carried;		/* replayed from WAL (lease_wal.c): live after
+								 * recovery though its token's era is older */
 	int			nholders;		/* permits > 1: holders in the list below */
 	dlist_head	holders;		/* LeaseHolder */
 } LeaseEntry;
@@ -174,6 +177,12 @@ typedef struct LeaseShared
 	uint32		era_base;		/* era = WAL timeline + era_base (durable) */
 	bool		from_pg_upgrade;	/* state file made by pg_upgrade (durable) */
 	int64		last_set_id;	/* the last set of acquire_all (lease_all.c) */
+	/* lease_wal.c: durable leases */
+	bool		wal_on;			/* the WAL describes the lease table */
+	bool		wal_carry_ok;	/* replayed leases are carried at the end of
+								 * recovery (decided at start) */
+	XLogRecPtr	wal_snap_redo;	/* redo point at the last snapshot record */
+	int			wal_carried;	/* leases carried at the end of recovery */
 	LeaseCounters stats;
 	LeaseWaitHistogram wait_hist[LEASE_WAIT_OUTCOMES];
 	LeaseWaiter waiters[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
@@ -368,6 +377,17 @@ extern void lease_remember_fence(const LeaseKey *key, int64 token,
 								 bool counted);
 extern bool LeaseFencedInXact(const char *resource, int64 *token);
 extern PGDLLEXPORT Datum lockctl_fence(PG_FUNCTION_ARGS);	/* and fence_all's */
+
+/* lease_wal.c: durable leases; callers hold the lease lock as each says */
+extern bool lockctl_lease_durability;
+extern void lease_wal_init(void);
+extern void lease_wal_startup(bool carry_ok);
+extern bool lease_carried_live(LeaseEntry *e);
+extern void lease_wal_set(LeaseEntry *e, int64 now);
+extern void lease_wal_clear(LeaseEntry *e, int64 token);
+extern void lease_wal_era_moved(void);
+extern void LeaseWalCheckpointed(void);
+extern void LeaseWalWait(void);
 
 /* lease_token.c */
 extern void LeaseEpochStartup(void);

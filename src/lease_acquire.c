@@ -448,6 +448,8 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	{
 		lease_options_granted(e, token, &opts);
 		LWLockRelease(lease_shared->lock);
+		/* not reported before it is durable (lease_wal.c) */
+		LeaseWalWait();
 		PG_RETURN_INT64(token);
 	}
 	if (lease_is_live(e, now) || e->nholders >= e->permits)
@@ -470,5 +472,6 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 
 	if (token == 0)
 		PG_RETURN_NULL();
+	LeaseWalWait();
 	PG_RETURN_INT64(token);
 }

@@ -338,6 +338,7 @@ lease_all_grant(LeaseEntry **entries, int n, const char *owner, int64 ttl_us,
 			e->expires_mono = Max(e->expires_mono, now + ttl_us);
 			lease_shared->stats.regrants++;
 			tokens[i] = e->token;
+			lease_wal_set(e, now);
 		}
 		e->set_id = set_id;
 	}
@@ -528,6 +529,8 @@ lease_all_tokens(int64 *tokens, int n)
 	char		typalign;
 	int			i;
 
+	/* not reported before they are durable (lease_wal.c) */
+	LeaseWalWait();
 	for (i = 0; i < n; i++)
 		d[i] = Int64GetDatum(tokens[i]);
 	get_typlenbyvalalign(INT8OID, &typlen, &typbyval, &typalign);

@@ -349,7 +349,10 @@ lockctl_fence(PG_FUNCTION_ARGS)
 		if (h != NULL && h->expires_mono < LEASE_EXPIRES_NEVER)
 			h->expires_mono = now + extend_us;
 		else if (h == NULL && e->expires_mono < LEASE_EXPIRES_NEVER)
+		{
 			e->expires_mono = now + extend_us;
+			lease_wal_set(e, now);
+		}
 		lease_shared->stats.renewals++;
 		lease_wake_head(e);
 		lease_watch_end(&key, token, InvalidOid, 0);
@@ -357,6 +360,8 @@ lockctl_fence(PG_FUNCTION_ARGS)
 	lease_shared->stats.fences++;
 	LWLockRelease(lease_shared->lock);
 	lease_remember_fence(&key, token, holder);
+	/* an extended expiry is durable before the protected write goes on */
+	LeaseWalWait();
 	PG_RETURN_VOID();
 
 lost:

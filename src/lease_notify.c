@@ -273,7 +273,11 @@ lease_options_granted(LeaseEntry *e, int64 token, const LeaseOptions *opts)
 		if (h != NULL)
 			h->expires_mono = LEASE_EXPIRES_NEVER;
 		else
+		{
+			/* it cannot outlive its session: not carried (lease_wal.c) */
+			lease_wal_clear(e, token);
 			e->expires_mono = LEASE_EXPIRES_NEVER;
+		}
 	}
 }
 
@@ -478,7 +482,8 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 		{
 			if (lease_is_live(e, now))
 				next = Min(next, e->expires_mono);
-			else if (e->nwaiters > 0 && LeaseTokenLive(e->token))
+			else if (e->nwaiters > 0 &&
+					 (LeaseTokenLive(e->token) || lease_carried_live(e)))
 			{
 				/* the first waiter takes it over (or once its fence ends) */
 				next = Min(next, now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));

@@ -99,11 +99,14 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	if (e->expires_mono < LEASE_EXPIRES_NEVER)
 		e->expires_mono = now + ttl_us;
 	lease_shared->stats.renewals++;
+	lease_wal_set(e, now);
 	/* the first waiter sleeps until the old expiry: it may be sooner now */
 	lease_wake_head(e);
 	lease_watch_end(&key, token, InvalidOid, 0);
 	expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
 	LWLockRelease(lease_shared->lock);
+	/* not reported before it is durable */
+	LeaseWalWait();
 	PG_RETURN_TIMESTAMPTZ(expires);
 }
 

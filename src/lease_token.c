@@ -54,7 +54,9 @@
  * and its epoch is not above the current one (LeaseTokenLive, which
  * lease.c applies wherever it reads a lease): a server in recovery has no
  * live lease, and one that finished recovery on a new timeline has none of
- * an older one.  The shutdown dump is restored only into a server that
+ * an older one, except the leases it carried over by replaying their WAL
+ * records (lockctl.lease_durability, lease_wal.c): the same leases, same
+ * tokens, on the history it continues.  The shutdown dump is restored only into a server that
  * starts as the same primary it was written by (no signal file, no
  * backup_label), and only leases of that server's era and past epochs;
  * every start consumes it.
@@ -120,6 +122,7 @@
 
 #define LEASE_EPOCH_MAGIC		"lockctl epoch"
 #define LEASE_DUMP_MAGIC		0x4C4B4C31	/* "LKL1" */
+#define LEASE_DUMP_CARRIED_MAGIC	0x4C4B4331	/* "LKC1" */
 
 typedef struct LeaseDumpHeader
 {
@@ -164,6 +167,10 @@ static void lease_state_write_shared(int elevel);
 static bool lease_path_exists(const char *path);
 static TimeLineID lease_controlfile_tli(DBState *state);
 static bool lease_token_live_in(int64 token, uint32 era, uint64 epoch);
+static bool lease_dump_write(FILE *f, LeaseEntry *e, int64 now_mono,
+							 TimestampTz now_wall);
+static int	lease_restore_one(const LeaseDumpRecord *rec, int64 now_mono,
+							  TimestampTz now_wall, bool carried);
 
 /*
  * Read the state file into *st; false (and zeros) when there is none yet.
@@ -355,6 +362,14 @@ LeaseEpochStartup(void)
 	startup_may_restore = !in_recovery && !from_backup;
 	startup_era = tli + st.era_base;
 
+	/*
+	 * Leases replayed from WAL (lease_wal.c) are this server's to carry on
+	 * the same terms, except that a standby, promoted, continues its
+	 * primary's history: the WAL it replayed is that history.
+	 */
+	lease_wal_startup(lease_path_exists(STANDBY_SIGNAL_FILE) ||
+					  startup_may_restore);
+
 	ereport(DEBUG1,
 			(errmsg_internal("lockctl lease token era %u, epoch " UINT64_FORMAT,
 							 startup_era, st.epoch)));
@@ -460,7 +475,17 @@ LeaseTokenRaise(uint32 era, uint64 epoch, const char *why)
 	}
 	/* the leases of the era left are lost: their watchers look again */
 	if (new_era != cur_era)
+	{
+		HASH_SEQ_STATUS seq;
+		LeaseEntry *e;
+
+		/* carried ones too (lease_wal.c), and the WAL says so */
+		hash_seq_init(&seq, lease_hash);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			e->carried = false;
+		lease_wal_era_moved();
 		lease_watch_wake_all();
+	}
 	LWLockRelease(lease_shared->lock);
 
 	ereport(LOG,
@@ -547,6 +572,8 @@ LeaseShutdownDump(int code, Datum arg)
 	TimestampTz now_wall;
 	DBState		state;
 	uint32		era;
+	LeaseDumpHeader carried_hdr;
+	long		carried_at;
 
 	if (code != 0 || lease_shared == NULL || lease_hash == NULL)
 		return;
@@ -580,29 +607,50 @@ LeaseShutdownDump(int code, Datum arg)
 	hash_seq_init(&seq, lease_hash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		LeaseDumpRecord r;
-
 		/* a session-bound lease (lease_session.c) never outlives its session */
 		if (!e->held || e->expires_mono <= now_mono ||
 			e->expires_mono >= LEASE_EXPIRES_NEVER ||
 			!lease_token_live_in(e->token, era, lease_shared->epoch))
 			continue;
-		memset(&r, 0, sizeof(r));
-		r.dbid = e->key.dbid;
-		r.roleid = e->roleid;
-		r.token = e->token;
-		r.acquired_at = e->acquired_at;
-		r.remaining_us = e->expires_mono - now_mono;
-		r.expires_at = now_wall + r.remaining_us;
-		strlcpy(r.resource, e->key.resource, sizeof(r.resource));
-		strlcpy(r.owner, e->owner, sizeof(r.owner));
-		if (fwrite(&r, sizeof(r), 1, f) != 1)
+		if (!lease_dump_write(f, e, now_mono, now_wall))
 		{
 			hash_seq_term(&seq);
 			goto error;
 		}
 		hdr.count++;
 	}
+
+	/*
+	 * Then the leases carried over from WAL (lease_wal.c), whose tokens are
+	 * of an older era: after the others, under a header of their own, so
+	 * that a library without durable leases reads the file as before and
+	 * stops at the end of its records.
+	 */
+	memset(&carried_hdr, 0, sizeof(carried_hdr));
+	carried_hdr.magic = LEASE_DUMP_CARRIED_MAGIC;
+	carried_hdr.record_size = sizeof(LeaseDumpRecord);
+	carried_hdr.saved_at = now_wall;
+	carried_at = ftell(f);
+	if (carried_at < 0 ||
+		fwrite(&carried_hdr, sizeof(carried_hdr), 1, f) != 1)
+		goto error;
+	hash_seq_init(&seq, lease_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (!e->held || !e->carried || e->expires_mono <= now_mono ||
+			e->expires_mono >= LEASE_EXPIRES_NEVER ||
+			lease_token_live_in(e->token, era, lease_shared->epoch))
+			continue;
+		if (!lease_dump_write(f, e, now_mono, now_wall))
+		{
+			hash_seq_term(&seq);
+			goto error;
+		}
+		carried_hdr.count++;
+	}
+	if (fseek(f, carried_at, SEEK_SET) != 0 ||
+		fwrite(&carried_hdr, sizeof(carried_hdr), 1, f) != 1)
+		goto error;
 
 	/* the count, now that it is known */
 	if (fseek(f, 0, SEEK_SET) != 0 ||
@@ -645,6 +693,7 @@ LeaseRestoreDump(void)
 	int			restored = 0;
 	int			foreign = 0;
 	int			i;
+	int			n;
 
 	f = AllocateFile(LEASE_DUMP_FILE, PG_BINARY_R);
 	if (f == NULL)
@@ -679,10 +728,6 @@ LeaseRestoreDump(void)
 	for (i = 0; i < hdr.count; i++)
 	{
 		LeaseDumpRecord r;
-		LeaseKey	key;
-		LeaseEntry *e;
-		bool		found;
-		int64		remaining;
 
 		if (fread(&r, sizeof(r), 1, f) != 1)
 		{
@@ -700,39 +745,42 @@ LeaseRestoreDump(void)
 			continue;
 		}
 
-		/* never longer than either clock allows */
-		remaining = Min(r.remaining_us, r.expires_at - now_wall);
-		if (remaining <= 0 || r.resource[0] == '\0')
-			continue;
-		if (lease_shared->nentries >= lockctl_max_leases)
+		n = lease_restore_one(&r, now_mono, now_wall, false);
+		if (n < 0)
 		{
 			ereport(LOG,
 					(errmsg("lockctl.max_leases is too small to restore every saved lease; %d were dropped",
 							hdr.count - i)));
 			break;
 		}
+		restored += n;
+	}
 
-		memset(&key, 0, sizeof(key));
-		key.dbid = r.dbid;
-		strlcpy(key.resource, r.resource, sizeof(key.resource));
-		e = hash_search(lease_hash, &key, HASH_ENTER_NULL, &found);
-		if (e == NULL || found)
-			continue;
-		lease_shared->nentries++;
-		e->held = true;
-		e->fenced = false;
-		strlcpy(e->owner, r.owner, sizeof(e->owner));
-		e->token = r.token;
-		e->roleid = r.roleid;
-		e->acquired_at = r.acquired_at;
-		e->expires_mono = now_mono + remaining;
-		e->nwaiters = 0;
-		dlist_init(&e->waiters);
-		e->permits = 1;
-		e->set_id = 0;			/* sets are not saved: each lease alone */
-		e->nholders = 0;
-		dlist_init(&e->holders);
-		restored++;
+	/* the leases this server carried over from WAL (lease_wal.c) */
+	if (i == hdr.count &&
+		fread(&hdr, sizeof(hdr), 1, f) == 1 &&
+		hdr.magic == LEASE_DUMP_CARRIED_MAGIC &&
+		hdr.record_size == sizeof(LeaseDumpRecord))
+	{
+		for (i = 0; i < hdr.count; i++)
+		{
+			LeaseDumpRecord r;
+
+			if (fread(&r, sizeof(r), 1, f) != 1)
+				break;
+			r.resource[LOCKCTL_NAME_MAXLEN] = '\0';
+			r.owner[LOCKCTL_NAME_MAXLEN] = '\0';
+			/* of an era this line left, never of a later one */
+			if (LEASE_TOKEN_ERA(r.token) >= startup_era)
+			{
+				foreign++;
+				continue;
+			}
+			n = lease_restore_one(&r, now_mono, now_wall, true);
+			if (n < 0)
+				break;
+			restored += n;
+		}
 	}
 	if (restored > 0)
 		ereport(LOG,
@@ -744,4 +792,70 @@ LeaseRestoreDump(void)
 done:
 	FreeFile(f);
 	unlink(LEASE_DUMP_FILE);
+}
+
+/*
+ * Write e to the dump.  Returns false on a write error.
+ */
+static bool
+lease_dump_write(FILE *f, LeaseEntry *e, int64 now_mono, TimestampTz now_wall)
+{
+	LeaseDumpRecord r;
+
+	memset(&r, 0, sizeof(r));
+	r.dbid = e->key.dbid;
+	r.roleid = e->roleid;
+	r.token = e->token;
+	r.acquired_at = e->acquired_at;
+	r.remaining_us = e->expires_mono - now_mono;
+	r.expires_at = now_wall + r.remaining_us;
+	strlcpy(r.resource, e->key.resource, sizeof(r.resource));
+	strlcpy(r.owner, e->owner, sizeof(r.owner));
+	return fwrite(&r, sizeof(r), 1, f) == 1;
+}
+
+/*
+ * Restore one saved lease into the lease table (carried: of an older era,
+ * carried over from WAL before the shutdown).  Returns 1 if restored, 0 if
+ * it ran out or is a duplicate, -1 if the table is full.
+ */
+static int
+lease_restore_one(const LeaseDumpRecord *rec, int64 now_mono,
+				  TimestampTz now_wall, bool carried)
+{
+	LeaseKey	key;
+	LeaseEntry *e;
+	bool		found;
+	int64		remaining;
+
+	/* never longer than either clock allows */
+	remaining = Min(rec->remaining_us, rec->expires_at - now_wall);
+	if (remaining <= 0 || rec->resource[0] == '\0')
+		return 0;
+	if (lease_shared->nentries >= lockctl_max_leases)
+		return -1;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = rec->dbid;
+	strlcpy(key.resource, rec->resource, sizeof(key.resource));
+	e = hash_search(lease_hash, &key, HASH_ENTER_NULL, &found);
+	if (e == NULL || found)
+		return 0;
+	lease_shared->nentries++;
+	e->held = true;
+	e->fenced = false;
+	e->fenced_by = 0;
+	strlcpy(e->owner, rec->owner, sizeof(e->owner));
+	e->token = rec->token;
+	e->roleid = rec->roleid;
+	e->acquired_at = rec->acquired_at;
+	e->expires_mono = now_mono + remaining;
+	e->nwaiters = 0;
+	dlist_init(&e->waiters);
+	e->permits = 1;
+	e->set_id = 0;				/* sets are not saved: each lease alone */
+	e->carried = carried;
+	e->nholders = 0;
+	dlist_init(&e->holders);
+	return 1;
 }

@@ -280,7 +280,8 @@ lease_watch_state(const LeaseKey *key, int64 token, int64 now, Oid *roleid,
 	{
 		*roleid = e->roleid;
 		*expires = e->expires_mono;
-		if (!LeaseTokenLive(token))
+		/* a lease carried over from WAL keeps its older era (lease_wal.c) */
+		if (!LeaseTokenLive(token) && !lease_carried_live(e))
 		{
 			*how = LEASE_END_LOST;
 			return WATCH_ENDED;

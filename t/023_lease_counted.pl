@@ -95,9 +95,12 @@ $_->quit for @ws;
 
 # An expired holder whose fencing transaction is open keeps its permit:
 # the waiter waits past the expiry, and gets the permit at the commit.
-my $t_f = acquire2('fenced', 'fencer', '500 ms');
+# (The fencer's session is open and the other permit taken before its
+# 500 ms lease, so that a loaded machine cannot let it expire before the
+# fence, as t/024 does.)
 acquire2('fenced', 'other', '1 hour');
 my $fencer = $node->background_psql('postgres');
+my $t_f = acquire2('fenced', 'fencer', '500 ms');
 $fencer->query_safe("BEGIN; SELECT lockctl.fence('fenced', $t_f);");
 $w = start_waiter('w-fenced', 'fenced', '5 min');
 wait_for_waiters('fenced', 1);
