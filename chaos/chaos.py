@@ -848,7 +848,7 @@ class Client(threading.Thread):
                           "   AND r.during && tstzrange(to_timestamp(%s), to_timestamp(%s))",
                           (day, day + 86400)).fetchall()])
             return
-        if not self.ranges or (len(self.ranges) < 3 and x < 0.5):
+        if not self.ranges or (len(self.ranges) < 3 and x < 0.45):
             cal = rng.choice(sorted(CALENDARS))
             a = rng.randrange(CAL_MINUTES - 2)
             b = min(CAL_MINUTES, a + rng.randint(1, 3))
@@ -870,7 +870,8 @@ class Client(threading.Thread):
                 break
             return
         hid = rng.choice(self.ranges)
-        if x < 0.5:
+        x = rng.random()
+        if x < 0.45:
             self.call({"op": "confirm_range", "id": hid},
                       lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm(%s)", (hid,))))
             self.ranges.remove(hid)
