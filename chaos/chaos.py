@@ -731,8 +731,10 @@ class Client(threading.Thread):
             self.set_step()
             return
         owner = "%s-s%d" % (self.owner, self.seq + 1)
-        ttl = rng.choice([0.3, 0.5, 1.0, 1.5, 2.0])
-        wait = rng.choice([0, 0, 0.05, 0.3, 1.0])
+        # a held set sits through the client's other kinds of calls, so
+        # mostly short ttls and waits in line, or few sets would be granted
+        ttl = rng.choice([0.3, 0.5, 1.0, 1.5])
+        wait = rng.choice([0, 0.05, 0.3, 1.0, 1.0])
         if rng.random() < 0.2:
             # a single acquire in the lines of the sets
             res = rng.choice(SET_RES)
@@ -753,7 +755,7 @@ class Client(threading.Thread):
                                  (rs, owner, td(ttl), td(wait))).fetchone()[0])
             # what the owner holds now: the whole set or none of it (looked
             # at after every call that was not a grant, and some that were)
-            if (r != "ok" or v is None or rng.random() < 0.3) and self.ensure_conn():
+            if (r != "ok" or v is None or rng.random() < 0.5) and self.ensure_conn():
                 self.call({"op": "set_look", "rs": rs, "owner": owner},
                           lambda cur, rec: [list(x) for x in cur.execute(
                               "SELECT resource, token, set_id FROM lockctl.leases "
@@ -2450,7 +2452,9 @@ def mutations(hist, snap, faults=()):
         return next((i for i, h in enumerate(hist) if pred(h)), None)
 
     by_res = collections.defaultdict(list)
-    for o in sorted((o for o in hist if o.get("res") is not None), key=lambda o: o["t0"]):
+    # (the calls on sets as calls on each lease: a release_all ends a lease)
+    for o in sorted((o for o in hist + _expand_sets(hist) if o.get("res") is not None),
+                    key=lambda o: o["t0"]):
         by_res[o["res"]].append(o)
     by_res = collections.defaultdict(lambda: ([], []), {
         r: (os_, [o["t0"] for o in os_]) for r, os_ in by_res.items()})
@@ -2494,7 +2498,7 @@ def mutations(hist, snap, faults=()):
     # Two holders: another owner granted the resource just after a grant
     # whose lease nothing in the run cut short (see lease_certainly_live).
     i = first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None
-              and lease_certainly_live(h, 4 * MARGIN))
+              and h.get("permits", 1) == 1 and lease_certainly_live(h, 4 * MARGIN))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
         g = dict(h2[i]); g["opid"] += "-y"; g["owner"] = "someone-else"
