@@ -2497,8 +2497,11 @@ def mutations(hist, snap, faults=()):
         yield "a token that went down", "tokens", h2, s2
     # Two holders: another owner granted the resource just after a grant
     # whose lease nothing in the run cut short (see lease_certainly_live).
+    # An exclusive lease of a resource that is never counted nor shared:
+    # those are the permits' and shared exclusion's.
     i = first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None
-              and h.get("permits", 1) == 1 and lease_certainly_live(h, 4 * MARGIN))
+              and h.get("permits", 1) == 1 and h["res"] not in SHARED
+              and lease_certainly_live(h, 4 * MARGIN))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
         g = dict(h2[i]); g["opid"] += "-y"; g["owner"] = "someone-else"
