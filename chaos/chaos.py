@@ -17,7 +17,10 @@
 
 Many client threads, each on its own connection, mix version-checked updates,
 lease acquire/renew/release/fenced writes, reserve/confirm/cancel/extend and
-idempotent requests (claim, effect, complete; some rolled back), while
+idempotent requests (claim, effect, complete; some rolled back), and (in
+`load` only, not in the HA drill's clients) counted and shared leases, carts,
+per-holder limits, waitlists, sets of leases (acquire_all, fence_all,
+release_all) and calendars (reserve_range and its confirm/cancel/extend), while
 a nemesis thread cancels queries, terminates client backends and the expiry
 worker, and clients set tiny statement timeouts on some calls.  The driver (the
 TAP test t/090_chaos.pl) adds crash and clean restarts and records them in
@@ -77,6 +80,18 @@ NEW_POOLS = {"chaos-cart-a": (12, None), "chaos-cart-b": (8, None),
              "chaos-lim": (100, 4), "chaos-wait": (6, None)}
 CART_POOLS = ["chaos-cart-a", "chaos-cart-b", "chaos-lim"]
 N_HOLDERS = 4         # holders of chaos-lim at a time, shared by every client
+# Sets of leases (acquire_all, issue 17): sets of 2-4 of these, in random
+# orders, so that sets overlap and queue behind each other and behind
+# single acquires of the same resources.
+SET_RES = ["chaos-set-%d" % i for i in range(5)]
+# Calendars (issue 18): capacity of each.  Ranges are whole minutes in a
+# window of CAL_MINUTES minutes of one day, a new day every CAL_DAY_SECONDS
+# seconds of the run (confirmed ranges are taken for good): short ranges in
+# a small window, so that they collide.
+CALENDARS = {"chaos-cal-1": 1, "chaos-cal-2": 2}
+CAL_BASE = 1893456000         # 2030-01-01 00:00 UTC, in epoch seconds
+CAL_MINUTES = 12
+CAL_DAY_SECONDS = 5
 
 # Slack for comparing the clients' clock with the server's (same host, same
 # CLOCK_MONOTONIC; the server may measure with a different clock source).
@@ -136,6 +151,9 @@ def features(conn):
                                           "extend_cart")),
         "limits": "set_max_per_holder" in funcs,
         "waitlist": all(n in funcs for n in ("wait_for", "leave_waitlist")),
+        "sets": all(n in funcs for n in ("acquire_all", "release_all", "fence_all")),
+        "calendars": all(n in funcs for n in ("create_calendar", "drop_calendar",
+                                              "reserve_range")) and "range_reservations" in rels,
         "funcs": funcs,
         "rels": rels,
     }
@@ -172,6 +190,13 @@ def cmd_setup(args):
         conn.execute("""CREATE TABLE chaos.effects (
                           id bigserial PRIMARY KEY, key text NOT NULL,
                           opid text NOT NULL UNIQUE)""")
+        if f["sets"]:
+            conn.execute("INSERT INTO chaos.fence_last SELECT unnest(%s::text[]), 0", (SET_RES,))
+        if f["calendars"]:
+            conn.execute("SELECT lockctl.drop_calendar(c.resource) FROM lockctl.calendars c "
+                         " WHERE c.resource = ANY (%s::text[])", (list(CALENDARS),))
+            for cal, cap in CALENDARS.items():
+                conn.execute("SELECT lockctl.create_calendar(%s, %s)", (cal, cap))
         if f["requests"]:
             conn.execute("DELETE FROM lockctl.request_keys WHERE key LIKE 'chaos-req-%'")
         if f["reserve"]:
@@ -214,6 +239,8 @@ class Client(threading.Thread):
         self.whold = []            # ids of own holds of chaos-wait (walk-ins, offers)
         self.entries = []          # ids of own waitlist entries believed waiting
         self.units = {}            # hold, cart or entry id -> [(pool, quantity)]
+        self.lset = None           # a set of leases: {"rs", "toks", "owner"}
+        self.ranges = []           # ids of own range holds believed live
         self.hist = open(os.path.join(args.dir, "history-%03d.jsonl" % cid), "a")
         self.counts = collections.Counter()
         kinds = []
@@ -239,6 +266,10 @@ class Client(threading.Thread):
             kinds += ["limit"] * 2
         if newer and feats["reserve"] and feats.get("waitlist"):
             kinds += ["waitlist"] * 3
+        if newer and feats.get("sets"):
+            kinds += ["set"] * 3
+        if newer and feats.get("calendars"):
+            kinds += ["calendar"] * 3
         if args.kinds:
             kinds = [k for k in kinds if k in args.kinds.split(",")]
         self.kinds = kinds
@@ -688,6 +719,178 @@ class Client(threading.Thread):
         elif self.whold:
             self.hold_step(self.whold, read_queue=pool)
 
+    # -- sets of leases (issue 17): acquire_all of 2-4 resources of SET_RES
+    # in random orders, or a single acquire of one of them; then fenced
+    # writes with fence_all, release_all, a release of one member, or
+    # abandon it.  Each call of acquire_all has an owner of its own, so that
+    # a look at lockctl.leases right after it shows exactly what that call
+    # (and its retries, with the same owner: a safe retry) was granted.
+    def op_set(self):
+        rng = self.rng
+        if self.lset is not None:
+            self.set_step()
+            return
+        owner = "%s-s%d" % (self.owner, self.seq + 1)
+        # a held set sits through the client's other kinds of calls, so
+        # mostly short ttls and waits in line, or few sets would be granted
+        ttl = rng.choice([0.3, 0.5, 1.0, 1.5])
+        wait = rng.choice([0, 0.05, 0.3, 1.0, 1.0])
+        if rng.random() < 0.2:
+            # a single acquire in the lines of the sets
+            res = rng.choice(SET_RES)
+            r, v = self.call({"op": "acquire", "res": res, "owner": owner, "ttl": ttl,
+                              "wait": wait},
+                             lambda cur, rec: cur.execute(
+                                 "SELECT lockctl.acquire(%s, %s, %s, %s)",
+                                 (res, owner, td(ttl), td(wait))).fetchone()[0])
+            if r == "ok" and v is not None:
+                self.lset = {"rs": [res], "toks": [v], "owner": owner}
+            return
+        rs = rng.sample(SET_RES, rng.randint(2, 4))
+        for attempt in range(3):
+            r, v = self.call({"op": "acquire_all", "rs": rs, "owner": owner, "ttl": ttl,
+                              "wait": wait},
+                             lambda cur, rec: cur.execute(
+                                 "SELECT lockctl.acquire_all(%s::text[], %s, %s, %s)",
+                                 (rs, owner, td(ttl), td(wait))).fetchone()[0])
+            # what the owner holds now: the whole set or none of it (looked
+            # at after every call that was not a grant, and some that were)
+            if (r != "ok" or v is None or rng.random() < 0.5) and self.ensure_conn():
+                self.call({"op": "set_look", "rs": rs, "owner": owner},
+                          lambda cur, rec: [list(x) for x in cur.execute(
+                              "SELECT resource, token, set_id FROM lockctl.leases "
+                              " WHERE owner = %s ORDER BY resource", (owner,)).fetchall()])
+            if r == "ok" and isinstance(v, list) and v and None not in v:
+                self.lset = {"rs": rs, "toks": v, "owner": owner}
+            # an unknown outcome: the same call again, a safe retry that
+            # must give back the same tokens if the first one was granted
+            if r == "info" and self.ensure_conn():
+                continue
+            break
+
+    def set_step(self):
+        rng = self.rng
+        s = self.lset
+        rs, toks, owner = s["rs"], s["toks"], s["owner"]
+        x = rng.random()
+        if x < 0.45:
+            self.set_fenced_write(0)
+        elif x < 0.52:
+            # a paused holder: sleep past the ttl, then write
+            self.set_fenced_write(rng.choice([0.5, 1.0, 2.2]))
+        elif x < 0.6 and len(rs) > 1:
+            # each lease of a set is on its own once granted
+            i = rng.randrange(len(rs))
+            res, tok = rs[i], toks[i]
+            self.call({"op": "release", "res": res, "tok": tok, "owner": owner},
+                      lambda cur, rec: cur.execute(
+                          "SELECT lockctl.release(%s, %s)", (res, tok)).fetchone()[0])
+            s["rs"], s["toks"] = rs[:i] + rs[i + 1:], toks[:i] + toks[i + 1:]
+        elif x < 0.9:
+            self.call({"op": "release_all", "rs": rs, "toks": toks, "owner": owner},
+                      lambda cur, rec: cur.execute(
+                          "SELECT lockctl.release_all(%s::text[], %s::bigint[])",
+                          (rs, toks)).fetchone()[0])
+            self.lset = None
+        else:
+            self.lset = None       # abandon it: every lease must expire on its own
+
+    def set_fenced_write(self, pause):
+        """fence_all, then one row per member in chaos.fenced, each under its
+        resource's row of chaos.fence_last (locked in one order), in one
+        transaction.  The rows' opids are <opid>:<resource>."""
+        rng = self.rng
+        s = self.lset
+        rs, toks = list(s["rs"]), list(s["toks"])
+
+        def fn(cur, rec):
+            if pause:
+                time.sleep(pause)
+            with self.conn.transaction():
+                rec["tf"] = mono()
+                cur.execute("SELECT lockctl.fence_all(%s::text[], %s::bigint[])", (rs, toks))
+                prev = dict(cur.execute(
+                    "SELECT resource, token FROM chaos.fence_last WHERE resource = ANY (%s) "
+                    " ORDER BY resource FOR UPDATE", (rs,)).fetchall())
+                rec["prev"] = prev
+                if rng.random() < 0.2:
+                    time.sleep(rng.random() * 0.05)
+                for res, tok in zip(rs, toks):
+                    cur.execute("INSERT INTO chaos.fenced (resource, token, prev_token, opid) "
+                                "VALUES (%s, %s, %s, %s)",
+                                (res, tok, prev[res], "%s:%s" % (rec["opid"], res)))
+                    cur.execute("UPDATE chaos.fence_last SET token = %s WHERE resource = %s",
+                                (tok, res))
+            return True
+        r, v = self.call({"op": "fence_all", "rs": rs, "toks": toks, "owner": s["owner"],
+                          "pause": pause}, fn)
+        if r != "ok":
+            self.lset = None
+
+    # -- calendars (issue 18): reserve_range of short ranges in a small
+    # window of one day (a new day every CAL_DAY_SECONDS), on a calendar of
+    # capacity 1 and one of capacity 2; confirm, cancel, extend or forget
+    # them (lockctl.confirm, cancel and extend, recorded as *_range); now
+    # and then a look at every live range of the day, in one snapshot.
+    def cal_day(self):
+        return CAL_BASE + 86400 * int((mono() - self.args.started) // CAL_DAY_SECONDS)
+
+    def op_calendar(self):
+        rng = self.rng
+        x = rng.random()
+        if x < 0.08:
+            day = self.cal_day()
+            self.call({"op": "cal_look", "day": day},
+                      lambda cur, rec: [list(r) for r in cur.execute(
+                          "SELECT c.resource, extract(epoch FROM lower(r.during))::float8, "
+                          "       extract(epoch FROM upper(r.during))::float8, r.id "
+                          "  FROM lockctl.range_reservations r "
+                          "  JOIN lockctl.calendars c ON c.id = r.calendar_id "
+                          " WHERE r.status IN ('held', 'confirmed') "
+                          "   AND r.during && tstzrange(to_timestamp(%s), to_timestamp(%s))",
+                          (day, day + 86400)).fetchall()])
+            return
+        if not self.ranges or (len(self.ranges) < 3 and x < 0.45):
+            cal = rng.choice(sorted(CALENDARS))
+            a = rng.randrange(CAL_MINUTES - 2)
+            b = min(CAL_MINUTES, a + rng.randint(1, 3))
+            day = self.cal_day()
+            lo, hi = day + 60 * a, day + 60 * b
+            ttl = rng.choice([0.3, 0.6, 1.0, 2.0, 3.0])
+            key = "%s-r%d" % (self.owner, self.seq + 1) if rng.random() < 0.4 else None
+            for attempt in range(3):
+                r, v = self.call({"op": "reserve_range", "cal": cal, "lo": lo, "hi": hi,
+                                  "ttl": ttl, "key": key, "holder": self.owner},
+                                 lambda cur, rec: cur.execute(
+                                     "SELECT lockctl.reserve_range(%s, tstzrange(to_timestamp(%s), "
+                                     "to_timestamp(%s)), %s, %s, %s)",
+                                     (cal, lo, hi, self.owner, td(ttl), key)).fetchone()[0])
+                if r == "ok" and v is not None:
+                    self.ranges.append(v)
+                if r == "info" and key is not None and self.ensure_conn():
+                    continue       # the same key: the same hold, if the first took
+                break
+            return
+        hid = rng.choice(self.ranges)
+        x = rng.random()
+        if x < 0.45:
+            self.call({"op": "confirm_range", "id": hid},
+                      lambda cur, rec: _scalar(cur.execute("SELECT lockctl.confirm(%s)", (hid,))))
+            self.ranges.remove(hid)
+        elif x < 0.72:
+            self.call({"op": "cancel_range", "id": hid},
+                      lambda cur, rec: _scalar(cur.execute("SELECT lockctl.cancel(%s)", (hid,))))
+            self.ranges.remove(hid)
+        elif x < 0.92:
+            ttl = rng.choice([0.3, 1.0, 2.0])
+            r, v = self.call({"op": "extend_range", "id": hid, "ttl": ttl},
+                             lambda cur, rec: _scalar(cur.execute(
+                                 "SELECT lockctl.extend(%s, %s)", (hid, td(ttl)))))
+            if r == "fail":
+                self.ranges.remove(hid)
+        else:
+            self.ranges.remove(hid)    # forget it: the worker must expire it
+
     def run(self):
         try:
             while mono() < self.stop_at:
@@ -865,6 +1068,19 @@ def cmd_snapshot(args):
                 "'created_epoch', extract(epoch FROM w.created)::float8, "
                 "'finished_epoch', extract(epoch FROM w.finished)::float8) "
                 "FROM lockctl.waitlist_entries w")]
+        if f["calendars"]:
+            s["calendars"] = [r[0] for r in conn.execute(
+                "SELECT row_to_json(c) FROM lockctl.calendars c")]
+            # ranges and times as epoch seconds, as the history has them
+            s["ranges"] = [r[0] for r in conn.execute(
+                "SELECT json_build_object('id', r.id, 'cal', c.resource, "
+                "'status', r.status, 'holder', r.holder, 'key', r.idempotency_key, "
+                "'lo', extract(epoch FROM lower(r.during))::float8, "
+                "'hi', extract(epoch FROM upper(r.during))::float8, "
+                "'expires_epoch', extract(epoch FROM r.expires)::float8, "
+                "'finished_epoch', extract(epoch FROM r.finished)::float8) "
+                "FROM lockctl.range_reservations r "
+                "LEFT JOIN lockctl.calendars c ON c.id = r.calendar_id")]
         s["effects"] = [list(r) for r in conn.execute(
             "SELECT key, opid FROM chaos.effects ORDER BY id")]
         s["settings"] = dict(conn.execute(
@@ -919,7 +1135,8 @@ class _Spans(list):
 
 class Checker:
     def __init__(self, hist, faults, snap):
-        self.hist = hist
+        # the calls on sets of leases also as calls on each lease
+        self.hist = hist + _expand_sets(hist)
         self.faults = faults
         self.snap = snap
         self.errors = []
@@ -966,6 +1183,10 @@ class Checker:
         if "waitlist" in self.snap:
             self.check_waitlist()
         self.check_units_over_time()
+        if "ranges" in self.snap or self.by_op("reserve_range"):
+            self.check_calendars()
+        if self.by_op("acquire_all", "set_look"):
+            self.check_sets()
         return self.errors
 
     def run_tokens(self):
@@ -979,13 +1200,15 @@ class Checker:
     def check_hold_ids(self):
         first = {}
         # holds, carts and waitlist entries take their ids from one sequence
-        for h in self.by_op("reserve", "cart", "wait_for"):
+        for h in self.by_op("reserve", "cart", "wait_for", "reserve_range"):
             if h["r"] != "ok" or h.get("v") is None:
                 continue
             # one request: the same idempotency key on the same pool (a
             # cart's key, per role: every chaos client is one role)
             if h["op"] == "cart":
                 req = ("cart", h["key"])
+            elif h["op"] == "reserve_range":
+                req = ("range", h["cal"], h["key"]) if h.get("key") is not None else h["opid"]
             else:
                 req = ("key", h.get("pool"), h["key"]) if h.get("key") is not None \
                     else h["opid"]
@@ -1021,10 +1244,26 @@ class Checker:
             need.append(("reserve", "holds of a limited pool", lambda h: h["pool"] == "chaos-lim"))
         if "waitlist" in ran:
             need.append(("wait_for", "waitlist entries"))
+        if "set" in ran:
+            need += [("acquire_all", "set grants"), ("fence_all", "fenced writes under sets"),
+                     ("set_look", "looks at a set's leases")]
+        if "calendar" in ran:
+            need += [("reserve_range", "range holds"),
+                     ("confirm_range", "range confirms", lambda h: h.get("v") is True),
+                     ("cal_look", "looks at a calendar")]
         for op, what, *pred in need:
             if not any(h["op"] == op and h["r"] == "ok" and h.get("v", 0) is not None
                        and (not pred or pred[0](h)) for h in self.hist):
                 self.bad("coverage", "no %s acknowledged: the run proves nothing" % what)
+        # contention: sets that found a member taken, ranges that collided
+        for kind, op, what in (("set", "acquire_all", "set"), ("calendar", "reserve_range",
+                                                               "range hold")):
+            if kind in ran and not any(h["op"] == op and h["r"] == "ok" and h["v"] is None
+                                       for h in self.hist):
+                self.bad("coverage", "no %s answered NULL (taken): nothing collided" % what)
+        if "calendar" in ran and "ranges" in self.snap and \
+                not any(x["status"] == "expired" for x in self.snap["ranges"]):
+            self.bad("coverage", "no range hold expired by the worker: the run proves nothing")
         if "waitlist" in ran and "waitlist" in self.snap and \
                 not any(x["row"]["status"] == "offered" for x in self.snap["waitlist"]):
             self.bad("coverage", "no waitlist offer made: the run proves nothing")
@@ -1866,6 +2105,307 @@ Checker.check_waitlist = _check_waitlist
 Checker.check_units_over_time = _check_units_over_time
 
 
+# --------------------------------------------------------------------------
+# Sets of leases (issue 17) and calendars (issue 18)
+
+def _expand_sets(hist):
+    """The calls on sets of leases, as the calls on single leases the lease
+    checks read: an acquire_all is an acquire of each of its resources (its
+    token at its place in the answer), a release_all a release of each, a
+    fence_all a fenced write of each (opid <opid>:<resource>, as the rows of
+    chaos.fenced).  So every lease check (tokens rise, one exclusive holder
+    at a time, fencing, durability of the writes) covers every member."""
+    out = []
+    for h in hist:
+        op = h["op"]
+        if op not in ("acquire_all", "release_all", "fence_all") or "t1" not in h:
+            continue
+        v = h.get("v")
+        for i, res in enumerate(h.get("rs") or []):
+            g = {k: h[k] for k in ("t0", "t1", "r", "c", "owner", "err") if k in h}
+            g["res"], g["set"] = res, h["opid"]
+            if op == "acquire_all":
+                g.update(op="acquire", ttl=h["ttl"], wait=h["wait"], opid=h["opid"])
+            elif op == "release_all":
+                g.update(op="release", tok=h["toks"][i], opid=h["opid"])
+            else:
+                g.update(op="fence", tok=h["toks"][i], opid="%s:%s" % (h["opid"], res),
+                         pause=h.get("pause", 0))
+                if "tf" in h:
+                    g["tf"] = h["tf"]
+            if h["r"] == "ok":
+                g["v"] = v[i] if isinstance(v, list) and i < len(v) else \
+                    (True if op == "fence_all" else None)
+            out.append(g)
+    return out
+
+
+def _check_sets(self):
+    """A set is granted whole or not at all: every answer of acquire_all is
+    NULL or one token per resource, and a look at lockctl.leases right after
+    the calls of one owner (each set has its own) shows all of the set or
+    none of it, with the answered tokens and one set id, as long as none of
+    them can have expired and no restart came between (a restart ends sets;
+    an expired member may be taken by another before the rest).  That no
+    other holder has a member while the set is held, and that a fenced
+    write under a superseded token is refused, are the lease checks' (the
+    set's calls expanded, _expand_sets)."""
+    by_owner = collections.defaultdict(list)
+    n_ok = n_null = 0
+    for h in self.by_op("acquire_all"):
+        by_owner[h["owner"]].append(h)
+        if h["r"] != "ok":
+            continue
+        v, rs = h.get("v"), h["rs"]
+        if v is None:
+            n_null += 1
+            continue
+        if not isinstance(v, list) or len(v) != len(rs) or any(t is None for t in v):
+            self.bad("sets", "acquire_all of %s [%s] answered %r: not one token for each of its "
+                     "%d resources (part of a set)" % (",".join(rs), h["opid"], v, len(rs)))
+        elif len(set(v)) != len(v):
+            self.bad("sets", "acquire_all of %s [%s] answered %r: one token for two resources"
+                     % (",".join(rs), h["opid"], v))
+        else:
+            n_ok += 1
+    rel = collections.defaultdict(list)
+    for h in self.by_op("release", "release_all"):
+        rel[h["owner"]].append(h["t0"])
+    n_looks = n_whole = 0
+    self.whole_looks = []      # checked and seen whole (for the selftest)
+    for lk in self.by_op("set_look"):
+        if lk["r"] != "ok" or not isinstance(lk.get("v"), list):
+            continue
+        rs, owner = lk["rs"], lk["owner"]
+        calls = [a for a in by_owner.get(owner, []) if a["t0"] < lk["t0"]]
+        seen = {row[0]: row for row in lk["v"]}
+        extra = sorted(set(seen) - set(rs))
+        if extra:
+            self.bad("sets", "owner %s of the set %s holds %s too [%s]"
+                     % (owner, ",".join(rs), ",".join(extra), lk["opid"]))
+        maybe = [a for a in calls if a["r"] != "ok" or a.get("v") is not None]
+        if not maybe:
+            # every call answered NULL: nothing of the set was ever granted
+            if seen:
+                self.bad("sets", "owner %s holds %s at %.3f, yet every acquire_all it made "
+                         "answered NULL (%s)" % (owner, ",".join(sorted(seen)), lk["t1"],
+                                                 ", ".join(a["opid"] for a in calls)))
+            n_looks += 1
+            continue
+        first = min(a["t0"] for a in maybe)
+        if lk["t1"] > min(a["t0"] + a["ttl"] for a in maybe) - MARGIN \
+                or self.restart_between(first, lk["t1"]) \
+                or any(first <= t <= lk["t1"] for t in rel.get(owner, ())):
+            continue
+        n_looks += 1
+        held = [r for r in rs if r in seen]
+        if held and len(held) < len(rs):
+            self.bad("sets", "set %s of owner %s: only %s held at %.3f, %.3f s after its "
+                     "acquire_all [%s] (part of a set)"
+                     % (",".join(rs), owner, ",".join(held), lk["t1"], lk["t1"] - first,
+                        ", ".join(a["opid"] for a in maybe)))
+            continue
+        if not held:
+            continue
+        n_whole += 1
+        self.whole_looks.append(lk["opid"])
+        for a in maybe:
+            if a["r"] == "ok" and isinstance(a.get("v"), list) and \
+                    [seen[r][1] for r in rs] != a["v"]:
+                self.bad("sets", "set %s of owner %s holds tokens %s, its acquire_all [%s] "
+                         "answered %s" % (",".join(rs), owner, [seen[r][1] for r in rs],
+                                          a["opid"], a["v"]))
+        ids = {seen[r][2] for r in rs}
+        if len(ids) != 1 or None in ids:
+            self.bad("sets", "set %s of owner %s: its leases have set ids %s, not one set's"
+                     % (",".join(rs), owner, sorted(ids, key=str)))
+    self.stats["sets granted / answered NULL"] = "%d / %d" % (n_ok, n_null)
+    self.stats["looks at sets checked (whole / none)"] = "%d / %d" % (n_whole, n_looks - n_whole)
+
+
+def _range_peak(ranges):
+    """The most of ranges [lo, hi) (tuples, lo and hi first) that cover one
+    instant, and that instant (ranges that meet do not overlap)."""
+    ev = sorted([(r[0], 1) for r in ranges] + [(r[1], -1) for r in ranges])
+    cur, top, at = 0, 0, None
+    for t, d in ev:
+        cur += d
+        if cur > top:
+            top, at = cur, t
+    return top, at
+
+
+def _cal_when(t):
+    """A calendar instant (epoch seconds) as 'day D +M min' of the run's days."""
+    d = (t - CAL_BASE) // 86400
+    return "day %d +%g min" % (d, (t - CAL_BASE - 86400 * d) / 60.0)
+
+
+def _check_calendars(self):
+    """Calendars: held and confirmed range holds never cover an instant of a
+    calendar more than its capacity times: in the final tables, in every
+    look of a client during the run (one snapshot), and over the whole run
+    from the history (the holds certainly live at each moment: from their
+    acknowledgement until they may have expired or been cancelled, for
+    good once a confirm was acknowledged), across expiry by the worker,
+    crashes and restarts.  Acknowledged holds, confirms and cancels are
+    never lost; no hold is confirmed after it had certainly expired; the
+    worker leaves nothing due held."""
+    snap = self.snap
+    caps = dict(CALENDARS)
+    caps.update({c["resource"]: c["capacity"] for c in snap.get("calendars", [])})
+    have = "ranges" in snap
+    rows = {x["id"]: x for x in snap.get("ranges", [])}
+
+    def over(what, cal, ranges):
+        top, at = _range_peak(ranges)
+        if top > caps.get(cal, 1):
+            ids = sorted(r[2] for r in ranges if r[0] <= at < r[1])
+            self.bad("calendar capacity", "calendar %s (capacity %d): %d ranges cover %s %s "
+                     "(holds %s)" % (cal, caps.get(cal, 1), top, _cal_when(at), what,
+                                     ", ".join(map(str, ids))))
+            return True
+        return False
+    # the tables at the end
+    per = collections.defaultdict(list)
+    for x in rows.values():
+        if x["status"] in ("held", "confirmed"):
+            per[x["cal"]].append((x["lo"], x["hi"], x["id"]))
+    for cal, rg in sorted(per.items()):
+        over("in the tables at the end", cal, rg)
+    # what clients saw during the run
+    n_looks = 0
+    for lk in self.by_op("cal_look"):
+        if lk["r"] != "ok" or not isinstance(lk.get("v"), list):
+            continue
+        n_looks += 1
+        per = collections.defaultdict(list)
+        for cal, lo, hi, hid in lk["v"]:
+            per[cal].append((lo, hi, hid))
+        for cal, rg in sorted(per.items()):
+            over("in a look at %.3f [%s]" % (lk["t1"], lk["opid"]), cal, rg)
+    # the history against the tables
+    calls = self.by_op("reserve_range")
+    keyed = collections.defaultdict(list)
+    for h in calls:
+        if h.get("key") is not None:
+            keyed[(h["cal"], h["key"])].append(h)
+    made, first_ack, acked_of = {}, {}, {}
+    infos = collections.Counter()
+    for h in calls:
+        if h["r"] == "info":
+            infos[h["cal"]] += 1
+        if h["r"] != "ok" or h.get("v") is None:
+            continue
+        hid = h["v"]
+        acked_of[hid] = h
+        first_ack[hid] = min(first_ack.get(hid, h["t1"]), h["t1"])
+        same = keyed[(h["cal"], h["key"])] if h.get("key") is not None else [h]
+        made[hid] = [c for c in same if c["r"] != "fail"]
+        if h.get("key") is not None:
+            other = next((c for c in same if c["r"] == "ok" and c.get("v") not in (None, hid)),
+                         None)
+            if other is not None:
+                self.bad("idempotency", "key %s of calendar %s gave range holds %s [%s] and %s "
+                         "[%s]" % (h["key"], h["cal"], hid, h["opid"], other["v"],
+                                   other["opid"]))
+        if not have:
+            continue
+        row = rows.get(hid)
+        if row is None:
+            self.bad("durability", "acknowledged range hold %s [%s] is missing" % (hid, h["opid"]))
+        elif (row["cal"], row["lo"], row["hi"]) != (h["cal"], h["lo"], h["hi"]):
+            self.bad("calendars", "range hold %s is %s %s-%s, was asked %s %s-%s [%s]"
+                     % (hid, row["cal"], _cal_when(row["lo"]), _cal_when(row["hi"]),
+                        h["cal"], _cal_when(h["lo"]), _cal_when(h["hi"]), h["opid"]))
+    if have:
+        # a hold no call acknowledged can only come from a call whose
+        # outcome is unknown
+        unacked = collections.Counter(x["cal"] for x in rows.values() if x["id"] not in made)
+        for cal, n in sorted(unacked.items()):
+            if n > infos[cal]:
+                self.bad("calendars", "calendar %s has %d range holds no call acknowledged, "
+                         "but only %d calls had an unknown outcome" % (cal, n, infos[cal]))
+    exts, cancels, confirmed = collections.defaultdict(list), collections.defaultdict(list), set()
+    for h in self.by_op("extend_range"):
+        if h["r"] != "fail":
+            exts[h["id"]].append(h)
+    for h in self.by_op("cancel_range"):
+        if h["r"] != "fail":
+            cancels[h["id"]].append(h["t0"])
+    n_conf = 0
+    for h in self.by_op("confirm_range", "cancel_range"):
+        if h["r"] != "ok":
+            continue
+        conf = h["op"] == "confirm_range"
+        if conf:
+            confirmed.add(h["id"])
+            n_conf += h.get("v") is True
+        want = ("confirmed",) if conf else \
+            ("cancelled",) if h.get("v") is True else ("cancelled", "expired")
+        if have:
+            row = rows.get(h["id"])
+            if row is None:
+                self.bad("durability", "range hold %s acknowledged %s is missing"
+                         % (h["id"], want[0]))
+            elif row["status"] not in want:
+                self.bad("calendars", "range hold %s was acknowledged %s [%s] but is %s"
+                         % (h["id"], want[0], h["opid"], row["status"]))
+        if conf and h.get("v") is True and made.get(h["id"]):
+            bound = max(e["t1"] + e["ttl"] for e in made[h["id"]] + exts[h["id"]])
+            if h["t0"] > bound + MARGIN:
+                self.bad("expiry", "range hold %s confirmed at %.3f [%s], %.3f s after it had "
+                         "certainly expired" % (h["id"], h["t0"], h["opid"], h["t0"] - bound))
+    if have:
+        interval = float(snap.get("settings", {}).get("lockctl.expiry_interval", 1000)) / 1000
+        for x in rows.values():
+            if x["status"] == "confirmed" and x["finished_epoch"] is not None \
+                    and x["finished_epoch"] > x["expires_epoch"] + 0.001:
+                self.bad("expiry", "range hold %s was confirmed %.3f s after it expired"
+                         % (x["id"], x["finished_epoch"] - x["expires_epoch"]))
+            if x["status"] == "held" and \
+                    x["expires_epoch"] < snap["server_epoch"] - interval - 2.0:
+                self.bad("expiry", "range hold %s expired %.1f s before the snapshot and is "
+                         "still held" % (x["id"], snap["server_epoch"] - x["expires_epoch"]))
+    # over the whole run: at each acknowledgement, the holds certainly live
+    # then (on the same calendar and day) never cover an instant more than
+    # capacity times
+    groups = collections.defaultdict(list)
+    for hid, h in acked_of.items():
+        start = first_ack[hid]
+        if hid in confirmed:
+            end = float("inf")
+        else:
+            maker = dict(min(made[hid], key=lambda c: c["t0"]))
+            maker["r"] = "ok"
+            end = _expiry_end(maker, exts.get(hid, []), cancels.get(hid, [])) - MARGIN
+        if end > start:
+            groups[(h["cal"], (h["lo"] - CAL_BASE) // 86400)].append(
+                (start, end, h["lo"], h["hi"], hid))
+    worst = collections.Counter()
+    reported = collections.Counter()
+    for (cal, day), sp in sorted(groups.items(), key=str):
+        for t in sorted({s for s, _, _, _, _ in sp}):
+            live = [(lo, hi, hid) for s, e, lo, hi, hid in sp if s <= t < e]
+            worst[cal] = max(worst[cal], _range_peak(live)[0])
+            if reported[cal] < 3 and over("certainly held or confirmed at %.3f" % t, cal, live):
+                reported[cal] += 1
+    ranges = [x for x in rows.values()]
+    self.stats["range holds acknowledged / answered NULL (taken)"] = "%d / %d" % (
+        len(acked_of), sum(1 for h in calls if h["r"] == "ok" and h.get("v") is None))
+    self.stats["range confirms acknowledged"] = n_conf
+    self.stats["range holds by state"] = dict(sorted(collections.Counter(
+        x["status"] for x in ranges).items()))
+    self.stats["calendar looks checked"] = n_looks
+    for cal in sorted(worst):
+        self.stats["%s: most ranges certainly live over one instant / capacity" % cal] = \
+            "%d / %d" % (worst[cal], caps.get(cal, 1))
+
+
+Checker.check_sets = _check_sets
+Checker.check_calendars = _check_calendars
+
+
 def cmd_check(args):
     hist, faults, snap = load_dir(args.dir)
     ck = Checker(hist, faults, snap)
@@ -1916,7 +2456,9 @@ def mutations(hist, snap, faults=()):
         return next((i for i, h in enumerate(hist) if pred(h)), None)
 
     by_res = collections.defaultdict(list)
-    for o in sorted((o for o in hist if o.get("res") is not None), key=lambda o: o["t0"]):
+    # (the calls on sets as calls on each lease: a release_all ends a lease)
+    for o in sorted((o for o in hist + _expand_sets(hist) if o.get("res") is not None),
+                    key=lambda o: o["t0"]):
         by_res[o["res"]].append(o)
     by_res = collections.defaultdict(lambda: ([], []), {
         r: (os_, [o["t0"] for o in os_]) for r, os_ in by_res.items()})
@@ -1959,7 +2501,10 @@ def mutations(hist, snap, faults=()):
         yield "a token that went down", "tokens", h2, s2
     # Two holders: another owner granted the resource just after a grant
     # whose lease nothing in the run cut short (see lease_certainly_live).
+    # An exclusive lease of a resource that is never counted nor shared:
+    # those are the permits' and shared exclusion's.
     i = first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None
+              and h.get("permits", 1) == 1 and h["res"] not in SHARED
               and lease_certainly_live(h, 4 * MARGIN))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
@@ -2128,6 +2673,86 @@ def mutations(hist, snap, faults=()):
             s2["holds"] = [x for x in s2["holds"] if x["row"]["id"] != hist[i]["v"]]
             yield "an acknowledged hold lost", "durability", h2, s2
 
+    # -- sets of leases
+    i = first(lambda h: h["op"] == "acquire_all" and h["r"] == "ok"
+              and isinstance(h.get("v"), list) and len(h["v"]) >= 2)
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["v"] = h2[i]["v"][:-1]
+        yield "a set answered in part", "sets", h2, s2
+    ck = Checker(hist, faults, snap)
+    ck.check_sets()
+    if ck.whole_looks:
+        i = first(lambda h: h.get("opid") == ck.whole_looks[0])
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["v"] = h2[i]["v"][:-1]
+        yield "a set seen held in part", "sets", h2, s2
+    n_calls = collections.Counter(h["owner"] for h in hist if h["op"] == "acquire_all")
+    restarts = [f for f in faults if f["kind"] in ("crash", "restart")]
+
+    def set_certainly_live(h):
+        return n_calls[h["owner"]] == 1 and h["t1"] - h["t0"] < 0.5 and \
+            not any(o["op"] in ("release", "release_all") and o.get("owner") == h["owner"]
+                    and o["t0"] < h["t1"] + 0.5 for o in hist) and \
+            not any(f["t1"] >= h["t0"] and f["t0"] <= h["t1"] + 0.5 for f in restarts)
+    i = first(lambda h: h["op"] == "acquire_all" and h["r"] == "ok"
+              and isinstance(h.get("v"), list) and set_certainly_live(h))
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        g = {"op": "acquire", "r": "ok", "res": hist[i]["rs"][0], "owner": "someone-else",
+             "v": hist[i]["v"][0] + 10 ** 6, "ttl": 1.0, "wait": 0, "opid": "fake-m",
+             "t0": hist[i]["t1"] + 0.001, "t1": hist[i]["t1"] + 0.002, "c": -1}
+        h2.append(g)
+        yield "a member of a set granted to another holder", "mutual exclusion", h2, s2
+    i = first(lambda h: h["op"] == "fence_all" and h["r"] == "ok" and "tf" in h)
+    if i is not None:
+        h = hist[i]
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2.append({"op": "acquire", "r": "ok", "res": h["rs"][-1], "owner": "someone-else",
+                   "v": h["toks"][-1] + 10 ** 6, "ttl": 1, "wait": 0, "opid": "fake-f",
+                   "t0": h["tf"] - 1.0, "t1": h["tf"] - 0.5, "c": -1})
+        yield "a fenced write under a superseded set token", "fencing", h2, s2
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        gone = "%s:%s" % (h["opid"], h["rs"][0])
+        s2["fenced"] = [r for r in s2["fenced"] if r[4] != gone]
+        yield "a fenced write of a set committed in part", "durability", h2, s2
+    # -- calendars
+    live = [x for x in snap.get("ranges", []) if x["status"] in ("held", "confirmed")]
+    if live:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        x = live[0]
+        for k in range(CALENDARS.get(x["cal"], 1)):
+            y = dict(x)
+            y["id"] = -1 - k
+            s2["ranges"].append(y)
+        yield "ranges over a calendar's capacity in the tables", "calendar capacity", h2, s2
+    conf = {h["id"] for h in hist if h["op"] == "confirm_range" and h["r"] == "ok"
+            and h.get("v") is True}
+    i = first(lambda h: h["op"] == "confirm_range" and h["r"] == "ok" and h.get("v") is True)
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        s2["ranges"] = [x for x in s2["ranges"] if x["id"] != hist[i]["id"]]
+        yield "a confirmed range lost", "durability", h2, s2
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        h2[i]["t0"] += 100
+        h2[i]["t1"] += 100
+        yield "a range hold confirmed after it had expired", "expiry", h2, s2
+    i = first(lambda h: h["op"] == "reserve_range" and h["r"] == "ok" and h.get("v") in conf)
+    if i is not None:
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        for k in range(CALENDARS.get(hist[i]["cal"], 1)):
+            g = dict(hist[i])
+            g.update(opid="fake-r%d" % k, v=-10 - k, key=None, ttl=2.0,
+                     t0=hist[i]["t1"] + 0.01 * (k + 1), t1=hist[i]["t1"] + 0.01 * (k + 1) + 0.001)
+            h2.append(g)
+        yield "a range taken over a confirmed one during the run", "calendar capacity", h2, s2
+    if snap.get("ranges"):
+        h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
+        x = s2["ranges"][0]
+        x["status"], x["finished_epoch"] = "held", None
+        x["expires_epoch"] = s2["server_epoch"] - 60
+        yield "an expired range hold left held", "expiry", h2, s2
 
 def cmd_tokens(args):
     hist, faults, snap = load_dir(args.dir)

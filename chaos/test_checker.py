@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """chaos/test_checker.py: the chaos checker's checks of the newer kinds
-(counted and shared leases, carts, per-holder limits, waitlists), each fed a
+(counted and shared leases, carts, per-holder limits, waitlists, sets of
+leases, calendars), each fed a
 small synthetic history that breaks its invariant on purpose, and the same
 history without the bug.  A check that stays silent on its bug, or speaks on
 a clean history, fails here.  No server, no PyPI: Debian's python3 only.
@@ -401,6 +402,276 @@ class HoldIds(CheckerTest):
         self.assertCaught(errors(["check_hold_ids"], h), "hold ids")
         h[1]["v"] = 8
         self.assertClean(errors(["check_hold_ids"], h))
+
+
+def aall(rs, owner, toks, t0, ttl=2.0, r="ok", wait=0):
+    """An acquire_all of resources rs answered toks (a list, or None)."""
+    h = op("acquire_all", t0, t0 + 0.01, r=r, rs=list(rs), owner=owner, ttl=ttl, wait=wait)
+    if r == "ok":
+        h["v"] = toks
+    return h
+
+
+def look(rs, owner, rows, t0):
+    """A look at lockctl.leases: rows of (resource, token, set_id)."""
+    return op("set_look", t0, t0 + 0.01, rs=list(rs), owner=owner, v=[list(x) for x in rows])
+
+
+def fence_all(rs, owner, toks, tf, r="ok"):
+    return op("fence_all", tf - 0.001, tf + 0.01, r=r, rs=list(rs), toks=list(toks),
+              owner=owner, tf=tf, pause=0)
+
+
+def fenced_rows(h, prev=0):
+    """The rows of chaos.fenced a fence_all h wrote: [id, resource, token, prev, opid]."""
+    return [[k, res, tok, prev, "%s:%s" % (h["opid"], res)]
+            for k, (res, tok) in enumerate(zip(h["rs"], h["toks"]))]
+
+
+def snap_fences(rows):
+    last = {}
+    for _, res, tok, _, _ in rows:
+        last[res] = max(last.get(res, 0), tok)
+    return {"accounts": [], "fenced": rows, "fence_last": last}
+
+
+class Sets(CheckerTest):
+    """acquire_all: a set whole or not at all; no other holder of a member
+    while the set is held; no fenced write under a superseded token."""
+    A, B, C = "chaos-set-0", "chaos-set-1", "chaos-set-2"
+
+    def clean(self):
+        g = aall([self.B, self.A], "s1", [101, 102], 0.0)
+        w = fence_all([self.B, self.A], "s1", [101, 102], 0.3)
+        return [g, look([self.B, self.A], "s1", [(self.A, 102, 7), (self.B, 101, 7)], 0.1), w,
+                op("release_all", 0.5, 0.51, rs=[self.B, self.A], toks=[101, 102], owner="s1",
+                   v=[True, True]),
+                aall([self.A, self.C], "s2", [103, 104], 0.6),
+                aall([self.C, self.B], "s3", None, 0.7, wait=0.05),
+                look([self.C, self.B], "s3", [], 0.8)], fenced_rows(w)
+
+    def test_a_clean_history(self):
+        # every check of the checker, on a small history of sets
+        h, rows = self.clean()
+        ck = chaos.Checker(h, [], snap_fences(rows))
+        self.assertClean(ck.run())
+        self.assertEqual(ck.stats["sets granted / answered NULL"], "2 / 1")
+        self.assertEqual(ck.stats["looks at sets checked (whole / none)"], "1 / 1")
+
+    def test_answered_in_part(self):
+        h = [aall([self.A, self.B, self.C], "s1", [101, 102], 0.0)]
+        self.assertCaught(errors(["check_sets"], h), "sets")
+        h[0]["v"] = [101, None, 103]
+        self.assertCaught(errors(["check_sets"], h), "sets")
+
+    def test_held_in_part(self):
+        h = [aall([self.A, self.B, self.C], "s1", None, 0.0, r="info"),
+             look([self.A, self.B, self.C], "s1", [(self.A, 101, 7), (self.C, 103, 7)], 0.2)]
+        self.assertCaught(errors(["check_sets"], h), "sets")
+        # whole or none is fine after an unknown outcome
+        h[1]["v"].append([self.B, 102, 7])
+        self.assertClean(errors(["check_sets"], h))
+        h[1]["v"] = []
+        self.assertClean(errors(["check_sets"], h))
+
+    def test_held_in_part_once_it_may_have_expired(self):
+        # a member may have expired and been taken: no evidence
+        h = [aall([self.A, self.B, self.C], "s1", None, 0.0, ttl=0.3, r="info"),
+             look([self.A, self.B, self.C], "s1", [(self.A, 101, 7)], 0.5)]
+        self.assertClean(errors(["check_sets"], h))
+        h[1]["t0"], h[1]["t1"] = 0.1, 0.11
+        self.assertCaught(errors(["check_sets"], h), "sets")
+        # a restart may have ended the set
+        self.assertClean(errors(["check_sets"], h, [{"kind": "crash", "t0": 0.05, "t1": 0.08}]))
+
+    def test_held_though_answered_null(self):
+        h = [aall([self.A, self.B], "s1", None, 0.0),
+             look([self.A, self.B], "s1", [(self.A, 101, 7), (self.B, 102, 7)], 0.1)]
+        self.assertCaught(errors(["check_sets"], h), "sets")
+
+    def test_not_the_answered_tokens(self):
+        h = [aall([self.A, self.B], "s1", [101, 102], 0.0),
+             look([self.A, self.B], "s1", [(self.A, 101, 7), (self.B, 99, 7)], 0.1)]
+        self.assertCaught(errors(["check_sets"], h), "sets")
+        h[1]["v"][1][1] = 102
+        self.assertClean(errors(["check_sets"], h))
+        h[1]["v"][1][2] = 8      # two sets, not one
+        self.assertCaught(errors(["check_sets"], h), "sets")
+
+    def test_two_holders_of_a_member(self):
+        h = [aall([self.A, self.B], "s1", [101, 102], 0.0),
+             aall([self.C, self.B], "s2", [103, 104], 0.5)]
+        self.assertCaught(errors(["check_lease_grants"], h), "mutual exclusion")
+        # after the first set was released: fine
+        h.insert(1, op("release_all", 0.3, 0.31, rs=[self.A, self.B], toks=[101, 102],
+                       owner="s1", v=[True, True]))
+        self.assertClean(errors(["check_lease_grants"], h))
+
+    def test_a_single_acquire_of_a_member(self):
+        h = [aall([self.A, self.B], "s1", [101, 102], 0.0), grant(self.B, "x", 103, 0.5)]
+        self.assertCaught(errors(["check_lease_grants"], h), "mutual exclusion")
+        # the member released on its own, the rest still held: fine
+        h.insert(1, release(self.B, "s1", 102, 0.3))
+        self.assertClean(errors(["check_lease_grants"], h))
+
+    def test_a_retry_keeps_its_tokens(self):
+        h = [aall([self.A, self.B], "s1", None, 0.0, r="info"),
+             aall([self.A, self.B], "s1", [101, 102], 0.2)]
+        self.assertClean(errors(["check_lease_grants", "check_sets"], h))
+
+    def test_fenced_write_with_a_superseded_set_token(self):
+        # B released on its own and granted to s2; then a write of the set
+        # under both its tokens is accepted (A's lease is still live)
+        g = aall([self.A, self.B], "s1", [101, 102], 0.0)
+        rel = release(self.B, "s1", 102, 0.3)
+        g2 = aall([self.B, self.C], "s2", [103, 104], 0.5)
+        w = fence_all([self.A, self.B], "s1", [101, 102], 1.0)
+        errs = errors(["check_fences"], [g, rel, g2, w], snap=snap_fences(fenced_rows(w)))
+        self.assertCaught(errs, "fencing")
+        self.assertTrue(all("token 102 fenced at 1.000, after token 103" in e for e in errs),
+                        errs)
+        # written before the other grant: fine
+        w2 = fence_all([self.A, self.B], "s1", [101, 102], 0.2)
+        self.assertClean(errors(["check_fences"], [g, rel, g2, w2],
+                                snap=snap_fences(fenced_rows(w2))))
+
+    def test_fenced_write_of_a_set_committed_in_part(self):
+        g = aall([self.A, self.B], "s1", [101, 102], 0.0)
+        w = fence_all([self.A, self.B], "s1", [101, 102], 0.1)
+        rows = fenced_rows(w)[:1]
+        self.assertCaught(errors(["check_fences"], [g, w], snap=snap_fences(rows)),
+                          "durability")
+        w["r"], w["err"] = "fail", "40001"
+        self.assertCaught(errors(["check_fences"], [g, w], snap=snap_fences(rows)), "fencing")
+
+
+DAY = chaos.CAL_BASE
+
+
+def rr(cal, a, b, v, t0, ttl=2.0, r="ok", key=None):
+    """reserve_range of minutes a-b of the first day, answered v."""
+    h = op("reserve_range", t0, t0 + 0.01, r=r, cal=cal, lo=DAY + 60 * a, hi=DAY + 60 * b,
+           ttl=ttl, key=key, holder="h")
+    if r == "ok":
+        h["v"] = v
+    return h
+
+
+def range_row(hid, cal, a, b, status="held", expires=2000.0, finished=None):
+    return {"id": hid, "cal": cal, "status": status, "holder": "h", "key": None,
+            "lo": DAY + 60 * a, "hi": DAY + 60 * b, "expires_epoch": expires,
+            "finished_epoch": finished}
+
+
+def snap_cal(*rows):
+    return {"server_epoch": 1000.0, "mono": 100.0,
+            "settings": {"lockctl.expiry_interval": "200"},
+            "calendars": [{"id": 1, "resource": "chaos-cal-1", "capacity": 1},
+                          {"id": 2, "resource": "chaos-cal-2", "capacity": 2}],
+            "ranges": list(rows)}
+
+
+class Calendars(CheckerTest):
+    """No overlap beyond capacity; a confirmed range never lost; an expired
+    hold never confirmed."""
+    C1, C2 = "chaos-cal-1", "chaos-cal-2"
+
+    def test_three_overlapping_on_capacity_two(self):
+        h = [rr(self.C2, 0, 3, 11, 0.0), rr(self.C2, 2, 4, 12, 0.1), rr(self.C2, 1, 3, 13, 0.2)]
+        self.assertCaught(errors(["check_calendars"], h), "calendar capacity")
+        # ranges that meet do not overlap
+        h[2]["lo"], h[2]["hi"] = DAY + 60 * 3, DAY + 60 * 5
+        self.assertClean(errors(["check_calendars"], h))
+        # nor do ranges of another day
+        h[2]["lo"], h[2]["hi"] = DAY + 86400 + 60, DAY + 86400 + 180
+        self.assertClean(errors(["check_calendars"], h))
+
+    def test_over_capacity_after_a_cancel_or_an_expiry(self):
+        h = [rr(self.C2, 0, 3, 11, 0.0), rr(self.C2, 2, 4, 12, 0.1),
+             op("cancel_range", 0.15, 0.16, id=11, v=True), rr(self.C2, 1, 3, 13, 0.2)]
+        self.assertClean(errors(["check_calendars"], h))
+        # a cancel that failed cancelled nothing
+        h[2]["r"], h[2]["err"] = "fail", "55000"
+        self.assertCaught(errors(["check_calendars"], h), "calendar capacity")
+        # a hold that may have expired takes nothing for sure
+        h[0]["ttl"] = 0.2
+        self.assertClean(errors(["check_calendars"], h))
+        # unless it was confirmed
+        h.insert(1, op("confirm_range", 0.05, 0.06, id=11, v=True))
+        self.assertCaught(errors(["check_calendars"], h), "calendar capacity")
+
+    def test_capacity_one(self):
+        h = [rr(self.C1, 0, 2, 11, 0.0), rr(self.C1, 1, 2, 12, 0.5)]
+        self.assertCaught(errors(["check_calendars"], h), "calendar capacity")
+
+    def test_three_overlapping_in_the_tables(self):
+        s = snap_cal(range_row(11, self.C2, 0, 3, "confirmed", finished=990.0),
+                     range_row(12, self.C2, 2, 4), range_row(13, self.C2, 1, 3))
+        errs = errors(["check_calendars"], [], snap=s)
+        self.assertCaught(errs, "calendar capacity")
+        s["ranges"][2]["status"] = "expired"
+        s["ranges"][2]["finished_epoch"] = 995.0
+        self.assertFalse(of(errors(["check_calendars"], [], snap=s), "calendar capacity"))
+
+    def test_three_overlapping_in_a_look(self):
+        h = [op("cal_look", 1.0, 1.1, day=DAY,
+                v=[[self.C2, DAY, DAY + 180, 11], [self.C2, DAY + 120, DAY + 240, 12],
+                   [self.C2, DAY + 60, DAY + 180, 13]])]
+        self.assertCaught(errors(["check_calendars"], h), "calendar capacity")
+        h[0]["v"][2][0] = self.C1
+        self.assertClean(errors(["check_calendars"], h))
+
+    def test_confirmed_range_lost(self):
+        h = [rr(self.C1, 0, 2, 11, 0.0), op("confirm_range", 0.5, 0.51, id=11, v=True)]
+        s = snap_cal(range_row(11, self.C1, 0, 2, "confirmed", finished=990.0))
+        self.assertClean(errors(["check_calendars"], h, snap=s))
+        self.assertCaught(errors(["check_calendars"], h, snap=snap_cal()), "durability")
+        s["ranges"][0]["status"], s["ranges"][0]["finished_epoch"] = "expired", 991.0
+        self.assertCaught(errors(["check_calendars"], h, snap=s), "calendars")
+
+    def test_expired_hold_confirmed(self):
+        h = [rr(self.C1, 0, 2, 11, 0.0, ttl=0.3), op("confirm_range", 2.0, 2.01, id=11, v=True)]
+        s = snap_cal(range_row(11, self.C1, 0, 2, "confirmed", finished=990.0))
+        self.assertCaught(errors(["check_calendars"], h, snap=s), "expiry")
+        # an extend of unknown outcome may have kept it
+        h.insert(1, op("extend_range", 0.2, 0.21, r="info", id=11, ttl=2.0))
+        self.assertClean(errors(["check_calendars"], h, snap=s))
+        # in the tables: confirmed after it expired
+        s["ranges"][0]["expires_epoch"] = 980.0
+        self.assertCaught(errors(["check_calendars"], [], snap=s), "expiry")
+
+    def test_expired_hold_left_held(self):
+        s = snap_cal(range_row(11, self.C1, 0, 2, "held", expires=990.0))
+        self.assertCaught(errors(["check_calendars"], [], snap=s), "expiry")
+
+    def test_a_range_from_nowhere(self):
+        s = snap_cal(range_row(11, self.C1, 0, 2))
+        self.assertCaught(errors(["check_calendars"], [], snap=s), "calendars")
+        h = [rr(self.C1, 0, 2, None, 0.0, r="info")]
+        self.assertClean(errors(["check_calendars"], h, snap=s))
+
+    def test_a_clean_history(self):
+        h = [rr(self.C1, 0, 2, 11, 0.0, key="k"), rr(self.C1, 1, 3, None, 0.1),
+             rr(self.C1, 0, 2, 11, 0.2, key="k"),
+             op("confirm_range", 0.3, 0.31, id=11, v=True), rr(self.C2, 0, 2, 12, 0.4),
+             rr(self.C2, 1, 3, 13, 0.5), rr(self.C2, 1, 2, None, 0.6),
+             op("cancel_range", 0.7, 0.71, id=13, v=True), rr(self.C2, 1, 2, 14, 0.8, ttl=0.3),
+             op("cal_look", 0.9, 0.91, day=DAY, v=[[self.C1, DAY, DAY + 120, 11],
+                                                  [self.C2, DAY, DAY + 120, 12],
+                                                  [self.C2, DAY + 60, DAY + 120, 14]])]
+        s = snap_cal(range_row(11, self.C1, 0, 2, "confirmed", finished=990.0),
+                     range_row(12, self.C2, 0, 2, "expired", expires=995.0, finished=995.1),
+                     range_row(13, self.C2, 1, 3, "cancelled", finished=995.0),
+                     range_row(14, self.C2, 1, 2, "expired", expires=995.0, finished=995.2))
+        s.update(snap_fences([]))
+        ck = chaos.Checker(h, [], s)
+        self.assertClean(ck.run())
+        self.assertEqual(ck.stats["range holds acknowledged / answered NULL (taken)"], "4 / 2")
+
+    def test_hold_id_of_a_range_and_a_hold(self):
+        h = [op("reserve", 0.0, 0.1, pool="chaos-cart-a", qty=1, ttl=1.0, key=None, v=7),
+             rr(self.C1, 0, 2, 7, 0.5)]
+        self.assertCaught(errors(["check_hold_ids"], h), "hold ids")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 # The chaos run: many clients mix version-checked updates, leases with fenced
-# writes and reservations while queries are cancelled, statement timeouts cut
-# calls short, client backends and the expiry worker are terminated, and the
-# server is crash-restarted and cleanly restarted.  An independent checker
+# writes (alone and in sets, acquire_all), reservations and calendars while
+# queries are cancelled, statement timeouts cut calls short, client backends
+# and the expiry worker are terminated, and the server is crash-restarted and
+# cleanly restarted.  An independent checker
 # (chaos/chaos.py) then verifies every invariant from the recorded history and
 # the tables, and must itself catch known corruptions.
 #
@@ -77,7 +78,7 @@ my ($rc) = chaos_cmd('setup');
 is($rc, 0, 'chaos objects created');
 my $features = slurp_file("$dir/features.json");
 my %has = map { $_ => ($features =~ /"$_": true/ ? 1 : 0) }
-  qw(versioning lease reserve counted shared carts limits waitlist);
+  qw(versioning lease reserve counted shared carts limits waitlist sets calendars);
 note "feature $_: " . ($has{$_} ? 'exercised' : 'ABSENT, not exercised') for sort keys %has;
 if (!grep { $_ } values %has)
 {
@@ -122,12 +123,14 @@ is($load->result(0), 0, 'the load ran to its end');
 
 # Give the expiry worker its bound after the last hold fell due: every hold's
 # time is up, plus two expiry intervals and a second.
-# Carts expire in the same passes.
+# Carts and range holds of calendars expire in the same passes.
 my $carts_due = $has{carts} ? '(SELECT max(expires) FROM lockctl.carts)' : 'NULL';
+my $ranges_due =
+  $has{calendars} ? '(SELECT max(expires) FROM lockctl.range_reservations)' : 'NULL';
 $node->poll_query_until('postgres', qq{
 	SELECT clock_timestamp() > coalesce(greatest((SELECT max(expires) FROM lockctl.reservations),
-	                                             $carts_due), 'epoch') + interval '1.4 s'
-}) or die 'the server clock did not move' if $has{reserve};
+	                                             $carts_due, $ranges_due), 'epoch') + interval '1.4 s'
+}) or die 'the server clock did not move' if $has{reserve} || $has{calendars};
 
 ($rc) = chaos_cmd('snapshot');
 is($rc, 0, 'snapshot taken');
