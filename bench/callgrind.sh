@@ -3,7 +3,7 @@
 # by callgrind in the backend that runs them: robust on a noisy machine,
 # where throughput is not.
 #
-#   PG_CONFIG=... bash bench/callgrind.sh PORT DATADIR CASE.sql... 
+#   PG_CONFIG=... bash bench/callgrind.sh PORT DATADIR CASE.sql...
 #
 # Starts a scratch server of its own in DATADIR (a new cluster, durable as
 # bench/run makes its server: fsync, synchronous_commit and
@@ -28,6 +28,12 @@ user=$(lockctl_server_user)
 cg=$data.cg
 as_user() { lockctl_scratch_as_server_user "$@"; }
 
+# DATADIR is deleted and made again: only one this script made (with its
+# DATADIR.cg beside it), never another directory.
+if [ -e "$data" ] && [ ! -d "$cg" ]; then
+    echo "bench/callgrind.sh: $data exists and was not made by this script" >&2
+    exit 1
+fi
 rm -rf "$data" "$cg"
 mkdir -m 700 "$data"; mkdir -m 755 "$cg"
 chown "$user" "$data" "$cg"
