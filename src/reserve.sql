@@ -957,7 +957,9 @@ BEGIN
     RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
     IF NOT FOUND THEN
         -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
-        IF lockctl_internal.is_range_hold(id) THEN
+        -- The test of lockctl_internal.is_range_hold, inline: that SQL
+        -- function is planned again in every transaction that calls it.
+        IF EXISTS (SELECT FROM lockctl.range_reservations AS g WHERE g.id = id) THEN
             RETURN lockctl_internal.confirm_range(id);
         END IF;
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
@@ -1002,7 +1004,7 @@ BEGIN
     RETURNING r.pool_id, r.slot, r.quantity, r.holder INTO v_pool, v_slot, v_q, v_holder;
     IF NOT FOUND THEN
         -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
-        IF lockctl_internal.is_range_hold(id) THEN
+        IF EXISTS (SELECT FROM lockctl.range_reservations AS g WHERE g.id = id) THEN
             RETURN lockctl_internal.cancel_range(id);
         END IF;
         PERFORM lockctl_internal.hold_state('cancel', id, ARRAY['cancelled', 'expired']);
@@ -1050,7 +1052,7 @@ BEGIN
     RETURNING r.expires INTO v_expires;
     IF NOT FOUND THEN
         -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
-        IF lockctl_internal.is_range_hold(id) THEN
+        IF EXISTS (SELECT FROM lockctl.range_reservations AS g WHERE g.id = id) THEN
             RETURN lockctl_internal.extend_range(id, ttl);
         END IF;
         PERFORM lockctl_internal.hold_state('extend', id, ARRAY[]::text[]);

@@ -18,10 +18,12 @@
 --
 -- Lock order (the same as reserve's, extended over pools):
 --   slot rows in (pool id, slot) order -> cart row.
--- reserve_cart takes its pools in pool id order, whatever the order of the
--- items, and in each pool uses reserve's three paths: it never waits on a
--- slot of a pool while it holds a slot of a pool with a higher id.  Two
--- carts, or a cart and single reserves, therefore never deadlock.
+-- reserve_cart first tries every pool with SKIP LOCKED, waiting for
+-- nothing; if that fails it gives back all it took and takes its pools in
+-- pool id order, whatever the order of the items, in each pool with
+-- reserve's three paths: it never waits on a slot of a pool while it holds
+-- a slot of a pool with a higher id.  Two carts, or a cart and single
+-- reserves, therefore never deadlock.
 -- confirm_cart and cancel_cart lock the cart row first, then its slots in
 -- (pool id, slot) order, then its holders' counts.  The expiry worker
 -- never waits (src/reserve.sql, expire_holds): it takes a due cart only
@@ -406,6 +408,17 @@ REVOKE ALL ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) FRO
 -- pool has too few free units: then nothing is held, and a NOTICE (SQLSTATE
 -- 01LC1) names the item (the items, when several name that pool), the
 -- pool, and what is free.
+--
+-- Two ways, cheapest first (docs/reservations.md, "Carts"):
+--   1. fast: reserve's fast path (a free slot, SKIP LOCKED) for every pool,
+--      one UPDATE each, then one INSERT of the items, all in a single
+--      subtransaction.  Nothing waits there; if some pool has no such
+--      slot, the subtransaction gives back everything taken (the cart row
+--      too) and:
+--   2. pool by pool in pool id order with reserve's three paths
+--      (take_units), which may wait, each in its own subtransaction.
+-- The items are checked and merged by one query; only when it finds one
+-- wrong does cart_items go through them one by one, for the error.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
                                      ttl interval DEFAULT '00:05:00'::interval,
@@ -417,6 +430,7 @@ CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
 AS $fn$
 #variable_conflict use_column
 DECLARE
+    v_items jsonb := items;
     v_holder text := holder;
     v_ttl interval := ttl;
     v_key text := idempotency_key;
@@ -424,47 +438,90 @@ DECLARE
     v_nslots integer[];
     v_names text[];
     v_qs bigint[];
-    v_pos text[];
+    v_ok boolean;
+    v_slots integer[] := ARRAY[]::integer[];
     v_start integer := pg_backend_pid();
     v_slot integer;
     v_max bigint;
     v_maxes bigint[] := ARRAY[]::bigint[];
     v_id bigint;
     v_now timestamp with time zone;
+    v_fast boolean := true;
     v_failed integer;
     v_free bigint;
+    v_pos text;
 BEGIN
-    IF octet_length(holder) = 0 THEN
+    IF octet_length(v_holder) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'holder of lockctl.reserve_cart must not be empty',
             HINT = 'Pass NULL for a cart without a holder.';
-    ELSIF octet_length(holder) > lockctl_internal.name_max_bytes() THEN
+    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'holder of lockctl.reserve_cart is too long',
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(holder), lockctl_internal.name_max_bytes());
+                            octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    PERFORM lockctl_internal.check_hold_ttl('reserve_cart', ttl);
-    IF octet_length(idempotency_key) = 0 THEN
+    -- check_hold_ttl's test, inline (this is the hot path); it raises.
+    IF v_ttl IS NULL OR v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        PERFORM lockctl_internal.check_hold_ttl('reserve_cart', v_ttl);
+    END IF;
+    IF octet_length(v_key) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'idempotency_key of lockctl.reserve_cart must not be empty';
-    ELSIF octet_length(idempotency_key) > lockctl_internal.name_max_bytes() THEN
+    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'name_too_long',
             MESSAGE = 'idempotency_key of lockctl.reserve_cart is too long',
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(idempotency_key), lockctl_internal.name_max_bytes());
+                            octet_length(v_key), lockctl_internal.name_max_bytes());
     END IF;
 
-    SELECT array_agg(c.pool_id ORDER BY c.pool_id), array_agg(c.nslots ORDER BY c.pool_id),
-           array_agg(c.resource ORDER BY c.pool_id), array_agg(c.quantity ORDER BY c.pool_id),
-           array_agg(CASE WHEN cardinality(c.positions) > 1 THEN 'items ' ELSE 'item ' END
-                     || array_to_string(c.positions, ', ') ORDER BY c.pool_id)
-      INTO v_pools, v_nslots, v_names, v_qs, v_pos
-      FROM lockctl_internal.cart_items(items) AS c;
+    -- The items, checked, looked up and merged by pool in one query, in
+    -- pool id order.  v_ok is true only if every check of cart_items
+    -- passes; otherwise cart_items, item by item, raises its error (or,
+    -- were this query ever stricter than it, gives the same merge).  Each
+    -- guard is a CASE: the parts of an AND may run in any order.
+    IF jsonb_typeof(v_items) = 'array'
+       AND jsonb_array_length(v_items) BETWEEN 1 AND lockctl_internal.max_cart_items() THEN
+        SELECT array_agg(g.p ORDER BY g.p), array_agg(g.n ORDER BY g.p),
+               array_agg(g.r ORDER BY g.p), array_agg(g.q ORDER BY g.p), bool_and(g.ok)
+          INTO v_pools, v_nslots, v_names, v_qs, v_ok
+          FROM (SELECT p.id AS p, min(p.slots) AS n, min(p.resource) AS r,
+                       CASE WHEN bool_and(a.ok) AND p.id IS NOT NULL
+                                 AND sum(a.q) <= lockctl_internal.max_units()
+                            THEN sum(a.q)::bigint END AS q,
+                       coalesce(bool_and(a.ok) AND p.id IS NOT NULL
+                                AND sum(a.q) <= lockctl_internal.max_units(), false) AS ok
+                  FROM jsonb_array_elements(v_items) AS e(v)
+                 CROSS JOIN LATERAL
+                       (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN NULL
+                                    WHEN (e.v - 'resource' - 'quantity') <> '{}'::jsonb THEN NULL
+                                    WHEN jsonb_typeof(e.v -> 'resource') = 'string'
+                                    THEN e.v ->> 'resource' END AS r,
+                               CASE WHEN jsonb_typeof(e.v) <> 'object' THEN NULL
+                                    WHEN NOT e.v ? 'quantity' THEN 1::numeric
+                                    WHEN jsonb_typeof(e.v -> 'quantity') = 'number'
+                                    THEN (e.v ->> 'quantity')::numeric END AS q) AS b
+                 CROSS JOIN LATERAL
+                       (SELECT coalesce(octet_length(b.r) BETWEEN 1 AND lockctl_internal.name_max_bytes()
+                                        AND b.q = trunc(b.q)
+                                        AND b.q BETWEEN 1 AND lockctl_internal.max_units(), false) AS ok,
+                               b.q) AS a
+                  -- LIMIT 1: one index probe per item, whatever the plan.
+                  LEFT JOIN LATERAL
+                       (SELECT x.id, x.slots, x.resource FROM lockctl.pools AS x
+                         WHERE x.resource = b.r LIMIT 1) AS p ON true
+                 GROUP BY p.id) AS g;
+    END IF;
+    IF v_ok IS NOT TRUE THEN
+        SELECT array_agg(c.pool_id ORDER BY c.pool_id), array_agg(c.nslots ORDER BY c.pool_id),
+               array_agg(c.resource ORDER BY c.pool_id), array_agg(c.quantity ORDER BY c.pool_id)
+          INTO v_pools, v_nslots, v_names, v_qs
+          FROM lockctl_internal.cart_items(v_items) AS c;
+    END IF;
 
     -- A retry with the same key gets the cart the first call made.
-    IF idempotency_key IS NOT NULL THEN
-        v_id := lockctl_internal.keyed_cart(idempotency_key, v_pools, v_qs);
+    IF v_key IS NOT NULL THEN
+        v_id := lockctl_internal.keyed_cart(v_key, v_pools, v_qs);
         IF v_id IS NOT NULL THEN
             RETURN v_id;
         END IF;
@@ -476,31 +533,52 @@ BEGIN
         PERFORM lockctl_internal.check_role_caps(lockctl_internal.acting_role(), cardinality(v_pools));
     END IF;
 
-    -- All or nothing: a subtransaction that a missing unit rolls back.
-    -- The cart row comes first: a concurrent call with the same key waits
+    -- 1. fast.  All or nothing: a subtransaction, rolled back (cart row,
+    -- items, slot locks) when some pool has no free slot at hand.  The
+    -- cart row comes first: a concurrent call with the same key waits
     -- here, before it holds any slot.
     v_now := clock_timestamp();
     BEGIN
-        INSERT INTO lockctl.carts AS c (holder, created, expires, idempotency_key)
-        VALUES (v_holder, v_now, v_now + v_ttl, v_key)
-        ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING c.id INTO v_id;
+        IF v_key IS NULL THEN
+            INSERT INTO lockctl.carts AS c (holder, created, expires)
+            VALUES (v_holder, v_now, v_now + v_ttl)
+            RETURNING c.id INTO v_id;
+        ELSE
+            INSERT INTO lockctl.carts AS c (holder, created, expires, idempotency_key)
+            VALUES (v_holder, v_now, v_now + v_ttl, v_key)
+            ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING c.id INTO v_id;
+        END IF;
         IF v_id IS NOT NULL THEN
-            -- Pools in id order, whatever the order of the items.
+            -- Pool by pool in pool id order (the order does not matter
+            -- here, nothing waits): reserve's fast path, the first free
+            -- slot with enough from this backend's own one up, then from
+            -- the first one up to it, each an index range; one UPDATE per
+            -- pool, whose plan is the primary key's whatever the sizes.
             FOR i IN 1 .. cardinality(v_pools) LOOP
-                SELECT t.got_slot, t.max_per_holder INTO v_slot, v_max
-                  FROM lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start) AS t;
+                v_slot := NULL;
+                UPDATE lockctl.pool_slots AS s
+                   SET held = s.held + v_qs[i], holds_taken = s.holds_taken + 1
+                 WHERE s.pool_id = v_pools[i]
+                   AND s.slot = coalesce(
+                       (SELECT x.slot FROM lockctl.pool_slots AS x
+                         WHERE x.pool_id = v_pools[i] AND x.slot >= v_start % v_nslots[i]
+                           AND x.slot < v_nslots[i]
+                           AND x.capacity - x.held - x.confirmed >= v_qs[i]
+                         ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED),
+                       (SELECT x.slot FROM lockctl.pool_slots AS x
+                         WHERE x.pool_id = v_pools[i] AND x.slot < v_start % v_nslots[i]
+                           AND x.capacity - x.held - x.confirmed >= v_qs[i]
+                         ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED))
+                RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
                 IF v_slot IS NULL THEN
-                    v_failed := i;
-                    -- Exact: take_units ended with every slot of it locked.
-                    SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
-                      FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pools[i];
-                    RAISE EXCEPTION USING ERRCODE = 'LCKC2';
+                    RAISE EXCEPTION USING ERRCODE = 'LCKC1';
                 END IF;
-                INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
-                VALUES (v_id, v_pools[i], v_slot, v_qs[i]);
-                v_maxes := v_maxes || v_max;
+                v_slots[i] := v_slot;
+                v_maxes[i] := v_max;
             END LOOP;
+            INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
+            SELECT v_id, u.p, u.s, u.q FROM unnest(v_pools, v_slots, v_qs) AS u(p, s, q);
             -- Per-holder limits (src/reserve_limits.sql), once every slot
             -- is ours: holder rows come after slot rows, in pool order.
             FOR i IN 1 .. cardinality(v_pools) LOOP
@@ -509,22 +587,70 @@ BEGIN
                 END IF;
             END LOOP;
         END IF;
-    EXCEPTION WHEN SQLSTATE 'LCKC2' THEN
-        RAISE NOTICE USING ERRCODE = '01LC1',
-            MESSAGE = format('cart not reserved: pool "%s" has %s units free, the cart asks for %s (%s)',
-                             v_names[v_failed], v_free, v_qs[v_failed], v_pos[v_failed]),
-            DETAIL = 'Nothing was held.';
-        RETURN NULL;
+    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+        v_fast := false;
+        v_id := NULL;
+        v_maxes := ARRAY[]::bigint[];
     END;
+
+    -- 2. pool by pool, in pool id order, waiting where reserve would.
+    IF NOT v_fast THEN
+        v_now := clock_timestamp();
+        BEGIN
+            IF v_key IS NULL THEN
+                INSERT INTO lockctl.carts AS c (holder, created, expires)
+                VALUES (v_holder, v_now, v_now + v_ttl)
+                RETURNING c.id INTO v_id;
+            ELSE
+                INSERT INTO lockctl.carts AS c (holder, created, expires, idempotency_key)
+                VALUES (v_holder, v_now, v_now + v_ttl, v_key)
+                ON CONFLICT (taken_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING c.id INTO v_id;
+            END IF;
+            IF v_id IS NOT NULL THEN
+                FOR i IN 1 .. cardinality(v_pools) LOOP
+                    SELECT t.got_slot, t.max_per_holder INTO v_slot, v_max
+                      FROM lockctl_internal.take_units(v_pools[i], v_nslots[i], v_qs[i], v_start) AS t;
+                    IF v_slot IS NULL THEN
+                        v_failed := i;
+                        -- Exact: take_units ended with every slot of it locked.
+                        SELECT sum(s.capacity - s.held - s.confirmed) INTO v_free
+                          FROM lockctl.pool_slots AS s WHERE s.pool_id = v_pools[i];
+                        RAISE EXCEPTION USING ERRCODE = 'LCKC2';
+                    END IF;
+                    INSERT INTO lockctl.cart_items (cart_id, pool_id, slot, quantity)
+                    VALUES (v_id, v_pools[i], v_slot, v_qs[i]);
+                    v_maxes := v_maxes || v_max;
+                END LOOP;
+                FOR i IN 1 .. cardinality(v_pools) LOOP
+                    IF v_maxes[i] IS NOT NULL THEN
+                        PERFORM lockctl_internal.charge_holder(v_pools[i], v_names[i], v_holder, v_qs[i], v_maxes[i]);
+                    END IF;
+                END LOOP;
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC2' THEN
+            -- Which items named the pool, for the notice.
+            SELECT CASE WHEN cardinality(c.positions) > 1 THEN 'items ' ELSE 'item ' END
+                   || array_to_string(c.positions, ', ')
+              INTO v_pos
+              FROM lockctl_internal.cart_items(v_items) AS c
+             WHERE c.pool_id = v_pools[v_failed];
+            RAISE NOTICE USING ERRCODE = '01LC1',
+                MESSAGE = format('cart not reserved: pool "%s" has %s units free, the cart asks for %s (%s)',
+                                 v_names[v_failed], v_free, v_qs[v_failed], v_pos),
+                DETAIL = 'Nothing was held.';
+            RETURN NULL;
+        END;
+    END IF;
     IF v_id IS NOT NULL THEN
         RETURN v_id;
     END IF;
 
     -- A concurrent call with the same key committed first: its cart.
-    v_id := lockctl_internal.keyed_cart(idempotency_key, v_pools, v_qs);
+    v_id := lockctl_internal.keyed_cart(v_key, v_pools, v_qs);
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
-            MESSAGE = format('could not serialize reserve_cart with idempotency key "%s"', idempotency_key),
+            MESSAGE = format('could not serialize reserve_cart with idempotency key "%s"', v_key),
             DETAIL = 'A concurrent transaction took a cart with the same key after this transaction''s snapshot.',
             HINT = 'Retry the transaction.';
     END IF;
@@ -647,6 +773,9 @@ AS $fn$
 #variable_conflict use_variable
 DECLARE
     v_now timestamp with time zone := clock_timestamp();
+    v_pool bigint;
+    v_slot integer;
+    v_q bigint;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -662,7 +791,20 @@ BEGIN
         PERFORM lockctl_internal.cart_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
     END IF;
-    PERFORM lockctl_internal.finish_cart_units(ARRAY[id], 'confirmed');
+    -- finish_cart_units(.., 'confirmed'), inline: one UPDATE per item (one
+    -- slot row each: items are merged by pool), in (pool id, slot) order,
+    -- so each slot row is locked by the update that writes it, in the
+    -- order every writer follows, with no locking pass before.  An item of
+    -- a dropped pool has no slot row left: nothing to update.
+    FOR v_pool, v_slot, v_q IN
+        SELECT i.pool_id, i.slot, i.quantity FROM lockctl.cart_items AS i
+         WHERE i.cart_id = id ORDER BY i.pool_id, i.slot
+    LOOP
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+               holds_confirmed = s.holds_confirmed + 1
+         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    END LOOP;
     RETURN true;
 END;
 $fn$;

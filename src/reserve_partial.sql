@@ -49,7 +49,7 @@ BEGIN
        FOR UPDATE;
     IF NOT FOUND THEN
         -- A calendar's range hold (src/reserve_calendar.sql) holds one unit.
-        IF lockctl_internal.is_range_hold(id) THEN
+        IF EXISTS (SELECT FROM lockctl.range_reservations AS g WHERE g.id = id) THEN
             IF quantity = 1 THEN
                 RETURN lockctl_internal.confirm_range(id);
             END IF;
