@@ -110,3 +110,17 @@ DROP TABLE ln_tok;
 DROP ROLE regress_ln_dave;
 DROP ROLE regress_ln_bob;
 DROP ROLE regress_ln_alice;
+
+-- DISCARD ALL (how a session pooler hands a server connection to the next
+-- client) ends the session's bound leases, as it releases its advisory
+-- locks; a lease with a ttl stays.  In a transaction block DISCARD ALL is
+-- refused and ends nothing.
+SELECT lockctl.acquire('ln-discard-bound', 'o', bind => 'session') IS NOT NULL AS bound_taken;
+SELECT lockctl.acquire('ln-discard-ttl', 'o', '1 min') IS NOT NULL AS ttl_taken;
+BEGIN;
+DISCARD ALL;
+ROLLBACK;
+SELECT resource FROM lockctl.leases WHERE resource LIKE 'ln-discard-%' ORDER BY resource;
+DISCARD ALL;
+SELECT resource FROM lockctl.leases WHERE resource LIKE 'ln-discard-%' ORDER BY resource;
+SELECT lockctl.force_release('ln-discard-ttl') AS forced;

@@ -167,6 +167,7 @@ LeaseInit(void)
 	lease_admin_init();
 	lease_all_init();
 	lease_wal_init();
+	lease_session_init();
 }
 
 static Size

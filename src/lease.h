@@ -370,6 +370,7 @@ extern int	lease_notice_bound(int pid, LeaseKey **keys, int64 **tokens);
 extern void lease_notice_forget(int64 token);
 /* lease_session.c */
 extern void lease_session_check(void);
+extern void lease_session_init(void);
 
 /* lease_fence.c */
 extern void lease_fence_init(void);

@@ -18,6 +18,13 @@
  * (lease_token.c) skips a lease that never runs out anyway: a bound lease
  * never survives its session.
  *
+ * DISCARD ALL ends them too, as it releases the session's advisory locks:
+ * it is how a session pooler (PgBouncer's server_reset_query) hands a
+ * server connection to the next client, so a lease bound to the session
+ * must not pass to that client.  The hook runs after DISCARD ALL
+ * succeeded; DISCARD ALL cannot run in a transaction block, so nothing
+ * rolls it back.
+ *
  * Where it cannot be honoured, acquire refuses it (0A000): in a background
  * or parallel worker, a WAL sender, anything but a client backend, whose
  * end is not a client's.  Behind a pooler in transaction mode the session
@@ -31,16 +38,35 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "storage/ipc.h"
+#include "tcop/utility.h"
 #include "storage/lwlock.h"
 #include "utils/hsearch.h"
 
 #include "lease.h"
 
 static bool exit_callback_registered = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static void lease_session_exit(int code, Datum arg);
+static void lease_session_utility(PlannedStmt *pstmt, const char *queryString,
+								  bool readOnlyTree,
+								  ProcessUtilityContext context,
+								  ParamListInfo params,
+								  QueryEnvironment *queryEnv,
+								  DestReceiver *dest, QueryCompletion *qc);
 static void lease_session_end(const LeaseKey *key, int64 token, int64 now);
+
+/*
+ * Install the ProcessUtility hook that watches for DISCARD ALL.
+ */
+void
+lease_session_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = lease_session_utility;
+}
 
 /*
  * bind => 'session' was asked: refuse it where there is no client session
@@ -132,4 +158,28 @@ lease_session_exit(int code, Datum arg)
 		pfree(keys);
 		pfree(tokens);
 	}
+}
+
+/*
+ * ProcessUtility hook: after a successful DISCARD ALL, end this session's
+ * bound leases, as the session's end would.
+ */
+static void
+lease_session_utility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		discard_all = IsA(parsetree, DiscardStmt) &&
+		((DiscardStmt *) parsetree)->target == DISCARD_ALL;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (discard_all && exit_callback_registered)
+		lease_session_exit(0, (Datum) 0);
 }

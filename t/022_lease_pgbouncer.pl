@@ -1,7 +1,11 @@
 # Through PgBouncer in transaction pooling mode, a lease taken in one
 # transaction is renewed, fenced and released from other transactions that
 # run on other server connections: a lease belongs to its token, not to a
-# session.  The test runs its own pgbouncer on a free loopback port.
+# session.  In session pooling (database alias postgres_session), a
+# lease-end NOTIFY reaches its listener, and DISCARD ALL, PgBouncer's reset
+# between clients, ends a lease bound to the session, so it never passes to
+# the next client of that server connection.  The test runs its own
+# pgbouncer on a free loopback port.
 use strict;
 use warnings FATAL => 'all';
 
@@ -16,7 +20,7 @@ my $pgbouncer = '/usr/sbin/pgbouncer';
 plan skip_all => 'pgbouncer is not installed (apt-get install pgbouncer)'
   unless -x $pgbouncer;
 
-my $node = LockctlNode->new('lease_pgb');
+my $node = LockctlNode->new('lease_pgb', worker => 1);
 $node->safe_psql('postgres', q{
 	CREATE TABLE doc (id int PRIMARY KEY, body text, token bigint);
 	INSERT INTO doc VALUES (1, 'original', NULL);
@@ -33,6 +37,7 @@ open $fh, '>', $ini or die $!;
 print $fh <<"INI";
 [databases]
 postgres = host=@{[ $node->host ]} port=@{[ $node->port ]} dbname=postgres
+postgres_session = host=@{[ $node->host ]} port=@{[ $node->port ]} dbname=postgres pool_mode=session
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -43,7 +48,7 @@ auth_file = $dir/userlist.txt
 pool_mode = transaction
 default_pool_size = 2
 max_client_conn = 20
-server_reset_query =
+server_reset_query = DISCARD ALL
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 INI
@@ -62,13 +67,15 @@ END
 }
 
 # One statement through pgbouncer over TCP on the loopback port; each is a
-# transaction of its own, on whichever server connection pgbouncer picks.
+# transaction of its own, on whichever server connection pgbouncer picks
+# (or, with $db postgres_session, on a connection kept for the client).
 sub via_bouncer
 {
-	my ($sql) = @_;
+	my ($sql, $db) = @_;
+	$db //= 'postgres';
 	my ($out, $err);
 	IPC::Run::run [ 'psql', '-XAtq', '-h', '127.0.0.1', '-p', $port,
-		'-U', $user, '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', $sql ],
+		'-U', $user, '-d', $db, '-v', 'ON_ERROR_STOP=1', '-c', $sql ],
 	  '>', \$out, '2>', \$err;
 	chomp $out;
 	return wantarray ? ($?, $out, $err) : $out;
@@ -130,6 +137,50 @@ is((via_bouncer("SELECT lockctl.watch('doc2', $t2, '1 min')"))[1], 'expired',
 # A stale token through pgbouncer: 40001 like anywhere else.
 ($rc, $out, $err) = via_bouncer("SELECT lockctl.fence('doc', $token)");
 like($err, qr/fencing token $token for lease "doc" is stale/, 'stale token refused through pgbouncer');
+
+# Session pooling: a listener gets the NOTIFY of its lease's end (sent by
+# the expiry worker's transaction), waiting for it with a timeout.
+LockctlNode::wait_for_worker($node, 'postgres');
+my $listen = <<'PY';
+import select, sys, time
+import psycopg2
+conn = psycopg2.connect(sys.argv[1])
+conn.autocommit = True
+cur = conn.cursor()
+cur.execute('LISTEN "lease end"')
+cur.execute("SELECT lockctl.acquire('sess-doc', 'app', '1 min', notify => 'lease end')")
+token = cur.fetchone()[0]
+cur.execute("SELECT lockctl.release('sess-doc', %s)", (token,))
+deadline = time.monotonic() + float(sys.argv[2])
+while not conn.notifies and time.monotonic() < deadline:
+    select.select([conn], [], [], max(0.0, deadline - time.monotonic()))
+    conn.poll()
+for n in conn.notifies[:1]:
+    print(n.channel + '|' + n.payload)
+PY
+my $py_dsn = "host=127.0.0.1 port=$port user=$user dbname=postgres_session";
+($out, $err) = ('', '');
+IPC::Run::run [ '/usr/bin/python3', '-c', $listen, $py_dsn,
+	$PostgreSQL::Test::Utils::timeout_default ], '>', \$out, '2>', \$err;
+like($out, qr/^lease end\|\{.*"resource": "sess-doc".*"ended": "released"/,
+	'a lease-end NOTIFY reaches a listener through session pooling')
+  or diag "out: $out\nerr: $err";
+
+# A lease bound to the session, taken through session pooling: when the
+# client leaves, pgbouncer's DISCARD ALL ends it, though the server
+# connection lives on in the pool for the next client.
+my ($bound_pid, $bound) = split /\|/, via_bouncer(
+	"SELECT pg_backend_pid(), lockctl.acquire('sess-bound', 'app', bind => 'session')",
+	'postgres_session');
+ok($bound =~ /^\d+$/, 'a session-bound lease taken through session pooling');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM lockctl.leases WHERE resource = 'sess-bound'"),
+	'the client left: DISCARD ALL ended the bound lease');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE pid = $bound_pid"),
+	'1', 'while its server connection lives on in the pool');
+is($node->safe_psql('postgres', "SELECT lockctl.watch('sess-bound', $bound, '0')"),
+	'session ended', 'watch says the session ended it');
 
 $pinned->quit;
 $node->stop;
