@@ -1358,6 +1358,14 @@ class Checker:
         first_grant = {}
         for g in sorted(grants, key=lambda g: g["t0"]):
             first_grant.setdefault((g["res"], g["v"]), g)
+        # Calls whose outcome the client never learned (an error such as a
+        # statement timeout that fired as the grant was made, or no answer
+        # at all): each may have granted a token that only a later safe
+        # retry of the same owner reports.
+        unanswered = collections.defaultdict(list)
+        for h in self.hist:
+            if h.get("op") in ("acquire", "acquire_shared") and h.get("r") != "ok":
+                unanswered[(h["res"], h["owner"])].append(h["t0"])
         for res, gs in per_res.items():
             by_ack = sorted(gs, key=lambda g: g["t1"])
             by_start = sorted(gs, key=lambda g: g["t0"])
@@ -1375,6 +1383,13 @@ class Checker:
                 fg = first_grant[(res, g["v"])]
                 if g["v"] < best["v"] and fg is not g and fg["owner"] == g["owner"] \
                         and mode_of[(res, g["v"])] != "exclusive":
+                    continue
+                # the same, when the first grant of that token was a call of
+                # the owner's whose answer was lost, begun before the larger
+                # token was acknowledged
+                if g["v"] < best["v"] and fg is g and mode_of[(res, g["v"])] != "exclusive" \
+                        and any(t0 < best["t1"] and t0 < g["t0"]
+                                for t0 in unanswered[(res, g["owner"])]):
                     continue
                 if g["v"] < best["v"] or (g["v"] == best["v"] and g["owner"] != best["owner"]):
                     self.bad("tokens", "resource %s: token %s [%s] granted after token %s [%s] "
