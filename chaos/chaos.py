@@ -2794,19 +2794,29 @@ def cmd_selftest(args):
     if base:
         print("selftest: the uncorrupted run already fails; fix that first")
         return 1
-    n, missed = 0, []
+    n, missed, lines = 0, [], []
     for name, inv, h2, s2 in mutations(hist, snap, faults):
         n += 1
         errs = Checker(h2, faults, s2).run()
         caught = [e for e in errs if e.startswith(inv + ":")]
-        print("  %-60s %s" % (name, ("caught: " + caught[0][:90]) if caught else "MISSED"))
-        if not caught:
+        if caught:
+            lines.append("  %-60s caught: %s" % (name, caught[0][:90]))
+        else:
+            # what it found instead, if anything: a corruption reported as
+            # another invariant's is still missed by the one it names
+            lines.append("  %-60s MISSED (expected %s; found: %s)"
+                         % (name, inv, "; ".join(e[:120] for e in errs[:2]) or "nothing"))
             missed.append(name)
     if n == 0:
         print("selftest: nothing to corrupt (empty history)")
         return 1
+    # what was missed first, so that a CI log cut to its first lines still
+    # names it
     if missed:
-        print("selftest: %d of %d corruptions missed" % (len(missed), n))
+        print("selftest: %d of %d corruptions missed: %s" % (len(missed), n, "; ".join(missed)))
+    for l in [l for l in lines if " MISSED " in l] + [l for l in lines if " MISSED " not in l]:
+        print(l)
+    if missed:
         return 1
     print("selftest: all %d corruptions caught" % n)
     return 0
