@@ -48,8 +48,10 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
 #include "parser/parsetree.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "version.h"
 
@@ -98,6 +100,24 @@ typedef struct TraceCxt
 	VersionCtx *cx;
 	int			flags;
 } TraceCxt;
+
+/*
+ * Operators lately found to be, or not to be, the equality of a btree
+ * operator family: every checked statement asks of its "version = $n",
+ * mostly of one or two operators.  Forgotten when pg_amop changes.
+ */
+#define VERSION_EQ_CACHE	8
+
+typedef struct VersionEqEntry
+{
+	Oid			opno;
+	bool		equality;
+} VersionEqEntry;
+
+static VersionEqEntry eq_cache[VERSION_EQ_CACHE];
+static int	eq_cache_n = 0;
+static int	eq_cache_next = 0;	/* the slot a new operator takes */
+static bool eq_cache_registered = false;
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
@@ -363,6 +383,39 @@ version_is_own(Node *expr, Plan *plan, VersionCtx *cx)
 	return own;
 }
 
+static void
+version_eq_cache_reset(Datum arg, int cacheid, uint32 hashvalue)
+{
+	eq_cache_n = 0;
+	eq_cache_next = 0;
+}
+
+/* Is opno "=" of some btree operator family? */
+static bool
+version_op_is_equality(Oid opno)
+{
+	bool		equality;
+
+	for (int i = 0; i < eq_cache_n; i++)
+	{
+		if (eq_cache[i].opno == opno)
+			return eq_cache[i].equality;
+	}
+	if (!eq_cache_registered)
+	{
+		CacheRegisterSyscacheCallback(AMOPOPID, version_eq_cache_reset,
+									  (Datum) 0);
+		eq_cache_registered = true;
+	}
+	equality = (get_mergejoin_opfamilies(opno) != NIL);
+	eq_cache[eq_cache_next].opno = opno;
+	eq_cache[eq_cache_next].equality = equality;
+	eq_cache_next = (eq_cache_next + 1) % VERSION_EQ_CACHE;
+	if (eq_cache_n < VERSION_EQ_CACHE)
+		eq_cache_n++;
+	return equality;
+}
+
 /*
  * Is clause, evaluated in plan, "version = <value not derived from the
  * version>" for a result relation?  In the scan of the table (scan_rti
@@ -383,7 +436,7 @@ version_is_check(Node *clause, Plan *plan, VersionCtx *cx, Index scan_rti,
 	 * version's type, and nothing a role could define to match every row
 	 * (operator families are made by superusers).
 	 */
-	if (list_length(op->args) != 2 || get_mergejoin_opfamilies(op->opno) == NIL)
+	if (list_length(op->args) != 2 || !version_op_is_equality(op->opno))
 		return false;
 	for (int side = 0; side < 2; side++)
 	{
@@ -682,7 +735,8 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		/* a broken trigger: it raises its own error when it fires */
 		if (tg->tgnargs < 1)
 			continue;
-		vatt = get_attnum(RelationGetRelid(rri->ri_RelationDesc), tg->tgargs[0]);
+		vatt = version_attnum_of(RelationGetDescr(rri->ri_RelationDesc),
+								 tg->tgargs[0]);
 		if (vatt <= 0)
 			continue;
 		tgidx[i] = t;
@@ -768,7 +822,8 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		 */
 		finfo = &rri->ri_TrigFunctions[tgidx[i]];
 		if (!OidIsValid(finfo->fn_oid))
-			fmgr_info_cxt(fnoid, finfo, estate->es_query_cxt);
+			fmgr_info_copy(finfo, version_trigger_finfo(fnoid),
+						   estate->es_query_cxt);
 		st = palloc0(sizeof(VersionTrigState));
 		st->verdict = v;
 		finfo->fn_extra = st;

@@ -49,6 +49,7 @@
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/catalog.h"
+#include "catalog/heap.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -81,6 +82,8 @@ typedef struct RootCacheEntry
 static HTAB *root_cache = NULL;
 static Oid	version_fn_oid = InvalidOid;
 static bool version_fn_known = false;	/* version_fn_oid looked up */
+static FmgrInfo version_finfo;
+static Oid	version_finfo_oid = InvalidOid;	/* version_finfo is of it */
 static bool callbacks_registered = false;
 
 static void version_register_callbacks(void);
@@ -113,6 +116,7 @@ version_invalidate_fn(Datum arg, int cacheid, uint32 hashvalue)
 {
 	version_fn_oid = InvalidOid;
 	version_fn_known = false;
+	version_finfo_oid = InvalidOid;
 }
 
 static void
@@ -156,6 +160,42 @@ version_trigger_fn(bool missing_ok)
 		version_fn_known = true;
 	}
 	return version_fn_oid;
+}
+
+/*
+ * The FmgrInfo of lockctl.version_trigger(), looked up once per backend
+ * (until pg_proc changes: an update of the extension may point the
+ * function at another symbol) and copied into each statement that writes
+ * a versioned table.
+ */
+FmgrInfo *
+version_trigger_finfo(Oid fnoid)
+{
+	if (version_finfo_oid != fnoid)
+	{
+		version_finfo_oid = InvalidOid;
+		fmgr_info_cxt(fnoid, &version_finfo, TopMemoryContext);
+		version_finfo_oid = fnoid;
+	}
+	return &version_finfo;
+}
+
+/*
+ * The number of column colname in desc, or InvalidAttrNumber if it has no
+ * such column (dropped columns are not seen; system columns are not in a
+ * descriptor).
+ */
+AttrNumber
+version_attnum_of(TupleDesc desc, const char *colname)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), colname) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
 }
 
 /* The lockctl version trigger of rel, or NULL. */
@@ -212,34 +252,38 @@ AttrNumber
 version_check_column(Relation rel, const char *colname, Oid *typid,
 					 bool enabling)
 {
-	HeapTuple	atttup;
+	TupleDesc	desc = RelationGetDescr(rel);
 	Form_pg_attribute att;
 	AttrNumber	attnum;
 
-	atttup = SearchSysCacheAttName(RelationGetRelid(rel), colname);
-	if (!HeapTupleIsValid(atttup) && enabling)
+	/*
+	 * From the relation's descriptor, not the catalog cache: the trigger
+	 * checks its column at every statement, and a walk over the columns'
+	 * names costs less than hashing one name for the cache.
+	 */
+	attnum = version_attnum_of(desc, colname);
+	if (attnum == InvalidAttrNumber && SystemAttributeByName(colname) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+				 errmsg("system column \"%s\" cannot be a version column",
+						colname)));
+	if (attnum == InvalidAttrNumber && enabling)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist",
 						colname, RelationGetRelationName(rel)),
 				 errhint("The version column must exist before versioning is enabled, e.g. ALTER TABLE ... ADD COLUMN %s bigint NOT NULL DEFAULT 1.",
 						 quote_identifier(colname))));
-	if (!HeapTupleIsValid(atttup))
+	if (attnum == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("version column \"%s\" of relation \"%s\" does not exist",
 						colname, RelationGetRelationName(rel)),
 				 errdetail("The column was renamed or dropped after versioning was enabled on the table."),
 				 errhint("Call lockctl.disable_versioning() and lockctl.enable_versioning() again with the column's name.")));
-	att = (Form_pg_attribute) GETSTRUCT(atttup);
-	attnum = att->attnum;
+	att = TupleDescAttr(desc, attnum - 1);
 	*typid = att->atttypid;
 
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
-				 errmsg("system column \"%s\" cannot be a version column",
-						colname)));
 	if (att->attgenerated != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
@@ -259,7 +303,6 @@ version_check_column(Relation rel, const char *colname, Oid *typid,
 						colname, RelationGetRelationName(rel),
 						format_type_be(*typid)),
 				 errdetail("A version column must be of type smallint, integer or bigint.")));
-	ReleaseSysCache(atttup);
 	return attnum;
 }
 
