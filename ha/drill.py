@@ -1113,12 +1113,15 @@ class Round:
 
     def check_leases_kept(self, hist):
         """Per event, of the long leases live just before it, how many could
-        still be renewed or fenced after it (today: leases live in the
-        primary's memory, so none; see docs/ha.md)."""
+        still be renewed or fenced after it with the same token.  The drill
+        runs with lockctl.lease_durability = on: all of them, at every
+        switchover, and at a failover with synchronous replication
+        (docs/ha.md)."""
         for ev in self.events:
             if ev["kind"] == "rejoin":
                 continue
             kept = lost = 0
+            why_lost = []
             for cid in self.long_ids:
                 mine = [h for h in hist if h["c"] == cid and h["op"] in ("acquire", "renew",
                                                                           "fence")]
@@ -1139,7 +1142,26 @@ class Round:
                     kept += 1
                 else:
                     lost += 1
+                    # what the holder saw, from its last call before the
+                    # event to its first after it: a loss must be explained
+                    seen = [x for x in mine if x["t1"] >= last["t1"] and x["t0"] <= h["t0"]]
+                    why_lost.append("%s (token %s): %s" % (
+                        "ha-long-%d" % cid, tok,
+                        ", ".join("%s%s %s%s" % (
+                            x["op"], " of %s" % x["tok"] if x.get("tok") else "",
+                            x["r"], " (%s)" % x.get("msg", "")[:120] if x["r"] != "ok"
+                            else " -> %s" % x.get("v")) for x in seen[-6:])))
             ev["leases_kept"], ev["leases_lost"] = kept, lost
+            ev["leases_lost_how"] = why_lost
+            # With lease_durability on, a lease lives on in the WAL: every
+            # switchover keeps it, and with synchronous replication so does
+            # a failover (asynchronous, a grant or renew acknowledged in the
+            # replication cut may be missing: then its holder is told).
+            if self.mode == "sync" or ev["kind"] == "switchover":
+                check("%s: %s: every long lease live before it can be renewed and fenced "
+                      "with its token after it (lockctl.lease_durability)" % (self.mode, ev["name"]),
+                      lost == 0, "%d of %d kept" % (kept, kept + lost) if not lost
+                      else "%d of %d kept; %s" % (kept, kept + lost, "; ".join(why_lost)))
         self.figures["leases kept / lost per event"] = {
             ev["name"]: [ev["leases_kept"], ev["leases_lost"]]
             for ev in self.events if ev["kind"] != "rejoin"}
