@@ -132,7 +132,6 @@ extern Oid	version_trigger_fn(bool missing_ok);
 extern Oid	version_root_relid(Trigger *trigger, Oid relid);
 extern Trigger *version_find_trigger(Relation rel, Oid fnoid);
 extern FmgrInfo *version_trigger_finfo(Oid fnoid);
-extern AttrNumber version_attnum_of(TupleDesc desc, const char *colname);
 extern AttrNumber version_check_column(Relation rel, const char *colname,
 									   Oid *typid, bool enabling);
 extern int64 version_from_datum(Datum d, Oid typid);

@@ -47,6 +47,7 @@
 #include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "parser/parse_relation.h"
 #include "parser/parsetree.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -735,8 +736,7 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		/* a broken trigger: it raises its own error when it fires */
 		if (tg->tgnargs < 1)
 			continue;
-		vatt = version_attnum_of(RelationGetDescr(rri->ri_RelationDesc),
-								 tg->tgargs[0]);
+		vatt = attnameAttNum(rri->ri_RelationDesc, tg->tgargs[0], false);
 		if (vatt <= 0)
 			continue;
 		tgidx[i] = t;

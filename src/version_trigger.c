@@ -49,7 +49,6 @@
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/catalog.h"
-#include "catalog/heap.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -59,6 +58,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "parser/parse_relation.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -180,24 +180,6 @@ version_trigger_finfo(Oid fnoid)
 	return &version_finfo;
 }
 
-/*
- * The number of column colname in desc, or InvalidAttrNumber if it has no
- * such column (dropped columns are not seen; system columns are not in a
- * descriptor).
- */
-AttrNumber
-version_attnum_of(TupleDesc desc, const char *colname)
-{
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), colname) == 0)
-			return att->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
 /* The lockctl version trigger of rel, or NULL. */
 Trigger *
 version_find_trigger(Relation rel, Oid fnoid)
@@ -252,7 +234,6 @@ AttrNumber
 version_check_column(Relation rel, const char *colname, Oid *typid,
 					 bool enabling)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	Form_pg_attribute att;
 	AttrNumber	attnum;
 
@@ -261,12 +242,7 @@ version_check_column(Relation rel, const char *colname, Oid *typid,
 	 * checks its column at every statement, and a walk over the columns'
 	 * names costs less than hashing one name for the cache.
 	 */
-	attnum = version_attnum_of(desc, colname);
-	if (attnum == InvalidAttrNumber && SystemAttributeByName(colname) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
-				 errmsg("system column \"%s\" cannot be a version column",
-						colname)));
+	attnum = attnameAttNum(rel, colname, true);
 	if (attnum == InvalidAttrNumber && enabling)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -281,7 +257,12 @@ version_check_column(Relation rel, const char *colname, Oid *typid,
 						colname, RelationGetRelationName(rel)),
 				 errdetail("The column was renamed or dropped after versioning was enabled on the table."),
 				 errhint("Call lockctl.disable_versioning() and lockctl.enable_versioning() again with the column's name.")));
-	att = TupleDescAttr(desc, attnum - 1);
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+				 errmsg("system column \"%s\" cannot be a version column",
+						colname)));
+	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	*typid = att->atttypid;
 
 	if (att->attgenerated != '\0')
