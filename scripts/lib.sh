@@ -22,6 +22,16 @@ lockctl_as_root() {
     fi
 }
 
+# apt-get as root, one at a time: two checkouts' scripts started together on
+# a fresh machine would otherwise both install, and the second one fails on
+# dpkg's lock.  flock queues our own calls; DPkg::Lock::Timeout waits for
+# anyone else's (unattended-upgrades, a person at the console).
+lockctl_apt() {
+    lockctl_as_root env DEBIAN_FRONTEND=noninteractive \
+        flock /var/tmp/lockctl-apt.lock \
+        apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
 # The PostgreSQL major that this machine's Debian archive offers: the one
 # its "postgresql" metapackage depends on (15 on Debian 12, 17 on 13, 18 on
 # unstable), or nothing when apt knows no such package.
@@ -45,7 +55,7 @@ else
     if [ -z "$PG_MAJOR" ]; then
         # A fresh machine may have no package lists yet.
         lockctl_log "reading the package lists of Debian's archive"
-        lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        lockctl_apt update -qq
         PG_MAJOR=$(lockctl_archive_major)
     fi
 fi
@@ -113,12 +123,12 @@ lockctl_install_deps() {
     done
     if [ ${#missing[@]} -gt 0 ]; then
         lockctl_log "installing from Debian's archive: ${missing[*]}"
-        lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        lockctl_apt update -qq
         if [ -z "$LOCKCTL_OWN_PG_CONFIG" ] &&
            ! apt-cache show "postgresql-server-dev-$PG_MAJOR" >/dev/null 2>&1; then
             lockctl_die "this machine's Debian archive has no PostgreSQL $PG_MAJOR (it offers $(lockctl_archive_major)); unset PG_MAJOR, or choose that one"
         fi
-        lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        lockctl_apt install -y -qq \
             --no-install-recommends \
             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
             "${missing[@]}" >/dev/null
@@ -138,7 +148,7 @@ lockctl_install_optional() {
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && continue
         [ -f "/var/tmp/lockctl-optional-$p.skip" ] && continue
-        if ! lockctl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        if ! lockctl_apt install -y -qq \
                 --no-install-recommends "$p" >/dev/null 2>&1; then
             echo "note: optional Debian package $p cannot be installed on this machine; skipped"
             # Do not ask apt again on every run.
