@@ -2811,12 +2811,14 @@ def cmd_selftest(args):
         print("selftest: nothing to corrupt (empty history)")
         return 1
     # what was missed first, so that a CI log cut to its first lines still
-    # names it
+    # names it (and again at the end)
     if missed:
         print("selftest: %d of %d corruptions missed: %s" % (len(missed), n, "; ".join(missed)))
     for l in [l for l in lines if " MISSED " in l] + [l for l in lines if " MISSED " not in l]:
         print(l)
     if missed:
+        # and again last, for a log cut to its last lines
+        print("selftest: %d of %d corruptions missed: %s" % (len(missed), n, "; ".join(missed)))
         return 1
     print("selftest: all %d corruptions caught" % n)
     return 0
