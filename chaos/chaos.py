@@ -2496,6 +2496,15 @@ def mutations(hist, snap, faults=()):
         return not any(f["kind"] in ("crash", "restart") and f["t1"] >= t_from and f["t0"] <= t_to
                        for f in faults)
 
+    def live_ttl(h):
+        """A ttl that leaves grant h certainly live for a second after its
+        acknowledgement.  The checker counts a ttl from the call's start (the
+        grant may have been made at once), so a call that waited needs its
+        wait on top: 1.0 alone left a grant that had waited a second live
+        for no time at all, and a corruption placed after it was no
+        corruption (seen in CI)."""
+        return max(h["ttl"], h["t1"] - h["t0"] + 1.0)
+
     i = first(lambda h: h["op"] == "vupdate" and h["r"] == "ok")
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
@@ -2526,7 +2535,7 @@ def mutations(hist, snap, faults=()):
         g = dict(h2[i]); g["opid"] += "-y"; g["owner"] = "someone-else"
         g["v"] = h2[i]["v"] + 10 ** 6
         g["t0"] = h2[i]["t1"] + 0.001; g["t1"] = g["t0"] + 0.001
-        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        h2[i]["ttl"] = live_ttl(h2[i])
         h2.append(g)
         yield "two holders at once", "mutual exclusion", h2, s2
     elif first(lambda h: h["op"] == "acquire" and h["r"] == "ok" and h["v"] is not None) is not None:
@@ -2538,7 +2547,7 @@ def mutations(hist, snap, faults=()):
               and h.get("permits", 1) > 1 and lease_certainly_live(h, 4 * MARGIN))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
-        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        h2[i]["ttl"] = live_ttl(h2[i])
         for k in range(hist[i]["permits"]):
             g = dict(h2[i]); g["opid"] += "-n%d" % k; g["owner"] = "someone-else-%d" % k
             g["v"] = h2[i]["v"] + 10 ** 6 + k
@@ -2550,7 +2559,7 @@ def mutations(hist, snap, faults=()):
               and lease_certainly_live(h, 4 * MARGIN))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
-        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        h2[i]["ttl"] = live_ttl(h2[i])
         g = dict(h2[i]); g["op"] = "acquire"; g["opid"] += "-x"; g["owner"] = "someone-else"
         g["v"] = h2[i]["v"] + 10 ** 6
         g["t0"] = h2[i]["t1"] + 0.001; g["t1"] = g["t0"] + 0.001
@@ -2714,7 +2723,7 @@ def mutations(hist, snap, faults=()):
               and isinstance(h.get("v"), list) and set_certainly_live(h))
     if i is not None:
         h2, s2 = copy.deepcopy(hist), copy.deepcopy(snap)
-        h2[i]["ttl"] = max(h2[i]["ttl"], 1.0)
+        h2[i]["ttl"] = live_ttl(h2[i])
         g = {"op": "acquire", "r": "ok", "res": hist[i]["rs"][0], "owner": "someone-else",
              "v": hist[i]["v"][0] + 10 ** 6, "ttl": 1.0, "wait": 0, "opid": "fake-m",
              "t0": hist[i]["t1"] + 0.001, "t1": hist[i]["t1"] + 0.002, "c": -1}
