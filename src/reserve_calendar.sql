@@ -290,11 +290,13 @@ CREATE FUNCTION lockctl.reserve_range(resource text, during pg_catalog.tstzrange
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_resource text := resource;
-    v_during tstzrange := during;
-    v_holder text := holder;
-    v_ttl interval := ttl;
-    v_key text := idempotency_key;
+    -- Other names for the arguments (whose names are also columns'), not
+    -- copies: a copy is one more expression to prepare in every transaction.
+    v_resource ALIAS FOR $1;
+    v_during ALIAS FOR $2;
+    v_holder ALIAS FOR $3;
+    v_ttl ALIAS FOR $4;
+    v_key ALIAS FOR $5;
     v_cal bigint;
     v_capacity integer;
     v_role name;
@@ -303,50 +305,59 @@ DECLARE
     v_now timestamp with time zone;
 BEGIN
     -- The checks of check_resource and check_range, inline: the hot path.
-    IF v_resource IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'resource of lockctl.reserve_range must not be null';
-    ELSIF octet_length(v_resource) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'resource of lockctl.reserve_range must not be empty';
-    ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'resource of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_resource), lockctl_internal.name_max_bytes());
-    END IF;
-    IF v_during IS NULL OR isempty(v_during) OR lower_inf(v_during) OR upper_inf(v_during)
-       OR NOT lower_inc(v_during) OR upper_inc(v_during)
-       OR NOT isfinite(lower(v_during)) OR NOT isfinite(upper(v_during)) THEN
-        PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
-    END IF;
-    IF octet_length(v_holder) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'holder of lockctl.reserve_range must not be empty',
-            HINT = 'Pass NULL for a hold without a holder.';
-    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'holder of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_holder), lockctl_internal.name_max_bytes());
-    END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve_range must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
-    IF octet_length(v_key) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
-    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_key), lockctl_internal.name_max_bytes());
+    -- One expression says whether any argument is wrong, the ones inside
+    -- say which (PL/pgSQL prepares each expression again in every
+    -- transaction: a dozen small ones cost more than the one large one).
+    IF v_resource IS NULL
+       OR octet_length(v_resource) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
+       OR NOT coalesce(lockctl_internal.is_bounded_range(v_during), false)
+       OR octet_length(v_holder) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
+       OR v_ttl IS NULL
+       OR v_ttl NOT BETWEEN lockctl_internal.min_hold_ttl() AND lockctl_internal.max_hold_ttl()
+       OR octet_length(v_key) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes() THEN
+        IF v_resource IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'resource of lockctl.reserve_range must not be null';
+        ELSIF octet_length(v_resource) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'resource of lockctl.reserve_range must not be empty';
+        ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'resource of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_resource), lockctl_internal.name_max_bytes());
+        END IF;
+        IF NOT coalesce(lockctl_internal.is_bounded_range(v_during), false) THEN
+            PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
+        END IF;
+        IF octet_length(v_holder) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'holder of lockctl.reserve_range must not be empty',
+                HINT = 'Pass NULL for a hold without a holder.';
+        ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'holder of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_holder), lockctl_internal.name_max_bytes());
+        END IF;
+        IF v_ttl IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'ttl of lockctl.reserve_range must not be null';
+        ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
+                DETAIL = format('It must be between "%s" and "%s".',
+                                lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+        END IF;
+        IF octet_length(v_key) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
+        ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_key), lockctl_internal.name_max_bytes());
+        END IF;
     END IF;
 
     -- Before the calendar is looked up: a drop_calendar in flight is
