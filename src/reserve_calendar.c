@@ -18,20 +18,20 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_enum.h"
 #include "fmgr.h"
 #include "utils/rangetypes.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 /*
- * lockctl_internal.is_bounded_range(tstzrange) returns boolean: whether the
- * range is not empty, includes its start, excludes its end, and both ends
- * are finite times.  STRICT: NULL for NULL (the column is NOT NULL).
+ * Whether range r (a tstzrange) is not empty, includes its start, excludes
+ * its end, and both ends are finite times.
  */
-PG_FUNCTION_INFO_V1(lockctl_is_bounded_range);
-Datum
-lockctl_is_bounded_range(PG_FUNCTION_ARGS)
+static bool
+range_is_bounded(RangeType *r, FunctionCallInfo fcinfo)
 {
-	RangeType  *r = PG_GETARG_RANGE_P(0);
 	TypeCacheEntry *typcache;
 	RangeBound	lower;
 	RangeBound	upper;
@@ -40,9 +40,48 @@ lockctl_is_bounded_range(PG_FUNCTION_ARGS)
 	typcache = range_get_typcache(fcinfo, RangeTypeGetOid(r));
 	range_deserialize(typcache, r, &lower, &upper, &empty);
 	/* tstzrange's bounds are timestamptz: int64 by value. */
-	PG_RETURN_BOOL(!empty &&
-				   lower.inclusive && !upper.inclusive &&
-				   !lower.infinite && !upper.infinite &&
-				   !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(lower.val)) &&
-				   !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(upper.val)));
+	return !empty &&
+		lower.inclusive && !upper.inclusive &&
+		!lower.infinite && !upper.infinite &&
+		!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(lower.val)) &&
+		!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(upper.val));
+}
+
+/*
+ * lockctl_internal.is_bounded_range(tstzrange) returns boolean: whether the
+ * range is bounded, as range_is_bounded says (reserve_range's test of its
+ * argument).  STRICT: NULL for NULL.
+ */
+PG_FUNCTION_INFO_V1(lockctl_is_bounded_range);
+Datum
+lockctl_is_bounded_range(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(range_is_bounded(PG_GETARG_RANGE_P(0), fcinfo));
+}
+
+/*
+ * lockctl_internal.is_range_hold_row(status, finished, during) returns
+ * boolean: range_reservations_state_check whole, in one node: finished is
+ * set exactly when the hold is over (status other than 'held'), and the
+ * range is bounded (as is_bounded_range says).  NULL when status or during
+ * is (both columns are NOT NULL).
+ */
+PG_FUNCTION_INFO_V1(lockctl_is_range_hold_row);
+Datum
+lockctl_is_range_hold_row(PG_FUNCTION_ARGS)
+{
+	HeapTuple	tup;
+	bool		held;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	/* The label of the enum value: hold_status's OIDs are the database's. */
+	tup = SearchSysCache1(ENUMOID, PG_GETARG_DATUM(0));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for enum value %u", PG_GETARG_OID(0));
+	held = strcmp(NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel), "held") == 0;
+	ReleaseSysCache(tup);
+	if (held != PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(range_is_bounded(PG_GETARG_RANGE_P(2), fcinfo));
 }
