@@ -3585,15 +3585,16 @@ GRANT SELECT ON lockctl.hold_lifetime_histogram TO PUBLIC;
 -- The guarantee: at every instant, at most `capacity` held and confirmed
 -- holds of a calendar cover it, under any concurrency.
 --   capacity 1: the exclusion constraint range_reservations_no_overlap
---               (GiST, calendar && calendar, lane && lane, during &&
---               during, over live holds) refuses an overlap; every such
---               hold has lane 0.  reserve_range inserts with ON CONFLICT
+--               (GiST, calendar && calendar, during && during, over live
+--               holds of lane 0) refuses an overlap; every such hold has
+--               lane 0.  reserve_range inserts with ON CONFLICT
 --               DO NOTHING: an overlapping insert in flight is waited for
 --               (as a unique index waits), no subtransaction, no lock on
 --               the calendar row.  Holds of other ranges never wait.
 --   capacity k > 1: reserve_range locks the calendar row (FOR NO KEY
 --               UPDATE) and counts the holds that cover each instant of
---               the range; each hold has its own lane (its id), so the
+--               the range (through range_reservations_lanes_idx); each
+--               hold has its own lane (its id, never 0), so the
 --               constraint never applies to it.  Holds of one such
 --               calendar are taken one transaction at a time.
 -- drop_calendar against reserve_range: reserve_range takes ROW EXCLUSIVE
@@ -3641,6 +3642,22 @@ CREATE TABLE lockctl.calendars (
 ALTER SEQUENCE lockctl.calendar_id_seq OWNED BY lockctl.calendars.id;
 COMMENT ON TABLE lockctl.calendars IS 'lockctl: calendars, pools sold by time range (write through lockctl.create_calendar and drop_calendar only)';
 
+-- In C (src/reserve_calendar.c): whether a range is '[)', not empty and
+-- finite at both ends (reserve_range's test of its argument), and
+-- range_reservations_state_check whole: that, and finished set exactly
+-- when the hold is over.
+CREATE FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_bounded_range'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) IS 'lockctl internal: whether a time range is [), not empty and finite at both ends';
+REVOKE ALL ON FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) FROM PUBLIC;
+CREATE FUNCTION lockctl_internal.is_range_hold_row(lockctl.hold_status, timestamp with time zone, pg_catalog.tstzrange)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_range_hold_row'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_range_hold_row(lockctl.hold_status, timestamp with time zone, pg_catalog.tstzrange) IS 'lockctl internal: range_reservations_state_check (finished set exactly when a range hold is over, its range bounded)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_range_hold_row(lockctl.hold_status, timestamp with time zone, pg_catalog.tstzrange) FROM PUBLIC;
+
 -- calendar_id is not a foreign key, as reservations.pool_id is not: the
 -- functions keep holds and calendars together (see drop_calendar against
 -- reserve_range above).
@@ -3661,22 +3678,32 @@ CREATE TABLE lockctl.range_reservations (
     CONSTRAINT range_reservations_pkey PRIMARY KEY (id),
     -- What the accounting relies on: finished set exactly when the hold is
     -- over; a range that starts and ends at a finite time, start included,
-    -- end excluded (so that two ranges meet without overlapping).
+    -- end excluded (so that two ranges meet without overlapping).  One C
+    -- call (is_range_hold_row): every statement that writes the table
+    -- parses its CHECKs again from their stored text, and the same test
+    -- spelt in SQL, (status = 'held') = (finished IS NULL) AND NOT
+    -- isempty(during) AND lower_inc(during) AND ..., cost each
+    -- reserve_range and confirm about 65,000 instructions more.
     CONSTRAINT range_reservations_state_check
-        CHECK ((status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL)
-               AND NOT pg_catalog.isempty(during)
-               AND pg_catalog.lower_inc(during) AND NOT pg_catalog.upper_inc(during)
-               AND pg_catalog.isfinite(pg_catalog.lower(during))
-               AND pg_catalog.isfinite(pg_catalog.upper(during))),
-    -- The guarantee for calendars of capacity 1, and the index every
-    -- overlap query of this file uses (calendar and range; the lane is
-    -- never searched on).  Ranges as keys so that no btree_gist is needed.
+        CHECK (lockctl_internal.is_range_hold_row(status, finished, during)),
+    -- The guarantee for calendars of capacity 1, and the index of the
+    -- overlap queries on their holds (lane 0); range_reservations_lanes_idx
+    -- below is the other calendars' (lane <> 0).  Ranges as keys so that no
+    -- btree_gist is needed.  The lane is a predicate, not a third key:
+    -- with every live hold in one index under three keys, reserve_range +
+    -- confirm cost 10 % more instructions (bench/README.md).
     CONSTRAINT range_reservations_no_overlap
         EXCLUDE USING gist (pg_catalog.int8range(calendar_id, calendar_id, '[]') WITH OPERATOR(pg_catalog.&&),
-                            pg_catalog.int8range(lane, lane, '[]') WITH OPERATOR(pg_catalog.&&),
                             during WITH OPERATOR(pg_catalog.&&))
-        WHERE (status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[]))
+        WHERE (status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+               AND lane OPERATOR(pg_catalog.=) 0)
 );
+-- The live holds of calendars of capacity k > 1, each on its own lane:
+-- what range_peak and available_ranges search for them.
+CREATE INDEX range_reservations_lanes_idx ON lockctl.range_reservations
+    USING gist (pg_catalog.int8range(calendar_id, calendar_id, '[]'), during)
+    WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+      AND lane OPERATOR(pg_catalog.<>) 0;
 COMMENT ON TABLE lockctl.range_reservations IS 'lockctl: range holds on calendars (write through lockctl.reserve_range and friends only)';
 
 -- As for lockctl.reservations: the worker's scan, the idempotency lookup,
@@ -3807,6 +3834,7 @@ $fn$;
 -- Internal: the most live (held or confirmed) holds of calendar `calendar`
 -- that cover one instant of `during`.  Holds ending when another starts do
 -- not overlap ('[)' ranges): at an instant where both happen they add 0.
+-- For calendars of capacity k > 1 only: it counts the holds off lane 0.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.range_peak(calendar bigint, during pg_catalog.tstzrange)
     RETURNS bigint
@@ -3823,6 +3851,7 @@ BEGIN ATOMIC
                      CROSS JOIN (VALUES (1), (-1)) AS u (edge)
                      WHERE int8range(r.calendar_id, r.calendar_id, '[]') && int8range(range_peak.calendar, range_peak.calendar, '[]')
                        AND r.during && range_peak.during
+                       AND r.lane <> 0
                        AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])) AS e
              GROUP BY e.t) AS x;
 END;
@@ -3848,11 +3877,13 @@ CREATE FUNCTION lockctl.reserve_range(resource text, during pg_catalog.tstzrange
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_resource text := resource;
-    v_during tstzrange := during;
-    v_holder text := holder;
-    v_ttl interval := ttl;
-    v_key text := idempotency_key;
+    -- Other names for the arguments (whose names are also columns'), not
+    -- copies: a copy is one more expression to prepare in every transaction.
+    v_resource ALIAS FOR $1;
+    v_during ALIAS FOR $2;
+    v_holder ALIAS FOR $3;
+    v_ttl ALIAS FOR $4;
+    v_key ALIAS FOR $5;
     v_cal bigint;
     v_capacity integer;
     v_role name;
@@ -3861,50 +3892,59 @@ DECLARE
     v_now timestamp with time zone;
 BEGIN
     -- The checks of check_resource and check_range, inline: the hot path.
-    IF v_resource IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'resource of lockctl.reserve_range must not be null';
-    ELSIF octet_length(v_resource) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'resource of lockctl.reserve_range must not be empty';
-    ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'resource of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_resource), lockctl_internal.name_max_bytes());
-    END IF;
-    IF v_during IS NULL OR isempty(v_during) OR lower_inf(v_during) OR upper_inf(v_during)
-       OR NOT lower_inc(v_during) OR upper_inc(v_during)
-       OR NOT isfinite(lower(v_during)) OR NOT isfinite(upper(v_during)) THEN
-        PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
-    END IF;
-    IF octet_length(v_holder) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'holder of lockctl.reserve_range must not be empty',
-            HINT = 'Pass NULL for a hold without a holder.';
-    ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'holder of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_holder), lockctl_internal.name_max_bytes());
-    END IF;
-    IF v_ttl IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-            MESSAGE = 'ttl of lockctl.reserve_range must not be null';
-    ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
-            DETAIL = format('It must be between "%s" and "%s".',
-                            lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-    END IF;
-    IF octet_length(v_key) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
-    ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
-        RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-            MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
-            DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                            octet_length(v_key), lockctl_internal.name_max_bytes());
+    -- One expression says whether any argument is wrong, the ones inside
+    -- say which (PL/pgSQL prepares each expression again in every
+    -- transaction: a dozen small ones cost more than the one large one).
+    IF v_resource IS NULL
+       OR octet_length(v_resource) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
+       OR NOT coalesce(lockctl_internal.is_bounded_range(v_during), false)
+       OR octet_length(v_holder) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
+       OR v_ttl IS NULL
+       OR v_ttl NOT BETWEEN lockctl_internal.min_hold_ttl() AND lockctl_internal.max_hold_ttl()
+       OR octet_length(v_key) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes() THEN
+        IF v_resource IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'resource of lockctl.reserve_range must not be null';
+        ELSIF octet_length(v_resource) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'resource of lockctl.reserve_range must not be empty';
+        ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'resource of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_resource), lockctl_internal.name_max_bytes());
+        END IF;
+        IF NOT coalesce(lockctl_internal.is_bounded_range(v_during), false) THEN
+            PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
+        END IF;
+        IF octet_length(v_holder) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'holder of lockctl.reserve_range must not be empty',
+                HINT = 'Pass NULL for a hold without a holder.';
+        ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'holder of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_holder), lockctl_internal.name_max_bytes());
+        END IF;
+        IF v_ttl IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+                MESSAGE = 'ttl of lockctl.reserve_range must not be null';
+        ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
+                DETAIL = format('It must be between "%s" and "%s".',
+                                lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
+        END IF;
+        IF octet_length(v_key) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
+        ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
+            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
+                MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
+                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
+                                octet_length(v_key), lockctl_internal.name_max_bytes());
+        END IF;
     END IF;
 
     -- Before the calendar is looked up: a drop_calendar in flight is
@@ -4143,17 +4183,25 @@ BEGIN
     -- A sweep: +1 where a live hold starts, -1 where it ends (clipped to
     -- the window), the count after each instant, and the pieces between
     -- consecutive instants; pieces with free units, merged with their
-    -- neighbour when it has as many.
+    -- neighbour when it has as many.  The live holds: those of lane 0
+    -- (capacity 1) and the others, each part through its own partial index.
     RETURN QUERY
     WITH ev (t, d) AS (
         SELECT CASE WHEN u.edge = 1 THEN GREATEST(lower(r.during), lower(v_within))
                     ELSE LEAST(upper(r.during), upper(v_within)) END,
                u.edge
-          FROM lockctl.range_reservations AS r
+          FROM (SELECT h.during FROM lockctl.range_reservations AS h
+                 WHERE int8range(h.calendar_id, h.calendar_id, '[]') && int8range(v_cal, v_cal, '[]')
+                   AND h.during && v_within
+                   AND h.lane = 0
+                   AND h.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
+                UNION ALL
+                SELECT h.during FROM lockctl.range_reservations AS h
+                 WHERE int8range(h.calendar_id, h.calendar_id, '[]') && int8range(v_cal, v_cal, '[]')
+                   AND h.during && v_within
+                   AND h.lane <> 0
+                   AND h.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])) AS r
          CROSS JOIN (VALUES (1), (-1)) AS u (edge)
-         WHERE int8range(r.calendar_id, r.calendar_id, '[]') && int8range(v_cal, v_cal, '[]')
-           AND r.during && v_within
-           AND r.status = ANY (ARRAY['held', 'confirmed']::lockctl.hold_status[])
         UNION ALL
         VALUES (lower(v_within), 0), (upper(v_within), 0)
     ), pts AS (

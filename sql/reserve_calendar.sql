@@ -193,6 +193,27 @@ RESET ROLE;
 RESET lockctl.max_holds_per_role;
 SELECT lockctl.drop_pool('cal-cap');
 
+-- range_reservations_state_check holds for rows written around the
+-- functions too: a range '[)', not empty, finite at both ends; finished set
+-- exactly when the hold is over.  (Its range part is one C function.)
+SELECT r AS during, pg_temp.e(format($$INSERT INTO lockctl.range_reservations (calendar_id, during, lane, created, expires)
+                                     VALUES (%s, %L, 0, now(), now())$$, c.id, r)) AS result
+  FROM lockctl.calendars AS c,
+       unnest(ARRAY['[2031-01-01 10:00+00, 2031-01-01 10:00+00)', '[2031-01-01 10:00+00, 2031-01-01 11:00+00]',
+                    '(2031-01-01 10:00+00, 2031-01-01 11:00+00)', '[2031-01-01 10:00+00,)',
+                    '(, 2031-01-01 11:00+00)', '[-infinity, 2031-01-01 11:00+00)',
+                    '[2031-01-01 10:00+00, infinity)']) WITH ORDINALITY AS u (r, n)
+ WHERE c.resource = 'room-12' ORDER BY u.n;
+SELECT s AS status, f IS NOT NULL AS finished, pg_temp.e(format($$INSERT INTO lockctl.range_reservations (calendar_id, during, lane, status, finished, created, expires)
+                                                   VALUES (%s, '[2031-01-01 10:00+00, 2031-01-01 11:00+00)', 0, %L, %L, now(), now())$$, c.id, s, f)) AS result
+  FROM lockctl.calendars AS c,
+       (VALUES ('held', now()), ('confirmed', NULL), ('cancelled', NULL), ('expired', NULL)) AS v (s, f)
+ WHERE c.resource = 'room-12';
+SELECT pg_temp.e(format($$INSERT INTO lockctl.range_reservations (calendar_id, during, lane, created, expires)
+                          VALUES (%s, '[2031-01-01 10:00+00, 2031-01-01 11:00+00)', 0, now(), now()) RETURNING 'inserted'$$, c.id))
+       AS well_formed
+  FROM lockctl.calendars AS c WHERE c.resource = 'room-12';
+
 -- Dropping a calendar drops its holds; the pool's and calendar's name is free.
 SELECT lockctl.drop_calendar('room-12');
 SELECT lockctl.drop_calendar('rooms-3');
