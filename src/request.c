@@ -556,8 +556,9 @@ request_memo_set(Oid scope, const char *key, Oid relid, Oid relfilenode,
  * known types; plain btree indexes (no expressions, no predicate, not
  * deferrable, valid and ready: one being built concurrently sends the
  * calls to the SQL path until it is done), of which only the primary key,
- * on (scope, key), is unique.  Anything else, and the SQL path does the
- * work: the executor handles what these paths do not.
+ * on scope and key (in either order: its check is the same), is unique.
+ * Anything else, and the SQL path does the work: the executor handles what
+ * these paths do not.
  */
 typedef enum RequestColumn
 {
@@ -677,8 +678,10 @@ request_shape_build(Relation rel)
 
 		MemoryContextSwitchTo(old);
 		is_pk = index->indisprimary && index->indnatts == 2 &&
-			index->indkey.values[0] == s->attnum[RK_SCOPE] + 1 &&
-			index->indkey.values[1] == s->attnum[RK_KEY] + 1;
+			((index->indkey.values[0] == s->attnum[RK_SCOPE] + 1 &&
+			  index->indkey.values[1] == s->attnum[RK_KEY] + 1) ||
+			 (index->indkey.values[0] == s->attnum[RK_KEY] + 1 &&
+			  index->indkey.values[1] == s->attnum[RK_SCOPE] + 1));
 		plain = idx->rd_rel->relam == BTREE_AM_OID &&
 			ii->ii_Expressions == NIL && ii->ii_Predicate == NIL &&
 			ii->ii_ExclusionOps == NULL && index->indimmediate &&
