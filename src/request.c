@@ -21,14 +21,15 @@
  * they check their arguments, take the lock, and run their SQL through SPI
  * with plans prepared once per backend, as the owner of the function (the
  * extension's owner), which is what SECURITY DEFINER would do; callers
- * have no rights on lockctl.request_keys.  Two common cases skip the SQL:
+ * have no rights on lockctl.request_keys.  The common cases skip the SQL:
  * the claim of a key that has no row inserts it directly
- * (request_claim_fast), and the completion of the key just claimed updates
- * its row directly (request_complete_fast).  The SQL names every object with
- * its schema and writes every operator as OPERATOR(pg_catalog.x): a plan
- * is analysed again under the caller's search_path when that changes or the
- * table's definition does, and nothing the caller plants in public or
- * pg_temp may be picked then.
+ * (request_claim_fast), that of a key whose row is done reads the row
+ * directly (request_find_fast), and the completion of the key just
+ * claimed updates its row directly (request_complete_fast).  The SQL
+ * names every object with its schema and writes every operator as
+ * OPERATOR(pg_catalog.x): a plan is analysed again under the caller's
+ * search_path when that changes or the table's definition does, and
+ * nothing the caller plants in public or pg_temp may be picked then.
  *
  * Shared memory: one hash entry per database (at most REQUEST_STATS_DBS;
  * databases beyond that count in the entry of InvalidOid), with atomic
@@ -48,6 +49,7 @@
 
 #include "access/detoast.h"
 #include "access/genam.h"
+#include "access/stratnum.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -74,6 +76,8 @@
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -863,6 +867,92 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 	return true;
 }
 
+/* What the direct claim did (request_claim_fast). */
+typedef enum RequestFast
+{
+	REQUEST_FAST_SQL,			/* nothing: the SQL path must do it */
+	REQUEST_FAST_CLAIMED,		/* the key had no row: claimed */
+	REQUEST_FAST_FOUND			/* the key's row, in use: read */
+} RequestFast;
+
+/*
+ * The row of a key in use, read directly, for a duplicate: the usual case
+ * of an existing key, a request done and committed by another transaction
+ * (or claimed earlier by this one).  Under READ COMMITTED, with the key's
+ * lock held, the SQL path would find that row with a new snapshot, lock it
+ * (ON CONFLICT DO UPDATE, its WHERE false) and read it with another
+ * statement; here one look into the primary key with a dirty snapshot
+ * reads it.  The key's lock is what keeps another claim of the key off
+ * until this transaction ends, not the row's.  Found, and the row is
+ * committed (its writer ended before this transaction got the key's lock,
+ * so a new snapshot would see it) or this transaction's own: *row gets its
+ * fingerprint, result and claim_xact, as REQUEST_PLAN_FIND returns them.
+ * Anything else goes to the SQL path: a row past its ttl (to take over),
+ * one written or being deleted by a transaction in progress (only a writer
+ * that bypasses claim_request, or the purge of a row that just expired),
+ * more than one row.
+ */
+static RequestFast
+request_find_fast(Relation rel, const RequestShape *s, Datum key,
+				  Datum scope_text, TimestampTz now, Datum *row,
+				  bool *rownulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Relation	pk = index_open(s->indexoid[0], RowExclusiveLock);
+	SnapshotData dirty;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	RequestFast found = REQUEST_FAST_SQL;
+	int			k;
+
+	/* keyed by the table's column numbers, as systable_beginscan wants */
+	for (k = 0; k < 2; k++)
+	{
+		AttrNumber	attnum = pk->rd_index->indkey.values[k];
+
+		ScanKeyEntryInitialize(&skey[k], 0, attnum, BTEqualStrategyNumber,
+							   InvalidOid, pk->rd_indcollation[k], F_TEXTEQ,
+							   attnum == s->attnum[RK_KEY] + 1 ? key : scope_text);
+	}
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan(rel, s->indexoid[0], true, &dirty, 2, skey);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup) &&
+		!TransactionIdIsValid(dirty.xmin) && !TransactionIdIsValid(dirty.xmax))
+	{
+		bool		isnull;
+		Datum		value;
+
+		value = heap_getattr(tup, s->attnum[RK_EXPIRES] + 1, desc, &isnull);
+		if (!isnull && DatumGetTimestampTz(value) > now)
+		{
+			static const RequestColumn cols[3] = {RK_FINGERPRINT, RK_RESULT,
+			RK_CLAIM_XACT};
+
+			for (k = 0; k < 3; k++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, s->attnum[cols[k]]);
+
+				row[k] = heap_getattr(tup, s->attnum[cols[k]] + 1, desc,
+									  &rownulls[k]);
+				/* out of the buffer, and out of TOAST */
+				if (!rownulls[k])
+					row[k] = att->attlen == -1 ?
+						PointerGetDatum(pg_detoast_datum_copy((struct varlena *) DatumGetPointer(row[k]))) :
+						datumCopy(row[k], att->attbyval, att->attlen);
+			}
+			found = REQUEST_FAST_FOUND;
+		}
+		/* a second row of the key: the SQL path sorts it out */
+		if (found == REQUEST_FAST_FOUND && HeapTupleIsValid(systable_getnext(scan)))
+			found = REQUEST_FAST_SQL;
+	}
+	systable_endscan(scan);
+	index_close(pk, NoLock);
+	return found;
+}
+
 /*
  * The claim of a key that has no row: the common case, a new request.
  * Under READ COMMITTED the claim's INSERT ... ON CONFLICT through SPI costs
@@ -878,15 +968,18 @@ request_complete_fast(Oid scope, const char *key, Datum result)
  * take over, the same key claimed again in this transaction): the new row
  * is deleted again (after CommandCounterIncrement: a command cannot delete
  * what it inserted), its primary-key entry left to point at a dead row as
- * any rolled-back insert leaves one, and the SQL path decides.  The SQL
- * path is also taken for what the direct insert does not handle:
+ * any rolled-back insert leaves one, and request_find_fast reads the row
+ * found, or the SQL path decides.  The SQL path is also taken for what the
+ * direct insert does not handle:
  * REPEATABLE READ and SERIALIZABLE (their snapshot rules, 40001 and
  * predicate locks are the executor's), a read-only transaction (its error
  * is the SQL's), and a table that is not as installed (RequestShape).
  * Only a writer that bypasses claim_request (and so the key's lock) can
  * race the direct insert; the primary key's check sees its row as it sees
- * any other.  Returns false, having changed nothing visible, when the SQL
- * path must do it; else sets *relid, *relfilenode and *tid to the new row.
+ * any other.  Returns REQUEST_FAST_SQL, having changed nothing visible,
+ * when the SQL path must do it; REQUEST_FAST_CLAIMED, with *relid,
+ * *relfilenode and *tid set to the new row; REQUEST_FAST_FOUND, with *row
+ * and *rownulls set as request_find_fast sets them.
  */
 static Oid	request_keys_relid = InvalidOid;
 static Oid	request_keys_nsp = InvalidOid;
@@ -919,10 +1012,11 @@ request_keys_open(void)
 	return NULL;
 }
 
-static bool
+static RequestFast
 request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 				   bool fingerprint_null, TimestampTz now, Datum expires,
-				   Oid *relid, Oid *relfilenode, ItemPointer tid)
+				   Oid *relid, Oid *relfilenode, ItemPointer tid,
+				   Datum *row, bool *rownulls)
 {
 	Relation	rel;
 	const RequestShape *s;
@@ -932,15 +1026,15 @@ request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 	HeapTuple	tup;
 
 	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
-		return false;
+		return REQUEST_FAST_SQL;
 	rel = request_keys_open();
 	if (rel == NULL)
-		return false;
+		return REQUEST_FAST_SQL;
 	s = request_shape_of(rel);
 	if (!s->direct)
 	{
 		table_close(rel, NoLock);
-		return false;
+		return REQUEST_FAST_SQL;
 	}
 	desc = RelationGetDescr(rel);
 
@@ -964,12 +1058,15 @@ request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 	if (!request_index_insert(rel, s, &tup->t_self, values, nulls,
 							  UNIQUE_CHECK_PARTIAL))
 	{
-		/* the key has a row: take ours back, the SQL path decides */
+		RequestFast found;
+
+		/* the key has a row: take ours back, then read that row */
 		CommandCounterIncrement();
 		simple_heap_delete(rel, &tup->t_self);
+		found = request_find_fast(rel, s, key, scope_text, now, row, rownulls);
 		table_close(rel, NoLock);
 		heap_freetuple(tup);
-		return false;
+		return found;
 	}
 	*relid = RelationGetRelid(rel);
 	*relfilenode = rel->rd_rel->relfilenode;
@@ -977,7 +1074,7 @@ request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
 	heap_freetuple(tup);
-	return true;
+	return REQUEST_FAST_CLAIMED;
 }
 
 /* an interval of the given days and microseconds */
@@ -1062,13 +1159,18 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 		Oid			relfilenode;
 		ItemPointerData tid;
 
-		if (request_claim_fast(scope_text, PG_GETARG_DATUM(0), fingerprint,
-							   PG_ARGISNULL(2), now, expires, &relid,
-							   &relfilenode, &tid))
+		switch (request_claim_fast(scope_text, PG_GETARG_DATUM(0), fingerprint,
+								   PG_ARGISNULL(2), now, expires, &relid,
+								   &relfilenode, &tid, row, rownulls))
 		{
-			request_memo_set(scope, key, relid, relfilenode, &tid);
-			request_count(REQUEST_CLAIMS);
-			PG_RETURN_NULL();
+			case REQUEST_FAST_CLAIMED:
+				request_memo_set(scope, key, relid, relfilenode, &tid);
+				request_count(REQUEST_CLAIMS);
+				PG_RETURN_NULL();
+			case REQUEST_FAST_FOUND:
+				goto in_use;
+			case REQUEST_FAST_SQL:
+				break;
 		}
 	}
 
@@ -1091,6 +1193,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	/* in use: claimed earlier in this transaction, or done by another */
 	if (request_run(fcinfo, REQUEST_PLAN_FIND, args, argnulls, 3, row, rownulls) == 0)
 		elog(ERROR, "lockctl.claim_request: the row of request \"%s\" vanished", key);
+in_use:
 	if (!rownulls[2] &&
 		FullTransactionIdEquals(DatumGetFullTransactionId(row[2]),
 								GetTopFullTransactionId()))
