@@ -49,8 +49,8 @@
 
 #include "access/detoast.h"
 #include "access/genam.h"
-#include "access/stratnum.h"
 #include "access/heapam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/transam.h"
