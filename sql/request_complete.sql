@@ -92,6 +92,32 @@ SELECT lockctl.claim_request('rc-12') IS NULL AS go_ahead;
 SELECT key FROM rc_seen;
 DROP TABLE rc_seen;
 DROP FUNCTION rc_seen_fn();
+-- So does a table with an index that is not plain (what the table is
+-- like is kept per backend, and worked out again when it changes): the
+-- row is in the expression index too; with the index gone, the direct
+-- insert again.
+CREATE INDEX rc_lower ON lockctl.request_keys (lower(key));
+SELECT lockctl.claim_request('rc-15') IS NULL AS go_ahead;
+SET enable_seqscan = off;
+SELECT key FROM lockctl.request_keys WHERE lower(key) = 'rc-15';
+RESET enable_seqscan;
+DROP INDEX lockctl.rc_lower;
+SELECT lockctl.claim_request('rc-16') IS NULL AS go_ahead;
+-- A duplicate meets the row first inserted (the direct insert takes its
+-- own back): one row per key.
+SELECT lockctl.claim_request('rc-16') AS again;
+SELECT count(*) AS rows FROM lockctl.request_keys WHERE key = 'rc-16';
+-- A duplicate reads the row directly: a result stored in TOAST (6,400
+-- bytes, compressed or out of line) comes back whole; in the claiming
+-- transaction the claim is NULL again.
+BEGIN;
+SELECT lockctl.claim_request('rc-17') IS NULL AS go_ahead;
+SELECT lockctl.complete_request('rc-17', jsonb_build_object('pad',
+    (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 200) AS i)));
+SELECT lockctl.claim_request('rc-17') IS NULL AS own_claim_again;
+COMMIT;
+SELECT lockctl.claim_request('rc-17') = (SELECT result FROM lockctl.request_keys WHERE key = 'rc-17') AS replayed_whole,
+       octet_length(lockctl.claim_request('rc-17')::text) AS replayed_length;
 -- REPEATABLE READ takes the SQL path; so does a read-only transaction
 -- (refused).
 BEGIN ISOLATION LEVEL REPEATABLE READ;

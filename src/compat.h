@@ -76,6 +76,27 @@ object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 #endif
 
 /*
+ * 16 made simple_heap_update say which indexes need entries for the new
+ * version of the row (none when it is HOT, all of them otherwise, or only
+ * the summarizing ones); before 16 the caller asks HeapTupleIsHeapOnly.
+ */
+#if PG_VERSION_NUM < 160000
+#include "access/heapam.h"
+#include "access/htup_details.h"
+
+typedef enum TU_UpdateIndexes
+{
+	TU_None,
+	TU_All,
+	TU_Summarizing
+} TU_UpdateIndexes;
+
+#define simple_heap_update(relation, otid, tup, update_indexes) \
+	(simple_heap_update((relation), (otid), (tup)), \
+	 *(update_indexes) = HeapTupleIsHeapOnly(tup) ? TU_None : TU_All)
+#endif
+
+/*
  * 17 replaced MyBackendId (1 to MaxBackends, a backend's slot in the
  * shared invalidation queue) with MyProcNumber, the index of its PGPROC in
  * ProcGlobal->allProcs.  Both before and since, ordinary backends and

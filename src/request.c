@@ -21,14 +21,15 @@
  * they check their arguments, take the lock, and run their SQL through SPI
  * with plans prepared once per backend, as the owner of the function (the
  * extension's owner), which is what SECURITY DEFINER would do; callers
- * have no rights on lockctl.request_keys.  Two common cases skip the SQL:
+ * have no rights on lockctl.request_keys.  The common cases skip the SQL:
  * the claim of a key that has no row inserts it directly
- * (request_claim_fast), and the completion of the key just claimed updates
- * its row directly (request_complete_fast).  The SQL names every object with
- * its schema and writes every operator as OPERATOR(pg_catalog.x): a plan
- * is analysed again under the caller's search_path when that changes or the
- * table's definition does, and nothing the caller plants in public or
- * pg_temp may be picked then.
+ * (request_claim_fast), that of a key whose row is done reads the row
+ * directly (request_find_fast), and the completion of the key just
+ * claimed updates its row directly (request_complete_fast).  The SQL
+ * names every object with its schema and writes every operator as
+ * OPERATOR(pg_catalog.x): a plan is analysed again under the caller's
+ * search_path when that changes or the table's definition does, and
+ * nothing the caller plants in public or pg_temp may be picked then.
  *
  * Shared memory: one hash entry per database (at most REQUEST_STATS_DBS;
  * databases beyond that count in the entry of InvalidOid), with atomic
@@ -51,11 +52,13 @@
 #include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_authid.h"
-#include "catalog/indexing.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -73,8 +76,11 @@
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/hsearch.h"
 #include "utils/resowner.h"
 #include "utils/jsonb.h"
@@ -542,49 +548,245 @@ request_memo_set(Oid scope, const char *key, Oid relid, Oid relfilenode,
 	strlcpy(request_memo.key, key, sizeof(request_memo.key));
 }
 
-static int
-request_attnum(TupleDesc desc, const char *name)
+/*
+ * What the direct paths (request_claim_fast, request_complete_fast) need to
+ * know of lockctl.request_keys: whether it is as installed, and so may be
+ * written without the executor; where its columns are; its indexes.  Worked
+ * out from the relcache entry at first use and again after each
+ * invalidation of it (request_shape_inval: a change of the table, its
+ * columns, indexes, triggers or policies, its drop), not on every call.
+ * As installed means: an ordinary table without triggers, row security,
+ * check constraints or generated columns; exactly the known columns, of the
+ * known types; plain btree indexes (no expressions, no predicate, not
+ * deferrable, valid and ready: one being built concurrently sends the
+ * calls to the SQL path until it is done), of which only the primary key,
+ * on scope and key (in either order: its check is the same), is unique.
+ * Anything else, and the SQL path does the work: the executor handles what
+ * these paths do not.
+ */
+typedef enum RequestColumn
 {
-	int			i;
+	RK_SCOPE,
+	RK_KEY,
+	RK_FINGERPRINT,
+	RK_RESULT,
+	RK_CLAIMED,
+	RK_COMPLETED,
+	RK_EXPIRES,
+	RK_CLAIM_XACT,
+	RK_NCOLS
+} RequestColumn;
 
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			request_columns[RK_NCOLS] = {
+	{"scope", TEXTOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
+	{"result", JSONBOID}, {"claimed", TIMESTAMPTZOID},
+	{"completed", TIMESTAMPTZOID}, {"expires", TIMESTAMPTZOID},
+	{"claim_xact", XID8OID}
+};
+
+/* as installed there are two: the primary key and the one on expires */
+#define REQUEST_MAX_INDEXES 4
+
+typedef struct RequestShape
+{
+	bool		valid;			/* worked out since the last invalidation */
+	Oid			relid;			/* of the table it was worked out for */
+	bool		direct;			/* as installed: the direct paths may write */
+	int			attnum[RK_NCOLS];	/* 0-based, in the tuple descriptor */
+	int			nindexes;
+	/* the primary key first: its unique check decides a claim */
+	Oid			indexoid[REQUEST_MAX_INDEXES];
+	IndexInfo  *indexinfo[REQUEST_MAX_INDEXES];
+	MemoryContext cxt;			/* the IndexInfos */
+} RequestShape;
+
+static RequestShape request_shape;
+
+static void
+request_shape_inval(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == request_shape.relid)
+		request_shape.valid = false;
+}
+
+static void
+request_shape_build(Relation rel)
+{
+	RequestShape *s = &request_shape;
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes;
+	ListCell   *lc;
+	int			found = 0;
+	int			i;
+	bool		pk_seen = false;
+
+	if (s->cxt == NULL)
+	{
+		CacheRegisterRelcacheCallback(request_shape_inval, (Datum) 0);
+		s->cxt = AllocSetContextCreate(CacheMemoryContext,
+									   "lockctl request_keys shape",
+									   ALLOCSET_SMALL_SIZES);
+	}
+	else
+		MemoryContextReset(s->cxt);
+
+	/*
+	 * Valid from here: an invalidation that arrives while the indexes are
+	 * opened below makes the next call work it out again.
+	 */
+	s->valid = true;
+	s->relid = RelationGetRelid(rel);
+	s->direct = false;
+	s->nindexes = 0;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		rel->rd_rel->relrowsecurity ||
+		(desc->constr != NULL &&
+		 (desc->constr->num_check != 0 || desc->constr->has_generated_stored)))
+		return;
+
+	/* exactly the known columns, of the known types */
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			c;
 
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < RK_NCOLS; c++)
+			if (strcmp(NameStr(att->attname), request_columns[c].name) == 0)
+				break;
+		if (c == RK_NCOLS || att->atttypid != request_columns[c].type)
+			return;
+		s->attnum[c] = i;
+		found++;
 	}
-	elog(ERROR, "lockctl.request_keys has no column \"%s\"", name);
-	return -1;					/* keep the compiler quiet */
+	if (found != RK_NCOLS)
+		return;
+
+	indexes = RelationGetIndexList(rel);
+	if (list_length(indexes) > REQUEST_MAX_INDEXES)
+		return;
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+		Form_pg_index index = idx->rd_index;
+		MemoryContext old = MemoryContextSwitchTo(s->cxt);
+		IndexInfo  *ii = BuildIndexInfo(idx);
+		bool		is_pk;
+		bool		plain;
+
+		MemoryContextSwitchTo(old);
+		is_pk = index->indisprimary && index->indnatts == 2 &&
+			((index->indkey.values[0] == s->attnum[RK_SCOPE] + 1 &&
+			  index->indkey.values[1] == s->attnum[RK_KEY] + 1) ||
+			 (index->indkey.values[0] == s->attnum[RK_KEY] + 1 &&
+			  index->indkey.values[1] == s->attnum[RK_SCOPE] + 1));
+		plain = idx->rd_rel->relam == BTREE_AM_OID &&
+			ii->ii_Expressions == NIL && ii->ii_Predicate == NIL &&
+			ii->ii_ExclusionOps == NULL && index->indimmediate &&
+			index->indisvalid && index->indisready && index->indislive &&
+			(!index->indisunique || is_pk);
+		index_close(idx, NoLock);
+		if (!plain)
+			return;
+		if (is_pk)
+		{
+			/* the primary key goes first */
+			s->indexoid[s->nindexes] = s->indexoid[0];
+			s->indexinfo[s->nindexes] = s->indexinfo[0];
+			s->indexoid[0] = lfirst_oid(lc);
+			s->indexinfo[0] = ii;
+			pk_seen = true;
+		}
+		else
+		{
+			s->indexoid[s->nindexes] = lfirst_oid(lc);
+			s->indexinfo[s->nindexes] = ii;
+		}
+		s->nindexes++;
+	}
+	list_free(indexes);
+	s->direct = pk_seen;
+}
+
+/* The shape of rel, lockctl.request_keys, opened by the caller. */
+static const RequestShape *
+request_shape_of(Relation rel)
+{
+	if (!request_shape.valid || request_shape.relid != RelationGetRelid(rel))
+		request_shape_build(rel);
+	return &request_shape;
+}
+
+/*
+ * Enter heap tuple tid, whose columns are values/isnull, into the indexes
+ * of the shape, as CatalogIndexInsert does (plain columns only): the
+ * primary key first, with pk_check.  Returns false, having entered it into
+ * no other index, when pk_check is UNIQUE_CHECK_PARTIAL and the primary
+ * key holds a row of the same (scope, key), live or written by a
+ * transaction in progress (this one included).
+ */
+static bool
+request_index_insert(Relation rel, const RequestShape *s, ItemPointer tid,
+					 Datum *values, bool *isnull, IndexUniqueCheck pk_check)
+{
+	int			i;
+
+	for (i = 0; i < s->nindexes; i++)
+	{
+		IndexInfo  *ii = s->indexinfo[i];
+		Relation	idx = index_open(s->indexoid[i], RowExclusiveLock);
+		Datum		ivalues[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+		bool		unique;
+		int			k;
+
+		for (k = 0; k < ii->ii_NumIndexAttrs; k++)
+		{
+			ivalues[k] = values[ii->ii_IndexAttrNumbers[k] - 1];
+			inulls[k] = isnull[ii->ii_IndexAttrNumbers[k] - 1];
+		}
+		unique = index_insert(idx, ivalues, inulls, tid, rel,
+							  i == 0 ? pk_check : UNIQUE_CHECK_NO, false, ii);
+		/* the lock stays to the end of the transaction, as the executor's */
+		index_close(idx, NoLock);
+		if (i == 0 && !unique)
+			return false;
+	}
+	return true;
 }
 
 /*
  * complete_request of the key this transaction claimed last in this
  * backend: store result in its row with heap_update and, when the update
- * is not HOT, new entries in the table's indexes (plain ones: anything
- * else, and the SQL path is taken), as catalog updates do.  The row is the
- * one the memo names if it is visible to this transaction as its own
- * (SnapshotSelf: written by it, by no subtransaction since rolled back, and
- * not updated since) and is (scope, key) claimed by this transaction.
- * Returns false, having changed nothing, when the SQL path must do it.
+ * is not HOT, new entries in the table's indexes (opened only then), as
+ * catalog updates do.  The row is the one the memo names if it is visible
+ * to this transaction as its own (SnapshotSelf: written by it, by no
+ * subtransaction since rolled back, and not updated since) and is (scope,
+ * key) claimed by this transaction.  Returns false, having changed
+ * nothing, when the SQL path must do it.
  */
 static bool
 request_complete_fast(Oid scope, const char *key, Datum result)
 {
 	Relation	rel;
+	const RequestShape *s;
 	HeapTupleData oldtup;
 	ItemPointerData otid;
 	HeapTuple	newtup;
 	Buffer		buf;
 	TupleDesc	desc;
-	CatalogIndexState indstate;
-	Datum		values[3];
+	Datum		value;
 	bool		isnull;
 	Datum	   *repl_values;
 	bool	   *repl_nulls;
 	bool	   *repl;
-	int			a_scope, a_key, a_xact, a_result, a_completed;
-	int			i;
+	TU_UpdateIndexes update_indexes;
 	bool		ok;
 
 	if (!FullTransactionIdIsValid(request_memo.fxid) ||
@@ -596,88 +798,159 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 	rel = try_table_open(request_memo.relid, RowExclusiveLock);
 	if (rel == NULL)
 		return false;
-	if (rel->rd_rel->relkind != RELKIND_RELATION ||
-		rel->rd_rel->relfilenode != request_memo.relfilenode ||
-		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity)
+	s = request_shape_of(rel);
+	if (rel->rd_rel->relfilenode != request_memo.relfilenode || !s->direct)
 	{
-		table_close(rel, RowExclusiveLock);
+		table_close(rel, NoLock);
 		return false;
 	}
 	desc = RelationGetDescr(rel);
-	a_scope = request_attnum(desc, "scope");
-	a_key = request_attnum(desc, "key");
-	a_xact = request_attnum(desc, "claim_xact");
-	a_result = request_attnum(desc, "result");
-	a_completed = request_attnum(desc, "completed");
 
 	/* the row: this transaction's own, live, (scope, key) claimed by it */
 	oldtup.t_self = request_memo.tid;
 	if (!heap_fetch(rel, SnapshotSelf, &oldtup, &buf, false))
 	{
-		table_close(rel, RowExclusiveLock);
+		table_close(rel, NoLock);
 		return false;
 	}
-	values[0] = heap_getattr(&oldtup, a_scope + 1, desc, &isnull);
+	value = heap_getattr(&oldtup, s->attnum[RK_SCOPE] + 1, desc, &isnull);
 	ok = !isnull;
 	if (ok)
 	{
 		char	   *scope_name = GetUserNameFromId(scope, true);
 
 		ok = scope_name != NULL &&
-			strcmp(TextDatumGetCString(values[0]), scope_name) == 0;
+			strcmp(TextDatumGetCString(value), scope_name) == 0;
 	}
 	if (ok)
 	{
-		values[1] = heap_getattr(&oldtup, a_key + 1, desc, &isnull);
-		ok = !isnull && strcmp(TextDatumGetCString(values[1]), key) == 0;
+		value = heap_getattr(&oldtup, s->attnum[RK_KEY] + 1, desc, &isnull);
+		ok = !isnull && strcmp(TextDatumGetCString(value), key) == 0;
 	}
 	if (ok)
 	{
-		values[2] = heap_getattr(&oldtup, a_xact + 1, desc, &isnull);
+		value = heap_getattr(&oldtup, s->attnum[RK_CLAIM_XACT] + 1, desc, &isnull);
 		ok = !isnull &&
-			FullTransactionIdEquals(DatumGetFullTransactionId(values[2]),
+			FullTransactionIdEquals(DatumGetFullTransactionId(value),
 									request_memo.fxid);
-	}
-	if (ok)
-	{
-		/* plain indexes only: catalog-style index upkeep handles no more */
-		indstate = CatalogOpenIndexes(rel);
-		for (i = 0; i < indstate->ri_NumIndices; i++)
-		{
-			IndexInfo  *ii = indstate->ri_IndexRelationInfo[i];
-
-			if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
-				ii->ii_ExclusionOps != NULL ||
-				!indstate->ri_IndexRelationDescs[i]->rd_index->indimmediate)
-				ok = false;
-		}
-		if (!ok)
-			CatalogCloseIndexes(indstate);
 	}
 	if (!ok)
 	{
 		ReleaseBuffer(buf);
-		table_close(rel, RowExclusiveLock);
+		table_close(rel, NoLock);
 		return false;
 	}
 
 	repl_values = palloc0(desc->natts * sizeof(Datum));
 	repl_nulls = palloc0(desc->natts * sizeof(bool));
 	repl = palloc0(desc->natts * sizeof(bool));
-	repl_values[a_result] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
-	repl[a_result] = true;
-	repl_values[a_completed] = TimestampTzGetDatum(GetCurrentTimestamp());
-	repl[a_completed] = true;
+	repl_values[s->attnum[RK_RESULT]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
+	repl[s->attnum[RK_RESULT]] = true;
+	repl_values[s->attnum[RK_COMPLETED]] = TimestampTzGetDatum(GetCurrentTimestamp());
+	repl[s->attnum[RK_COMPLETED]] = true;
 	newtup = heap_modify_tuple(&oldtup, desc, repl_values, repl_nulls, repl);
 	ReleaseBuffer(buf);
 
 	otid = oldtup.t_self;
-	CatalogTupleUpdateWithInfo(rel, &otid, newtup, indstate);
-	CatalogCloseIndexes(indstate);
+	simple_heap_update(rel, &otid, newtup, &update_indexes);
+	/* only btree indexes: an update needs entries in all or in none */
+	if (update_indexes == TU_All)
+	{
+		heap_deform_tuple(newtup, desc, repl_values, repl_nulls);
+		(void) request_index_insert(rel, s, &newtup->t_self, repl_values,
+									repl_nulls, UNIQUE_CHECK_YES);
+	}
 	ItemPointerCopy(&newtup->t_self, &request_memo.tid);
-	table_close(rel, RowExclusiveLock);
+	/* the lock stays to the end of the transaction, as the executor's */
+	table_close(rel, NoLock);
 	heap_freetuple(newtup);
 	return true;
+}
+
+/* What the direct claim did (request_claim_fast). */
+typedef enum RequestFast
+{
+	REQUEST_FAST_SQL,			/* nothing: the SQL path must do it */
+	REQUEST_FAST_CLAIMED,		/* the key had no row: claimed */
+	REQUEST_FAST_FOUND			/* the key's row, in use: read */
+} RequestFast;
+
+/*
+ * The row of a key in use, read directly, for a duplicate: the usual case
+ * of an existing key, a request done and committed by another transaction
+ * (or claimed earlier by this one).  Under READ COMMITTED, with the key's
+ * lock held, the SQL path would find that row with a new snapshot, lock it
+ * (ON CONFLICT DO UPDATE, its WHERE false) and read it with another
+ * statement; here one look into the primary key with a dirty snapshot
+ * reads it.  The key's lock is what keeps another claim of the key off
+ * until this transaction ends, not the row's.  Found, and the row is
+ * committed (its writer ended before this transaction got the key's lock,
+ * so a new snapshot would see it) or this transaction's own: *row gets its
+ * fingerprint, result and claim_xact, as REQUEST_PLAN_FIND returns them.
+ * Anything else goes to the SQL path: a row past its ttl (to take over),
+ * one written or being deleted by a transaction in progress (only a writer
+ * that bypasses claim_request, or the purge of a row that just expired),
+ * more than one row.
+ */
+static RequestFast
+request_find_fast(Relation rel, const RequestShape *s, Datum key,
+				  Datum scope_text, TimestampTz now, Datum *row,
+				  bool *rownulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Relation	pk = index_open(s->indexoid[0], RowExclusiveLock);
+	SnapshotData dirty;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	RequestFast found = REQUEST_FAST_SQL;
+	int			k;
+
+	/* keyed by the table's column numbers, as systable_beginscan wants */
+	for (k = 0; k < 2; k++)
+	{
+		AttrNumber	attnum = pk->rd_index->indkey.values[k];
+
+		ScanKeyEntryInitialize(&skey[k], 0, attnum, BTEqualStrategyNumber,
+							   InvalidOid, pk->rd_indcollation[k], F_TEXTEQ,
+							   attnum == s->attnum[RK_KEY] + 1 ? key : scope_text);
+	}
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan(rel, s->indexoid[0], true, &dirty, 2, skey);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup) &&
+		!TransactionIdIsValid(dirty.xmin) && !TransactionIdIsValid(dirty.xmax))
+	{
+		bool		isnull;
+		Datum		value;
+
+		value = heap_getattr(tup, s->attnum[RK_EXPIRES] + 1, desc, &isnull);
+		if (!isnull && DatumGetTimestampTz(value) > now)
+		{
+			static const RequestColumn cols[3] = {RK_FINGERPRINT, RK_RESULT,
+			RK_CLAIM_XACT};
+
+			for (k = 0; k < 3; k++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, s->attnum[cols[k]]);
+
+				row[k] = heap_getattr(tup, s->attnum[cols[k]] + 1, desc,
+									  &rownulls[k]);
+				/* out of the buffer, and out of TOAST */
+				if (!rownulls[k])
+					row[k] = att->attlen == -1 ?
+						PointerGetDatum(pg_detoast_datum_copy((struct varlena *) DatumGetPointer(row[k]))) :
+						datumCopy(row[k], att->attbyval, att->attlen);
+			}
+			found = REQUEST_FAST_FOUND;
+		}
+		/* a second row of the key: the SQL path sorts it out */
+		if (found == REQUEST_FAST_FOUND && HeapTupleIsValid(systable_getnext(scan)))
+			found = REQUEST_FAST_SQL;
+	}
+	systable_endscan(scan);
+	index_close(pk, NoLock);
+	return found;
 }
 
 /*
@@ -685,21 +958,28 @@ request_complete_fast(Oid scope, const char *key, Datum result)
  * Under READ COMMITTED the claim's INSERT ... ON CONFLICT through SPI costs
  * more than all the rest of the call (executor start-up, the speculative
  * insertion and its second pass over the primary key); with the key's lock
- * held it is not needed when no row of (scope, key) exists at all.  So:
- * look for any version of the row with a dirty snapshot (committed, or
- * written by a transaction in progress, this one included); if there is
- * none, insert the row with heap_insert and plain index inserts (the
- * primary key's unique check included), as catalog inserts do.  Any row
- * found, and everything the direct insert does not handle, and the SQL
- * path is taken: an expired key's takeover, a duplicate, REPEATABLE READ
- * and SERIALIZABLE (whose snapshot rules, 40001 and predicate locks are
- * the executor's), a read-only transaction (its error is the SQL's),
- * triggers, row security, check constraints, generated or unknown
- * columns, indexes that are not plain.  Only a writer that bypasses
- * claim_request (and so the key's lock) can race the direct insert; the
- * unique index refuses its duplicate (23505), as it would the SQL's plain
- * INSERT.  Returns false, having changed nothing, when the SQL path must
- * do it; else sets *relid, *relfilenode and *tid to the new row.
+ * held it is not needed when no row of (scope, key) exists.  So: insert the
+ * row with heap_insert, then its primary-key entry with the unique check of
+ * UNIQUE_CHECK_PARTIAL, which does not raise an error but says whether a
+ * row of the same key exists, live or written by a transaction in progress
+ * (this one included): the one descent into the primary key both looks for
+ * the key and enters it.  No such row: the entries of the other indexes
+ * follow, and the claim is made.  One found (a duplicate, an expired key to
+ * take over, the same key claimed again in this transaction): the new row
+ * is deleted again (after CommandCounterIncrement: a command cannot delete
+ * what it inserted), its primary-key entry left to point at a dead row as
+ * any rolled-back insert leaves one, and request_find_fast reads the row
+ * found, or the SQL path decides.  The SQL path is also taken for what the
+ * direct insert does not handle:
+ * REPEATABLE READ and SERIALIZABLE (their snapshot rules, 40001 and
+ * predicate locks are the executor's), a read-only transaction (its error
+ * is the SQL's), and a table that is not as installed (RequestShape).
+ * Only a writer that bypasses claim_request (and so the key's lock) can
+ * race the direct insert; the primary key's check sees its row as it sees
+ * any other.  Returns REQUEST_FAST_SQL, having changed nothing visible,
+ * when the SQL path must do it; REQUEST_FAST_CLAIMED, with *relid,
+ * *relfilenode and *tid set to the new row; REQUEST_FAST_FOUND, with *row
+ * and *rownulls set as request_find_fast sets them.
  */
 static Oid	request_keys_relid = InvalidOid;
 static Oid	request_keys_nsp = InvalidOid;
@@ -732,142 +1012,69 @@ request_keys_open(void)
 	return NULL;
 }
 
-static bool
+static RequestFast
 request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 				   bool fingerprint_null, TimestampTz now, Datum expires,
-				   Oid *relid, Oid *relfilenode, ItemPointer tid)
+				   Oid *relid, Oid *relfilenode, ItemPointer tid,
+				   Datum *row, bool *rownulls)
 {
-	static const struct
-	{
-		const char *name;
-		Oid			type;
-	}			cols[] = {
-		{"scope", TEXTOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
-		{"result", JSONBOID}, {"claimed", TIMESTAMPTZOID},
-		{"completed", TIMESTAMPTZOID}, {"expires", TIMESTAMPTZOID},
-		{"claim_xact", XID8OID}
-	};
-	int			attnum[lengthof(cols)];
 	Relation	rel;
+	const RequestShape *s;
 	TupleDesc	desc;
-	Oid			pkoid;
-	CatalogIndexState indstate;
-	SnapshotData dirty;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
 	Datum	   *values;
 	bool	   *nulls;
 	HeapTuple	tup;
-	int			live;
-	int			i;
-	bool		ok;
 
 	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
-		return false;
+		return REQUEST_FAST_SQL;
 	rel = request_keys_open();
 	if (rel == NULL)
-		return false;
+		return REQUEST_FAST_SQL;
+	s = request_shape_of(rel);
+	if (!s->direct)
+	{
+		table_close(rel, NoLock);
+		return REQUEST_FAST_SQL;
+	}
 	desc = RelationGetDescr(rel);
-	ok = rel->rd_rel->relkind == RELKIND_RELATION &&
-		rel->trigdesc == NULL && !rel->rd_rel->relrowsecurity &&
-		(desc->constr == NULL ||
-		 (desc->constr->num_check == 0 && !desc->constr->has_generated_stored));
-
-	/* exactly the known columns, of the known types */
-	live = 0;
-	for (i = 0; ok && i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		int			c;
-
-		if (att->attisdropped)
-			continue;
-		live++;
-		for (c = 0; c < lengthof(cols); c++)
-			if (strcmp(NameStr(att->attname), cols[c].name) == 0)
-				break;
-		if (c == lengthof(cols) || att->atttypid != cols[c].type)
-			ok = false;
-		else
-			attnum[c] = i;
-	}
-	if (!ok || live != lengthof(cols))
-	{
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
-
-	/*
-	 * Plain indexes only (catalog-style index upkeep handles no more), one
-	 * of them the primary key on (scope, key).
-	 */
-	indstate = CatalogOpenIndexes(rel);
-	pkoid = InvalidOid;
-	for (i = 0; ok && i < indstate->ri_NumIndices; i++)
-	{
-		IndexInfo  *ii = indstate->ri_IndexRelationInfo[i];
-		Relation	idx = indstate->ri_IndexRelationDescs[i];
-
-		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
-			ii->ii_ExclusionOps != NULL || !idx->rd_index->indimmediate)
-			ok = false;
-		else if (idx->rd_index->indisprimary &&
-				 idx->rd_index->indnatts == 2 &&
-				 idx->rd_index->indkey.values[0] == attnum[0] + 1 &&
-				 idx->rd_index->indkey.values[1] == attnum[1] + 1)
-		{
-			pkoid = RelationGetRelid(idx);
-			ScanKeyEntryInitialize(&skey[0], 0, attnum[0] + 1,
-								   BTEqualStrategyNumber, InvalidOid,
-								   idx->rd_indcollation[0], F_TEXTEQ,
-								   scope_text);
-			ScanKeyEntryInitialize(&skey[1], 0, attnum[1] + 1,
-								   BTEqualStrategyNumber, InvalidOid,
-								   idx->rd_indcollation[1], F_TEXTEQ, key);
-		}
-	}
-	if (!ok || !OidIsValid(pkoid))
-	{
-		CatalogCloseIndexes(indstate);
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
-
-	/* any version of the row, committed or in progress: the SQL path */
-	InitDirtySnapshot(dirty);
-	scan = systable_beginscan(rel, pkoid, true, &dirty, 2, skey);
-	ok = !HeapTupleIsValid(systable_getnext(scan));
-	systable_endscan(scan);
-	if (!ok)
-	{
-		CatalogCloseIndexes(indstate);
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
 
 	values = palloc0(desc->natts * sizeof(Datum));
 	nulls = palloc(desc->natts * sizeof(bool));
 	memset(nulls, true, desc->natts * sizeof(bool));
-	values[attnum[0]] = scope_text;
-	values[attnum[1]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
+	values[s->attnum[RK_SCOPE]] = scope_text;
+	values[s->attnum[RK_KEY]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
 	if (!fingerprint_null)
-		values[attnum[2]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(fingerprint)));
-	values[attnum[4]] = TimestampTzGetDatum(now);
-	values[attnum[6]] = expires;
-	values[attnum[7]] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	nulls[attnum[0]] = nulls[attnum[1]] = nulls[attnum[4]] = false;
-	nulls[attnum[6]] = nulls[attnum[7]] = false;
-	nulls[attnum[2]] = fingerprint_null;
+		values[s->attnum[RK_FINGERPRINT]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(fingerprint)));
+	values[s->attnum[RK_CLAIMED]] = TimestampTzGetDatum(now);
+	values[s->attnum[RK_EXPIRES]] = expires;
+	values[s->attnum[RK_CLAIM_XACT]] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	nulls[s->attnum[RK_SCOPE]] = nulls[s->attnum[RK_KEY]] = false;
+	nulls[s->attnum[RK_CLAIMED]] = nulls[s->attnum[RK_EXPIRES]] = false;
+	nulls[s->attnum[RK_CLAIM_XACT]] = false;
+	nulls[s->attnum[RK_FINGERPRINT]] = fingerprint_null;
 	tup = heap_form_tuple(desc, values, nulls);
 
-	CatalogTupleInsertWithInfo(rel, tup, indstate);
-	CatalogCloseIndexes(indstate);
+	simple_heap_insert(rel, tup);
+	if (!request_index_insert(rel, s, &tup->t_self, values, nulls,
+							  UNIQUE_CHECK_PARTIAL))
+	{
+		RequestFast found;
+
+		/* the key has a row: take ours back, then read that row */
+		CommandCounterIncrement();
+		simple_heap_delete(rel, &tup->t_self);
+		found = request_find_fast(rel, s, key, scope_text, now, row, rownulls);
+		table_close(rel, NoLock);
+		heap_freetuple(tup);
+		return found;
+	}
 	*relid = RelationGetRelid(rel);
 	*relfilenode = rel->rd_rel->relfilenode;
 	ItemPointerCopy(&tup->t_self, tid);
-	table_close(rel, RowExclusiveLock);
+	/* the lock stays to the end of the transaction, as the executor's */
+	table_close(rel, NoLock);
 	heap_freetuple(tup);
-	return true;
+	return REQUEST_FAST_CLAIMED;
 }
 
 /* an interval of the given days and microseconds */
@@ -952,13 +1159,18 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 		Oid			relfilenode;
 		ItemPointerData tid;
 
-		if (request_claim_fast(scope_text, PG_GETARG_DATUM(0), fingerprint,
-							   PG_ARGISNULL(2), now, expires, &relid,
-							   &relfilenode, &tid))
+		switch (request_claim_fast(scope_text, PG_GETARG_DATUM(0), fingerprint,
+								   PG_ARGISNULL(2), now, expires, &relid,
+								   &relfilenode, &tid, row, rownulls))
 		{
-			request_memo_set(scope, key, relid, relfilenode, &tid);
-			request_count(REQUEST_CLAIMS);
-			PG_RETURN_NULL();
+			case REQUEST_FAST_CLAIMED:
+				request_memo_set(scope, key, relid, relfilenode, &tid);
+				request_count(REQUEST_CLAIMS);
+				PG_RETURN_NULL();
+			case REQUEST_FAST_FOUND:
+				goto in_use;
+			case REQUEST_FAST_SQL:
+				break;
 		}
 	}
 
@@ -981,6 +1193,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	/* in use: claimed earlier in this transaction, or done by another */
 	if (request_run(fcinfo, REQUEST_PLAN_FIND, args, argnulls, 3, row, rownulls) == 0)
 		elog(ERROR, "lockctl.claim_request: the row of request \"%s\" vanished", key);
+in_use:
 	if (!rownulls[2] &&
 		FullTransactionIdEquals(DatumGetFullTransactionId(row[2]),
 								GetTopFullTransactionId()))
