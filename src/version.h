@@ -98,6 +98,7 @@ typedef struct VersionStatsEntry VersionStatsEntry;
 
 /* version_stats.c */
 extern void version_stats_bump(VersionStatsEntry *e, VersionCounter c);
+extern void version_stats_add(VersionStatsEntry *e, VersionCounter c, uint64 n);
 extern VersionStatsEntry *version_stats_entry(Oid relid, bool create);
 extern void version_stats_remove(Oid relid);
 
@@ -124,6 +125,13 @@ typedef struct VersionTrigState
 /* version_statement.c */
 extern void VersionStatementInit(void);
 extern VersionVerdict *version_running_verdict(Oid rootrelid);
+extern bool version_op_is_equality(Oid opno);
+extern Plan *version_find_scan(Plan *plan, Index rti);
+
+/* version_direct.c */
+extern bool version_direct_update(QueryDesc *queryDesc,
+								  ModifyTableState *mtstate, int t,
+								  AttrNumber vatt, VersionVerdict *v);
 extern void version_uv_begin(Oid relid);
 extern void version_uv_end(void);
 

@@ -64,6 +64,9 @@ typedef struct VersionStmtGroup
 	bool		checked;		/* every row must pass the WHERE check */
 	Oid			rootrelid;		/* the table versioning was enabled on */
 	VersionVerdict *routed;		/* ON CONFLICT: for the routed partitions */
+	bool		direct;			/* the statement bumps the version itself
+								 * (version_direct.c): rows counted at its end */
+	bool		counted;		/* its table has counters (not temporary) */
 } VersionStmtGroup;
 
 /* A running statement that writes a versioned table. */
@@ -392,7 +395,7 @@ version_eq_cache_reset(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /* Is opno "=" of some btree operator family? */
-static bool
+bool
 version_op_is_equality(Oid opno)
 {
 	bool		equality;
@@ -492,7 +495,7 @@ version_quals_check(Node *quals, Plan *plan, VersionCtx *cx, Index scan_rti,
 }
 
 /* The scan of range table entry rti in plan's tree, or NULL. */
-static Plan *
+Plan *
 version_find_scan(Plan *plan, Index rti)
 {
 	List	   *kids;
@@ -793,6 +796,12 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 											  (List *) list_nth(mt->updateColnosLists, i),
 											  vatt, outerPlan(mt), &cx);
 				grp->checked &= v->where_checked;
+				if (version_direct_update(queryDesc, mtstate, tgidx[i], vatt, v))
+				{
+					grp->direct = true;
+					grp->counted = rri->ri_RelationDesc->rd_rel->relpersistence !=
+						RELPERSISTENCE_TEMP;
+				}
 				break;
 			case CMD_DELETE:
 				v->delete_checked = version_scan_checks(outerPlan(mt), rti, vatt, &cx);
@@ -903,6 +912,14 @@ version_ExecutorEnd(QueryDesc *queryDesc)
 		{
 			VersionStmtGroup *grp = (VersionStmtGroup *) lfirst(lc);
 
+			/* the rows the trigger would have seen: those it updated */
+			if (grp->direct)
+			{
+				grp->counts.rows = queryDesc->estate->es_processed;
+				if (grp->counted && grp->counts.rows > 0)
+					version_stats_add(version_stats_entry(grp->rootrelid, true),
+									  VSTAT_CHECKED, grp->counts.rows);
+			}
 			if (grp->checked && grp->counts.rows == 0 &&
 				(grp->operation == CMD_UPDATE || grp->operation == CMD_DELETE))
 				version_stats_bump(version_stats_entry(grp->rootrelid, true),

@@ -188,6 +188,14 @@ version_stats_bump(VersionStatsEntry *e, VersionCounter c)
 		pg_atomic_fetch_add_u64(&e->counters[c], 1);
 }
 
+/* Add n to counter c of e (a statement's rows, counted at its end). */
+void
+version_stats_add(VersionStatsEntry *e, VersionCounter c, uint64 n)
+{
+	if (e != NULL)
+		pg_atomic_fetch_add_u64(&e->counters[c], n);
+}
+
 /*
  * The counters of relid in this database; with create, make them when
  * missing, unless the table is full (then NULL).

@@ -1,0 +1,361 @@
+/*-------------------------------------------------------------------------
+ *
+ * version_direct.c
+ *	  The version bump of a plain checked UPDATE, made by the statement's
+ *	  own projection instead of the row trigger.
+ *
+ * "UPDATE t SET ... WHERE id = $1 AND version = $2" is what every ORM
+ * sends.  The version trigger would store version + 1 in each row it
+ * reaches, but PostgreSQL locks every row before a BEFORE ROW trigger sees
+ * it (GetTupleForTrigger), and that lock is most of what a checked UPDATE
+ * costs over a plain one (bench/README.md).  For such a statement the
+ * outcome of the trigger is known when the statement starts: every row it
+ * reaches matched the version the client sent, and gets that version + 1.
+ * So the statement's new-row projection computes "version + 1" itself, and
+ * this statement's copy of the table's trigger flags leaves the BEFORE ROW
+ * UPDATE trigger out.  Under READ COMMITTED a row updated concurrently is
+ * re-checked (EvalPlanQual) and projected again from its newest version,
+ * as the trigger would have seen it.
+ *
+ * Taken only where the result is the trigger's own, to the error: one
+ * result relation, an ordinary table that is not the target of partition
+ * routing, the lockctl trigger the only BEFORE ROW UPDATE trigger, without
+ * WHEN, one that fires in this session_replication_role, with valid
+ * arguments; the version compared with a constant or parameter whose value
+ * is known now and below the type's maximum (so the bump cannot overflow,
+ * where the trigger would raise its own error); no stored generated
+ * column; not EXPLAIN ANALYZE (which shows the trigger's calls).  Anything
+ * else keeps the trigger.  The counters the trigger would bump per row are
+ * bumped when the statement ends, by the rows it processed.
+ *
+ * src/version_direct.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "version.h"
+
+/* Would trigger tg fire for a row in this session? (trigger.c's rule) */
+static bool
+version_trigger_fires(Trigger *tg)
+{
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return tg->tgenabled == TRIGGER_FIRES_ON_REPLICA ||
+			tg->tgenabled == TRIGGER_FIRES_ALWAYS;
+	return tg->tgenabled == TRIGGER_FIRES_ON_ORIGIN ||
+		tg->tgenabled == TRIGGER_FIRES_ALWAYS;
+}
+
+/* The value of a constant or a query parameter, if it can be known now. */
+static bool
+version_value_now(Node *node, EState *estate, int64 *value, bool *isnull)
+{
+	Oid			typid;
+	Datum		d;
+
+	while (node != NULL && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	if (node == NULL)
+		return false;
+	if (IsA(node, Const))
+	{
+		Const	   *c = (Const *) node;
+
+		typid = c->consttype;
+		*isnull = c->constisnull;
+		d = c->constvalue;
+	}
+	else if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN)
+	{
+		Param	   *p = (Param *) node;
+		ParamListInfo params = estate->es_param_list_info;
+		ParamExternData workspace;
+		ParamExternData *prm;
+
+		if (params == NULL || p->paramid <= 0 || p->paramid > params->numParams)
+			return false;
+		if (params->paramFetch != NULL)
+			prm = params->paramFetch(params, p->paramid, false, &workspace);
+		else
+			prm = &params->params[p->paramid - 1];
+		if (prm == NULL || prm->ptype != p->paramtype)
+			return false;
+		typid = p->paramtype;
+		*isnull = prm->isnull;
+		d = prm->value;
+	}
+	else
+		return false;
+	if (typid != INT2OID && typid != INT4OID && typid != INT8OID)
+		return false;
+	if (!*isnull)
+		*value = version_from_datum(d, typid);
+	return true;
+}
+
+/*
+ * Is some conjunct of quals "version = <constant or parameter>" with a
+ * value known now?  If so, that value: every row the scan returns has it.
+ */
+static bool
+version_quals_value(Node *quals, Index rti, AttrNumber vatt, EState *estate,
+					int64 *value, bool *isnull)
+{
+	ListCell   *lc;
+
+	if (quals == NULL)
+		return false;
+	if (IsA(quals, List))
+	{
+		foreach(lc, (List *) quals)
+		{
+			if (version_quals_value((Node *) lfirst(lc), rti, vatt, estate,
+									value, isnull))
+				return true;
+		}
+		return false;
+	}
+	if (is_andclause(quals))
+		return version_quals_value((Node *) ((BoolExpr *) quals)->args,
+								   rti, vatt, estate, value, isnull);
+	if (IsA(quals, OpExpr) && list_length(((OpExpr *) quals)->args) == 2 &&
+		version_op_is_equality(((OpExpr *) quals)->opno))
+	{
+		OpExpr	   *op = (OpExpr *) quals;
+
+		for (int side = 0; side < 2; side++)
+		{
+			Node	   *mine = (Node *) list_nth(op->args, side);
+
+			while (IsA(mine, RelabelType))
+				mine = (Node *) ((RelabelType *) mine)->arg;
+			if (!IsA(mine, Var) || ((Var *) mine)->varno != rti ||
+				((Var *) mine)->varattno != vatt)
+				continue;
+			if (version_value_now((Node *) list_nth(op->args, 1 - side),
+								  estate, value, isnull))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* version_quals_value over the quals of the scan of rti in subplan. */
+static bool
+version_scan_value(Plan *subplan, Index rti, AttrNumber vatt, EState *estate,
+				   int64 *value, bool *isnull)
+{
+	Plan	   *scan = version_find_scan(subplan, rti);
+
+	if (scan == NULL)
+		return false;
+	if (version_quals_value((Node *) scan->qual, rti, vatt, estate, value,
+							isnull))
+		return true;
+	if (IsA(scan, IndexScan) &&
+		version_quals_value((Node *) ((IndexScan *) scan)->indexqualorig,
+							rti, vatt, estate, value, isnull))
+		return true;
+	if (IsA(scan, BitmapHeapScan) &&
+		version_quals_value((Node *) ((BitmapHeapScan *) scan)->bitmapqualorig,
+							rti, vatt, estate, value, isnull))
+		return true;
+	return false;
+}
+
+/*
+ * Make the UPDATE of mtstate's only result relation bump the version
+ * itself, if it can be done with the trigger's outcome (see the head of
+ * this file).  t is the index of lockctl's trigger in the relation's
+ * trigger descriptor, vatt its version column, v the statement's verdict.
+ * Returns true if done: the trigger will not fire for this statement.
+ */
+bool
+version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
+					  int t, AttrNumber vatt, VersionVerdict *v)
+{
+	EState	   *estate = queryDesc->estate;
+	ModifyTable *mt = (ModifyTable *) mtstate->ps.plan;
+	Plan	   *subplan = outerPlan(mt);
+	ResultRelInfo *rri;
+	Relation	rel;
+	TupleDesc	desc;
+	TriggerDesc *trigdesc;
+	Trigger    *tg;
+	Form_pg_attribute att;
+	List	   *colnos;
+	List	   *tlist = NIL;
+	int			resno = 0;
+	ListCell   *lc;
+	ListCell   *lc2;
+	Oid			pl;
+	Expr	   *bump;
+	int64		read = 0;
+	bool		readnull;
+	MemoryContext oldcxt;
+
+	/* the statement: one ordinary table, updated where the version matched */
+	if (queryDesc->operation != CMD_UPDATE ||
+		(PlanState *) mtstate != queryDesc->planstate ||
+		queryDesc->plannedstmt->hasModifyingCTE ||
+		mt->operation != CMD_UPDATE || mtstate->mt_nrels != 1 ||
+		mt->rootRelation != 0 || estate->es_instrument != 0 ||
+		v->cascade || v->uv || !v->where_checked ||
+		(v->assign != VASSIGN_NONE && v->assign != VASSIGN_SENT))
+		return false;
+	rri = &mtstate->resultRelInfo[0];
+	rel = rri->ri_RelationDesc;
+	desc = RelationGetDescr(rel);
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rri->ri_projectNewInfoValid ||
+		rri->ri_usesFdwDirectModify ||
+		(desc->constr != NULL && desc->constr->has_generated_stored))
+		return false;
+
+	/* the trigger: ours alone, firing, with arguments that are valid */
+	trigdesc = rri->ri_TrigDesc;
+	tg = &trigdesc->triggers[t];
+	if (tg->tgqual != NULL || !version_trigger_fires(tg) || tg->tgnargs != 2 ||
+		(pg_strcasecmp(tg->tgargs[1], "strict") != 0 &&
+		 pg_strcasecmp(tg->tgargs[1], "orm") != 0 &&
+		 pg_strcasecmp(tg->tgargs[1], "server") != 0))
+		return false;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		if (i != t &&
+			TRIGGER_TYPE_MATCHES(trigdesc->triggers[i].tgtype, TRIGGER_TYPE_ROW,
+								 TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_UPDATE))
+			return false;
+	}
+	att = TupleDescAttr(desc, vatt - 1);
+	switch (att->atttypid)
+	{
+		case INT2OID:
+			pl = F_INT2PL;
+			break;
+		case INT4OID:
+			pl = F_INT4PL;
+			break;
+		case INT8OID:
+			pl = F_INT8PL;
+			break;
+		default:
+			return false;
+	}
+	if (att->attisdropped || att->attgenerated != '\0' || att->attidentity != '\0')
+		return false;
+
+	/*
+	 * The version compared with a value known now (every row reached has
+	 * it), with room for the bump: at the type's maximum the trigger raises
+	 * its own error.
+	 */
+	if (!version_scan_value(subplan, rri->ri_RangeTableIndex, vatt, estate,
+							&read, &readnull))
+		return false;
+	if (!readnull && read >= version_type_max(att->atttypid))
+		return false;
+
+	/*
+	 * A version the statement sets, known now too: the trigger accepts the
+	 * version read and the next one (outside mode 'server') and stores the
+	 * next one either way; anything else it refuses, and keeps.
+	 */
+	colnos = (List *) list_nth(mt->updateColnosLists, 0);
+	if (v->assign == VASSIGN_SENT)
+	{
+		int			pos = 0;
+		TargetEntry *tle;
+		int64		sent = 0;
+		bool		sentnull;
+
+		if (pg_strcasecmp(tg->tgargs[1], "server") == 0)
+			return false;
+		foreach(lc, colnos)
+		{
+			pos++;
+			if (lfirst_int(lc) == vatt)
+				break;
+		}
+		if (lc == NULL || pos > list_length(subplan->targetlist))
+			return false;
+		tle = list_nth_node(TargetEntry, subplan->targetlist, pos - 1);
+		if (tle->resjunk ||
+			!version_value_now((Node *) tle->expr, estate, &sent, &sentnull))
+			return false;
+		if (!readnull &&
+			(sentnull || (sent != read && sent != read + 1)))
+			return false;
+	}
+
+	/*
+	 * The projection ExecInitUpdateProjection would build, but evaluated
+	 * here: the subplan's values of the assigned columns (the outer tuple),
+	 * and for the version column the old row's version + 1 (the scan
+	 * tuple), in its place if the statement sets it, else added.
+	 */
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+	bump = (Expr *) makeFuncExpr(pl, att->atttypid,
+								 list_make2(makeVar(rri->ri_RangeTableIndex, vatt,
+													att->atttypid, att->atttypmod,
+													InvalidOid, 0),
+											makeConst(att->atttypid, -1, InvalidOid,
+													  att->attlen,
+													  att->atttypid == INT8OID ? Int64GetDatum(1) :
+													  att->atttypid == INT4OID ? Int32GetDatum(1) :
+													  Int16GetDatum(1),
+													  false, att->attbyval)),
+								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	forboth(lc, subplan->targetlist, lc2, colnos)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Node	   *e = (Node *) tle->expr;
+		Expr	   *x;
+
+		if (tle->resjunk)
+			break;
+		resno++;
+		if (lfirst_int(lc2) == vatt)
+			x = bump;
+		else
+			x = (Expr *) makeVar(OUTER_VAR, resno, exprType(e), exprTypmod(e),
+								 exprCollation(e), 0);
+		tlist = lappend(tlist, makeTargetEntry(x, resno, NULL, false));
+	}
+	if (resno != list_length(colnos))
+	{
+		MemoryContextSwitchTo(oldcxt);
+		return false;
+	}
+	if (v->assign == VASSIGN_NONE)
+	{
+		tlist = lappend(tlist, makeTargetEntry(bump, resno + 1, NULL, false));
+		colnos = lappend_int(list_copy(colnos), vatt);
+	}
+
+	rri->ri_oldTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
+	rri->ri_newTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
+	if (mtstate->ps.ps_ExprContext == NULL)
+		ExecAssignExprContext(estate, &mtstate->ps);
+	rri->ri_projectNew = ExecBuildUpdateProjection(tlist, true, colnos, desc,
+												   mtstate->ps.ps_ExprContext,
+												   rri->ri_newTupleSlot,
+												   &mtstate->ps);
+	rri->ri_projectNewInfoValid = true;
+
+	/* this statement's copy of the flags (InitResultRelInfo copied them) */
+	trigdesc->trig_update_before_row = false;
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
