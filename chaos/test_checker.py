@@ -674,6 +674,23 @@ class Calendars(CheckerTest):
         self.assertCaught(errors(["check_hold_ids"], h), "hold ids")
 
 
+class Selftest(CheckerTest):
+    """The selftest's corruptions must be corruptions of the very history
+    they are made from."""
+
+    def test_two_holders_after_a_grant_that_waited(self):
+        # A grant acknowledged a second after its call began, with a ttl
+        # shorter than that wait: the lease the corruption puts a second
+        # holder beside must still be certainly live then (it was not, and
+        # the selftest missed its own corruption: the last stop's CI failure).
+        g = op("acquire", 10.0, 11.0, res="chaos-res-0", owner="a", v=100, ttl=0.3, wait=1.0)
+        muts = {name: h2 for name, _, h2, _ in chaos.mutations([g], snap_fences([]))}
+        self.assertIn("two holders at once", muts)
+        self.assertCaught(errors(["check_lease_grants"], muts["two holders at once"]),
+                          "mutual exclusion")
+        self.assertClean(errors(["check_lease_grants"], [g]))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2 if "-v" in sys.argv else 1,
                   argv=[a for a in sys.argv if a != "-v"])
