@@ -143,6 +143,8 @@ extern FmgrInfo *version_trigger_finfo(Oid fnoid);
 extern AttrNumber version_check_column(Relation rel, const char *colname,
 									   Oid *typid, bool enabling);
 extern int64 version_from_datum(Datum d, Oid typid);
+extern Datum version_to_datum(int64 v, Oid typid);
+extern bool version_mode_lookup(const char *name, VersionMode *mode);
 extern int64 version_type_max(Oid typid);
 extern int64 version_type_min(Oid typid);
 

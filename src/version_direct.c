@@ -194,6 +194,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	TupleDesc	desc;
 	TriggerDesc *trigdesc;
 	Trigger    *tg;
+	VersionMode mode;
 	Form_pg_attribute att;
 	List	   *colnos;
 	List	   *tlist = NIL;
@@ -227,9 +228,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	trigdesc = rri->ri_TrigDesc;
 	tg = &trigdesc->triggers[t];
 	if (tg->tgqual != NULL || !version_trigger_fires(tg) || tg->tgnargs != 2 ||
-		(pg_strcasecmp(tg->tgargs[1], "strict") != 0 &&
-		 pg_strcasecmp(tg->tgargs[1], "orm") != 0 &&
-		 pg_strcasecmp(tg->tgargs[1], "server") != 0))
+		!version_mode_lookup(tg->tgargs[1], &mode))
 		return false;
 	for (int i = 0; i < trigdesc->numtriggers; i++)
 	{
@@ -280,7 +279,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		int64		sent = 0;
 		bool		sentnull;
 
-		if (pg_strcasecmp(tg->tgargs[1], "server") == 0)
+		if (mode == VERSION_MODE_SERVER)
 			return false;
 		foreach(lc, colnos)
 		{
@@ -312,9 +311,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 													InvalidOid, 0),
 											makeConst(att->atttypid, -1, InvalidOid,
 													  att->attlen,
-													  att->atttypid == INT8OID ? Int64GetDatum(1) :
-													  att->atttypid == INT4OID ? Int32GetDatum(1) :
-													  Int16GetDatum(1),
+													  version_to_datum(1, att->atttypid),
 													  false, att->attbyval)),
 								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	forboth(lc, subplan->targetlist, lc2, colnos)

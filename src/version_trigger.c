@@ -89,7 +89,6 @@ static bool callbacks_registered = false;
 static void version_register_callbacks(void);
 static VersionMode version_parse_mode(const char *mode);
 static const char *version_mode_name(VersionMode mode);
-static Datum version_to_datum(int64 v, Oid typid);
 static char *version_row_key(Relation rel, HeapTuple tuple);
 static char *version_show(bool isnull, int64 v);
 static VersionTrigState *version_trig_setup(FunctionCallInfo fcinfo,
@@ -196,15 +195,28 @@ version_find_trigger(Relation rel, Oid fnoid)
 	return NULL;
 }
 
+/* The mode called name (in any case), if there is one. */
+bool
+version_mode_lookup(const char *name, VersionMode *mode)
+{
+	if (pg_strcasecmp(name, "strict") == 0)
+		*mode = VERSION_MODE_STRICT;
+	else if (pg_strcasecmp(name, "orm") == 0)
+		*mode = VERSION_MODE_ORM;
+	else if (pg_strcasecmp(name, "server") == 0)
+		*mode = VERSION_MODE_SERVER;
+	else
+		return false;
+	return true;
+}
+
 static VersionMode
 version_parse_mode(const char *mode)
 {
-	if (pg_strcasecmp(mode, "strict") == 0)
-		return VERSION_MODE_STRICT;
-	if (pg_strcasecmp(mode, "orm") == 0)
-		return VERSION_MODE_ORM;
-	if (pg_strcasecmp(mode, "server") == 0)
-		return VERSION_MODE_SERVER;
+	VersionMode m;
+
+	if (version_mode_lookup(mode, &m))
+		return m;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid versioning mode \"%s\"", mode),
@@ -364,7 +376,7 @@ version_from_datum(Datum d, Oid typid)
 	}
 }
 
-static Datum
+Datum
 version_to_datum(int64 v, Oid typid)
 {
 	switch (typid)
