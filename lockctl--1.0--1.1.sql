@@ -3896,10 +3896,10 @@ DECLARE
     v_old tstzrange;
     v_now timestamp with time zone;
 BEGIN
-    -- The checks of check_resource and check_range, inline: the hot path.
-    -- One expression says whether any argument is wrong, the ones inside
-    -- say which (PL/pgSQL prepares each expression again in every
-    -- transaction: a dozen small ones cost more than the one large one).
+    -- One expression says whether any argument is wrong: the hot path
+    -- (PL/pgSQL prepares each expression again in every transaction: a
+    -- dozen small ones cost more than the one large one).  Only then the
+    -- checks that say which, with the shared helpers where there are some.
     IF v_resource IS NULL
        OR octet_length(v_resource) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
        OR NOT coalesce(lockctl_internal.is_bounded_range(v_during), false)
@@ -3907,18 +3907,7 @@ BEGIN
        OR v_ttl IS NULL
        OR v_ttl NOT BETWEEN lockctl_internal.min_hold_ttl() AND lockctl_internal.max_hold_ttl()
        OR octet_length(v_key) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes() THEN
-        IF v_resource IS NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-                MESSAGE = 'resource of lockctl.reserve_range must not be null';
-        ELSIF octet_length(v_resource) = 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'resource of lockctl.reserve_range must not be empty';
-        ELSIF octet_length(v_resource) > lockctl_internal.name_max_bytes() THEN
-            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-                MESSAGE = 'resource of lockctl.reserve_range is too long',
-                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                                octet_length(v_resource), lockctl_internal.name_max_bytes());
-        END IF;
+        PERFORM lockctl_internal.check_resource('reserve_range', v_resource);
         IF NOT coalesce(lockctl_internal.is_bounded_range(v_during), false) THEN
             PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
         END IF;
@@ -3932,15 +3921,7 @@ BEGIN
                 DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                                 octet_length(v_holder), lockctl_internal.name_max_bytes());
         END IF;
-        IF v_ttl IS NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-                MESSAGE = 'ttl of lockctl.reserve_range must not be null';
-        ELSIF v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('ttl of lockctl.reserve_range is out of range: "%s"', v_ttl),
-                DETAIL = format('It must be between "%s" and "%s".',
-                                lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl());
-        END IF;
+        PERFORM lockctl_internal.check_hold_ttl('reserve_range', v_ttl);
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
