@@ -560,6 +560,7 @@ typedef struct RequestMemo
 	Oid			relid;			/* lockctl.request_keys */
 	Oid			relfilenode;	/* its storage when the row was written */
 	ItemPointerData tid;		/* the row's latest version */
+	CommandId	cid;			/* the command that wrote it */
 	char		key[LOCKCTL_NAME_MAXLEN + 1];
 } RequestMemo;
 
@@ -582,6 +583,7 @@ request_memo_set(Oid scope, const char *key, Oid relid, Oid relfilenode,
 	request_memo.scope = scope;
 	request_memo.relid = relid;
 	ItemPointerCopy(tid, &request_memo.tid);
+	request_memo.cid = GetCurrentCommandId(false);
 	strlcpy(request_memo.key, key, sizeof(request_memo.key));
 }
 
@@ -844,7 +846,10 @@ request_text_is(Datum t, const char *s, Size len)
  * catalog updates do.  The row is the one the memo names if it is visible
  * to this transaction as its own (SnapshotSelf: written by it, by no
  * subtransaction since rolled back, and not updated since) and is (scope,
- * key) claimed by this transaction.  Returns false, having changed
+ * key) claimed by this transaction, and was written by an earlier command
+ * than this one: heap_update refuses a row its own command wrote (claimed
+ * and completed in one statement), and the SQL path's command, after
+ * SPI's CommandCounterIncrement, sees it.  Returns false, having changed
  * nothing, when the SQL path must do it.
  */
 static bool
@@ -867,6 +872,7 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 		!FullTransactionIdEquals(request_memo.fxid, GetTopFullTransactionIdIfAny()) ||
 		request_memo.scope != scope ||
 		!request_text_is(key, request_memo.key, strlen(request_memo.key)) ||
+		request_memo.cid >= GetCurrentCommandId(false) ||
 		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
 		return false;
 
@@ -931,6 +937,7 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 									nulls, UNIQUE_CHECK_YES);
 	}
 	ItemPointerCopy(&newtup->t_self, &request_memo.tid);
+	request_memo.cid = GetCurrentCommandId(false);
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
 	heap_freetuple(newtup);
