@@ -137,3 +137,15 @@ RESET enable_seqscan;
 SELECT count(*) AS rows FROM lockctl.request_keys WHERE key LIKE 'rc-%';
 DELETE FROM lockctl.request_keys WHERE key LIKE 'rc-%';
 DROP ROLE regress_rc_pay, regress_rc_web;
+-- Claimed and completed in one statement, and completed twice in one: the
+-- row was written by the statement itself, which heap_update refuses to
+-- touch, so the update takes the SQL path (whose command sees the row).
+BEGIN;
+SELECT lockctl.claim_request('rcs-1') IS NULL AS go_ahead,
+       lockctl.complete_request('rcs-1', '{"n": 1}');
+SELECT lockctl.complete_request('rcs-1', '{"n": 2}'),
+       lockctl.complete_request('rcs-1', '{"n": 3}');
+SELECT state, result FROM lockctl.requests WHERE key = 'rcs-1';
+COMMIT;
+SELECT lockctl.claim_request('rcs-1') AS replayed;
+DELETE FROM lockctl.request_keys WHERE key = 'rcs-1';

@@ -66,6 +66,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
@@ -245,6 +246,42 @@ request_scope(FunctionCallInfo fcinfo, int argno)
 				 errdetail("Only roles with the privileges of role \"%s\" may use its keys.",
 						   NameStr(*PG_GETARG_NAME(argno)))));
 	return scope;
+}
+
+/*
+ * The name of role scope as lockctl.request_keys stores it, as text in the
+ * caller's memory context.  The name of the last role asked for is kept
+ * until pg_authid changes (a rename, a drop: request_scope_name_inval),
+ * rather than looked up and converted on every call; a role that does not
+ * exist raises GetUserNameFromId's error.
+ */
+static Oid	request_scope_name_oid = InvalidOid;
+static char request_scope_name[NAMEDATALEN];
+
+static void
+request_scope_name_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	request_scope_name_oid = InvalidOid;
+}
+
+static Datum
+request_scope_text(Oid scope)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, request_scope_name_inval, (Datum) 0);
+		registered = true;
+	}
+	if (request_scope_name_oid != scope)
+	{
+		/* a role's name fits NAMEDATALEN: it is a name */
+		strlcpy(request_scope_name, GetUserNameFromId(scope, false),
+				sizeof(request_scope_name));
+		request_scope_name_oid = scope;
+	}
+	return CStringGetTextDatum(request_scope_name);
 }
 
 /*
@@ -523,6 +560,7 @@ typedef struct RequestMemo
 	Oid			relid;			/* lockctl.request_keys */
 	Oid			relfilenode;	/* its storage when the row was written */
 	ItemPointerData tid;		/* the row's latest version */
+	CommandId	cid;			/* the command that wrote it */
 	char		key[LOCKCTL_NAME_MAXLEN + 1];
 } RequestMemo;
 
@@ -545,6 +583,7 @@ request_memo_set(Oid scope, const char *key, Oid relid, Oid relfilenode,
 	request_memo.scope = scope;
 	request_memo.relid = relid;
 	ItemPointerCopy(tid, &request_memo.tid);
+	request_memo.cid = GetCurrentCommandId(false);
 	strlcpy(request_memo.key, key, sizeof(request_memo.key));
 }
 
@@ -724,6 +763,32 @@ request_shape_of(Relation rel)
 }
 
 /*
+ * try_table_open(relid, RowExclusiveLock) without its catalog probe: once
+ * the lock is granted, invalidations sent before it have been processed, so
+ * the relcache entry is current, and RelationIdGetRelation returns NULL for
+ * a relation that no longer exists (the probe only saves that relcache
+ * load, which this path never needs).  The caller checks what the relation
+ * is (its name and schema, its shape).
+ */
+static Relation
+request_rel_open(Oid relid)
+{
+	Relation	rel;
+
+	LockRelationOid(relid, RowExclusiveLock);
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+	{
+		UnlockRelationOid(relid, RowExclusiveLock);
+		return NULL;
+	}
+	if (RelationUsesLocalBuffers(rel))
+		MyXactFlags |= XACT_FLAGS_ACCESSEDTEMPNAMESPACE;
+	pgstat_init_relation(rel);
+	return rel;
+}
+
+/*
  * Enter heap tuple tid, whose columns are values/isnull, into the indexes
  * of the shape, as CatalogIndexInsert does (plain columns only): the
  * primary key first, with pk_check.  Returns false, having entered it into
@@ -762,17 +827,33 @@ request_index_insert(Relation rel, const RequestShape *s, ItemPointer tid,
 }
 
 /*
+ * Whether text datum t (of a row, so perhaps short-headed; never toasted
+ * in a row of the direct paths' keys, but detoasted if it is) holds
+ * exactly the len bytes at s.
+ */
+static bool
+request_text_is(Datum t, const char *s, Size len)
+{
+	struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(t));
+
+	return VARSIZE_ANY_EXHDR(v) == len && memcmp(VARDATA_ANY(v), s, len) == 0;
+}
+
+/*
  * complete_request of the key this transaction claimed last in this
  * backend: store result in its row with heap_update and, when the update
  * is not HOT, new entries in the table's indexes (opened only then), as
  * catalog updates do.  The row is the one the memo names if it is visible
  * to this transaction as its own (SnapshotSelf: written by it, by no
  * subtransaction since rolled back, and not updated since) and is (scope,
- * key) claimed by this transaction.  Returns false, having changed
+ * key) claimed by this transaction, and was written by an earlier command
+ * than this one: heap_update refuses a row its own command wrote (claimed
+ * and completed in one statement), and the SQL path's command, after
+ * SPI's CommandCounterIncrement, sees it.  Returns false, having changed
  * nothing, when the SQL path must do it.
  */
 static bool
-request_complete_fast(Oid scope, const char *key, Datum result)
+request_complete_fast(Oid scope, Datum key, Datum result)
 {
 	Relation	rel;
 	const RequestShape *s;
@@ -781,21 +862,21 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 	HeapTuple	newtup;
 	Buffer		buf;
 	TupleDesc	desc;
-	Datum		value;
-	bool		isnull;
-	Datum	   *repl_values;
-	bool	   *repl_nulls;
-	bool	   *repl;
+	Datum	   *values;
+	bool	   *nulls;
 	TU_UpdateIndexes update_indexes;
 	bool		ok;
 
+	key = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
 	if (!FullTransactionIdIsValid(request_memo.fxid) ||
 		!FullTransactionIdEquals(request_memo.fxid, GetTopFullTransactionIdIfAny()) ||
-		request_memo.scope != scope || strcmp(request_memo.key, key) != 0 ||
+		request_memo.scope != scope ||
+		!request_text_is(key, request_memo.key, strlen(request_memo.key)) ||
+		request_memo.cid >= GetCurrentCommandId(false) ||
 		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
 		return false;
 
-	rel = try_table_open(request_memo.relid, RowExclusiveLock);
+	rel = request_rel_open(request_memo.relid);
 	if (rel == NULL)
 		return false;
 	s = request_shape_of(rel);
@@ -813,26 +894,23 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 		table_close(rel, NoLock);
 		return false;
 	}
-	value = heap_getattr(&oldtup, s->attnum[RK_SCOPE] + 1, desc, &isnull);
-	ok = !isnull;
+	/* its columns, taken apart once: to check, then to form the new row */
+	values = palloc(desc->natts * sizeof(Datum));
+	nulls = palloc(desc->natts * sizeof(bool));
+	heap_deform_tuple(&oldtup, desc, values, nulls);
+	ok = !nulls[s->attnum[RK_SCOPE]] && !nulls[s->attnum[RK_KEY]] &&
+		!nulls[s->attnum[RK_CLAIM_XACT]] &&
+		FullTransactionIdEquals(DatumGetFullTransactionId(values[s->attnum[RK_CLAIM_XACT]]),
+								request_memo.fxid) &&
+		request_text_is(values[s->attnum[RK_KEY]], VARDATA_ANY(DatumGetPointer(key)),
+						VARSIZE_ANY_EXHDR(DatumGetPointer(key)));
 	if (ok)
 	{
-		char	   *scope_name = GetUserNameFromId(scope, true);
+		Datum		scope_text = request_scope_text(scope);
 
-		ok = scope_name != NULL &&
-			strcmp(TextDatumGetCString(value), scope_name) == 0;
-	}
-	if (ok)
-	{
-		value = heap_getattr(&oldtup, s->attnum[RK_KEY] + 1, desc, &isnull);
-		ok = !isnull && strcmp(TextDatumGetCString(value), key) == 0;
-	}
-	if (ok)
-	{
-		value = heap_getattr(&oldtup, s->attnum[RK_CLAIM_XACT] + 1, desc, &isnull);
-		ok = !isnull &&
-			FullTransactionIdEquals(DatumGetFullTransactionId(value),
-									request_memo.fxid);
+		ok = request_text_is(values[s->attnum[RK_SCOPE]],
+							 VARDATA_ANY(DatumGetPointer(scope_text)),
+							 VARSIZE_ANY_EXHDR(DatumGetPointer(scope_text)));
 	}
 	if (!ok)
 	{
@@ -841,14 +919,12 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 		return false;
 	}
 
-	repl_values = palloc0(desc->natts * sizeof(Datum));
-	repl_nulls = palloc0(desc->natts * sizeof(bool));
-	repl = palloc0(desc->natts * sizeof(bool));
-	repl_values[s->attnum[RK_RESULT]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
-	repl[s->attnum[RK_RESULT]] = true;
-	repl_values[s->attnum[RK_COMPLETED]] = TimestampTzGetDatum(GetCurrentTimestamp());
-	repl[s->attnum[RK_COMPLETED]] = true;
-	newtup = heap_modify_tuple(&oldtup, desc, repl_values, repl_nulls, repl);
+	/* the new row, formed while the old one's buffer is still pinned */
+	values[s->attnum[RK_RESULT]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(result)));
+	nulls[s->attnum[RK_RESULT]] = false;
+	values[s->attnum[RK_COMPLETED]] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[s->attnum[RK_COMPLETED]] = false;
+	newtup = heap_form_tuple(desc, values, nulls);
 	ReleaseBuffer(buf);
 
 	otid = oldtup.t_self;
@@ -856,11 +932,12 @@ request_complete_fast(Oid scope, const char *key, Datum result)
 	/* only btree indexes: an update needs entries in all or in none */
 	if (update_indexes == TU_All)
 	{
-		heap_deform_tuple(newtup, desc, repl_values, repl_nulls);
-		(void) request_index_insert(rel, s, &newtup->t_self, repl_values,
-									repl_nulls, UNIQUE_CHECK_YES);
+		heap_deform_tuple(newtup, desc, values, nulls);
+		(void) request_index_insert(rel, s, &newtup->t_self, values,
+									nulls, UNIQUE_CHECK_YES);
 	}
 	ItemPointerCopy(&newtup->t_self, &request_memo.tid);
+	request_memo.cid = GetCurrentCommandId(false);
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
 	heap_freetuple(newtup);
@@ -1000,7 +1077,7 @@ request_keys_open(void)
 			if (!OidIsValid(request_keys_relid))
 				return NULL;
 		}
-		rel = try_table_open(request_keys_relid, RowExclusiveLock);
+		rel = request_rel_open(request_keys_relid);
 		if (rel != NULL)
 		{
 			if (rel->rd_rel->relnamespace == request_keys_nsp &&
@@ -1151,7 +1228,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	request_check_shmem();
 	PreventCommandDuringRecovery("lockctl.claim_request()");
 	request_lock(scope, key, wait_us);
-	scope_text = CStringGetTextDatum(GetUserNameFromId(scope, false));
+	scope_text = request_scope_text(scope);
 
 	/* A key with no row at all: a new request (see request_claim_fast). */
 	{
@@ -1239,10 +1316,9 @@ lockctl_complete_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("result of lockctl.complete_request must not be null"),
 				 errhint("Pass '{}' for a request with nothing to replay.")));
-	if (request_complete_fast(scope, TextDatumGetCString(PG_GETARG_DATUM(0)),
-							  PG_GETARG_DATUM(1)))
+	if (request_complete_fast(scope, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)))
 		PG_RETURN_VOID();
-	args[0] = CStringGetTextDatum(GetUserNameFromId(scope, false));
+	args[0] = request_scope_text(scope);
 	args[1] = PG_GETARG_DATUM(0);
 	args[2] = PG_GETARG_DATUM(1);
 	if (request_run(fcinfo, REQUEST_PLAN_COMPLETE, args, NULL, 0, NULL, NULL) == 0)
