@@ -5,8 +5,10 @@
  *	  version_trigger.c (the trigger, enable/disable, the helpers below),
  *	  version_update.c (update_versioned and its plans),
  *	  version_statement.c (what each statement does with the version: the
- *	  executor hooks) and version_stats.c (the setting, the counters in
- *	  shared memory, the view and the reset).
+ *	  executor hooks), version_direct.c (the checked UPDATE without the
+ *	  row trigger), version_plan.c (what was found of a generic plan, kept
+ *	  with it) and version_stats.c (the setting, the counters in shared
+ *	  memory, the view and the reset).
  *
  * src/version.h
  *
