@@ -5,8 +5,10 @@
  *	  version_trigger.c (the trigger, enable/disable, the helpers below),
  *	  version_update.c (update_versioned and its plans),
  *	  version_statement.c (what each statement does with the version: the
- *	  executor hooks) and version_stats.c (the setting, the counters in
- *	  shared memory, the view and the reset).
+ *	  executor hooks), version_direct.c (the checked UPDATE without the
+ *	  row trigger), version_plan.c (what was found of a generic plan, kept
+ *	  with it) and version_stats.c (the setting, the counters in shared
+ *	  memory, the view and the reset).
  *
  * src/version.h
  *
@@ -19,6 +21,7 @@
 
 #include "access/htup.h"
 #include "commands/trigger.h"
+#include "executor/execdesc.h"
 #include "nodes/nodes.h"
 #include "utils/relcache.h"
 
@@ -128,12 +131,58 @@ extern VersionVerdict *version_running_verdict(Oid rootrelid);
 extern bool version_op_is_equality(Oid opno);
 extern Plan *version_find_scan(Plan *plan, Index rti);
 
+/*
+ * What the direct path (version_direct.c) needs of a plan: found once per
+ * plan, kept with a generic plan (version_plan.c).
+ */
+typedef struct VersionDirectPlan
+{
+	List	   *reads;			/* the values (Const or Param nodes of the
+								 * plan) the scan compares the version with */
+	bool		params;			/* some of them are parameters */
+	Node	   *sent;			/* what the statement sets the version to, or
+								 * NULL */
+	Oid			typid;			/* the version column's type */
+	List	   *tlist;			/* the new-row projection */
+	List	   *colnos;
+} VersionDirectPlan;
+
 /* version_direct.c */
+extern VersionDirectPlan *version_direct_plan(QueryDesc *queryDesc,
+											  ModifyTableState *mtstate, int t,
+											  AttrNumber vatt, VersionVerdict *v);
 extern bool version_direct_update(QueryDesc *queryDesc,
 								  ModifyTableState *mtstate, int t,
-								  AttrNumber vatt, VersionVerdict *v);
+								  VersionVerdict *v, VersionDirectPlan *dp);
+extern VersionDirectPlan *version_direct_plan_copy(VersionDirectPlan *dp);
 extern void version_uv_begin(Oid relid);
 extern void version_uv_end(void);
+
+/*
+ * What version_statement.c found of the UPDATE of one ModifyTable node of
+ * a generic plan, kept for its next executions (version_plan.c).
+ */
+typedef struct VersionPlanEntry
+{
+	ModifyTable *mt;			/* the key */
+	PlannedStmt *pstmt;
+	Plan	   *subplan;
+	Oid			relid;			/* the table it updates */
+	bool		valid;			/* nothing changed since it was found */
+	int			fills;			/* times it was found */
+	int			tgidx;			/* lockctl's trigger in the trigger
+								 * descriptor */
+	AttrNumber	vatt;
+	bool		where_checked;
+	VersionAssign assign;
+	VersionDirectPlan *direct;	/* in the plan's memory */
+} VersionPlanEntry;
+
+/* version_plan.c */
+extern VersionPlanEntry *version_plan_find(PlannedStmt *pstmt, ModifyTable *mt);
+extern VersionPlanEntry *version_plan_keep(PlannedStmt *pstmt, ModifyTable *mt,
+										   Oid relid);
+extern void version_plan_invalidate(Oid relid);
 
 /* version_trigger.c: what the other files need to know of the trigger */
 extern Oid	version_trigger_fn(bool missing_ok);

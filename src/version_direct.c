@@ -13,7 +13,9 @@
  * reaches matched the version the client sent, and gets that version + 1.
  * So the statement's new-row projection computes "version + 1" itself, and
  * this statement's copy of the table's trigger flags leaves the BEFORE ROW
- * UPDATE trigger out.  Under READ COMMITTED a row updated concurrently is
+ * UPDATE trigger out.  Where the statement sets the version to the one it
+ * compares plus one (the ORM form), its own projection already stores what
+ * the trigger would: the trigger is left out and nothing else changes.  Under READ COMMITTED a row updated concurrently is
  * re-checked (EvalPlanQual) and projected again from its newest version,
  * as the trigger would have seen it.
  *
@@ -106,30 +108,30 @@ version_value_now(Node *node, EState *estate, int64 *value, bool *isnull)
 }
 
 /*
- * Is some conjunct of quals "version = <constant or parameter>" with a
- * value known now?  If so, that value: every row the scan returns has it.
+ * The values some conjunct of quals compares the version with, "version =
+ * <constant or parameter>", appended to dp->reads in the order of the
+ * conjuncts: the first whose value is known when the statement starts is
+ * the one every row reached has.
  */
-static bool
-version_quals_value(Node *quals, Index rti, AttrNumber vatt, EState *estate,
-					int64 *value, bool *isnull)
+static void
+version_quals_reads(Node *quals, Index rti, AttrNumber vatt,
+					VersionDirectPlan *dp)
 {
 	ListCell   *lc;
 
 	if (quals == NULL)
-		return false;
+		return;
 	if (IsA(quals, List))
 	{
 		foreach(lc, (List *) quals)
-		{
-			if (version_quals_value((Node *) lfirst(lc), rti, vatt, estate,
-									value, isnull))
-				return true;
-		}
-		return false;
+			version_quals_reads((Node *) lfirst(lc), rti, vatt, dp);
+		return;
 	}
 	if (is_andclause(quals))
-		return version_quals_value((Node *) ((BoolExpr *) quals)->args,
-								   rti, vatt, estate, value, isnull);
+	{
+		version_quals_reads((Node *) ((BoolExpr *) quals)->args, rti, vatt, dp);
+		return;
+	}
 	if (IsA(quals, OpExpr) && list_length(((OpExpr *) quals)->args) == 2 &&
 		version_op_is_equality(((OpExpr *) quals)->opno))
 	{
@@ -138,55 +140,59 @@ version_quals_value(Node *quals, Index rti, AttrNumber vatt, EState *estate,
 		for (int side = 0; side < 2; side++)
 		{
 			Node	   *mine = (Node *) list_nth(op->args, side);
+			Node	   *other = (Node *) list_nth(op->args, 1 - side);
 
 			while (IsA(mine, RelabelType))
 				mine = (Node *) ((RelabelType *) mine)->arg;
 			if (!IsA(mine, Var) || ((Var *) mine)->varno != rti ||
 				((Var *) mine)->varattno != vatt)
 				continue;
-			if (version_value_now((Node *) list_nth(op->args, 1 - side),
-								  estate, value, isnull))
-				return true;
+			while (other != NULL && IsA(other, RelabelType))
+				other = (Node *) ((RelabelType *) other)->arg;
+			if (other == NULL)
+				continue;
+			if (IsA(other, Param) &&
+				((Param *) other)->paramkind == PARAM_EXTERN)
+				dp->params = true;
+			else if (!IsA(other, Const))
+				continue;		/* never known when the statement starts */
+			dp->reads = lappend(dp->reads, other);
 		}
 	}
-	return false;
 }
 
-/* version_quals_value over the quals of the scan of rti in subplan. */
-static bool
-version_scan_value(Plan *subplan, Index rti, AttrNumber vatt, EState *estate,
-				   int64 *value, bool *isnull)
+/* version_quals_reads over the quals of the scan of rti in subplan. */
+static void
+version_scan_reads(Plan *subplan, Index rti, AttrNumber vatt,
+				   VersionDirectPlan *dp)
 {
 	Plan	   *scan = version_find_scan(subplan, rti);
 
 	if (scan == NULL)
-		return false;
-	if (version_quals_value((Node *) scan->qual, rti, vatt, estate, value,
-							isnull))
-		return true;
-	if (IsA(scan, IndexScan) &&
-		version_quals_value((Node *) ((IndexScan *) scan)->indexqualorig,
-							rti, vatt, estate, value, isnull))
-		return true;
-	if (IsA(scan, BitmapHeapScan) &&
-		version_quals_value((Node *) ((BitmapHeapScan *) scan)->bitmapqualorig,
-							rti, vatt, estate, value, isnull))
-		return true;
-	return false;
+		return;
+	version_quals_reads((Node *) scan->qual, rti, vatt, dp);
+	if (IsA(scan, IndexScan))
+		version_quals_reads((Node *) ((IndexScan *) scan)->indexqualorig,
+							rti, vatt, dp);
+	if (IsA(scan, BitmapHeapScan))
+		version_quals_reads((Node *) ((BitmapHeapScan *) scan)->bitmapqualorig,
+							rti, vatt, dp);
 }
 
 /*
- * Make the UPDATE of mtstate's only result relation bump the version
- * itself, if it can be done with the trigger's outcome (see the head of
- * this file).  t is the index of lockctl's trigger in the relation's
- * trigger descriptor, vatt its version column, v the statement's verdict.
- * Returns true if done: the trigger will not fire for this statement.
+ * What of the direct path can be known from the plan and the table alone,
+ * for the UPDATE of mtstate's only result relation (see the head of this
+ * file): NULL if it can never be taken, else the values the version is
+ * compared with and set to, and the new-row projection, made in the
+ * current memory context.  t is the index of lockctl's trigger in the
+ * relation's trigger descriptor, vatt its version column, v the
+ * statement's verdict.  The same for every execution of the plan, as long
+ * as the table and the catalogs do not change (version_plan.c).
  */
-bool
-version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
-					  int t, AttrNumber vatt, VersionVerdict *v)
+VersionDirectPlan *
+version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
+					int t, AttrNumber vatt, VersionVerdict *v)
 {
-	EState	   *estate = queryDesc->estate;
 	ModifyTable *mt = (ModifyTable *) mtstate->ps.plan;
 	Plan	   *subplan = outerPlan(mt);
 	ResultRelInfo *rri;
@@ -196,6 +202,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	Trigger    *tg;
 	VersionMode mode;
 	Form_pg_attribute att;
+	VersionDirectPlan *dp;
 	List	   *colnos;
 	List	   *tlist = NIL;
 	int			resno = 0;
@@ -203,39 +210,35 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	ListCell   *lc2;
 	Oid			pl;
 	Expr	   *bump;
-	int64		read = 0;
-	bool		readnull;
-	MemoryContext oldcxt;
 
 	/* the statement: one ordinary table, updated where the version matched */
 	if (queryDesc->operation != CMD_UPDATE ||
 		(PlanState *) mtstate != queryDesc->planstate ||
 		queryDesc->plannedstmt->hasModifyingCTE ||
 		mt->operation != CMD_UPDATE || mtstate->mt_nrels != 1 ||
-		mt->rootRelation != 0 || estate->es_instrument != 0 ||
-		v->cascade || v->uv || !v->where_checked ||
+		mt->rootRelation != 0 || !v->where_checked ||
 		(v->assign != VASSIGN_NONE && v->assign != VASSIGN_SENT))
-		return false;
+		return NULL;
 	rri = &mtstate->resultRelInfo[0];
 	rel = rri->ri_RelationDesc;
 	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rri->ri_projectNewInfoValid ||
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
 		rri->ri_usesFdwDirectModify ||
 		(desc->constr != NULL && desc->constr->has_generated_stored))
-		return false;
+		return NULL;
 
-	/* the trigger: ours alone, firing, with arguments that are valid */
+	/* the trigger: ours alone, with arguments that are valid */
 	trigdesc = rri->ri_TrigDesc;
 	tg = &trigdesc->triggers[t];
-	if (tg->tgqual != NULL || !version_trigger_fires(tg) || tg->tgnargs != 2 ||
+	if (tg->tgqual != NULL || tg->tgnargs != 2 ||
 		!version_mode_lookup(tg->tgargs[1], &mode))
-		return false;
+		return NULL;
 	for (int i = 0; i < trigdesc->numtriggers; i++)
 	{
 		if (i != t &&
 			TRIGGER_TYPE_MATCHES(trigdesc->triggers[i].tgtype, TRIGGER_TYPE_ROW,
 								 TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_UPDATE))
-			return false;
+			return NULL;
 	}
 	att = TupleDescAttr(desc, vatt - 1);
 	switch (att->atttypid)
@@ -250,37 +253,28 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 			pl = F_INT8PL;
 			break;
 		default:
-			return false;
+			return NULL;
 	}
 	if (att->attisdropped || att->attgenerated != '\0' || att->attidentity != '\0')
-		return false;
+		return NULL;
 
-	/*
-	 * The version compared with a value known now (every row reached has
-	 * it), with room for the bump: at the type's maximum the trigger raises
-	 * its own error.
-	 */
-	if (!version_scan_value(subplan, rri->ri_RangeTableIndex, vatt, estate,
-							&read, &readnull))
-		return false;
-	if (!readnull && read >= version_type_max(att->atttypid))
-		return false;
+	dp = palloc0(sizeof(VersionDirectPlan));
+	dp->typid = att->atttypid;
 
-	/*
-	 * A version the statement sets, known now too: the trigger accepts the
-	 * version read and the next one (outside mode 'server') and stores the
-	 * next one either way; anything else it refuses, and keeps.
-	 */
+	/* the values the version is compared with */
+	version_scan_reads(subplan, rri->ri_RangeTableIndex, vatt, dp);
+	if (dp->reads == NIL)
+		return NULL;
+
+	/* the value the statement sets the version to */
 	colnos = (List *) list_nth(mt->updateColnosLists, 0);
 	if (v->assign == VASSIGN_SENT)
 	{
 		int			pos = 0;
 		TargetEntry *tle;
-		int64		sent = 0;
-		bool		sentnull;
 
 		if (mode == VERSION_MODE_SERVER)
-			return false;
+			return NULL;
 		foreach(lc, colnos)
 		{
 			pos++;
@@ -288,14 +282,11 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 				break;
 		}
 		if (lc == NULL || pos > list_length(subplan->targetlist))
-			return false;
+			return NULL;
 		tle = list_nth_node(TargetEntry, subplan->targetlist, pos - 1);
-		if (tle->resjunk ||
-			!version_value_now((Node *) tle->expr, estate, &sent, &sentnull))
-			return false;
-		if (!readnull &&
-			(sentnull || (sent != read && sent != read + 1)))
-			return false;
+		if (tle->resjunk)
+			return NULL;
+		dp->sent = (Node *) tle->expr;
 	}
 
 	/*
@@ -304,7 +295,6 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	 * and for the version column the old row's version + 1 (the scan
 	 * tuple), in its place if the statement sets it, else added.
 	 */
-	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	bump = (Expr *) makeFuncExpr(pl, att->atttypid,
 								 list_make2(makeVar(rri->ri_RangeTableIndex, vatt,
 													att->atttypid, att->atttypmod,
@@ -331,21 +321,97 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		tlist = lappend(tlist, makeTargetEntry(x, resno, NULL, false));
 	}
 	if (resno != list_length(colnos))
-	{
-		MemoryContextSwitchTo(oldcxt);
-		return false;
-	}
+		return NULL;
 	if (v->assign == VASSIGN_NONE)
 	{
 		tlist = lappend(tlist, makeTargetEntry(bump, resno + 1, NULL, false));
 		colnos = lappend_int(list_copy(colnos), vatt);
 	}
+	dp->tlist = tlist;
+	dp->colnos = colnos;
+	return dp;
+}
 
+/*
+ * Make the UPDATE of mtstate's only result relation bump the version
+ * itself, if it can be done with the trigger's outcome in this execution:
+ * dp is what version_direct_plan() found of the plan (NULL: never), t the
+ * index of lockctl's trigger, v the statement's verdict.  Returns true if
+ * done: the trigger will not fire for this statement.
+ */
+bool
+version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
+					  int t, VersionVerdict *v, VersionDirectPlan *dp)
+{
+	EState	   *estate = queryDesc->estate;
+	ResultRelInfo *rri;
+	Relation	rel;
+	TriggerDesc *trigdesc;
+	ListCell   *lc;
+	int64		read = 0;
+	bool		readnull = false;
+	bool		known = false;
+	MemoryContext oldcxt;
+
+	if (dp == NULL || estate->es_instrument != 0 || v->cascade || v->uv)
+		return false;
+	rri = &mtstate->resultRelInfo[0];
+	rel = rri->ri_RelationDesc;
+	trigdesc = rri->ri_TrigDesc;
+	if (rri->ri_projectNewInfoValid || !version_trigger_fires(&trigdesc->triggers[t]))
+		return false;
+
+	/*
+	 * The version compared with a value known now (every row reached has
+	 * it), with room for the bump: at the type's maximum the trigger raises
+	 * its own error.
+	 */
+	foreach(lc, dp->reads)
+	{
+		if ((known = version_value_now((Node *) lfirst(lc), estate, &read,
+									   &readnull)))
+			break;
+	}
+	if (!known)
+		return false;
+	if (!readnull && read >= version_type_max(dp->typid))
+		return false;
+
+	/*
+	 * A version the statement sets, known now too: the trigger accepts the
+	 * version read and the next one (outside mode 'server') and stores the
+	 * next one either way; anything else it refuses, and keeps.
+	 */
+	if (dp->sent != NULL)
+	{
+		int64		sent = 0;
+		bool		sentnull;
+
+		if (!version_value_now(dp->sent, estate, &sent, &sentnull))
+			return false;
+		if (!readnull &&
+			(sentnull || (sent != read && sent != read + 1)))
+			return false;
+
+		/*
+		 * The next version sent: every row reached stores what the
+		 * statement's own projection (built at the first row, as for any
+		 * UPDATE) assigns, the trigger's version + 1 already.
+		 */
+		if (!readnull && sent == read + 1)
+		{
+			trigdesc->trig_update_before_row = false;
+			return true;
+		}
+	}
+
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	rri->ri_oldTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
 	rri->ri_newTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
 	if (mtstate->ps.ps_ExprContext == NULL)
 		ExecAssignExprContext(estate, &mtstate->ps);
-	rri->ri_projectNew = ExecBuildUpdateProjection(tlist, true, colnos, desc,
+	rri->ri_projectNew = ExecBuildUpdateProjection(dp->tlist, true, dp->colnos,
+												   RelationGetDescr(rel),
 												   mtstate->ps.ps_ExprContext,
 												   rri->ri_newTupleSlot,
 												   &mtstate->ps);
@@ -355,4 +421,18 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	trigdesc->trig_update_before_row = false;
 	MemoryContextSwitchTo(oldcxt);
 	return true;
+}
+
+/* A copy of dp, in the current memory context, for other executions. */
+VersionDirectPlan *
+version_direct_plan_copy(VersionDirectPlan *dp)
+{
+	VersionDirectPlan *copy = palloc(sizeof(VersionDirectPlan));
+
+	*copy = *dp;
+	/* the values stay the plan's own nodes: the plan outlives the copy */
+	copy->reads = list_copy(dp->reads);
+	copy->tlist = copyObject(dp->tlist);
+	copy->colnos = list_copy(dp->colnos);
+	return copy;
 }

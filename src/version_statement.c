@@ -77,7 +77,18 @@ typedef struct VersionStmt
 	List	   *groups;			/* of VersionStmtGroup */
 	bool		linked;
 	MemoryContextCallback cb;
+	VersionStmtGroup first;		/* the first of groups, made with it */
 } VersionStmt;
+
+/*
+ * A verdict and the trigger state that hands it over, made together (one
+ * allocation per versioned result relation of a statement).
+ */
+typedef struct VersionVerdictState
+{
+	VersionVerdict verdict;		/* first: a VersionVerdict * is one of these */
+	VersionTrigState st;
+} VersionVerdictState;
 
 /* The versioned result relations of one ModifyTable node. */
 typedef struct VersionCtx
@@ -392,6 +403,7 @@ version_eq_cache_reset(Datum arg, int cacheid, uint32 hashvalue)
 {
 	eq_cache_n = 0;
 	eq_cache_next = 0;
+	version_plan_invalidate(InvalidOid);
 }
 
 /* Is opno "=" of some btree operator family? */
@@ -692,6 +704,140 @@ version_stmt_of(QueryDesc *queryDesc, VersionStmt **stmt)
 	return *stmt;
 }
 
+/* A new group of rows of the statement, for one ModifyTable node. */
+static VersionStmtGroup *
+version_new_group(QueryDesc *queryDesc, VersionStmt **stmt, CmdType op,
+				  ResultRelInfo *rri, int t)
+{
+	VersionStmt *s = version_stmt_of(queryDesc, stmt);
+	VersionStmtGroup *grp;
+
+	grp = s->groups == NIL ? &s->first : palloc0(sizeof(VersionStmtGroup));
+
+	grp->operation = op;
+	grp->checked = true;
+	grp->rootrelid = version_root_relid(&rri->ri_TrigDesc->triggers[t],
+										RelationGetRelid(rri->ri_RelationDesc));
+	s->groups = lappend(s->groups, grp);
+	return grp;
+}
+
+/* The UPDATE of grp bumps the version itself: its rows counted at the end. */
+static void
+version_group_direct(VersionStmtGroup *grp, ResultRelInfo *rri)
+{
+	grp->direct = true;
+	grp->counted = rri->ri_RelationDesc->rd_rel->relpersistence !=
+		RELPERSISTENCE_TEMP;
+}
+
+/* Is this UPDATE of mt update_versioned()'s own? */
+static bool
+version_is_uv(PlannedStmt *pstmt, ModifyTable *mt)
+{
+	return mt->operation == CMD_UPDATE && OidIsValid(uv_pending) &&
+		rt_fetch(mt->nominalRelation, pstmt->rtable)->relid == uv_pending;
+}
+
+/*
+ * Hand verdict v to trigger t of rri: the executor looks the trigger
+ * function up at its first call unless this FmgrInfo is set already; set,
+ * it keeps our fn_extra.
+ */
+static void
+version_hand_verdict(EState *estate, ResultRelInfo *rri, int t, Oid fnoid,
+					 VersionVerdict *v)
+{
+	FmgrInfo   *finfo = &rri->ri_TrigFunctions[t];
+	VersionTrigState *st;
+
+	if (!OidIsValid(finfo->fn_oid))
+		fmgr_info_copy(finfo, version_trigger_finfo(fnoid),
+					   estate->es_query_cxt);
+	st = &((VersionVerdictState *) v)->st;
+	st->verdict = v;
+	finfo->fn_extra = st;
+}
+
+/* A new verdict, zeroed, to be handed over by version_hand_verdict. */
+static VersionVerdict *
+version_new_verdict(void)
+{
+	return &((VersionVerdictState *) palloc0(sizeof(VersionVerdictState)))->verdict;
+}
+
+/*
+ * The UPDATE of mtstate's only result relation, whose trigger is t, from
+ * what was kept of its plan (version_plan.c): false if nothing was kept.
+ * Decides what depends on this execution as version_classify_modify does.
+ */
+static bool
+version_classify_kept(QueryDesc *queryDesc, ModifyTableState *mtstate,
+					  int t, Oid fnoid, bool cascade, VersionStmt **stmt)
+{
+	EState	   *estate = queryDesc->estate;
+	ModifyTable *mt = (ModifyTable *) mtstate->ps.plan;
+	ResultRelInfo *rri = &mtstate->resultRelInfo[0];
+	VersionPlanEntry *e;
+	VersionStmtGroup *grp;
+	VersionVerdict *v;
+	MemoryContext oldcxt;
+
+	e = version_plan_find(queryDesc->plannedstmt, mt);
+	if (e == NULL || e->tgidx != t)
+		return false;
+
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+	grp = version_new_group(queryDesc, stmt, CMD_UPDATE, rri, t);
+	v = version_new_verdict();
+	v->operation = CMD_UPDATE;
+	v->cascade = cascade;
+	v->group = &grp->counts;
+	v->where_checked = e->where_checked;
+	v->assign = e->assign;
+	grp->checked &= v->where_checked;
+	if (version_direct_update(queryDesc, mtstate, t, v, e->direct))
+		version_group_direct(grp, rri);
+	v->uv = version_is_uv(queryDesc->plannedstmt, mt);
+	version_hand_verdict(estate, rri, t, fnoid, v);
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/*
+ * The UPDATE of result relation rri (trigger t, version column vatt) with
+ * verdict v, made now: its direct path, kept for the plan's next
+ * executions where the plan is a generic one.
+ */
+static void
+version_classify_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
+						ResultRelInfo *rri, int t, AttrNumber vatt,
+						VersionVerdict *v, VersionStmtGroup *grp)
+{
+	ModifyTable *mt = (ModifyTable *) mtstate->ps.plan;
+	VersionDirectPlan *dp = version_direct_plan(queryDesc, mtstate, t, vatt, v);
+	VersionPlanEntry *e;
+
+	if (dp != NULL && dp->params)
+	{
+		MemoryContext oldcxt = CurrentMemoryContext;
+
+		e = version_plan_keep(queryDesc->plannedstmt, mt,
+							  RelationGetRelid(rri->ri_RelationDesc));
+		if (e != NULL)
+		{
+			e->tgidx = t;
+			e->vatt = vatt;
+			e->where_checked = v->where_checked;
+			e->assign = v->assign;
+			e->direct = version_direct_plan_copy(dp);
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
+	if (version_direct_update(queryDesc, mtstate, t, v, dp))
+		version_group_direct(grp, rri);
+}
+
 /*
  * Decide on every versioned result relation of one ModifyTable node, and
  * hand each verdict to that relation's trigger.
@@ -714,6 +860,18 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	if (op != CMD_INSERT && op != CMD_UPDATE && op != CMD_DELETE &&
 		op != CMD_MERGE)
 		return;
+
+	/* a generic plan's UPDATE of one table: what was found of it before */
+	if (op == CMD_UPDATE && mtstate->mt_nrels == 1)
+	{
+		int			t = version_trigger_index(mtstate->resultRelInfo[0].ri_TrigDesc,
+											  fnoid);
+
+		if (t < 0)
+			return;
+		if (version_classify_kept(queryDesc, mtstate, t, fnoid, cascade, stmt))
+			return;
+	}
 
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	memset(&cx, 0, sizeof(cx));
@@ -753,15 +911,12 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		MemoryContextSwitchTo(oldcxt);
 		return;
 	}
-	uv = (op == CMD_UPDATE && OidIsValid(uv_pending) &&
-		  rt_fetch(mt->nominalRelation, cx.pstmt->rtable)->relid == uv_pending);
+	uv = version_is_uv(cx.pstmt, mt);
 
 	for (int i = 0, r = 0; i < mtstate->mt_nrels; i++)
 	{
 		ResultRelInfo *rri = &mtstate->resultRelInfo[i];
 		VersionVerdict *v;
-		VersionTrigState *st;
-		FmgrInfo   *finfo;
 		Index		rti;
 		AttrNumber	vatt;
 
@@ -772,18 +927,9 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		r++;
 
 		if (grp == NULL)
-		{
-			VersionStmt *s = version_stmt_of(queryDesc, stmt);
-			Trigger    *tg = &rri->ri_TrigDesc->triggers[tgidx[i]];
+			grp = version_new_group(queryDesc, stmt, op, rri, tgidx[i]);
 
-			grp = palloc0(sizeof(VersionStmtGroup));
-			grp->operation = op;
-			grp->checked = true;
-			grp->rootrelid = version_root_relid(tg, RelationGetRelid(rri->ri_RelationDesc));
-			s->groups = lappend(s->groups, grp);
-		}
-
-		v = palloc0(sizeof(VersionVerdict));
+		v = version_new_verdict();
 		v->operation = op;
 		v->cascade = cascade;
 		v->group = &grp->counts;
@@ -796,12 +942,8 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 											  (List *) list_nth(mt->updateColnosLists, i),
 											  vatt, outerPlan(mt), &cx);
 				grp->checked &= v->where_checked;
-				if (version_direct_update(queryDesc, mtstate, tgidx[i], vatt, v))
-				{
-					grp->direct = true;
-					grp->counted = rri->ri_RelationDesc->rd_rel->relpersistence !=
-						RELPERSISTENCE_TEMP;
-				}
+				version_classify_update(queryDesc, mtstate, rri, tgidx[i], vatt,
+										v, grp);
 				break;
 			case CMD_DELETE:
 				v->delete_checked = version_scan_checks(outerPlan(mt), rti, vatt, &cx);
@@ -824,18 +966,7 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 				break;
 		}
 		v->uv = uv;
-
-		/*
-		 * The executor looks the trigger function up at its first call
-		 * unless this FmgrInfo is set already; set, it keeps our fn_extra.
-		 */
-		finfo = &rri->ri_TrigFunctions[tgidx[i]];
-		if (!OidIsValid(finfo->fn_oid))
-			fmgr_info_copy(finfo, version_trigger_finfo(fnoid),
-						   estate->es_query_cxt);
-		st = palloc0(sizeof(VersionTrigState));
-		st->verdict = v;
-		finfo->fn_extra = st;
+		version_hand_verdict(estate, rri, tgidx[i], fnoid, v);
 	}
 	MemoryContextSwitchTo(oldcxt);
 }

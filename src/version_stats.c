@@ -16,6 +16,9 @@
  *	  structure: lookups take it shared; adding or removing an entry, and
  *	  setting stats_reset, take it exclusive.
  *	- The counters themselves are atomics, bumped without the lock.
+ *	- Every removal of an entry adds one to "removals" (an atomic),
+ *	  under the exclusive lock.  A backend keeps the entries it lately used
+ *	  (stats_local) while removals stays what it was when it found them.
  *	- A backend may keep a pointer to its table's entry for the rest of a
  *	  statement.  That is safe because entries are removed only by
  *	  disable_versioning()/enable_versioning() of that table, which hold
@@ -81,6 +84,7 @@ struct VersionStatsEntry
 typedef struct VersionShared
 {
 	LWLock	   *lock;
+	pg_atomic_uint64 removals;	/* entries removed, ever */
 } VersionShared;
 
 #define VERSION_TRANCHE		"lockctl_version"
@@ -89,6 +93,24 @@ static VersionShared *vshared = NULL;
 static HTAB *vstats = NULL;
 
 static int	lockctl_max_versioned_tables = 1024;
+
+/*
+ * The entries this backend found lately, so that a statement's counters
+ * are found without the lock and the hash: valid while vshared->removals
+ * is stats_local_removals.
+ */
+#define VSTATS_LOCAL	4
+
+typedef struct VersionStatsLocal
+{
+	Oid			relid;
+	VersionStatsEntry *e;
+} VersionStatsLocal;
+
+static VersionStatsLocal stats_local[VSTATS_LOCAL];
+static int	stats_local_n = 0;
+static int	stats_local_next = 0;	/* the slot a new entry takes */
+static uint64 stats_local_removals = 0;
 
 /*
  * Drops noted by the object access hook, removed from the table when the
@@ -163,7 +185,10 @@ version_shmem_startup(void)
 
 	vshared = ShmemInitStruct("lockctl version", sizeof(VersionShared), &found);
 	if (!found)
+	{
 		vshared->lock = &(GetNamedLWLockTranche(VERSION_TRANCHE))->lock;
+		pg_atomic_init_u64(&vshared->removals, 0);
+	}
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(VersionStatsKey);
@@ -200,15 +225,46 @@ version_stats_add(VersionStatsEntry *e, VersionCounter c, uint64 n)
  * The counters of relid in this database; with create, make them when
  * missing, unless the table is full (then NULL).
  */
+/*
+ * Keep entry e of relid in stats_local, if nothing was removed since
+ * removals was read (before e was looked up).
+ */
+static void
+version_stats_remember(Oid relid, VersionStatsEntry *e, uint64 removals)
+{
+	if (e == NULL || removals != stats_local_removals)
+		return;
+	stats_local[stats_local_next].relid = relid;
+	stats_local[stats_local_next].e = e;
+	stats_local_next = (stats_local_next + 1) % VSTATS_LOCAL;
+	if (stats_local_n < VSTATS_LOCAL)
+		stats_local_n++;
+}
+
 VersionStatsEntry *
 version_stats_entry(Oid relid, bool create)
 {
 	VersionStatsKey key;
 	VersionStatsEntry *e;
 	bool		found;
+	uint64		removals;
 
 	if (vstats == NULL)
 		return NULL;
+
+	/* lately found, and nothing removed since */
+	removals = pg_atomic_read_u64(&vshared->removals);
+	if (removals != stats_local_removals)
+	{
+		stats_local_n = 0;
+		stats_local_next = 0;
+		stats_local_removals = removals;
+	}
+	for (int i = 0; i < stats_local_n; i++)
+	{
+		if (stats_local[i].relid == relid)
+			return stats_local[i].e;
+	}
 
 	memset(&key, 0, sizeof(key));
 	key.dbid = MyDatabaseId;
@@ -218,7 +274,10 @@ version_stats_entry(Oid relid, bool create)
 	e = hash_search(vstats, &key, HASH_FIND, NULL);
 	LWLockRelease(vshared->lock);
 	if (e != NULL || !create)
+	{
+		version_stats_remember(relid, e, removals);
 		return e;
+	}
 
 	LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
 	e = hash_search(vstats, &key, HASH_FIND, NULL);
@@ -234,6 +293,7 @@ version_stats_entry(Oid relid, bool create)
 		}
 	}
 	LWLockRelease(vshared->lock);
+	version_stats_remember(relid, e, removals);
 	return e;
 }
 
@@ -249,7 +309,8 @@ version_stats_remove(Oid relid)
 	key.dbid = MyDatabaseId;
 	key.relid = relid;
 	LWLockAcquire(vshared->lock, LW_EXCLUSIVE);
-	hash_search(vstats, &key, HASH_REMOVE, NULL);
+	if (hash_search(vstats, &key, HASH_REMOVE, NULL) != NULL)
+		pg_atomic_fetch_add_u64(&vshared->removals, 1);
 	LWLockRelease(vshared->lock);
 }
 
@@ -344,7 +405,8 @@ version_xact_callback(XactEvent event, void *arg)
 				memset(&key, 0, sizeof(key));
 				key.dbid = d->dbid;
 				key.relid = d->relid;
-				hash_search(vstats, &key, HASH_REMOVE, NULL);
+				if (hash_search(vstats, &key, HASH_REMOVE, NULL) != NULL)
+					pg_atomic_fetch_add_u64(&vshared->removals, 1);
 			}
 			else
 			{
@@ -355,7 +417,10 @@ version_xact_callback(XactEvent event, void *arg)
 				hash_seq_init(&seq, vstats);
 				while ((e = hash_seq_search(&seq)) != NULL)
 					if (e->key.dbid == d->dbid)
+					{
 						hash_search(vstats, &e->key, HASH_REMOVE, NULL);
+						pg_atomic_fetch_add_u64(&vshared->removals, 1);
+					}
 			}
 		}
 		LWLockRelease(vshared->lock);
@@ -633,6 +698,7 @@ lockctl_reset_versioning_stats(PG_FUNCTION_ARGS)
 		if (!one && list_member_oid(gone, e->key.relid))
 		{
 			hash_search(vstats, &e->key, HASH_REMOVE, NULL);
+			pg_atomic_fetch_add_u64(&vshared->removals, 1);
 			continue;
 		}
 		for (int i = 0; i < VSTAT_COUNT; i++)

@@ -124,6 +124,9 @@ version_invalidate_rel(Datum arg, Oid relid)
 	HASH_SEQ_STATUS seq;
 	RootCacheEntry *r;
 
+	/* what was found of the plans that update relid: find it again */
+	version_plan_invalidate(relid);
+
 	/* Trigger oids can be reused after a drop: forget them all. */
 	if (root_cache == NULL || hash_get_num_entries(root_cache) == 0)
 		return;
