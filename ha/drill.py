@@ -455,6 +455,62 @@ class Cluster:
     def log_size(self, name):
         return os.path.getsize(os.path.join(self.base, "%s.log" % name))
 
+    def diagnose(self, probe=None, lines=25):
+        """Print what a failed wait needs to be understood from a CI log
+        alone (the drill's directory is gone with the CI machine): Patroni's
+        view, each node's own (recovery, synchronous standbys, WAL senders,
+        the probe's session and what it waits for), the probe's last write
+        and error, and the tail of each node's Patroni and server logs."""
+        def out(line):
+            print("diag: %s" % line, flush=True)
+        for n, m in sorted(self.members().items()):
+            out("member %s: role %s, state %s, timeline %s, lag %s, tags %s"
+                % (n, m.get("role"), m.get("state"), m.get("timeline"), m.get("lag"),
+                   m.get("tags")))
+        for n in NODES:
+            try:
+                with psycopg.connect(self.dsn(n), connect_timeout=2, autocommit=True) as c:
+                    c.execute("SET statement_timeout = '5s'")
+                    r = c.execute("SELECT pg_is_in_recovery(), "
+                                  "current_setting('synchronous_standby_names'), "
+                                  "current_setting('synchronous_commit')").fetchone()
+                    out("%s: in recovery %s, synchronous_standby_names '%s', "
+                        "synchronous_commit %s" % (n, r[0], r[1], r[2]))
+                    for r in c.execute("SELECT application_name, state, sync_state, "
+                                       "replay_lsn::text FROM pg_stat_replication"):
+                        out("%s: WAL sender to %s: %s, %s, replayed %s" % ((n,) + tuple(r)))
+                    for r in c.execute("SELECT state, wait_event_type, wait_event, "
+                                       "round(extract(epoch FROM now() - query_start)::numeric, 1),"
+                                       " left(query, 60) FROM pg_stat_activity "
+                                       "WHERE application_name = 'ha-probe'"):
+                        out("%s: probe session: %s, waits for %s/%s, for %s s: %s"
+                            % ((n,) + tuple(r)))
+            except psycopg.Error as e:
+                out("%s: %s" % (n, str(e).strip().splitlines()[0] if str(e) else e))
+        if probe is not None:
+            ok = [s for s in probe.samples if s[2]]
+            if ok:
+                out("probe: last write %.1f s ago, on port %s"
+                    % (time.time() - ok[-1][1], ok[-1][3]))
+            if probe.last_error:
+                out("probe: last error %.1f s ago: %s"
+                    % (time.time() - probe.last_error[0], probe.last_error[1]))
+        logs = [("%s.log" % n) for n in NODES]
+        for n in NODES:
+            pglog = os.path.join(self.base, n, "pglog")
+            if os.path.isdir(pglog):
+                logs += [os.path.join(n, "pglog", f) for f in sorted(os.listdir(pglog))[-1:]]
+        for f in logs:
+            try:
+                with open(os.path.join(self.base, f), "rb") as fh:
+                    fh.seek(max(0, os.path.getsize(fh.name) - 64 * 1024))
+                    tail = fh.read().decode(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            out("--- the last %d lines of %s" % (len(tail), f))
+            for line in tail:
+                out("  " + line)
+
 
 # --------------------------------------------------------------------------
 # Load: chaos.py's clients, long lease holders, a write probe, a monitor
@@ -554,6 +610,7 @@ class Probe(threading.Thread):
         self.dsn = dsn
         self.samples = []       # (mono, wall, ok, port)
         self.stopped = False
+        self.last_error = None  # (wall, first line of the message)
 
     def run(self):
         conn = None
@@ -566,8 +623,10 @@ class Probe(threading.Thread):
                 port = conn.execute("INSERT INTO ha_probe (at) VALUES (clock_timestamp()) "
                                     "RETURNING inet_server_port()").fetchone()[0]
                 self.samples.append((t, time.time(), True, port))
-            except psycopg.Error:
+            except psycopg.Error as e:
                 self.samples.append((t, time.time(), False, None))
+                self.last_error = (time.time(), str(e).strip().splitlines()[0] if str(e) else
+                                   type(e).__name__)
                 try:
                     if conn is not None:
                         conn.close()
@@ -1245,6 +1304,10 @@ def main():
         summary(rounds, args)
     except DrillError as e:
         check("the drill ran to its end", False, str(e))
+        try:
+            cl.diagnose(rounds[-1].probe if rounds and hasattr(rounds[-1], "probe") else None)
+        except Exception as d:     # the diagnosis must not hide the failure
+            print("diag: failed: %s" % d)
     finally:
         cl.stop()
     passed = sum(1 for c in CHECKS if c[1])
