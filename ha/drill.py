@@ -488,6 +488,8 @@ class Cluster:
             except psycopg.Error as e:
                 out("%s: %s" % (n, str(e).strip().splitlines()[0] if str(e) else e))
         if probe is not None:
+            out("probe: thread %s, %d samples" % ("alive" if probe.is_alive() else "ended",
+                                                  len(probe.samples)))
             ok = [s for s in probe.samples if s[2]]
             if ok:
                 out("probe: last write %.1f s ago, on port %s"
@@ -623,10 +625,13 @@ class Probe(threading.Thread):
                 port = conn.execute("INSERT INTO ha_probe (at) VALUES (clock_timestamp()) "
                                     "RETURNING inet_server_port()").fetchone()[0]
                 self.samples.append((t, time.time(), True, port))
-            except psycopg.Error as e:
+            except Exception as e:
+                # Any exception, not only psycopg's: a probe thread that died
+                # of one would leave every later wait for a write to time out
+                # with the cluster writable.
                 self.samples.append((t, time.time(), False, None))
-                self.last_error = (time.time(), str(e).strip().splitlines()[0] if str(e) else
-                                   type(e).__name__)
+                self.last_error = (time.time(), "%s: %s" % (
+                    type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
                 try:
                     if conn is not None:
                         conn.close()
