@@ -48,7 +48,13 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_proc.h"
@@ -62,7 +68,10 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/rangetypes.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -414,6 +423,102 @@ range_no_calendar(Datum resource)
 }
 
 /*
+ * The calendar named resource, read directly through its unique index
+ * calendars_resource_key (no executor, no plan): *cal and *capacity, and
+ * 1; 0 when there is none; -1 when the table or the index is not as
+ * installed (an ordinary table with bigint id, text resource and integer
+ * capacity; a valid unique btree index on resource alone, with text's
+ * operators, no expression, no predicate), and the caller runs the SQL.
+ * As SPI would for the SELECT: the command counter is advanced and a new
+ * snapshot taken (a calendar created earlier in the statement is seen).
+ */
+static int
+range_calendar_direct(Datum resource, int64 *cal, int32 *capacity)
+{
+	Oid			relid;
+	Oid			idxid;
+	Relation	rel;
+	Relation	idx;
+	TupleDesc	desc;
+	AttrNumber	att_id = InvalidAttrNumber;
+	AttrNumber	att_resource = InvalidAttrNumber;
+	AttrNumber	att_capacity = InvalidAttrNumber;
+	bool		plain;
+	int			i;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			found = 0;
+
+	relid = RangeVarGetRelidExtended(makeRangeVar("lockctl", "calendars", -1),
+									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
+	if (!OidIsValid(relid))
+		return -1;
+	idxid = get_relname_relid("calendars_resource_key", get_rel_namespace(relid));
+	if (!OidIsValid(idxid))
+		return -1;
+	rel = table_open(relid, NoLock);
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(NameStr(att->attname), "id") == 0 && att->atttypid == INT8OID)
+			att_id = att->attnum;
+		else if (strcmp(NameStr(att->attname), "resource") == 0 && att->atttypid == TEXTOID)
+			att_resource = att->attnum;
+		else if (strcmp(NameStr(att->attname), "capacity") == 0 && att->atttypid == INT4OID)
+			att_capacity = att->attnum;
+	}
+	idx = index_open(idxid, AccessShareLock);
+	plain = rel->rd_rel->relkind == RELKIND_RELATION &&
+		!rel->rd_rel->relrowsecurity &&
+		att_id != InvalidAttrNumber && att_resource != InvalidAttrNumber &&
+		att_capacity != InvalidAttrNumber &&
+		idx->rd_index->indrelid == relid &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indisunique && idx->rd_index->indisvalid &&
+		idx->rd_index->indnatts == 1 &&
+		idx->rd_index->indkey.values[0] == att_resource &&
+		idx->rd_opfamily[0] == TEXT_BTREE_FAM_OID &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+	index_close(idx, NoLock);
+	if (!plain)
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	/* keyed by the table's column number, as systable_beginscan wants */
+	ScanKeyInit(&key, att_resource, BTEqualStrategyNumber, F_TEXTEQ, resource);
+	key.sk_collation = TupleDescAttr(desc, att_resource - 1)->attcollation;
+	scan = systable_beginscan(rel, idxid, true, GetActiveSnapshot(), 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+
+		*cal = DatumGetInt64(heap_getattr(tup, att_id, desc, &isnull));
+		if (!isnull)
+			*capacity = DatumGetInt32(heap_getattr(tup, att_capacity, desc, &isnull));
+		if (isnull)
+			elog(ERROR, "calendar \"%s\" has a NULL id or capacity",
+				 TextDatumGetCString(resource));
+		found = 1;
+	}
+	systable_endscan(scan);
+	PopActiveSnapshot();
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
  * The hold that key made on calendar cal for role, if any, into *id; 22023
  * if it is for another range than during.
  */
@@ -452,9 +557,10 @@ range_keyed(int64 cal, Datum role, Datum key, Datum resource, Datum during,
 /*
  * The work of reserve_range, between SPI_connect and SPI_finish, as the
  * extension's owner.  Returns whether a hold was taken (or found by its
- * key), its id in *result.
+ * key), its id in *result.  Not inlined: its locals would live across
+ * lockctl_reserve_range's setjmp.
  */
-static bool
+static pg_noinline bool
 range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 {
 	Datum		resource;
@@ -484,11 +590,21 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	 */
 	(void) RangeVarGetRelidExtended(makeRangeVar("lockctl", "range_reservations", -1),
 									RowExclusiveLock, 0, NULL, NULL);
-	args[0] = resource;
-	if (range_run(RANGE_PLAN_CALENDAR, args, NULL, 2, row, rownulls) == 0)
-		range_no_calendar(resource);
-	cal = DatumGetInt64(row[0]);
-	capacity = DatumGetInt32(row[1]);
+	switch (range_calendar_direct(resource, &cal, &capacity))
+	{
+		case 1:
+			break;
+		case 0:
+			range_no_calendar(resource);
+			break;
+		default:
+			args[0] = resource;
+			if (range_run(RANGE_PLAN_CALENDAR, args, NULL, 2, row, rownulls) == 0)
+				range_no_calendar(resource);
+			cal = DatumGetInt64(row[0]);
+			capacity = DatumGetInt32(row[1]);
+			break;
+	}
 
 	/*
 	 * Capacity k > 1: one taker at a time (the count below must see every
