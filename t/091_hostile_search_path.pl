@@ -2,7 +2,9 @@
 #
 # An unprivileged role plants, in schema public, functions and operators with
 # the names lockctl's SQL calls (now(), pg_notify(), nextval(), =, <, +, ||,
-# sum()...).  Each planted object records that it was called.  Then, in a
+# sum()...).  Each planted object records that it was called (in
+# public.hijack_log, and with a WARNING, which still shows when the call's
+# transaction fails and takes the log's row with it).  Then, in a
 # database whose search_path puts public BEFORE pg_catalog, a superuser runs
 # CREATE EXTENSION lockctl, and every feature is exercised (the expiry worker
 # too, which connects to that database).  Nothing planted may ever run, and
@@ -96,8 +98,9 @@ my @op = (
 	[ '~~', 'text', 'text', 'pg_catalog.textlike' ],
 	[ '<', 'interval', 'interval', 'pg_catalog.interval_lt' ],
 	[ '>', 'interval', 'interval', 'pg_catalog.interval_gt' ],
-	[ '<>', 'tstzrange', 'tstzrange', 'pg_catalog.range_ne' ],
-	[ '&&', 'tstzrange', 'tstzrange', 'pg_catalog.range_overlaps' ],
+	# (range functions take anyrange: the signature to look them up by)
+	[ '<>', 'tstzrange', 'tstzrange', 'pg_catalog.range_ne', 'anyrange, anyrange' ],
+	[ '&&', 'tstzrange', 'tstzrange', 'pg_catalog.range_overlaps', 'anyrange, anyrange' ],
 );
 
 my $sql = '';
@@ -106,24 +109,26 @@ for my $f (@fn)
 {
 	my ($sig, $ret, $body) = @$f;
 	my $name = $sig =~ s/\(.*//r;
-	my $log = "INSERT INTO public.hijack_log(what) VALUES ('$name');";
+	my $log = "INSERT INTO public.hijack_log(what) VALUES ('$name'); RAISE WARNING 'planted % called', '$name';";
 	my $ret_stmt = $ret eq 'void' ? "PERFORM $body;" : "RETURN $body;";
 	$sql .= "CREATE FUNCTION public.$sig RETURNS $ret LANGUAGE plpgsql AS \$x\$ BEGIN $log $ret_stmt END \$x\$;\n";
 }
 for my $o (@op)
 {
-	my ($name, $l, $r, $real) = @$o;
+	my ($name, $l, $r, $real, $realsig) = @$o;
+	$realsig //= "$l, $r";
 	my $fname = 'trap_op_' . $i++;
 	my $rt = $node->safe_psql('hostile',
-		"SELECT pg_catalog.format_type(prorettype, NULL) FROM pg_catalog.pg_proc WHERE oid = '$real($l, $r)'::pg_catalog.regprocedure");
+		"SELECT pg_catalog.format_type(prorettype, NULL) FROM pg_catalog.pg_proc WHERE oid = '$real($realsig)'::pg_catalog.regprocedure");
 	$sql .= "CREATE FUNCTION public.$fname(a $l, b $r) RETURNS $rt LANGUAGE plpgsql AS \$x\$ BEGIN "
-	  . "INSERT INTO public.hijack_log(what) VALUES ('operator $name($l, $r)'); RETURN $real(a, b); END \$x\$;\n"
+	  . "INSERT INTO public.hijack_log(what) VALUES ('operator $name($l, $r)'); "
+	  . "RAISE WARNING 'planted % called', 'operator $name($l, $r)'; RETURN $real(a, b); END \$x\$;\n"
 	  . "CREATE OPERATOR public.$name (LEFTARG = $l, RIGHTARG = $r, FUNCTION = public.$fname);\n";
 }
 # an aggregate, too (coalesce, greatest and the like are syntax, not
 # functions, and cannot be planted)
 $sql .= "CREATE FUNCTION public.trap_sum(s bigint, v bigint) RETURNS bigint LANGUAGE plpgsql AS \$x\$ BEGIN "
-  . "INSERT INTO public.hijack_log(what) VALUES ('sum(bigint)'); "
+  . "INSERT INTO public.hijack_log(what) VALUES ('sum(bigint)'); RAISE WARNING 'planted % called', 'sum(bigint)'; "
   . "RETURN CASE WHEN s IS NULL THEN v ELSE pg_catalog.int8pl(s, v) END; END \$x\$;\n"
   . "CREATE AGGREGATE public.sum(bigint) (SFUNC = public.trap_sum, STYPE = bigint);\n";
 
@@ -254,6 +259,7 @@ if ($has{reserve_range})
 		SELECT taken_by FROM lockctl.calendar_holds WHERE id OPERATOR(pg_catalog.=) :m1;
 	}, on_error_stop => 1);
 	is($ret, 0, 'a hostile role takes range holds under its own search_path') or diag $err;
+	unlike($err, qr/planted .* called/, 'nothing planted is called then');
 	like($out, qr/^mallory$/m, 'the hold is the hostile role\'s');
 
 	# every error of reserve_range, as that role
@@ -278,6 +284,8 @@ if ($has{reserve_range})
 		my ($args, $msg) = @$b;
 		($ret, $out, $err) = $node->psql('hostile', $as_mallory . "SELECT lockctl.reserve_range($args);");
 		like($err, $msg, "reserve_range($args) fails as it should, as a hostile role");
+		# (the error rolls hijack_log back: the WARNING is what would show)
+		unlike($err, qr/planted .* called/, "reserve_range($args) calls nothing planted");
 	}
 }
 
