@@ -3648,7 +3648,8 @@ ALTER SEQUENCE lockctl.calendar_id_seq OWNED BY lockctl.calendars.id;
 COMMENT ON TABLE lockctl.calendars IS 'lockctl: calendars, pools sold by time range (write through lockctl.create_calendar and drop_calendar only)';
 
 -- In C (src/reserve_calendar.c): whether a range is '[)', not empty and
--- finite at both ends (reserve_range's test of its argument), and
+-- finite at both ends (the test reserve_range makes of its argument,
+-- now in C itself; no SQL calls this one any more), and
 -- range_reservations_state_check whole: that, and finished set exactly
 -- when the hold is over.
 CREATE FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) RETURNS boolean

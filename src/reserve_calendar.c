@@ -103,8 +103,9 @@ range_is_bounded(RangeType *r, TypeCacheEntry *typcache)
 
 /*
  * lockctl_internal.is_bounded_range(tstzrange) returns boolean: whether the
- * range is bounded, as range_is_bounded says (reserve_range's test of its
- * argument).  STRICT: NULL for NULL.
+ * range is bounded, as range_is_bounded says (which reserve_range calls
+ * itself; no SQL of lockctl calls this function any more).  STRICT: NULL
+ * for NULL.
  */
 PG_FUNCTION_INFO_V1(lockctl_is_bounded_range);
 Datum
