@@ -545,7 +545,8 @@ lockctl_raise_token_floor(PG_FUNCTION_ARGS)
 }
 
 /*
- * lockctl_internal.era_nextval(seq regclass) returns bigint: nextval(seq) with the
+ * LeaseEraNextval(seq), behind lockctl_internal.era_nextval(seq regclass)
+ * and called by reserve_range (reserve_calendar.c): nextval(seq) with the
  * server's era in bits 48 to 62, for ids that must never be handed out
  * twice across a failover that lost commits (the default of
  * lockctl.reservations.id).  Within one era the sequence only rises (an era
@@ -555,11 +556,9 @@ lockctl_raise_token_floor(PG_FUNCTION_ARGS)
  * mark keeps the era from going down.  So a retried confirm(id) with an id
  * from before a failover reaches the same hold or none.
  */
-PG_FUNCTION_INFO_V1(lockctl_era_nextval);
-Datum
-lockctl_era_nextval(PG_FUNCTION_ARGS)
+int64
+LeaseEraNextval(Oid seq)
 {
-	Oid			seq = PG_GETARG_OID(0);
 	int64		v;
 	uint32		era;
 
@@ -584,5 +583,13 @@ lockctl_era_nextval(PG_FUNCTION_ARGS)
 						get_rel_name(seq), v),
 				 errdetail("An era-tagged id keeps the sequence value in its low 48 bits (0 to " INT64_FORMAT ").",
 						   LEASE_ID_SEQ_MAX)));
-	PG_RETURN_INT64((int64) (((uint64) era << LEASE_TOKEN_TLI_SHIFT) | (uint64) v));
+	return (int64) (((uint64) era << LEASE_TOKEN_TLI_SHIFT) | (uint64) v);
+}
+
+/* The SQL face of LeaseEraNextval. */
+PG_FUNCTION_INFO_V1(lockctl_era_nextval);
+Datum
+lockctl_era_nextval(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(LeaseEraNextval(PG_GETARG_OID(0)));
 }

@@ -45,5 +45,6 @@ extern bool LeaseTokenRaise(uint32 era, uint64 epoch, const char *why);
 
 /* lease_mark.c */
 extern bool LeaseMarkCovers(uint32 era, TimeLineID tli, uint64 epoch);
+extern int64 LeaseEraNextval(Oid seq);
 
 #endif							/* LOCKCTL_LEASE_TOKEN_H */

@@ -33,12 +33,11 @@
 #include "utils/guc.h"
 
 #include "lockctl.h"
+#include "reserve.h"
 
-/* Settings (read by reserve through current_setting) */
+/* Settings (read by reserve through current_setting, by reserve_range here) */
 static int	lockctl_max_holds_per_role = 0;
 static int	lockctl_max_kept_holds_per_role = 0;
-
-static Oid	reserve_acting_role(void);
 
 /*
  * Define the settings of reservations.
@@ -68,12 +67,21 @@ ReserveInit(void)
 /*
  * The role a call acts for: SET ROLE's role, else the session user.
  */
-static Oid
-reserve_acting_role(void)
+Oid
+ReserveActingRole(void)
 {
 	Oid			role = GetCurrentRoleId();
 
 	return OidIsValid(role) ? role : GetSessionUserId();
+}
+
+/*
+ * Whether either cap on a role's holds is set in this session.
+ */
+bool
+ReserveRoleCapsOn(void)
+{
+	return lockctl_max_holds_per_role > 0 || lockctl_max_kept_holds_per_role > 0;
 }
 
 /*
@@ -86,7 +94,7 @@ lockctl_acting_role(PG_FUNCTION_ARGS)
 {
 	Name		result = (Name) palloc0(NAMEDATALEN);
 
-	namestrcpy(result, GetUserNameFromId(reserve_acting_role(), false));
+	namestrcpy(result, GetUserNameFromId(ReserveActingRole(), false));
 	PG_RETURN_NAME(result);
 }
 
@@ -106,7 +114,7 @@ lockctl_may_act_for(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	self = reserve_acting_role();
+	self = ReserveActingRole();
 	owner = get_role_oid(NameStr(*PG_GETARG_NAME(0)), true);
 	if (!OidIsValid(owner))
 		PG_RETURN_BOOL(superuser_arg(self));

@@ -76,7 +76,8 @@ ALTER SEQUENCE lockctl.calendar_id_seq OWNED BY lockctl.calendars.id;
 COMMENT ON TABLE lockctl.calendars IS 'lockctl: calendars, pools sold by time range (write through lockctl.create_calendar and drop_calendar only)';
 
 -- In C (src/reserve_calendar.c): whether a range is '[)', not empty and
--- finite at both ends (reserve_range's test of its argument), and
+-- finite at both ends (the test reserve_range makes of its argument,
+-- now in C itself; no SQL calls this one any more), and
 -- range_reservations_state_check whole: that, and finished set exactly
 -- when the hold is over.
 CREATE FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) RETURNS boolean
@@ -298,150 +299,31 @@ REVOKE ALL ON FUNCTION lockctl_internal.range_peak(bigint, pg_catalog.tstzrange)
 -- instant of the range (capacity live holds cover it).  Confirm, cancel and
 -- extend it with lockctl.confirm, cancel and extend.  A retry with the same
 -- key returns the same hold; the same key with another range is 22023.
+-- In C (src/reserve_calendar.c): it tests its arguments (when one is
+-- wrong, check_resource, check_range and check_hold_ttl say which), then,
+-- as the extension's owner (what SECURITY DEFINER would do), in a
+-- restricted security context and with every name schema-qualified:
+--   LOCK TABLE lockctl.range_reservations IN ROW EXCLUSIVE MODE (before the
+--       calendar is looked up: see drop_calendar against reserve_range);
+--   the calendar's id and capacity (42809 for a pool, 42704 for nothing);
+--   capacity k > 1: the calendar row FOR NO KEY UPDATE;
+--   with a key: the hold the key made for this role, if any (22023 if for
+--       another range);
+--   check_role_caps when a cap is set; era_nextval('lockctl.hold_id_seq');
+--   capacity k > 1: NULL when range_peak reaches the capacity;
+--   INSERT INTO lockctl.range_reservations ... ON CONFLICT DO NOTHING: no
+--       target, so the exclusion constraint (capacity 1) and the
+--       idempotency index are both arbiters, and an overlapping hold in
+--       flight is waited for (if it commits, this one is not taken);
+--   not taken, with a key: the hold a concurrent call with that key made.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.reserve_range(resource text, during pg_catalog.tstzrange,
                                       holder text DEFAULT NULL,
                                       ttl interval DEFAULT '00:05:00'::interval,
                                       idempotency_key text DEFAULT NULL)
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
-AS $fn$
-#variable_conflict use_column
-DECLARE
-    -- Other names for the arguments (whose names are also columns'), not
-    -- copies: a copy is one more expression to prepare in every transaction.
-    v_resource ALIAS FOR $1;
-    v_during ALIAS FOR $2;
-    v_holder ALIAS FOR $3;
-    v_ttl ALIAS FOR $4;
-    v_key ALIAS FOR $5;
-    v_cal bigint;
-    v_capacity integer;
-    v_role name;
-    v_id bigint;
-    v_old tstzrange;
-    v_now timestamp with time zone;
-BEGIN
-    -- One expression says whether any argument is wrong: the hot path
-    -- (PL/pgSQL prepares each expression again in every transaction: a
-    -- dozen small ones cost more than the one large one).  Only then the
-    -- checks that say which, with the shared helpers where there are some.
-    IF v_resource IS NULL
-       OR octet_length(v_resource) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
-       OR NOT coalesce(lockctl_internal.is_bounded_range(v_during), false)
-       OR octet_length(v_holder) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes()
-       OR v_ttl IS NULL
-       OR v_ttl NOT BETWEEN lockctl_internal.min_hold_ttl() AND lockctl_internal.max_hold_ttl()
-       OR octet_length(v_key) NOT BETWEEN 1 AND lockctl_internal.name_max_bytes() THEN
-        PERFORM lockctl_internal.check_resource('reserve_range', v_resource);
-        IF NOT coalesce(lockctl_internal.is_bounded_range(v_during), false) THEN
-            PERFORM lockctl_internal.check_range('reserve_range', 'during', v_during);
-        END IF;
-        IF octet_length(v_holder) = 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'holder of lockctl.reserve_range must not be empty',
-                HINT = 'Pass NULL for a hold without a holder.';
-        ELSIF octet_length(v_holder) > lockctl_internal.name_max_bytes() THEN
-            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-                MESSAGE = 'holder of lockctl.reserve_range is too long',
-                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                                octet_length(v_holder), lockctl_internal.name_max_bytes());
-        END IF;
-        PERFORM lockctl_internal.check_hold_ttl('reserve_range', v_ttl);
-        IF octet_length(v_key) = 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'idempotency_key of lockctl.reserve_range must not be empty';
-        ELSIF octet_length(v_key) > lockctl_internal.name_max_bytes() THEN
-            RAISE EXCEPTION USING ERRCODE = 'name_too_long',
-                MESSAGE = 'idempotency_key of lockctl.reserve_range is too long',
-                DETAIL = format('It is %s bytes long; the limit is %s bytes.',
-                                octet_length(v_key), lockctl_internal.name_max_bytes());
-        END IF;
-    END IF;
-
-    -- Before the calendar is looked up: a drop_calendar in flight is
-    -- waited for (and the calendar is then gone), or waits for this
-    -- transaction.  Fast-path lock: the INSERT below takes it anyway.
-    LOCK TABLE lockctl.range_reservations IN ROW EXCLUSIVE MODE;
-    SELECT c.id, c.capacity INTO v_cal, v_capacity
-      FROM lockctl.calendars AS c WHERE c.resource = v_resource;
-    IF NOT FOUND THEN
-        IF EXISTS (SELECT FROM lockctl.pools AS p WHERE p.resource = v_resource) THEN
-            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
-                MESSAGE = format('"%s" is a pool, not a calendar', v_resource),
-                HINT = 'Take units of a pool with lockctl.reserve.';
-        END IF;
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('calendar "%s" does not exist', v_resource);
-    END IF;
-    -- Capacity k > 1: one taker at a time (the count below must see every
-    -- hold taken before it).  The capacity never changes, so reading it
-    -- unlocked is exact.
-    IF v_capacity > 1 THEN
-        PERFORM FROM lockctl.calendars AS c WHERE c.id = v_cal FOR NO KEY UPDATE;
-    END IF;
-    v_role := lockctl_internal.acting_role();
-
-    -- A retry with the same key gets the hold the first call made.
-    IF v_key IS NOT NULL THEN
-        SELECT r.id, r.during INTO v_id, v_old FROM lockctl.range_reservations AS r
-         WHERE r.calendar_id = v_cal AND r.taken_by = v_role AND r.idempotency_key = v_key;
-        IF FOUND THEN
-            IF v_old <> v_during THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = format('idempotency key "%s" was used for another range on calendar "%s"',
-                                     v_key, v_resource),
-                    DETAIL = format('Hold %s is for %s; this call asked for %s.', v_id, v_old, v_during);
-            END IF;
-            RETURN v_id;
-        END IF;
-    END IF;
-
-    IF current_setting('lockctl.max_holds_per_role')::integer > 0
-       OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN
-        PERFORM lockctl_internal.check_role_caps(v_role, 1);
-    END IF;
-
-    v_id := lockctl_internal.era_nextval('lockctl.hold_id_seq'::regclass);
-    IF v_capacity > 1 THEN
-        -- The calendar row is ours: count, then insert.
-        IF lockctl_internal.range_peak(v_cal, v_during) >= v_capacity THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-
-    -- No target: the exclusion constraint (capacity 1) and the idempotency
-    -- index are both arbiters.  An overlapping hold in flight is waited
-    -- for: if it commits, this one is not taken.
-    v_now := clock_timestamp();
-    INSERT INTO lockctl.range_reservations AS r
-           (id, calendar_id, during, lane, holder, taken_by, created, expires, idempotency_key)
-    VALUES (v_id, v_cal, v_during, CASE WHEN v_capacity = 1 THEN 0 ELSE v_id END,
-            v_holder, v_role, v_now, v_now + v_ttl, v_key)
-    ON CONFLICT DO NOTHING;
-    IF FOUND THEN
-        RETURN v_id;
-    END IF;
-    -- Not taken: the range is full, or a concurrent call with the same key
-    -- committed first.
-    IF v_key IS NOT NULL THEN
-        SELECT r.id, r.during INTO v_id, v_old FROM lockctl.range_reservations AS r
-         WHERE r.calendar_id = v_cal AND r.taken_by = v_role AND r.idempotency_key = v_key;
-        IF FOUND THEN
-            IF v_old <> v_during THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = format('idempotency key "%s" was used for another range on calendar "%s"',
-                                     v_key, v_resource),
-                    DETAIL = format('Hold %s is for %s; this call asked for %s.', v_id, v_old, v_during);
-            END IF;
-            RETURN v_id;
-        END IF;
-    END IF;
-    RETURN NULL;
-END;
-$fn$;
+    AS 'MODULE_PATHNAME', 'lockctl_reserve_range'
+    LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------------
 -- Internal: explain why range hold `id` could not be confirmed, cancelled

@@ -2,7 +2,9 @@
 #
 # An unprivileged role plants, in schema public, functions and operators with
 # the names lockctl's SQL calls (now(), pg_notify(), nextval(), =, <, +, ||,
-# sum()...).  Each planted object records that it was called.  Then, in a
+# sum()...).  Each planted object records that it was called (in
+# public.hijack_log, and with a WARNING, which still shows when the call's
+# transaction fails and takes the log's row with it).  Then, in a
 # database whose search_path puts public BEFORE pg_catalog, a superuser runs
 # CREATE EXTENSION lockctl, and every feature is exercised (the expiry worker
 # too, which connects to that database).  Nothing planted may ever run, and
@@ -57,6 +59,18 @@ my @fn = (
 	[ 'current_setting(text)', 'text', 'pg_catalog.current_setting($1)' ],
 	[ 'current_setting(text, boolean)', 'text', 'pg_catalog.current_setting($1, $2)' ],
 	[ 'set_config(text, text, boolean)', 'text', 'pg_catalog.set_config($1, $2, $3)' ],
+	# what the checks of a time range and of a hold's ttl call
+	[ 'lower(tstzrange)', 'timestamptz', 'pg_catalog.lower($1)' ],
+	[ 'upper(tstzrange)', 'timestamptz', 'pg_catalog.upper($1)' ],
+	[ 'isempty(tstzrange)', 'boolean', 'pg_catalog.isempty($1)' ],
+	[ 'lower_inc(tstzrange)', 'boolean', 'pg_catalog.lower_inc($1)' ],
+	[ 'upper_inc(tstzrange)', 'boolean', 'pg_catalog.upper_inc($1)' ],
+	[ 'lower_inf(tstzrange)', 'boolean', 'pg_catalog.lower_inf($1)' ],
+	[ 'upper_inf(tstzrange)', 'boolean', 'pg_catalog.upper_inf($1)' ],
+	[ 'isfinite(timestamptz)', 'boolean', 'pg_catalog.isfinite($1)' ],
+	[ 'int8range(bigint, bigint, text)', 'int8range', 'pg_catalog.int8range($1, $2, $3)' ],
+	[ 'format(text, text)', 'text', 'pg_catalog.format($1, $2)' ],
+	[ 'format(text, text, text)', 'text', 'pg_catalog.format($1, $2, $3)' ],
 );
 # operators: name, left, right, real function
 my @op = (
@@ -82,6 +96,11 @@ my @op = (
 	[ '-', 'timestamptz', 'timestamptz', 'pg_catalog.timestamptz_mi' ],
 	[ '||', 'text', 'text', 'pg_catalog.textcat' ],
 	[ '~~', 'text', 'text', 'pg_catalog.textlike' ],
+	[ '<', 'interval', 'interval', 'pg_catalog.interval_lt' ],
+	[ '>', 'interval', 'interval', 'pg_catalog.interval_gt' ],
+	# (range functions take anyrange: the signature to look them up by)
+	[ '<>', 'tstzrange', 'tstzrange', 'pg_catalog.range_ne', 'anyrange, anyrange' ],
+	[ '&&', 'tstzrange', 'tstzrange', 'pg_catalog.range_overlaps', 'anyrange, anyrange' ],
 );
 
 my $sql = '';
@@ -90,24 +109,26 @@ for my $f (@fn)
 {
 	my ($sig, $ret, $body) = @$f;
 	my $name = $sig =~ s/\(.*//r;
-	my $log = "INSERT INTO public.hijack_log(what) VALUES ('$name');";
+	my $log = "INSERT INTO public.hijack_log(what) VALUES ('$name'); RAISE WARNING 'planted % called', '$name';";
 	my $ret_stmt = $ret eq 'void' ? "PERFORM $body;" : "RETURN $body;";
 	$sql .= "CREATE FUNCTION public.$sig RETURNS $ret LANGUAGE plpgsql AS \$x\$ BEGIN $log $ret_stmt END \$x\$;\n";
 }
 for my $o (@op)
 {
-	my ($name, $l, $r, $real) = @$o;
+	my ($name, $l, $r, $real, $realsig) = @$o;
+	$realsig //= "$l, $r";
 	my $fname = 'trap_op_' . $i++;
 	my $rt = $node->safe_psql('hostile',
-		"SELECT pg_catalog.format_type(prorettype, NULL) FROM pg_catalog.pg_proc WHERE oid = '$real($l, $r)'::pg_catalog.regprocedure");
+		"SELECT pg_catalog.format_type(prorettype, NULL) FROM pg_catalog.pg_proc WHERE oid = '$real($realsig)'::pg_catalog.regprocedure");
 	$sql .= "CREATE FUNCTION public.$fname(a $l, b $r) RETURNS $rt LANGUAGE plpgsql AS \$x\$ BEGIN "
-	  . "INSERT INTO public.hijack_log(what) VALUES ('operator $name($l, $r)'); RETURN $real(a, b); END \$x\$;\n"
+	  . "INSERT INTO public.hijack_log(what) VALUES ('operator $name($l, $r)'); "
+	  . "RAISE WARNING 'planted % called', 'operator $name($l, $r)'; RETURN $real(a, b); END \$x\$;\n"
 	  . "CREATE OPERATOR public.$name (LEFTARG = $l, RIGHTARG = $r, FUNCTION = public.$fname);\n";
 }
 # an aggregate, too (coalesce, greatest and the like are syntax, not
 # functions, and cannot be planted)
 $sql .= "CREATE FUNCTION public.trap_sum(s bigint, v bigint) RETURNS bigint LANGUAGE plpgsql AS \$x\$ BEGIN "
-  . "INSERT INTO public.hijack_log(what) VALUES ('sum(bigint)'); "
+  . "INSERT INTO public.hijack_log(what) VALUES ('sum(bigint)'); RAISE WARNING 'planted % called', 'sum(bigint)'; "
   . "RETURN CASE WHEN s IS NULL THEN v ELSE pg_catalog.int8pl(s, v) END; END \$x\$;\n"
   . "CREATE AGGREGATE public.sum(bigint) (SFUNC = public.trap_sum, STYPE = bigint);\n";
 
@@ -129,7 +150,7 @@ is($ret, 0, 'CREATE EXTENSION succeeds under the hostile search_path') or diag $
 my %has = map { $_ => $node->safe_psql('hostile',
 		"SELECT pg_catalog.count(*) > 0 FROM pg_catalog.pg_proc WHERE proname OPERATOR(pg_catalog.=) '$_'
 		   AND pronamespace OPERATOR(pg_catalog.=) 'lockctl'::pg_catalog.regnamespace") eq 't' }
-  qw(acquire reserve enable_versioning update_versioned);
+  qw(acquire reserve reserve_range enable_versioning update_versioned);
 
 # Exercise each feature.
 my @calls;
@@ -186,6 +207,24 @@ if ($has{enable_versioning})
 		UPDATE hs_acct SET val = 13, version = 4 WHERE id OPERATOR(pg_catalog.=) 1 RETURNING version;
 	};
 }
+if ($has{reserve_range})
+{
+	# with a cap set, reserve_range runs check_role_caps too
+	push @calls, q{
+		SET lockctl.max_holds_per_role = 1000;
+		SELECT lockctl.create_calendar('hs-cal');
+		SELECT lockctl.create_calendar('hs-cal3', 3);
+		SELECT lockctl.reserve_range('hs-cal', '[2030-01-01 10:00+00, 2030-01-01 11:00+00)', 'h', '1 hour', 'rk1') AS r1 \gset
+		SELECT lockctl.reserve_range('hs-cal', '[2030-01-01 10:00+00, 2030-01-01 11:00+00)', 'h', '1 hour', 'rk1') OPERATOR(pg_catalog.=) :r1 AS range_idempotent;
+		SELECT lockctl.reserve_range('hs-cal', '[2030-01-01 10:30+00, 2030-01-01 11:30+00)', 'h') IS NULL AS overlap_refused;
+		SELECT lockctl.reserve_range('hs-cal3', '[2030-01-01 10:00+00, 2030-01-01 11:00+00)', 'h') IS NOT NULL AS cap3_taken;
+		SELECT lockctl.reserve_range('hs-cal3', '[2030-01-01 10:00+00, 2030-01-01 11:00+00)', NULL, '1 hour', 'rk3') IS NOT NULL AS cap3_keyed;
+		SELECT lockctl.confirm(:r1);
+		SELECT pg_catalog.count(*) FROM lockctl.available_ranges('hs-cal', '[2030-01-01 00:00+00, 2030-01-02 00:00+00)');
+		SELECT pg_catalog.count(*) FROM lockctl.calendar_holds;
+		RESET lockctl.max_holds_per_role;
+	};
+}
 my $script = join("\n", @calls);
 ($ret, $out, $err) = $node->psql('hostile', $script, on_error_stop => 1);
 is($ret, 0, 'every feature works under the hostile search_path') or diag $err;
@@ -200,6 +239,54 @@ if ($has{reserve})
 			   WHERE status OPERATOR(pg_catalog.=) 'held'
 			     AND holder OPERATOR(pg_catalog.=) 'h'}),
 		'the expiry worker does its work under the hostile search_path');
+}
+
+# reserve_range is a C function that runs its SQL as the extension's owner
+# under the caller's search_path: a hostile role calls it with its own
+# path, objects and wrong arguments (whose errors come from SQL helpers),
+# and nothing it planted may run, as that role or as the owner.
+if ($has{reserve_range})
+{
+	my $as_mallory = q{SET lockctl.max_holds_per_role = 1000;
+		SET ROLE mallory; SET search_path = public, pg_catalog;
+		CREATE TEMP TABLE calendars (id bigint, resource text, capacity integer);
+		CREATE TEMP TABLE range_reservations (id bigint);
+	};
+	($ret, $out, $err) = $node->psql('hostile', $as_mallory . q{
+		SELECT lockctl.reserve_range('hs-cal', '[2030-01-02 10:00+00, 2030-01-02 11:00+00)', 'm', '1 hour', 'mk') AS m1 \gset
+		SELECT lockctl.reserve_range('hs-cal', '[2030-01-02 10:00+00, 2030-01-02 11:00+00)', 'm', '1 hour', 'mk') OPERATOR(pg_catalog.=) :m1 AS mallory_idempotent;
+		SELECT lockctl.reserve_range('hs-cal3', '[2030-01-02 10:00+00, 2030-01-02 11:00+00)', 'm') IS NOT NULL AS mallory_cap3;
+		SELECT taken_by FROM lockctl.calendar_holds WHERE id OPERATOR(pg_catalog.=) :m1;
+	}, on_error_stop => 1);
+	is($ret, 0, 'a hostile role takes range holds under its own search_path') or diag $err;
+	unlike($err, qr/planted .* called/, 'nothing planted is called then');
+	like($out, qr/^mallory$/m, 'the hold is the hostile role\'s');
+
+	# every error of reserve_range, as that role
+	my @bad = (
+		[ q{NULL, '[2030-01-03 10:00+00, 2030-01-03 11:00+00)'}, qr/resource of lockctl.reserve_range must not be null/ ],
+		[ q{'', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)'}, qr/resource of lockctl.reserve_range must not be empty/ ],
+		[ q{pg_catalog.repeat('x', 201), '[2030-01-03 10:00+00, 2030-01-03 11:00+00)'}, qr/resource of lockctl.reserve_range is too long/ ],
+		[ q{'hs-cal', NULL}, qr/during of lockctl.reserve_range must not be null/ ],
+		[ q{'hs-cal', 'empty'}, qr/during of lockctl.reserve_range must not be empty/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00,)'}, qr/during of lockctl.reserve_range must be bounded/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00, 2030-01-03 11:00+00]'}, qr/during of lockctl.reserve_range must include its start and exclude its end/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)', ''}, qr/holder of lockctl.reserve_range must not be empty/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)', 'm', NULL}, qr/ttl of lockctl.reserve_range must not be null/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)', 'm', '400 days'}, qr/ttl of lockctl.reserve_range is out of range/ ],
+		[ q{'hs-cal', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)', 'm', '1 hour', ''}, qr/idempotency_key of lockctl.reserve_range must not be empty/ ],
+		[ q{'hs-cal', '[2030-01-02 12:00+00, 2030-01-02 13:00+00)', 'm', '1 hour', 'mk'}, qr/idempotency key "mk" was used for another range on calendar "hs-cal"/ ],
+		[ q{'hs-nothing', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)'}, qr/calendar "hs-nothing" does not exist/ ],
+		[ q{'hs-pool', '[2030-01-03 10:00+00, 2030-01-03 11:00+00)'}, qr/"hs-pool" is a pool, not a calendar/ ],
+	);
+	for my $b (@bad)
+	{
+		my ($args, $msg) = @$b;
+		($ret, $out, $err) = $node->psql('hostile', $as_mallory . "SELECT lockctl.reserve_range($args);");
+		like($err, $msg, "reserve_range($args) fails as it should, as a hostile role");
+		# (the error rolls hijack_log back: the WARNING is what would show)
+		unlike($err, qr/planted .* called/, "reserve_range($args) calls nothing planted");
+	}
 }
 
 is($node->safe_psql('hostile',
