@@ -1,8 +1,7 @@
--- lockctl.update_versioned() through the direct path (its UPDATE compares
--- the version in its plan; a run that matches no row is run again through
--- the trigger, src/version_update.c): the same results, errors and
--- counters as through the trigger alone, where it is taken and where it is
--- not.  The expected output is the one a build without that path gives.
+-- lockctl.update_versioned(): results, errors and counters, through
+-- custom and generic plans, stale, ahead and missing rows, errors raised
+-- after the row was written, and the tables it refuses.  Any faster path
+-- for its UPDATE must keep this output byte for byte.
 -- After each statement that must fail, the SQLSTATE is echoed.
 
 CREATE FUNCTION uv_counts(tbl regclass) RETURNS TABLE (checked bigint,
