@@ -167,8 +167,11 @@ CREATE TEMP TABLE uvtmp (id int PRIMARY KEY, version int NOT NULL DEFAULT 1);
 SELECT lockctl.enable_versioning('uvtmp');
 INSERT INTO uvtmp VALUES (1);
 SELECT lockctl.update_versioned('uvtmp', 1, 1, '{}');
+-- (no CONTEXT: it names the session's temporary schema, pg_temp_N)
+\set SHOW_CONTEXT never
 SELECT lockctl.update_versioned('uvtmp', 1, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
+\set SHOW_CONTEXT errors
 SELECT * FROM uvtmp;
 
 -- the table changes between calls: a new column, then versioning again
