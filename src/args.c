@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * args.c
- *	  Argument checks shared by every SQL-callable function of lockctl.
+ *	  Argument checks shared by every SQL-callable function of lockctl,
+ *	  and what such a function looks up of itself (its owner).
  *
  * Every function checks its arguments before it touches shared memory or a
  * table, so that bad input ends in a clear error with a proper SQLSTATE and
@@ -14,9 +15,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_proc.h"
 #include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "lockctl.h"
@@ -157,4 +160,25 @@ lockctl_us_to_interval(int64 us)
 
 	iv->time = us;
 	return iv;
+}
+
+/*
+ * The owner of the function being called: the role a SECURITY DEFINER
+ * function would run as, for the C functions that switch to it themselves
+ * (claim_request, complete_request, reserve_range).  A catalog lookup:
+ * callers keep the result in fn_extra, as fmgr does for SECURITY DEFINER.
+ */
+Oid
+lockctl_fn_owner(FunctionCallInfo fcinfo)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u",
+			 fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
 }

@@ -65,5 +65,6 @@ extern int64 lockctl_arg_int64(FunctionCallInfo fcinfo, int argno,
 extern Interval *lockctl_us_to_interval(int64 us);
 extern void lockctl_arg_not_null(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
+extern Oid	lockctl_fn_owner(FunctionCallInfo fcinfo);
 
 #endif							/* LOCKCTL_H */

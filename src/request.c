@@ -60,7 +60,6 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_collation.h"
-#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -474,15 +473,8 @@ request_definer(FunctionCallInfo fcinfo)
 
 	if (owner == NULL)
 	{
-		HeapTuple	tup = SearchSysCache1(PROCOID,
-										  ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for function %u",
-				 fcinfo->flinfo->fn_oid);
 		owner = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
-		*owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-		ReleaseSysCache(tup);
+		*owner = lockctl_fn_owner(fcinfo);
 		fcinfo->flinfo->fn_extra = owner;
 	}
 	return *owner;

@@ -58,7 +58,6 @@
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
-#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -696,15 +695,8 @@ range_call(FunctionCallInfo fcinfo)
 
 	if (call == NULL)
 	{
-		HeapTuple	tup = SearchSysCache1(PROCOID,
-										  ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for function %u",
-				 fcinfo->flinfo->fn_oid);
 		call = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(RangeCall));
-		call->owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-		ReleaseSysCache(tup);
+		call->owner = lockctl_fn_owner(fcinfo);
 		call->typcache = lookup_type_cache(TSTZRANGEOID, TYPECACHE_RANGE_INFO);
 		fcinfo->flinfo->fn_extra = call;
 	}
