@@ -101,25 +101,10 @@ range_is_bounded(RangeType *r, TypeCacheEntry *typcache)
 }
 
 /*
- * lockctl_internal.is_bounded_range(tstzrange) returns boolean: whether the
- * range is bounded, as range_is_bounded says (which reserve_range calls
- * itself; no SQL of lockctl calls this function any more).  STRICT: NULL
- * for NULL.
- */
-PG_FUNCTION_INFO_V1(lockctl_is_bounded_range);
-Datum
-lockctl_is_bounded_range(PG_FUNCTION_ARGS)
-{
-	RangeType  *r = PG_GETARG_RANGE_P(0);
-
-	PG_RETURN_BOOL(range_is_bounded(r, range_get_typcache(fcinfo, RangeTypeGetOid(r))));
-}
-
-/*
  * lockctl_internal.is_range_hold_row(status, finished, during) returns
  * boolean: range_reservations_state_check whole, in one node: finished is
  * set exactly when the hold is over (status other than 'held'), and the
- * range is bounded (as is_bounded_range says).  NULL when status or during
+ * range is bounded (range_is_bounded).  NULL when status or during
  * is (both columns are NOT NULL).
  */
 PG_FUNCTION_INFO_V1(lockctl_is_range_hold_row);

@@ -75,16 +75,9 @@ CREATE TABLE lockctl.calendars (
 ALTER SEQUENCE lockctl.calendar_id_seq OWNED BY lockctl.calendars.id;
 COMMENT ON TABLE lockctl.calendars IS 'lockctl: calendars, pools sold by time range (write through lockctl.create_calendar and drop_calendar only)';
 
--- In C (src/reserve_calendar.c): whether a range is '[)', not empty and
--- finite at both ends (the test reserve_range makes of its argument,
--- now in C itself; no SQL calls this one any more), and
--- range_reservations_state_check whole: that, and finished set exactly
--- when the hold is over.
-CREATE FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'lockctl_is_bounded_range'
-    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) IS 'lockctl internal: whether a time range is [), not empty and finite at both ends';
-REVOKE ALL ON FUNCTION lockctl_internal.is_bounded_range(pg_catalog.tstzrange) FROM PUBLIC;
+-- In C (src/reserve_calendar.c): range_reservations_state_check whole:
+-- the range is '[)', not empty and finite at both ends, and finished is
+-- set exactly when the hold is over.
 CREATE FUNCTION lockctl_internal.is_range_hold_row(lockctl.hold_status, timestamp with time zone, pg_catalog.tstzrange)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'lockctl_is_range_hold_row'
