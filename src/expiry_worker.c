@@ -57,6 +57,7 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -69,6 +70,7 @@
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -115,6 +117,7 @@ static bool worker_pass(int slotno);
 static bool worker_batches(int slotno, WorkerBatchKind kind,
 						   TimestampTz *last_start);
 static const char *worker_schema(Oid extoid);
+static Oid	worker_begin(bool *busy);
 static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
 						 bool *absent);
 
@@ -497,6 +500,53 @@ worker_schema(Oid extoid)
 }
 
 /*
+ * Start a transaction of the worker, with the extension locked in
+ * AccessShareLock until it ends; returns the extension's oid, with a
+ * snapshot pushed.  Returns InvalidOid, with no transaction open, when
+ * the extension is not installed (*busy false) or is being dropped or
+ * updated right now (*busy true: try again next pass).
+ *
+ * Why the lock: DROP EXTENSION locks the extension, then each of its
+ * tables as it drops them, in its own order, while a batch opens the
+ * tables it reads in the order of its queries: the two deadlocked, and
+ * the deadlock detector could pick the DROP EXTENSION as its victim.
+ * Taking the extension's lock first puts the worker in line behind the
+ * DROP EXTENSION (and ALTER EXTENSION ... UPDATE, which the utility hook
+ * makes take it too), and never waiting for it keeps the worker from
+ * holding anything the DDL needs.  This is what objects locked for
+ * dependency checks (LockDatabaseObject) are for.
+ */
+static Oid
+worker_begin(bool *busy)
+{
+	Oid			extoid;
+
+	*busy = false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	extoid = get_extension_oid("lockctl", true);
+	if (OidIsValid(extoid))
+	{
+		if (!ConditionalLockDatabaseObject(ExtensionRelationId, extoid, 0,
+										   AccessShareLock))
+		{
+			*busy = true;
+			extoid = InvalidOid;
+		}
+		/* dropped (or dropped and made again) before we had the lock? */
+		else if (get_extension_oid("lockctl", true) != extoid)
+			extoid = InvalidOid;
+	}
+	if (!OidIsValid(extoid))
+	{
+		CommitTransactionCommand();
+		return InvalidOid;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	return extoid;
+}
+
+/*
  * One batch in its own transaction: expire_holds(batch),
  * purge_holds(retention, batch) or purge_requests(batch), in the schema
  * worker_schema() says (request keys exist only from 1.1 on).  Returns how
@@ -515,18 +565,16 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 	int			count = 0;
 	bool		isnull;
 	Oid			extoid;
+	bool		busy;
 	const char *schema;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	extoid = get_extension_oid("lockctl", true);
-	*absent = !OidIsValid(extoid);
-	schema = *absent ? NULL : worker_schema(extoid);
-	/* nothing to do: no extension, or no request keys before 1.1 */
-	if (*absent ||
-		(kind == BATCH_PURGE_REQUESTS && strcmp(schema, "lockctl") == 0))
+	extoid = worker_begin(&busy);
+	*absent = !OidIsValid(extoid) && !busy;
+	if (!OidIsValid(extoid))
+		return 0;
+	schema = worker_schema(extoid);
+	/* nothing to do: no request keys before 1.1 */
+	if (kind == BATCH_PURGE_REQUESTS && strcmp(schema, "lockctl") == 0)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -688,14 +736,25 @@ worker_note_skipped(int slotno, TimestampTz due_by)
 	StringInfoData pids;
 	char	   *gids = NULL;
 	int			ret;
+	bool		busy;
 
 	initStringInfo(&msg);
 	initStringInfo(&pids);
 	values[0] = TimestampTzGetDatum(due_by);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(worker_begin(&busy)))
+	{
+		/* gone: the next pass ends the worker; being dropped: say so */
+		if (busy)
+		{
+			LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
+			strlcpy(slot->waiting_on,
+					"extension lockctl, locked by a DROP EXTENSION or ALTER EXTENSION UPDATE in progress",
+					WORKER_ERRMSG_LEN);
+			LWLockRelease(expiry_shared->lock);
+		}
+		return;
+	}
 	pgstat_report_activity(STATE_RUNNING, "lockctl: due holds left by the last batch");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -12,6 +12,11 @@
  * sees those commands coming, pauses the database's worker (the launcher
  * does not restart a paused one) and terminates it before the command
  * checks for other users.  It only does so for a role that owns the
+ * database, which alone may run those commands.
+ *
+ * The same hook has ALTER EXTENSION lockctl UPDATE lock the extension, as
+ * DROP EXTENSION does, so that the worker stays out of its way (see
+ * worker_begin in expiry_worker.c).
  *
  * src/worker_utility.c
  *
@@ -21,10 +26,13 @@
 
 #include <signal.h>
 
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -151,6 +159,27 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (expiry_shared != NULL && pstmt->utilityStmt != NULL)
 		target = expiry_utility_target(pstmt->utilityStmt, &rescan_flag);
 	rescan = rescan_flag;
+
+	/*
+	 * ALTER EXTENSION lockctl UPDATE: lock the extension as DROP EXTENSION
+	 * does (PostgreSQL does not, for an update), so that the worker of
+	 * this database, which takes it in share mode for each batch
+	 * (worker_begin), stays out of the update script's way instead of
+	 * deadlocking with it.  Only for its owner, who alone may update it:
+	 * anyone else is refused by the command itself.
+	 */
+	if (expiry_shared != NULL && pstmt->utilityStmt != NULL &&
+		IsA(pstmt->utilityStmt, AlterExtensionStmt) &&
+		strcmp(((AlterExtensionStmt *) pstmt->utilityStmt)->extname, "lockctl") == 0)
+	{
+		Oid			extoid = get_extension_oid("lockctl", true);
+
+		if (OidIsValid(extoid) &&
+			object_ownercheck(ExtensionRelationId, extoid, GetUserId()))
+			LockDatabaseObject(ExtensionRelationId, extoid, 0,
+							   AccessExclusiveLock);
+	}
+
 	if (target != NULL)
 	{
 		dboid = get_database_oid(target, true);
