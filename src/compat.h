@@ -21,6 +21,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/relcache.h"
@@ -56,6 +57,8 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 			return pg_database_ownercheck(objectid, roleid);
 		case ExtensionRelationId:
 			return pg_extension_ownercheck(objectid, roleid);
+		case NamespaceRelationId:
+			return pg_namespace_ownercheck(objectid, roleid);
 	}
 	elog(ERROR, "lockctl: no ownership check for catalog %u before PostgreSQL 16",
 		 classid);

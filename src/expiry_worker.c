@@ -115,11 +115,11 @@ static void worker_exit(ExpirySlot *slot, ExpiryExitReason reason);
 static void worker_record_error(ExpirySlot *slot, MemoryContext cxt);
 static bool worker_pass(int slotno);
 static bool worker_batches(int slotno, WorkerBatchKind kind,
-						   TimestampTz *last_start);
+						   TimestampTz *last_start, bool *held_back);
 static const char *worker_schema(Oid extoid);
 static Oid	worker_begin(bool *busy);
 static int	worker_batch(int slotno, WorkerBatchKind kind, int batch_size,
-						 bool *absent);
+						 bool *absent, bool *busy);
 
 /*
  * Define the settings of the expiry workers.
@@ -428,12 +428,15 @@ lockctl_expiry_worker_main(Datum main_arg)
 /*
  * Batches of one kind, each in its own transaction, while they come back
  * full.  Returns false when the extension is not installed.  *last_start:
- * when the last batch began.
+ * when the last batch began.  Sets *held_back when DDL on the extension
+ * kept a batch from running (worker_begin).
  */
 static bool
-worker_batches(int slotno, WorkerBatchKind kind, TimestampTz *last_start)
+worker_batches(int slotno, WorkerBatchKind kind, TimestampTz *last_start,
+			   bool *held_back)
 {
 	bool		absent = false;
+	bool		busy = false;
 	int			n;
 
 	do
@@ -441,9 +444,11 @@ worker_batches(int slotno, WorkerBatchKind kind, TimestampTz *last_start)
 		int			batch = lockctl_expiry_batch_size;
 
 		*last_start = GetCurrentTimestamp();
-		n = worker_batch(slotno, kind, batch, &absent);
+		n = worker_batch(slotno, kind, batch, &absent, &busy);
 		if (absent)
 			return false;
+		if (busy)
+			*held_back = true;
 		CHECK_FOR_INTERRUPTS();
 		if (n < batch)
 			break;
@@ -463,17 +468,24 @@ worker_pass(int slotno)
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	TimestampTz expire_start;
 	TimestampTz start;
+	bool		held_back = false;
 
-	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS, &expire_start))
+	if (!worker_batches(slotno, BATCH_EXPIRE_HOLDS, &expire_start, &held_back))
 		return false;
 	/* every hold due before the last batch began and still live was skipped */
 	worker_note_skipped(slotno, expire_start);
 	if (lockctl_retention >= 0 &&
-		!worker_batches(slotno, BATCH_PURGE_HOLDS, &start))
+		!worker_batches(slotno, BATCH_PURGE_HOLDS, &start, &held_back))
 		return false;
-	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS, &start))
+	if (!worker_batches(slotno, BATCH_PURGE_REQUESTS, &start, &held_back))
 		return false;
 
+	/*
+	 * A pass that DDL held back is not complete: passes and last_run say
+	 * when holds were last expired, and waiting_on says why not now.
+	 */
+	if (held_back)
+		return true;
 	LWLockAcquire(expiry_shared->lock, LW_EXCLUSIVE);
 	slot->passes++;
 	slot->last_run = GetCurrentTimestamp();
@@ -550,11 +562,12 @@ worker_begin(bool *busy)
  * One batch in its own transaction: expire_holds(batch),
  * purge_holds(retention, batch) or purge_requests(batch), in the schema
  * worker_schema() says (request keys exist only from 1.1 on).  Returns how
- * many holds it
- * expired or purged; sets *absent when the extension is not installed.
+ * many holds it expired or purged; sets *absent when the extension is not
+ * installed, *busy when DDL on it kept the batch from running.
  */
 static int
-worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
+worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent,
+			 bool *busy)
 {
 	ExpirySlot *slot = &expiry_shared->slots[slotno];
 	const char *sql;
@@ -565,11 +578,10 @@ worker_batch(int slotno, WorkerBatchKind kind, int batch_size, bool *absent)
 	int			count = 0;
 	bool		isnull;
 	Oid			extoid;
-	bool		busy;
 	const char *schema;
 
-	extoid = worker_begin(&busy);
-	*absent = !OidIsValid(extoid) && !busy;
+	extoid = worker_begin(busy);
+	*absent = !OidIsValid(extoid) && !*busy;
 	if (!OidIsValid(extoid))
 		return 0;
 	schema = worker_schema(extoid);

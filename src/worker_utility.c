@@ -14,9 +14,11 @@
  * checks for other users.  It only does so for a role that owns the
  * database, which alone may run those commands.
  *
- * The same hook has ALTER EXTENSION lockctl UPDATE lock the extension, as
- * DROP EXTENSION does, so that the worker stays out of its way (see
- * worker_begin in expiry_worker.c).
+ * The same hook has the other commands that drop or rewrite lockctl's
+ * objects (ALTER EXTENSION lockctl UPDATE, DROP SCHEMA lockctl CASCADE,
+ * DROP OWNED BY its owner) lock the extension first, as DROP EXTENSION
+ * does, so that the worker stays out of their way (see worker_begin in
+ * expiry_worker.c).
  *
  * src/worker_utility.c
  *
@@ -26,7 +28,9 @@
 
 #include <signal.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -44,6 +48,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static void expiry_pause_database(Oid dboid, int ms, bool terminate);
 static const char *expiry_utility_target(Node *parsetree, bool *rescan);
+static bool expiry_utility_drops_extension(Node *parsetree, Oid extoid);
 static void expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 								   bool readOnlyTree,
 								   ProcessUtilityContext context,
@@ -141,6 +146,65 @@ expiry_utility_target(Node *parsetree, bool *rescan)
 }
 
 /*
+ * Whether the statement, run by the current user, drops or rewrites the
+ * objects of extension extoid (lockctl) while PostgreSQL does not lock the
+ * extension first: ALTER EXTENSION lockctl UPDATE (PostgreSQL locks
+ * nothing for an update), DROP SCHEMA lockctl ... CASCADE and DROP OWNED
+ * BY the extension's owner (both reach the extension through dependencies,
+ * after locking some of its tables).  Only where the current user may run
+ * the command (the extension's owner; the schema's; a role whose
+ * privileges the user has): the lock is held to the end of the
+ * transaction, and nobody else may hold the worker off with a command that
+ * then fails.
+ */
+static bool
+expiry_utility_drops_extension(Node *parsetree, Oid extoid)
+{
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterExtensionStmt:
+			return strcmp(((AlterExtensionStmt *) parsetree)->extname, "lockctl") == 0 &&
+				object_ownercheck(ExtensionRelationId, extoid, GetUserId());
+		case T_DropStmt:
+			{
+				DropStmt   *stmt = (DropStmt *) parsetree;
+
+				if (stmt->removeType != OBJECT_SCHEMA ||
+					stmt->behavior != DROP_CASCADE)
+					return false;
+				/* lockctl.control: schema lockctl, not relocatable */
+				foreach(lc, stmt->objects)
+				{
+					Node	   *name = lfirst(lc);
+					Oid			nsp;
+
+					if (!IsA(name, String) || strcmp(strVal(name), "lockctl") != 0)
+						continue;
+					nsp = get_namespace_oid("lockctl", true);
+					return OidIsValid(nsp) &&
+						object_ownercheck(NamespaceRelationId, nsp, GetUserId());
+				}
+				return false;
+			}
+		case T_DropOwnedStmt:
+			foreach(lc, ((DropOwnedStmt *) parsetree)->roles)
+			{
+				Oid			roleid = get_rolespec_oid(lfirst(lc), true);
+
+				if (OidIsValid(roleid) &&
+					has_privs_of_role(GetUserId(), roleid) &&
+					object_ownercheck(ExtensionRelationId, extoid, roleid))
+					return true;
+			}
+			return false;
+		default:
+			return false;
+	}
+}
+
+/*
  * ProcessUtility hook: terminate and pause our worker of a database that
  * the statement needs free of other connections, and wake the launcher
  * when the set of databases may have changed.
@@ -157,28 +221,30 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 	volatile Oid dboid = InvalidOid;
 
 	if (expiry_shared != NULL && pstmt->utilityStmt != NULL)
-		target = expiry_utility_target(pstmt->utilityStmt, &rescan_flag);
-	rescan = rescan_flag;
-
-	/*
-	 * ALTER EXTENSION lockctl UPDATE: lock the extension as DROP EXTENSION
-	 * does (PostgreSQL does not, for an update), so that the worker of
-	 * this database, which takes it in share mode for each batch
-	 * (worker_begin), stays out of the update script's way instead of
-	 * deadlocking with it.  Only for its owner, who alone may update it:
-	 * anyone else is refused by the command itself.
-	 */
-	if (expiry_shared != NULL && pstmt->utilityStmt != NULL &&
-		IsA(pstmt->utilityStmt, AlterExtensionStmt) &&
-		strcmp(((AlterExtensionStmt *) pstmt->utilityStmt)->extname, "lockctl") == 0)
 	{
-		Oid			extoid = get_extension_oid("lockctl", true);
+		Node	   *stmt = pstmt->utilityStmt;
 
-		if (OidIsValid(extoid) &&
-			object_ownercheck(ExtensionRelationId, extoid, GetUserId()))
-			LockDatabaseObject(ExtensionRelationId, extoid, 0,
-							   AccessExclusiveLock);
+		target = expiry_utility_target(stmt, &rescan_flag);
+
+		/*
+		 * A command that drops or rewrites lockctl's objects: lock the
+		 * extension as DROP EXTENSION does, before anything else, so that
+		 * the worker of this database, which takes it in share mode for
+		 * each batch (worker_begin), stays out of the command's way instead
+		 * of deadlocking with it.
+		 */
+		if (IsA(stmt, AlterExtensionStmt) || IsA(stmt, DropStmt) ||
+			IsA(stmt, DropOwnedStmt))
+		{
+			Oid			extoid = get_extension_oid("lockctl", true);
+
+			if (OidIsValid(extoid) &&
+				expiry_utility_drops_extension(stmt, extoid))
+				LockDatabaseObject(ExtensionRelationId, extoid, 0,
+								   AccessExclusiveLock);
+		}
 	}
+	rescan = rescan_flag;
 
 	if (target != NULL)
 	{
