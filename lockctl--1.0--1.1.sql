@@ -4216,3 +4216,34 @@ REVOKE ALL ON FUNCTION lockctl_internal.purge_ranges(interval, integer) FROM PUB
 GRANT EXECUTE ON FUNCTION lockctl.reserve_range(text, pg_catalog.tstzrange, text, interval, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION lockctl.available_ranges(text, pg_catalog.tstzrange) TO PUBLIC;
 GRANT SELECT ON lockctl.calendar_status, lockctl.calendar_holds TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Hot pools (issue 21): the CHECK constraints of lockctl.pool_slots and
+-- lockctl.reservations, each one C call instead of SQL that PostgreSQL
+-- parsed and planned again in every statement writing the table
+-- (src/reserve_checks.c).  The same tests, constraint names and errors; the
+-- same objects as src/reserve.sql.  Re-adding them checks every existing
+-- row again.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_slot_row'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) IS 'lockctl internal: pool_slots_not_oversold (held, confirmed >= 0, held + confirmed <= capacity)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) FROM PUBLIC;
+
+CREATE FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_hold_row'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone) IS 'lockctl internal: reservations_state_check (a positive quantity; finished set exactly when a hold is over)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone) FROM PUBLIC;
+
+ALTER TABLE lockctl.pool_slots
+    DROP CONSTRAINT pool_slots_not_oversold,
+    ADD CONSTRAINT pool_slots_not_oversold
+        CHECK (lockctl_internal.is_slot_row(held, confirmed, capacity));
+ALTER TABLE lockctl.reservations
+    DROP CONSTRAINT reservations_state_check,
+    ADD CONSTRAINT reservations_state_check
+        CHECK (lockctl_internal.is_hold_row(quantity, status, finished));

@@ -24,4 +24,7 @@ extern Oid	ReserveActingRole(void);
  */
 extern bool ReserveRoleCapsOn(void);
 
+/* reserve_checks.c */
+extern bool ReserveStatusIsHeld(Oid status);
+
 #endif							/* LOCKCTL_RESERVE_H */

@@ -151,6 +151,15 @@ ALTER SEQUENCE lockctl.pool_id_seq OWNED BY lockctl.pools.id;
 
 COMMENT ON TABLE lockctl.pools IS 'lockctl: reservation pools (write through lockctl.create_pool and friends only)';
 
+-- In C (src/reserve_checks.c): pool_slots_not_oversold whole, and
+-- reservations_state_check whole (below).
+CREATE FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_slot_row'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) IS 'lockctl internal: pool_slots_not_oversold (held, confirmed >= 0, held + confirmed <= capacity)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) FROM PUBLIC;
+
 -- Slot rows are updated by every reserve, confirm, cancel and expiry: leave
 -- room on each page so that those updates stay HOT.
 CREATE TABLE lockctl.pool_slots (
@@ -171,16 +180,16 @@ CREATE TABLE lockctl.pool_slots (
     -- this slot serves it (src/reserve_waitlist.sql).
     waitlist         boolean NOT NULL DEFAULT false,
     CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
-    -- The invariant, checked at every write of a slot.  It is the only
-    -- CHECK here, on purpose: PostgreSQL rebuilds every CHECK expression
-    -- of a table from its stored text once per statement that writes it,
-    -- and on a hot pool that cost is measurable (docs/reservations.md, "Hot pools").
-    -- held, confirmed >= 0 with held + confirmed <= capacity also bounds
-    -- capacity; slot numbers and the holds_* counters are only ever
+    -- The invariant, checked at every write of a slot: held, confirmed >=
+    -- 0 and held + confirmed <= capacity (which also bounds capacity).  It
+    -- is the only CHECK here, and one C call, on purpose: PostgreSQL
+    -- rebuilds every CHECK expression of a table from its stored text once
+    -- per statement that writes it, and on a hot pool that cost is
+    -- measurable (src/reserve_checks.c; docs/reservations.md, "Hot
+    -- pools").  Slot numbers and the holds_* counters are only ever
     -- written by the functions below.
     CONSTRAINT pool_slots_not_oversold
-        CHECK (held OPERATOR(pg_catalog.>=) 0 AND confirmed OPERATOR(pg_catalog.>=) 0
-               AND held OPERATOR(pg_catalog.+) confirmed OPERATOR(pg_catalog.<=) capacity)
+        CHECK (lockctl_internal.is_slot_row(held, confirmed, capacity))
     -- No foreign key to pools: a slot row updated twice in one transaction
     -- (reserve, then confirm) fires the key's check query on the second
     -- update, which cost reserve + confirm a fifth of its throughput.  The
@@ -199,6 +208,13 @@ CREATE SEQUENCE lockctl.hold_id_seq;
 CREATE TYPE lockctl.hold_status AS ENUM ('held', 'confirmed', 'cancelled', 'expired');
 
 COMMENT ON TYPE lockctl.hold_status IS 'lockctl: the state of a hold';
+
+CREATE FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_is_hold_row'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone) IS 'lockctl internal: reservations_state_check (a positive quantity; finished set exactly when a hold is over)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_hold_row(bigint, lockctl.hold_status, timestamp with time zone) FROM PUBLIC;
 
 -- pool_id is deliberately not a foreign key: the check would cost an index
 -- probe and a row lock per hold on the hottest path there is, and only the
@@ -225,12 +241,12 @@ CREATE TABLE lockctl.reservations (
     idempotency_key  text,
     CONSTRAINT reservations_pkey PRIMARY KEY (id),
     -- One CHECK, for what the accounting relies on (a positive quantity;
-    -- finished set exactly when the hold is over).  The lengths of holder
-    -- and idempotency_key are checked by reserve, the only writer, with
-    -- better errors; a CHECK per column would cost every write.
+    -- finished set exactly when the hold is over), in one C call as
+    -- pool_slots_not_oversold.  The lengths of holder and idempotency_key
+    -- are checked by reserve, the only writer, with better errors; a CHECK
+    -- per column would cost every write.
     CONSTRAINT reservations_state_check
-        CHECK (quantity OPERATOR(pg_catalog.>) 0
-               AND (status OPERATOR(pg_catalog.=) 'held') OPERATOR(pg_catalog.=) (finished IS NULL))
+        CHECK (lockctl_internal.is_hold_row(quantity, status, finished))
 );
 ALTER SEQUENCE lockctl.hold_id_seq OWNED BY lockctl.reservations.id;
 

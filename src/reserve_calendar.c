@@ -57,7 +57,6 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -111,18 +110,9 @@ PG_FUNCTION_INFO_V1(lockctl_is_range_hold_row);
 Datum
 lockctl_is_range_hold_row(PG_FUNCTION_ARGS)
 {
-	HeapTuple	tup;
-	bool		held;
-
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	/* The label of the enum value: hold_status's OIDs are the database's. */
-	tup = SearchSysCache1(ENUMOID, PG_GETARG_DATUM(0));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for enum value %u", PG_GETARG_OID(0));
-	held = strcmp(NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel), "held") == 0;
-	ReleaseSysCache(tup);
-	if (held != PG_ARGISNULL(1))
+	if (ReserveStatusIsHeld(PG_GETARG_OID(0)) != PG_ARGISNULL(1))
 		PG_RETURN_BOOL(false);
 	{
 		RangeType  *r = PG_GETARG_RANGE_P(2);
