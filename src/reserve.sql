@@ -32,7 +32,17 @@
 -- force_generic_plan: every statement in them looks rows up by key, so the
 -- generic plan is the right one, and left to itself the plan cache may
 -- settle on planning every call afresh (custom plans), which on a hot pool
--- cost a tenth of the CPU time.
+-- cost a tenth of the CPU time.  They (and partial confirm, reserve_cart,
+-- confirm_cart and cancel_cart) also run with enable_seqscan and
+-- enable_bitmapscan off, for the functions they call too: a session keeps
+-- a plan until the table's statistics change, and one made while the
+-- tables were small (a new install, statistics taken at a few rows) reads
+-- every hold for each confirm, and every slot row of a pool, sorted, for
+-- each reserve, as the tables grow: on a flash sale, until the next
+-- autovacuum ANALYZE.  Off, every look-up is an index scan whatever the
+-- statistics (bench/README.md: 1,225,000 instructions per hot-pool
+-- reserve + confirm with plans made at an empty table, 674,000 with the
+-- settings; the two settings cost about 5,000 per call each).
 --
 -- Lock order, to keep the functions free of deadlocks among themselves:
 --   pools row (admin functions only) -> slot rows in slot order -> holds.
@@ -655,6 +665,8 @@ CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -949,6 +961,8 @@ CREATE FUNCTION lockctl.confirm(id bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -999,6 +1013,8 @@ CREATE FUNCTION lockctl.cancel(id bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -1050,6 +1066,8 @@ CREATE FUNCTION lockctl.extend(id bigint, ttl interval)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 DECLARE

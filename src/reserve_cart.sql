@@ -427,6 +427,8 @@ CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -769,6 +771,8 @@ CREATE FUNCTION lockctl.confirm_cart(id bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -819,6 +823,8 @@ CREATE FUNCTION lockctl.cancel_cart(id bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 BEGIN

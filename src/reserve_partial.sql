@@ -17,6 +17,8 @@ CREATE FUNCTION lockctl.confirm(id bigint, quantity bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
 AS $fn$
 #variable_conflict use_variable
 DECLARE
