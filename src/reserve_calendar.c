@@ -18,7 +18,8 @@
  *  - then it locks lockctl.range_reservations (ROW EXCLUSIVE, before the
  *    calendar is looked up: see drop_calendar), and runs its SQL through SPI
  *    with plans prepared once per backend (SPI_keepplan; the plan cache
- *    analyses them again when a table they use changes);
+ *    analyses them again when a table they use changes), but for the
+ *    hold's row, which it writes itself when it can (range_insert_direct);
  *  - everything after the argument tests runs as the function's owner (the
  *    extension's owner: what SECURITY DEFINER did) in a restricted security
  *    context (SECURITY_RESTRICTED_OPERATION), as claim_request does
