@@ -103,6 +103,21 @@ typedef enum TU_UpdateIndexes
 #endif
 
 /*
+ * 16 gave ExecInsertIndexTuples a last argument, onlySummarizing (the
+ * index entries of an update that changed only summarized columns); an
+ * insert passes false, which is what the older majors always do.
+ * executor.h comes first: its declaration must not meet the macro.
+ */
+#if PG_VERSION_NUM < 160000
+#include "executor/executor.h"
+
+#define ExecInsertIndexTuples(resultRelInfo, slot, estate, update, noDupErr, \
+							  specConflict, arbiterIndexes, onlySummarizing) \
+	ExecInsertIndexTuples((resultRelInfo), (slot), (estate), (update), \
+						  (noDupErr), (specConflict), (arbiterIndexes))
+#endif
+
+/*
  * 17 replaced MyBackendId (1 to MaxBackends, a backend's slot in the
  * shared invalidation queue) with MyProcNumber, the index of its PGPROC in
  * ProcGlobal->allProcs.  Both before and since, ordinary backends and

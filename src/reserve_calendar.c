@@ -18,7 +18,8 @@
  *  - then it locks lockctl.range_reservations (ROW EXCLUSIVE, before the
  *    calendar is looked up: see drop_calendar), and runs its SQL through SPI
  *    with plans prepared once per backend (SPI_keepplan; the plan cache
- *    analyses them again when a table they use changes);
+ *    analyses them again when a table they use changes), but for the
+ *    hold's row, which it writes itself when it can (range_insert_direct);
  *  - everything after the argument tests runs as the function's owner (the
  *    extension's owner: what SECURITY DEFINER did) in a restricted security
  *    context (SECURITY_RESTRICTED_OPERATION), as claim_request does
@@ -52,12 +53,15 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -74,6 +78,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
+#include "utils/acl.h"
 
 #include "lockctl.h"
 #include "lease_token.h"
@@ -495,6 +500,383 @@ range_calendar_direct(Datum resource, int64 *cal, int32 *capacity)
 }
 
 /*
+ * The hold's row, written without the executor: what the INSERT ... ON
+ * CONFLICT DO NOTHING of RANGE_PLAN_INSERT does, less its first step.
+ * That INSERT first searches every arbiter index for a conflict
+ * (ExecCheckIndexConstraints: a GiST scan of range_reservations_no_overlap
+ * and a btree probe of the primary key, about a tenth of a call), then
+ * inserts the row speculatively, then searches again while inserting its
+ * index entries, and takes the row back if that search finds a conflict.
+ * The second search is the one that decides (the first only saves a
+ * wasted insertion when a conflict is likely, and waits for a taker in
+ * flight); here the row goes in speculatively at once.  When the second
+ * search finds a conflict, the row is taken back, as the executor does,
+ * and the caller runs the INSERT, whose first search waits for the
+ * conflicting transaction and decides: the hold is taken or not exactly as
+ * with the INSERT alone.  No statement, no plan, no executor start and
+ * end either.
+ *
+ * Only for the table as installed (range_insert_shape): its eleven
+ * columns by name and type, a plain table with no trigger, no row
+ * security, no generated column, no deferrable constraint; anything else,
+ * or no INSERT privilege, and the caller runs the INSERT.
+ */
+typedef enum RangeCol
+{
+	RCOL_ID,
+	RCOL_CALENDAR,
+	RCOL_DURING,
+	RCOL_LANE,
+	RCOL_HOLDER,
+	RCOL_TAKEN_BY,
+	RCOL_CREATED,
+	RCOL_EXPIRES,
+	RCOL_KEY,
+	RCOL_STATUS,				/* 'held' */
+	RCOL_FINISHED,				/* NULL */
+	RCOL_N
+} RangeCol;
+
+/* Their names and types; the first nine are RANGE_PLAN_INSERT's $1 to $9. */
+static const char *const range_col_name[RCOL_N] = {
+	"id", "calendar_id", "during", "lane", "holder", "taken_by", "created",
+	"expires", "idempotency_key", "status", "finished"
+};
+static const Oid range_col_type[RCOL_N] = {
+	INT8OID, INT8OID, TSTZRANGEOID, INT8OID, TEXTOID, NAMEOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, InvalidOid /* an enum */ ,
+	TIMESTAMPTZOID
+};
+
+/*
+ * What range_insert_shape found for the table of OID relid, kept until a
+ * relcache invalidation of that table (any ALTER TABLE, CREATE or DROP
+ * INDEX, DROP, VACUUM, ...) or of every relation.
+ *
+ * With it, the expressions that the executor would prepare again in every
+ * statement that writes the table, and range_insert_direct in every call:
+ * the table's CHECK constraints (parsed from their stored text, about
+ * 17,000 instructions) and the predicates of its partial indexes (five,
+ * about 23,000).  They are prepared once, in cxt, and the ResultRelInfo
+ * and IndexInfos of each call are handed them.  They depend only on the
+ * table's and its indexes' definitions: a change to either sends an
+ * invalidation of the table, and none can come while a call holds the
+ * table ROW EXCLUSIVE.  An invalidation only marks the shape stale (it
+ * may arrive in the middle of a call that uses them); the next call frees
+ * it.
+ */
+typedef struct RangeShape
+{
+	bool		valid;
+	Oid			relid;
+	bool		direct;			/* as installed: range_insert_direct may write */
+	AttrNumber	attnum[RCOL_N];
+	Oid			held;			/* the enum value 'held' of status's type */
+	EState	   *cxt;			/* where the expressions below live, or NULL */
+	ExprState **checks;			/* ri_ConstraintExprs, or NULL until prepared */
+	int			npreds;
+	Oid		   *pred_index;		/* the partial indexes prepared so far */
+	ExprState **pred_state;		/* and their predicates, ii_PredicateState */
+} RangeShape;
+
+static RangeShape range_shape;
+
+static void
+range_shape_inval(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == range_shape.relid)
+		range_shape.valid = false;
+}
+
+/*
+ * The long-lived executor state of range_shape's expressions, made at
+ * first use (a child of TopMemoryContext: it outlives transactions).
+ */
+static EState *
+range_shape_cxt(void)
+{
+	if (range_shape.cxt == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		range_shape.cxt = CreateExecutorState();
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return range_shape.cxt;
+}
+
+/*
+ * Hand the ResultRelInfo rri of one call (its indexes open) the prepared
+ * CHECK constraints, if they are, and the prepared predicates of its
+ * partial indexes, preparing those that are not yet.
+ */
+static void
+range_shape_exprs(ResultRelInfo *rri)
+{
+	int			i;
+	int			j;
+
+	rri->ri_ConstraintExprs = range_shape.checks;
+	for (i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+		Oid			indexid = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
+		EState	   *cxt;
+		MemoryContext oldcxt;
+
+		if (ii == NULL || ii->ii_Predicate == NIL)
+			continue;
+		for (j = 0; j < range_shape.npreds; j++)
+			if (range_shape.pred_index[j] == indexid)
+				break;
+		if (j == range_shape.npreds)
+		{
+			cxt = range_shape_cxt();
+			oldcxt = MemoryContextSwitchTo(cxt->es_query_cxt);
+			if (range_shape.npreds == 0)
+			{
+				range_shape.pred_index = palloc(sizeof(Oid) * rri->ri_NumIndices);
+				range_shape.pred_state = palloc(sizeof(ExprState *) * rri->ri_NumIndices);
+			}
+			else
+			{
+				range_shape.pred_index = repalloc(range_shape.pred_index,
+												  sizeof(Oid) * (range_shape.npreds + 1));
+				range_shape.pred_state = repalloc(range_shape.pred_state,
+												  sizeof(ExprState *) * (range_shape.npreds + 1));
+			}
+			/*
+			 * What ExecInsertIndexTuples would prepare for this statement,
+			 * from a copy: the prepared expression points into the tree it
+			 * was made from (the values of its constants), and ii's is the
+			 * call's.
+			 */
+			range_shape.pred_state[j] = ExecPrepareQual(copyObject(ii->ii_Predicate), cxt);
+			range_shape.pred_index[j] = indexid;
+			range_shape.npreds++;
+			MemoryContextSwitchTo(oldcxt);
+		}
+		ii->ii_PredicateState = range_shape.pred_state[j];
+	}
+}
+
+/*
+ * Check row slot against the NOT NULL and CHECK constraints of rri's
+ * table, as ExecConstraints does; the first time, the CHECK expressions
+ * are prepared (by ExecConstraints, in range_shape's long-lived state) and
+ * kept.
+ */
+static void
+range_shape_constraints(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	EState	   *cxt;
+
+	if (range_shape.checks != NULL)
+	{
+		ExecConstraints(rri, slot, estate);
+		return;
+	}
+	cxt = range_shape_cxt();
+	rri->ri_ConstraintExprs = NULL;
+	ExecConstraints(rri, slot, cxt);
+	ResetPerTupleExprContext(cxt);
+	range_shape.checks = rri->ri_ConstraintExprs;
+}
+
+/*
+ * Whether range_insert_direct may write the table rel: see above.  Read
+ * once per backend and again after an invalidation of the table.
+ */
+static bool
+range_insert_shape(Relation rel)
+{
+	static bool registered = false;
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes;
+	ListCell   *lc;
+	int			ncols = 0;
+	int			i;
+	int			c;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(range_shape_inval, (Datum) 0);
+		registered = true;
+	}
+	if (range_shape.valid && range_shape.relid == RelationGetRelid(rel))
+		return range_shape.direct;
+
+	if (range_shape.cxt != NULL)
+		FreeExecutorState(range_shape.cxt);
+	range_shape.cxt = NULL;
+	range_shape.checks = NULL;
+	range_shape.npreds = 0;
+	range_shape.pred_index = NULL;
+	range_shape.pred_state = NULL;
+	range_shape.relid = RelationGetRelid(rel);
+	range_shape.direct = false;
+	range_shape.held = InvalidOid;
+	for (c = 0; c < RCOL_N; c++)
+		range_shape.attnum[c] = InvalidAttrNumber;
+	/* an invalidation that comes while this runs makes the next call look again */
+	range_shape.valid = true;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+		rel->rd_rel->relrowsecurity || rel->trigdesc != NULL ||
+		(desc->constr != NULL && desc->constr->has_generated_stored))
+		return false;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		ncols++;
+		for (c = 0; c < RCOL_N; c++)
+			if (strcmp(NameStr(att->attname), range_col_name[c]) == 0)
+				break;
+		if (c == RCOL_N)
+			return false;
+		if (c == RCOL_STATUS)
+		{
+			HeapTuple	tup;
+
+			if (get_typtype(att->atttypid) != TYPTYPE_ENUM)
+				return false;
+			tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(att->atttypid),
+								  CStringGetDatum("held"));
+			if (!HeapTupleIsValid(tup))
+				return false;
+			range_shape.held = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+			ReleaseSysCache(tup);
+		}
+		else if (att->atttypid != range_col_type[c])
+			return false;
+		range_shape.attnum[c] = att->attnum;
+	}
+	if (ncols != RCOL_N)
+		return false;
+
+	/*
+	 * A deferred unique or exclusion constraint would be checked again at
+	 * commit by a trigger the executor queues; there is none to queue here.
+	 */
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		bool		immediate;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		immediate = ((Form_pg_index) GETSTRUCT(tup))->indimmediate;
+		ReleaseSysCache(tup);
+		if (!immediate)
+		{
+			list_free(indexes);
+			return false;
+		}
+	}
+	list_free(indexes);
+	range_shape.direct = true;
+	return true;
+}
+
+/*
+ * Insert the hold (args and argnulls: RANGE_PLAN_INSERT's parameters) into
+ * lockctl.range_reservations, of OID relid, which the caller has locked
+ * ROW EXCLUSIVE.  Returns 1 when the row is in; 0 when an arbiter index
+ * found a conflict and the row was taken back; -1 when the table is not as
+ * installed or the current user may not insert.  After 0 and -1, the
+ * caller runs the INSERT.  Between SPI_connect and SPI_finish.
+ */
+static int
+range_insert_direct(Oid relid, Datum *args, const char *argnulls)
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	MemoryContext oldcxt;
+	TransactionId xid;
+	uint32		token;
+	bool		conflict = false;
+	List	   *recheck;
+	int			c;
+
+	if (object_aclcheck(RelationRelationId, relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		return -1;
+	rel = table_open(relid, NoLock);
+	if (!range_insert_shape(rel))
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	/* As SPI would for the INSERT: a command of its own, a new snapshot. */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+
+	estate = CreateExecutorState();
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	estate->es_snapshot = GetActiveSnapshot();
+	rri = makeNode(ResultRelInfo);
+	/* no range table entry: the row is the function's, not a statement's */
+	InitResultRelInfo(rri, rel, 0, NULL, 0);
+	ExecOpenIndices(rri, true);
+	range_shape_exprs(rri);
+
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel),
+								  table_slot_callbacks(rel));
+	ExecClearTuple(slot);
+	for (c = 0; c < RelationGetDescr(rel)->natts; c++)
+	{
+		slot->tts_values[c] = (Datum) 0;
+		slot->tts_isnull[c] = true;
+	}
+	for (c = 0; c < RCOL_STATUS; c++)
+	{
+		slot->tts_values[range_shape.attnum[c] - 1] = args[c];
+		slot->tts_isnull[range_shape.attnum[c] - 1] = argnulls[c] == 'n';
+	}
+	slot->tts_values[range_shape.attnum[RCOL_STATUS] - 1] = ObjectIdGetDatum(range_shape.held);
+	slot->tts_isnull[range_shape.attnum[RCOL_STATUS] - 1] = false;
+	ExecStoreVirtualTuple(slot);
+	/* as ExecInsert sets it, for a CHECK that reads tableoid */
+	slot->tts_tableOid = RelationGetRelid(rel);
+
+	/* NOT NULL and CHECK (range_reservations_state_check) */
+	if (rel->rd_att->constr != NULL)
+		range_shape_constraints(rri, slot, estate);
+
+	/* What ExecInsert does for ON CONFLICT DO NOTHING, from the insertion on. */
+	xid = GetCurrentTransactionId();
+	token = SpeculativeInsertionLockAcquire(xid);
+	table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+	/* every unique and exclusion index an arbiter, as with no conflict target */
+	recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &conflict, NIL, false);
+	table_tuple_complete_speculative(rel, slot, token, !conflict);
+	SpeculativeInsertionLockRelease(xid);
+	/*
+	 * Listed: the indexes that found a conflict (then conflict is set: they
+	 * are all immediate) and those of deferred constraints, which
+	 * range_insert_shape allows none of.
+	 */
+	if (recheck != NIL && !conflict)
+		elog(ERROR, "lockctl.reserve_range: a constraint of lockctl.range_reservations is deferred");
+
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	MemoryContextSwitchTo(oldcxt);
+	FreeExecutorState(estate);
+	PopActiveSnapshot();
+	table_close(rel, NoLock);
+	return conflict ? 0 : 1;
+}
+
+/*
  * The hold that key made on calendar cal for role, if any, into *id; 22023
  * if it is for another range than during.
  */
@@ -552,6 +934,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	Name		role;
 	int64		id;
 	TimestampTz now;
+	Oid			relid;
 
 	range_ttl_bounds();
 	if (!range_args_ok(fcinfo, typcache))
@@ -564,8 +947,8 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	 * Before the calendar is looked up: a drop_calendar in flight is waited
 	 * for (and the calendar is then gone), or waits for this transaction.
 	 */
-	(void) RangeVarGetRelidExtended(makeRangeVar("lockctl", "range_reservations", -1),
-									RowExclusiveLock, 0, NULL, NULL);
+	relid = RangeVarGetRelidExtended(makeRangeVar("lockctl", "range_reservations", -1),
+									 RowExclusiveLock, 0, NULL, NULL);
 	switch (range_calendar_direct(resource, &cal, &capacity))
 	{
 		case 1:
@@ -634,7 +1017,9 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 								  TimestampTzGetDatum(now), PG_GETARG_DATUM(3));
 	args[8] = key;
 	argnulls[8] = keyed ? ' ' : 'n';
-	if (range_run(RANGE_PLAN_INSERT, args, argnulls, 0, NULL, NULL) > 0)
+	/* The INSERT only when the row could not go in directly (see above). */
+	if (range_insert_direct(relid, args, argnulls) == 1 ||
+		range_run(RANGE_PLAN_INSERT, args, argnulls, 0, NULL, NULL) > 0)
 	{
 		*result = id;
 		return true;
