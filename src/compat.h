@@ -103,6 +103,17 @@ typedef enum TU_UpdateIndexes
 #endif
 
 /*
+ * 18 renamed ResultRelInfo's prepared CHECK expressions, ri_ConstraintExprs,
+ * to ri_CheckConstraintExprs; ExecConstraints still prepares them only while
+ * they are NULL, as before.
+ */
+#if PG_VERSION_NUM >= 180000
+#define LOCKCTL_RRI_CHECK_EXPRS(rri) ((rri)->ri_CheckConstraintExprs)
+#else
+#define LOCKCTL_RRI_CHECK_EXPRS(rri) ((rri)->ri_ConstraintExprs)
+#endif
+
+/*
  * 16 gave ExecInsertIndexTuples a last argument, onlySummarizing (the
  * index entries of an update that changed only summarized columns); an
  * insert passes false, which is what the older majors always do.

@@ -616,7 +616,7 @@ range_shape_exprs(ResultRelInfo *rri)
 	int			i;
 	int			j;
 
-	rri->ri_ConstraintExprs = range_shape.checks;
+	LOCKCTL_RRI_CHECK_EXPRS(rri) = range_shape.checks;
 	for (i = 0; i < rri->ri_NumIndices; i++)
 	{
 		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
@@ -677,10 +677,10 @@ range_shape_constraints(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate
 		return;
 	}
 	cxt = range_shape_cxt();
-	rri->ri_ConstraintExprs = NULL;
+	LOCKCTL_RRI_CHECK_EXPRS(rri) = NULL;
 	ExecConstraints(rri, slot, cxt);
 	ResetPerTupleExprContext(cxt);
-	range_shape.checks = rri->ri_ConstraintExprs;
+	range_shape.checks = LOCKCTL_RRI_CHECK_EXPRS(rri);
 }
 
 /*
