@@ -48,7 +48,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static void expiry_pause_database(Oid dboid, int ms, bool terminate);
 static const char *expiry_utility_target(Node *parsetree, bool *rescan);
-static bool expiry_utility_drops_extension(Node *parsetree, Oid extoid);
+static Oid	expiry_utility_drops_extension(Node *parsetree);
 static void expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 								   bool readOnlyTree,
 								   ProcessUtilityContext context,
@@ -146,34 +146,43 @@ expiry_utility_target(Node *parsetree, bool *rescan)
 }
 
 /*
- * Whether the statement, run by the current user, drops or rewrites the
- * objects of extension extoid (lockctl) while PostgreSQL does not lock the
- * extension first: ALTER EXTENSION lockctl UPDATE (PostgreSQL locks
- * nothing for an update), DROP SCHEMA lockctl ... CASCADE and DROP OWNED
- * BY the extension's owner (both reach the extension through dependencies,
- * after locking some of its tables).  Only where the current user may run
- * the command (the extension's owner; the schema's; a role whose
- * privileges the user has): the lock is held to the end of the
- * transaction, and nobody else may hold the worker off with a command that
- * then fails.
+ * The extension lockctl, if the statement, run by the current user, drops
+ * or rewrites its objects while PostgreSQL does not lock the extension
+ * first; else InvalidOid.  ALTER EXTENSION lockctl UPDATE (PostgreSQL locks
+ * nothing for an update); DROP OWNED BY the extension's owner (it reaches
+ * the extension through dependencies, after locking some of its tables:
+ * one such DROP in 150 deadlocked with a busy worker); DROP SCHEMA lockctl
+ * ... CASCADE (it locks the extension while it collects the dependents,
+ * before their tables, but locked here first its order does not depend on
+ * that).  Only where the current user may run the command (the
+ * extension's owner; the schema's; a role whose privileges the user has):
+ * the lock is held to the end of the transaction, and nobody else may hold
+ * the worker off with a command that then fails.  The catalog is read only
+ * for those statements, not for every DROP.
  */
-static bool
-expiry_utility_drops_extension(Node *parsetree, Oid extoid)
+static Oid
+expiry_utility_drops_extension(Node *parsetree)
 {
 	ListCell   *lc;
+	Oid			extoid;
 
 	switch (nodeTag(parsetree))
 	{
 		case T_AlterExtensionStmt:
-			return strcmp(((AlterExtensionStmt *) parsetree)->extname, "lockctl") == 0 &&
-				object_ownercheck(ExtensionRelationId, extoid, GetUserId());
+			if (strcmp(((AlterExtensionStmt *) parsetree)->extname, "lockctl") != 0)
+				return InvalidOid;
+			extoid = get_extension_oid("lockctl", true);
+			if (OidIsValid(extoid) &&
+				object_ownercheck(ExtensionRelationId, extoid, GetUserId()))
+				return extoid;
+			return InvalidOid;
 		case T_DropStmt:
 			{
 				DropStmt   *stmt = (DropStmt *) parsetree;
 
 				if (stmt->removeType != OBJECT_SCHEMA ||
 					stmt->behavior != DROP_CASCADE)
-					return false;
+					return InvalidOid;
 				/* lockctl.control: schema lockctl, not relocatable */
 				foreach(lc, stmt->objects)
 				{
@@ -183,12 +192,17 @@ expiry_utility_drops_extension(Node *parsetree, Oid extoid)
 					if (!IsA(name, String) || strcmp(strVal(name), "lockctl") != 0)
 						continue;
 					nsp = get_namespace_oid("lockctl", true);
-					return OidIsValid(nsp) &&
-						object_ownercheck(NamespaceRelationId, nsp, GetUserId());
+					if (!OidIsValid(nsp) ||
+						!object_ownercheck(NamespaceRelationId, nsp, GetUserId()))
+						return InvalidOid;
+					return get_extension_oid("lockctl", true);
 				}
-				return false;
+				return InvalidOid;
 			}
 		case T_DropOwnedStmt:
+			extoid = get_extension_oid("lockctl", true);
+			if (!OidIsValid(extoid))
+				return InvalidOid;
 			foreach(lc, ((DropOwnedStmt *) parsetree)->roles)
 			{
 				Oid			roleid = get_rolespec_oid(lfirst(lc), true);
@@ -196,11 +210,11 @@ expiry_utility_drops_extension(Node *parsetree, Oid extoid)
 				if (OidIsValid(roleid) &&
 					has_privs_of_role(GetUserId(), roleid) &&
 					object_ownercheck(ExtensionRelationId, extoid, roleid))
-					return true;
+					return extoid;
 			}
-			return false;
+			return InvalidOid;
 		default:
-			return false;
+			return InvalidOid;
 	}
 }
 
@@ -223,6 +237,7 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (expiry_shared != NULL && pstmt->utilityStmt != NULL)
 	{
 		Node	   *stmt = pstmt->utilityStmt;
+		Oid			extoid;
 
 		target = expiry_utility_target(stmt, &rescan_flag);
 
@@ -233,16 +248,10 @@ expiry_process_utility(PlannedStmt *pstmt, const char *queryString,
 		 * each batch (worker_begin), stays out of the command's way instead
 		 * of deadlocking with it.
 		 */
-		if (IsA(stmt, AlterExtensionStmt) || IsA(stmt, DropStmt) ||
-			IsA(stmt, DropOwnedStmt))
-		{
-			Oid			extoid = get_extension_oid("lockctl", true);
-
-			if (OidIsValid(extoid) &&
-				expiry_utility_drops_extension(stmt, extoid))
-				LockDatabaseObject(ExtensionRelationId, extoid, 0,
-								   AccessExclusiveLock);
-		}
+		extoid = expiry_utility_drops_extension(stmt);
+		if (OidIsValid(extoid))
+			LockDatabaseObject(ExtensionRelationId, extoid, 0,
+							   AccessExclusiveLock);
 	}
 	rescan = rescan_flag;
 
