@@ -163,12 +163,12 @@ COMMENT ON TABLE lockctl.pools IS 'lockctl: reservation pools (write through loc
 
 -- In C (src/reserve_checks.c): pool_slots_not_oversold whole, and
 -- reservations_state_check whole (below).
-CREATE FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint)
+CREATE FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint, bigint)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'lockctl_is_slot_row'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) IS 'lockctl internal: pool_slots_not_oversold (held, confirmed >= 0, held + confirmed <= capacity)';
-REVOKE ALL ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint, bigint) IS 'lockctl internal: pool_slots_not_oversold (held, confirmed >= 0, held + confirmed <= capacity, 0 <= kept <= held)';
+REVOKE ALL ON FUNCTION lockctl_internal.is_slot_row(bigint, bigint, bigint, bigint) FROM PUBLIC;
 
 -- Slot rows are updated by every reserve, confirm, cancel and expiry: leave
 -- room on each page so that those updates stay HOT.
@@ -189,9 +189,14 @@ CREATE TABLE lockctl.pool_slots (
     -- Whether the pool may have a waitlist: whoever gives units back to
     -- this slot serves it (src/reserve_waitlist.sql).
     waitlist         boolean NOT NULL DEFAULT false,
+    -- Units of held that no hold has: returned while the pool's queue
+    -- could not be served at once (a slot it needed was busy), and kept
+    -- for its head, so that no walk-in takes them (src/reserve_waitlist.sql).
+    kept             bigint NOT NULL DEFAULT 0,
     CONSTRAINT pool_slots_pkey PRIMARY KEY (pool_id, slot),
     -- The invariant, checked at every write of a slot: held, confirmed >=
-    -- 0 and held + confirmed <= capacity (which also bounds capacity).  It
+    -- 0, held + confirmed <= capacity (which also bounds capacity) and
+    -- 0 <= kept <= held.  It
     -- is the only CHECK here, and one C call, on purpose: PostgreSQL
     -- rebuilds every CHECK expression of a table from its stored text once
     -- per statement that writes it, and on a hot pool that cost is
@@ -199,7 +204,7 @@ CREATE TABLE lockctl.pool_slots (
     -- pools").  Slot numbers and the holds_* counters are only ever
     -- written by the functions below.
     CONSTRAINT pool_slots_not_oversold
-        CHECK (lockctl_internal.is_slot_row(held, confirmed, capacity))
+        CHECK (lockctl_internal.is_slot_row(held, confirmed, capacity, kept))
     -- No foreign key to pools: a slot row updated twice in one transaction
     -- (reserve, then confirm) fires the key's check query on the second
     -- update, which cost reserve + confirm a fifth of its throughput.  The
@@ -207,6 +212,11 @@ CREATE TABLE lockctl.pool_slots (
     -- reshape_pool insert slot rows only for a pool they hold, drop_pool
     -- deletes them.
 ) WITH (fillfactor = 50);
+
+-- The worker's catch-up finds the slots that keep units for a queue
+-- (src/reserve_waitlist.sql); the index is empty but for those.
+CREATE INDEX pool_slots_kept_idx ON lockctl.pool_slots (pool_id)
+    WHERE kept OPERATOR(pg_catalog.>) 0;
 
 COMMENT ON TABLE lockctl.pool_slots IS 'lockctl: each pool''s capacity split over slots, with the units held and confirmed in each';
 
@@ -523,6 +533,10 @@ BEGIN
     UPDATE lockctl.pools AS p
        SET capacity = capacity, slots = nslots, auto_slots = auto
      WHERE p.id = pool;
+    -- Units kept for the waitlist are free again (every slot row is the
+    -- caller's; it serves the queue next, src/reserve_waitlist.sql).
+    UPDATE lockctl.pool_slots AS s SET held = s.held - s.kept, kept = 0
+     WHERE s.pool_id = pool AND s.kept > 0;
     -- rebalance counts what is taken from locked rows: NULL if the new
     -- capacity is below it (and the error undoes the changes above).
     IF lockctl_internal.rebalance(pool, 0, 0) IS NULL THEN
@@ -585,6 +599,8 @@ BEGIN
     SELECT p.capacity INTO v_capacity FROM lockctl.pools AS p WHERE p.id = v_pool;
     PERFORM lockctl_internal.reshape_pool('set_slots', v_pool, v_resource, v_capacity,
                                  coalesce(slots, lockctl_internal.auto_slots(v_capacity)), slots IS NULL);
+    -- What the slots kept for a waitlist goes to it first (src/reserve_waitlist.sql).
+    PERFORM lockctl_internal.serve_waitlist(v_pool, NULL, 'all');
 END;
 $fn$;
 
@@ -1324,16 +1340,18 @@ CREATE VIEW lockctl.pool_status AS
            t.holds_cancelled,
            t.holds_expired,
            p.created,
-           p.max_per_holder
+           p.max_per_holder,
+           t.kept_for_waitlist
       FROM lockctl.pools AS p,
-           LATERAL (SELECT pg_catalog.sum(s.held)::bigint AS held,
+           LATERAL (SELECT pg_catalog.sum(s.held OPERATOR(pg_catalog.-) s.kept)::bigint AS held,
                            pg_catalog.sum(s.confirmed)::bigint AS confirmed,
                            pg_catalog.sum(s.capacity OPERATOR(pg_catalog.-) s.held
                                           OPERATOR(pg_catalog.-) s.confirmed)::bigint AS available,
                            pg_catalog.sum(s.holds_taken)::bigint AS holds_taken,
                            pg_catalog.sum(s.holds_confirmed)::bigint AS holds_confirmed,
                            pg_catalog.sum(s.holds_cancelled)::bigint AS holds_cancelled,
-                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired
+                           pg_catalog.sum(s.holds_expired)::bigint AS holds_expired,
+                           pg_catalog.sum(s.kept)::bigint AS kept_for_waitlist
                       FROM lockctl.pool_slots AS s
                      WHERE s.pool_id OPERATOR(pg_catalog.=) p.id) AS t;
 

@@ -13,8 +13,9 @@
  * columns parses and plans in a fraction of that, and tests the same:
  *
  *   pool_slots_not_oversold   lockctl_internal.is_slot_row(held,
- *                             confirmed, capacity): held >= 0, confirmed >=
- *                             0, held + confirmed <= capacity;
+ *                             confirmed, capacity, kept): held >= 0,
+ *                             confirmed >= 0, held + confirmed <= capacity,
+ *                             0 <= kept <= held;
  *   reservations_state_check  lockctl_internal.is_hold_row(quantity,
  *                             status, finished): quantity > 0, and
  *                             finished set exactly when the hold is over;
@@ -60,8 +61,10 @@ ReserveStatusIsHeld(Oid status)
 
 /*
  * lockctl_internal.is_slot_row(held bigint, confirmed bigint, capacity
- * bigint) returns boolean: pool_slots_not_oversold.  held + confirmed out
- * of bigint's range is 22003, as the SQL's + raised it.
+ * bigint, kept bigint) returns boolean: pool_slots_not_oversold.  held +
+ * confirmed out of bigint's range is 22003, as the SQL's + raised it.
+ * kept (units of held kept for the pool's waitlist, no hold's) lies
+ * between 0 and held.
  */
 PG_FUNCTION_INFO_V1(lockctl_is_slot_row);
 Datum
@@ -69,13 +72,15 @@ lockctl_is_slot_row(PG_FUNCTION_ARGS)
 {
 	int64		held;
 	int64		confirmed;
+	int64		kept;
 	int64		sum;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_NULL();
 	held = PG_GETARG_INT64(0);
 	confirmed = PG_GETARG_INT64(1);
-	if (held < 0 || confirmed < 0)
+	kept = PG_GETARG_INT64(3);
+	if (held < 0 || confirmed < 0 || kept < 0 || kept > held)
 		PG_RETURN_BOOL(false);
 	if (pg_add_s64_overflow(held, confirmed, &sum))
 		ereport(ERROR,

@@ -21,7 +21,9 @@
 --            units came back to: the head is served from one of those if
 --            it fits, else from every slot of the pool locked with NOWAIT
 --            (never waiting while holding a slot out of order); if a slot
---            is busy, the worker's next pass serves it.
+--            is busy, the caller's slots keep their free units for the
+--            queue (pool_slots.kept, counted in held, so no walk-in takes
+--            them) and the worker's next pass serves it.
 --   'all'    set_capacity and wait_for hold every slot row of the pool.
 --   'worker' the expiry worker (expire_holds), which never waits for
 --            another transaction (docs/worker.md): as 'own' for the slots
@@ -30,7 +32,13 @@
 --            a pool with a per-holder limit only with every slot locked
 --            (then nobody else can be writing the pool's holder counts,
 --            src/reserve_limits.sql, so the charge cannot wait).  Anything
---            busy: the pool is left for the next pass.
+--            busy: the units that came back are kept, as for 'own', and
+--            the pool is left for the next pass, which finds it through
+--            pool_slots_kept_idx.
+-- Units kept for the queue serve its head first; whoever holds every
+-- slot of the pool (the worker's pass, set_capacity, set_slots, wait_for)
+-- frees them when the head does not fit, so they are never kept longer
+-- than it takes to serve the queue or find it cannot be served.
 -- The queue is strictly FIFO: serving stops at the first head whose
 -- quantity is not free (units left over stay free for anyone).
 --
@@ -110,6 +118,16 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('mode of lockctl_internal.serve_waitlist is not own, all or worker: "%s"', mode);
     END IF;
+    IF v_worker AND slot IS NULL THEN
+        -- The worker's catch-up holds no slot of the pool: all of them, or
+        -- the pool is left for the next pass.
+        BEGIN
+            PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE NOWAIT;
+        EXCEPTION WHEN lock_not_available THEN
+            RETURN v_n;
+        END;
+        v_all := true;
+    END IF;
     LOOP
         -- The head.  The worker never waits for it (an entry being left).
         IF v_worker THEN
@@ -121,6 +139,10 @@ BEGIN
                  ORDER BY w.id LIMIT 1
                    FOR UPDATE NOWAIT;
             EXCEPTION WHEN lock_not_available THEN
+                -- The units that came back to our slot stay the queue's.
+                UPDATE lockctl.pool_slots AS s
+                   SET kept = s.kept + (s.capacity - s.held - s.confirmed), held = s.capacity - s.confirmed
+                 WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed > 0;
                 RETURN v_n;
             END;
         ELSE
@@ -138,16 +160,20 @@ BEGIN
                                          WHERE w.pool_id = pool AND w.status = 'waiting') THEN
                 CONTINUE;
             END IF;
-            -- Empty: the slot rows we hold need not call us again.
-            UPDATE lockctl.pool_slots AS s SET waitlist = false
-             WHERE s.pool_id = pool AND s.waitlist AND (v_all OR s.slot = slot);
+            -- Empty: the slot rows we hold need not call us again, and
+            -- what they kept for the queue is free.  (Units kept on slots
+            -- we do not hold: the worker's catch-up frees them.)
+            UPDATE lockctl.pool_slots AS s SET waitlist = false, held = s.held - s.kept, kept = 0
+             WHERE s.pool_id = pool AND (s.waitlist OR s.kept > 0) AND (v_all OR s.slot = slot);
             RETURN v_n;
         END IF;
 
         v_target := NULL;
         IF slot IS NOT NULL AND NOT v_all THEN
+            -- Our slot's free units and those it kept for the queue.
             SELECT s.slot, s.max_per_holder INTO v_target, v_max FROM lockctl.pool_slots AS s
-             WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed >= v_q;
+             WHERE s.pool_id = pool AND s.slot = slot
+               AND s.capacity - s.held + s.kept - s.confirmed >= v_q;
             -- The worker charges a holder's count only with every slot.
             IF v_worker AND v_max IS NOT NULL THEN
                 v_target := NULL;
@@ -158,10 +184,18 @@ BEGIN
                 PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE NOWAIT;
                 v_all := true;
             EXCEPTION WHEN lock_not_available THEN
-                -- Busy: the worker's next pass serves the queue.
+                -- Busy: our slot keeps its free units for the queue (no
+                -- walk-in can take them), and the worker's next pass
+                -- serves it.
+                UPDATE lockctl.pool_slots AS s
+                   SET kept = s.kept + (s.capacity - s.held - s.confirmed), held = s.capacity - s.confirmed
+                 WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed > 0;
                 RETURN v_n;
             END;
         END IF;
+        -- Units kept for the queue, on the slots we hold, serve its head.
+        UPDATE lockctl.pool_slots AS s SET held = s.held - s.kept, kept = 0
+         WHERE s.pool_id = pool AND s.kept > 0 AND (v_all OR s.slot = v_target);
         IF v_target IS NULL THEN
             v_target := lockctl_internal.rebalance(pool, coalesce(slot, 0), v_q);
             IF v_target IS NULL THEN
@@ -196,6 +230,7 @@ BEGIN
     END LOOP;
 END;
 $fn$;
+
 COMMENT ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) IS 'lockctl internal: offer returned units to the head of a pool''s waitlist';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FROM PUBLIC;
 
@@ -214,19 +249,43 @@ DECLARE
     v_n integer := 0;
     v_pool bigint;
     v_slot integer;
+    v_others integer[];
+    v_moved bigint;
 BEGIN
-    FOR v_pool, v_slot IN
-        SELECT DISTINCT ON (s.pool_id) s.pool_id, s.slot
+    FOR v_pool, v_slot, v_others IN
+        SELECT s.pool_id,
+               (array_agg(s.slot ORDER BY s.capacity - s.held + s.kept - s.confirmed DESC, s.slot))[1],
+               (array_agg(s.slot ORDER BY s.capacity - s.held + s.kept - s.confirmed DESC, s.slot))[2:]
           FROM lockctl.pool_slots AS s
          WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(pools, slots) AS u(p, s))
            AND s.waitlist
-         ORDER BY s.pool_id, s.capacity - s.held - s.confirmed DESC
+         GROUP BY s.pool_id
+         ORDER BY s.pool_id
     LOOP
+        -- Units that came back to several slots of the pool (and units
+        -- those kept for the queue) are gathered on one of them (all
+        -- ours), the one with the most, so that they serve the head
+        -- together or are kept for it together.
+        IF cardinality(v_others) > 0 THEN
+            SELECT sum(s.capacity - s.held + s.kept - s.confirmed) INTO v_moved
+              FROM lockctl.pool_slots AS s
+             WHERE s.pool_id = v_pool AND s.slot = ANY (v_others);
+            IF v_moved > 0 THEN
+                UPDATE lockctl.pool_slots AS s
+                   SET capacity = s.held - s.kept + s.confirmed, held = s.held - s.kept, kept = 0
+                 WHERE s.pool_id = v_pool AND s.slot = ANY (v_others)
+                   AND s.capacity > s.held - s.kept + s.confirmed;
+                UPDATE lockctl.pool_slots AS s
+                   SET capacity = s.capacity + v_moved
+                 WHERE s.pool_id = v_pool AND s.slot = v_slot;
+            END IF;
+        END IF;
         v_n := v_n + lockctl_internal.serve_waitlist(v_pool, v_slot, mode);
     END LOOP;
     RETURN v_n;
 END;
 $fn$;
+
 COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) FROM PUBLIC;
 
@@ -251,15 +310,20 @@ BEGIN
           FROM (SELECT DISTINCT ON (w.pool_id) w.pool_id, w.quantity
                   FROM lockctl.waitlist_entries AS w WHERE w.status = 'waiting'
                  ORDER BY w.pool_id, w.id) AS h
-         WHERE h.quantity <= (SELECT sum(s.capacity - s.held - s.confirmed)
+         WHERE h.quantity <= (SELECT sum(s.capacity - s.held + s.kept - s.confirmed)
                                 FROM lockctl.pool_slots AS s WHERE s.pool_id = h.pool_id)
-         ORDER BY h.pool_id
+        UNION
+        -- Units kept for a queue (a busy pool, or one that has emptied
+        -- since): its head gets them, or they are free again.
+        SELECT s.pool_id FROM lockctl.pool_slots AS s WHERE s.kept > 0
+        ORDER BY 1
     LOOP
         v_n := v_n + lockctl_internal.serve_waitlist(v_pool, NULL, 'worker');
     END LOOP;
     RETURN v_n;
 END;
 $fn$;
+
 COMMENT ON FUNCTION lockctl_internal.serve_waitlists() IS 'lockctl internal: serve every waitlist whose head fits (the worker''s catch-up)';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlists() FROM PUBLIC;
 
