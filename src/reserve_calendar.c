@@ -16,7 +16,8 @@
  *    max_hold_ttl(), read once per backend and again after any change to
  *    pg_proc;
  *  - then it locks lockctl.range_reservations (ROW EXCLUSIVE, before the
- *    calendar is looked up: see drop_calendar), and runs its SQL through SPI
+ *    calendar is looked up: see drop_calendar; its OID and hold_id_seq's
+ *    are kept in the session, range_oid), and runs its SQL through SPI
  *    with plans prepared once per backend (SPI_keepplan; the plan cache
  *    analyses them again when a table they use changes), but for the
  *    hold's row, which it writes itself when it can (range_insert_direct);
@@ -59,6 +60,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -956,6 +958,104 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 }
 
 /*
+ * The OIDs of lockctl.range_reservations and lockctl.hold_id_seq, looked
+ * up by name in schema lockctl (whatever the search_path) at first use and
+ * again after any invalidation that may change what the names say: of a
+ * pg_class row of either name in that schema (CREATE, DROP, RENAME, SET
+ * SCHEMA of a relation, DROP EXTENSION and CREATE EXTENSION among them;
+ * each sends one for the name it had and the name it has), of any schema
+ * (ALTER SCHEMA lockctl RENAME, ...), or of every catalog cache.  The
+ * name look-up cost about 1,500 instructions each, per call.  What
+ * RangeVarGetRelidExtended does besides is still done in every call, in
+ * its order: the USAGE check on schema lockctl (as the current user, the
+ * extension's owner in reserve_range), the namespace search hook, then the
+ * lock; and when an invalidation came with the lock, the name is looked up
+ * again, as RangeVarGetRelidExtended does.  A kept OID is as current as a
+ * look-up in the catalog caches at the same moment would be: both follow
+ * the same invalidations.
+ */
+typedef struct RangeOid
+{
+	const char *name;
+	Oid			relid;
+	Oid			nsp;
+	uint32		hash;			/* the RELNAMENSP hash value of its name */
+	uint64		gen;			/* range_oid_gen when looked up, 0: never */
+} RangeOid;
+
+static RangeOid range_oid_table = {"range_reservations"};
+static RangeOid range_oid_seq = {"hold_id_seq"};
+static uint64 range_oid_gen = 1;
+static bool range_oid_looking = false;	/* a look-up is under way */
+
+static void
+range_oid_inval_rel(Datum arg, int cacheid, uint32 hashvalue)
+{
+	/* during a look-up, the hash value to match is not known yet */
+	if (hashvalue == 0 || range_oid_looking ||
+		hashvalue == range_oid_table.hash || hashvalue == range_oid_seq.hash)
+		range_oid_gen++;
+}
+
+static void
+range_oid_inval_nsp(Datum arg, int cacheid, uint32 hashvalue)
+{
+	range_oid_gen++;
+}
+
+/*
+ * What RangeVarGetRelidExtended(makeRangeVar("lockctl", ro->name, -1),
+ * lockmode, 0, NULL, NULL) returns, from ro when nothing has changed.
+ */
+static Oid
+range_oid(RangeOid *ro, LOCKMODE lockmode)
+{
+	static bool registered = false;
+	Oid			relid = InvalidOid;
+	Oid			found;
+	uint64		gen;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, range_oid_inval_rel, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, range_oid_inval_nsp, (Datum) 0);
+		registered = true;
+	}
+	if (ro->gen == range_oid_gen)
+	{
+		/* what LookupExplicitNamespace does for an explicit schema */
+		AclResult	aclresult = object_aclcheck(NamespaceRelationId, ro->nsp,
+												GetUserId(), ACL_USAGE);
+
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_SCHEMA, "lockctl");
+		InvokeNamespaceSearchHook(ro->nsp, true);
+		relid = ro->relid;
+		if (lockmode == NoLock)
+			return relid;
+		LockRelationOid(relid, lockmode);
+		if (ro->gen == range_oid_gen)
+			return relid;
+	}
+
+	/* an error leaves range_oid_looking set: only more look-ups follow */
+	gen = range_oid_gen;
+	range_oid_looking = true;
+	found = RangeVarGetRelidExtended(makeRangeVar("lockctl", (char *) ro->name, -1),
+									 lockmode, 0, NULL, NULL);
+	/* locked twice when found again: both are released at the transaction's end */
+	if (OidIsValid(relid) && relid != found)
+		UnlockRelationOid(relid, lockmode);
+	ro->relid = found;
+	ro->nsp = get_rel_namespace(found);
+	ro->hash = GetSysCacheHashValue2(RELNAMENSP, CStringGetDatum(ro->name),
+									 ObjectIdGetDatum(ro->nsp));
+	ro->gen = gen;
+	range_oid_looking = false;
+	return found;
+}
+
+/*
  * The hold that key made on calendar cal for role, if any, into *id; 22023
  * if it is for another range than during.
  */
@@ -1026,8 +1126,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	 * Before the calendar is looked up: a drop_calendar in flight is waited
 	 * for (and the calendar is then gone), or waits for this transaction.
 	 */
-	relid = RangeVarGetRelidExtended(makeRangeVar("lockctl", "range_reservations", -1),
-									 RowExclusiveLock, 0, NULL, NULL);
+	relid = range_oid(&range_oid_table, RowExclusiveLock);
 	switch (range_calendar_direct(resource, &cal, &capacity))
 	{
 		case 1:
@@ -1068,8 +1167,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 		(void) range_run(RANGE_PLAN_CAPS, args, NULL, 0, NULL, NULL);
 	}
 
-	id = LeaseEraNextval(RangeVarGetRelid(makeRangeVar("lockctl", "hold_id_seq", -1),
-										  NoLock, false));
+	id = LeaseEraNextval(range_oid(&range_oid_seq, NoLock));
 	if (capacity > 1)
 	{
 		/* The calendar row is ours: count, then insert. */
