@@ -222,3 +222,18 @@ SELECT pg_temp.e(format('SELECT lockctl.confirm(%s)', :b1));
 SELECT lockctl.create_pool('room-12', 1);
 SELECT lockctl.drop_pool('room-12');
 DROP ROLE regress_cal_web, regress_cal_pay, regress_cal_other, regress_cal_stats;
+
+-- reserve_range keeps the OIDs of lockctl.range_reservations and
+-- lockctl.hold_id_seq in the session, and the indexes of the table;
+-- DROP EXTENSION and CREATE EXTENSION make them anew, under new OIDs,
+-- which this session's next call finds.
+DROP VIEW pg_temp.overbooked;
+SELECT lockctl.create_calendar('room-again');
+SELECT lockctl.reserve_range('room-again', '[2031-02-01 10:00+00, 2031-02-01 11:00+00)') IS NOT NULL AS taken;
+DROP EXTENSION lockctl;
+CREATE EXTENSION lockctl;
+SELECT lockctl.create_calendar('room-again');
+SELECT lockctl.reserve_range('room-again', '[2031-02-01 10:00+00, 2031-02-01 11:00+00)') IS NOT NULL AS taken_again;
+SELECT lockctl.reserve_range('room-again', '[2031-02-01 10:30+00, 2031-02-01 11:30+00)') IS NULL AS overlap_refused;
+SELECT count(*) AS holds FROM lockctl.range_reservations;
+SELECT lockctl.drop_calendar('room-again');

@@ -74,6 +74,8 @@ object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 			return pg_class_aclcheck(objectid, roleid, mode);
 		case DatabaseRelationId:
 			return pg_database_aclcheck(objectid, roleid, mode);
+		case NamespaceRelationId:
+			return pg_namespace_aclcheck(objectid, roleid, mode);
 	}
 	elog(ERROR, "lockctl: no privilege check for catalog %u before PostgreSQL 16",
 		 classid);

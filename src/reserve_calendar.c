@@ -16,7 +16,8 @@
  *    max_hold_ttl(), read once per backend and again after any change to
  *    pg_proc;
  *  - then it locks lockctl.range_reservations (ROW EXCLUSIVE, before the
- *    calendar is looked up: see drop_calendar), and runs its SQL through SPI
+ *    calendar is looked up: see drop_calendar; its OID and hold_id_seq's
+ *    are kept in the session, range_oid), and runs its SQL through SPI
  *    with plans prepared once per backend (SPI_keepplan; the plan cache
  *    analyses them again when a table they use changes), but for the
  *    hold's row, which it writes itself when it can (range_insert_direct);
@@ -59,6 +60,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -551,19 +553,37 @@ static const Oid range_col_type[RCOL_N] = {
 /*
  * What range_insert_shape found for the table of OID relid, kept until a
  * relcache invalidation of that table (any ALTER TABLE, CREATE or DROP
- * INDEX, DROP, VACUUM, ...) or of every relation.
+ * INDEX, DROP, VACUUM, ...), of one of its indexes, or of every relation.
  *
- * With it, the expressions that the executor would prepare again in every
- * statement that writes the table, and range_insert_direct in every call:
- * the table's CHECK constraints (parsed from their stored text, about
- * 17,000 instructions) and the predicates of its partial indexes (five,
- * about 23,000).  They are prepared once, in cxt, and the ResultRelInfo
- * and IndexInfos of each call are handed them.  They depend only on the
- * table's and its indexes' definitions: a change to either sends an
- * invalidation of the table, and none can come while a call holds the
- * table ROW EXCLUSIVE.  An invalidation only marks the shape stale (it
- * may arrive in the middle of a call that uses them); the next call frees
- * it.
+ * With it, what the executor would make again in every statement that
+ * writes the table, and range_insert_direct in every call:
+ *  - the table's CHECK constraints, prepared (parsed from their stored
+ *    text, about 17,000 instructions);
+ *  - the IndexInfos of its indexes, as ExecOpenIndices builds them for an
+ *    INSERT ... ON CONFLICT (BuildIndexInfo and BuildSpeculativeIndexInfo:
+ *    the expressions and predicates copied out of the relcache, the
+ *    exclusion and unique operators looked up; about 15,000), with the
+ *    predicates of its partial indexes (five, about 23,000) and the
+ *    expressions of its GiST indexes (about 3,400) prepared in the same
+ *    long-lived state (ExecInsertIndexTuples and FormIndexDatum prepare
+ *    them at first use in the EState of the statement).
+ * They are made once, in cxt; each call opens and locks the indexes
+ * (RowExclusiveLock, as ExecOpenIndices) and hands its ResultRelInfo the
+ * CHECK expressions and a copy of each kept IndexInfo, its own (index AMs
+ * keep per-statement state in ii_AmCache, in ii_Context: GiST its
+ * GISTSTATE), sharing the kept trees, operators and prepared expressions,
+ * which nothing writes during an insertion.  Prepared expressions need no
+ * particular EState: they are evaluated in the per-tuple context of the
+ * call's.  All of it depends only on the definitions of the table and of
+ * its indexes: a change to either sends an invalidation of the table or of
+ * the index (an update of pg_index invalidates the index alone).  Most
+ * changes take a lock that conflicts with the ROW EXCLUSIVE a call holds
+ * on the table; those that do not (CREATE and DROP INDEX CONCURRENTLY make
+ * an index ready for inserts or not) are seen when the call locks the
+ * indexes, and range_shape_indexes then builds the call's IndexInfos from
+ * the relcache, as the executor would.  An invalidation only marks the
+ * shape stale (it may arrive in the middle of a call that uses it); the
+ * next call frees it.
  */
 typedef struct RangeShape
 {
@@ -572,11 +592,12 @@ typedef struct RangeShape
 	bool		direct;			/* as installed: range_insert_direct may write */
 	AttrNumber	attnum[RCOL_N];
 	Oid			held;			/* the enum value 'held' of status's type */
-	EState	   *cxt;			/* where the expressions below live, or NULL */
+	EState	   *cxt;			/* where what follows lives, or NULL */
 	ExprState **checks;			/* ri_ConstraintExprs, or NULL until prepared */
-	int			npreds;
-	Oid		   *pred_index;		/* the partial indexes prepared so far */
-	ExprState **pred_state;		/* and their predicates, ii_PredicateState */
+	bool		indexed;		/* the indexes below are kept */
+	int			nindexes;
+	Oid		   *index_oid;		/* RelationGetIndexList's order */
+	IndexInfo **index_info;		/* and their IndexInfos */
 } RangeShape;
 
 static RangeShape range_shape;
@@ -584,8 +605,14 @@ static RangeShape range_shape;
 static void
 range_shape_inval(Datum arg, Oid relid)
 {
+	int			i;
+
 	if (!OidIsValid(relid) || relid == range_shape.relid)
 		range_shape.valid = false;
+	else if (range_shape.indexed)
+		for (i = 0; i < range_shape.nindexes; i++)
+			if (relid == range_shape.index_oid[i])
+				range_shape.valid = false;
 }
 
 /*
@@ -606,57 +633,109 @@ range_shape_cxt(void)
 }
 
 /*
- * Hand the ResultRelInfo rri of one call (its indexes open) the prepared
- * CHECK constraints, if they are, and the prepared predicates of its
- * partial indexes, preparing those that are not yet.
+ * Build the IndexInfos of rri's table as ExecOpenIndices does for an
+ * INSERT ... ON CONFLICT, opening and locking its indexes, into
+ * range_shape's long-lived state, with their predicates and expressions
+ * prepared there, and keep them.
  */
 static void
-range_shape_exprs(ResultRelInfo *rri)
+range_shape_keep_indexes(ResultRelInfo *rri)
 {
+	EState	   *cxt = range_shape_cxt();
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt->es_query_cxt);
 	int			i;
-	int			j;
 
-	LOCKCTL_RRI_CHECK_EXPRS(rri) = range_shape.checks;
+	ExecOpenIndices(rri, true);
+	range_shape.nindexes = rri->ri_NumIndices;
+	range_shape.index_oid = palloc(sizeof(Oid) * Max(rri->ri_NumIndices, 1));
+	range_shape.index_info = palloc(sizeof(IndexInfo *) * Max(rri->ri_NumIndices, 1));
 	for (i = 0; i < rri->ri_NumIndices; i++)
 	{
 		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
-		Oid			indexid = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
-		EState	   *cxt;
-		MemoryContext oldcxt;
 
-		if (ii == NULL || ii->ii_Predicate == NIL)
-			continue;
-		for (j = 0; j < range_shape.npreds; j++)
-			if (range_shape.pred_index[j] == indexid)
-				break;
-		if (j == range_shape.npreds)
+		range_shape.index_oid[i] = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
+		/* what ExecInsertIndexTuples and FormIndexDatum would prepare */
+		if (ii->ii_Predicate != NIL)
+			ii->ii_PredicateState = ExecPrepareQual(ii->ii_Predicate, cxt);
+		if (ii->ii_Expressions != NIL)
+			ii->ii_ExpressionsState = ExecPrepareExprList(ii->ii_Expressions, cxt);
+		range_shape.index_info[i] = ii;
+	}
+	range_shape.indexed = true;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * What ExecOpenIndices(rri, true) does, with range_shape's IndexInfos:
+ * open and lock (RowExclusiveLock) each index of rri's table, and give rri
+ * a copy of each kept IndexInfo, allocated in the current memory context
+ * (the call's).  The first call on a shape builds and keeps them; a call
+ * that finds the table's indexes other than those kept (which an
+ * invalidation of the table would have said), or the shape made stale by
+ * an invalidation that came with the index locks, runs ExecOpenIndices
+ * itself, as the executor would.
+ */
+static void
+range_shape_indexes(ResultRelInfo *rri)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *indexes = NIL;
+	ListCell   *lc;
+	int			i;
+
+	if (!range_shape.indexed)
+		range_shape_keep_indexes(rri);
+	else
+	{
+		if (RelationGetForm(rel)->relhasindex)
+			indexes = RelationGetIndexList(rel);
+		i = 0;
+		foreach(lc, indexes)
 		{
-			cxt = range_shape_cxt();
-			oldcxt = MemoryContextSwitchTo(cxt->es_query_cxt);
-			if (range_shape.npreds == 0)
-			{
-				range_shape.pred_index = palloc(sizeof(Oid) * rri->ri_NumIndices);
-				range_shape.pred_state = palloc(sizeof(ExprState *) * rri->ri_NumIndices);
-			}
-			else
-			{
-				range_shape.pred_index = repalloc(range_shape.pred_index,
-												  sizeof(Oid) * (range_shape.npreds + 1));
-				range_shape.pred_state = repalloc(range_shape.pred_state,
-												  sizeof(ExprState *) * (range_shape.npreds + 1));
-			}
-			/*
-			 * What ExecInsertIndexTuples would prepare for this statement,
-			 * from a copy: the prepared expression points into the tree it
-			 * was made from (the values of its constants), and ii's is the
-			 * call's.
-			 */
-			range_shape.pred_state[j] = ExecPrepareQual(copyObject(ii->ii_Predicate), cxt);
-			range_shape.pred_index[j] = indexid;
-			range_shape.npreds++;
-			MemoryContextSwitchTo(oldcxt);
+			if (i >= range_shape.nindexes || lfirst_oid(lc) != range_shape.index_oid[i])
+				break;
+			i++;
 		}
-		ii->ii_PredicateState = range_shape.pred_state[j];
+		if (lc != NULL || i != range_shape.nindexes)
+		{
+			list_free(indexes);
+			ExecOpenIndices(rri, true);
+			return;
+		}
+		list_free(indexes);
+		rri->ri_NumIndices = range_shape.nindexes;
+		if (range_shape.nindexes == 0)
+			return;
+		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * range_shape.nindexes);
+		for (i = 0; i < range_shape.nindexes; i++)
+			rri->ri_IndexRelationDescs[i] = index_open(range_shape.index_oid[i],
+													   RowExclusiveLock);
+		if (!range_shape.valid)
+		{
+			/* an index changed meanwhile: as the executor, from the relcache */
+			ExecCloseIndices(rri);
+			ExecOpenIndices(rri, true);
+			return;
+		}
+	}
+
+	/* the call's own copies (the first call's descriptors are in cxt) */
+	{
+		Relation   *descs = palloc(sizeof(Relation) * Max(range_shape.nindexes, 1));
+		IndexInfo **infos = palloc(sizeof(IndexInfo *) * Max(range_shape.nindexes, 1));
+
+		for (i = 0; i < range_shape.nindexes; i++)
+		{
+			IndexInfo  *ii = makeNode(IndexInfo);
+
+			*ii = *range_shape.index_info[i];
+			ii->ii_AmCache = NULL;
+			ii->ii_Context = CurrentMemoryContext;
+			descs[i] = rri->ri_IndexRelationDescs[i];
+			infos[i] = ii;
+		}
+		rri->ri_IndexRelationDescs = descs;
+		rri->ri_IndexRelationInfo = infos;
 	}
 }
 
@@ -710,9 +789,10 @@ range_insert_shape(Relation rel)
 		FreeExecutorState(range_shape.cxt);
 	range_shape.cxt = NULL;
 	range_shape.checks = NULL;
-	range_shape.npreds = 0;
-	range_shape.pred_index = NULL;
-	range_shape.pred_state = NULL;
+	range_shape.indexed = false;
+	range_shape.nindexes = 0;
+	range_shape.index_oid = NULL;
+	range_shape.index_info = NULL;
 	range_shape.relid = RelationGetRelid(rel);
 	range_shape.direct = false;
 	range_shape.held = InvalidOid;
@@ -825,8 +905,9 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	rri = makeNode(ResultRelInfo);
 	/* no range table entry: the row is the function's, not a statement's */
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
-	ExecOpenIndices(rri, true);
-	range_shape_exprs(rri);
+	/* ExecOpenIndices(rri, true) and the CHECKs, from range_shape */
+	range_shape_indexes(rri);
+	LOCKCTL_RRI_CHECK_EXPRS(rri) = range_shape.checks;
 
 	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel),
 								  table_slot_callbacks(rel));
@@ -874,6 +955,104 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	PopActiveSnapshot();
 	table_close(rel, NoLock);
 	return conflict ? 0 : 1;
+}
+
+/*
+ * The OIDs of lockctl.range_reservations and lockctl.hold_id_seq, looked
+ * up by name in schema lockctl (whatever the search_path) at first use and
+ * again after any invalidation that may change what the names say: of a
+ * pg_class row of either name in that schema (CREATE, DROP, RENAME, SET
+ * SCHEMA of a relation, DROP EXTENSION and CREATE EXTENSION among them;
+ * each sends one for the name it had and the name it has), of any schema
+ * (ALTER SCHEMA lockctl RENAME, ...), or of every catalog cache.  The
+ * name look-up cost about 1,500 instructions each, per call.  What
+ * RangeVarGetRelidExtended does besides is still done in every call, in
+ * its order: the USAGE check on schema lockctl (as the current user, the
+ * extension's owner in reserve_range), the namespace search hook, then the
+ * lock; and when an invalidation came with the lock, the name is looked up
+ * again, as RangeVarGetRelidExtended does.  A kept OID is as current as a
+ * look-up in the catalog caches at the same moment would be: both follow
+ * the same invalidations.
+ */
+typedef struct RangeOid
+{
+	const char *name;
+	Oid			relid;
+	Oid			nsp;
+	uint32		hash;			/* the RELNAMENSP hash value of its name */
+	uint64		gen;			/* range_oid_gen when looked up, 0: never */
+} RangeOid;
+
+static RangeOid range_oid_table = {"range_reservations"};
+static RangeOid range_oid_seq = {"hold_id_seq"};
+static uint64 range_oid_gen = 1;
+static bool range_oid_looking = false;	/* a look-up is under way */
+
+static void
+range_oid_inval_rel(Datum arg, int cacheid, uint32 hashvalue)
+{
+	/* during a look-up, the hash value to match is not known yet */
+	if (hashvalue == 0 || range_oid_looking ||
+		hashvalue == range_oid_table.hash || hashvalue == range_oid_seq.hash)
+		range_oid_gen++;
+}
+
+static void
+range_oid_inval_nsp(Datum arg, int cacheid, uint32 hashvalue)
+{
+	range_oid_gen++;
+}
+
+/*
+ * What RangeVarGetRelidExtended(makeRangeVar("lockctl", ro->name, -1),
+ * lockmode, 0, NULL, NULL) returns, from ro when nothing has changed.
+ */
+static Oid
+range_oid(RangeOid *ro, LOCKMODE lockmode)
+{
+	static bool registered = false;
+	Oid			relid = InvalidOid;
+	Oid			found;
+	uint64		gen;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, range_oid_inval_rel, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, range_oid_inval_nsp, (Datum) 0);
+		registered = true;
+	}
+	if (ro->gen == range_oid_gen)
+	{
+		/* what LookupExplicitNamespace does for an explicit schema */
+		AclResult	aclresult = object_aclcheck(NamespaceRelationId, ro->nsp,
+												GetUserId(), ACL_USAGE);
+
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_SCHEMA, "lockctl");
+		InvokeNamespaceSearchHook(ro->nsp, true);
+		relid = ro->relid;
+		if (lockmode == NoLock)
+			return relid;
+		LockRelationOid(relid, lockmode);
+		if (ro->gen == range_oid_gen)
+			return relid;
+	}
+
+	/* an error leaves range_oid_looking set: only more look-ups follow */
+	gen = range_oid_gen;
+	range_oid_looking = true;
+	found = RangeVarGetRelidExtended(makeRangeVar("lockctl", (char *) ro->name, -1),
+									 lockmode, 0, NULL, NULL);
+	/* locked twice when found again: both are released at the transaction's end */
+	if (OidIsValid(relid) && relid != found)
+		UnlockRelationOid(relid, lockmode);
+	ro->relid = found;
+	ro->nsp = get_rel_namespace(found);
+	ro->hash = GetSysCacheHashValue2(RELNAMENSP, CStringGetDatum(ro->name),
+									 ObjectIdGetDatum(ro->nsp));
+	ro->gen = gen;
+	range_oid_looking = false;
+	return found;
 }
 
 /*
@@ -947,8 +1126,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	 * Before the calendar is looked up: a drop_calendar in flight is waited
 	 * for (and the calendar is then gone), or waits for this transaction.
 	 */
-	relid = RangeVarGetRelidExtended(makeRangeVar("lockctl", "range_reservations", -1),
-									 RowExclusiveLock, 0, NULL, NULL);
+	relid = range_oid(&range_oid_table, RowExclusiveLock);
 	switch (range_calendar_direct(resource, &cal, &capacity))
 	{
 		case 1:
@@ -989,8 +1167,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 		(void) range_run(RANGE_PLAN_CAPS, args, NULL, 0, NULL, NULL);
 	}
 
-	id = LeaseEraNextval(RangeVarGetRelid(makeRangeVar("lockctl", "hold_id_seq", -1),
-										  NoLock, false));
+	id = LeaseEraNextval(range_oid(&range_oid_seq, NoLock));
 	if (capacity > 1)
 	{
 		/* The calendar row is ours: count, then insert. */
