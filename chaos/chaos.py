@@ -1622,12 +1622,15 @@ class Checker:
             k = (sl["pool_id"], sl["slot"])
             c = per_slot.pop(k, collections.Counter())
             name = pool_by_id.get(sl["pool_id"], "?%s" % sl["pool_id"])
-            if sl["held"] != c["held"] or sl["confirmed"] != c["confirmed"]:
-                self.bad("pool counters", "pool %s slot %s: counters held=%s confirmed=%s, its "
-                         "holds sum to held=%s confirmed=%s" % (name, sl["slot"], sl["held"],
-                                                                sl["confirmed"], c["held"],
-                                                                c["confirmed"]))
-            if sl["held"] < 0 or sl["confirmed"] < 0 or \
+            # held counts the units kept for the pool's waitlist (kept, 1.1),
+            # which no hold has
+            kept = sl.get("kept", 0)
+            if sl["held"] - kept != c["held"] or sl["confirmed"] != c["confirmed"]:
+                self.bad("pool counters", "pool %s slot %s: counters held=%s (kept %s) "
+                         "confirmed=%s, its holds sum to held=%s confirmed=%s"
+                         % (name, sl["slot"], sl["held"], kept, sl["confirmed"], c["held"],
+                            c["confirmed"]))
+            if sl["held"] < 0 or sl["confirmed"] < 0 or kept < 0 or kept > sl["held"] or \
                     sl["held"] + sl["confirmed"] > sl["capacity"]:
                 self.bad("capacity", "pool %s slot %s: held %s + confirmed %s > capacity %s"
                          % (name, sl["slot"], sl["held"], sl["confirmed"], sl["capacity"]))

@@ -219,6 +219,7 @@ class TestExporter(unittest.TestCase):
         # The pool.
         p = dict(datname=self.db, resource=pool)
         for name, want in (("capacity", 10), ("held", 2), ("confirmed", 2), ("available", 6),
+                           ("kept_for_waitlist", 0),
                            ("holds_taken_total", 6), ("holds_confirmed_total", 2),
                            ("holds_cancelled_total", 1), ("holds_expired_total", 1)):
             self.assertEqual(self.value(m, f"lockctl_pool_{name}", **p), want, name)
