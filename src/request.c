@@ -1189,6 +1189,33 @@ request_interval(int32 days, int64 us)
 }
 
 /*
+ * Whether ttl is within claim_request's range, 1 millisecond to 3650 days.
+ * The answer depends on the interval's value alone (intervals compare as
+ * spans, not on a calendar), and nearly every call passes the same one
+ * (the default): the last interval that passed is kept, compared field by
+ * field, and only another one is compared with the bounds.  What depends
+ * on the call (ttl added to the transaction's start) is checked by the
+ * caller every time.
+ */
+static bool
+request_ttl_in_range(Datum ttl)
+{
+	static Interval passed;
+	static bool passed_valid = false;
+	const Interval *iv = DatumGetIntervalP(ttl);
+
+	if (passed_valid && iv->time == passed.time && iv->day == passed.day &&
+		iv->month == passed.month)
+		return true;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl, request_interval(0, 1000))) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, ttl, request_interval(3650, 0))))
+		return false;
+	passed = *iv;
+	passed_valid = true;
+	return true;
+}
+
+/*
  * lockctl.claim_request(key text, ttl interval, fingerprint text,
  * wait interval, scope name) returns jsonb: NULL when this transaction
  * holds the claim (go ahead), else the result stored by the request that
@@ -1218,8 +1245,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("ttl of lockctl.claim_request must not be null")));
 	ttl = PG_GETARG_DATUM(1);
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl, request_interval(0, 1000))) ||
-		DatumGetBool(DirectFunctionCall2(interval_gt, ttl, request_interval(3650, 0))) ||
+	if (!request_ttl_in_range(ttl) ||
 		(expires = DirectFunctionCall2(timestamptz_pl_interval,
 									   TimestampTzGetDatum(now), ttl),
 		 DatumGetTimestampTz(expires) <= now))
