@@ -248,11 +248,11 @@ request_scope(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * The name of role scope as lockctl.request_keys stores it, as text in the
- * caller's memory context.  The name of the last role asked for is kept
- * until pg_authid changes (a rename, a drop: request_scope_name_inval),
- * rather than looked up and converted on every call; a role that does not
- * exist raises GetUserNameFromId's error.
+ * The name of role scope as lockctl.request_keys stores it.  The name of
+ * the last role asked for is kept until pg_authid changes (a rename, a
+ * drop: request_scope_name_inval), rather than looked up on every call; a
+ * role that does not exist raises GetUserNameFromId's error.  The string
+ * returned is valid until the next call.
  */
 static Oid	request_scope_name_oid = InvalidOid;
 static char request_scope_name[NAMEDATALEN];
@@ -263,8 +263,8 @@ request_scope_name_inval(Datum arg, int cacheid, uint32 hashvalue)
 	request_scope_name_oid = InvalidOid;
 }
 
-static Datum
-request_scope_text(Oid scope)
+static const char *
+request_scope_cstring(Oid scope)
 {
 	static bool registered = false;
 
@@ -280,7 +280,35 @@ request_scope_text(Oid scope)
 				sizeof(request_scope_name));
 		request_scope_name_oid = scope;
 	}
-	return CStringGetTextDatum(request_scope_name);
+	return request_scope_name;
+}
+
+/* The same, as text in the caller's memory context. */
+static Datum
+request_scope_text(Oid scope)
+{
+	return CStringGetTextDatum(request_scope_cstring(scope));
+}
+
+/*
+ * The same, as text in *buf, a caller's local variable (no palloc): for
+ * claim_request, which uses it only while it runs.
+ */
+typedef union RequestScopeBuf
+{
+	int32		align;			/* a varlena's header is an int32 */
+	char		data[VARHDRSZ + NAMEDATALEN];
+} RequestScopeBuf;
+
+static Datum
+request_scope_text_in(Oid scope, RequestScopeBuf *buf)
+{
+	const char *name = request_scope_cstring(scope);
+	size_t		len = strlen(name);
+
+	memcpy(buf->data + VARHDRSZ, name, len);
+	SET_VARSIZE(buf->data, len + VARHDRSZ);
+	return PointerGetDatum(buf->data);
 }
 
 /*
@@ -621,6 +649,12 @@ static const struct
 
 /* as installed there are two: the primary key and the one on expires */
 #define REQUEST_MAX_INDEXES 4
+/*
+ * as installed there are RK_NCOLS columns; room for a few dropped ones, so
+ * that the direct paths' column arrays live on the stack, not in palloc'd
+ * memory on every call
+ */
+#define REQUEST_MAX_NATTS	(2 * RK_NCOLS)
 
 typedef struct RequestShape
 {
@@ -674,6 +708,8 @@ request_shape_build(Relation rel)
 	s->direct = false;
 	s->nindexes = 0;
 
+	if (desc->natts > REQUEST_MAX_NATTS)
+		return;
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
 		rel->rd_rel->relrowsecurity ||
 		(desc->constr != NULL &&
@@ -854,8 +890,8 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 	HeapTuple	newtup;
 	Buffer		buf;
 	TupleDesc	desc;
-	Datum	   *values;
-	bool	   *nulls;
+	Datum		values[REQUEST_MAX_NATTS];
+	bool		nulls[REQUEST_MAX_NATTS];
 	TU_UpdateIndexes update_indexes;
 	bool		ok;
 
@@ -887,8 +923,6 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 		return false;
 	}
 	/* its columns, taken apart once: to check, then to form the new row */
-	values = palloc(desc->natts * sizeof(Datum));
-	nulls = palloc(desc->natts * sizeof(bool));
 	heap_deform_tuple(&oldtup, desc, values, nulls);
 	ok = !nulls[s->attnum[RK_SCOPE]] && !nulls[s->attnum[RK_KEY]] &&
 		!nulls[s->attnum[RK_CLAIM_XACT]] &&
@@ -898,11 +932,10 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 						VARSIZE_ANY_EXHDR(DatumGetPointer(key)));
 	if (ok)
 	{
-		Datum		scope_text = request_scope_text(scope);
+		const char *scope_name = request_scope_cstring(scope);
 
-		ok = request_text_is(values[s->attnum[RK_SCOPE]],
-							 VARDATA_ANY(DatumGetPointer(scope_text)),
-							 VARSIZE_ANY_EXHDR(DatumGetPointer(scope_text)));
+		ok = request_text_is(values[s->attnum[RK_SCOPE]], scope_name,
+							 strlen(scope_name));
 	}
 	if (!ok)
 	{
@@ -1090,8 +1123,8 @@ request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 	Relation	rel;
 	const RequestShape *s;
 	TupleDesc	desc;
-	Datum	   *values;
-	bool	   *nulls;
+	Datum		values[REQUEST_MAX_NATTS] = {0};
+	bool		nulls[REQUEST_MAX_NATTS];
 	HeapTuple	tup;
 
 	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
@@ -1107,8 +1140,6 @@ request_claim_fast(Datum scope_text, Datum key, Datum fingerprint,
 	}
 	desc = RelationGetDescr(rel);
 
-	values = palloc0(desc->natts * sizeof(Datum));
-	nulls = palloc(desc->natts * sizeof(bool));
 	memset(nulls, true, desc->natts * sizeof(bool));
 	values[s->attnum[RK_SCOPE]] = scope_text;
 	values[s->attnum[RK_KEY]] = PointerGetDatum(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)));
@@ -1158,6 +1189,33 @@ request_interval(int32 days, int64 us)
 }
 
 /*
+ * Whether ttl is within claim_request's range, 1 millisecond to 3650 days.
+ * The answer depends on the interval's value alone (intervals compare as
+ * spans, not on a calendar), and nearly every call passes the same one
+ * (the default): the last interval that passed is kept, compared field by
+ * field, and only another one is compared with the bounds.  What depends
+ * on the call (ttl added to the transaction's start) is checked by the
+ * caller every time.
+ */
+static bool
+request_ttl_in_range(Datum ttl)
+{
+	static Interval passed;
+	static bool passed_valid = false;
+	const Interval *iv = DatumGetIntervalP(ttl);
+
+	if (passed_valid && iv->time == passed.time && iv->day == passed.day &&
+		iv->month == passed.month)
+		return true;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl, request_interval(0, 1000))) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, ttl, request_interval(3650, 0))))
+		return false;
+	passed = *iv;
+	passed_valid = true;
+	return true;
+}
+
+/*
  * lockctl.claim_request(key text, ttl interval, fingerprint text,
  * wait interval, scope name) returns jsonb: NULL when this transaction
  * holds the claim (go ahead), else the result stored by the request that
@@ -1174,6 +1232,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	char	   *key;
 	int64		wait_us = -1;
 	Oid			scope;
+	RequestScopeBuf scope_buf;
 	Datum		scope_text;
 	Datum		args[5];
 	char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -1186,8 +1245,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("ttl of lockctl.claim_request must not be null")));
 	ttl = PG_GETARG_DATUM(1);
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl, request_interval(0, 1000))) ||
-		DatumGetBool(DirectFunctionCall2(interval_gt, ttl, request_interval(3650, 0))) ||
+	if (!request_ttl_in_range(ttl) ||
 		(expires = DirectFunctionCall2(timestamptz_pl_interval,
 									   TimestampTzGetDatum(now), ttl),
 		 DatumGetTimestampTz(expires) <= now))
@@ -1220,7 +1278,7 @@ lockctl_claim_request(PG_FUNCTION_ARGS)
 	request_check_shmem();
 	PreventCommandDuringRecovery("lockctl.claim_request()");
 	request_lock(scope, key, wait_us);
-	scope_text = request_scope_text(scope);
+	scope_text = request_scope_text_in(scope, &scope_buf);
 
 	/* A key with no row at all: a new request (see request_claim_fast). */
 	{
