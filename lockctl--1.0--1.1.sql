@@ -3211,11 +3211,7 @@ BEGIN
                  ORDER BY w.id LIMIT 1
                    FOR UPDATE NOWAIT;
             EXCEPTION WHEN lock_not_available THEN
-                -- The units that came back to our slot stay the queue's.
-                UPDATE lockctl.pool_slots AS s
-                   SET kept = s.kept + (s.capacity - s.held - s.confirmed), held = s.capacity - s.confirmed
-                 WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed > 0;
-                RETURN v_n;
+                EXIT;           -- busy: keep (below)
             END;
         ELSE
             SELECT w.id, w.quantity, w.holder, w.taken_by, w.offer_ttl
@@ -3256,13 +3252,7 @@ BEGIN
                 PERFORM FROM lockctl.pool_slots AS s WHERE s.pool_id = pool ORDER BY s.slot FOR UPDATE NOWAIT;
                 v_all := true;
             EXCEPTION WHEN lock_not_available THEN
-                -- Busy: our slot keeps its free units for the queue (no
-                -- walk-in can take them), and the worker's next pass
-                -- serves it.
-                UPDATE lockctl.pool_slots AS s
-                   SET kept = s.kept + (s.capacity - s.held - s.confirmed), held = s.capacity - s.confirmed
-                 WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed > 0;
-                RETURN v_n;
+                EXIT;           -- busy: keep (below)
             END;
         END IF;
         -- Units kept for the queue, on the slots we hold, serve its head.
@@ -3300,9 +3290,16 @@ BEGIN
         PERFORM pg_notify('lockctl_offer', v_hold::text);
         v_n := v_n + 1;
     END LOOP;
+    -- Busy (a slot of the pool, or for the worker the head entry): our
+    -- slot keeps its free units, those that came back among them, for
+    -- the queue (counted in held: no walk-in can take them), and the
+    -- worker's next pass serves it.
+    UPDATE lockctl.pool_slots AS s
+       SET kept = s.kept + (s.capacity - s.held - s.confirmed), held = s.capacity - s.confirmed
+     WHERE s.pool_id = pool AND s.slot = slot AND s.capacity - s.held - s.confirmed > 0;
+    RETURN v_n;
 END;
 $fn$;
-
 COMMENT ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) IS 'lockctl internal: offer returned units to the head of a pool''s waitlist';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlist(bigint, integer, text) FROM PUBLIC;
 
@@ -3325,14 +3322,14 @@ DECLARE
     v_moved bigint;
 BEGIN
     FOR v_pool, v_slot, v_others IN
-        SELECT s.pool_id,
-               (array_agg(s.slot ORDER BY s.capacity - s.held + s.kept - s.confirmed DESC, s.slot))[1],
-               (array_agg(s.slot ORDER BY s.capacity - s.held + s.kept - s.confirmed DESC, s.slot))[2:]
-          FROM lockctl.pool_slots AS s
-         WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(pools, slots) AS u(p, s))
-           AND s.waitlist
-         GROUP BY s.pool_id
-         ORDER BY s.pool_id
+        SELECT g.pool_id, g.by_free[1], g.by_free[2:]
+          FROM (SELECT s.pool_id,
+                       array_agg(s.slot ORDER BY s.capacity - s.held + s.kept - s.confirmed DESC, s.slot) AS by_free
+                  FROM lockctl.pool_slots AS s
+                 WHERE (s.pool_id, s.slot) IN (SELECT u.p, u.s FROM unnest(pools, slots) AS u(p, s))
+                   AND s.waitlist
+                 GROUP BY s.pool_id) AS g
+         ORDER BY g.pool_id
     LOOP
         -- Units that came back to several slots of the pool (and units
         -- those kept for the queue) are gathered on one of them (all
@@ -3357,7 +3354,6 @@ BEGIN
     RETURN v_n;
 END;
 $fn$;
-
 COMMENT ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) IS 'lockctl internal: serve the waitlists of pools whose units came back to slots the caller holds';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_returned(bigint[], integer[], text) FROM PUBLIC;
 
@@ -3395,7 +3391,6 @@ BEGIN
     RETURN v_n;
 END;
 $fn$;
-
 COMMENT ON FUNCTION lockctl_internal.serve_waitlists() IS 'lockctl internal: serve every waitlist whose head fits (the worker''s catch-up)';
 REVOKE ALL ON FUNCTION lockctl_internal.serve_waitlists() FROM PUBLIC;
 
