@@ -99,6 +99,32 @@ SELECT count(DISTINCT s.max_per_holder) AS limits, count(*) AS slots FROM lockct
   JOIN lockctl.pools p ON p.id = s.pool_id WHERE p.resource = 'tickets';
 SELECT * FROM pg_temp.broken;
 
+-- The count is written without the executor when it can
+-- (src/reserve_holder.c) and by the statement otherwise; both give the
+-- same counts.  The statement's cases: the holder's row written earlier in
+-- this transaction, REPEATABLE READ, and a table that is no longer as
+-- installed: a CHECK added in this session is met by the next reserve
+-- (the direct path would not test it), and once it is dropped the direct
+-- path writes again.
+BEGIN;
+SELECT lockctl.reserve('tickets', 1, 'fay', '1 hour') IS NOT NULL AS fay_1;
+SELECT lockctl.reserve('tickets', 2, 'fay', '1 hour') IS NOT NULL AS fay_2_same_xact;
+COMMIT;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT lockctl.reserve('tickets', 3, 'fay', '1 hour') IS NOT NULL AS fay_3_repeatable_read;
+SELECT lockctl.reserve('tickets', 1, 'gil', '1 hour') IS NOT NULL AS gil_1_repeatable_read;
+COMMIT;
+SELECT holder, units FROM lockctl.holder_units WHERE holder IN ('fay', 'gil') ORDER BY holder;
+ALTER TABLE lockctl.holder_units ADD CONSTRAINT regress_at_most_7
+    CHECK (holder NOT IN ('fay', 'hal') OR units <= 7);
+SELECT pg_temp.e($$SELECT lockctl.reserve('tickets', 2, 'fay', '1 hour')$$) AS fay_past_added_check;
+SELECT pg_temp.e($$SELECT lockctl.reserve('tickets', 8, 'hal', '1 hour')$$) AS hal_past_added_check;
+ALTER TABLE lockctl.holder_units DROP CONSTRAINT regress_at_most_7;
+SELECT lockctl.reserve('tickets', 2, 'fay', '1 hour') IS NOT NULL AS fay_2_after_drop;
+SELECT lockctl.reserve('tickets', 8, 'hal', '1 hour') IS NOT NULL AS hal_8_after_drop;
+SELECT holder, units FROM lockctl.holder_units WHERE holder IN ('fay', 'gil', 'hal') ORDER BY holder;
+SELECT * FROM pg_temp.broken;
+
 -- Bad input.
 SELECT pg_temp.e($$SELECT lockctl.set_max_per_holder('tickets', 0)$$);
 SELECT pg_temp.e($$SELECT lockctl.set_max_per_holder('tickets', -1)$$);
@@ -117,6 +143,7 @@ SET ROLE regress_limits_user;
 SELECT pg_temp.e($$SELECT lockctl.set_max_per_holder('tickets', 1)$$);
 SELECT pg_temp.e($$SELECT lockctl.create_pool('p3', 10, NULL, 1)$$);
 SELECT pg_temp.e($$SELECT * FROM lockctl.holder_units$$);
+SELECT pg_temp.e($$SELECT lockctl_internal.charge_holder_units(1, 'x', 1)$$) AS direct_charge;
 RESET ROLE;
 DROP ROLE regress_limits_user;
 

@@ -84,9 +84,10 @@ object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 #endif
 
 /*
- * 16 made simple_heap_update say which indexes need entries for the new
- * version of the row (none when it is HOT, all of them otherwise, or only
- * the summarizing ones); before 16 the caller asks HeapTupleIsHeapOnly.
+ * 16 made simple_heap_update and heap_update say which indexes need entries
+ * for the new version of the row (none when it is HOT, all of them
+ * otherwise, or only the summarizing ones); before 16 the caller asks
+ * HeapTupleIsHeapOnly.
  */
 #if PG_VERSION_NUM < 160000
 #include "access/heapam.h"
@@ -102,6 +103,25 @@ typedef enum TU_UpdateIndexes
 #define simple_heap_update(relation, otid, tup, update_indexes) \
 	(simple_heap_update((relation), (otid), (tup)), \
 	 *(update_indexes) = HeapTupleIsHeapOnly(tup) ? TU_None : TU_All)
+
+/* heap_update too, its last argument set only when the update is done */
+static inline TM_Result
+lockctl_heap_update_15(Relation relation, ItemPointer otid, HeapTuple newtup,
+					   CommandId cid, Snapshot crosscheck, bool wait,
+					   TM_FailureData *tmfd, LockTupleMode *lockmode,
+					   TU_UpdateIndexes *update_indexes)
+{
+	TM_Result	result = heap_update(relation, otid, newtup, cid, crosscheck,
+									 wait, tmfd, lockmode);
+
+	if (result == TM_Ok)
+		*update_indexes = HeapTupleIsHeapOnly(newtup) ? TU_None : TU_All;
+	return result;
+}
+#define heap_update(relation, otid, newtup, cid, crosscheck, wait, tmfd, \
+					lockmode, update_indexes) \
+	lockctl_heap_update_15((relation), (otid), (newtup), (cid), (crosscheck), \
+						   (wait), (tmfd), (lockmode), (update_indexes))
 #endif
 
 /*
