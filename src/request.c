@@ -1082,6 +1082,12 @@ request_find_fast(Relation rel, const RequestShape *s, Datum key,
  * when the SQL path must do it; REQUEST_FAST_CLAIMED, with *relid,
  * *relfilenode and *tid set to the new row; REQUEST_FAST_FOUND, with *row
  * and *rownulls set as request_find_fast sets them.
+ *
+ * Why the row is written here and not only at complete_request (one
+ * insert instead of an insert and an update): a claim that does not
+ * insert must still look for the key, and that look costs about what the
+ * update saves, since here the insert's unique check is the look.  See
+ * docs/requests.md, "Cost", for the figures.
  */
 static Oid	request_keys_relid = InvalidOid;
 static Oid	request_keys_nsp = InvalidOid;
