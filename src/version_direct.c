@@ -443,7 +443,9 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	 * node is this plan's copy (kept with a generic plan), and the value is
 	 * copied into the projection as it is built, just below, so that the
 	 * next execution's value never meets this one's.  (A by-reference int8
-	 * is allocated here, in the statement's memory, with the projection.)
+	 * is allocated here, in the statement's memory, with the projection;
+	 * the node is set back to NULL once built, so that it never points
+	 * into memory that went with the statement.)
 	 */
 	bump = castNode(Const, list_nth_node(TargetEntry, dp->tlist, dp->bumpno)->expr);
 	bump->constvalue = version_to_datum(read + 1, dp->typid);
@@ -459,6 +461,8 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 												   rri->ri_newTupleSlot,
 												   &mtstate->ps);
 	rri->ri_projectNewInfoValid = true;
+	bump->constvalue = (Datum) 0;
+	bump->constisnull = true;
 
 	/* this statement's copy of the flags (InitResultRelInfo copied them) */
 	trigdesc->trig_update_before_row = false;
