@@ -119,5 +119,42 @@ $$;
 SELECT * FROM vd_explain();
 SELECT * FROM vd ORDER BY id;
 
+-- The bump is the version compared + 1 only where the comparison is an
+-- integer equality: an equality of another btree family (here one that
+-- equates the versions of the same tens) keeps the trigger, and the row
+-- stores its own version + 1.
+CREATE FUNCTION vd_tens_cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE
+    AS 'SELECT btint4cmp($1 / 10, $2 / 10)';
+CREATE FUNCTION vd_tens_lt(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 10 < $2 / 10';
+CREATE FUNCTION vd_tens_le(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 10 <= $2 / 10';
+-- (not in SQL, which the planner would inline)
+CREATE FUNCTION vd_tens_eq(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE
+    AS 'BEGIN RETURN $1 / 10 = $2 / 10; END';
+CREATE FUNCTION vd_tens_ge(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 10 >= $2 / 10';
+CREATE FUNCTION vd_tens_gt(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 / 10 > $2 / 10';
+CREATE OPERATOR <% (LEFTARG = int, RIGHTARG = int, FUNCTION = vd_tens_lt);
+CREATE OPERATOR <=% (LEFTARG = int, RIGHTARG = int, FUNCTION = vd_tens_le);
+CREATE OPERATOR =% (LEFTARG = int, RIGHTARG = int, FUNCTION = vd_tens_eq);
+CREATE OPERATOR >=% (LEFTARG = int, RIGHTARG = int, FUNCTION = vd_tens_ge);
+CREATE OPERATOR >% (LEFTARG = int, RIGHTARG = int, FUNCTION = vd_tens_gt);
+CREATE OPERATOR CLASS vd_tens_ops FOR TYPE int USING btree AS
+    OPERATOR 1 <%, OPERATOR 2 <=%, OPERATOR 3 =%, OPERATOR 4 >=%, OPERATOR 5 >%,
+    FUNCTION 1 vd_tens_cmp(int, int);
+CREATE TABLE vdt (id int PRIMARY KEY, version int NOT NULL);
+SELECT lockctl.enable_versioning('vdt');
+INSERT INTO vdt VALUES (1, 12);
+PREPARE tens(int) AS UPDATE vdt SET id = 1 WHERE id = 1 AND version =% $1 RETURNING *;
+EXECUTE tens(10);
+SET plan_cache_mode = force_generic_plan;
+EXECUTE tens(10);
+RESET plan_cache_mode;
+DEALLOCATE tens;
+DROP TABLE vdt;
+DROP OPERATOR CLASS vd_tens_ops USING btree;
+DROP OPERATOR FAMILY vd_tens_ops USING btree;
+DROP OPERATOR <% (int, int), <=% (int, int), =% (int, int), >=% (int, int), >% (int, int);
+DROP FUNCTION vd_tens_cmp(int, int), vd_tens_lt(int, int), vd_tens_le(int, int),
+    vd_tens_eq(int, int), vd_tens_ge(int, int), vd_tens_gt(int, int);
+
 DROP TABLE vd, vd2, vd8;
 DROP FUNCTION vd_mark(), vd_explain();

@@ -187,6 +187,19 @@ SELECT lockctl.update_versioned('uv', 1, 16, '{"note": "o"}');
 SELECT * FROM uv WHERE id = 1;
 SELECT * FROM uv_counts('uv');
 
-DROP TABLE uv, uvn, uvs, uvt, uvlog, uvr, uvtmp;
+-- the version column in the primary key: update_versioned's UPDATE then
+-- compares the version in its WHERE too, and the expected version must
+-- still be the current one, not the next (the check the direct path of a
+-- checked UPDATE would otherwise take over)
+CREATE TABLE uvpk (id int, version int NOT NULL DEFAULT 1, val text,
+                   PRIMARY KEY (id, version));
+SELECT lockctl.enable_versioning('uvpk');
+INSERT INTO uvpk VALUES (1, 5, 'a');
+SELECT lockctl.update_versioned('uvpk', '{"id": 1, "version": 5}'::jsonb, 6, '{"val": "b"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT lockctl.update_versioned('uvpk', '{"id": 1, "version": 5}'::jsonb, 5, '{"val": "c"}');
+SELECT * FROM uvpk;
+
+DROP TABLE uv, uvn, uvs, uvt, uvlog, uvr, uvtmp, uvpk;
 DROP FUNCTION uv_counts(regclass), uvt_note(), uvt_log();
 DROP ROLE regress_uv_user;

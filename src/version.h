@@ -138,12 +138,15 @@ extern Plan *version_find_scan(Plan *plan, Index rti);
 typedef struct VersionDirectPlan
 {
 	List	   *reads;			/* the values (Const or Param nodes of the
-								 * plan) the scan compares the version with */
+								 * plan) the scan compares the version with,
+								 * through an integer equality */
 	bool		params;			/* some of them are parameters */
 	Node	   *sent;			/* what the statement sets the version to, or
 								 * NULL */
 	Oid			typid;			/* the version column's type */
 	List	   *tlist;			/* the new-row projection */
+	int			bumpno;			/* its entry (from 0) that stores the
+								 * version: a Const set at each execution */
 	List	   *colnos;
 } VersionDirectPlan;
 

@@ -11,19 +11,23 @@
  * costs over a plain one (bench/README.md).  For such a statement the
  * outcome of the trigger is known when the statement starts: every row it
  * reaches matched the version the client sent, and gets that version + 1.
- * So the statement's new-row projection computes "version + 1" itself, and
- * this statement's copy of the table's trigger flags leaves the BEFORE ROW
- * UPDATE trigger out.  Where the statement sets the version to the one it
- * compares plus one (the ORM form), its own projection already stores what
- * the trigger would: the trigger is left out and nothing else changes.  Under READ COMMITTED a row updated concurrently is
- * re-checked (EvalPlanQual) and projected again from its newest version,
- * as the trigger would have seen it.
+ * So the statement's new-row projection stores that value (a constant of
+ * the execution) itself, and this statement's copy of the table's trigger
+ * flags leaves the BEFORE ROW UPDATE trigger out.  Where the statement sets
+ * the version to the one it compares plus one (the ORM form), its own
+ * projection already stores what the trigger would: the trigger is left
+ * out and nothing else changes.  Under READ COMMITTED a row updated
+ * concurrently is re-checked (EvalPlanQual) against the version sent, and
+ * updated only if its newest version is still that one, as the trigger
+ * would have seen it.
  *
  * Taken only where the result is the trigger's own, to the error: one
  * result relation, an ordinary table that is not the target of partition
  * routing, the lockctl trigger the only BEFORE ROW UPDATE trigger, without
  * WHEN, one that fires in this session_replication_role, with valid
- * arguments; the version compared with a constant or parameter whose value
+ * arguments; the version compared through an integer equality (int2, int4,
+ * int8, across widths too: a row that passes it has exactly the value
+ * compared) with a constant or parameter whose value
  * is known now and below the type's maximum (so the bump cannot overflow,
  * where the trigger would raise its own error); no stored generated
  * column; not EXPLAIN ANALYZE (which shows the trigger's calls).  Anything
@@ -108,10 +112,38 @@ version_value_now(Node *node, EState *estate, int64 *value, bool *isnull)
 }
 
 /*
- * The values some conjunct of quals compares the version with, "version =
- * <constant or parameter>", appended to dp->reads in the order of the
- * conjuncts: the first whose value is known when the statement starts is
- * the one every row reached has.
+ * Is opfuncid the equality of two integers, of the same or of different
+ * widths?  A row that passes "version = <value>" through one of these has
+ * that very value, which is what lets the direct path store value + 1
+ * without reading the row's version.  Any other equality of a btree
+ * family (a superuser may make one that equates more than equal numbers)
+ * keeps the trigger.
+ */
+static bool
+version_func_is_int_eq(Oid opfuncid)
+{
+	switch (opfuncid)
+	{
+		case F_INT2EQ:
+		case F_INT4EQ:
+		case F_INT8EQ:
+		case F_INT24EQ:
+		case F_INT42EQ:
+		case F_INT28EQ:
+		case F_INT82EQ:
+		case F_INT48EQ:
+		case F_INT84EQ:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The values some conjunct of quals compares the version with through an
+ * integer equality, "version = <constant or parameter>", appended to
+ * dp->reads in the order of the conjuncts: the first whose value is known
+ * when the statement starts is the one every row reached has.
  */
 static void
 version_quals_reads(Node *quals, Index rti, AttrNumber vatt,
@@ -133,7 +165,7 @@ version_quals_reads(Node *quals, Index rti, AttrNumber vatt,
 		return;
 	}
 	if (IsA(quals, OpExpr) && list_length(((OpExpr *) quals)->args) == 2 &&
-		version_op_is_equality(((OpExpr *) quals)->opno))
+		version_func_is_int_eq(((OpExpr *) quals)->opfuncid))
 	{
 		OpExpr	   *op = (OpExpr *) quals;
 
@@ -208,7 +240,6 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	int			resno = 0;
 	ListCell   *lc;
 	ListCell   *lc2;
-	Oid			pl;
 	Expr	   *bump;
 
 	/* the statement: one ordinary table, updated where the version matched */
@@ -241,20 +272,9 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 			return NULL;
 	}
 	att = TupleDescAttr(desc, vatt - 1);
-	switch (att->atttypid)
-	{
-		case INT2OID:
-			pl = F_INT2PL;
-			break;
-		case INT4OID:
-			pl = F_INT4PL;
-			break;
-		case INT8OID:
-			pl = F_INT8PL;
-			break;
-		default:
-			return NULL;
-	}
+	if (att->atttypid != INT2OID && att->atttypid != INT4OID &&
+		att->atttypid != INT8OID)
+		return NULL;
 	if (att->attisdropped || att->attgenerated != '\0' || att->attidentity != '\0')
 		return NULL;
 
@@ -292,18 +312,19 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	/*
 	 * The projection ExecInitUpdateProjection would build, but evaluated
 	 * here: the subplan's values of the assigned columns (the outer tuple),
-	 * and for the version column the old row's version + 1 (the scan
-	 * tuple), in its place if the statement sets it, else added.
+	 * and for the version column the version read + 1, in its place if the
+	 * statement sets it, else added.  That is a constant of each execution
+	 * (version_direct_update sets it before the projection is built): every
+	 * row the scan returns passed "version = <read>" through an integer
+	 * equality, so its version is the read one, and a row updated
+	 * concurrently is returned only if its newest version passes the same
+	 * check again (EvalPlanQual).  A constant costs the projection neither
+	 * the function call of version + 1, with its permission check, nor the
+	 * old row's column.
 	 */
-	bump = (Expr *) makeFuncExpr(pl, att->atttypid,
-								 list_make2(makeVar(rri->ri_RangeTableIndex, vatt,
-													att->atttypid, att->atttypmod,
-													InvalidOid, 0),
-											makeConst(att->atttypid, -1, InvalidOid,
-													  att->attlen,
-													  version_to_datum(1, att->atttypid),
-													  false, att->attbyval)),
-								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	bump = (Expr *) makeConst(att->atttypid, -1, InvalidOid, att->attlen,
+							  (Datum) 0, true, att->attbyval);
+	dp->bumpno = -1;
 	forboth(lc, subplan->targetlist, lc2, colnos)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
@@ -312,21 +333,28 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 
 		if (tle->resjunk)
 			break;
-		resno++;
 		if (lfirst_int(lc2) == vatt)
+		{
 			x = bump;
+			dp->bumpno = resno;
+		}
 		else
-			x = (Expr *) makeVar(OUTER_VAR, resno, exprType(e), exprTypmod(e),
-								 exprCollation(e), 0);
+			x = (Expr *) makeVar(OUTER_VAR, resno + 1, exprType(e),
+								 exprTypmod(e), exprCollation(e), 0);
+		resno++;
 		tlist = lappend(tlist, makeTargetEntry(x, resno, NULL, false));
 	}
 	if (resno != list_length(colnos))
 		return NULL;
 	if (v->assign == VASSIGN_NONE)
 	{
+		dp->bumpno = resno;
 		tlist = lappend(tlist, makeTargetEntry(bump, resno + 1, NULL, false));
 		colnos = lappend_int(list_copy(colnos), vatt);
 	}
+	if (dp->bumpno < 0)
+		return NULL;
+
 	dp->tlist = tlist;
 	dp->colnos = colnos;
 	return dp;
@@ -351,6 +379,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	int64		read = 0;
 	bool		readnull = false;
 	bool		known = false;
+	Const	   *bump;
 	MemoryContext oldcxt;
 
 	if (dp == NULL || estate->es_instrument != 0 || v->cascade || v->uv)
@@ -372,9 +401,12 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 									   &readnull)))
 			break;
 	}
-	if (!known)
-		return false;
-	if (!readnull && read >= version_type_max(dp->typid))
+	/*
+	 * NULL, or out of the column's range, matches no row: the trigger,
+	 * which will not fire, is kept, so that no constant is made of it.
+	 */
+	if (!known || readnull || read < version_type_min(dp->typid) ||
+		read >= version_type_max(dp->typid))
 		return false;
 
 	/*
@@ -389,8 +421,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 
 		if (!version_value_now(dp->sent, estate, &sent, &sentnull))
 			return false;
-		if (!readnull &&
-			(sentnull || (sent != read && sent != read + 1)))
+		if (sentnull || (sent != read && sent != read + 1))
 			return false;
 
 		/*
@@ -398,7 +429,7 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		 * statement's own projection (built at the first row, as for any
 		 * UPDATE) assigns, the trigger's version + 1 already.
 		 */
-		if (!readnull && sent == read + 1)
+		if (sent == read + 1)
 		{
 			trigdesc->trig_update_before_row = false;
 			return true;
@@ -406,6 +437,20 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	}
 
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+
+	/*
+	 * The version every row stores, into the projection's constant: the
+	 * node is this plan's copy (kept with a generic plan), and the value is
+	 * copied into the projection as it is built, just below, so that the
+	 * next execution's value never meets this one's.  (A by-reference int8
+	 * is allocated here, in the statement's memory, with the projection;
+	 * the node is set back to NULL once built, so that it never points
+	 * into memory that went with the statement.)
+	 */
+	bump = castNode(Const, list_nth_node(TargetEntry, dp->tlist, dp->bumpno)->expr);
+	bump->constvalue = version_to_datum(read + 1, dp->typid);
+	bump->constisnull = false;
+
 	rri->ri_oldTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
 	rri->ri_newTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
 	if (mtstate->ps.ps_ExprContext == NULL)
@@ -416,6 +461,8 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 												   rri->ri_newTupleSlot,
 												   &mtstate->ps);
 	rri->ri_projectNewInfoValid = true;
+	bump->constvalue = (Datum) 0;
+	bump->constisnull = true;
 
 	/* this statement's copy of the flags (InitResultRelInfo copied them) */
 	trigdesc->trig_update_before_row = false;

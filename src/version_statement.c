@@ -67,6 +67,7 @@ typedef struct VersionStmtGroup
 	bool		direct;			/* the statement bumps the version itself
 								 * (version_direct.c): rows counted at its end */
 	bool		counted;		/* its table has counters (not temporary) */
+	struct VersionStmtGroup *next;	/* the statement's next group */
 } VersionStmtGroup;
 
 /* A running statement that writes a versioned table. */
@@ -74,7 +75,9 @@ typedef struct VersionStmt
 {
 	QueryDesc  *qd;
 	struct VersionStmt *outer;	/* the statement running around it */
-	List	   *groups;			/* of VersionStmtGroup */
+	VersionStmtGroup *groups;	/* linked through next: no List to build
+								 * for the one group most statements have */
+	VersionStmtGroup **tail;	/* where the next group is linked */
 	bool		linked;
 	MemoryContextCallback cb;
 	VersionStmtGroup first;		/* the first of groups, made with it */
@@ -695,6 +698,7 @@ version_stmt_of(QueryDesc *queryDesc, VersionStmt **stmt)
 		*stmt = MemoryContextAllocZero(estate->es_query_cxt, sizeof(VersionStmt));
 		(*stmt)->qd = queryDesc;
 		(*stmt)->outer = running;
+		(*stmt)->tail = &(*stmt)->groups;
 		(*stmt)->linked = true;
 		(*stmt)->cb.func = version_stmt_unlink;
 		(*stmt)->cb.arg = *stmt;
@@ -712,13 +716,14 @@ version_new_group(QueryDesc *queryDesc, VersionStmt **stmt, CmdType op,
 	VersionStmt *s = version_stmt_of(queryDesc, stmt);
 	VersionStmtGroup *grp;
 
-	grp = s->groups == NIL ? &s->first : palloc0(sizeof(VersionStmtGroup));
+	grp = s->groups == NULL ? &s->first : palloc0(sizeof(VersionStmtGroup));
 
 	grp->operation = op;
 	grp->checked = true;
 	grp->rootrelid = version_root_relid(&rri->ri_TrigDesc->triggers[t],
 										RelationGetRelid(rri->ri_RelationDesc));
-	s->groups = lappend(s->groups, grp);
+	*s->tail = grp;
+	s->tail = &grp->next;
 	return grp;
 }
 
@@ -780,6 +785,7 @@ version_classify_kept(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	ResultRelInfo *rri = &mtstate->resultRelInfo[0];
 	VersionPlanEntry *e;
 	VersionStmtGroup *grp;
+	VersionVerdict vd;
 	VersionVerdict *v;
 	MemoryContext oldcxt;
 
@@ -789,17 +795,27 @@ version_classify_kept(QueryDesc *queryDesc, ModifyTableState *mtstate,
 
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	grp = version_new_group(queryDesc, stmt, CMD_UPDATE, rri, t);
-	v = version_new_verdict();
-	v->operation = CMD_UPDATE;
-	v->cascade = cascade;
-	v->group = &grp->counts;
-	v->where_checked = e->where_checked;
-	v->assign = e->assign;
-	grp->checked &= v->where_checked;
-	if (version_direct_update(queryDesc, mtstate, t, v, e->direct))
+	memset(&vd, 0, sizeof(vd));
+	vd.operation = CMD_UPDATE;
+	vd.cascade = cascade;
+	vd.uv = version_is_uv(queryDesc->plannedstmt, mt);
+	vd.group = &grp->counts;
+	vd.where_checked = e->where_checked;
+	vd.assign = e->assign;
+	grp->checked &= vd.where_checked;
+
+	/*
+	 * Taken, the direct path leaves the trigger out of this statement: the
+	 * verdict, on the stack, is never handed over.
+	 */
+	if (version_direct_update(queryDesc, mtstate, t, &vd, e->direct))
 		version_group_direct(grp, rri);
-	v->uv = version_is_uv(queryDesc->plannedstmt, mt);
-	version_hand_verdict(estate, rri, t, fnoid, v);
+	else
+	{
+		v = version_new_verdict();
+		*v = vd;
+		version_hand_verdict(estate, rri, t, fnoid, v);
+	}
 	MemoryContextSwitchTo(oldcxt);
 	return true;
 }
@@ -934,6 +950,7 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		v->cascade = cascade;
 		v->group = &grp->counts;
 		v->assign = VASSIGN_NONE;
+		v->uv = uv;				/* before the direct path, which it keeps out */
 		switch (op)
 		{
 			case CMD_UPDATE:
@@ -965,7 +982,6 @@ version_classify_modify(QueryDesc *queryDesc, ModifyTableState *mtstate,
 			default:
 				break;
 		}
-		v->uv = uv;
 		version_hand_verdict(estate, rri, tgidx[i], fnoid, v);
 	}
 	MemoryContextSwitchTo(oldcxt);
@@ -1037,12 +1053,8 @@ version_ExecutorEnd(QueryDesc *queryDesc)
 	}
 	if (stmt != NULL)
 	{
-		ListCell   *lc;
-
-		foreach(lc, stmt->groups)
+		for (VersionStmtGroup *grp = stmt->groups; grp != NULL; grp = grp->next)
 		{
-			VersionStmtGroup *grp = (VersionStmtGroup *) lfirst(lc);
-
 			/* the rows the trigger would have seen: those it updated */
 			if (grp->direct)
 			{
@@ -1074,12 +1086,8 @@ version_running_verdict(Oid rootrelid)
 {
 	for (VersionStmt *stmt = running; stmt != NULL; stmt = stmt->outer)
 	{
-		ListCell   *lc;
-
-		foreach(lc, stmt->groups)
+		for (VersionStmtGroup *grp = stmt->groups; grp != NULL; grp = grp->next)
 		{
-			VersionStmtGroup *grp = (VersionStmtGroup *) lfirst(lc);
-
 			if (grp->routed != NULL && grp->rootrelid == rootrelid)
 				return grp->routed;
 		}
