@@ -67,4 +67,10 @@ extern void lockctl_arg_not_null(FunctionCallInfo fcinfo, int argno,
 								 const char *argname);
 extern Oid	lockctl_fn_owner(FunctionCallInfo fcinfo);
 
+/* direct.c: writing lockctl's own tables without the executor */
+extern Relation lockctl_direct_open(Oid relid);
+extern Relation lockctl_direct_open_named(const char *relname, Oid *relid,
+										  Oid *nspid);
+extern bool lockctl_direct_plain(Relation rel, int maxnatts);
+
 #endif							/* LOCKCTL_H */

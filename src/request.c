@@ -708,12 +708,7 @@ request_shape_build(Relation rel)
 	s->direct = false;
 	s->nindexes = 0;
 
-	if (desc->natts > REQUEST_MAX_NATTS)
-		return;
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relrowsecurity ||
-		(desc->constr != NULL &&
-		 (desc->constr->num_check != 0 || desc->constr->has_generated_stored)))
+	if (!lockctl_direct_plain(rel, REQUEST_MAX_NATTS))
 		return;
 
 	/* exactly the known columns, of the known types */
@@ -788,32 +783,6 @@ request_shape_of(Relation rel)
 	if (!request_shape.valid || request_shape.relid != RelationGetRelid(rel))
 		request_shape_build(rel);
 	return &request_shape;
-}
-
-/*
- * try_table_open(relid, RowExclusiveLock) without its catalog probe: once
- * the lock is granted, invalidations sent before it have been processed, so
- * the relcache entry is current, and RelationIdGetRelation returns NULL for
- * a relation that no longer exists (the probe only saves that relcache
- * load, which this path never needs).  The caller checks what the relation
- * is (its name and schema, its shape).
- */
-static Relation
-request_rel_open(Oid relid)
-{
-	Relation	rel;
-
-	LockRelationOid(relid, RowExclusiveLock);
-	rel = RelationIdGetRelation(relid);
-	if (!RelationIsValid(rel))
-	{
-		UnlockRelationOid(relid, RowExclusiveLock);
-		return NULL;
-	}
-	if (RelationUsesLocalBuffers(rel))
-		MyXactFlags |= XACT_FLAGS_ACCESSEDTEMPNAMESPACE;
-	pgstat_init_relation(rel);
-	return rel;
 }
 
 /*
@@ -904,7 +873,7 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
 		return false;
 
-	rel = request_rel_open(request_memo.relid);
+	rel = lockctl_direct_open(request_memo.relid);
 	if (rel == NULL)
 		return false;
 	s = request_shape_of(rel);
@@ -1095,29 +1064,8 @@ static Oid	request_keys_nsp = InvalidOid;
 static Relation
 request_keys_open(void)
 {
-	Relation	rel;
-	int			attempt;
-
-	for (attempt = 0; attempt < 2; attempt++)
-	{
-		if (!OidIsValid(request_keys_relid) || attempt > 0)
-		{
-			request_keys_nsp = get_namespace_oid("lockctl", true);
-			request_keys_relid = OidIsValid(request_keys_nsp) ?
-				get_relname_relid("request_keys", request_keys_nsp) : InvalidOid;
-			if (!OidIsValid(request_keys_relid))
-				return NULL;
-		}
-		rel = request_rel_open(request_keys_relid);
-		if (rel != NULL)
-		{
-			if (rel->rd_rel->relnamespace == request_keys_nsp &&
-				strcmp(RelationGetRelationName(rel), "request_keys") == 0)
-				return rel;
-			table_close(rel, RowExclusiveLock);
-		}
-	}
-	return NULL;
+	return lockctl_direct_open_named("request_keys", &request_keys_relid,
+									 &request_keys_nsp);
 }
 
 static RequestFast

@@ -174,12 +174,7 @@ holder_shape_build(Relation rel)
 	s->pkoid = InvalidOid;
 	s->pkinfo = NULL;
 
-	if (desc->natts > HOLDER_MAX_NATTS)
-		return;
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relrowsecurity ||
-		(desc->constr != NULL &&
-		 (desc->constr->num_check != 0 || desc->constr->has_generated_stored)))
+	if (!lockctl_direct_plain(rel, HOLDER_MAX_NATTS))
 		return;
 
 	/* exactly the known columns, of the known types */
@@ -231,40 +226,6 @@ holder_shape_build(Relation rel)
 	list_free(indexes);
 }
 
-/*
- * lockctl.holder_units, opened with RowExclusiveLock, or NULL if there is
- * none.  Its OID is kept between calls; the name and schema are checked
- * again once the lock is ours (the table may have been dropped and made
- * again, or another put in its place).
- */
-static Relation
-holder_units_open(void)
-{
-	int			attempt;
-
-	for (attempt = 0; attempt < 2; attempt++)
-	{
-		Relation	rel;
-
-		if (!OidIsValid(holder_units_relid) || attempt > 0)
-		{
-			holder_units_nsp = get_namespace_oid("lockctl", true);
-			holder_units_relid = OidIsValid(holder_units_nsp) ?
-				get_relname_relid("holder_units", holder_units_nsp) : InvalidOid;
-			if (!OidIsValid(holder_units_relid))
-				return NULL;
-		}
-		rel = try_table_open(holder_units_relid, RowExclusiveLock);
-		if (rel != NULL)
-		{
-			if (rel->rd_rel->relnamespace == holder_units_nsp &&
-				strcmp(RelationGetRelationName(rel), "holder_units") == 0)
-				return rel;
-			table_close(rel, RowExclusiveLock);
-		}
-	}
-	return NULL;
-}
 
 /*
  * The write itself: rel as installed (s), delta > 0.  Returns whether it
@@ -414,7 +375,8 @@ lockctl_charge_holder_units(PG_FUNCTION_ARGS)
 	if (delta <= 0 || XactReadOnly || RecoveryInProgress() ||
 		IsolationUsesXactSnapshot())
 		PG_RETURN_NULL();
-	rel = holder_units_open();
+	rel = lockctl_direct_open_named("holder_units", &holder_units_relid,
+									&holder_units_nsp);
 	if (rel == NULL)
 		PG_RETURN_NULL();
 	if (!holder_shape.valid || holder_shape.relid != RelationGetRelid(rel))

@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * direct.c
+ *	  What the paths that write lockctl's own tables without the executor
+ *	  share: opening such a table by name, and telling whether it is still
+ *	  a plain table that they may write as catalog code writes its own.
+ *
+ * Users: request.c (lockctl.request_keys) and reserve_holder.c
+ * (lockctl.holder_units).  Each works out the rest of its table's shape
+ * (its columns and indexes) itself, and falls back to SQL when the table
+ * is not as installed.
+ *
+ * src/direct.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+
+#include "lockctl.h"
+
+/*
+ * try_table_open(relid, RowExclusiveLock) without its catalog probe: once
+ * the lock is granted, invalidations sent before it have been processed, so
+ * the relcache entry is current, and RelationIdGetRelation returns NULL for
+ * a relation that no longer exists (the probe only saves that relcache
+ * load, which these paths never need).  The caller checks what the
+ * relation is (its name and schema, its shape).
+ */
+Relation
+lockctl_direct_open(Oid relid)
+{
+	Relation	rel;
+
+	LockRelationOid(relid, RowExclusiveLock);
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+	{
+		UnlockRelationOid(relid, RowExclusiveLock);
+		return NULL;
+	}
+	if (RelationUsesLocalBuffers(rel))
+		MyXactFlags |= XACT_FLAGS_ACCESSEDTEMPNAMESPACE;
+	pgstat_init_relation(rel);
+	return rel;
+}
+
+/*
+ * lockctl.<relname>, opened with RowExclusiveLock, or NULL if there is none.
+ * Its OID and its schema's are kept by the caller in *relid and *nspid
+ * between calls (InvalidOid at first); the name and schema are checked
+ * again once the lock is ours, since the table may have been dropped and
+ * made again, or another put in its place, and then looked up afresh.
+ */
+Relation
+lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid)
+{
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		Relation	rel;
+
+		if (!OidIsValid(*relid) || attempt > 0)
+		{
+			*nspid = get_namespace_oid("lockctl", true);
+			*relid = OidIsValid(*nspid) ?
+				get_relname_relid(relname, *nspid) : InvalidOid;
+			if (!OidIsValid(*relid))
+				return NULL;
+		}
+		rel = lockctl_direct_open(*relid);
+		if (rel != NULL)
+		{
+			if (rel->rd_rel->relnamespace == *nspid &&
+				strcmp(RelationGetRelationName(rel), relname) == 0)
+				return rel;
+			table_close(rel, RowExclusiveLock);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Whether rel is a table the direct paths may write without the executor:
+ * an ordinary table of at most maxnatts columns (dropped ones included),
+ * without triggers, row security, CHECK constraints or stored generated
+ * columns, which only the executor applies.  Its columns and indexes are
+ * the caller's to check.
+ */
+bool
+lockctl_direct_plain(Relation rel, int maxnatts)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	return desc->natts <= maxnatts &&
+		rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+		!rel->rd_rel->relrowsecurity &&
+		(desc->constr == NULL ||
+		 (desc->constr->num_check == 0 && !desc->constr->has_generated_stored));
+}
