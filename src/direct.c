@@ -108,3 +108,35 @@ lockctl_direct_plain(Relation rel, int maxnatts)
 		(desc->constr == NULL ||
 		 (desc->constr->num_check == 0 && !desc->constr->has_generated_stored));
 }
+
+/*
+ * Whether rel has exactly the ncols columns cols names (no other column but
+ * dropped ones), each of its type where one is given.  If so, attnum[c] is
+ * the position (from 0, in the tuple descriptor) of cols[c].
+ */
+bool
+lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
+					   int ncols, int *attnum)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			found = 0;
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < ncols; c++)
+			if (strcmp(NameStr(att->attname), cols[c].name) == 0)
+				break;
+		if (c == ncols ||
+			(OidIsValid(cols[c].type) && att->atttypid != cols[c].type))
+			return false;
+		attnum[c] = i;
+		found++;
+	}
+	return found == ncols;
+}

@@ -72,5 +72,12 @@ extern Relation lockctl_direct_open(Oid relid);
 extern Relation lockctl_direct_open_named(const char *relname, Oid *relid,
 										  Oid *nspid);
 extern bool lockctl_direct_plain(Relation rel, int maxnatts);
+typedef struct LockctlDirectColumn
+{
+	const char *name;
+	Oid			type;			/* InvalidOid: the caller checks it */
+} LockctlDirectColumn;
+extern bool lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
+								   int ncols, int *attnum);
 
 #endif							/* LOCKCTL_H */

@@ -636,11 +636,7 @@ typedef enum RequestColumn
 	RK_NCOLS
 } RequestColumn;
 
-static const struct
-{
-	const char *name;
-	Oid			type;
-}			request_columns[RK_NCOLS] = {
+static const LockctlDirectColumn request_columns[RK_NCOLS] = {
 	{"scope", TEXTOID}, {"key", TEXTOID}, {"fingerprint", TEXTOID},
 	{"result", JSONBOID}, {"claimed", TIMESTAMPTZOID},
 	{"completed", TIMESTAMPTZOID}, {"expires", TIMESTAMPTZOID},
@@ -682,11 +678,8 @@ static void
 request_shape_build(Relation rel)
 {
 	RequestShape *s = &request_shape;
-	TupleDesc	desc = RelationGetDescr(rel);
 	List	   *indexes;
 	ListCell   *lc;
-	int			found = 0;
-	int			i;
 	bool		pk_seen = false;
 
 	if (s->cxt == NULL)
@@ -712,22 +705,7 @@ request_shape_build(Relation rel)
 		return;
 
 	/* exactly the known columns, of the known types */
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		int			c;
-
-		if (att->attisdropped)
-			continue;
-		for (c = 0; c < RK_NCOLS; c++)
-			if (strcmp(NameStr(att->attname), request_columns[c].name) == 0)
-				break;
-		if (c == RK_NCOLS || att->atttypid != request_columns[c].type)
-			return;
-		s->attnum[c] = i;
-		found++;
-	}
-	if (found != RK_NCOLS)
+	if (!lockctl_direct_columns(rel, request_columns, RK_NCOLS, s->attnum))
 		return;
 
 	indexes = RelationGetIndexList(rel);

@@ -94,7 +94,10 @@ typedef enum HolderColumn
 	HU_NCOLS
 } HolderColumn;
 
-static const char *const holder_columns[HU_NCOLS] = {"pool_id", "holder", "units"};
+/* units: bigint or the domain, checked by holder_units_type_ok */
+static const LockctlDirectColumn holder_columns[HU_NCOLS] = {
+	{"pool_id", INT8OID}, {"holder", TEXTOID}, {"units", InvalidOid}
+};
 
 /* room for a few dropped columns, so that the arrays live on the stack */
 #define HOLDER_MAX_NATTS	(2 * HU_NCOLS)
@@ -151,8 +154,6 @@ holder_shape_build(Relation rel)
 	HolderShape *s = &holder_shape;
 	TupleDesc	desc = RelationGetDescr(rel);
 	List	   *indexes;
-	int			found = 0;
-	int			i;
 
 	if (s->cxt == NULL)
 	{
@@ -178,25 +179,8 @@ holder_shape_build(Relation rel)
 		return;
 
 	/* exactly the known columns, of the known types */
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		int			c;
-
-		if (att->attisdropped)
-			continue;
-		for (c = 0; c < HU_NCOLS; c++)
-			if (strcmp(NameStr(att->attname), holder_columns[c]) == 0)
-				break;
-		if (c == HU_NCOLS ||
-			(c == HU_POOL && att->atttypid != INT8OID) ||
-			(c == HU_HOLDER && att->atttypid != TEXTOID) ||
-			(c == HU_UNITS && !holder_units_type_ok(att->atttypid)))
-			return;
-		s->attnum[c] = i;
-		found++;
-	}
-	if (found != HU_NCOLS)
+	if (!lockctl_direct_columns(rel, holder_columns, HU_NCOLS, s->attnum) ||
+		!holder_units_type_ok(TupleDescAttr(desc, s->attnum[HU_UNITS])->atttypid))
 		return;
 
 	/* one index: the primary key on (pool_id, holder), plain */
