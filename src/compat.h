@@ -22,6 +22,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/relcache.h"
@@ -76,6 +77,8 @@ object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 			return pg_database_aclcheck(objectid, roleid, mode);
 		case NamespaceRelationId:
 			return pg_namespace_aclcheck(objectid, roleid, mode);
+		case ProcedureRelationId:
+			return pg_proc_aclcheck(objectid, roleid, mode);
 	}
 	elog(ERROR, "lockctl: no privilege check for catalog %u before PostgreSQL 16",
 		 classid);
@@ -133,6 +136,17 @@ lockctl_heap_update_15(Relation relation, ItemPointer otid, HeapTuple newtup,
 #define LOCKCTL_RRI_CHECK_EXPRS(rri) ((rri)->ri_CheckConstraintExprs)
 #else
 #define LOCKCTL_RRI_CHECK_EXPRS(rri) ((rri)->ri_ConstraintExprs)
+#endif
+
+/*
+ * 18 has CHECK constraints that are NOT ENFORCED: ExecRelCheck prepares no
+ * expression for them (their slot stays NULL).  Before 18 every CHECK is
+ * enforced.
+ */
+#if PG_VERSION_NUM >= 180000
+#define LOCKCTL_CHECK_ENFORCED(check) ((check)->ccenforced)
+#else
+#define LOCKCTL_CHECK_ENFORCED(check) true
 #endif
 
 /*

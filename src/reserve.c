@@ -40,7 +40,8 @@ static int	lockctl_max_holds_per_role = 0;
 static int	lockctl_max_kept_holds_per_role = 0;
 
 /*
- * Define the settings of reservations.
+ * Define the settings of reservations, and keep the CHECK expressions of
+ * their tables prepared (reserve_checks.c).
  */
 void
 ReserveInit(void)
@@ -62,6 +63,8 @@ ReserveInit(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	ReserveChecksInit();
 }
 
 /*
