@@ -1,8 +1,8 @@
--- The CHECK constraints of the reservation tables, prepared once per
--- backend and handed to every statement that writes the tables
--- (src/reserve_checks.c): they must check exactly what a statement
--- preparing its own would, follow any change of the table or of a
--- function, and keep the privilege on the function as it is.
+-- The CHECK constraints and partial-index predicates of lockctl's tables,
+-- prepared once per backend and handed to every statement that writes the
+-- tables (src/kept_exprs.c): they must check and index exactly as a
+-- statement preparing its own would, follow any change of the table, its
+-- indexes or a function, and keep the privilege on the function as it is.
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 
@@ -15,13 +15,14 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'hold \d+', 'hold N', 'g');
 END $$;
 
--- The sets this backend keeps: one per table, made at first use.
+-- What this backend keeps: a table's CHECKs, an index's predicate.
 CREATE VIEW pg_temp.kept AS
-SELECT count(*) AS kept FROM pg_backend_memory_contexts WHERE name = 'lockctl kept checks';
+SELECT ident AS kept FROM pg_backend_memory_contexts
+ WHERE name = 'lockctl kept expressions' ORDER BY ident;
 
-SELECT lockctl.create_pool('kc', 5);
+SELECT lockctl.create_pool('kc', 10);
 SELECT lockctl.confirm(lockctl.reserve('kc', 1, 'ann', '1 hour'));
--- pool_slots and reservations
+-- pool_slots and reservations, and their partial indexes
 SELECT * FROM pg_temp.kept;
 SELECT id AS pool FROM lockctl.pools WHERE resource = 'kc' \gset
 
@@ -31,6 +32,39 @@ SELECT pg_temp.e(format('UPDATE lockctl.pool_slots SET kept = held + 1 WHERE poo
 SELECT pg_temp.e(format($$UPDATE lockctl.reservations SET finished = NULL WHERE pool_id = %s AND status = 'confirmed'$$, :pool));
 SELECT pg_temp.e(format('UPDATE lockctl.reservations SET quantity = 0 WHERE pool_id = %s', :pool));
 SELECT held, confirmed, available FROM lockctl.pool_status WHERE resource = 'kc';
+
+-- Kept, the predicates index what they indexed: every partial index of
+-- the two tables, read alone, finds exactly the rows a scan of the table
+-- finds (a row wrongly in or out of one would show).
+SELECT lockctl.reserve('kc', 1, 'dan', '1 hour') AS h_cancel \gset
+SELECT lockctl.cancel(:h_cancel);
+SELECT lockctl.reserve('kc', 1, 'eve', '1 hour', 'key-1') IS NOT NULL AS keyed;
+CREATE TEMP TABLE scans (how text, due bigint, keyed bigint, live_or_done bigint, done bigint);
+CREATE FUNCTION pg_temp.scan(how text) RETURNS void LANGUAGE sql AS $$
+INSERT INTO scans
+SELECT how,
+       (SELECT count(*) FROM lockctl.reservations WHERE status = 'held'),
+       (SELECT count(*) FROM lockctl.reservations WHERE idempotency_key IS NOT NULL),
+       (SELECT count(*) FROM lockctl.reservations WHERE status <> 'confirmed' AND taken_by = current_user),
+       (SELECT count(*) FROM lockctl.reservations WHERE status IN ('cancelled', 'expired') AND finished IS NOT NULL);
+$$;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM lockctl.reservations WHERE status = 'held';
+EXPLAIN (COSTS OFF) SELECT count(*) FROM lockctl.reservations WHERE idempotency_key IS NOT NULL;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM lockctl.reservations WHERE status <> 'confirmed' AND taken_by = current_user;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM lockctl.reservations WHERE status IN ('cancelled', 'expired') AND finished IS NOT NULL;
+SELECT pg_temp.scan('partial indexes');
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SET enable_indexscan = off;
+SET enable_indexonlyscan = off;
+SET enable_bitmapscan = off;
+SELECT pg_temp.scan('table');
+RESET enable_indexscan;
+RESET enable_indexonlyscan;
+RESET enable_bitmapscan;
+SELECT * FROM scans ORDER BY how;
 
 -- A CHECK added to the table counts at once, in this session, and the
 -- installed one still does; rolled back, it is gone again.

@@ -55,6 +55,7 @@ _PG_init(void)
 	LeaseInit();
 	FenceTableInit();
 	ReserveInit();
+	KeptExprsInit();
 	RequestInit();
 	WorkerInit();
 

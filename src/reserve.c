@@ -40,8 +40,7 @@ static int	lockctl_max_holds_per_role = 0;
 static int	lockctl_max_kept_holds_per_role = 0;
 
 /*
- * Define the settings of reservations, and keep the CHECK expressions of
- * their tables prepared (reserve_checks.c).
+ * Define the settings of reservations.
  */
 void
 ReserveInit(void)
@@ -63,8 +62,6 @@ ReserveInit(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
-
-	ReserveChecksInit();
 }
 
 /*

@@ -26,6 +26,5 @@ extern bool ReserveRoleCapsOn(void);
 
 /* reserve_checks.c */
 extern bool ReserveStatusIsHeld(Oid status);
-extern void ReserveChecksInit(void);
 
 #endif							/* LOCKCTL_RESERVE_H */
