@@ -93,7 +93,8 @@ typedef struct KeptEntry
 typedef struct KeptWalk
 {
 	TupleDesc	desc;			/* the table's */
-	List	   *funcs;			/* OIDs */
+	bool		gather;			/* gather funcs (of the planned trees only) */
+	List	   *funcs;			/* OIDs, each once */
 } KeptWalk;
 
 static HTAB *kept = NULL;
@@ -148,7 +149,12 @@ kept_function_refused(Oid funcid, void *context)
 	HeapTuple	tup;
 	bool		ok;
 
-	w->funcs = lappend_oid(w->funcs, funcid);
+	/*
+	 * What ExecInitExpr checks EXECUTE of: the functions of the planned
+	 * tree, once each.
+	 */
+	if (w->gather)
+		w->funcs = list_append_unique_oid(w->funcs, funcid);
 	if (funcid < FirstGenbkiObjectId)
 		return false;			/* built in */
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
@@ -220,7 +226,8 @@ kept_build(KeptEntry *e, const char *name, TupleDesc desc,
 	int			n = checks != NULL ? ncheck : 1;
 	Node	  **trees;
 	ExprState **exprs;
-	KeptWalk	w = {desc, NIL};
+	KeptWalk	w = {desc, false, NIL};
+	bool		ok = true;
 	ListCell   *lc;
 	int			i;
 
@@ -251,21 +258,32 @@ kept_build(KeptEntry *e, const char *name, TupleDesc desc,
 		Node	   *raw;
 
 		if (checks != NULL && !LOCKCTL_CHECK_ENFORCED(&checks[i]))
+		{
+			ok = false;
 			break;
+		}
 		/* what ExecRelCheck parses, or the IndexInfo's predicate */
 		raw = checks != NULL ? stringToNode(checks[i].ccbin) : copyObject(pred);
 		/*
 		 * Both before planning (which may inline a SQL function, but only
 		 * for a role that may execute it) and after.
 		 */
+		w.gather = false;
 		if (kept_walker(raw, &w))
+		{
+			ok = false;
 			break;
+		}
 		/* what ExecPrepareExpr and ExecPrepareQual plan */
 		trees[i] = (Node *) expression_planner((Expr *) raw);
+		w.gather = true;
 		if (kept_walker(trees[i], &w))
+		{
+			ok = false;
 			break;
+		}
 	}
-	if (i == n)
+	if (ok)
 	{
 		foreach(lc, w.funcs)
 		{
@@ -274,13 +292,12 @@ kept_build(KeptEntry *e, const char *name, TupleDesc desc,
 			{
 				/* another role's statement may keep them */
 				e->valid = false;
+				ok = false;
 				break;
 			}
 		}
-		if (lc != NULL)
-			i = -1;
 	}
-	if (i != n)
+	if (!ok)
 	{
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextDelete(cxt);
