@@ -554,10 +554,19 @@ class LongHolder(HAClient):
     server says the lease is gone (renew false, or an error)."""
 
     last_r = None
+    last_err = None
 
     def record(self, rec):
         self.last_r = rec["r"]
+        self.last_err = rec.get("err")
         HAClient.record(self, rec)
+
+    def told_nothing(self):
+        """Did the last call end without a verdict on the lease: the
+        connection went (info), or the client's own random statement
+        timeout cancelled it (57014; its transaction rolled back, the lease
+        is as it was)?"""
+        return self.last_r == "info" or self.last_err == "57014"
 
     TTL = 120.0
 
@@ -582,7 +591,7 @@ class LongHolder(HAClient):
         if self.rng.random() < 0.5:
             lease = self.lease
             self.fenced_write(res, tok, 0)
-            if self.last_r == "info":
+            if self.told_nothing():
                 self.lease = lease
         else:
             r, v = self.call({"op": "renew", "res": res, "tok": tok, "owner": self.owner,
@@ -590,7 +599,7 @@ class LongHolder(HAClient):
                              lambda cur, rec: chaos._scalar(cur.execute(
                                  "SELECT lockctl.renew(%s, %s, %s)",
                                  (res, tok, chaos.td(self.TTL)))))
-            if r == "fail" or v is False:
+            if (r == "fail" and not self.told_nothing()) or v is False:
                 self.lease = None
 
     def release_now(self, dsn):
@@ -1198,7 +1207,10 @@ class Round:
                 # its first call after the event: with the same token, and
                 # the server still knew the lease?  (A holder that learned
                 # between the two that its lease was gone acquires instead.)
-                h = next((h for h in mine if h["t0"] > ev["t1"] and h["r"] != "info"), None)
+                # (A call cancelled by the client's own statement timeout,
+                # 57014, says nothing either: the holder keeps its lease.)
+                h = next((h for h in mine if h["t0"] > ev["t1"] and h["r"] != "info"
+                          and h.get("err") != "57014"), None)
                 if h is None:
                     continue
                 if h["op"] != "acquire" and h.get("tok") == tok and h["r"] == "ok" \
