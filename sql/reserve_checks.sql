@@ -84,6 +84,9 @@ SELECT pg_temp.e($$SELECT lockctl.reserve('kc', 1, 'cy', '1 hour')$$);
 ROLLBACK;
 SELECT lockctl.reserve('kc', 1, 'cy', '1 hour') IS NOT NULL AS taken_1;
 SELECT held, confirmed, available FROM lockctl.pool_status WHERE resource = 'kc';
+-- reserve and confirm write slot rows without a statement
+-- (src/reserve_slot.c); cancel's statement keeps pool_slots' set again
+SELECT lockctl.cancel(lockctl.reserve('kc', 1, 'dee', '1 hour'));
 SELECT * FROM pg_temp.kept;
 
 -- A role that may write the table but not execute the CHECK's function

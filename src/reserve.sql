@@ -220,6 +220,31 @@ CREATE INDEX pool_slots_kept_idx ON lockctl.pool_slots (pool_id)
 
 COMMENT ON TABLE lockctl.pool_slots IS 'lockctl: each pool''s capacity split over slots, with the units held and confirmed in each';
 
+-- ---------------------------------------------------------------------------
+-- Internal, in C (src/reserve_slot.c): a slot row written without the
+-- executor.  take_slot is reserve's fast path: the first slot of the pool
+-- from `start` on (then from 0) with quantity units free that no other
+-- transaction holds, taken without waiting; no slot and looked = true when
+-- there is none (wait for one: the middle path), looked = false when the
+-- statement must look (REPEATABLE READ, a table not as installed, ...).
+-- confirm_slot moves quantity units of a slot from held to confirmed;
+-- false, having changed nothing, when the statement must.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.take_slot(pool bigint, start integer, slots integer,
+                                           quantity bigint, OUT slot integer,
+                                           OUT max_per_holder bigint, OUT looked boolean)
+    AS 'MODULE_PATHNAME', 'lockctl_take_slot'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION lockctl_internal.take_slot(bigint, integer, integer, bigint) IS 'lockctl internal: take units of a free, unlocked slot of a pool directly (looked = false: do it with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.take_slot(bigint, integer, integer, bigint) FROM PUBLIC;
+
+CREATE FUNCTION lockctl_internal.confirm_slot(pool bigint, slot integer, quantity bigint)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lockctl_confirm_slot'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) IS 'lockctl internal: move units of a slot from held to confirmed directly (false: do it with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) FROM PUBLIC;
+
 CREATE SEQUENCE lockctl.hold_id_seq;
 
 -- A hold's life: held, then exactly one of the others.  An enum rather
@@ -700,6 +725,7 @@ DECLARE
     v_max bigint;
     v_units bigint;
     v_role name;
+    v_taken record;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -779,36 +805,44 @@ BEGIN
     v_start := pg_backend_pid() % v_slots;
 
     -- 1. fast path: a slot no one else is using, from our own one upwards,
-    -- then from the first one up to ours.  A row locked and then found to
-    -- have too few units stays locked until the end of the transaction, so
-    -- the attempt runs in a subtransaction that is rolled back when it
-    -- fails: this call never waits while it holds a slot lock out of
-    -- order, which is what keeps reserve free of deadlocks.
-    BEGIN
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
-         WHERE s.pool_id = v_pool
-           AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                          WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
-                            AND x.capacity - x.held - x.confirmed >= v_quantity
-                          ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
-        IF v_slot IS NULL AND v_start > 0 THEN
+    -- then from the first one up to ours.  Taken directly when it can be
+    -- (src/reserve_slot.c: no lock on a slot it does not take, no
+    -- subtransaction); by the statements below when take_slot did not
+    -- look.  There, a row locked and then found to have too few units
+    -- stays locked until the end of the transaction, so the attempt runs
+    -- in a subtransaction that is rolled back when it fails: this call
+    -- never waits while it holds a slot lock out of order, which is what
+    -- keeps reserve free of deadlocks.
+    v_taken := lockctl_internal.take_slot(v_pool, v_start, v_slots, v_quantity);
+    v_slot := v_taken.slot;
+    v_max := v_taken.max_per_holder;
+    IF v_slot IS NULL AND NOT v_taken.looked THEN
+        BEGIN
             UPDATE lockctl.pool_slots AS s
                SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
              WHERE s.pool_id = v_pool
                AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
-                              WHERE x.pool_id = v_pool AND x.slot < v_start
+                              WHERE x.pool_id = v_pool AND x.slot >= v_start AND x.slot < v_slots
                                 AND x.capacity - x.held - x.confirmed >= v_quantity
                               ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
-        END IF;
-        IF v_slot IS NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'LCKC1';
-        END IF;
-    EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
-        v_slot := NULL;
-    END;
+            IF v_slot IS NULL AND v_start > 0 THEN
+                UPDATE lockctl.pool_slots AS s
+                   SET held = s.held + v_quantity, holds_taken = s.holds_taken + 1
+                 WHERE s.pool_id = v_pool
+                   AND s.slot = (SELECT x.slot FROM lockctl.pool_slots AS x
+                                  WHERE x.pool_id = v_pool AND x.slot < v_start
+                                    AND x.capacity - x.held - x.confirmed >= v_quantity
+                                  ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED)
+                RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
+            END IF;
+            IF v_slot IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'LCKC1';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'LCKC1' THEN
+            v_slot := NULL;
+        END;
+    END IF;
 
     -- 2. middle path: every slot with enough is busy; wait for the nearest,
     -- holding no other.  The free units are checked again once the lock is
@@ -1035,10 +1069,13 @@ BEGIN
         PERFORM lockctl_internal.hold_state('confirm', id, ARRAY['confirmed']);
         RETURN false;
     END IF;
-    UPDATE lockctl.pool_slots AS s
-       SET held = s.held - v_q, confirmed = s.confirmed + v_q,
-           holds_confirmed = s.holds_confirmed + 1
-     WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    -- Directly when it can be (src/reserve_slot.c), else by the statement.
+    IF NOT lockctl_internal.confirm_slot(v_pool, v_slot, v_q) THEN
+        UPDATE lockctl.pool_slots AS s
+           SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+               holds_confirmed = s.holds_confirmed + 1
+         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+    END IF;
     RETURN true;
 END;
 $fn$;

@@ -445,6 +445,7 @@ DECLARE
     v_start integer := pg_backend_pid();
     v_slot integer;
     v_max bigint;
+    v_taken record;
     v_maxes bigint[] := ARRAY[]::bigint[];
     v_id bigint;
     v_now timestamp with time zone;
@@ -557,22 +558,28 @@ BEGIN
             -- slot with enough from this backend's own one up, then from
             -- the first one up to it, each an index range; one UPDATE per
             -- pool, whose plan is the primary key's whatever the sizes.
+            -- Directly when it can be (src/reserve_slot.c, as reserve).
             FOR i IN 1 .. cardinality(v_pools) LOOP
-                v_slot := NULL;
-                UPDATE lockctl.pool_slots AS s
-                   SET held = s.held + v_qs[i], holds_taken = s.holds_taken + 1
-                 WHERE s.pool_id = v_pools[i]
-                   AND s.slot = coalesce(
-                       (SELECT x.slot FROM lockctl.pool_slots AS x
-                         WHERE x.pool_id = v_pools[i] AND x.slot >= v_start % v_nslots[i]
-                           AND x.slot < v_nslots[i]
-                           AND x.capacity - x.held - x.confirmed >= v_qs[i]
-                         ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED),
-                       (SELECT x.slot FROM lockctl.pool_slots AS x
-                         WHERE x.pool_id = v_pools[i] AND x.slot < v_start % v_nslots[i]
-                           AND x.capacity - x.held - x.confirmed >= v_qs[i]
-                         ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED))
-                RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
+                v_taken := lockctl_internal.take_slot(v_pools[i], v_start % v_nslots[i],
+                                                      v_nslots[i], v_qs[i]);
+                v_slot := v_taken.slot;
+                v_max := v_taken.max_per_holder;
+                IF v_slot IS NULL AND NOT v_taken.looked THEN
+                    UPDATE lockctl.pool_slots AS s
+                       SET held = s.held + v_qs[i], holds_taken = s.holds_taken + 1
+                     WHERE s.pool_id = v_pools[i]
+                       AND s.slot = coalesce(
+                           (SELECT x.slot FROM lockctl.pool_slots AS x
+                             WHERE x.pool_id = v_pools[i] AND x.slot >= v_start % v_nslots[i]
+                               AND x.slot < v_nslots[i]
+                               AND x.capacity - x.held - x.confirmed >= v_qs[i]
+                             ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED),
+                           (SELECT x.slot FROM lockctl.pool_slots AS x
+                             WHERE x.pool_id = v_pools[i] AND x.slot < v_start % v_nslots[i]
+                               AND x.capacity - x.held - x.confirmed >= v_qs[i]
+                             ORDER BY x.slot LIMIT 1 FOR UPDATE SKIP LOCKED))
+                    RETURNING s.slot, s.max_per_holder INTO v_slot, v_max;
+                END IF;
                 IF v_slot IS NULL THEN
                     RAISE EXCEPTION USING ERRCODE = 'LCKC1';
                 END IF;
@@ -804,10 +811,13 @@ BEGIN
         SELECT i.pool_id, i.slot, i.quantity FROM lockctl.cart_items AS i
          WHERE i.cart_id = id ORDER BY i.pool_id, i.slot
     LOOP
-        UPDATE lockctl.pool_slots AS s
-           SET held = s.held - v_q, confirmed = s.confirmed + v_q,
-               holds_confirmed = s.holds_confirmed + 1
-         WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        -- Directly when it can be (src/reserve_slot.c), else by the statement.
+        IF NOT lockctl_internal.confirm_slot(v_pool, v_slot, v_q) THEN
+            UPDATE lockctl.pool_slots AS s
+               SET held = s.held - v_q, confirmed = s.confirmed + v_q,
+                   holds_confirmed = s.holds_confirmed + 1
+             WHERE s.pool_id = v_pool AND s.slot = v_slot;
+        END IF;
     END LOOP;
     RETURN true;
 END;

@@ -84,13 +84,13 @@ lockctl_is_slot_row(PG_FUNCTION_ARGS)
 	held = PG_GETARG_INT64(0);
 	confirmed = PG_GETARG_INT64(1);
 	kept = PG_GETARG_INT64(3);
-	if (held < 0 || confirmed < 0 || kept < 0 || kept > held)
-		PG_RETURN_BOOL(false);
-	if (pg_add_s64_overflow(held, confirmed, &sum))
+	/* only a row otherwise right raises it, as before */
+	if (held >= 0 && confirmed >= 0 && kept >= 0 && kept <= held &&
+		pg_add_s64_overflow(held, confirmed, &sum))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("bigint out of range")));
-	PG_RETURN_BOOL(sum <= PG_GETARG_INT64(2));
+	PG_RETURN_BOOL(ReserveSlotRowOk(held, confirmed, PG_GETARG_INT64(2), kept));
 }
 
 /*
