@@ -455,6 +455,7 @@ DECLARE
     v_units bigint;
     v_role name;
     v_taken record;
+    v_found record;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -487,7 +488,11 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
+    -- check_hold_ttl's test, inline (this is the hot path: a PERFORM of it
+    -- cost a statement and a nested PL/pgSQL call per sale); it raises.
+    IF v_ttl IS NULL OR v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
+    END IF;
     IF v_key IS NOT NULL THEN
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -500,8 +505,15 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
-    IF NOT FOUND THEN
+    -- Directly when it can be (src/reserve_pool.c), else by the statement.
+    v_found := lockctl_internal.pool_of(v_resource);
+    IF v_found.looked THEN
+        v_pool := v_found.id;
+        v_slots := v_found.slots;
+    ELSE
+        SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    END IF;
+    IF v_pool IS NULL THEN
         -- A calendar (src/reserve_calendar.sql) is sold by time range.
         IF EXISTS (SELECT FROM lockctl.calendars AS c WHERE c.resource = v_resource) THEN
             RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
@@ -2021,6 +2033,7 @@ DECLARE
     v_pos integer[] := ARRAY[]::integer[];
     v_pool bigint;
     v_nslots integer;
+    v_found record;
 BEGIN
     IF items IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -2072,8 +2085,15 @@ BEGIN
                 MESSAGE = format('quantity of item %s of lockctl.reserve_cart is out of range: %s', v_n, v_q),
                 DETAIL = format('It must be a whole number between 1 and %s.', lockctl_internal.max_units());
         END IF;
-        SELECT p.id, p.slots INTO v_pool, v_nslots FROM lockctl.pools AS p WHERE p.resource = v_resource;
-        IF NOT FOUND THEN
+        -- Directly when it can be (src/reserve_pool.c), else by the statement.
+        v_found := lockctl_internal.pool_of(v_resource);
+        IF v_found.looked THEN
+            v_pool := v_found.id;
+            v_nslots := v_found.slots;
+        ELSE
+            SELECT p.id, p.slots INTO v_pool, v_nslots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+        END IF;
+        IF v_pool IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
                 MESSAGE = format('pool "%s" does not exist', v_resource),
                 DETAIL = format('Item %s of the cart names it.', v_n);
@@ -4436,3 +4456,16 @@ CREATE FUNCTION lockctl_internal.confirm_slot(pool bigint, slot integer, quantit
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) IS 'lockctl internal: move units of a slot from held to confirmed directly (false: do it with the statement)';
 REVOKE ALL ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Internal, in C (src/reserve_pool.c): reserve's look-up of its pool by
+-- name, through pools_resource_key without the executor.  looked = false
+-- when the statement must look (REPEATABLE READ, no SELECT privilege, a
+-- table not as installed); looked = true and no id: there is no such pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.pool_of(resource text, OUT id bigint, OUT slots integer,
+                                         OUT looked boolean)
+    AS 'MODULE_PATHNAME', 'lockctl_pool_of'
+    LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION lockctl_internal.pool_of(text) IS 'lockctl internal: a pool''s id and slot count read directly (looked = false: read them with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.pool_of(text) FROM PUBLIC;

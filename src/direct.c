@@ -3,12 +3,14 @@
  * direct.c
  *	  What the paths that write lockctl's own tables without the executor
  *	  share: opening such a table by name, and telling whether it is still
- *	  a plain table that they may write as catalog code writes its own.
+ *	  a plain table that they may write as catalog code writes its own;
+ *	  the kept descriptor of a function's composite result.
  *
- * Users: request.c (lockctl.request_keys) and reserve_holder.c
- * (lockctl.holder_units).  Each works out the rest of its table's shape
- * (its columns and indexes) itself, and falls back to SQL when the table
- * is not as installed.
+ * Users: request.c (lockctl.request_keys), reserve_holder.c
+ * (lockctl.holder_units), reserve_slot.c (lockctl.pool_slots) and
+ * reserve_pool.c (lockctl.pools, read only).  Each works out the rest of
+ * its table's shape (its columns and indexes) itself, and falls back to
+ * SQL when the table is not as installed.
  *
  * src/direct.c
  *
@@ -20,16 +22,20 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "funcapi.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "lockctl.h"
 
 /*
- * try_table_open(relid, RowExclusiveLock) without its catalog probe: once
+ * try_table_open(relid, lockmode) without its catalog probe: once
  * the lock is granted, invalidations sent before it have been processed, so
  * the relcache entry is current, and RelationIdGetRelation returns NULL for
  * a relation that no longer exists (the probe only saves that relcache
@@ -37,15 +43,15 @@
  * relation is (its name and schema, its shape).
  */
 Relation
-lockctl_direct_open(Oid relid)
+lockctl_direct_open(Oid relid, LOCKMODE lockmode)
 {
 	Relation	rel;
 
-	LockRelationOid(relid, RowExclusiveLock);
+	LockRelationOid(relid, lockmode);
 	rel = RelationIdGetRelation(relid);
 	if (!RelationIsValid(rel))
 	{
-		UnlockRelationOid(relid, RowExclusiveLock);
+		UnlockRelationOid(relid, lockmode);
 		return NULL;
 	}
 	if (RelationUsesLocalBuffers(rel))
@@ -55,14 +61,16 @@ lockctl_direct_open(Oid relid)
 }
 
 /*
- * lockctl.<relname>, opened with RowExclusiveLock, or NULL if there is none.
+ * lockctl.<relname>, opened with lockmode (RowExclusiveLock to write it,
+ * AccessShareLock to read it), or NULL if there is none.
  * Its OID and its schema's are kept by the caller in *relid and *nspid
  * between calls (InvalidOid at first); the name and schema are checked
  * again once the lock is ours, since the table may have been dropped and
  * made again, or another put in its place, and then looked up afresh.
  */
 Relation
-lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid)
+lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid,
+						  LOCKMODE lockmode)
 {
 	int			attempt;
 
@@ -78,13 +86,13 @@ lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid)
 			if (!OidIsValid(*relid))
 				return NULL;
 		}
-		rel = lockctl_direct_open(*relid);
+		rel = lockctl_direct_open(*relid, lockmode);
 		if (rel != NULL)
 		{
 			if (rel->rd_rel->relnamespace == *nspid &&
 				strcmp(RelationGetRelationName(rel), relname) == 0)
 				return rel;
-			table_close(rel, RowExclusiveLock);
+			table_close(rel, lockmode);
 		}
 	}
 	return NULL;
@@ -139,4 +147,53 @@ lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 		found++;
 	}
 	return found == ncols;
+}
+
+/*
+ * The tuple descriptor, blessed, of the composite result (OUT arguments)
+ * of fcinfo's function, kept in *cache between calls: get_call_result_type
+ * builds it from the function's pg_proc row in every call (about 7,000
+ * instructions, as much as a direct path's index probe).  Built again for
+ * another function and after any invalidation of pg_proc, since a CREATE
+ * OR REPLACE or an ALTER EXTENSION UPDATE may change the OUT arguments.
+ */
+static uint64 result_desc_gen = 1;
+
+static void
+result_desc_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	result_desc_gen++;
+}
+
+TupleDesc
+lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache)
+{
+	static bool registered = false;
+	uint64		gen;
+	TupleDesc	desc;
+	MemoryContext oldcxt;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, result_desc_inval, (Datum) 0);
+		registered = true;
+	}
+	if (cache->desc != NULL && cache->gen == result_desc_gen &&
+		cache->fn_oid == fcinfo->flinfo->fn_oid)
+		return cache->desc;
+
+	/* read first: an invalidation during the look-up makes the next call build again */
+	gen = result_desc_gen;
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (cache->desc != NULL)
+		FreeTupleDesc(cache->desc);
+	cache->desc = NULL;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	desc = CreateTupleDescCopy(desc);
+	MemoryContextSwitchTo(oldcxt);
+	cache->desc = BlessTupleDesc(desc);
+	cache->fn_oid = fcinfo->flinfo->fn_oid;
+	cache->gen = gen;
+	return cache->desc;
 }

@@ -16,8 +16,10 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "storage/lockdefs.h"
 
 #include "compat.h"
 
@@ -69,9 +71,9 @@ extern void lockctl_arg_not_null(FunctionCallInfo fcinfo, int argno,
 extern Oid	lockctl_fn_owner(FunctionCallInfo fcinfo);
 
 /* direct.c: writing lockctl's own tables without the executor */
-extern Relation lockctl_direct_open(Oid relid);
+extern Relation lockctl_direct_open(Oid relid, LOCKMODE lockmode);
 extern Relation lockctl_direct_open_named(const char *relname, Oid *relid,
-										  Oid *nspid);
+										  Oid *nspid, LOCKMODE lockmode);
 extern bool lockctl_direct_plain(Relation rel, int maxnatts);
 typedef struct LockctlDirectColumn
 {
@@ -80,5 +82,12 @@ typedef struct LockctlDirectColumn
 } LockctlDirectColumn;
 extern bool lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 								   int ncols, int *attnum);
+typedef struct LockctlResultDesc
+{
+	Oid			fn_oid;			/* the function it was built for */
+	uint64		gen;			/* pg_proc invalidations seen when built */
+	TupleDesc	desc;			/* in TopMemoryContext, blessed; or NULL */
+} LockctlResultDesc;
+extern TupleDesc lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache);
 
 #endif							/* LOCKCTL_H */

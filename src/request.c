@@ -851,7 +851,7 @@ request_complete_fast(Oid scope, Datum key, Datum result)
 		XactReadOnly || RecoveryInProgress() || IsolationIsSerializable())
 		return false;
 
-	rel = lockctl_direct_open(request_memo.relid);
+	rel = lockctl_direct_open(request_memo.relid, RowExclusiveLock);
 	if (rel == NULL)
 		return false;
 	s = request_shape_of(rel);
@@ -1043,7 +1043,7 @@ static Relation
 request_keys_open(void)
 {
 	return lockctl_direct_open_named("request_keys", &request_keys_relid,
-									 &request_keys_nsp);
+									 &request_keys_nsp, RowExclusiveLock);
 }
 
 static RequestFast

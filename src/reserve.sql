@@ -238,6 +238,19 @@ CREATE FUNCTION lockctl_internal.take_slot(pool bigint, start integer, slots int
 COMMENT ON FUNCTION lockctl_internal.take_slot(bigint, integer, integer, bigint) IS 'lockctl internal: take units of a free, unlocked slot of a pool directly (looked = false: do it with the statement)';
 REVOKE ALL ON FUNCTION lockctl_internal.take_slot(bigint, integer, integer, bigint) FROM PUBLIC;
 
+-- ---------------------------------------------------------------------------
+-- Internal, in C (src/reserve_pool.c): reserve's look-up of its pool by
+-- name, through pools_resource_key without the executor.  looked = false
+-- when the statement must look (REPEATABLE READ, no SELECT privilege, a
+-- table not as installed); looked = true and no id: there is no such pool.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.pool_of(resource text, OUT id bigint, OUT slots integer,
+                                         OUT looked boolean)
+    AS 'MODULE_PATHNAME', 'lockctl_pool_of'
+    LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION lockctl_internal.pool_of(text) IS 'lockctl internal: a pool''s id and slot count read directly (looked = false: read them with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.pool_of(text) FROM PUBLIC;
+
 CREATE FUNCTION lockctl_internal.confirm_slot(pool bigint, slot integer, quantity bigint)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'lockctl_confirm_slot'
@@ -726,6 +739,7 @@ DECLARE
     v_units bigint;
     v_role name;
     v_taken record;
+    v_found record;
 BEGIN
     -- The checks of lockctl_internal.check_resource, inline: this is the hot path.
     IF v_resource IS NULL THEN
@@ -758,7 +772,11 @@ BEGIN
             DETAIL = format('It is %s bytes long; the limit is %s bytes.',
                             octet_length(v_holder), lockctl_internal.name_max_bytes());
     END IF;
-    PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
+    -- check_hold_ttl's test, inline (this is the hot path: a PERFORM of it
+    -- cost a statement and a nested PL/pgSQL call per sale); it raises.
+    IF v_ttl IS NULL OR v_ttl < lockctl_internal.min_hold_ttl() OR v_ttl > lockctl_internal.max_hold_ttl() THEN
+        PERFORM lockctl_internal.check_hold_ttl('reserve', v_ttl);
+    END IF;
     IF v_key IS NOT NULL THEN
         IF octet_length(v_key) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -771,8 +789,15 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
-    IF NOT FOUND THEN
+    -- Directly when it can be (src/reserve_pool.c), else by the statement.
+    v_found := lockctl_internal.pool_of(v_resource);
+    IF v_found.looked THEN
+        v_pool := v_found.id;
+        v_slots := v_found.slots;
+    ELSE
+        SELECT p.id, p.slots INTO v_pool, v_slots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+    END IF;
+    IF v_pool IS NULL THEN
         -- A calendar (src/reserve_calendar.sql) is sold by time range.
         IF EXISTS (SELECT FROM lockctl.calendars AS c WHERE c.resource = v_resource) THEN
             RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',

@@ -283,6 +283,7 @@ DECLARE
     v_pos integer[] := ARRAY[]::integer[];
     v_pool bigint;
     v_nslots integer;
+    v_found record;
 BEGIN
     IF items IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
@@ -334,8 +335,15 @@ BEGIN
                 MESSAGE = format('quantity of item %s of lockctl.reserve_cart is out of range: %s', v_n, v_q),
                 DETAIL = format('It must be a whole number between 1 and %s.', lockctl_internal.max_units());
         END IF;
-        SELECT p.id, p.slots INTO v_pool, v_nslots FROM lockctl.pools AS p WHERE p.resource = v_resource;
-        IF NOT FOUND THEN
+        -- Directly when it can be (src/reserve_pool.c), else by the statement.
+        v_found := lockctl_internal.pool_of(v_resource);
+        IF v_found.looked THEN
+            v_pool := v_found.id;
+            v_nslots := v_found.slots;
+        ELSE
+            SELECT p.id, p.slots INTO v_pool, v_nslots FROM lockctl.pools AS p WHERE p.resource = v_resource;
+        END IF;
+        IF v_pool IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
                 MESSAGE = format('pool "%s" does not exist', v_resource),
                 DETAIL = format('Item %s of the cart names it.', v_n);

@@ -360,7 +360,7 @@ lockctl_charge_holder_units(PG_FUNCTION_ARGS)
 		IsolationUsesXactSnapshot())
 		PG_RETURN_NULL();
 	rel = lockctl_direct_open_named("holder_units", &holder_units_relid,
-									&holder_units_nsp);
+									&holder_units_nsp, RowExclusiveLock);
 	if (rel == NULL)
 		PG_RETURN_NULL();
 	if (!holder_shape.valid || holder_shape.relid != RelationGetRelid(rel))

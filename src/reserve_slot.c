@@ -299,7 +299,8 @@ slot_open(void)
 
 	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
 		return NULL;
-	rel = lockctl_direct_open_named("pool_slots", &pool_slots_relid, &pool_slots_nsp);
+	rel = lockctl_direct_open_named("pool_slots", &pool_slots_relid, &pool_slots_nsp,
+									 RowExclusiveLock);
 	if (rel == NULL)
 		return NULL;
 	if (!slot_shape.valid || slot_shape.relid != RelationGetRelid(rel))
@@ -471,6 +472,9 @@ slot_take_range(Relation rel, const SlotShape *s, int64 pool, int32 from, int32 
 	return found;
 }
 
+/* its result's descriptor, kept (direct.c) */
+static LockctlResultDesc result_desc;
+
 /*
  * lockctl_internal.take_slot(pool bigint, start integer, slots integer,
  * quantity bigint, OUT slot integer, OUT max_per_holder bigint, OUT looked
@@ -491,8 +495,7 @@ lockctl_take_slot(PG_FUNCTION_ARGS)
 	bool		looked = false;
 	Relation	rel;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = lockctl_result_desc(fcinfo, &result_desc);
 
 	if (quantity > 0 && slots > 0 && start >= 0 && start < slots &&
 		(rel = slot_open()) != NULL)
@@ -519,8 +522,7 @@ lockctl_take_slot(PG_FUNCTION_ARGS)
 		table_close(rel, NoLock);
 	}
 	values[2] = BoolGetDatum(looked);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
-													  values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*
