@@ -25,11 +25,11 @@
 #include "funcapi.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
-#include "utils/inval.h"
-#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "lockctl.h"
@@ -182,7 +182,10 @@ lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache)
 		cache->fn_oid == fcinfo->flinfo->fn_oid)
 		return cache->desc;
 
-	/* read first: an invalidation during the look-up makes the next call build again */
+	/*
+	 * Read first: an invalidation that arrives during the look-up makes
+	 * the next call build it again.
+	 */
 	gen = result_desc_gen;
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
