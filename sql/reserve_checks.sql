@@ -22,7 +22,8 @@ SELECT ident AS kept FROM pg_backend_memory_contexts
 
 SELECT lockctl.create_pool('kc', 10);
 SELECT lockctl.confirm(lockctl.reserve('kc', 1, 'ann', '1 hour'));
--- pool_slots and reservations, and their partial indexes
+-- pool_slots and its partial index (a sale writes its hold's row
+-- directly, src/reserve_hold.c, with expressions of its own)
 SELECT * FROM pg_temp.kept;
 SELECT id AS pool FROM lockctl.pools WHERE resource = 'kc' \gset
 
@@ -39,6 +40,9 @@ SELECT held, confirmed, available FROM lockctl.pool_status WHERE resource = 'kc'
 SELECT lockctl.reserve('kc', 1, 'dan', '1 hour') AS h_cancel \gset
 SELECT lockctl.cancel(:h_cancel);
 SELECT lockctl.reserve('kc', 1, 'eve', '1 hour', 'key-1') IS NOT NULL AS keyed;
+-- cancel's UPDATE and a keyed reserve's INSERT: reservations and its
+-- partial indexes too
+SELECT * FROM pg_temp.kept;
 CREATE TEMP TABLE scans (how text, due bigint, keyed bigint, live_or_done bigint, done bigint);
 CREATE FUNCTION pg_temp.scan(how text) RETURNS void LANGUAGE sql AS $$
 INSERT INTO scans

@@ -4,7 +4,8 @@
  *	  What the paths that write lockctl's own tables without the executor
  *	  share: opening such a table by name, and telling whether it is still
  *	  a plain table that they may write as catalog code writes its own;
- *	  the kept descriptor of a function's composite result.
+ *	  whether a function is one of this library's; the kept descriptor of
+ *	  a function's composite result.
  *
  * Users: request.c (lockctl.request_keys), reserve_holder.c
  * (lockctl.holder_units), reserve_slot.c (lockctl.pool_slots) and
@@ -22,9 +23,12 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
 #include "funcapi.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -147,6 +151,42 @@ lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 		found++;
 	}
 	return found == ncols;
+}
+
+/*
+ * Whether function funcid is the C function of this library at address
+ * fn: what its pg_proc row (probin, prosrc) resolves to, as the function
+ * manager would load it.  A function of the same name in another library,
+ * or one replaced by SQL, is not.
+ */
+bool
+lockctl_direct_is_ours(Oid funcid, void *fn)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		ours = false;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang == ClanguageId && !proc->proretset)
+	{
+		bool		isnull;
+		Datum		bin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &isnull);
+		Datum		src;
+
+		if (!isnull)
+		{
+			src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+			if (!isnull &&
+				load_external_function(TextDatumGetCString(bin),
+									   TextDatumGetCString(src), false, NULL) == fn)
+				ours = true;
+		}
+	}
+	ReleaseSysCache(tup);
+	return ours;
 }
 
 /*

@@ -99,6 +99,22 @@ lockctl_acting_role(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether the role a call acts for has the privileges of the role named
+ * owner: lockctl_internal.may_act_for's test, which the direct confirm
+ * (reserve_hold.c) makes too.
+ */
+bool
+ReserveMayActFor(const char *owner)
+{
+	Oid			self = ReserveActingRole();
+	Oid			role = get_role_oid(owner, true);
+
+	if (!OidIsValid(role))
+		return superuser_arg(self);
+	return has_privs_of_role(self, role);
+}
+
+/*
  * lockctl_internal.may_act_for(owner name) returns boolean: whether the
  * role a call acts for has the privileges of role owner (it is owner, a
  * member that inherits it, or a superuser).  An owner that no longer
@@ -109,14 +125,7 @@ PG_FUNCTION_INFO_V1(lockctl_may_act_for);
 Datum
 lockctl_may_act_for(PG_FUNCTION_ARGS)
 {
-	Oid			self;
-	Oid			owner;
-
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	self = ReserveActingRole();
-	owner = get_role_oid(NameStr(*PG_GETARG_NAME(0)), true);
-	if (!OidIsValid(owner))
-		PG_RETURN_BOOL(superuser_arg(self));
-	PG_RETURN_BOOL(has_privs_of_role(self, owner));
+	PG_RETURN_BOOL(ReserveMayActFor(NameStr(*PG_GETARG_NAME(0))));
 }

@@ -20,6 +20,9 @@
 /* The role a call acts for: SET ROLE's role, else the session user. */
 extern Oid	ReserveActingRole(void);
 
+/* Whether that role has the privileges of the role named owner. */
+extern bool ReserveMayActFor(const char *owner);
+
 /*
  * Whether lockctl.max_holds_per_role or lockctl.max_kept_holds_per_role
  * is set (above 0) in this session: only then is a new hold counted
@@ -30,6 +33,9 @@ extern bool ReserveRoleCapsOn(void);
 /* reserve_checks.c */
 extern bool ReserveStatusIsHeld(Oid status);
 extern PGDLLEXPORT Datum lockctl_is_slot_row(PG_FUNCTION_ARGS);
+
+/* lease_mark.c: the default of lockctl.reservations.id */
+extern PGDLLEXPORT Datum lockctl_era_nextval(PG_FUNCTION_ARGS);
 
 /*
  * The invariant of a slot row (the CHECK pool_slots_not_oversold, which

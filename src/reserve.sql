@@ -258,6 +258,34 @@ CREATE FUNCTION lockctl_internal.confirm_slot(pool bigint, slot integer, quantit
 COMMENT ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) IS 'lockctl internal: move units of a slot from held to confirmed directly (false: do it with the statement)';
 REVOKE ALL ON FUNCTION lockctl_internal.confirm_slot(bigint, integer, bigint) FROM PUBLIC;
 
+-- ---------------------------------------------------------------------------
+-- Internal, in C (src/reserve_hold.c): a hold's row written without the
+-- executor.  insert_hold inserts reserve's live hold (no idempotency key)
+-- and returns its id; NULL when the statement must insert it.
+-- confirm_hold makes confirm's UPDATE: pool_id, slot and quantity of the
+-- hold it confirmed (looked = true), none when no live hold of the
+-- caller's matched (looked = true), looked = false, having changed
+-- nothing, when the statement must (a concurrent change, REPEATABLE READ,
+-- a table not as installed, ...).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.insert_hold(pool bigint, slot integer, quantity bigint,
+                                             holder text, taken_by name,
+                                             created timestamp with time zone,
+                                             expires timestamp with time zone)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'lockctl_insert_hold'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION lockctl_internal.insert_hold(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) IS 'lockctl internal: insert a live hold directly (NULL: insert it with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.insert_hold(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
+
+CREATE FUNCTION lockctl_internal.confirm_hold(id bigint, at timestamp with time zone,
+                                              OUT pool_id bigint, OUT slot integer,
+                                              OUT quantity bigint, OUT looked boolean)
+    AS 'MODULE_PATHNAME', 'lockctl_confirm_hold'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION lockctl_internal.confirm_hold(bigint, timestamp with time zone) IS 'lockctl internal: confirm a live hold of the caller''s directly (looked = false: do it with the statement)';
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_hold(bigint, timestamp with time zone) FROM PUBLIC;
+
 CREATE SEQUENCE lockctl.hold_id_seq;
 
 -- A hold's life: held, then exactly one of the others.  An enum rather
@@ -953,10 +981,15 @@ BEGIN
 
     v_now := clock_timestamp();
     IF v_key IS NULL THEN
-        INSERT INTO lockctl.reservations AS r
-               (pool_id, slot, quantity, holder, taken_by, created, expires)
-        VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
-        RETURNING r.id INTO v_id;
+        -- Directly when it can be (src/reserve_hold.c), else by the statement.
+        v_id := lockctl_internal.insert_hold(v_pool, v_slot, v_quantity, v_holder, v_role,
+                                             v_now, v_now + v_ttl);
+        IF v_id IS NULL THEN
+            INSERT INTO lockctl.reservations AS r
+                   (pool_id, slot, quantity, holder, taken_by, created, expires)
+            VALUES (v_pool, v_slot, v_quantity, v_holder, v_role, v_now, v_now + v_ttl)
+            RETURNING r.id INTO v_id;
+        END IF;
         RETURN v_id;
     END IF;
 
@@ -1069,22 +1102,32 @@ DECLARE
     v_pool bigint;
     v_slot integer;
     v_q bigint;
+    v_done record;
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'id of lockctl.confirm must not be null';
     END IF;
-    -- "finished IS NULL" means held (a CHECK constraint says so), and unlike
-    -- "status = 'held'" it does not let the planner pick the worker's
-    -- partial index of all live holds over the primary key.  A row that
-    -- fails may_act_for is never locked: another role cannot make anyone
-    -- wait on a hold that is not its own.
-    UPDATE lockctl.reservations AS r
-       SET status = 'confirmed', finished = v_now
-     WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
-       AND lockctl_internal.may_act_for(r.taken_by)
-    RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
-    IF NOT FOUND THEN
+    -- Directly when it can be (src/reserve_hold.c), else by the statement.
+    v_done := lockctl_internal.confirm_hold(id, v_now);
+    IF v_done.looked THEN
+        v_pool := v_done.pool_id;
+        v_slot := v_done.slot;
+        v_q := v_done.quantity;
+    ELSE
+        -- "finished IS NULL" means held (a CHECK constraint says so), and
+        -- unlike "status = 'held'" it does not let the planner pick the
+        -- worker's partial index of all live holds over the primary key.
+        -- A row that fails may_act_for is never locked: another role
+        -- cannot make anyone wait on a hold that is not its own.
+        UPDATE lockctl.reservations AS r
+           SET status = 'confirmed', finished = v_now
+         WHERE r.id = id AND r.finished IS NULL AND r.expires > v_now
+           AND lockctl_internal.may_act_for(r.taken_by)
+        RETURNING r.pool_id, r.slot, r.quantity INTO v_pool, v_slot, v_q;
+    END IF;
+    -- pool_id is NOT NULL: no pool, no hold matched.
+    IF v_pool IS NULL THEN
         -- A calendar's range hold (src/reserve_calendar.sql): the same ids.
         -- The test of lockctl_internal.is_range_hold, inline: that SQL
         -- function is planned again in every transaction that calls it.

@@ -82,6 +82,7 @@
 #include "utils/typcache.h"
 #include "utils/acl.h"
 
+#include "direct_write.h"
 #include "lockctl.h"
 #include "lease_token.h"
 #include "reserve.h"
@@ -553,37 +554,10 @@ static const Oid range_col_type[RCOL_N] = {
 /*
  * What range_insert_shape found for the table of OID relid, kept until a
  * relcache invalidation of that table (any ALTER TABLE, CREATE or DROP
- * INDEX, DROP, VACUUM, ...), of one of its indexes, or of every relation.
- *
- * With it, what the executor would make again in every statement that
- * writes the table, and range_insert_direct in every call:
- *  - the table's CHECK constraints, prepared (parsed from their stored
- *    text, about 17,000 instructions);
- *  - the IndexInfos of its indexes, as ExecOpenIndices builds them for an
- *    INSERT ... ON CONFLICT (BuildIndexInfo and BuildSpeculativeIndexInfo:
- *    the expressions and predicates copied out of the relcache, the
- *    exclusion and unique operators looked up; about 15,000), with the
- *    predicates of its partial indexes (five, about 23,000) and the
- *    expressions of its GiST indexes (about 3,400) prepared in the same
- *    long-lived state (ExecInsertIndexTuples and FormIndexDatum prepare
- *    them at first use in the EState of the statement).
- * They are made once, in cxt; each call opens and locks the indexes
- * (RowExclusiveLock, as ExecOpenIndices) and hands its ResultRelInfo the
- * CHECK expressions and a copy of each kept IndexInfo, its own (index AMs
- * keep per-statement state in ii_AmCache, in ii_Context: GiST its
- * GISTSTATE), sharing the kept trees, operators and prepared expressions,
- * which nothing writes during an insertion.  Prepared expressions need no
- * particular EState: they are evaluated in the per-tuple context of the
- * call's.  All of it depends only on the definitions of the table and of
- * its indexes: a change to either sends an invalidation of the table or of
- * the index (an update of pg_index invalidates the index alone).  Most
- * changes take a lock that conflicts with the ROW EXCLUSIVE a call holds
- * on the table; those that do not (CREATE and DROP INDEX CONCURRENTLY make
- * an index ready for inserts or not) are seen when the call locks the
- * indexes, and range_shape_indexes then builds the call's IndexInfos from
- * the relcache, as the executor would.  An invalidation only marks the
- * shape stale (it may arrive in the middle of a call that uses it); the
- * next call frees it.
+ * INDEX, DROP, VACUUM, ...), of one of its indexes, or of every relation;
+ * with it, the table's CHECK expressions and the IndexInfos of its
+ * indexes, prepared once (direct_write.c: about 58,000 instructions that
+ * the executor spends in every statement that writes the table).
  */
 typedef struct RangeShape
 {
@@ -592,12 +566,7 @@ typedef struct RangeShape
 	bool		direct;			/* as installed: range_insert_direct may write */
 	AttrNumber	attnum[RCOL_N];
 	Oid			held;			/* the enum value 'held' of status's type */
-	EState	   *cxt;			/* where what follows lives, or NULL */
-	ExprState **checks;			/* ri_ConstraintExprs, or NULL until prepared */
-	bool		indexed;		/* the indexes below are kept */
-	int			nindexes;
-	Oid		   *index_oid;		/* RelationGetIndexList's order */
-	IndexInfo **index_info;		/* and their IndexInfos */
+	LockctlKeptWrite kept;
 } RangeShape;
 
 static RangeShape range_shape;
@@ -605,161 +574,9 @@ static RangeShape range_shape;
 static void
 range_shape_inval(Datum arg, Oid relid)
 {
-	int			i;
-
-	if (!OidIsValid(relid) || relid == range_shape.relid)
+	if (!OidIsValid(relid) || relid == range_shape.relid ||
+		lockctl_kept_index_of(&range_shape.kept, relid))
 		range_shape.valid = false;
-	else if (range_shape.indexed)
-		for (i = 0; i < range_shape.nindexes; i++)
-			if (relid == range_shape.index_oid[i])
-				range_shape.valid = false;
-}
-
-/*
- * The long-lived executor state of range_shape's expressions, made at
- * first use (a child of TopMemoryContext: it outlives transactions).
- */
-static EState *
-range_shape_cxt(void)
-{
-	if (range_shape.cxt == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		range_shape.cxt = CreateExecutorState();
-		MemoryContextSwitchTo(oldcxt);
-	}
-	return range_shape.cxt;
-}
-
-/*
- * Build the IndexInfos of rri's table as ExecOpenIndices does for an
- * INSERT ... ON CONFLICT, opening and locking its indexes, into
- * range_shape's long-lived state, with their predicates and expressions
- * prepared there, and keep them.
- */
-static void
-range_shape_keep_indexes(ResultRelInfo *rri)
-{
-	EState	   *cxt = range_shape_cxt();
-	MemoryContext oldcxt = MemoryContextSwitchTo(cxt->es_query_cxt);
-	int			i;
-
-	ExecOpenIndices(rri, true);
-	range_shape.nindexes = rri->ri_NumIndices;
-	range_shape.index_oid = palloc(sizeof(Oid) * Max(rri->ri_NumIndices, 1));
-	range_shape.index_info = palloc(sizeof(IndexInfo *) * Max(rri->ri_NumIndices, 1));
-	for (i = 0; i < rri->ri_NumIndices; i++)
-	{
-		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
-
-		range_shape.index_oid[i] = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
-		/* what ExecInsertIndexTuples and FormIndexDatum would prepare */
-		if (ii->ii_Predicate != NIL)
-			ii->ii_PredicateState = ExecPrepareQual(ii->ii_Predicate, cxt);
-		if (ii->ii_Expressions != NIL)
-			ii->ii_ExpressionsState = ExecPrepareExprList(ii->ii_Expressions, cxt);
-		range_shape.index_info[i] = ii;
-	}
-	range_shape.indexed = true;
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * What ExecOpenIndices(rri, true) does, with range_shape's IndexInfos:
- * open and lock (RowExclusiveLock) each index of rri's table, and give rri
- * a copy of each kept IndexInfo, allocated in the current memory context
- * (the call's).  The first call on a shape builds and keeps them; a call
- * that finds the table's indexes other than those kept (which an
- * invalidation of the table would have said), or the shape made stale by
- * an invalidation that came with the index locks, runs ExecOpenIndices
- * itself, as the executor would.
- */
-static void
-range_shape_indexes(ResultRelInfo *rri)
-{
-	Relation	rel = rri->ri_RelationDesc;
-	List	   *indexes = NIL;
-	ListCell   *lc;
-	int			i;
-
-	if (!range_shape.indexed)
-		range_shape_keep_indexes(rri);
-	else
-	{
-		if (RelationGetForm(rel)->relhasindex)
-			indexes = RelationGetIndexList(rel);
-		i = 0;
-		foreach(lc, indexes)
-		{
-			if (i >= range_shape.nindexes || lfirst_oid(lc) != range_shape.index_oid[i])
-				break;
-			i++;
-		}
-		if (lc != NULL || i != range_shape.nindexes)
-		{
-			list_free(indexes);
-			ExecOpenIndices(rri, true);
-			return;
-		}
-		list_free(indexes);
-		rri->ri_NumIndices = range_shape.nindexes;
-		if (range_shape.nindexes == 0)
-			return;
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * range_shape.nindexes);
-		for (i = 0; i < range_shape.nindexes; i++)
-			rri->ri_IndexRelationDescs[i] = index_open(range_shape.index_oid[i],
-													   RowExclusiveLock);
-		if (!range_shape.valid)
-		{
-			/* an index changed meanwhile: as the executor, from the relcache */
-			ExecCloseIndices(rri);
-			ExecOpenIndices(rri, true);
-			return;
-		}
-	}
-
-	/* the call's own copies (the first call's descriptors are in cxt) */
-	{
-		Relation   *descs = palloc(sizeof(Relation) * Max(range_shape.nindexes, 1));
-		IndexInfo **infos = palloc(sizeof(IndexInfo *) * Max(range_shape.nindexes, 1));
-
-		for (i = 0; i < range_shape.nindexes; i++)
-		{
-			IndexInfo  *ii = makeNode(IndexInfo);
-
-			*ii = *range_shape.index_info[i];
-			ii->ii_AmCache = NULL;
-			ii->ii_Context = CurrentMemoryContext;
-			descs[i] = rri->ri_IndexRelationDescs[i];
-			infos[i] = ii;
-		}
-		rri->ri_IndexRelationDescs = descs;
-		rri->ri_IndexRelationInfo = infos;
-	}
-}
-
-/*
- * Check row slot against the NOT NULL and CHECK constraints of rri's
- * table, as ExecConstraints does; the first time, the CHECK expressions
- * are prepared (by ExecConstraints, in range_shape's long-lived state) and
- * kept.
- */
-static void
-range_shape_constraints(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
-{
-	EState	   *cxt;
-
-	if (range_shape.checks != NULL)
-	{
-		ExecConstraints(rri, slot, estate);
-		return;
-	}
-	cxt = range_shape_cxt();
-	LOCKCTL_RRI_CHECK_EXPRS(rri) = NULL;
-	ExecConstraints(rri, slot, cxt);
-	ResetPerTupleExprContext(cxt);
-	range_shape.checks = LOCKCTL_RRI_CHECK_EXPRS(rri);
 }
 
 /*
@@ -771,8 +588,6 @@ range_insert_shape(Relation rel)
 {
 	static bool registered = false;
 	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *indexes;
-	ListCell   *lc;
 	int			ncols = 0;
 	int			i;
 	int			c;
@@ -785,14 +600,7 @@ range_insert_shape(Relation rel)
 	if (range_shape.valid && range_shape.relid == RelationGetRelid(rel))
 		return range_shape.direct;
 
-	if (range_shape.cxt != NULL)
-		FreeExecutorState(range_shape.cxt);
-	range_shape.cxt = NULL;
-	range_shape.checks = NULL;
-	range_shape.indexed = false;
-	range_shape.nindexes = 0;
-	range_shape.index_oid = NULL;
-	range_shape.index_info = NULL;
+	lockctl_kept_reset(&range_shape.kept, &range_shape.valid);
 	range_shape.relid = RelationGetRelid(rel);
 	range_shape.direct = false;
 	range_shape.held = InvalidOid;
@@ -837,27 +645,9 @@ range_insert_shape(Relation rel)
 	if (ncols != RCOL_N)
 		return false;
 
-	/*
-	 * A deferred unique or exclusion constraint would be checked again at
-	 * commit by a trigger the executor queues; there is none to queue here.
-	 */
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
-	{
-		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
-		bool		immediate;
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
-		immediate = ((Form_pg_index) GETSTRUCT(tup))->indimmediate;
-		ReleaseSysCache(tup);
-		if (!immediate)
-		{
-			list_free(indexes);
-			return false;
-		}
-	}
-	list_free(indexes);
+	/* no deferred index: see lockctl_kept_immediate */
+	if (!lockctl_kept_immediate(rel))
+		return false;
 	range_shape.direct = true;
 	return true;
 }
@@ -874,10 +664,8 @@ static int
 range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 {
 	Relation	rel;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	LockctlDirectWrite w;
 	TupleTableSlot *slot;
-	MemoryContext oldcxt;
 	TransactionId xid;
 	uint32		token;
 	bool		conflict = false;
@@ -898,25 +686,9 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 
-	estate = CreateExecutorState();
-	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	estate->es_snapshot = GetActiveSnapshot();
-	rri = makeNode(ResultRelInfo);
-	/* no range table entry: the row is the function's, not a statement's */
-	InitResultRelInfo(rri, rel, 0, NULL, 0);
-	/* ExecOpenIndices(rri, true) and the CHECKs, from range_shape */
-	range_shape_indexes(rri);
-	LOCKCTL_RRI_CHECK_EXPRS(rri) = range_shape.checks;
-
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel),
-								  table_slot_callbacks(rel));
-	ExecClearTuple(slot);
-	for (c = 0; c < RelationGetDescr(rel)->natts; c++)
-	{
-		slot->tts_values[c] = (Datum) 0;
-		slot->tts_isnull[c] = true;
-	}
+	/* ExecOpenIndices(rri, true) and the CHECKs, kept (direct_write.c) */
+	lockctl_write_begin(&w, rel, &range_shape.kept, table_slot_callbacks(rel));
+	slot = w.slot;
 	for (c = 0; c < RCOL_STATUS; c++)
 	{
 		slot->tts_values[range_shape.attnum[c] - 1] = args[c];
@@ -925,19 +697,16 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	slot->tts_values[range_shape.attnum[RCOL_STATUS] - 1] = ObjectIdGetDatum(range_shape.held);
 	slot->tts_isnull[range_shape.attnum[RCOL_STATUS] - 1] = false;
 	ExecStoreVirtualTuple(slot);
-	/* as ExecInsert sets it, for a CHECK that reads tableoid */
-	slot->tts_tableOid = RelationGetRelid(rel);
 
 	/* NOT NULL and CHECK (range_reservations_state_check) */
-	if (rel->rd_att->constr != NULL)
-		range_shape_constraints(rri, slot, estate);
+	lockctl_write_constraints(&w, &range_shape.kept);
 
 	/* What ExecInsert does for ON CONFLICT DO NOTHING, from the insertion on. */
 	xid = GetCurrentTransactionId();
 	token = SpeculativeInsertionLockAcquire(xid);
-	table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+	table_tuple_insert_speculative(rel, slot, w.estate->es_output_cid, 0, NULL, token);
 	/* every unique and exclusion index an arbiter, as with no conflict target */
-	recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &conflict, NIL, false);
+	recheck = ExecInsertIndexTuples(w.rri, slot, w.estate, false, true, &conflict, NIL, false);
 	table_tuple_complete_speculative(rel, slot, token, !conflict);
 	SpeculativeInsertionLockRelease(xid);
 	/*
@@ -948,10 +717,7 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	if (recheck != NIL && !conflict)
 		elog(ERROR, "lockctl.reserve_range: a constraint of lockctl.range_reservations is deferred");
 
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	MemoryContextSwitchTo(oldcxt);
-	FreeExecutorState(estate);
+	lockctl_write_end(&w);
 	PopActiveSnapshot();
 	table_close(rel, NoLock);
 	return conflict ? 0 : 1;

@@ -163,9 +163,6 @@ slot_check_is_ours(Node *expr, const int *attnum)
 {
 	static const SlotColumn args[4] = {SC_HELD, SC_CONFIRMED, SC_CAPACITY, SC_KEPT};
 	FuncExpr   *fe;
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	bool		ours = false;
 	int			i;
 
 	if (expr == NULL || !IsA(expr, FuncExpr))
@@ -181,29 +178,7 @@ slot_check_is_ours(Node *expr, const int *attnum)
 			v->varattno != attnum[args[i]] + 1)
 			return false;
 	}
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fe->funcid));
-	if (!HeapTupleIsValid(tup))
-		return false;
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	if (proc->prolang == ClanguageId && !proc->proretset)
-	{
-		bool		isnull;
-		Datum		bin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &isnull);
-		Datum		src;
-
-		if (!isnull)
-		{
-			src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
-			/* the very function: what the library resolves the name to */
-			if (!isnull &&
-				load_external_function(TextDatumGetCString(bin),
-									   TextDatumGetCString(src), false, NULL) ==
-				(void *) lockctl_is_slot_row)
-				ours = true;
-		}
-	}
-	ReleaseSysCache(tup);
-	return ours;
+	return lockctl_direct_is_ours(fe->funcid, (void *) lockctl_is_slot_row);
 }
 
 /* the access method of index indexoid */
