@@ -153,6 +153,20 @@ lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 	return found == ncols;
 }
 
+/* the access method of index indexoid */
+Oid
+lockctl_direct_index_am(Oid indexoid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+	Oid			am;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", indexoid);
+	am = ((Form_pg_class) GETSTRUCT(tup))->relam;
+	ReleaseSysCache(tup);
+	return am;
+}
+
 /*
  * Whether function funcid is the C function of this library at address
  * fn: what its pg_proc row (probin, prosrc) resolves to, as the function

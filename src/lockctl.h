@@ -82,6 +82,7 @@ typedef struct LockctlDirectColumn
 } LockctlDirectColumn;
 extern bool lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 								   int ncols, int *attnum);
+extern Oid	lockctl_direct_index_am(Oid indexoid);
 extern bool lockctl_direct_is_ours(Oid funcid, void *fn);
 /* a C function's composite result: its descriptor, kept between calls */
 typedef struct LockctlResultDesc

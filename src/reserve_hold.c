@@ -207,20 +207,6 @@ hold_defaults_ok(Relation rel, HoldShape *s)
 		build_column_default(rel, s->attnum[HC_KEY] + 1) == NULL;
 }
 
-/* the access method of index indexoid */
-static Oid
-hold_index_am(Oid indexoid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
-	Oid			am;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", indexoid);
-	am = ((Form_pg_class) GETSTRUCT(tup))->relam;
-	ReleaseSysCache(tup);
-	return am;
-}
-
 static void
 hold_shape_build(Relation rel)
 {
@@ -282,7 +268,7 @@ hold_shape_build(Relation rel)
 			index->indisvalid && index->indisready && index->indislive &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
-			hold_index_am(indexoid) == BTREE_AM_OID)
+			lockctl_direct_index_am(indexoid) == BTREE_AM_OID)
 			s->pkoid = indexoid;
 		ReleaseSysCache(tup);
 	}

@@ -181,20 +181,6 @@ slot_check_is_ours(Node *expr, const int *attnum)
 	return lockctl_direct_is_ours(fe->funcid, (void *) lockctl_is_slot_row);
 }
 
-/* the access method of index indexoid */
-static Oid
-slot_index_am(Oid indexoid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
-	Oid			am;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", indexoid);
-	am = ((Form_pg_class) GETSTRUCT(tup))->relam;
-	ReleaseSysCache(tup);
-	return am;
-}
-
 static void
 slot_shape_build(Relation rel)
 {
@@ -252,7 +238,7 @@ slot_shape_build(Relation rel)
 				index->indisvalid && index->indisready && index->indislive &&
 				heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
 				heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
-				slot_index_am(indexoid) == BTREE_AM_OID)
+				lockctl_direct_index_am(indexoid) == BTREE_AM_OID)
 				s->pkoid = indexoid;
 			else
 				ok = false;
