@@ -4512,3 +4512,73 @@ CREATE FUNCTION lockctl_internal.confirm_hold(id bigint, at timestamp with time 
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION lockctl_internal.confirm_hold(bigint, timestamp with time zone) IS 'lockctl internal: confirm a live hold of the caller''s directly (looked = false: do it with the statement)';
 REVOKE ALL ON FUNCTION lockctl_internal.confirm_hold(bigint, timestamp with time zone) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- lockctl.reserve and lockctl.confirm(id) in C (src/reserve_sale.c): the
+-- common case through the direct paths, every other handed over, before
+-- anything is written, to their PL/pgSQL functions, which stay, renamed,
+-- as lockctl_internal.reserve_by_sql and confirm_by_sql (every case by
+-- statement, every error).  insert_hold_by_sql and confirm_slot_by_sql do
+-- by statement a step that must be, after the first write.
+-- ---------------------------------------------------------------------------
+ALTER FUNCTION lockctl.reserve(text, bigint, text, interval, text) RENAME TO reserve_by_sql;
+ALTER FUNCTION lockctl.reserve_by_sql(text, bigint, text, interval, text) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.reserve_by_sql(text, bigint, text, interval, text) SECURITY INVOKER;
+REVOKE ALL ON FUNCTION lockctl_internal.reserve_by_sql(text, bigint, text, interval, text) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.reserve_by_sql(text, bigint, text, interval, text) IS 'lockctl internal: lockctl.reserve by statement (every case, every error)';
+
+ALTER FUNCTION lockctl.confirm(bigint) RENAME TO confirm_by_sql;
+ALTER FUNCTION lockctl.confirm_by_sql(bigint) SET SCHEMA lockctl_internal;
+ALTER FUNCTION lockctl_internal.confirm_by_sql(bigint) SECURITY INVOKER;
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_by_sql(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION lockctl_internal.confirm_by_sql(bigint) IS 'lockctl internal: lockctl.confirm by statement (every case, every error)';
+
+CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
+                                holder text DEFAULT NULL,
+                                ttl interval DEFAULT '00:05:00'::interval,
+                                idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    AS 'MODULE_PATHNAME', 'lockctl_reserve';
+COMMENT ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) IS 'lockctl: take a hold on a pool; NULL when not enough is available';
+REVOKE ALL ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) TO PUBLIC;
+
+CREATE FUNCTION lockctl.confirm(id bigint)
+    RETURNS boolean
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    AS 'MODULE_PATHNAME', 'lockctl_confirm';
+COMMENT ON FUNCTION lockctl.confirm(bigint) IS 'lockctl: make a live hold permanent';
+REVOKE ALL ON FUNCTION lockctl.confirm(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lockctl.confirm(bigint) TO PUBLIC;
+
+CREATE FUNCTION lockctl_internal.insert_hold_by_sql(pool bigint, slot integer, quantity bigint,
+                                                    holder text, taken_by name,
+                                                    created timestamp with time zone,
+                                                    expires timestamp with time zone)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    INSERT INTO lockctl.reservations AS r
+           (pool_id, slot, quantity, holder, taken_by, created, expires)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING r.id;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.insert_hold_by_sql(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) IS 'lockctl internal: insert a live hold by statement';
+REVOKE ALL ON FUNCTION lockctl_internal.insert_hold_by_sql(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
+
+CREATE FUNCTION lockctl_internal.confirm_slot_by_sql(pool bigint, slot integer, quantity bigint)
+    RETURNS void
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
+AS $fn$
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - $3, confirmed = s.confirmed + $3,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = $1 AND s.slot = $2;
+$fn$;
+COMMENT ON FUNCTION lockctl_internal.confirm_slot_by_sql(bigint, integer, bigint) IS 'lockctl internal: move units of a slot from held to confirmed by statement';
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_slot_by_sql(bigint, integer, bigint) FROM PUBLIC;

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "common/int.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 
 /* The role a call acts for: SET ROLE's role, else the session user. */
@@ -29,6 +30,28 @@ extern bool ReserveMayActFor(const char *owner);
  * against them (lockctl_internal.check_role_caps).
  */
 extern bool ReserveRoleCapsOn(void);
+
+/*
+ * The direct paths of a sale's steps, for lockctl.reserve and confirm
+ * (reserve_sale.c); each says when the statement must do the step
+ * instead, having written nothing.  reserve_pool.c: the pool named
+ * resource (false: the statement decides; else *found, and its id and
+ * slot count).  reserve_slot.c: quantity units taken from a free slot (1,
+ * with the slot and the pool's max_per_holder; 0: none free and
+ * unlocked; -1: the statement), and confirmed in the slot (false: the
+ * statement).  reserve_holder.c: holder's count charged (false: the
+ * statement).  reserve_hold.c: a live hold inserted (false: the
+ * statement), and confirmed (1, with its pool, slot and quantity; 0: no
+ * row matched; -1: the statement).
+ */
+extern bool ReservePoolOf(Datum resource, int64 *id, int32 *slots, bool *found);
+extern int	ReserveTakeSlot(int64 pool, int32 start, int32 slots, int64 quantity,
+							int32 *slot, int64 *maxph, bool *maxph_null);
+extern bool ReserveConfirmSlot(int64 pool, int32 slot, int64 quantity);
+extern bool ReserveChargeHolder(int64 pool, Datum holder, int64 delta, int64 *units);
+extern bool ReserveInsertHold(const Datum *values, const bool *nulls, int64 *id);
+extern int	ReserveConfirmHold(int64 id, TimestampTz at, int64 *pool, int32 *slot,
+							   int64 *quantity);
 
 /* reserve_checks.c */
 extern bool ReserveStatusIsHeld(Oid status);

@@ -722,7 +722,9 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.reserve(resource, quantity, holder, ttl, idempotency_key): take a
+-- lockctl.reserve(resource, quantity, holder, ttl, idempotency_key) (in C,
+-- src/reserve_sale.c, defined below; lockctl_internal.reserve_by_sql here
+-- does every case by statement, and raises every error): take a
 -- hold of quantity units for ttl.  Returns its id, or NULL when fewer than
 -- quantity units are free in the whole pool.  The hold belongs to the role
 -- the call acts for; so does its idempotency key.  53400 when that role is
@@ -739,12 +741,12 @@ $fn$;
 -- Each runs in a subtransaction that is rolled back when it finds too few
 -- units, so that a sold-out answer leaves no slot locked.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
-                                holder text DEFAULT NULL,
-                                ttl interval DEFAULT '00:05:00'::interval,
-                                idempotency_key text DEFAULT NULL)
+CREATE FUNCTION lockctl_internal.reserve_by_sql(resource text, quantity bigint DEFAULT 1,
+                                               holder text DEFAULT NULL,
+                                               ttl interval DEFAULT '00:05:00'::interval,
+                                               idempotency_key text DEFAULT NULL)
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
     SET enable_seqscan = off
@@ -1082,15 +1084,17 @@ END;
 $fn$;
 
 -- ---------------------------------------------------------------------------
--- lockctl.confirm(id): make a live hold permanent.  Returns true, or false
+-- lockctl.confirm(id) (in C, src/reserve_sale.c, defined below;
+-- lockctl_internal.confirm_by_sql here does every case by statement, and
+-- raises every error): make a live hold permanent.  Returns true, or false
 -- if it was confirmed already (a safe retry); 55000 if it expired (even if
 -- the worker has not got to it yet) or was cancelled.  Only for the role
 -- that took it and roles with its privileges (42704 for the others, as for
 -- a missing id), like cancel and extend.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION lockctl.confirm(id bigint)
+CREATE FUNCTION lockctl_internal.confirm_by_sql(id bigint)
     RETURNS boolean
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
     SET enable_seqscan = off
@@ -1146,6 +1150,56 @@ BEGIN
     END IF;
     RETURN true;
 END;
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- A sale's two calls in C (src/reserve_sale.c): the common case through
+-- the direct paths, every other handed, before anything is written, to
+-- reserve_by_sql and confirm_by_sql above.  A step that must be done by
+-- statement after the first write is done by these two (and by
+-- lockctl_internal.charge_holder, src/reserve_limits.sql): the INSERT of
+-- reserve_by_sql's no-key path and confirm_by_sql's UPDATE of the slot.
+-- SECURITY DEFINER without SET clauses: the C resolves no name through
+-- search_path, and every function it calls sets its own.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl.reserve(resource text, quantity bigint DEFAULT 1,
+                                holder text DEFAULT NULL,
+                                ttl interval DEFAULT '00:05:00'::interval,
+                                idempotency_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    AS 'MODULE_PATHNAME', 'lockctl_reserve';
+
+CREATE FUNCTION lockctl.confirm(id bigint)
+    RETURNS boolean
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    AS 'MODULE_PATHNAME', 'lockctl_confirm';
+
+CREATE FUNCTION lockctl_internal.insert_hold_by_sql(pool bigint, slot integer, quantity bigint,
+                                                    holder text, taken_by name,
+                                                    created timestamp with time zone,
+                                                    expires timestamp with time zone)
+    RETURNS bigint
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    INSERT INTO lockctl.reservations AS r
+           (pool_id, slot, quantity, holder, taken_by, created, expires)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING r.id;
+$fn$;
+
+CREATE FUNCTION lockctl_internal.confirm_slot_by_sql(pool bigint, slot integer, quantity bigint)
+    RETURNS void
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off
+    SET enable_bitmapscan = off
+AS $fn$
+    UPDATE lockctl.pool_slots AS s
+       SET held = s.held - $3, confirmed = s.confirmed + $3,
+           holds_confirmed = s.holds_confirmed + 1
+     WHERE s.pool_id = $1 AND s.slot = $2;
 $fn$;
 
 -- ---------------------------------------------------------------------------
@@ -1564,6 +1618,10 @@ COMMENT ON FUNCTION lockctl.set_slots(text, integer) IS 'lockctl: split a pool o
 COMMENT ON FUNCTION lockctl.drop_pool(text) IS 'lockctl: drop a pool and all its holds';
 COMMENT ON FUNCTION lockctl.reserve(text, bigint, text, interval, text) IS 'lockctl: take a hold on a pool; NULL when not enough is available';
 COMMENT ON FUNCTION lockctl.confirm(bigint) IS 'lockctl: make a live hold permanent';
+COMMENT ON FUNCTION lockctl_internal.reserve_by_sql(text, bigint, text, interval, text) IS 'lockctl internal: lockctl.reserve by statement (every case, every error)';
+COMMENT ON FUNCTION lockctl_internal.confirm_by_sql(bigint) IS 'lockctl internal: lockctl.confirm by statement (every case, every error)';
+COMMENT ON FUNCTION lockctl_internal.insert_hold_by_sql(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) IS 'lockctl internal: insert a live hold by statement';
+COMMENT ON FUNCTION lockctl_internal.confirm_slot_by_sql(bigint, integer, bigint) IS 'lockctl internal: move units of a slot from held to confirmed by statement';
 COMMENT ON FUNCTION lockctl.cancel(bigint) IS 'lockctl: end a hold and give its units back';
 COMMENT ON FUNCTION lockctl.extend(bigint, interval) IS 'lockctl: a live hold now expires ttl from now';
 COMMENT ON FUNCTION lockctl.available(text) IS 'lockctl: units of a pool neither held nor confirmed';
@@ -1585,6 +1643,10 @@ REVOKE ALL ON FUNCTION lockctl_internal.keyed_hold(bigint, text, text, bigint) F
 REVOKE ALL ON FUNCTION lockctl_internal.lock_pool(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.reshape_pool(text, bigint, text, bigint, integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl_internal.hold_state(text, bigint, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.reserve_by_sql(text, bigint, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_by_sql(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.insert_hold_by_sql(bigint, integer, bigint, text, name, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lockctl_internal.confirm_slot_by_sql(bigint, integer, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.create_pool(text, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.set_capacity(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lockctl.set_slots(text, integer) FROM PUBLIC;

@@ -306,15 +306,16 @@ hold_open(AclMode mode)
 }
 
 /*
- * lockctl_internal.insert_hold(pool bigint, slot integer, quantity bigint,
- * holder text, taken_by name, created timestamptz, expires timestamptz)
- * RETURNS bigint: see the top of this file.  Not strict (holder may be
- * null); any other argument null is left to the statement.  Called by
- * lockctl.reserve only (no EXECUTE for PUBLIC).
+ * Insert a live hold without an idempotency key: what
+ * lockctl_internal.insert_hold does (see the top of this file), its
+ * columns in values and nulls in the order of that function's arguments
+ * (pool, slot, quantity, holder, taken_by, created, expires; only holder
+ * may be null).  True with the new id in *id; false, having written
+ * nothing, when the statement must insert it.  For lockctl.reserve
+ * (reserve_sale.c) and insert_hold.
  */
-PG_FUNCTION_INFO_V1(lockctl_insert_hold);
-Datum
-lockctl_insert_hold(PG_FUNCTION_ARGS)
+bool
+ReserveInsertHold(const Datum *values, const bool *nulls, int64 *id)
 {
 	static const HoldColumn args[7] = {
 		HC_POOL, HC_SLOT, HC_QUANTITY, HC_HOLDER, HC_TAKEN_BY, HC_CREATED, HC_EXPIRES
@@ -323,27 +324,26 @@ lockctl_insert_hold(PG_FUNCTION_ARGS)
 	Relation	rel;
 	LockctlDirectWrite w;
 	TupleTableSlot *slot;
-	int64		id;
 	int			i;
 
 	for (i = 0; i < 7; i++)
-		if (PG_ARGISNULL(i) && args[i] != HC_HOLDER)
-			PG_RETURN_NULL();
+		if (nulls[i] && args[i] != HC_HOLDER)
+			return false;
 	/* INSERT ... RETURNING id: INSERT, and SELECT for what it returns */
 	if ((rel = hold_open(ACL_INSERT | ACL_SELECT)) == NULL)
-		PG_RETURN_NULL();
+		return false;
 
 	/* the default, with nextval's privilege checks */
-	id = LeaseEraNextval(s->seq);
+	*id = LeaseEraNextval(s->seq);
 
 	lockctl_write_begin(&w, rel, &s->kept, table_slot_callbacks(rel));
 	slot = w.slot;
 	for (i = 0; i < 7; i++)
 	{
-		slot->tts_values[s->attnum[args[i]]] = PG_GETARG_DATUM(i);
-		slot->tts_isnull[s->attnum[args[i]]] = PG_ARGISNULL(i);
+		slot->tts_values[s->attnum[args[i]]] = values[i];
+		slot->tts_isnull[s->attnum[args[i]]] = nulls[i];
 	}
-	slot->tts_values[s->attnum[HC_ID]] = Int64GetDatum(id);
+	slot->tts_values[s->attnum[HC_ID]] = Int64GetDatum(*id);
 	slot->tts_isnull[s->attnum[HC_ID]] = false;
 	slot->tts_values[s->attnum[HC_STATUS]] = ObjectIdGetDatum(s->held);
 	slot->tts_isnull[s->attnum[HC_STATUS]] = false;
@@ -353,33 +353,50 @@ lockctl_insert_hold(PG_FUNCTION_ARGS)
 
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
+	return true;
+}
+
+/*
+ * lockctl_internal.insert_hold(pool bigint, slot integer, quantity bigint,
+ * holder text, taken_by name, created timestamptz, expires timestamptz)
+ * RETURNS bigint: see the top of this file.  Not strict (holder may be
+ * null); any other argument null is left to the statement.  Called by
+ * lockctl_internal.reserve_by_sql only (no EXECUTE for PUBLIC).
+ */
+PG_FUNCTION_INFO_V1(lockctl_insert_hold);
+Datum
+lockctl_insert_hold(PG_FUNCTION_ARGS)
+{
+	Datum		values[7];
+	bool		nulls[7];
+	int64		id;
+	int			i;
+
+	for (i = 0; i < 7; i++)
+	{
+		nulls[i] = PG_ARGISNULL(i);
+		values[i] = nulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	if (!ReserveInsertHold(values, nulls, &id))
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(id);
 }
 
-/* its result's descriptor, kept (direct.c) */
-static LockctlResultDesc confirm_result_desc;
-
 /*
- * lockctl_internal.confirm_hold(id bigint, at timestamptz, OUT pool_id
- * bigint, OUT slot integer, OUT quantity bigint, OUT looked boolean): see
- * the top of this file.  Strict.  Called by lockctl.confirm only (no
- * EXECUTE for PUBLIC).
+ * Confirm hold id at `at`: what lockctl_internal.confirm_hold does (see
+ * the top of this file).  Returns 1 with the hold's pool, slot and
+ * quantity when its row was confirmed, 0 when no row matched (the caller
+ * explains why, as after the UPDATE), -1, having changed nothing, when
+ * the statement must do it.  For lockctl.confirm (reserve_sale.c) and
+ * confirm_hold.
  */
-PG_FUNCTION_INFO_V1(lockctl_confirm_hold);
-Datum
-lockctl_confirm_hold(PG_FUNCTION_ARGS)
+int
+ReserveConfirmHold(int64 id, TimestampTz at, int64 *pool, int32 *slotno,
+				   int64 *quantity)
 {
-	static const HoldColumn ret[3] = {HC_POOL, HC_SLOT, HC_QUANTITY};
-	int64		id = PG_GETARG_INT64(0);
-	TimestampTz at = PG_GETARG_TIMESTAMPTZ(1);
 	HoldShape  *s = &hold_shape;
-	TupleDesc	tupdesc;
-	Datum		result[4] = {0};
-	bool		rnulls[4] = {true, true, true, false};
-	bool		looked = false;
 	Relation	rel;
-
-	tupdesc = lockctl_result_desc(fcinfo, &confirm_result_desc);
+	int			r = -1;
 
 	/* UPDATE ... RETURNING pool_id, slot, quantity: SELECT and UPDATE */
 	if ((rel = hold_open(ACL_SELECT | ACL_UPDATE)) != NULL)
@@ -399,29 +416,32 @@ lockctl_confirm_hold(PG_FUNCTION_ARGS)
 					F_INT8EQ, Int64GetDatum(id));
 		scan = systable_beginscan(rel, s->pkoid, true, GetActiveSnapshot(), 1, &skey);
 		tup = systable_getnext(scan);
-		looked = true;
+		r = 0;
 		if (HeapTupleIsValid(tup))
 		{
 			Datum		values[HOLD_MAX_NATTS];
 			bool		nulls[HOLD_MAX_NATTS];
-			int			c;
+			bool		match;
 
 			heap_deform_tuple(tup, desc, values, nulls);
 			/* WHERE finished IS NULL AND expires > at AND may_act_for(taken_by) */
-			if (nulls[s->attnum[HC_FINISHED]] && !nulls[s->attnum[HC_EXPIRES]] &&
+			match = nulls[s->attnum[HC_FINISHED]] && !nulls[s->attnum[HC_EXPIRES]] &&
 				DatumGetTimestampTz(values[s->attnum[HC_EXPIRES]]) > at &&
 				!nulls[s->attnum[HC_TAKEN_BY]] &&
-				ReserveMayActFor(NameStr(*DatumGetName(values[s->attnum[HC_TAKEN_BY]]))))
+				ReserveMayActFor(NameStr(*DatumGetName(values[s->attnum[HC_TAKEN_BY]])));
+			/* NOT NULL as installed; a row without them: the statement's */
+			if (match && (nulls[s->attnum[HC_POOL]] || nulls[s->attnum[HC_SLOT]] ||
+						  nulls[s->attnum[HC_QUANTITY]]))
+				r = -1;
+			else if (match)
 			{
 				values[s->attnum[HC_STATUS]] = ObjectIdGetDatum(s->confirmed);
 				nulls[s->attnum[HC_STATUS]] = false;
 				values[s->attnum[HC_FINISHED]] = TimestampTzGetDatum(at);
 				nulls[s->attnum[HC_FINISHED]] = false;
-				for (c = 0; c < 3; c++)
-				{
-					result[c] = values[s->attnum[ret[c]]];
-					rnulls[c] = nulls[s->attnum[ret[c]]];
-				}
+				*pool = DatumGetInt64(values[s->attnum[HC_POOL]]);
+				*slotno = DatumGetInt32(values[s->attnum[HC_SLOT]]);
+				*quantity = DatumGetInt64(values[s->attnum[HC_QUANTITY]]);
 				/* formed while the scan still holds the old row's buffer */
 				newtup = heap_form_tuple(desc, values, nulls);
 				otid = tup->t_self;
@@ -434,14 +454,46 @@ lockctl_confirm_hold(PG_FUNCTION_ARGS)
 			LockctlDirectWrite w;
 
 			lockctl_write_begin(&w, rel, &s->kept, &TTSOpsHeapTuple);
-			looked = lockctl_write_update(&w, &s->kept, &otid, newtup);
+			r = lockctl_write_update(&w, &s->kept, &otid, newtup) ? 1 : -1;
 			lockctl_write_end(&w);
-			if (!looked)
-				rnulls[0] = rnulls[1] = rnulls[2] = true;
 		}
 		/* the lock stays to the end of the transaction, as the executor's */
 		table_close(rel, NoLock);
 	}
-	result[3] = BoolGetDatum(looked);
+	return r;
+}
+
+/* its result's descriptor, kept (direct.c) */
+static LockctlResultDesc confirm_result_desc;
+
+/*
+ * lockctl_internal.confirm_hold(id bigint, at timestamptz, OUT pool_id
+ * bigint, OUT slot integer, OUT quantity bigint, OUT looked boolean): see
+ * the top of this file.  Strict.  Called by lockctl_internal.confirm_by_sql
+ * only (no EXECUTE for PUBLIC).
+ */
+PG_FUNCTION_INFO_V1(lockctl_confirm_hold);
+Datum
+lockctl_confirm_hold(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		result[4] = {0};
+	bool		rnulls[4] = {true, true, true, false};
+	int64		pool;
+	int32		slot;
+	int64		quantity;
+	int			r;
+
+	tupdesc = lockctl_result_desc(fcinfo, &confirm_result_desc);
+	r = ReserveConfirmHold(PG_GETARG_INT64(0), PG_GETARG_TIMESTAMPTZ(1),
+						   &pool, &slot, &quantity);
+	if (r == 1)
+	{
+		result[0] = Int64GetDatum(pool);
+		result[1] = Int32GetDatum(slot);
+		result[2] = Int64GetDatum(quantity);
+		rnulls[0] = rnulls[1] = rnulls[2] = false;
+	}
+	result[3] = BoolGetDatum(r >= 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, rnulls)));
 }

@@ -72,6 +72,7 @@
 #include "utils/syscache.h"
 
 #include "lockctl.h"
+#include "reserve.h"
 
 /*
  * What the direct path needs to know of lockctl.holder_units: whether it is
@@ -337,42 +338,55 @@ holder_charge_direct(Relation rel, const HolderShape *s, int64 pool,
 }
 
 /*
- * lockctl_internal.charge_holder_units(pool bigint, holder text, delta
- * bigint) RETURNS bigint: add delta (> 0) to holder's count on pool and
- * return the new count, or NULL, having changed nothing visible, when the
- * caller's INSERT ... ON CONFLICT must do it (see the top of this file).
- * Strict.  Called by lockctl.reserve and lockctl_internal.charge_holder
- * only (no EXECUTE for PUBLIC), which hold a slot row of the pool.
+ * Add delta (> 0) units to holder's count on pool: what
+ * lockctl_internal.charge_holder_units does (see the top of this file).
+ * True with the new count in *units; false, having changed nothing
+ * visible, when the caller's INSERT ... ON CONFLICT must do it.  For
+ * lockctl.reserve (reserve_sale.c) and charge_holder_units.
  */
-PG_FUNCTION_INFO_V1(lockctl_charge_holder_units);
-Datum
-lockctl_charge_holder_units(PG_FUNCTION_ARGS)
+bool
+ReserveChargeHolder(int64 pool, Datum holder, int64 delta, int64 *units)
 {
-	int64		pool = PG_GETARG_INT64(0);
-	Datum		holder = PointerGetDatum(PG_GETARG_TEXT_PP(1));
-	int64		delta = PG_GETARG_INT64(2);
 	Relation	rel;
 	const HolderShape *s;
-	int64		units = 0;
 	bool		done = false;
 
 	if (delta <= 0 || XactReadOnly || RecoveryInProgress() ||
 		IsolationUsesXactSnapshot())
-		PG_RETURN_NULL();
+		return false;
 	rel = lockctl_direct_open_named("holder_units", &holder_units_relid,
 									&holder_units_nsp, RowExclusiveLock);
 	if (rel == NULL)
-		PG_RETURN_NULL();
+		return false;
 	if (!holder_shape.valid || holder_shape.relid != RelationGetRelid(rel))
 		holder_shape_build(rel);
 	s = &holder_shape;
 	if (s->direct &&
 		pg_class_aclmask(RelationGetRelid(rel), GetUserId(),
 						 ACL_INSERT | ACL_UPDATE, ACLMASK_ALL) == (ACL_INSERT | ACL_UPDATE))
-		done = holder_charge_direct(rel, s, pool, holder, delta, &units);
+		done = holder_charge_direct(rel, s, pool, holder, delta, units);
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
-	if (!done)
+	return done;
+}
+
+/*
+ * lockctl_internal.charge_holder_units(pool bigint, holder text, delta
+ * bigint) RETURNS bigint: add delta (> 0) to holder's count on pool and
+ * return the new count, or NULL, having changed nothing visible, when the
+ * caller's INSERT ... ON CONFLICT must do it (see the top of this file).
+ * Strict.  Called by lockctl_internal.reserve_by_sql and
+ * lockctl_internal.charge_holder only (no EXECUTE for PUBLIC), which hold
+ * a slot row of the pool.
+ */
+PG_FUNCTION_INFO_V1(lockctl_charge_holder_units);
+Datum
+lockctl_charge_holder_units(PG_FUNCTION_ARGS)
+{
+	int64		units = 0;
+
+	if (!ReserveChargeHolder(PG_GETARG_INT64(0), PointerGetDatum(PG_GETARG_TEXT_PP(1)),
+							 PG_GETARG_INT64(2), &units))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(units);
 }

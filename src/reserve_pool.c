@@ -53,6 +53,7 @@
 
 #include "compat.h"
 #include "lockctl.h"
+#include "reserve.h"
 
 /*
  * What pool_of needs to know of lockctl.pools, worked out at first use and
@@ -167,28 +168,19 @@ pool_shape_build(Relation rel)
 	s->direct = OidIsValid(s->indexoid);
 }
 
-/* its result's descriptor, kept (direct.c) */
-static LockctlResultDesc result_desc;
-
 /*
- * lockctl_internal.pool_of(resource text, OUT id bigint, OUT slots integer,
- * OUT looked boolean): see the top of this file.  Strict.  Called by
- * lockctl.reserve and for each item of lockctl.reserve_cart
- * (lockctl_internal.cart_items) only (no EXECUTE for PUBLIC).
+ * The pool named resource, as lockctl_internal.pool_of finds it: true
+ * when it looked, with *found whether there is such a pool and then its
+ * id and slot count; false when the caller's SELECT must decide.  For
+ * lockctl.reserve (reserve_sale.c) and pool_of.
  */
-PG_FUNCTION_INFO_V1(lockctl_pool_of);
-Datum
-lockctl_pool_of(PG_FUNCTION_ARGS)
+bool
+ReservePoolOf(Datum resource, int64 *id, int32 *slots, bool *found)
 {
-	Datum		resource = PG_GETARG_DATUM(0);
-	TupleDesc	tupdesc;
-	Datum		values[3] = {0};
-	bool		nulls[3] = {true, true, false};
 	bool		looked = false;
 	Relation	rel;
 
-	tupdesc = lockctl_result_desc(fcinfo, &result_desc);
-
+	*found = false;
 	if (!IsolationUsesXactSnapshot() && ActiveSnapshotSet() &&
 		(rel = lockctl_direct_open_named("pools", &pools_relid, &pools_nsp,
 										 AccessShareLock)) != NULL)
@@ -212,19 +204,58 @@ lockctl_pool_of(PG_FUNCTION_ARGS)
 			tup = systable_getnext(scan);
 			if (HeapTupleIsValid(tup))
 			{
-				values[0] = heap_getattr(tup, pool_shape.att_id, desc, &nulls[0]);
-				values[1] = heap_getattr(tup, pool_shape.att_slots, desc, &nulls[1]);
+				bool		idnull;
+				bool		slotsnull;
+				Datum		d_id = heap_getattr(tup, pool_shape.att_id, desc, &idnull);
+				Datum		d_slots = heap_getattr(tup, pool_shape.att_slots, desc, &slotsnull);
+
 				/* NOT NULL as installed; else the statement decides */
-				if (nulls[0] || nulls[1])
-				{
-					nulls[0] = nulls[1] = true;
+				if (idnull || slotsnull)
 					looked = false;
+				else
+				{
+					*id = DatumGetInt64(d_id);
+					*slots = DatumGetInt32(d_slots);
+					*found = true;
 				}
 			}
 			systable_endscan(scan);
 		}
 		/* the lock stays to the end of the transaction, as the executor's */
 		table_close(rel, NoLock);
+	}
+	return looked;
+}
+
+/* its result's descriptor, kept (direct.c) */
+static LockctlResultDesc result_desc;
+
+/*
+ * lockctl_internal.pool_of(resource text, OUT id bigint, OUT slots integer,
+ * OUT looked boolean): see the top of this file.  Strict.  Called for
+ * each item of lockctl.reserve_cart (lockctl_internal.cart_items) and by
+ * lockctl_internal.reserve_by_sql only (no EXECUTE for PUBLIC).
+ */
+PG_FUNCTION_INFO_V1(lockctl_pool_of);
+Datum
+lockctl_pool_of(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3] = {0};
+	bool		nulls[3] = {true, true, false};
+	int64		id = 0;
+	int32		slots = 0;
+	bool		found;
+	bool		looked;
+
+	tupdesc = lockctl_result_desc(fcinfo, &result_desc);
+	looked = ReservePoolOf(PG_GETARG_DATUM(0), &id, &slots, &found);
+	if (found)
+	{
+		values[0] = Int64GetDatum(id);
+		nulls[0] = false;
+		values[1] = Int32GetDatum(slots);
+		nulls[1] = false;
 	}
 	values[2] = BoolGetDatum(looked);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

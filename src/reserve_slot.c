@@ -433,71 +433,82 @@ slot_take_range(Relation rel, const SlotShape *s, int64 pool, int32 from, int32 
 	return found;
 }
 
+/*
+ * Take quantity units of pool from the first slot with enough free, from
+ * slot start up to slots - 1, then from 0 up to start: what
+ * lockctl_internal.take_slot does (see the top of this file).  Returns 1
+ * with the slot and the pool's max_per_holder (*maxph_null when it has
+ * none), 0 when the search was done and found no slot free and unlocked,
+ * -1 when the statement must make it.  For lockctl.reserve
+ * (reserve_sale.c) and take_slot.
+ */
+int
+ReserveTakeSlot(int64 pool, int32 start, int32 slots, int64 quantity,
+				int32 *slot, int64 *maxph, bool *maxph_null)
+{
+	Relation	rel;
+	CommandId	cid;
+	int			r;
+
+	if (quantity <= 0 || slots <= 0 || start < 0 || start >= slots ||
+		(rel = slot_open()) == NULL)
+		return -1;
+	cid = GetCurrentCommandId(true);
+	r = slot_take_range(rel, &slot_shape, pool, start, slots, quantity, cid,
+						slot, maxph, maxph_null);
+	if (r == 0)
+		r = slot_take_range(rel, &slot_shape, pool, 0, start, quantity, cid,
+							slot, maxph, maxph_null);
+	/* the lock stays to the end of the transaction, as the executor's */
+	table_close(rel, NoLock);
+	return r;
+}
+
 /* its result's descriptor, kept (direct.c) */
 static LockctlResultDesc result_desc;
 
 /*
  * lockctl_internal.take_slot(pool bigint, start integer, slots integer,
  * quantity bigint, OUT slot integer, OUT max_per_holder bigint, OUT looked
- * boolean): see the top of this file.  Strict.  Called by lockctl.reserve
- * and lockctl.reserve_cart only (no EXECUTE for PUBLIC).
+ * boolean): see the top of this file.  Strict.  Called by
+ * lockctl_internal.reserve_by_sql and lockctl.reserve_cart only (no
+ * EXECUTE for PUBLIC).
  */
 PG_FUNCTION_INFO_V1(lockctl_take_slot);
 Datum
 lockctl_take_slot(PG_FUNCTION_ARGS)
 {
-	int64		pool = PG_GETARG_INT64(0);
-	int32		start = PG_GETARG_INT32(1);
-	int32		slots = PG_GETARG_INT32(2);
-	int64		quantity = PG_GETARG_INT64(3);
 	TupleDesc	tupdesc;
 	Datum		values[3] = {0};
 	bool		nulls[3] = {true, true, false};
-	bool		looked = false;
-	Relation	rel;
+	int32		slot = 0;
+	int64		maxph = 0;
+	bool		maxph_null = true;
+	int			r;
 
 	tupdesc = lockctl_result_desc(fcinfo, &result_desc);
-
-	if (quantity > 0 && slots > 0 && start >= 0 && start < slots &&
-		(rel = slot_open()) != NULL)
+	r = ReserveTakeSlot(PG_GETARG_INT64(0), PG_GETARG_INT32(1), PG_GETARG_INT32(2),
+						PG_GETARG_INT64(3), &slot, &maxph, &maxph_null);
+	if (r == 1)
 	{
-		CommandId	cid = GetCurrentCommandId(true);
-		int32		slot = 0;
-		int64		maxph = 0;
-		bool		maxph_null = true;
-		int			r;
-
-		r = slot_take_range(rel, &slot_shape, pool, start, slots, quantity, cid,
-							&slot, &maxph, &maxph_null);
-		if (r == 0)
-			r = slot_take_range(rel, &slot_shape, pool, 0, start, quantity, cid,
-								&slot, &maxph, &maxph_null);
-		if (r == 1)
-		{
-			values[0] = Int32GetDatum(slot);
-			nulls[0] = false;
-			values[1] = Int64GetDatum(maxph);
-			nulls[1] = maxph_null;
-		}
-		looked = r >= 0;
-		table_close(rel, NoLock);
+		values[0] = Int32GetDatum(slot);
+		nulls[0] = false;
+		values[1] = Int64GetDatum(maxph);
+		nulls[1] = maxph_null;
 	}
-	values[2] = BoolGetDatum(looked);
+	values[2] = BoolGetDatum(r >= 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*
- * lockctl_internal.confirm_slot(pool bigint, slot integer, quantity bigint)
- * RETURNS boolean: see the top of this file.  Strict.  Called by
- * lockctl.confirm and lockctl.confirm_cart only (no EXECUTE for PUBLIC).
+ * Move quantity units of pool's slot from held to confirmed: what
+ * lockctl_internal.confirm_slot does (see the top of this file).  False,
+ * having changed nothing, when the statement must do it.  For
+ * lockctl.confirm (reserve_sale.c) and confirm_slot.
  */
-PG_FUNCTION_INFO_V1(lockctl_confirm_slot);
-Datum
-lockctl_confirm_slot(PG_FUNCTION_ARGS)
+bool
+ReserveConfirmSlot(int64 pool, int32 slot, int64 quantity)
 {
-	int64		pool = PG_GETARG_INT64(0);
-	int32		slot = PG_GETARG_INT32(1);
-	int64		quantity = PG_GETARG_INT64(2);
 	Relation	rel;
 	const SlotShape *s = &slot_shape;
 	TupleDesc	desc;
@@ -511,7 +522,7 @@ lockctl_confirm_slot(PG_FUNCTION_ARGS)
 	bool		done = false;
 
 	if (quantity <= 0 || (rel = slot_open()) == NULL)
-		PG_RETURN_BOOL(false);
+		return false;
 	desc = RelationGetDescr(rel);
 	cid = GetCurrentCommandId(true);
 
@@ -573,5 +584,19 @@ lockctl_confirm_slot(PG_FUNCTION_ARGS)
 	}
 	/* the lock stays to the end of the transaction, as the executor's */
 	table_close(rel, NoLock);
-	PG_RETURN_BOOL(done);
+	return done;
+}
+
+/*
+ * lockctl_internal.confirm_slot(pool bigint, slot integer, quantity bigint)
+ * RETURNS boolean: see the top of this file.  Strict.  Called by
+ * lockctl_internal.confirm_by_sql and lockctl.confirm_cart only (no
+ * EXECUTE for PUBLIC).
+ */
+PG_FUNCTION_INFO_V1(lockctl_confirm_slot);
+Datum
+lockctl_confirm_slot(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ReserveConfirmSlot(PG_GETARG_INT64(0), PG_GETARG_INT32(1),
+									  PG_GETARG_INT64(2)));
 }

@@ -1,0 +1,365 @@
+/*-------------------------------------------------------------------------
+ *
+ * reserve_sale.c
+ *	  A sale's two calls, lockctl.reserve and lockctl.confirm(id), in C.
+ *
+ * Every step of a sale already has a direct path (the pool's row,
+ * reserve_pool.c; its slot, reserve_slot.c; the holder's count,
+ * reserve_holder.c; the hold's row, reserve_hold.c).  Called from PL/pgSQL
+ * they still cost the interpreter around them: every expression of the
+ * function set up again in each transaction (ExecInitExprWithParams), an
+ * fmgr call and a composite result for each step, the SET clauses of a
+ * SECURITY DEFINER function with four settings: about 120,000 of a hot-pool
+ * sale's 377,000 instructions (bench/README.md).  Here the two functions
+ * call those paths directly.
+ *
+ * They do the common case only: arguments within their bounds, no
+ * idempotency key, the per-role caps off, a pool that exists with a slot
+ * free and unlocked, a hold that is live and the caller's.  Every other
+ * case goes, before anything is written, to the PL/pgSQL function that
+ * handles them all by statement and raises every error, with the same
+ * arguments: lockctl_internal.reserve_by_sql and confirm_by_sql (src/
+ * reserve.sql; lockctl.reserve and confirm as they were before 1.1).
+ * Each direct path also says when the statement must do its part instead
+ * (another isolation level, a read-only transaction, a standby, a table
+ * not as installed, a row another transaction is writing); before the
+ * first write that sends the whole call to the PL/pgSQL function, after it
+ * only the step left: lockctl_internal.charge_holder (src/
+ * reserve_limits.sql), insert_hold_by_sql and confirm_slot_by_sql.
+ *
+ * Both are SECURITY DEFINER, as they were, so that the paths and the
+ * functions called here act as the extension's owner; without SET
+ * clauses: nothing here resolves a name through search_path, and the
+ * PL/pgSQL functions set their own.
+ *
+ * src/reserve_sale.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/inval.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "lockctl.h"
+#include "reserve.h"
+
+/*
+ * The bounds of reserve's arguments, as lockctl_internal.max_units(),
+ * min_hold_ttl() and max_hold_ttl() (src/reserve.sql) set them.  An
+ * argument outside them goes to reserve_by_sql, which raises the error:
+ * bounds narrower here would only cost time, wider would let a value
+ * through (sql/reserve_sale.sql tests each edge through both functions).
+ */
+#define SALE_MAX_UNITS		INT64CONST(1000000000000000)
+#define SALE_MIN_TTL_USECS	INT64CONST(1000)	/* 1 millisecond */
+#define SALE_MAX_TTL_DAYS	365
+
+/* A PL/pgSQL or SQL function of lockctl_internal that a call hands over to. */
+typedef struct SaleFallback
+{
+	const char *name;
+	int			nargs;
+	Oid			argtypes[7];
+	Oid			oid;			/* InvalidOid: look it up again */
+} SaleFallback;
+
+#define SALE_MAX_ARGS 7
+
+static SaleFallback reserve_by_sql = {
+	"reserve_by_sql", 5, {TEXTOID, INT8OID, TEXTOID, INTERVALOID, TEXTOID}
+};
+static SaleFallback confirm_by_sql = {"confirm_by_sql", 1, {INT8OID}};
+static SaleFallback charge_holder = {
+	"charge_holder", 5, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID}
+};
+static SaleFallback insert_hold_by_sql = {
+	"insert_hold_by_sql", 7,
+	{INT8OID, INT4OID, INT8OID, TEXTOID, NAMEOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+static SaleFallback confirm_slot_by_sql = {
+	"confirm_slot_by_sql", 3, {INT8OID, INT4OID, INT8OID}
+};
+
+/* Any change to pg_proc: every OID is looked up again at its next use. */
+static void
+sale_fallback_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	reserve_by_sql.oid = InvalidOid;
+	confirm_by_sql.oid = InvalidOid;
+	charge_holder.oid = InvalidOid;
+	insert_hold_by_sql.oid = InvalidOid;
+	confirm_slot_by_sql.oid = InvalidOid;
+}
+
+/*
+ * Call fallback f with args and nulls (f->nargs of them) and the input
+ * collation collid; its result, *isnull whether it is NULL.
+ */
+static Datum
+sale_call(SaleFallback *f, const Datum *args, const bool *nulls, Oid collid,
+		  bool *isnull)
+{
+	static bool registered = false;
+	LOCAL_FCINFO(fc, SALE_MAX_ARGS);
+	FmgrInfo	flinfo;
+	Datum		result;
+	int			i;
+
+	Assert(f->nargs <= SALE_MAX_ARGS);
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, sale_fallback_inval, (Datum) 0);
+		registered = true;
+	}
+	if (!OidIsValid(f->oid))
+		f->oid = LookupFuncName(list_make2(makeString(pstrdup("lockctl_internal")),
+										   makeString(pstrdup(f->name))),
+								f->nargs, f->argtypes, false);
+	fmgr_info(f->oid, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, f->nargs, collid, NULL, NULL);
+	for (i = 0; i < f->nargs; i++)
+	{
+		fc->args[i].value = args[i];
+		fc->args[i].isnull = nulls[i];
+	}
+	result = FunctionCallInvoke(fc);
+	*isnull = fc->isnull;
+	return result;
+}
+
+/* This call, handed over whole to fallback f (same arguments). */
+static Datum
+sale_hand_over(SaleFallback *f, FunctionCallInfo fcinfo)
+{
+	Datum		args[SALE_MAX_ARGS];
+	bool		nulls[SALE_MAX_ARGS];
+	int			i;
+
+	Assert(PG_NARGS() == f->nargs);
+	for (i = 0; i < f->nargs; i++)
+	{
+		args[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i);
+	}
+	return sale_call(f, args, nulls, PG_GET_COLLATION(), &fcinfo->isnull);
+}
+
+/*
+ * What PL/pgSQL does before each statement of a volatile function, and
+ * reserve_by_sql and confirm_by_sql did before theirs: the command
+ * counter advanced and a new snapshot made active, so that what this
+ * transaction wrote before the call is seen, in the same query too (a
+ * hold that reserve inserted, confirmed by the confirm around it).  The
+ * caller pops the snapshot (an error pops it with the (sub)transaction).
+ */
+static void
+sale_begin(void)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* Whether a text argument is between 1 and LOCKCTL_NAME_MAXLEN bytes long. */
+static bool
+sale_name_ok(Datum d)
+{
+	Size		len = toast_raw_datum_size(d) - VARHDRSZ;
+
+	return len > 0 && len <= LOCKCTL_NAME_MAXLEN;
+}
+
+/*
+ * Whether reserve's arguments are those of the common case: resource and
+ * holder (or no holder) names within bounds, quantity and ttl within
+ * their bounds, no idempotency key.
+ */
+static bool
+sale_reserve_args_plain(FunctionCallInfo fcinfo)
+{
+	Interval   *ttl;
+	int64		q;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || !PG_ARGISNULL(4))
+		return false;
+	if (!sale_name_ok(PG_GETARG_DATUM(0)) ||
+		(!PG_ARGISNULL(2) && !sale_name_ok(PG_GETARG_DATUM(2))))
+		return false;
+	q = PG_GETARG_INT64(1);
+	if (q < 1 || q > SALE_MAX_UNITS)
+		return false;
+
+	/*
+	 * The ttl, compared as interval's comparison does (30-day months,
+	 * 24-hour days): only a plain one of days and time is taken here, the
+	 * rest (months, negative parts, infinity) is compared by the SQL.
+	 */
+	ttl = PG_GETARG_INTERVAL_P(3);
+	if (ttl->month != 0 || ttl->day < 0 || ttl->time < 0 || ttl->day > SALE_MAX_TTL_DAYS)
+		return false;
+	if (ttl->day == SALE_MAX_TTL_DAYS && ttl->time > 0)
+		return false;
+	if (ttl->day == 0 && ttl->time < SALE_MIN_TTL_USECS)
+		return false;
+	/* more than a day's time in the time field: left to the SQL too */
+	if (ttl->time >= USECS_PER_DAY)
+		return false;
+	return true;
+}
+
+/*
+ * lockctl.reserve(resource text, quantity bigint, holder text, ttl
+ * interval, idempotency_key text) RETURNS bigint: see the top of this file
+ * and lockctl_internal.reserve_by_sql for what it does.
+ */
+PG_FUNCTION_INFO_V1(lockctl_reserve);
+Datum
+lockctl_reserve(PG_FUNCTION_ARGS)
+{
+	Datum		resource;
+	int64		quantity;
+	Datum		holder;
+	int64		pool;
+	int32		slots;
+	int32		slot;
+	int64		maxph;
+	bool		maxph_null;
+	bool		found;
+	NameData	taken_by;
+	TimestampTz now;
+	Datum		values[7];
+	bool		nulls[7];
+	int64		id;
+
+	if (!sale_reserve_args_plain(fcinfo) || ReserveRoleCapsOn())
+		return sale_hand_over(&reserve_by_sql, fcinfo);
+	resource = PG_GETARG_DATUM(0);
+	quantity = PG_GETARG_INT64(1);
+	holder = PG_ARGISNULL(2) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(2));
+
+	/*
+	 * The pool, then the fast path's slot: taken from this backend's own
+	 * one upwards.  No pool, or no slot free and unlocked (the middle and
+	 * slow paths wait or lock every slot): the statements decide, nothing
+	 * having been written.
+	 */
+	sale_begin();
+	if (!ReservePoolOf(resource, &pool, &slots, &found) || !found || slots <= 0 ||
+		ReserveTakeSlot(pool, MyProcPid % slots, slots, quantity,
+						&slot, &maxph, &maxph_null) != 1)
+	{
+		PopActiveSnapshot();
+		return sale_hand_over(&reserve_by_sql, fcinfo);
+	}
+
+	/* From here the slot row is written: no handing over the whole call. */
+	if (!maxph_null)
+	{
+		int64		units;
+
+		if (PG_ARGISNULL(2) ||
+			!ReserveChargeHolder(pool, holder, quantity, &units))
+		{
+			/* charge_holder raises the errors, or charges by statement */
+			Datum		args[5] = {Int64GetDatum(pool), resource, holder,
+			Int64GetDatum(quantity), Int64GetDatum(maxph)};
+			bool		argnulls[5] = {false, false, PG_ARGISNULL(2), false, false};
+			bool		isnull;
+
+			(void) sale_call(&charge_holder, args, argnulls, DEFAULT_COLLATION_OID,
+							 &isnull);
+		}
+		else if (units > maxph)
+		{
+			/* as lockctl_internal.charge_holder raises it: keep them alike */
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("holder \"%s\" would have more than %lld units of pool \"%s\"",
+							TextDatumGetCString(holder), (long long) maxph,
+							TextDatumGetCString(resource)),
+					 errdetail("It holds or has confirmed %lld; this call asks for %lld more.",
+							   (long long) (units - quantity), (long long) quantity),
+					 errhint("The limit is the pool's max_per_holder (lockctl.set_max_per_holder).")));
+		}
+	}
+
+	/* the hold, as reserve_by_sql inserts it */
+	namestrcpy(&taken_by, GetUserNameFromId(ReserveActingRole(), false));
+	now = GetCurrentTimestamp();
+	values[0] = Int64GetDatum(pool);
+	values[1] = Int32GetDatum(slot);
+	values[2] = Int64GetDatum(quantity);
+	values[3] = holder;
+	values[4] = NameGetDatum(&taken_by);
+	values[5] = TimestampTzGetDatum(now);
+	values[6] = DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
+									PG_GETARG_DATUM(3));
+	memset(nulls, false, sizeof(nulls));
+	nulls[3] = PG_ARGISNULL(2);
+	if (!ReserveInsertHold(values, nulls, &id))
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(sale_call(&insert_hold_by_sql, values, nulls,
+									 DEFAULT_COLLATION_OID, &isnull));
+		if (isnull)
+			elog(ERROR, "lockctl_internal.insert_hold_by_sql returned no id");
+	}
+	PopActiveSnapshot();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * lockctl.confirm(id bigint) RETURNS boolean: see the top of this file and
+ * lockctl_internal.confirm_by_sql for what it does.
+ */
+PG_FUNCTION_INFO_V1(lockctl_confirm);
+Datum
+lockctl_confirm(PG_FUNCTION_ARGS)
+{
+	int64		pool;
+	int32		slot;
+	int64		quantity;
+
+	/*
+	 * The hold's row, confirmed.  No row matched (not live, not the
+	 * caller's, a range hold, no such id) or the statement must do it:
+	 * confirm_by_sql looks again and explains, nothing having been
+	 * written.
+	 */
+	if (PG_ARGISNULL(0))
+		return sale_hand_over(&confirm_by_sql, fcinfo);
+	sale_begin();
+	if (ReserveConfirmHold(PG_GETARG_INT64(0), GetCurrentTimestamp(),
+						   &pool, &slot, &quantity) != 1)
+	{
+		PopActiveSnapshot();
+		return sale_hand_over(&confirm_by_sql, fcinfo);
+	}
+
+	/* its units, from held to confirmed */
+	if (!ReserveConfirmSlot(pool, slot, quantity))
+	{
+		Datum		args[3] = {Int64GetDatum(pool), Int32GetDatum(slot),
+		Int64GetDatum(quantity)};
+		bool		argnulls[3] = {false, false, false};
+		bool		isnull;
+
+		(void) sale_call(&confirm_slot_by_sql, args, argnulls, InvalidOid, &isnull);
+	}
+	PopActiveSnapshot();
+	PG_RETURN_BOOL(true);
+}
