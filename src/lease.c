@@ -121,6 +121,19 @@ lease_now_mono(void)
 }
 
 /*
+ * The wall-clock time of mono, an instant on lease_now_mono's clock in the
+ * past: a grant's acquired_at is the instant its ttl is counted from, not
+ * the later one at which the grant was written (a token's durable write
+ * may come between, LeaseNextToken), so that expires_at - acquired_at is
+ * the ttl and no waiter is seen to get a lease before acquired_at + ttl.
+ */
+TimestampTz
+lease_wall_of(int64 mono)
+{
+	return GetCurrentTimestamp() - (lease_now_mono() - mono);
+}
+
+/*
  * Define the settings of leases, ask for the lease table, and watch the end
  * of transactions that fenced a lease and of those that dropped a database
  * or a role.
@@ -772,7 +785,7 @@ lease_take(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now,
 	e->token = token;
 	e->roleid = role;
 	lease_role_add(role, 1);
-	e->acquired_at = GetCurrentTimestamp();
+	e->acquired_at = lease_wall_of(now);
 	e->expires_mono = now + ttl_us;
 	e->carried = false;
 	lease_shared->stats.grants++;

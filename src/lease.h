@@ -227,6 +227,7 @@ typedef struct LeaseLost
 
 /* lease.c: the lease table; callers hold the lease lock as each says */
 extern int64 lease_now_mono(void);
+extern TimestampTz lease_wall_of(int64 mono);
 extern void lease_check_shmem(void);
 extern int	lease_key_match(const void *key1, const void *key2, Size keysize);
 extern void lease_make_key(LeaseKey *key, const char *resource);

@@ -425,7 +425,7 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
 	h->roleid = lease_session_role();
 	h->in_quota = true;
 	lease_role_add(h->roleid, 1);
-	h->acquired_at = GetCurrentTimestamp();
+	h->acquired_at = lease_wall_of(now);
 	h->expires_mono = now + ttl_us;
 	dlist_push_tail(&e->holders, &h->node);
 	e->nholders++;
