@@ -121,4 +121,58 @@ SELECT lockctl_internal.confirm_slot_by_sql(1, 0, 1);
 RESET ROLE;
 DROP ROLE rs_stranger;
 
-SELECT lockctl.drop_pool(p) FROM unnest(ARRAY['rs-big', 'rs-limited', 'rs-trig']) AS p;
+-- A rule on a table the direct paths write: rules are the rewriter's, so
+-- a write to a table with one goes through a statement, which applies it.
+-- A DO ALSO rule on pool_slots sees each of a sale's slot writes (reserve,
+-- confirm, cancel), as the same rule does when the sale runs by statement.
+SELECT lockctl.create_pool('rs-rule', 5, 1);
+CREATE TABLE public.rs_slot_log (held bigint, confirmed bigint);
+CREATE RULE rs_slot_rule AS ON UPDATE TO lockctl.pool_slots
+    DO ALSO INSERT INTO public.rs_slot_log VALUES (NEW.held, NEW.confirmed);
+SELECT lockctl.reserve('rs-rule', 2) AS h_rule \gset
+SELECT lockctl.confirm(:h_rule) AS confirmed;
+SELECT lockctl.reserve('rs-rule', 1) AS h_rule2 \gset
+SELECT lockctl.cancel(:h_rule2) AS cancelled;
+SELECT held, confirmed FROM public.rs_slot_log ORDER BY held DESC, confirmed;
+DROP RULE rs_slot_rule ON lockctl.pool_slots;
+TRUNCATE public.rs_slot_log;
+-- and none once it is dropped (the direct path again)
+SELECT lockctl.reserve('rs-rule', 1) IS NOT NULL AS held_again;
+SELECT count(*) AS logged FROM public.rs_slot_log;
+DROP TABLE public.rs_slot_log;
+SELECT held, confirmed, capacity FROM lockctl.pool_status WHERE resource = 'rs-rule';
+
+-- A rule on holder_units: lockctl's statement counts a holder's units
+-- with INSERT ... ON CONFLICT, which PostgreSQL refuses on a table with
+-- rules; the direct path refuses it as well, and nothing is held.
+SELECT lockctl.create_pool('rs-rule-limited', 10, 1, 3);
+CREATE TABLE public.rs_units_log (holder text, units bigint);
+CREATE RULE rs_units_rule AS ON UPDATE TO lockctl.holder_units
+    DO ALSO INSERT INTO public.rs_units_log VALUES (NEW.holder, NEW.units);
+SELECT lockctl.reserve('rs-rule-limited', 1, 'bob');
+DROP RULE rs_units_rule ON lockctl.holder_units;
+DROP TABLE public.rs_units_log;
+SELECT held FROM lockctl.pool_status WHERE resource = 'rs-rule-limited';
+SELECT lockctl.reserve('rs-rule-limited', 1, 'bob') IS NOT NULL AS held_without_rule;
+
+-- Rules on range_reservations and request_keys: their statements insert
+-- with ON CONFLICT, which PostgreSQL refuses on a table with INSERT or
+-- UPDATE rules; the direct paths refuse as well, leaving nothing behind.
+SELECT lockctl.create_calendar('rs-rule-room');
+CREATE TABLE public.rs_rule_log (what text);
+CREATE RULE rs_range_rule AS ON INSERT TO lockctl.range_reservations
+    DO ALSO INSERT INTO public.rs_rule_log VALUES ('range');
+CREATE RULE rs_request_rule AS ON INSERT TO lockctl.request_keys
+    DO ALSO INSERT INTO public.rs_rule_log VALUES ('request');
+SELECT lockctl.reserve_range('rs-rule-room', tstzrange('2030-01-01 10:00+00', '2030-01-01 11:00+00'));
+SELECT lockctl.claim_request('rs-rule-request');
+DROP RULE rs_range_rule ON lockctl.range_reservations;
+DROP RULE rs_request_rule ON lockctl.request_keys;
+SELECT count(*) AS logged FROM public.rs_rule_log;
+DROP TABLE public.rs_rule_log;
+SELECT count(*) AS ranges FROM lockctl.range_reservations r
+  JOIN lockctl.calendars c ON c.id = r.calendar_id WHERE c.resource = 'rs-rule-room';
+SELECT count(*) AS requests FROM lockctl.request_keys WHERE key = 'rs-rule-request';
+SELECT lockctl.drop_calendar('rs-rule-room');
+
+SELECT lockctl.drop_pool(p) FROM unnest(ARRAY['rs-big', 'rs-limited', 'rs-trig', 'rs-rule', 'rs-rule-limited']) AS p;

@@ -106,7 +106,8 @@ lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid,
  * Whether rel is a table the direct paths may write without the executor:
  * an ordinary table of at most maxnatts columns (dropped ones included),
  * without triggers, row security, CHECK constraints or stored generated
- * columns, which only the executor applies.  Its columns and indexes are
+ * columns, which only the executor applies, nor rules, which only the
+ * rewriter applies (a DBA's DO ALSO rule must see every write).  Its columns and indexes are
  * the caller's to check.
  */
 bool
@@ -116,7 +117,7 @@ lockctl_direct_plain(Relation rel, int maxnatts)
 
 	return desc->natts <= maxnatts &&
 		rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
-		!rel->rd_rel->relrowsecurity &&
+		rel->rd_rules == NULL && !rel->rd_rel->relrowsecurity &&
 		(desc->constr == NULL ||
 		 (desc->constr->num_check == 0 && !desc->constr->has_generated_stored));
 }

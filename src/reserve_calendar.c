@@ -611,6 +611,7 @@ range_insert_shape(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
 		rel->rd_rel->relrowsecurity || rel->trigdesc != NULL ||
+		rel->rd_rules != NULL ||
 		(desc->constr != NULL && desc->constr->has_generated_stored))
 		return false;
 	for (i = 0; i < desc->natts; i++)

@@ -209,7 +209,8 @@ slot_shape_build(Relation rel)
 
 	if (desc->natts > SLOT_MAX_NATTS ||
 		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
-		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity ||
+		rel->trigdesc != NULL || rel->rd_rules != NULL ||
+		rel->rd_rel->relrowsecurity ||
 		desc->constr == NULL || desc->constr->has_generated_stored ||
 		desc->constr->num_check != 1)
 		return;
