@@ -176,6 +176,25 @@ SELECT count(*) AS zeds FROM lockctl.reservations WHERE holder = 'zed';
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 SELECT * FROM pg_temp.indexes_whole();
+-- A write opens only the indexes its row enters: a partial index that the
+-- new hold does not enter but its confirmed version does (and one that
+-- only a keyed hold's versions enter) gets the entries all the same.
+CREATE INDEX hold_confirmed_idx ON lockctl.reservations (pool_id) WHERE status = 'confirmed';
+SELECT lockctl.reserve('hh', 1) AS r \gset
+SELECT lockctl.confirm(:r);
+SELECT lockctl.reserve('hh', 2, idempotency_key => 'hold-key') AS k \gset
+SELECT looked FROM lockctl_internal.confirm_hold(:k, clock_timestamp());
+SELECT lockctl.reserve('hh', 2, idempotency_key => 'hold-key') = :k AS same_keyed_hold;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FILTER (WHERE id = :r) AS unkeyed, count(*) FILTER (WHERE id = :k) AS keyed
+  FROM lockctl.reservations WHERE status = 'confirmed' AND pool_id = pg_temp.pool('hh');
+SELECT id = :k AS by_key FROM lockctl.reservations
+ WHERE pool_id = pg_temp.pool('hh') AND taken_by = current_user AND idempotency_key = 'hold-key';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT * FROM pg_temp.indexes_whole();
+DROP INDEX lockctl.hold_confirmed_idx;
 DROP INDEX lockctl.hold_holder_idx;
 
 SELECT lockctl.drop_pool('hh');

@@ -173,83 +173,137 @@ kept_keep_indexes(LockctlKeptWrite *kw, ResultRelInfo *rri)
 }
 
 /*
- * What ExecOpenIndices(rri, true) does, with kw's IndexInfos: open and lock
- * (RowExclusiveLock) each index of rri's table, and give rri a copy of each
- * kept IndexInfo, allocated in the current memory context (the write's).
- * The first write builds and keeps them; a write that finds the table's
- * indexes other than those kept (which an invalidation of the table would
- * have said), or kw made stale by an invalidation that came with the index
- * locks, runs ExecOpenIndices itself, as the executor would.
+ * Whether the row in slot enters the index ii describes: it has no
+ * predicate, or the row satisfies it (the test ExecInsertIndexTuples
+ * makes, with the predicate kept prepared).
+ */
+static bool
+kept_row_enters(IndexInfo *ii, TupleTableSlot *slot, EState *estate)
+{
+	ExprContext *econtext;
+
+	if (ii->ii_Predicate == NIL)
+		return true;
+	econtext = GetPerTupleExprContext(estate);
+	econtext->ecxt_scantuple = slot;
+	return ExecQual(ii->ii_PredicateState, econtext);
+}
+
+/*
+ * What ExecOpenIndices(rri, true) does, with kw's IndexInfos, for the row
+ * in slot: open and lock (RowExclusiveLock) each index of rri's table that
+ * the row enters, and give rri a copy of each one's kept IndexInfo,
+ * allocated in the current memory context (the write's).  A partial index
+ * whose predicate the row fails gets no entry, so it is neither opened
+ * nor locked (a hold enters three of lockctl.reservations' five indexes,
+ * its confirmation one): nothing of it is used, and the table's ROW
+ * EXCLUSIVE lock already keeps it from being dropped or rebuilt under the
+ * write.  slot NULL: every index, as the executor.
+ *
+ * The first write builds and keeps the IndexInfos, with every index
+ * opened; a write that finds the table's indexes other than those kept
+ * (which an invalidation of the table would have said), or kw made stale
+ * by an invalidation that came with the index locks, runs ExecOpenIndices
+ * itself, as the executor would.
  */
 static void
-kept_indexes(LockctlKeptWrite *kw, ResultRelInfo *rri)
+kept_indexes(LockctlKeptWrite *kw, ResultRelInfo *rri, TupleTableSlot *slot,
+			 EState *estate)
 {
 	Relation	rel = rri->ri_RelationDesc;
 	List	   *indexes = NIL;
 	ListCell   *lc;
+	Relation   *descs;
+	IndexInfo **infos;
+	int			n;
 	int			i;
 
 	if (!kw->indexed)
+	{
 		kept_keep_indexes(kw, rri);
-	else
-	{
-		if (RelationGetForm(rel)->relhasindex)
-			indexes = RelationGetIndexList(rel);
-		i = 0;
-		foreach(lc, indexes)
+		/* the write's own copies (these descriptors are in kw's context) */
+		n = kw->nindexes;
+		descs = palloc(sizeof(Relation) * Max(n, 1));
+		infos = palloc(sizeof(IndexInfo *) * Max(n, 1));
+		for (i = 0; i < n; i++)
 		{
-			if (i >= kw->nindexes || lfirst_oid(lc) != kw->index_oid[i])
-				break;
-			i++;
-		}
-		if (lc != NULL || i != kw->nindexes)
-		{
-			list_free(indexes);
-			ExecOpenIndices(rri, true);
-			return;
-		}
-		list_free(indexes);
-		rri->ri_NumIndices = kw->nindexes;
-		if (kw->nindexes == 0)
-			return;
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * kw->nindexes);
-		for (i = 0; i < kw->nindexes; i++)
-			rri->ri_IndexRelationDescs[i] = index_open(kw->index_oid[i],
-													   RowExclusiveLock);
-		if (!*kw->valid)
-		{
-			/* an index changed meanwhile: as the executor, from the relcache */
-			ExecCloseIndices(rri);
-			ExecOpenIndices(rri, true);
-			return;
-		}
-	}
-
-	/* the write's own copies (the first write's descriptors are in cxt) */
-	{
-		Relation   *descs = palloc(sizeof(Relation) * Max(kw->nindexes, 1));
-		IndexInfo **infos = palloc(sizeof(IndexInfo *) * Max(kw->nindexes, 1));
-
-		for (i = 0; i < kw->nindexes; i++)
-		{
-			IndexInfo  *ii = makeNode(IndexInfo);
-
-			*ii = *kw->index_info[i];
-			ii->ii_AmCache = NULL;
-			ii->ii_Context = CurrentMemoryContext;
+			infos[i] = makeNode(IndexInfo);
+			*infos[i] = *kw->index_info[i];
+			infos[i]->ii_AmCache = NULL;
+			infos[i]->ii_Context = CurrentMemoryContext;
 			descs[i] = rri->ri_IndexRelationDescs[i];
-			infos[i] = ii;
 		}
 		rri->ri_IndexRelationDescs = descs;
 		rri->ri_IndexRelationInfo = infos;
+		return;
 	}
+
+	if (RelationGetForm(rel)->relhasindex)
+		indexes = RelationGetIndexList(rel);
+	i = 0;
+	foreach(lc, indexes)
+	{
+		if (i >= kw->nindexes || lfirst_oid(lc) != kw->index_oid[i])
+			break;
+		i++;
+	}
+	if (lc != NULL || i != kw->nindexes)
+	{
+		list_free(indexes);
+		ExecOpenIndices(rri, true);
+		return;
+	}
+	list_free(indexes);
+	rri->ri_NumIndices = 0;
+	if (kw->nindexes == 0)
+		return;
+
+	descs = palloc(sizeof(Relation) * kw->nindexes);
+	infos = palloc(sizeof(IndexInfo *) * kw->nindexes);
+	n = 0;
+	for (i = 0; i < kw->nindexes; i++)
+	{
+		IndexInfo  *ii;
+
+		if (slot != NULL && !kept_row_enters(kw->index_info[i], slot, estate))
+			continue;
+		ii = makeNode(IndexInfo);
+		*ii = *kw->index_info[i];
+		ii->ii_AmCache = NULL;
+		ii->ii_Context = CurrentMemoryContext;
+		descs[n] = index_open(kw->index_oid[i], RowExclusiveLock);
+		infos[n] = ii;
+		n++;
+	}
+	if (slot != NULL)
+		ResetPerTupleExprContext(estate);
+	rri->ri_NumIndices = n;
+	rri->ri_IndexRelationDescs = descs;
+	rri->ri_IndexRelationInfo = infos;
+	if (!*kw->valid)
+	{
+		/* an index changed meanwhile: as the executor, from the relcache */
+		ExecCloseIndices(rri);
+		ExecOpenIndices(rri, true);
+	}
+}
+
+/*
+ * Open the indexes of w's table that the row now in w's slot enters, for
+ * a caller that makes the index entries itself (after lockctl_write_begin
+ * and before its ExecInsertIndexTuples).
+ */
+void
+lockctl_write_open_indexes(LockctlDirectWrite *w, LockctlKeptWrite *kw)
+{
+	kept_indexes(kw, w->rri, w->slot, w->estate);
 }
 
 /*
  * Start a write of rel (which the caller has locked ROW EXCLUSIVE and
  * found as installed) in the current command, under the active snapshot:
- * an executor state, a ResultRelInfo with the kept CHECKs and indexes (the
- * indexes opened and locked), and an empty slot of the table's descriptor
+ * an executor state, a ResultRelInfo with the kept CHECKs and no index yet
+ * (the write opens those its row enters), and an empty slot of the table's descriptor
  * (every column null), of ops (a virtual one for an insert, a heap tuple's
  * for an update).  The current memory context is the write's until
  * lockctl_write_end.
@@ -269,7 +323,6 @@ lockctl_write_begin(LockctlDirectWrite *w, Relation rel, LockctlKeptWrite *kw,
 	w->rri = makeNode(ResultRelInfo);
 	/* no range table entry: the row is the function's, not a statement's */
 	InitResultRelInfo(w->rri, rel, 0, NULL, 0);
-	kept_indexes(kw, w->rri);
 	LOCKCTL_RRI_CHECK_EXPRS(w->rri) = kw->checks;
 
 	w->slot = ExecInitExtraTupleSlot(w->estate, desc, ops);
@@ -321,6 +374,7 @@ lockctl_write_insert(LockctlDirectWrite *w, LockctlKeptWrite *kw)
 	List	   *recheck;
 
 	lockctl_write_constraints(w, kw);
+	kept_indexes(kw, w->rri, w->slot, w->estate);
 	table_tuple_insert(rel, w->slot, w->estate->es_output_cid, 0, NULL);
 	recheck = ExecInsertIndexTuples(w->rri, w->slot, w->estate, false, false,
 									NULL, NIL, false);
@@ -334,7 +388,7 @@ lockctl_write_insert(LockctlDirectWrite *w, LockctlKeptWrite *kw)
  * without waiting, as ExecUpdate does for a table without triggers, rules
  * or partitions: the constraints checked (their errors raised), then
  * heap_update, then the index entries of a version that is not
- * heap-only.  Returns false, having changed nothing, when another
+ * heap-only (its indexes are opened then, those it enters alone).  Returns false, having changed nothing, when another
  * transaction has changed, deleted or locked the row, or this one has in
  * a later command: then the statement must do it (it waits, and follows
  * the update as READ COMMITTED does).  w's slot must be a heap tuple's.
@@ -356,11 +410,14 @@ lockctl_write_update(LockctlDirectWrite *w, LockctlKeptWrite *kw,
 						 InvalidSnapshot, false, &tmfd, &lockmode, &update_indexes);
 	if (result != TM_Ok)
 		return false;
+	if (update_indexes == TU_None)
+		return true;
 	/* the slot again, for the new version's TID */
 	ExecStoreHeapTuple(newtup, w->slot, false);
 	w->slot->tts_tableOid = RelationGetRelid(rel);
-	if (update_indexes != TU_None)
-		(void) ExecInsertIndexTuples(w->rri, w->slot, w->estate, true, false,
+	/* the indexes the new version enters (none for a heap-only one) */
+	kept_indexes(kw, w->rri, w->slot, w->estate);
+	(void) ExecInsertIndexTuples(w->rri, w->slot, w->estate, true, false,
 									 NULL, NIL, update_indexes == TU_Summarizing);
 	return true;
 }

@@ -54,6 +54,7 @@ extern bool lockctl_kept_immediate(Relation rel);
 extern void lockctl_write_begin(LockctlDirectWrite *w, Relation rel,
 								LockctlKeptWrite *kw,
 								const TupleTableSlotOps *ops);
+extern void lockctl_write_open_indexes(LockctlDirectWrite *w, LockctlKeptWrite *kw);
 extern void lockctl_write_constraints(LockctlDirectWrite *w, LockctlKeptWrite *kw);
 extern void lockctl_write_insert(LockctlDirectWrite *w, LockctlKeptWrite *kw);
 extern bool lockctl_write_update(LockctlDirectWrite *w, LockctlKeptWrite *kw,

@@ -687,7 +687,7 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 
-	/* ExecOpenIndices(rri, true) and the CHECKs, kept (direct_write.c) */
+	/* the CHECKs and the indexes, kept (direct_write.c) */
 	lockctl_write_begin(&w, rel, &range_shape.kept, table_slot_callbacks(rel));
 	slot = w.slot;
 	for (c = 0; c < RCOL_STATUS; c++)
@@ -701,6 +701,8 @@ range_insert_direct(Oid relid, Datum *args, const char *argnulls)
 
 	/* NOT NULL and CHECK (range_reservations_state_check) */
 	lockctl_write_constraints(&w, &range_shape.kept);
+	/* ExecOpenIndices(rri, true), for the indexes this row enters */
+	lockctl_write_open_indexes(&w, &range_shape.kept);
 
 	/* What ExecInsert does for ON CONFLICT DO NOTHING, from the insertion on. */
 	xid = GetCurrentTransactionId();
