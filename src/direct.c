@@ -26,6 +26,7 @@
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "funcapi.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -205,6 +206,57 @@ lockctl_direct_is_ours(Oid funcid, void *fn)
 }
 
 /*
+ * How many invalidations of pg_proc this backend has seen (from 1): what
+ * is kept of a function (its OID, its result's descriptor) is good while
+ * the count it was taken at is current.  A CREATE OR REPLACE, a DROP or an
+ * ALTER EXTENSION UPDATE may change either.
+ */
+static uint64 proc_gen = 1;
+
+static void
+proc_gen_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	proc_gen++;
+}
+
+static void
+proc_gen_register(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, proc_gen_inval, (Datum) 0);
+		registered = true;
+	}
+}
+
+/*
+ * The OID of the function f names (schema, name, argument types), found or
+ * not, kept in f until pg_proc changes: the executor hooks and the sale ask
+ * in every call, and LookupFuncName costs a catalog search.  missing_ok
+ * false: a function not found is looked for again, and LookupFuncName
+ * raises its error.
+ */
+Oid
+lockctl_func_oid(LockctlFuncRef *f, bool missing_ok)
+{
+	uint64		gen;
+
+	proc_gen_register();
+	if (f->gen == proc_gen && (OidIsValid(f->oid) || missing_ok))
+		return f->oid;
+	/* read first: an invalidation during the look-up makes the next call look again */
+	gen = proc_gen;
+	Assert(f->nargs <= LOCKCTL_FUNC_MAX_ARGS);
+	f->oid = LookupFuncName(list_make2(makeString(pstrdup(f->schema)),
+									   makeString(pstrdup(f->name))),
+							f->nargs, f->argtypes, missing_ok);
+	f->gen = gen;
+	return f->oid;
+}
+
+/*
  * The tuple descriptor, blessed, of the composite result (OUT arguments)
  * of fcinfo's function, kept in *cache between calls: get_call_result_type
  * builds it from the function's pg_proc row in every call (about 7,000
@@ -212,28 +264,15 @@ lockctl_direct_is_ours(Oid funcid, void *fn)
  * another function and after any invalidation of pg_proc, since a CREATE
  * OR REPLACE or an ALTER EXTENSION UPDATE may change the OUT arguments.
  */
-static uint64 result_desc_gen = 1;
-
-static void
-result_desc_inval(Datum arg, int cacheid, uint32 hashvalue)
-{
-	result_desc_gen++;
-}
-
 TupleDesc
 lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache)
 {
-	static bool registered = false;
 	uint64		gen;
 	TupleDesc	desc;
 	MemoryContext oldcxt;
 
-	if (!registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, result_desc_inval, (Datum) 0);
-		registered = true;
-	}
-	if (cache->desc != NULL && cache->gen == result_desc_gen &&
+	proc_gen_register();
+	if (cache->desc != NULL && cache->gen == proc_gen &&
 		cache->fn_oid == fcinfo->flinfo->fn_oid)
 		return cache->desc;
 
@@ -241,7 +280,7 @@ lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache)
 	 * Read first: an invalidation that arrives during the look-up makes
 	 * the next call build it again.
 	 */
-	gen = result_desc_gen;
+	gen = proc_gen;
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (cache->desc != NULL)

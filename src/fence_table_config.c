@@ -46,10 +46,8 @@
 #include "fence_table.h"
 #include "lockctl.h"
 
-static Oid	fence_fn_oid = InvalidOid;
-static bool fn_callback_registered = false;
+static LockctlFuncRef fence_fn = {"lockctl", FENCE_TRIGGER_FUNC, 0};
 
-static void fence_invalidate_fn_oid(Datum arg, int cacheid, uint32 hashvalue);
 static Relation fence_open_owned(Oid relid, LOCKMODE lockmode,
 								 const char *fname);
 static void fence_run_utility(const char *sql);
@@ -59,13 +57,6 @@ static void fence_run_utility(const char *sql);
  * ---------------------------------------------------------------------
  */
 
-/* pg_proc changed: the function may have been dropped or created. */
-static void
-fence_invalidate_fn_oid(Datum arg, int cacheid, uint32 hashvalue)
-{
-	fence_fn_oid = InvalidOid;
-}
-
 /*
  * The oid of lockctl.fence_trigger(), cached until pg_proc changes;
  * InvalidOid (with missing_ok) where it does not exist: a database without
@@ -74,23 +65,15 @@ fence_invalidate_fn_oid(Datum arg, int cacheid, uint32 hashvalue)
 Oid
 fence_trigger_fn(bool missing_ok)
 {
-	if (!fn_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, fence_invalidate_fn_oid,
-									  (Datum) 0);
-		fn_callback_registered = true;
-	}
-	if (!OidIsValid(fence_fn_oid))
-		fence_fn_oid = LookupFuncName(list_make2(makeString("lockctl"),
-												 makeString(FENCE_TRIGGER_FUNC)),
-									  0, NULL, true);
-	if (!OidIsValid(fence_fn_oid) && !missing_ok)
+	Oid			fnoid = lockctl_func_oid(&fence_fn, true);
+
+	if (!OidIsValid(fnoid) && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("function lockctl.%s() does not exist",
 						FENCE_TRIGGER_FUNC),
 				 errhint("lockctl 1.1 SQL objects required; run ALTER EXTENSION lockctl UPDATE.")));
-	return fence_fn_oid;
+	return fnoid;
 }
 
 /* The lockctl fencing trigger of rel, or NULL. */

@@ -92,5 +92,17 @@ typedef struct LockctlResultDesc
 	TupleDesc	desc;			/* in TopMemoryContext, blessed; or NULL */
 } LockctlResultDesc;
 extern TupleDesc lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache);
+/* a function of lockctl's, looked up by name; its OID kept until pg_proc changes */
+#define LOCKCTL_FUNC_MAX_ARGS 7
+typedef struct LockctlFuncRef
+{
+	const char *schema;
+	const char *name;
+	int			nargs;
+	Oid			argtypes[LOCKCTL_FUNC_MAX_ARGS];
+	uint64		gen;			/* pg_proc invalidations seen at the look-up; 0: none yet */
+	Oid			oid;			/* what it found, or InvalidOid */
+} LockctlFuncRef;
+extern Oid	lockctl_func_oid(LockctlFuncRef *f, bool missing_ok);
 
 #endif							/* LOCKCTL_H */

@@ -44,14 +44,9 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/inval.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "lockctl.h"
@@ -68,68 +63,39 @@
 #define SALE_MIN_TTL_USECS	INT64CONST(1000)	/* 1 millisecond */
 #define SALE_MAX_TTL_DAYS	365
 
-/* A PL/pgSQL or SQL function of lockctl_internal that a call hands over to. */
-typedef struct SaleFallback
-{
-	const char *name;
-	int			nargs;
-	Oid			argtypes[7];
-	Oid			oid;			/* InvalidOid: look it up again */
-} SaleFallback;
+/*
+ * The PL/pgSQL and SQL functions of lockctl_internal that a call hands
+ * over to (their OIDs kept until pg_proc changes: direct.c).
+ */
+#define SALE_FALLBACK(fname, n, ...) \
+	{"lockctl_internal", (fname), (n), {__VA_ARGS__}, 0, InvalidOid}
 
-#define SALE_MAX_ARGS 7
-
-static SaleFallback reserve_by_sql = {
-	"reserve_by_sql", 5, {TEXTOID, INT8OID, TEXTOID, INTERVALOID, TEXTOID}
-};
-static SaleFallback confirm_by_sql = {"confirm_by_sql", 1, {INT8OID}};
-static SaleFallback charge_holder = {
-	"charge_holder", 5, {INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID}
-};
-static SaleFallback insert_hold_by_sql = {
-	"insert_hold_by_sql", 7,
-	{INT8OID, INT4OID, INT8OID, TEXTOID, NAMEOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
-};
-static SaleFallback confirm_slot_by_sql = {
-	"confirm_slot_by_sql", 3, {INT8OID, INT4OID, INT8OID}
-};
-
-/* Any change to pg_proc: every OID is looked up again at its next use. */
-static void
-sale_fallback_inval(Datum arg, int cacheid, uint32 hashvalue)
-{
-	reserve_by_sql.oid = InvalidOid;
-	confirm_by_sql.oid = InvalidOid;
-	charge_holder.oid = InvalidOid;
-	insert_hold_by_sql.oid = InvalidOid;
-	confirm_slot_by_sql.oid = InvalidOid;
-}
+static LockctlFuncRef reserve_by_sql =
+SALE_FALLBACK("reserve_by_sql", 5, TEXTOID, INT8OID, TEXTOID, INTERVALOID, TEXTOID);
+static LockctlFuncRef confirm_by_sql =
+SALE_FALLBACK("confirm_by_sql", 1, INT8OID);
+static LockctlFuncRef charge_holder =
+SALE_FALLBACK("charge_holder", 5, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID);
+static LockctlFuncRef insert_hold_by_sql =
+SALE_FALLBACK("insert_hold_by_sql", 7, INT8OID, INT4OID, INT8OID, TEXTOID, NAMEOID,
+			  TIMESTAMPTZOID, TIMESTAMPTZOID);
+static LockctlFuncRef confirm_slot_by_sql =
+SALE_FALLBACK("confirm_slot_by_sql", 3, INT8OID, INT4OID, INT8OID);
 
 /*
  * Call fallback f with args and nulls (f->nargs of them) and the input
  * collation collid; its result, *isnull whether it is NULL.
  */
 static Datum
-sale_call(SaleFallback *f, const Datum *args, const bool *nulls, Oid collid,
+sale_call(LockctlFuncRef *f, const Datum *args, const bool *nulls, Oid collid,
 		  bool *isnull)
 {
-	static bool registered = false;
-	LOCAL_FCINFO(fc, SALE_MAX_ARGS);
+	LOCAL_FCINFO(fc, LOCKCTL_FUNC_MAX_ARGS);
 	FmgrInfo	flinfo;
 	Datum		result;
 	int			i;
 
-	Assert(f->nargs <= SALE_MAX_ARGS);
-	if (!registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, sale_fallback_inval, (Datum) 0);
-		registered = true;
-	}
-	if (!OidIsValid(f->oid))
-		f->oid = LookupFuncName(list_make2(makeString(pstrdup("lockctl_internal")),
-										   makeString(pstrdup(f->name))),
-								f->nargs, f->argtypes, false);
-	fmgr_info(f->oid, &flinfo);
+	fmgr_info(lockctl_func_oid(f, false), &flinfo);
 	InitFunctionCallInfoData(*fc, &flinfo, f->nargs, collid, NULL, NULL);
 	for (i = 0; i < f->nargs; i++)
 	{
@@ -143,10 +109,10 @@ sale_call(SaleFallback *f, const Datum *args, const bool *nulls, Oid collid,
 
 /* This call, handed over whole to fallback f (same arguments). */
 static Datum
-sale_hand_over(SaleFallback *f, FunctionCallInfo fcinfo)
+sale_hand_over(LockctlFuncRef *f, FunctionCallInfo fcinfo)
 {
-	Datum		args[SALE_MAX_ARGS];
-	bool		nulls[SALE_MAX_ARGS];
+	Datum		args[LOCKCTL_FUNC_MAX_ARGS];
+	bool		nulls[LOCKCTL_FUNC_MAX_ARGS];
 	int			i;
 
 	Assert(PG_NARGS() == f->nargs);

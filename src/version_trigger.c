@@ -80,8 +80,7 @@ typedef struct RootCacheEntry
 } RootCacheEntry;
 
 static HTAB *root_cache = NULL;
-static Oid	version_fn_oid = InvalidOid;
-static bool version_fn_known = false;	/* version_fn_oid looked up */
+static LockctlFuncRef version_fn = {"lockctl", VERSION_TRIGGER_FUNC, 0};
 static FmgrInfo version_finfo;
 static Oid	version_finfo_oid = InvalidOid;	/* version_finfo is of it */
 static bool callbacks_registered = false;
@@ -113,8 +112,6 @@ static VersionVerdict *version_verdict(VersionTrigState *st);
 static void
 version_invalidate_fn(Datum arg, int cacheid, uint32 hashvalue)
 {
-	version_fn_oid = InvalidOid;
-	version_fn_known = false;
 	version_finfo_oid = InvalidOid;
 }
 
@@ -154,14 +151,7 @@ Oid
 version_trigger_fn(bool missing_ok)
 {
 	version_register_callbacks();
-	if (!version_fn_known || (!OidIsValid(version_fn_oid) && !missing_ok))
-	{
-		version_fn_oid = LookupFuncName(list_make2(makeString("lockctl"),
-												   makeString(VERSION_TRIGGER_FUNC)),
-										0, NULL, missing_ok);
-		version_fn_known = true;
-	}
-	return version_fn_oid;
+	return lockctl_func_oid(&version_fn, missing_ok);
 }
 
 /*
