@@ -108,8 +108,8 @@ lockctl_direct_open_named(const char *relname, Oid *relid, Oid *nspid,
  * an ordinary table of at most maxnatts columns (dropped ones included),
  * without triggers, row security, CHECK constraints or stored generated
  * columns, which only the executor applies, nor rules, which only the
- * rewriter applies (a DBA's DO ALSO rule must see every write).  Its columns and indexes are
- * the caller's to check.
+ * rewriter applies (a DBA's DO ALSO rule must see every write).  Its
+ * columns and indexes are the caller's to check.
  */
 bool
 lockctl_direct_plain(Relation rel, int maxnatts)
@@ -219,8 +219,12 @@ proc_gen_inval(Datum arg, int cacheid, uint32 hashvalue)
 	proc_gen++;
 }
 
-static void
-proc_gen_register(void)
+/*
+ * The current count (its callback registered at first use): what a caller
+ * keeps of a function is good while the count it read first is current.
+ */
+uint64
+lockctl_proc_gen(void)
 {
 	static bool registered = false;
 
@@ -229,6 +233,7 @@ proc_gen_register(void)
 		CacheRegisterSyscacheCallback(PROCOID, proc_gen_inval, (Datum) 0);
 		registered = true;
 	}
+	return proc_gen;
 }
 
 /*
@@ -241,13 +246,11 @@ proc_gen_register(void)
 Oid
 lockctl_func_oid(LockctlFuncRef *f, bool missing_ok)
 {
-	uint64		gen;
-
-	proc_gen_register();
-	if (f->gen == proc_gen && (OidIsValid(f->oid) || missing_ok))
-		return f->oid;
 	/* read first: an invalidation during the look-up makes the next call look again */
-	gen = proc_gen;
+	uint64		gen = lockctl_proc_gen();
+
+	if (f->gen == gen && (OidIsValid(f->oid) || missing_ok))
+		return f->oid;
 	Assert(f->nargs <= LOCKCTL_FUNC_MAX_ARGS);
 	f->oid = LookupFuncName(list_make2(makeString(pstrdup(f->schema)),
 									   makeString(pstrdup(f->name))),
@@ -271,8 +274,7 @@ lockctl_result_desc(FunctionCallInfo fcinfo, LockctlResultDesc *cache)
 	TupleDesc	desc;
 	MemoryContext oldcxt;
 
-	proc_gen_register();
-	if (cache->desc != NULL && cache->gen == proc_gen &&
+	if (cache->desc != NULL && cache->gen == lockctl_proc_gen() &&
 		cache->fn_oid == fcinfo->flinfo->fn_oid)
 		return cache->desc;
 

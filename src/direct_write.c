@@ -190,6 +190,23 @@ kept_row_enters(IndexInfo *ii, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * The write's own copy of kw's i-th IndexInfo, in the current memory
+ * context: index AMs keep per-statement state in ii_AmCache, in
+ * ii_Context (GiST its GISTSTATE); the trees and prepared expressions are
+ * shared.
+ */
+static IndexInfo *
+kept_info_copy(LockctlKeptWrite *kw, int i)
+{
+	IndexInfo  *ii = makeNode(IndexInfo);
+
+	*ii = *kw->index_info[i];
+	ii->ii_AmCache = NULL;
+	ii->ii_Context = CurrentMemoryContext;
+	return ii;
+}
+
+/*
  * What ExecOpenIndices(rri, true) does, with kw's IndexInfos, for the row
  * in slot: open and lock (RowExclusiveLock) each index of rri's table that
  * the row enters, and give rri a copy of each one's kept IndexInfo,
@@ -227,10 +244,7 @@ kept_indexes(LockctlKeptWrite *kw, ResultRelInfo *rri, TupleTableSlot *slot,
 		infos = palloc(sizeof(IndexInfo *) * Max(n, 1));
 		for (i = 0; i < n; i++)
 		{
-			infos[i] = makeNode(IndexInfo);
-			*infos[i] = *kw->index_info[i];
-			infos[i]->ii_AmCache = NULL;
-			infos[i]->ii_Context = CurrentMemoryContext;
+			infos[i] = kept_info_copy(kw, i);
 			descs[i] = rri->ri_IndexRelationDescs[i];
 		}
 		rri->ri_IndexRelationDescs = descs;
@@ -263,16 +277,10 @@ kept_indexes(LockctlKeptWrite *kw, ResultRelInfo *rri, TupleTableSlot *slot,
 	n = 0;
 	for (i = 0; i < kw->nindexes; i++)
 	{
-		IndexInfo  *ii;
-
 		if (slot != NULL && !kept_row_enters(kw->index_info[i], slot, estate))
 			continue;
-		ii = makeNode(IndexInfo);
-		*ii = *kw->index_info[i];
-		ii->ii_AmCache = NULL;
-		ii->ii_Context = CurrentMemoryContext;
+		infos[n] = kept_info_copy(kw, i);
 		descs[n] = index_open(kw->index_oid[i], RowExclusiveLock);
-		infos[n] = ii;
 		n++;
 	}
 	if (slot != NULL)
@@ -302,9 +310,9 @@ lockctl_write_open_indexes(LockctlDirectWrite *w, LockctlKeptWrite *kw)
 /*
  * Start a write of rel (which the caller has locked ROW EXCLUSIVE and
  * found as installed) in the current command, under the active snapshot:
- * an executor state, a ResultRelInfo with the kept CHECKs and no index yet
- * (the write opens those its row enters), and an empty slot of the table's descriptor
- * (every column null), of ops (a virtual one for an insert, a heap tuple's
+ * an executor state, a ResultRelInfo with the kept CHECKs and no index
+ * yet (the write opens those its row enters), and an empty slot of the
+ * table's descriptor (every column null), of ops (a virtual one for an insert, a heap tuple's
  * for an update).  The current memory context is the write's until
  * lockctl_write_end.
  */
@@ -388,8 +396,9 @@ lockctl_write_insert(LockctlDirectWrite *w, LockctlKeptWrite *kw)
  * without waiting, as ExecUpdate does for a table without triggers, rules
  * or partitions: the constraints checked (their errors raised), then
  * heap_update, then the index entries of a version that is not
- * heap-only (its indexes are opened then, those it enters alone).  Returns false, having changed nothing, when another
- * transaction has changed, deleted or locked the row, or this one has in
+ * heap-only (its indexes are opened then, those it enters alone).
+ * Returns false, having changed nothing, when another transaction has
+ * changed, deleted or locked the row, or this one has in
  * a later command: then the statement must do it (it waits, and follows
  * the update as READ COMMITTED does).  w's slot must be a heap tuple's.
  */
@@ -418,7 +427,7 @@ lockctl_write_update(LockctlDirectWrite *w, LockctlKeptWrite *kw,
 	/* the indexes the new version enters (none for a heap-only one) */
 	kept_indexes(kw, w->rri, w->slot, w->estate);
 	(void) ExecInsertIndexTuples(w->rri, w->slot, w->estate, true, false,
-									 NULL, NIL, update_indexes == TU_Summarizing);
+								 NULL, NIL, update_indexes == TU_Summarizing);
 	return true;
 }
 

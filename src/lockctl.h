@@ -104,5 +104,6 @@ typedef struct LockctlFuncRef
 	Oid			oid;			/* what it found, or InvalidOid */
 } LockctlFuncRef;
 extern Oid	lockctl_func_oid(LockctlFuncRef *f, bool missing_ok);
+extern uint64 lockctl_proc_gen(void);
 
 #endif							/* LOCKCTL_H */

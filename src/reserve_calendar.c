@@ -241,35 +241,22 @@ range_run(RangePlan which, Datum *args, const char *argnulls, int ncols,
 /*
  * The bounds of a hold's ttl: lockctl_internal.min_hold_ttl() and
  * max_hold_ttl(), where they are defined, read at first use and again
- * after any change to pg_proc (range_ttl_inval).  Between SPI_connect and
+ * after any change to pg_proc (lockctl_proc_gen).  Between SPI_connect and
  * SPI_finish, as the extension's owner.
  */
 static Interval range_ttl_min;
 static Interval range_ttl_max;
-static uint64 range_ttl_gen = 1;	/* bumped by each pg_proc invalidation */
-static uint64 range_ttl_read = 0;	/* range_ttl_gen when they were read */
-
-static void
-range_ttl_inval(Datum arg, int cacheid, uint32 hashvalue)
-{
-	range_ttl_gen++;
-}
+static uint64 range_ttl_read = 0;	/* lockctl_proc_gen() when they were read */
 
 static void
 range_ttl_bounds(void)
 {
-	static bool registered = false;
-	uint64		gen = range_ttl_gen;
+	uint64		gen = lockctl_proc_gen();
 	bool		isnull[2];
 	Datum		d[2];
 	int			i;
 
-	if (!registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, range_ttl_inval, (Datum) 0);
-		registered = true;
-	}
-	if (range_ttl_read == range_ttl_gen)
+	if (range_ttl_read == gen)
 		return;
 	if (SPI_execute("SELECT lockctl_internal.min_hold_ttl(), lockctl_internal.max_hold_ttl()",
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
