@@ -222,6 +222,54 @@ RESET lockctl.max_holds_per_role;
 SELECT resource, held FROM lockctl.pool_status WHERE resource LIKE 'cart-caps-%' ORDER BY resource;
 SELECT lockctl.drop_pool('cart-caps-a'), lockctl.drop_pool('cart-caps-b');
 
+-- The items' check and merge in C (lockctl_internal.cart_plain_items, what
+-- reserve_cart calls first) against cart_items, which it stands in for:
+-- the same arrays for a plain cart (merged by pool, in pool id order);
+-- every output NULL for anything else, so that cart_items decides (and
+-- raises the item's error).
+CREATE FUNCTION pg_temp.plain(items jsonb, max_items integer DEFAULT 100) RETURNS text
+LANGUAGE sql AS $$
+SELECT CASE WHEN num_nulls(p.pools, p.nslots, p.names, p.quantities) = 4 THEN 'not plain'
+            WHEN num_nulls(p.pools, p.nslots, p.names, p.quantities) > 0 THEN 'some outputs null'
+            ELSE format('%s %s %s', p.names, p.quantities, p.nslots) END
+  FROM lockctl_internal.cart_plain_items(items, max_items, lockctl_internal.max_units()) AS p
+$$;
+SELECT i.items, pg_temp.plain(i.items),
+       (SELECT ROW(array_agg(c.pool_id ORDER BY c.pool_id), array_agg(c.nslots ORDER BY c.pool_id),
+                   array_agg(c.resource ORDER BY c.pool_id), array_agg(c.quantity ORDER BY c.pool_id))
+          FROM lockctl_internal.cart_items(i.items) AS c)
+       = (SELECT ROW(p.pools, p.nslots, p.names, p.quantities)
+            FROM lockctl_internal.cart_plain_items(i.items, 100, lockctl_internal.max_units()) AS p) AS same
+  FROM (VALUES ('[{"resource": "cart-x"}]'::jsonb),
+               ('[{"resource": "cart-x", "quantity": 2}, {"resource": "cart-z"},
+                  {"resource": "cart-x", "quantity": 3.0}, {"resource": "cart-y", "quantity": 1e1}]'),
+               ('[{"quantity": 1000000000000000, "resource": "cart-y"}]'),
+               ('[{"resource": "cart-y", "quantity": 999999999999999}, {"resource": "cart-y"}]')) AS i(items);
+SELECT left(i.items::text, 60) AS items, pg_temp.plain(i.items),
+       pg_temp.e(format('SELECT count(*) FROM lockctl_internal.cart_items(%L)', i.items)) AS cart_items
+  FROM (VALUES (NULL::jsonb), ('5'), ('"cart-x"'), ('{"resource": "cart-x"}'), ('[]'), ('[1]'),
+               ('[[{"resource": "cart-x"}]]'),
+               ('[{"resource": "cart-x", "qty": 1}]'), ('[{"quantity": 1}]'),
+               ('[{"resource": 5}]'), ('[{"resource": null}]'), ('[{"resource": ""}]'),
+               (jsonb_build_array(jsonb_build_object('resource', repeat('r', 1001)))),
+               ('[{"resource": "cart-x", "quantity": "1"}]'), ('[{"resource": "cart-x", "quantity": null}]'),
+               ('[{"resource": "cart-x", "quantity": 1.5}]'), ('[{"resource": "cart-x", "quantity": 0}]'),
+               ('[{"resource": "cart-x", "quantity": -1}]'),
+               ('[{"resource": "cart-x", "quantity": 1000000000000001}]'),
+               ('[{"resource": "cart-x", "quantity": 1e100}]'),
+               ('[{"resource": "cart-x"}, {"resource": "no-such-pool"}]'),
+               ('[{"resource": "cart-y", "quantity": 1000000000000000}, {"resource": "cart-y"}]')) AS i(items);
+-- The bound on the number of items is the caller's.
+SELECT pg_temp.plain('[{"resource": "cart-x"}, {"resource": "cart-y"}]', 2) AS two_of_2,
+       pg_temp.plain('[{"resource": "cart-x"}, {"resource": "cart-y"}, {"resource": "cart-z"}]', 2) AS three_of_2;
+-- Under REPEATABLE READ the pools are not looked up in C (the snapshot's
+-- rules are the executor's): not plain, and reserve_cart gets its merge
+-- from cart_items.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.plain('[{"resource": "cart-x"}]') AS under_repeatable_read;
+SELECT lockctl.cancel_cart(lockctl.reserve_cart('[{"resource": "cart-x"}, {"resource": "cart-z", "quantity": 2}, {"resource": "cart-x"}]', 'rr', '1 hour')) IS NOT NULL AS cart_made_and_cancelled;
+COMMIT;
+
 SELECT * FROM pg_temp.broken;
 SELECT lockctl.drop_pool('cart-x'), lockctl.drop_pool('cart-y'), lockctl.drop_pool('cart-z');
 DELETE FROM lockctl.cart_items;

@@ -374,6 +374,20 @@ COMMENT ON FUNCTION lockctl_internal.cart_items(jsonb) IS 'lockctl internal: che
 REVOKE ALL ON FUNCTION lockctl_internal.cart_items(jsonb) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
+-- Internal: the same, without the executor (src/reserve_cart.c), for
+-- reserve_cart: the four arrays when every item is plain and names a pool
+-- looked up there; all NULL otherwise (then cart_items raises the error,
+-- or merges the items itself).  The bounds are passed in, defined once.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION lockctl_internal.cart_plain_items(items jsonb, max_items integer, max_units bigint,
+        OUT pools bigint[], OUT nslots integer[], OUT names text[], OUT quantities bigint[])
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'lockctl_cart_plain_items'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION lockctl_internal.cart_plain_items(jsonb, integer, bigint) IS 'lockctl internal: a cart''s items checked and merged by pool, or NULLs for cart_items to decide';
+REVOKE ALL ON FUNCTION lockctl_internal.cart_plain_items(jsonb, integer, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
 -- Internal: the cart that idempotency_key made for the role this call acts
 -- for, or
 -- NULL if none is visible; 22023 if it holds other pools or quantities
@@ -425,8 +439,8 @@ REVOKE ALL ON FUNCTION lockctl_internal.keyed_cart(text, bigint[], bigint[]) FRO
 --      too) and:
 --   2. pool by pool in pool id order with reserve's three paths
 --      (take_units), which may wait, each in its own subtransaction.
--- The items are checked and merged by one query; only when it finds one
--- wrong does cart_items go through them one by one, for the error.
+-- The items are checked and merged in C (cart_plain_items); only when one
+-- is wrong does cart_items go through them one by one, for the error.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl.reserve_cart(items jsonb, holder text DEFAULT NULL,
                                      ttl interval DEFAULT '00:05:00'::interval,
@@ -448,7 +462,7 @@ DECLARE
     v_nslots integer[];
     v_names text[];
     v_qs bigint[];
-    v_ok boolean;
+    v_plain record;
     v_slots integer[] := ARRAY[]::integer[];
     v_start integer := pg_backend_pid();
     v_slot integer;
@@ -486,44 +500,17 @@ BEGIN
                             octet_length(v_key), lockctl_internal.name_max_bytes());
     END IF;
 
-    -- The items, checked, looked up and merged by pool in one query, in
-    -- pool id order.  v_ok is true only if every check of cart_items
-    -- passes; otherwise cart_items, item by item, raises its error (or,
-    -- were this query ever stricter than it, gives the same merge).  Each
-    -- guard is a CASE: the parts of an AND may run in any order.
-    IF jsonb_typeof(v_items) = 'array'
-       AND jsonb_array_length(v_items) BETWEEN 1 AND lockctl_internal.max_cart_items() THEN
-        SELECT array_agg(g.p ORDER BY g.p), array_agg(g.n ORDER BY g.p),
-               array_agg(g.r ORDER BY g.p), array_agg(g.q ORDER BY g.p), bool_and(g.ok)
-          INTO v_pools, v_nslots, v_names, v_qs, v_ok
-          FROM (SELECT p.id AS p, min(p.slots) AS n, min(p.resource) AS r,
-                       CASE WHEN bool_and(a.ok) AND p.id IS NOT NULL
-                                 AND sum(a.q) <= lockctl_internal.max_units()
-                            THEN sum(a.q)::bigint END AS q,
-                       coalesce(bool_and(a.ok) AND p.id IS NOT NULL
-                                AND sum(a.q) <= lockctl_internal.max_units(), false) AS ok
-                  FROM jsonb_array_elements(v_items) AS e(v)
-                 CROSS JOIN LATERAL
-                       (SELECT CASE WHEN jsonb_typeof(e.v) <> 'object' THEN NULL
-                                    WHEN (e.v - 'resource' - 'quantity') <> '{}'::jsonb THEN NULL
-                                    WHEN jsonb_typeof(e.v -> 'resource') = 'string'
-                                    THEN e.v ->> 'resource' END AS r,
-                               CASE WHEN jsonb_typeof(e.v) <> 'object' THEN NULL
-                                    WHEN NOT e.v ? 'quantity' THEN 1::numeric
-                                    WHEN jsonb_typeof(e.v -> 'quantity') = 'number'
-                                    THEN (e.v ->> 'quantity')::numeric END AS q) AS b
-                 CROSS JOIN LATERAL
-                       (SELECT coalesce(octet_length(b.r) BETWEEN 1 AND lockctl_internal.name_max_bytes()
-                                        AND b.q = trunc(b.q)
-                                        AND b.q BETWEEN 1 AND lockctl_internal.max_units(), false) AS ok,
-                               b.q) AS a
-                  -- LIMIT 1: one index probe per item, whatever the plan.
-                  LEFT JOIN LATERAL
-                       (SELECT x.id, x.slots, x.resource FROM lockctl.pools AS x
-                         WHERE x.resource = b.r LIMIT 1) AS p ON true
-                 GROUP BY p.id) AS g;
-    END IF;
-    IF v_ok IS NOT TRUE THEN
+    -- The items, checked, looked up and merged by pool in pool id order
+    -- (src/reserve_cart.c).  When one is wrong, or its pool could not be
+    -- looked up there, cart_items goes through them one by one: it raises
+    -- the error of the first wrong item, or gives the same merge.
+    v_plain := lockctl_internal.cart_plain_items(v_items, lockctl_internal.max_cart_items(),
+                                                 lockctl_internal.max_units());
+    v_pools := v_plain.pools;
+    v_nslots := v_plain.nslots;
+    v_names := v_plain.names;
+    v_qs := v_plain.quantities;
+    IF v_pools IS NULL THEN
         SELECT array_agg(c.pool_id ORDER BY c.pool_id), array_agg(c.nslots ORDER BY c.pool_id),
                array_agg(c.resource ORDER BY c.pool_id), array_agg(c.quantity ORDER BY c.pool_id)
           INTO v_pools, v_nslots, v_names, v_qs

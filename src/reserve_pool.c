@@ -172,7 +172,8 @@ pool_shape_build(Relation rel)
  * The pool named resource, as lockctl_internal.pool_of finds it: true
  * when it looked, with *found whether there is such a pool and then its
  * id and slot count; false when the caller's SELECT must decide.  For
- * lockctl.reserve (reserve_sale.c) and pool_of.
+ * lockctl.reserve (reserve_sale.c), cart_plain_items (reserve_cart.c) and
+ * pool_of.
  */
 bool
 ReservePoolOf(Datum resource, int64 *id, int32 *slots, bool *found)
