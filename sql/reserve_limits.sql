@@ -113,6 +113,10 @@ COMMIT;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT lockctl.reserve('tickets', 3, 'fay', '1 hour') IS NOT NULL AS fay_3_repeatable_read;
 SELECT lockctl.reserve('tickets', 1, 'gil', '1 hour') IS NOT NULL AS gil_1_repeatable_read;
+-- the statement's errors (lockctl_internal.charge_holder's): past the
+-- limit, and no holder on a limited pool
+SELECT pg_temp.e($$SELECT lockctl.reserve('tickets', 12, 'gil', '1 hour')$$) AS gil_past_limit_repeatable_read;
+SELECT pg_temp.e($$SELECT lockctl.reserve('tickets', 1, NULL, '1 hour')$$) AS no_holder_repeatable_read;
 COMMIT;
 SELECT holder, units FROM lockctl.holder_units WHERE holder IN ('fay', 'gil') ORDER BY holder;
 ALTER TABLE lockctl.holder_units ADD CONSTRAINT regress_at_most_7

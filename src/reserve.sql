@@ -766,7 +766,6 @@ DECLARE
     v_ttl interval := ttl;
     v_key text := idempotency_key;
     v_max bigint;
-    v_units bigint;
     v_role name;
     v_taken record;
     v_found record;
@@ -954,31 +953,8 @@ BEGIN
 
     -- A per-holder limit (src/reserve_limits.sql), read from the slot row
     -- this call holds, so it is exact.  No limit: nothing to do.
-    -- lockctl_internal.charge_holder, inline: this is the hot path (a
-    -- nested call with its SET clauses cost about 30,000 instructions a
-    -- sale).  Keep the two alike.  The count is written directly when it
-    -- can (src/reserve_holder.c: a third of what the statement costs), by
-    -- the INSERT ... ON CONFLICT otherwise.
     IF v_max IS NOT NULL THEN
-        IF v_holder IS NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
-                MESSAGE = format('holder must not be null on pool "%s"', v_resource),
-                DETAIL = format('The pool limits the units of each holder to %s.', v_max),
-                HINT = 'Pass the customer, account or cart the limit is for as holder.';
-        END IF;
-        v_units := lockctl_internal.charge_holder_units(v_pool, v_holder, v_quantity);
-        IF v_units IS NULL THEN
-            INSERT INTO lockctl.holder_units AS h (pool_id, holder, units)
-            VALUES (v_pool, v_holder, v_quantity)
-            ON CONFLICT ON CONSTRAINT holder_units_pkey DO UPDATE SET units = h.units + EXCLUDED.units
-            RETURNING h.units INTO v_units;
-        END IF;
-        IF v_units > v_max THEN
-            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-                MESSAGE = format('holder "%s" would have more than %s units of pool "%s"', v_holder, v_max, v_resource),
-                DETAIL = format('It holds or has confirmed %s; this call asks for %s more.', v_units - v_quantity, v_quantity),
-                HINT = 'The limit is the pool''s max_per_holder (lockctl.set_max_per_holder).';
-        END IF;
+        PERFORM lockctl_internal.charge_holder(v_pool, v_resource, v_holder, v_quantity, v_max);
     END IF;
 
     v_now := clock_timestamp();
