@@ -52,16 +52,6 @@
 #include "lockctl.h"
 #include "reserve.h"
 
-/*
- * The bounds of reserve's arguments, as lockctl_internal.max_units(),
- * min_hold_ttl() and max_hold_ttl() (src/reserve.sql) set them.  An
- * argument outside them goes to reserve_by_sql, which raises the error:
- * bounds narrower here would only cost time, wider would let a value
- * through (sql/reserve_sale.sql tests each edge through both functions).
- */
-#define SALE_MAX_UNITS		INT64CONST(1000000000000000)
-#define SALE_MIN_TTL_USECS	INT64CONST(1000)	/* 1 millisecond */
-#define SALE_MAX_TTL_DAYS	365
 
 /*
  * The PL/pgSQL and SQL functions of lockctl_internal that a call hands
@@ -149,6 +139,59 @@ sale_name_ok(Datum d)
 }
 
 /*
+ * The bounds of reserve's arguments: lockctl_internal.max_units(),
+ * min_hold_ttl() and max_hold_ttl() (src/reserve.sql), the one place they
+ * are defined, called at the first call and again after pg_proc changes
+ * (lockctl_proc_gen: a new version's functions), not on every call.  An
+ * argument outside them goes to reserve_by_sql, which raises the error
+ * (sql/reserve_sale.sql tests each edge through both functions).
+ */
+static LockctlFuncRef max_units_fn =
+{"lockctl_internal", "max_units", 0, {InvalidOid}, 0, InvalidOid};
+static LockctlFuncRef min_hold_ttl_fn =
+{"lockctl_internal", "min_hold_ttl", 0, {InvalidOid}, 0, InvalidOid};
+static LockctlFuncRef max_hold_ttl_fn =
+{"lockctl_internal", "max_hold_ttl", 0, {InvalidOid}, 0, InvalidOid};
+
+typedef struct SaleBounds
+{
+	uint64		gen;			/* lockctl_proc_gen() when read; 0: never */
+	int64		max_units;
+	Interval	min_ttl;
+	Interval	max_ttl;
+} SaleBounds;
+
+static SaleBounds sale_bounds;
+
+/* bound f's value, which must not be NULL */
+static Datum
+sale_bound(LockctlFuncRef *f)
+{
+	bool		isnull;
+	Datum		d = sale_call(f, NULL, NULL, InvalidOid, &isnull);
+
+	if (isnull)
+		elog(ERROR, "lockctl.reserve: %s.%s() returned NULL", f->schema, f->name);
+	return d;
+}
+
+static const SaleBounds *
+sale_bounds_get(void)
+{
+	uint64		gen = lockctl_proc_gen();
+
+	if (sale_bounds.gen != gen)
+	{
+		sale_bounds.max_units = DatumGetInt64(sale_bound(&max_units_fn));
+		sale_bounds.min_ttl = *DatumGetIntervalP(sale_bound(&min_hold_ttl_fn));
+		sale_bounds.max_ttl = *DatumGetIntervalP(sale_bound(&max_hold_ttl_fn));
+		/* an invalidation that came meanwhile makes the next call read again */
+		sale_bounds.gen = gen;
+	}
+	return &sale_bounds;
+}
+
+/*
  * Whether reserve's arguments are those of the common case: resource and
  * holder (or no holder) names within bounds, quantity and ttl within
  * their bounds, no idempotency key.
@@ -156,7 +199,8 @@ sale_name_ok(Datum d)
 static bool
 sale_reserve_args_plain(FunctionCallInfo fcinfo)
 {
-	Interval   *ttl;
+	const SaleBounds *b;
+	Datum		ttl;
 	int64		q;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || !PG_ARGISNULL(4))
@@ -164,24 +208,16 @@ sale_reserve_args_plain(FunctionCallInfo fcinfo)
 	if (!sale_name_ok(PG_GETARG_DATUM(0)) ||
 		(!PG_ARGISNULL(2) && !sale_name_ok(PG_GETARG_DATUM(2))))
 		return false;
+	b = sale_bounds_get();
 	q = PG_GETARG_INT64(1);
-	if (q < 1 || q > SALE_MAX_UNITS)
+	if (q < 1 || q > b->max_units)
 		return false;
-
-	/*
-	 * The ttl, compared as interval's comparison does (30-day months,
-	 * 24-hour days): only a plain one of days and time is taken here, the
-	 * rest (months, negative parts, infinity) is compared by the SQL.
-	 */
-	ttl = PG_GETARG_INTERVAL_P(3);
-	if (ttl->month != 0 || ttl->day < 0 || ttl->time < 0 || ttl->day > SALE_MAX_TTL_DAYS)
-		return false;
-	if (ttl->day == SALE_MAX_TTL_DAYS && ttl->time > 0)
-		return false;
-	if (ttl->day == 0 && ttl->time < SALE_MIN_TTL_USECS)
-		return false;
-	/* more than a day's time in the time field: left to the SQL too */
-	if (ttl->time >= USECS_PER_DAY)
+	/* compared as reserve_by_sql compares it: interval's < and > */
+	ttl = PG_GETARG_DATUM(3);
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, ttl,
+										 IntervalPGetDatum(&b->min_ttl))) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, ttl,
+										 IntervalPGetDatum(&b->max_ttl))))
 		return false;
 	return true;
 }
