@@ -64,6 +64,16 @@
 
 #include "lease.h"
 
+/*
+ * Latches of waiters to wake when the lease lock is released next
+ * (lease_wake_head, lease_unlock): a release wakes one, a dropped role's
+ * or database's leases may wake many, and those past the list are woken at
+ * once.
+ */
+#define LEASE_MAX_WAKES 16
+static Latch *lease_wakes[LEASE_MAX_WAKES];
+static int	lease_nwakes = 0;
+
 #define LEASE_TRANCHE_NAME		"lockctl_leases"
 
 int			lockctl_max_leases = 4096;
@@ -492,7 +502,7 @@ lease_enter(const LeaseKey *key)
 	if (lease_shared->nentries >= lockctl_max_leases && lease_sweep() == 0)
 	{
 		lease_shared->stats.full++;
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many leases"),
@@ -504,7 +514,7 @@ lease_enter(const LeaseKey *key)
 	if (e == NULL)
 	{
 		lease_shared->stats.full++;
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many leases"),
@@ -637,7 +647,7 @@ lease_check_quota_n(Oid role, int needed, int64 now)
 	if (count + needed <= max)
 		return;
 
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("role \"%s\" has too many leases", lease_role_name(role)),
@@ -793,8 +803,16 @@ lease_take(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now,
 }
 
 /*
- * Set the latch of the first waiter, who may now be able to take the lease.
- * Caller holds the lease lock.
+ * Wake the first waiter, who may now be able to take the lease: its latch
+ * is set by lease_unlock, once the lease lock is free.  Set under the lock,
+ * the waiter would wake only to find the lock still held by the one who
+ * woke it, and sleep again on it: one more context switch and one more
+ * wake-up on the path of every hand-over.  Nothing is lost by waiting:
+ * a waiter looks (under the lock) only after its latch is set, so it sees
+ * the change either way, and a wake-up it no longer needs (it left, or
+ * looked already) is as harmless as any spurious one; a latch is in
+ * shared memory for the life of the server.  A full list wakes at once,
+ * under the lock, as before.  Caller holds the lease lock exclusively.
  */
 void
 lease_wake_head(LeaseEntry *e)
@@ -803,9 +821,44 @@ lease_wake_head(LeaseEntry *e)
 	{
 		LeaseWaiter *w = dlist_container(LeaseWaiter, node,
 										 dlist_head_node(&e->waiters));
+		int			i;
 
-		SetLatch(w->latch);
+		for (i = 0; i < lease_nwakes; i++)
+			if (lease_wakes[i] == w->latch)
+				return;
+		if (lease_nwakes < LEASE_MAX_WAKES)
+			lease_wakes[lease_nwakes++] = w->latch;
+		else
+			SetLatch(w->latch);
 	}
+}
+
+/*
+ * Release the lease lock, then wake the waiters lease_wake_head chose
+ * while it was held.  Every release of the lease lock goes through here.
+ */
+void
+lease_unlock(void)
+{
+	LWLockRelease(lease_shared->lock);
+	lease_wake_pending();
+}
+
+/*
+ * Set the latches lease_wake_head put aside.  The caller does not hold the
+ * lease lock: lease_unlock, and an aborted transaction, whose error left
+ * the lock (LWLockReleaseAll) but not the waiters it was about to wake
+ * (lease_admin.c's callbacks).
+ */
+void
+lease_wake_pending(void)
+{
+	int			n = lease_nwakes;
+	int			i;
+
+	lease_nwakes = 0;
+	for (i = 0; i < n; i++)
+		SetLatch(lease_wakes[i]);
 }
 
 /*
@@ -893,7 +946,7 @@ lease_find_own(const LeaseKey *key, int64 token, bool need_live,
 			if (OidIsValid(other) && other != self && other != allowed &&
 				!checked)
 			{
-				LWLockRelease(lease_shared->lock);
+				lease_unlock();
 				checked = true;
 				if (!has_privs_of_role(self, other))
 				{
@@ -908,7 +961,7 @@ lease_find_own(const LeaseKey *key, int64 token, bool need_live,
 				*holder = h;
 				return e;
 			}
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			return NULL;
 		}
 		held = (e != NULL && e->held);
@@ -921,7 +974,7 @@ lease_find_own(const LeaseKey *key, int64 token, bool need_live,
 		{
 			Oid			owner = e->roleid;
 
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			checked = true;
 			if (!has_privs_of_role(self, owner))
 				return NULL;
@@ -931,7 +984,7 @@ lease_find_own(const LeaseKey *key, int64 token, bool need_live,
 		if (held && lost->visible && e->token == token &&
 			(!need_live || !lost->expired))
 			return e;
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		return NULL;
 	}
 }

@@ -253,6 +253,8 @@ extern void lease_unhold(LeaseEntry *e, int how);
 extern int	lease_end_how(int64 token, bool live, int if_live);
 extern void lease_role_add(Oid role, int delta);
 extern void lease_wake_head(LeaseEntry *e);
+extern void lease_unlock(void);
+extern void lease_wake_pending(void);
 extern TimestampTz lease_wall_expiry(LeaseEntry *e, int64 now_mono,
 									 TimestampTz now_wall);
 extern LeaseEntry *lease_find_own(const LeaseKey *key, int64 token,

@@ -196,12 +196,12 @@ lease_leave_queue(void)
 	if (!held)
 	{
 		if (LWLockHeldByMe(lease_shared->lock))
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
 	lease_dequeue(LEASE_WAIT_CANCELLED);
 	if (!held)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 }
 
 static void
@@ -340,12 +340,12 @@ lease_wait_loop(LeaseEntry *e, LeaseWaiter *w, const char *owner,
 				lease_options_granted(e, token, opts);
 			lease_dequeue(token != 0 ? LEASE_WAIT_GRANTED :
 						  LEASE_WAIT_TIMED_OUT);
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			break;
 		}
 		sleep_until = lease_sleep_until(e, w, now, deadline);
 		w->wake_at = sleep_until;
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 	}
 	return token;
 }
@@ -447,7 +447,7 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	if (token != 0)
 	{
 		lease_options_granted(e, token, &opts);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		/* not reported before it is durable (lease_wal.c) */
 		LeaseWalWait();
 		PG_RETURN_INT64(token);
@@ -458,14 +458,14 @@ lease_acquire(FunctionCallInfo fcinfo, int32 permits, bool shared)
 	{
 		lease_shared->stats.timeouts++;
 		lease_maybe_remove(e);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		PG_RETURN_NULL();
 	}
 
 	w = lease_enqueue(e, owner, ttl_us, shared);
 	sleep_until = lease_sleep_until(e, w, now, deadline);
 	w->wake_at = sleep_until;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	token = lease_wait(e, w, owner, ttl_us, deadline, now, sleep_until,
 					   &opts);

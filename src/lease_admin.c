@@ -183,7 +183,7 @@ lockctl_release_role_leases(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	released = lease_release_where(InvalidOid, role, false);
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (released > 0)
 	{
@@ -216,7 +216,7 @@ lockctl_release_database_leases(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	released = lease_release_where(dbid, InvalidOid, false);
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (released > 0)
 		ereport(LOG,
@@ -272,6 +272,12 @@ lease_admin_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
 
+	/*
+	 * Waiters an error kept from being woken: it left the lease lock
+	 * (LWLockReleaseAll, before these callbacks) but not lease_unlock.
+	 */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		lease_wake_pending();
 	if (ndropped == 0)
 		return;
 	switch (event)
@@ -289,7 +295,7 @@ lease_admin_xact_callback(XactEvent event, void *arg)
 					released = lease_release_where(d->objid, InvalidOid, true);
 				else
 					released = lease_release_where(InvalidOid, d->objid, false);
-				LWLockRelease(lease_shared->lock);
+				lease_unlock();
 				if (released > 0)
 					ereport(LOG,
 							(errmsg("lockctl released %d lease(s) of dropped %s \"%s\"",
@@ -321,6 +327,9 @@ lease_admin_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			i;
 	int			kept = 0;
 
+	/* as at the end of a transaction */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		lease_wake_pending();
 	if (ndropped == 0)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)

@@ -360,7 +360,7 @@ lease_all_forget(const LeaseKey *keys, int n)
 	if (!held)
 	{
 		if (LWLockHeldByMe(lease_shared->lock))
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
 	for (i = 0; i < n; i++)
@@ -371,7 +371,7 @@ lease_all_forget(const LeaseKey *keys, int n)
 			lease_maybe_remove(e);
 	}
 	if (!held)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 }
 
 /*
@@ -408,12 +408,12 @@ lease_all_leave_queue(void)
 	if (!held)
 	{
 		if (LWLockHeldByMe(lease_shared->lock))
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
 	lease_all_dequeue(LEASE_WAIT_CANCELLED);
 	if (!held)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 }
 
 static void
@@ -479,18 +479,18 @@ lease_all_wait_loop(LeaseEntry **entries, int n, const char *owner,
 			(void) lease_all_grant(entries, n, owner, ttl_us, set_id, now,
 								   tokens);
 			lease_all_dequeue(LEASE_WAIT_GRANTED);
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			return true;
 		}
 		if (now >= deadline)
 		{
 			lease_shared->stats.timeouts++;
 			lease_all_dequeue(LEASE_WAIT_TIMED_OUT);
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			return false;
 		}
 		sleep_until = lease_all_sleep_until(entries, n, now, deadline);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 	}
 }
 
@@ -653,7 +653,7 @@ lockctl_acquire_all(PG_FUNCTION_ARGS)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (granted)
 		return lease_all_tokens(tokens, n);
@@ -721,7 +721,7 @@ lockctl_release_all(PG_FUNCTION_ARGS)
 					others = list_append_unique_oid(others, h->roleid);
 			}
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	allowed = list_make1_oid(self);
 	foreach(lc, others)
 		if (has_privs_of_role(self, lfirst_oid(lc)))
@@ -755,7 +755,7 @@ lockctl_release_all(PG_FUNCTION_ARGS)
 								 LEASE_END_RELEASED);
 		result[i] = BoolGetDatum(released);
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	PG_RETURN_ARRAYTYPE_P(construct_array(result, n, BOOLOID, 1, true,
 										  TYPALIGN_CHAR));

@@ -148,7 +148,7 @@ lease_set_permits(LeaseEntry *e, int32 permits, int64 now)
 
 		strlcpy(resource, e->key.resource, sizeof(resource));
 		lease_maybe_remove(e);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("lease \"%s\" has %d permit%s, not %d",
@@ -406,7 +406,7 @@ lease_holder_new(LeaseEntry *e, const char *owner, int64 ttl_us, int64 now)
 	{
 		lease_shared->stats.full++;
 		lease_maybe_remove(e);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many leases"),

@@ -143,7 +143,7 @@ lease_xact_release(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
 		/* a released lease kept its slot only for the fence */
 		lease_maybe_remove(e);
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (isTopLevel)
 		fenced_count = 0;
@@ -250,7 +250,7 @@ LeaseFencedInXact(const char *resource, int64 *token)
 	else
 		live = (e != NULL && e->held && e->fenced &&
 				e->token == fenced_list[i].token);
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (live)
 		*token = fenced_list[i].token;
@@ -313,7 +313,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 		goto lost;
 	holder = (h != NULL);
 	shared = holder && e->permits == 1;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	/* the fence lock; this may wait for another fencing transaction */
 	if (shared)
@@ -358,7 +358,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 		lease_watch_end(&key, token, InvalidOid, 0);
 	}
 	lease_shared->stats.fences++;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	lease_remember_fence(&key, token, holder);
 	/* an extended expiry is durable before the protected write goes on */
 	LeaseWalWait();
@@ -367,7 +367,7 @@ lockctl_fence(PG_FUNCTION_ARGS)
 lost:
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	lease_shared->stats.fence_failures++;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	lease_report_lost(resource, token, &lost, true);
 	PG_RETURN_VOID();			/* not reached */
 }

@@ -447,7 +447,7 @@ lockctl_token_state(PG_FUNCTION_ARGS)
 		LWLockAcquire(lease_shared->lock, LW_SHARED);
 		now.epoch = lease_shared->epoch;
 		now.from_pg_upgrade = lease_shared->from_pg_upgrade;
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		nulls[0] = nulls[1] = nulls[3] = true;
 	}
 	else

@@ -541,7 +541,7 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 	}
 	notify_shared->sent += nsend;
 	dropped = notify_shared->dropped;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	for (i = 0; i < nsend; i++)
 	{
@@ -580,7 +580,7 @@ lease_notify_worker_pass(Oid dbid, long *due_ms)
 					break;
 				}
 		}
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 	}
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -627,7 +627,7 @@ lockctl_lease_options(PG_FUNCTION_ARGS)
 		if (n->key.dbid == MyDatabaseId)
 			rows[nrows++] = *n;
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	for (i = 0; i < nrows; i++)
 	{

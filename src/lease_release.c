@@ -92,7 +92,7 @@ lockctl_renew(PG_FUNCTION_ARGS)
 			TIMESTAMP_NOEND(expires);
 		else
 			expires = GetCurrentTimestamp() + (h->expires_mono - now);
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		PG_RETURN_TIMESTAMPTZ(expires);
 	}
 
@@ -104,7 +104,7 @@ lockctl_renew(PG_FUNCTION_ARGS)
 	lease_wake_head(e);
 	lease_watch_end(&key, token, InvalidOid, 0);
 	expires = lease_wall_expiry(e, now, GetCurrentTimestamp());
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	/* not reported before it is durable */
 	LeaseWalWait();
 	PG_RETURN_TIMESTAMPTZ(expires);
@@ -142,7 +142,7 @@ lockctl_release(PG_FUNCTION_ARGS)
 	else
 		released = lease_end(e, now, &lease_shared->stats.releases,
 							 LEASE_END_RELEASED);
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	PG_RETURN_BOOL(released);
 }
@@ -175,7 +175,7 @@ lockctl_force_release(PG_FUNCTION_ARGS)
 		released = lease_end(e, lease_now_mono(),
 							 &lease_shared->stats.force_releases,
 							 LEASE_END_FORCED);
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (released)
 		ereport(LOG,

@@ -144,7 +144,7 @@ lease_session_exit(int code, Datum arg)
 	if (!held)
 	{
 		if (LWLockHeldByMe(lease_shared->lock))
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
 	now = lease_now_mono();
@@ -152,7 +152,7 @@ lease_session_exit(int code, Datum arg)
 	for (i = 0; i < n; i++)
 		lease_session_end(&keys[i], tokens[i], now);
 	if (!held)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 	if (keys != NULL)
 	{
 		pfree(keys);

@@ -392,7 +392,7 @@ LeaseTokenGetNow(LeaseTokenNow *now)
 	now->counter = lease_shared->counter;
 	now->from_pg_upgrade = lease_shared->from_pg_upgrade;
 	if (!locked)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 }
 
 /*
@@ -446,7 +446,7 @@ LeaseTokenRaise(uint32 era, uint64 epoch, const char *why)
 		new_epoch = epoch + 1;
 	else
 	{
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 		return false;
 	}
 	if (new_epoch > LEASE_TOKEN_EPOCH_MAX)
@@ -486,7 +486,7 @@ LeaseTokenRaise(uint32 era, uint64 epoch, const char *why)
 		lease_wal_era_moved();
 		lease_watch_wake_all();
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	ereport(LOG,
 			(errmsg("lockctl raised its fencing token floor to era %u, epoch " UINT64_FORMAT " (first token " INT64_FORMAT ")",

@@ -188,7 +188,7 @@ lease_collect(const char *resource, LeaseRow **rows_out)
 			break;
 		e = hash_seq_search(&seq);
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	*rows_out = rows;
 	return nrows;
@@ -458,7 +458,7 @@ lockctl_lease_waiter_list(PG_FUNCTION_ARGS)
 			r->set_id = w->set_id;
 		}
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	for (i = 0; i < nrows; i++)
 	{
@@ -537,7 +537,7 @@ lockctl_lease_stats(PG_FUNCTION_ARGS)
 		waiting += e->nwaiters;
 	}
 	watching = lease_watch_count();
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	memset(nulls, 0, sizeof(nulls));
 	values[i++] = Int32GetDatum(live);
@@ -600,7 +600,7 @@ lockctl_lease_wait_histogram(PG_FUNCTION_ARGS)
 	/* a copy, so that the rows are built without the lock */
 	LWLockAcquire(lease_shared->lock, LW_SHARED);
 	memcpy(hist, lease_shared->wait_hist, sizeof(hist));
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	for (o = 0; o < LEASE_WAIT_OUTCOMES; o++)
 	{

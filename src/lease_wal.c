@@ -446,7 +446,7 @@ LeaseWalCheckpointed(void)
 		return;
 	LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	(void) lease_wal_durable();
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 	/* nobody waits for this one: the WAL writer flushes it */
 	lease_wal_pending = InvalidXLogRecPtr;
 }
@@ -556,10 +556,10 @@ lease_wal_redo(XLogReaderState *record)
 			lease_redo_forget_all();
 			break;
 		default:
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			elog(PANIC, "lockctl lease redo: unknown record type %u", info);
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 }
 
 /*
@@ -685,7 +685,7 @@ lease_wal_cleanup(void)
 	lease_shared->wal_carried = kept;
 	/* the first change after recovery logs a snapshot of its own */
 	lease_shared->wal_snap_redo = InvalidXLogRecPtr;
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	if (kept > 0)
 		ereport(LOG,

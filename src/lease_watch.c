@@ -359,12 +359,12 @@ lease_unwatch(void)
 	if (!held)
 	{
 		if (LWLockHeldByMe(lease_shared->lock))
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 		LWLockAcquire(lease_shared->lock, LW_EXCLUSIVE);
 	}
 	lease_unwatch_locked();
 	if (!held)
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 }
 
 static void
@@ -413,14 +413,14 @@ lease_watch_loop(const LeaseKey *key, int64 token, int64 deadline)
 		if (st != WATCH_LIVE && st != WATCH_PENDING)
 		{
 			lease_unwatch_locked();
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			/* not remembered any more (cannot happen within a ring's turn) */
 			return st == WATCH_ENDED ? how : LEASE_END_EXPIRED;
 		}
 		if (now >= deadline)
 		{
 			lease_unwatch_locked();
-			LWLockRelease(lease_shared->lock);
+			lease_unlock();
 			/* a lease that ran out is no longer live, handed over or not */
 			return st == WATCH_LIVE ? 0 : LEASE_END_EXPIRED;
 		}
@@ -430,7 +430,7 @@ lease_watch_loop(const LeaseKey *key, int64 token, int64 deadline)
 		else					/* the grant wakes us; a fence may delay it */
 			sleep_until = Min(sleep_until,
 							  now + LEASE_FENCE_RECHECK_MS * INT64CONST(1000));
-		LWLockRelease(lease_shared->lock);
+		lease_unlock();
 
 		/* round up, so as not to wake just before the moment */
 		timeout_ms = (long) Min((sleep_until - now + 999) / 1000, INT_MAX);
@@ -519,7 +519,7 @@ lockctl_watch(PG_FUNCTION_ARGS)
 		else
 			roleid = lease_session_role();
 	}
-	LWLockRelease(lease_shared->lock);
+	lease_unlock();
 
 	/*
 	 * Another role's lease, or one not known: a stale token, with renew's

@@ -36,12 +36,13 @@ sub histogram
 		  FROM lockctl.lease_wait_histogram WHERE outcome = '$outcome'});
 }
 
-# A waiter woken by the release.  The holder's lease lasts an hour, so only
-# the release can end the wait.
+# A waiter woken by the release.  The holder's lease and the wait last an
+# hour, so only the release can end the wait before poll_query_until gives
+# up: a release that did not wake the waiter fails here.
 my $t_hold = $node->safe_psql('postgres',
 	"SELECT lockctl.acquire('r1', 'holder', '1 hour')");
 is(histogram('granted'), '0 0', 'no wait in the histogram yet');
-my $w = start_waiter('w-release', 'r1', '5 min');
+my $w = start_waiter('w-release', 'r1', '1 hour');
 wait_for_waiters('r1', 1);
 # From PostgreSQL 17 on, an extension can name its wait events; before,
 # they are all "Extension".
@@ -113,13 +114,14 @@ is(waiters('r3'), '0', 'and leaves no waiter behind');
 $w->quit;
 
 # Arrival order: three waiters queue one after the other; each release hands
-# the lease to the next in line.
+# the lease to the next in line.  Leases and waits of an hour: each grant is
+# the work of a release's wake-up, not of an expiry or a deadline.
 my $t_fifo = $node->safe_psql('postgres',
 	"SELECT lockctl.acquire('fifo', 'holder', '1 hour')");
 my @ws;
 for my $i (1 .. 3)
 {
-	push @ws, start_waiter("fifo-$i", 'fifo', '5 min');
+	push @ws, start_waiter("fifo-$i", 'fifo', '1 hour', ttl => '1 hour');
 	wait_for_waiters('fifo', $i);
 }
 is($node->safe_psql('postgres',
