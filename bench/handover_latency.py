@@ -3,9 +3,12 @@
 
 Two sessions pass one key back and forth: the holder releases while the
 other session is known to be waiting (a third session watches for it), and
-the latency is the waiter's grant time minus the holder's release time, both
-read from the server's clock (clock_timestamp() evaluated right after the
-call in the same statement), so client scheduling is not counted.  Measured
+the latency is the waiter's grant time minus the time the holder's release
+began, both read from the server's clock (clock_timestamp() evaluated right
+after the waiter's call, and right before the holder's, in the same
+statement), so client scheduling is not counted and the release's own work
+is.  (Read after the release instead, the time could run backwards: the
+waiter it wakes may be scheduled, and take the clock, first.)  Measured
 for pg_advisory_lock and for a waiting lockctl.acquire, side by side.
 
 Called by bench/run with PGHOST/PGPORT/PGDATABASE set; prints one line per
@@ -23,14 +26,15 @@ KINDS = {
     # kind: (take, give back, is-the-other-session-waiting query)
     "pg_advisory_lock": (
         "SELECT pg_advisory_lock(4242), clock_timestamp()",
-        "SELECT pg_advisory_unlock(4242), clock_timestamp()",
+        "SELECT clock_timestamp(), pg_advisory_unlock(4242)",
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
         "AND objid = 4242 AND NOT granted",
     ),
     "lockctl.acquire": (
         "SELECT lockctl.acquire('handover-latency', %(owner)s, '30 s', '60 s'), "
         "clock_timestamp()",
-        "SELECT lockctl.release('handover-latency', %(token)s), clock_timestamp()",
+        "SELECT clock_timestamp(), "
+        "lockctl.release('handover-latency', %(token)s)",
         "SELECT count(*) FROM lockctl.lease_waiters "
         "WHERE resource = 'handover-latency'",
     ),
@@ -63,7 +67,7 @@ def measure(kind, count):
                 raise RuntimeError("%s: the waiter never queued" % kind)
             time.sleep(0.0005)
         released_at = conns[holder].execute(
-            give, {"token": tokens[holder]}).fetchone()[1]
+            give, {"token": tokens[holder]}).fetchone()[0]
         t.join()
         samples.append((granted_at[waiter] - released_at).total_seconds() * 1e6)
         holder = waiter
