@@ -266,6 +266,10 @@ lease_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 /*
  * Transaction callback: at commit, free the leases of what was dropped.
+ * At abort, also wake the waiters lease_wake_head put aside before an error
+ * (lease.c): the lease lock is already free then.  Kept here, in the one
+ * transaction callback of the leases, rather than in a second one that
+ * every transaction would call.
  */
 static void
 lease_admin_xact_callback(XactEvent event, void *arg)
@@ -317,7 +321,7 @@ lease_admin_xact_callback(XactEvent event, void *arg)
 /*
  * Subtransaction callback: a drop in a subtransaction that aborts is
  * forgotten; one in a subtransaction that commits now belongs to its
- * parent.
+ * parent.  An abort also wakes the waiters put aside, as above.
  */
 static void
 lease_admin_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -327,7 +331,6 @@ lease_admin_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			i;
 	int			kept = 0;
 
-	/* as at the end of a transaction */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		lease_wake_pending();
 	if (ndropped == 0)
