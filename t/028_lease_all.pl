@@ -30,8 +30,8 @@ sub start_waiter
 	my ($who, $resources, %opt) = @_;
 	my $s = $node->background_psql('postgres', on_error_stop => 0);
 	my $call = $opt{single}
-	  ? "ARRAY[lockctl.acquire('$resources', '$who', '1 hour', '5 min')]"
-	  : "lockctl.acquire_all('$resources', '$who', '1 hour', '5 min')";
+	  ? "ARRAY[lockctl.acquire('$resources', '$who', '1 hour', '1 hour')]"
+	  : "lockctl.acquire_all('$resources', '$who', '1 hour', '1 hour')";
 	$s->query_safe("SET application_name = '$who'");
 	$s->query_until(qr/^started\n/m, qq{
 \\echo started
@@ -45,6 +45,25 @@ sub wait_for
 	my ($query, $what) = @_;
 	$node->poll_query_until('postgres', $query)
 	  or die "timed out waiting for $what";
+}
+
+# The clock of the server, read just before a release that must wake a
+# waiter.
+sub now { return sql('SELECT clock_timestamp()'); }
+
+# $who was granted its leases, and promptly after $since (a release just
+# before): woken by that release.  Waits and leases last an hour, so no
+# deadline or expiry ends them; a set that the release did not wake may
+# still be granted at a later wake-up that was not for it (one came 60 s
+# later when the wake-ups of sets were left out on purpose), which the
+# bound catches.  It is that far above the milliseconds a wake-up takes so
+# that a loaded machine does not trip it.
+sub granted_promptly
+{
+	my ($who, $since, $what) = @_;
+	wait_for("SELECT count(*) = 1 FROM got WHERE who = '$who'", "$who granted");
+	is(sql("SELECT tokens IS NOT NULL AND at - '$since' < interval '20 s' FROM got WHERE who = '$who'"),
+		't', $what);
 }
 
 sub line
@@ -72,13 +91,15 @@ is(sql("SELECT lockctl.acquire('o-y', 'walk-in', '1 hour') IS NULL"), 't',
 	'a single acquire of y does not jump ahead of the waiting sets');
 is(sql("SELECT count(DISTINCT set_id) FROM lockctl.lease_waiters WHERE resource LIKE 'o-%'"),
 	'2', 'lease_waiters shows two sets');
+my $since = now();
 sql("SELECT lockctl.release('o-x', $hx)");
-wait_for("SELECT count(*) = 1 FROM got WHERE who = 's1'", 's1 granted');
+granted_promptly('s1', $since, 's1 is woken by the release of x');
 is(holders('o-%'), 'o-x=s1,o-y=s1', 's1 gets both at once when x is released');
 is(line('o-x') . ' ' . line('o-y'), 's2* s2*', 's2 still waits in both lines');
 my $t1 = sql("SELECT tokens FROM got WHERE who = 's1'");
+$since = now();
 is(sql("SELECT lockctl.release_all('{o-x,o-y}', '$t1')"), '{t,t}', 's1 releases its set');
-wait_for("SELECT count(*) = 1 FROM got WHERE who = 's2'", 's2 granted');
+granted_promptly('s2', $since, 's2 is woken by the release of the set');
 is(holders('o-%'), 'o-x=s2,o-y=s2', 's2 gets both');
 is(sql("SELECT tokens[1] > ('$t1'::bigint[])[2] AND tokens[2] > ('$t1'::bigint[])[1] FROM got WHERE who = 's2'"),
 	't', "s2's tokens are later than s1's");
@@ -99,8 +120,9 @@ is(sql("SELECT count(*) FROM got WHERE who = 's3'"), '0', 'one member free: stil
 is(holders('w-%'), 'w-b=hb', 'and a is not held by the set');
 is(sql("SELECT lockctl.acquire('w-a', 'walk-in', '1 hour') IS NULL"), 't',
 	'a walk-in does not take a, which the set is first in line for');
+$since = now();
 sql("SELECT lockctl.release('w-b', $hb)");
-wait_for("SELECT count(*) = 1 FROM got WHERE who = 's3'", 's3 granted');
+granted_promptly('s3', $since, 's3 is woken by the release of its last member');
 is(holders('w-%'), 'w-a=s3,w-b=s3', 'the last member freed: the set gets both');
 $s3->quit;
 sql("SELECT lockctl.release_all('{w-a,w-b}', tokens) FROM got WHERE who = 's3'");
@@ -113,12 +135,15 @@ my $w1 = start_waiter('single1', 'n-a', single => 1);
 my $w2 = start_waiter('single2', 'n-b', single => 1);
 wait_for("SELECT count(*) = 2 FROM lockctl.lease_waiters WHERE owner LIKE 'single%'", 'singles in line');
 is(line('n-a') . ' ' . line('n-b'), 's4*,single1 s4*,single2', 'the singles queue behind the set');
+$since = now();
 sql("SELECT lockctl.release('n-a', $hn)");
-wait_for("SELECT count(*) = 1 FROM got WHERE who = 's4'", 's4 granted');
+granted_promptly('s4', $since, 's4 is woken by the release of a');
 is(holders('n-%'), 'n-a=s4,n-b=s4', 'the set is served first');
+$since = now();
 sql("SELECT lockctl.release_all('{n-a,n-b}', tokens) FROM got WHERE who = 's4'");
 wait_for("SELECT count(*) = 2 FROM got WHERE who LIKE 'single%'", 'singles granted');
-pass('then the singles, each on its resource');
+is(sql("SELECT count(*) FILTER (WHERE tokens[1] IS NOT NULL AND at - '$since' < interval '20 s') FROM got WHERE who LIKE 'single%'"),
+	'2', 'then the singles, each on its resource, woken by the release of the set');
 $_->quit for ($s4, $w1, $w2);
 sql("SELECT lockctl.release(resource, token) FROM lockctl.leases WHERE resource LIKE 'n-%'");
 
