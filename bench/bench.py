@@ -140,8 +140,14 @@ def main():
                 psql_file(args.pgbin, setup)
             subprocess.run([os.path.join(args.pgbin, "psql"), "-X", "-q", "-c", "CHECKPOINT"],
                            check=True, stdout=subprocess.DEVNULL)
+            # Odd rounds run a cell's cases in their order, even rounds in
+            # the reverse one: whatever one case leaves behind for the next
+            # (autovacuum of the table it just wrote, a checkpoint it
+            # started, a warmer cache) falls on each side of every pair in
+            # turn instead of always on the case that follows the baseline.
+            order = cases if rnd % 2 == 1 else list(reversed(cases))
             for c in clients:
-                for name, label, path in cases:
+                for name, label, path in order:
                     settings = server_settings(path)
                     apply_settings(args.pgbin, settings)
                     t = pgbench(args.pgbin, path, c, args.duration)
@@ -150,6 +156,18 @@ def main():
                     print("round %d  %-10s %-28s c=%-3d %s"
                           % (rnd, g, name, c, "%.0f tps" % t if t is not None else "FAILED"),
                           flush=True)
+
+    def paired(key, against):
+        """The ratios of key to against round by round (both measured in
+        the round): each pair ran minutes apart at most, with the same
+        machine's noise, where medians of each side may come from
+        different rounds.  Their median, and their spread."""
+        a, b = tps.get(key, []), tps.get(against, [])
+        rs = [x / y for x, y in zip(a, b) if x is not None and y]
+        if not rs:
+            return None, None
+        m = statistics.median(rs)
+        return m, (max(rs) - min(rs)) / m if len(rs) > 1 else 0.0
 
     def med(key):
         vals = [v for v in tps.get(key, []) if v is not None]
@@ -166,6 +184,9 @@ def main():
     for g in groups:
         cases, clients = plan[g]
         base = cases[0][0]
+        # A group may measure the write floor itself, beside its cases, so
+        # that their ratio to it is paired within the group's own minutes.
+        own_wf = [n for n, _, _ in cases if n.endswith("write_floor")]
         for name, label, _ in cases:
             for c in clients:
                 vals = [v for v in tps[(g, name, c)] if v is not None]
@@ -174,6 +195,9 @@ def main():
                 f = floor.get(c)
                 wf = wfloor.get(c)
                 spread = (max(vals) - min(vals)) / m if m and len(vals) > 1 else 0.0
+                pb, pbs = paired((g, name, c), (g, base, c))
+                pw, pws = paired((g, name, c), (g, own_wf[0], c) if own_wf
+                               else ("peers", "20-write_floor", c))
                 rows.append(dict(group=g, case=name, label=label, clients=c,
                                  runs=len(vals), failed=len(tps[(g, name, c)]) - len(vals),
                                  median_tps=round(m, 1) if m else "",
@@ -181,11 +205,18 @@ def main():
                                  vs_baseline=round(m / b, 2) if m and b else "",
                                  baseline=base,
                                  vs_floor=round(m / f, 3) if m and f else "",
-                                 vs_write_floor=round(m / wf, 2) if m and wf else ""))
+                                 vs_write_floor=round(m / wf, 2) if m and wf else "",
+                                 paired_vs_baseline=round(pb, 3) if pb else "",
+                                 paired_spread_pct=round(100 * pbs, 1) if pb else "",
+                                 paired_vs_write_floor=round(pw, 3) if pw else "",
+                                 paired_write_spread_pct=round(100 * pws, 1) if pw else "",
+                                 round_tps=";".join("%.1f" % v if v is not None else ""
+                                                    for v in tps[(g, name, c)])))
 
     print()
-    hdr = "%-10s %-50s %4s %11s %7s %8s %8s %8s" % ("group", "case", "cl", "median tps", "spread",
-                                                      "vs base", "vs floor", "vs write")
+    hdr = "%-10s %-50s %4s %11s %7s %8s %14s %8s %8s" % (
+        "group", "case", "cl", "median tps", "spread", "vs base", "paired (spr.)",
+        "vs floor", "vs write")
     print(hdr)
     print("-" * len(hdr))
     last = None
@@ -194,13 +225,19 @@ def main():
             print()
         last = (r["group"], r["case"])
         mark = " (base)" if r["case"] == r["baseline"] else ""
-        print("%-10s %-50s %4d %11s %6s%% %8s %8s %8s%s" % (
+        print("%-10s %-50s %4d %11s %6s%% %8s %14s %8s %8s%s" % (
             r["group"], (r["label"] + mark)[:50], r["clients"],
             "%.0f" % r["median_tps"] if r["median_tps"] != "" else "FAILED",
-            r["spread_pct"], r["vs_baseline"], r["vs_floor"], r["vs_write_floor"],
+            r["spread_pct"], r["vs_baseline"],
+            "%.2f (%.0f%%)" % (r["paired_vs_baseline"], r["paired_spread_pct"])
+            if r["paired_vs_baseline"] != "" and not mark else "",
+            r["vs_floor"], r["vs_write_floor"],
             "  (%d failed runs)" % r["failed"] if r["failed"] else ""))
     print("\nmedian of %d rounds of %d s each; spread = (max - min) / median over the rounds;"
-          "\nvs floor = to SELECT 1, vs write = to a one-row INSERT transaction, at the same client count"
+          "\nvs base = median over median; paired = the median of the ratios to the baseline"
+          "\nround by round (its spread: that of those ratios); cases run in reverse order in"
+          "\neven rounds; vs floor = to SELECT 1, vs write = to a one-row INSERT transaction,"
+          "\nat the same client count"
           % (args.rounds, args.duration))
 
     with open(args.out, "w", newline="") as f:

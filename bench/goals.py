@@ -3,14 +3,20 @@
 
     python3 bench/goals.py RESULTS.csv [OUT.md]
 
-Each goal is a ratio of two cases' median throughputs at one client count,
+Each goal is a ratio of two cases' throughputs at one client count,
 measured side by side in the same run: a case against its group's baseline
-(the CSV's vs_baseline) or against the write floor (vs_write_floor, the
-one-row durable INSERT of group peers).  Prints a Markdown table (and
-writes it to OUT.md when given): the goal, the clients, the ratio, the
-target, whether it is met, and the spreads of both cases, which say how far
-the ratio can be trusted.  A goal whose cases the run did not measure (a
-run of some groups only) is left out, not counted as met.
+or against the write floor (the one-row durable INSERT, measured in the
+case's own group where it has one, else in group peers).  The ratio judged
+is the paired one (paired_vs_baseline, paired_vs_write_floor): the median
+over the rounds of the ratio within each round, where both cases ran
+minutes apart at most; the ratio of the two medians (vs_baseline,
+vs_write_floor) is shown beside it, and is the one judged for a CSV
+written before bench.py paired its rounds.  Prints a Markdown table (and
+writes it to OUT.md when given): the goal, the clients, both ratios, the
+target, whether it is met, and the spreads, which say how far the ratio
+can be trusted: that of the paired ratios, and those of both cases'
+throughputs.  A goal whose cases the run did not measure (a run of some
+groups only) is left out, not counted as met.
 
 Exits 0 whatever the figures say: the goals are what the issues ask for,
 reported, not a test (speed is never judged by a timed test here).
@@ -77,15 +83,23 @@ def evaluate(rows):
             if r is None:
                 continue
             if against == "write":
-                ratio = fnum(r["vs_write_floor"])
-                base = rows.get(("peers", "20-write_floor", c))
+                medians = fnum(r["vs_write_floor"])
+                paired = fnum(r.get("paired_vs_write_floor"))
+                base = next((b for k, b in rows.items()
+                             if k[0] == group and k[1].endswith("write_floor") and k[2] == c),
+                            rows.get(("peers", "20-write_floor", c)))
+                paired_spread = fnum(r.get("paired_write_spread_pct"))
             else:
-                ratio = fnum(r["vs_baseline"])
+                medians = fnum(r["vs_baseline"])
+                paired = fnum(r.get("paired_vs_baseline"))
                 base = rows.get((group, r["baseline"], c))
+                paired_spread = fnum(r.get("paired_spread_pct"))
+            ratio = paired if paired is not None else medians
             if ratio is None or int(r.get("failed") or 0) > 0:
                 ratio = None
             out.append({
                 "issue": issue, "what": what, "clients": c, "ratio": ratio,
+                "medians": medians, "paired_spread": paired_spread,
                 "target": target,
                 "met": ratio is not None and ratio >= target,
                 "spread": fnum(r["spread_pct"]),
@@ -96,17 +110,22 @@ def evaluate(rows):
 
 def markdown(results):
     lines = [
-        "| Issue | Goal | Clients | Ratio | Target | Met | Spreads (case / against) |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| Issue | Goal | Clients | Ratio (paired) | Of medians | Target | Met "
+        "| Spreads (paired / case / against) |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
+
+    def pct(v):
+        return "-" if v is None else "%.0f%%" % v
+
     for g in results:
         ratio = "failed" if g["ratio"] is None else "%.2f" % g["ratio"]
-        spreads = "%s / %s" % (
-            "-" if g["spread"] is None else "%.0f%%" % g["spread"],
-            "-" if g["base_spread"] is None else "%.0f%%" % g["base_spread"])
-        lines.append("| %s | %s | %d | %s | %.2f | %s | %s |" % (
+        spreads = "%s / %s / %s" % (pct(g["paired_spread"]), pct(g["spread"]),
+                                    pct(g["base_spread"]))
+        lines.append("| %s | %s | %d | %s | %s | %.2f | %s | %s |" % (
             "#%d" % g["issue"] if g["issue"] else "-", g["what"], g["clients"],
-            ratio, g["target"], "yes" if g["met"] else "**no**", spreads))
+            ratio, "-" if g["medians"] is None else "%.2f" % g["medians"],
+            g["target"], "yes" if g["met"] else "**no**", spreads))
     met = sum(1 for g in results if g["met"])
     lines.append("")
     lines.append("%d of %d goals met." % (met, len(results)))

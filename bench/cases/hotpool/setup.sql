@@ -1,7 +1,7 @@
 -- One hot item: the single-row approach (an inventory row and a table of
 -- reservations) and one lockctl pool, both with stock that does not run out
 -- during a run.
-DROP TABLE IF EXISTS bench_hot_inventory, bench_hot_reservations;
+DROP TABLE IF EXISTS bench_hot_inventory, bench_hot_reservations, bench_hot_write_floor;
 CREATE TABLE bench_hot_inventory (
     id integer PRIMARY KEY,
     available bigint NOT NULL CHECK (available >= 0)
@@ -19,9 +19,11 @@ CREATE TABLE bench_hot_reservations (
     expires timestamptz NOT NULL
 );
 CREATE INDEX ON bench_hot_reservations (expires) WHERE status = 'held';
+-- The write floor, as group peers measures it (20-write_floor.sql).
+CREATE TABLE bench_hot_write_floor (id bigserial PRIMARY KEY, v integer NOT NULL);
 SELECT lockctl.drop_pool(resource) FROM lockctl.pools WHERE resource = 'bench_hot';
 SELECT lockctl.create_pool('bench_hot', 1000000000000);
-VACUUM ANALYZE bench_hot_inventory, bench_hot_reservations;
+VACUUM ANALYZE bench_hot_inventory, bench_hot_reservations, bench_hot_write_floor;
 -- lockctl's tables analyzed as the baseline's are (and as autovacuum does
 -- in production): without statistics, the generic plans of reserve's slot
 -- look-up sort every slot row of the pool instead of reading the first.
