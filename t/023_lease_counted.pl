@@ -28,6 +28,8 @@ sub start_waiter
 sub waiters { return LockctlNode::waiters($node, @_); }
 sub wait_for_waiters { return LockctlNode::wait_for_waiters($node, @_); }
 sub wait_for_got { return LockctlNode::wait_for_got($node, @_); }
+sub server_now { return LockctlNode::server_now($node); }
+sub granted_promptly { return LockctlNode::granted_promptly($node, @_); }
 
 sub acquire2
 {
@@ -57,12 +59,13 @@ $w->quit;
 
 # First come, first served: three waiters for a full counted lease; each
 # release hands one permit to the next in line, and a newcomer that does
-# not wait does not jump the line.
+# not wait does not jump the line.  Leases and waits of an hour: each grant
+# is the work of a release's wake-up.
 my @held = (acquire2('fifo', 'h1', '1 hour'), acquire2('fifo', 'h2', '1 hour'));
 my @ws;
 for my $i (1 .. 3)
 {
-	push @ws, start_waiter("fifo-$i", 'fifo', '5 min');
+	push @ws, start_waiter("fifo-$i", 'fifo', '1 hour');
 	wait_for_waiters('fifo', $i);
 }
 # From 17 on, the sleep has its own wait event (src/compat.h).
@@ -74,17 +77,20 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres',
 		"SELECT DISTINCT waiters FROM lockctl.leases WHERE resource = 'fifo'"),
 	'3', 'the view counts the waiters on every holder\'s row');
+my $since = server_now();
 $node->safe_psql('postgres', "SELECT lockctl.release('fifo', $held[0])");
-wait_for_got('fifo-1');
+is(granted_promptly('fifo-1', $since), 't', 'the first release wakes the first waiter');
 is(waiters('fifo'), '2', 'one release, one permit: the others still wait');
 is($node->safe_psql('postgres',
 		"SELECT lockctl.acquire('fifo', 'newcomer', permits => 2) IS NULL"),
 	't', 'a newcomer does not jump the line');
+$since = server_now();
 $node->safe_psql('postgres', "SELECT lockctl.release('fifo', $held[1])");
-wait_for_got('fifo-2');
+is(granted_promptly('fifo-2', $since), 't', 'the second release wakes the second waiter');
 my $t1 = $node->safe_psql('postgres', "SELECT token FROM got WHERE who = 'fifo-1'");
+$since = server_now();
 $node->safe_psql('postgres', "SELECT lockctl.release('fifo', $t1)");
-wait_for_got('fifo-3');
+is(granted_promptly('fifo-3', $since), 't', 'a woken waiter\'s release wakes the third');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(who, ',' ORDER BY n) FROM got WHERE who LIKE 'fifo-%'"),
 	'fifo-1,fifo-2,fifo-3', 'waiters were served in arrival order');
@@ -102,7 +108,7 @@ acquire2('fenced', 'other', '1 hour');
 my $fencer = $node->background_psql('postgres');
 my $t_f = acquire2('fenced', 'fencer', '500 ms');
 $fencer->query_safe("BEGIN; SELECT lockctl.fence('fenced', $t_f);");
-$w = start_waiter('w-fenced', 'fenced', '5 min');
+$w = start_waiter('w-fenced', 'fenced', '1 hour');
 wait_for_waiters('fenced', 1);
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM lockctl.leases WHERE resource = 'fenced' AND owner = 'fencer'")
@@ -111,8 +117,9 @@ $node->poll_query_until('postgres',
 	"SELECT clock_timestamp() > (SELECT waiting_since FROM lockctl.lease_waiters WHERE resource = 'fenced') + interval '1 s'")
   or die 'clock did not move';
 is(waiters('fenced'), '1', 'an expired but fenced permit is not granted to the waiter');
+$since = server_now();
 $fencer->query_safe('COMMIT');
-wait_for_got('w-fenced');
+is(granted_promptly('w-fenced', $since), 't', 'the end of the fencing transaction wakes the waiter');
 ok($node->safe_psql('postgres', "SELECT token FROM got WHERE who = 'w-fenced'") > $t_f,
 	'the waiter got the permit once the fencing transaction ended');
 $fencer->quit;

@@ -22,12 +22,14 @@ sub start_waiter
 	my ($who, $fn, $resource, %opt) = @_;
 	my $ttl = $opt{ttl} // '1 hour';
 	return LockctlNode::start_waiter($node, $who,
-		"lockctl.$fn('$resource', '$who', '$ttl', '5 min')");
+		"lockctl.$fn('$resource', '$who', '$ttl', '1 hour')");
 }
 
 sub waiters { return LockctlNode::waiters($node, @_); }
 sub wait_for_waiters { return LockctlNode::wait_for_waiters($node, @_); }
 sub wait_for_got { return LockctlNode::wait_for_got($node, @_); }
+sub server_now { return LockctlNode::server_now($node); }
+sub granted_promptly { return LockctlNode::granted_promptly($node, @_); }
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -45,15 +47,17 @@ is(q1("SELECT string_agg(owner, ',' ORDER BY queue_position) FROM lockctl.lease_
 	'x,s3', 'the shared waiter queues behind the exclusive one');
 q1("SELECT lockctl.release('doc', $s1)");
 is(waiters('doc'), '2', 'one shared holder left: the exclusive waiter still waits');
+my $since = server_now();
 q1("SELECT lockctl.release('doc', $s2)");
-wait_for_got('x');
+is(granted_promptly('x', $since), 't', 'the last shared release wakes the exclusive waiter');
 is(q1("SELECT string_agg(mode || ':' || owner, ',') FROM lockctl.leases WHERE resource = 'doc'"),
 	'exclusive:x', 'the last shared release hands the lease to the exclusive waiter');
 is(waiters('doc'), '1', 'and the shared waiter waits for the exclusive holder');
 my $tx = q1("SELECT token FROM got WHERE who = 'x'");
 ok($tx > $s2, 'the exclusive holder has a higher token');
+$since = server_now();
 q1("SELECT lockctl.release('doc', $tx)");
-wait_for_got('s3');
+is(granted_promptly('s3', $since), 't', 'the exclusive release wakes the shared waiter');
 is(q1("SELECT string_agg(mode || ':' || owner, ',') FROM lockctl.leases WHERE resource = 'doc'"),
 	'shared:s3', 'then the shared waiter gets it');
 $wx->quit;
@@ -69,9 +73,10 @@ for my $i (1 .. 3)
 	push @ws, start_waiter("b$i", 'acquire_shared', 'batch');
 	wait_for_waiters('batch', $i);
 }
+$since = server_now();
 q1("SELECT lockctl.release('batch', $x)");
-$node->poll_query_until('postgres', "SELECT count(*) = 3 FROM got WHERE who LIKE 'b_'")
-  or die 'the shared waiters were not all granted';
+is(granted_promptly("b$_", $since), 't', "the release wakes shared waiter b$_")
+  for 1 .. 3;
 is(q1("SELECT count(*) FROM lockctl.leases WHERE resource = 'batch' AND mode = 'shared'"),
 	'3', 'one release lets every shared waiter in');
 $_->quit for @ws;
@@ -95,8 +100,9 @@ $node->poll_query_until('postgres',
 is(waiters('fenced'), '1', 'an expired but fenced shared lease keeps the exclusive waiter out');
 is(q1("SELECT lockctl.acquire_shared('fenced', 'r2') IS NULL"), 't',
 	'a shared newcomer yields to the waiting exclusive one');
+$since = server_now();
 $fencer->query_safe('COMMIT');
-wait_for_got('fx');
+is(granted_promptly('fx', $since), 't', 'the end of the shared fence wakes the exclusive waiter');
 ok(q1("SELECT token FROM got WHERE who = 'fx'") > $sf,
 	'the exclusive waiter got the lease once the shared fence ended');
 $fencer->quit;

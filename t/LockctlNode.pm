@@ -148,4 +148,29 @@ sub wait_for_got
 	return;
 }
 
+# server_now(NODE): the server's clock, read just before a release that
+# must wake a waiter (for granted_promptly).
+sub server_now
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+}
+
+# granted_promptly(NODE, WHO, SINCE): wait_for_got, then 't' if WHO was
+# granted a token within 20 s of SINCE (server_now, just before the
+# release that must wake it), else 'f'.  For waits of an hour behind
+# leases of an hour: no deadline or expiry ends them, but a waiter that
+# the release did not wake may still be granted at a later wake-up that
+# was not for it (one came 60 s after the start of the server when the
+# wake-ups of sets were left out on purpose, t/028), which the bound
+# catches.  It is that far above the milliseconds a wake-up takes so that
+# a loaded machine does not trip it.
+sub granted_promptly
+{
+	my ($node, $who, $since) = @_;
+	wait_for_got($node, $who);
+	return $node->safe_psql('postgres',
+		"SELECT token IS NOT NULL AND at - '$since' < interval '20 s' FROM got WHERE who = '$who'");
+}
+
 1;
