@@ -47,22 +47,15 @@ sub wait_for
 	  or die "timed out waiting for $what";
 }
 
-# The clock of the server, read just before a release that must wake a
-# waiter.
-sub now { return sql('SELECT clock_timestamp()'); }
+# A waiter that a release must wake: granted, promptly after $since
+# (LockctlNode::granted_promptly says why the bound).  A set that timed
+# out gets NULL, a single waiter ARRAY[NULL]: its first token tells both.
+sub now { return LockctlNode::server_now($node); }
 
-# $who was granted its leases, and promptly after $since (a release just
-# before): woken by that release.  Waits and leases last an hour, so no
-# deadline or expiry ends them; a set that the release did not wake may
-# still be granted at a later wake-up that was not for it (one came 60 s
-# later when the wake-ups of sets were left out on purpose), which the
-# bound catches.  It is that far above the milliseconds a wake-up takes so
-# that a loaded machine does not trip it.
 sub granted_promptly
 {
 	my ($who, $since, $what) = @_;
-	wait_for("SELECT count(*) = 1 FROM got WHERE who = '$who'", "$who granted");
-	is(sql("SELECT tokens IS NOT NULL AND at - '$since' < interval '20 s' FROM got WHERE who = '$who'"),
+	is(LockctlNode::granted_promptly($node, $who, $since, 'tokens[1] IS NOT NULL'),
 		't', $what);
 }
 
@@ -141,9 +134,9 @@ granted_promptly('s4', $since, 's4 is woken by the release of a');
 is(holders('n-%'), 'n-a=s4,n-b=s4', 'the set is served first');
 $since = now();
 sql("SELECT lockctl.release_all('{n-a,n-b}', tokens) FROM got WHERE who = 's4'");
-wait_for("SELECT count(*) = 2 FROM got WHERE who LIKE 'single%'", 'singles granted');
-is(sql("SELECT count(*) FILTER (WHERE tokens[1] IS NOT NULL AND at - '$since' < interval '20 s') FROM got WHERE who LIKE 'single%'"),
-	'2', 'then the singles, each on its resource, woken by the release of the set');
+granted_promptly($_, $since,
+	"then $_, on its resource, woken by the release of the set")
+  for ('single1', 'single2');
 $_->quit for ($s4, $w1, $w2);
 sql("SELECT lockctl.release(resource, token) FROM lockctl.leases WHERE resource LIKE 'n-%'");
 

@@ -156,9 +156,11 @@ sub server_now
 	return $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 }
 
-# granted_promptly(NODE, WHO, SINCE): wait_for_got, then 't' if WHO was
-# granted a token within 20 s of SINCE (server_now, just before the
-# release that must wake it), else 'f'.  For waits of an hour behind
+# granted_promptly(NODE, WHO, SINCE, GRANTED): wait_for_got, then 't' if
+# WHO was granted within 20 s of SINCE (server_now, just before the
+# release that must wake it), else 'f'.  GRANTED is the condition on its
+# row of "got" that says it was granted (default: a token; t/028's rows
+# have an array of them).  For waits of an hour behind
 # leases of an hour: no deadline or expiry ends them, but a waiter that
 # the release did not wake may still be granted at a later wake-up that
 # was not for it (one came 60 s after the start of the server when the
@@ -167,10 +169,11 @@ sub server_now
 # a loaded machine does not trip it.
 sub granted_promptly
 {
-	my ($node, $who, $since) = @_;
+	my ($node, $who, $since, $granted) = @_;
+	$granted //= 'token IS NOT NULL';
 	wait_for_got($node, $who);
 	return $node->safe_psql('postgres',
-		"SELECT token IS NOT NULL AND at - '$since' < interval '20 s' FROM got WHERE who = '$who'");
+		"SELECT $granted AND at - '$since' < interval '20 s' FROM got WHERE who = '$who'");
 }
 
 1;
