@@ -156,5 +156,15 @@ DROP OPERATOR <% (int, int), <=% (int, int), =% (int, int), >=% (int, int), >% (
 DROP FUNCTION vd_tens_cmp(int, int), vd_tens_lt(int, int), vd_tens_le(int, int),
     vd_tens_eq(int, int), vd_tens_ge(int, int), vd_tens_gt(int, int);
 
+-- lockctl_internal.version_next() is the projection's own: called any
+-- other way it is refused, even by a superuser, and even inside an UPDATE
+-- of a versioned table that lockctl checks through it
+SELECT lockctl_internal.version_next(1, 1, '(0,1)');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE vd SET val = lockctl_internal.version_next(version, version, ctid)::text,
+              version = version
+ WHERE id = 1 RETURNING *;
+\echo :LAST_ERROR_SQLSTATE
+
 DROP TABLE vd, vd2, vd8;
 DROP FUNCTION vd_mark(), vd_explain();

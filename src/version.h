@@ -144,19 +144,78 @@ typedef struct VersionDirectPlan
 	Node	   *sent;			/* what the statement sets the version to, or
 								 * NULL */
 	Oid			typid;			/* the version column's type */
-	List	   *tlist;			/* the new-row projection */
+	List	   *tlist;			/* the new-row projection with the version
+								 * read + 1, or NIL */
 	int			bumpno;			/* its entry (from 0) that stores the
 								 * version: a Const set at each execution */
 	List	   *colnos;
+	/* the projection that checks each row (VersionRowKind), or NIL */
+	List	   *rowtlist;
+	List	   *rowcolnos;
+	Node	   *rowexpr;		/* its call of lockctl_internal.version_next */
+	int			rowkind;		/* a VersionRowKind */
+	bool		rowuv;			/* made for update_versioned()'s UPDATE */
+	VersionMode mode;			/* the trigger's mode */
+	AttrNumber	vatt;			/* the version column */
 } VersionDirectPlan;
+
+/*
+ * Which rule the version of an updated row must obey (the trigger's, for
+ * each verdict; version_row_match): the rows' own check, whether the
+ * trigger or the statement's projection (version_direct.c) makes it.
+ */
+typedef enum VersionRowKind
+{
+	VROW_NEXT,					/* anything: the WHERE clause proved it, or
+								 * version = version */
+	VROW_EXACT,					/* the version assigned is the current one
+								 * (NULL matches NULL) */
+	VROW_ORM,					/* ... or the current one + 1 (mode 'orm') */
+	VROW_WHERE_SENT				/* compared in WHERE and assigned: the
+								 * current one or the next, not NULL */
+} VersionRowKind;
+
+/*
+ * A statement whose UPDATE checks its rows in its own projection, as the
+ * call of lockctl_internal.version_next that it makes (expr) finds it.
+ */
+typedef struct VersionRowCheck
+{
+	Node	   *expr;			/* the FuncExpr of the projection */
+	Oid			relid;
+	AttrNumber	attnum;
+	Oid			typid;
+	VersionMode mode;
+	VersionRowKind kind;
+	Oid			rootrelid;		/* the table versioning was enabled on */
+	bool		counted;		/* its table has counters (not temporary) */
+	struct EState *estate;		/* the statement's: es_processed */
+	/* set by version_next as it counts, per execution of the statement */
+	bool		stats_ready;
+	VersionStatsEntry *stats;	/* NULL: not counted */
+	bool		passed;			/* a row passed, counted as checked ... */
+	uint64		passed_at;		/* ... when es_processed was this */
+} VersionRowCheck;
+
+/* version_statement.c */
+extern VersionRowCheck *version_running_rowcheck(Node *expr);
+
+/* How version_direct_update() left the UPDATE. */
+typedef enum VersionDirectPath
+{
+	VDIRECT_NONE,				/* the trigger checks each row */
+	VDIRECT_CONST,				/* the projection stores the version read + 1 */
+	VDIRECT_ROW					/* the projection checks each row */
+} VersionDirectPath;
 
 /* version_direct.c */
 extern VersionDirectPlan *version_direct_plan(QueryDesc *queryDesc,
 											  ModifyTableState *mtstate, int t,
 											  AttrNumber vatt, VersionVerdict *v);
-extern bool version_direct_update(QueryDesc *queryDesc,
-								  ModifyTableState *mtstate, int t,
-								  VersionVerdict *v, VersionDirectPlan *dp);
+extern VersionDirectPath version_direct_update(QueryDesc *queryDesc,
+											   ModifyTableState *mtstate, int t,
+											   VersionVerdict *v,
+											   VersionDirectPlan *dp);
 extern VersionDirectPlan *version_direct_plan_copy(VersionDirectPlan *dp);
 extern void version_uv_begin(Oid relid);
 extern void version_uv_end(void);
@@ -199,5 +258,14 @@ extern Datum version_to_datum(int64 v, Oid typid);
 extern bool version_mode_lookup(const char *name, VersionMode *mode);
 extern int64 version_type_max(Oid typid);
 extern int64 version_type_min(Oid typid);
+extern bool version_row_match(VersionRowKind kind, bool oldnull, int64 oldv,
+							  bool newnull, int64 newv);
+extern void version_conflict_error(Relation rel, HeapTuple oldtuple,
+								   AttrNumber attnum, VersionMode mode,
+								   VersionStatsEntry *stats,
+								   bool oldnull, int64 oldv,
+								   bool newnull, int64 newv);
+extern int64 version_next_of(Relation rel, HeapTuple oldtuple, Oid typid,
+							 bool oldnull, int64 oldv);
 
 #endif							/* LOCKCTL_VERSION_H */

@@ -48,6 +48,21 @@ CREATE FUNCTION lockctl.update_versioned(
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'lockctl_update_versioned';
 
+-- The rows' check of an UPDATE that lockctl moves from the trigger into
+-- the statement's own projection (src/version_direct.c): the version the
+-- row stores, or the trigger's error.  Called only from the projections
+-- lockctl makes (any other call is refused), by whichever role runs the
+-- UPDATE: PUBLIC may execute it, but cannot name it (the schema).
+CREATE FUNCTION lockctl_internal.version_next(current_version pg_catalog.int8,
+                                              sent_version pg_catalog.int8,
+                                              row_ctid pg_catalog.tid)
+    RETURNS pg_catalog.int8
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_version_next';
+COMMENT ON FUNCTION lockctl_internal.version_next(pg_catalog.int8, pg_catalog.int8, pg_catalog.tid) IS
+    'lockctl internal: the version an UPDATE checked in its projection stores';
+GRANT EXECUTE ON FUNCTION lockctl_internal.version_next(pg_catalog.int8, pg_catalog.int8, pg_catalog.tid) TO PUBLIC;
+
 CREATE FUNCTION lockctl_internal.versioned_tables(
         OUT table_name pg_catalog.regclass,
         OUT version_column pg_catalog.name,

@@ -34,24 +34,54 @@
  * else keeps the trigger.  The counters the trigger would bump per row are
  * bumped when the statement ends, by the rows it processed.
  *
+ * The other UPDATEs the trigger would check row by row, with a rule known
+ * when the statement starts (version_row_match: "version = $n" sent in
+ * SET, update_versioned()'s own UPDATE, "version = version", a WHERE
+ * check whose value is not known now), are taken out of the trigger the
+ * same way, with the check moved into the projection: the version column
+ * is computed by lockctl_internal.version_next(current, sent, ctid) from
+ * the old row's version and the value the statement assigns, which raises
+ * the trigger's own errors (40001 for a stale version, 22003 past the
+ * type's maximum, with the row's key) and counts its conflicts.  The
+ * projection is evaluated on the row the scan found and, under READ
+ * COMMITTED, again on its newest version when another transaction updated
+ * it meanwhile (EvalPlanQual), as the trigger is fired on the newest
+ * version.  One difference: the trigger locks the row before it looks at
+ * it, so a version sent that differs from the row the statement found, on
+ * a row another transaction is changing, waits for that transaction and is
+ * compared with its outcome; the projection refuses it at once, as stale
+ * (the version sent was not the row's version when the statement
+ * started).  version_next is called only from a projection made here: it
+ * finds its statement by its own expression node (version_statement.c),
+ * and refuses every other call.
+ *
  * src/version_direct.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "storage/itemptr.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "version.h"
+
+/* lockctl_internal.version_next(bigint, bigint, tid), made in 1.1 */
+static LockctlFuncRef version_next_fn = {
+	"lockctl_internal", "version_next", 3, {INT8OID, INT8OID, TIDOID}, 0
+};
 
 /* Would trigger tg fire for a row in this session? (trigger.c's rule) */
 static bool
@@ -211,15 +241,137 @@ version_scan_reads(Plan *subplan, Index rti, AttrNumber vatt,
 							rti, vatt, dp);
 }
 
+static bool version_const_projection(VersionDirectPlan *dp, Plan *subplan,
+									 List *colnos, ResultRelInfo *rri,
+									 VersionMode mode, VersionVerdict *v);
+
+/* e, of integer type from, as an expression of integer type to */
+static Expr *
+version_cast(Expr *e, Oid from, Oid to)
+{
+	Oid			fn;
+
+	if (from == to)
+		return e;
+	if (to == INT8OID)
+		fn = from == INT4OID ? F_INT8_INT4 : F_INT8_INT2;
+	else
+		fn = to == INT4OID ? F_INT4_INT8 : F_INT2_INT8;
+	return (Expr *) makeFuncExpr(fn, to, list_make1(e), InvalidOid,
+								 InvalidOid, COERCE_IMPLICIT_CAST);
+}
+
+/*
+ * The rule of the trigger for an UPDATE with verdict v in mode, if one
+ * applies to every row it reaches (version_on_update); -1 where the
+ * trigger refuses the statement (or may, for a reason of this execution)
+ * or cannot tell the value sent.
+ */
+static int
+version_row_kind(VersionVerdict *v, VersionMode mode)
+{
+	if (v->uv)
+		return v->assign == VASSIGN_SENT ? VROW_EXACT : -1;
+	if (v->assign == VASSIGN_OVERWRITE)
+		return VROW_NEXT;
+	if (v->where_checked)
+	{
+		if (v->assign == VASSIGN_SENT || v->assign == VASSIGN_UNKNOWN)
+			return mode == VERSION_MODE_SERVER ? -1 : VROW_WHERE_SENT;
+		return VROW_NEXT;
+	}
+	if (v->assign == VASSIGN_SENT && mode != VERSION_MODE_SERVER)
+		return mode == VERSION_MODE_ORM ? VROW_ORM : VROW_EXACT;
+	return -1;
+}
+
+/*
+ * The projection that checks each row (see the head of this file): the
+ * subplan's values of the assigned columns (the outer tuple), and for the
+ * version column lockctl_internal.version_next(old version, value sent,
+ * old ctid), in its place if the statement sets it, else added.  False if
+ * it cannot be made (the function is not installed: the extension's SQL
+ * is older than the library).
+ */
+static bool
+version_row_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
+					   Index rti, Form_pg_attribute att, int kind)
+{
+	Oid			fnoid = lockctl_func_oid(&version_next_fn, true);
+	List	   *tlist = NIL;
+	TargetEntry *vtle = NULL;
+	Expr	   *sent = NULL;
+	Expr	   *old;
+	Expr	   *ctid;
+	FuncExpr   *call;
+	int			resno = 0;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (!OidIsValid(fnoid))
+		return false;
+	forboth(lc, subplan->targetlist, lc2, colnos)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Node	   *e = (Node *) tle->expr;
+		TargetEntry *out;
+
+		if (tle->resjunk)
+			break;
+		out = makeTargetEntry((Expr *) makeVar(OUTER_VAR, resno + 1,
+											   exprType(e), exprTypmod(e),
+											   exprCollation(e), 0),
+							  resno + 1, NULL, false);
+		if (lfirst_int(lc2) == dp->vatt)
+		{
+			if (exprType(e) != att->atttypid)
+				return false;
+			sent = out->expr;
+			vtle = out;
+		}
+		resno++;
+		tlist = lappend(tlist, out);
+	}
+	if (resno != list_length(colnos))
+		return false;
+	if (vtle == NULL)
+	{
+		vtle = makeTargetEntry(NULL, resno + 1, NULL, false);
+		tlist = lappend(tlist, vtle);
+		colnos = lappend_int(list_copy(colnos), dp->vatt);
+	}
+	/* the value sent matters to the rules that compare it */
+	if (sent == NULL || kind == VROW_NEXT)
+		sent = (Expr *) makeNullConst(INT8OID, -1, InvalidOid);
+	else
+		sent = version_cast(sent, att->atttypid, INT8OID);
+	old = version_cast((Expr *) makeVar(rti, dp->vatt, att->atttypid,
+										att->atttypmod, InvalidOid, 0),
+					   att->atttypid, INT8OID);
+	ctid = (Expr *) makeVar(rti, SelfItemPointerAttributeNumber, TIDOID, -1,
+							InvalidOid, 0);
+	call = makeFuncExpr(fnoid, INT8OID, list_make3(old, sent, ctid),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	vtle->expr = version_cast((Expr *) call, INT8OID, att->atttypid);
+
+	dp->rowtlist = tlist;
+	dp->rowcolnos = colnos;
+	dp->rowexpr = (Node *) call;
+	dp->rowkind = kind;
+	dp->rowuv = false;
+	return true;
+}
+
 /*
  * What of the direct path can be known from the plan and the table alone,
  * for the UPDATE of mtstate's only result relation (see the head of this
  * file): NULL if it can never be taken, else the values the version is
- * compared with and set to, and the new-row projection, made in the
+ * compared with and set to, and the new-row projections, made in the
  * current memory context.  t is the index of lockctl's trigger in the
  * relation's trigger descriptor, vatt its version column, v the
  * statement's verdict.  The same for every execution of the plan, as long
- * as the table and the catalogs do not change (version_plan.c).
+ * as the table and the catalogs do not change (version_plan.c), except
+ * v->uv, which version_direct_update() compares with the plan's.
  */
 VersionDirectPlan *
 version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
@@ -236,19 +388,14 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	Form_pg_attribute att;
 	VersionDirectPlan *dp;
 	List	   *colnos;
-	List	   *tlist = NIL;
-	int			resno = 0;
-	ListCell   *lc;
-	ListCell   *lc2;
-	Expr	   *bump;
+	int			kind;
 
-	/* the statement: one ordinary table, updated where the version matched */
+	/* the statement: one ordinary table */
 	if (queryDesc->operation != CMD_UPDATE ||
 		(PlanState *) mtstate != queryDesc->planstate ||
 		queryDesc->plannedstmt->hasModifyingCTE ||
 		mt->operation != CMD_UPDATE || mtstate->mt_nrels != 1 ||
-		mt->rootRelation != 0 || !v->where_checked ||
-		(v->assign != VASSIGN_NONE && v->assign != VASSIGN_SENT))
+		mt->rootRelation != 0)
 		return NULL;
 	rri = &mtstate->resultRelInfo[0];
 	rel = rri->ri_RelationDesc;
@@ -280,21 +427,63 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 
 	dp = palloc0(sizeof(VersionDirectPlan));
 	dp->typid = att->atttypid;
+	dp->mode = mode;
+	dp->vatt = vatt;
+	colnos = (List *) list_nth(mt->updateColnosLists, 0);
+
+	/* the rows' check in the projection */
+	kind = version_row_kind(v, mode);
+	if (kind >= 0 && mt->canSetTag &&
+		version_row_projection(dp, subplan, colnos, rri->ri_RangeTableIndex,
+							   att, kind))
+		dp->rowuv = v->uv;
+
+	/* the version read + 1, where every row reached has the version read */
+	if (v->uv || !v->where_checked ||
+		(v->assign != VASSIGN_NONE && v->assign != VASSIGN_SENT) ||
+		!version_const_projection(dp, subplan, colnos, rri, mode, v))
+	{
+		dp->reads = NIL;
+		dp->params = false;
+		dp->sent = NULL;
+		dp->tlist = NIL;
+	}
+	if (dp->tlist == NIL && dp->rowtlist == NIL)
+		return NULL;
+	return dp;
+}
+
+/*
+ * The values the version is compared with, the value it is set to, and
+ * the projection that stores the version read + 1 (see the head of this
+ * file), into dp; false if there is none.
+ */
+static bool
+version_const_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
+						 ResultRelInfo *rri, VersionMode mode, VersionVerdict *v)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rri->ri_RelationDesc),
+										  dp->vatt - 1);
+	AttrNumber	vatt = dp->vatt;
+	List	   *tlist = NIL;
+	int			resno = 0;
+	ListCell   *lc;
+	ListCell   *lc2;
+	Expr	   *bump;
 
 	/* the values the version is compared with */
 	version_scan_reads(subplan, rri->ri_RangeTableIndex, vatt, dp);
 	if (dp->reads == NIL)
-		return NULL;
+		return false;
 
 	/* the value the statement sets the version to */
-	colnos = (List *) list_nth(mt->updateColnosLists, 0);
 	if (v->assign == VASSIGN_SENT)
 	{
 		int			pos = 0;
 		TargetEntry *tle;
 
 		if (mode == VERSION_MODE_SERVER)
-			return NULL;
+			return false;
 		foreach(lc, colnos)
 		{
 			pos++;
@@ -302,10 +491,10 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 				break;
 		}
 		if (lc == NULL || pos > list_length(subplan->targetlist))
-			return NULL;
+			return false;
 		tle = list_nth_node(TargetEntry, subplan->targetlist, pos - 1);
 		if (tle->resjunk)
-			return NULL;
+			return false;
 		dp->sent = (Node *) tle->expr;
 	}
 
@@ -345,7 +534,7 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		tlist = lappend(tlist, makeTargetEntry(x, resno, NULL, false));
 	}
 	if (resno != list_length(colnos))
-		return NULL;
+		return false;
 	if (v->assign == VASSIGN_NONE)
 	{
 		dp->bumpno = resno;
@@ -353,27 +542,53 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		colnos = lappend_int(list_copy(colnos), vatt);
 	}
 	if (dp->bumpno < 0)
-		return NULL;
+		return false;
 
 	dp->tlist = tlist;
 	dp->colnos = colnos;
-	return dp;
+	return true;
 }
 
 /*
- * Make the UPDATE of mtstate's only result relation bump the version
+ * Build the new-row projection of mtstate's only result relation from
+ * tlist and colnos, as ExecInitUpdateProjection would at the first row,
+ * and leave the BEFORE ROW UPDATE trigger out of this statement.
+ */
+static void
+version_set_projection(EState *estate, ModifyTableState *mtstate,
+					   List *tlist, List *colnos)
+{
+	ResultRelInfo *rri = &mtstate->resultRelInfo[0];
+	Relation	rel = rri->ri_RelationDesc;
+
+	rri->ri_oldTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
+	rri->ri_newTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
+	if (mtstate->ps.ps_ExprContext == NULL)
+		ExecAssignExprContext(estate, &mtstate->ps);
+	rri->ri_projectNew = ExecBuildUpdateProjection(tlist, true, colnos,
+												   RelationGetDescr(rel),
+												   mtstate->ps.ps_ExprContext,
+												   rri->ri_newTupleSlot,
+												   &mtstate->ps);
+	rri->ri_projectNewInfoValid = true;
+
+	/* this statement's copy of the flags (InitResultRelInfo copied them) */
+	rri->ri_TrigDesc->trig_update_before_row = false;
+}
+
+/*
+ * Make the UPDATE of mtstate's only result relation store the version
  * itself, if it can be done with the trigger's outcome in this execution:
  * dp is what version_direct_plan() found of the plan (NULL: never), t the
- * index of lockctl's trigger, v the statement's verdict.  Returns true if
- * done: the trigger will not fire for this statement.
+ * index of lockctl's trigger, v the statement's verdict.  Returns how: the
+ * trigger will not fire for this statement unless VDIRECT_NONE.
  */
-bool
+VersionDirectPath
 version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 					  int t, VersionVerdict *v, VersionDirectPlan *dp)
 {
 	EState	   *estate = queryDesc->estate;
 	ResultRelInfo *rri;
-	Relation	rel;
 	TriggerDesc *trigdesc;
 	ListCell   *lc;
 	int64		read = 0;
@@ -382,92 +597,116 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	Const	   *bump;
 	MemoryContext oldcxt;
 
-	if (dp == NULL || estate->es_instrument != 0 || v->cascade || v->uv)
-		return false;
+	if (dp == NULL || estate->es_instrument != 0 || v->cascade)
+		return VDIRECT_NONE;
 	rri = &mtstate->resultRelInfo[0];
-	rel = rri->ri_RelationDesc;
 	trigdesc = rri->ri_TrigDesc;
 	if (rri->ri_projectNewInfoValid || !version_trigger_fires(&trigdesc->triggers[t]))
-		return false;
+		return VDIRECT_NONE;
 
 	/*
 	 * The version compared with a value known now (every row reached has
 	 * it), with room for the bump: at the type's maximum the trigger raises
 	 * its own error.
 	 */
-	foreach(lc, dp->reads)
+	if (dp->tlist != NIL && !v->uv)
 	{
-		if ((known = version_value_now((Node *) lfirst(lc), estate, &read,
-									   &readnull)))
-			break;
-	}
-	/*
-	 * NULL, or out of the column's range, matches no row: the trigger,
-	 * which will not fire, is kept, so that no constant is made of it.
-	 */
-	if (!known || readnull || read < version_type_min(dp->typid) ||
-		read >= version_type_max(dp->typid))
-		return false;
-
-	/*
-	 * A version the statement sets, known now too: the trigger accepts the
-	 * version read and the next one (outside mode 'server') and stores the
-	 * next one either way; anything else it refuses, and keeps.
-	 */
-	if (dp->sent != NULL)
-	{
-		int64		sent = 0;
-		bool		sentnull;
-
-		if (!version_value_now(dp->sent, estate, &sent, &sentnull))
-			return false;
-		if (sentnull || (sent != read && sent != read + 1))
-			return false;
-
-		/*
-		 * The next version sent: every row reached stores what the
-		 * statement's own projection (built at the first row, as for any
-		 * UPDATE) assigns, the trigger's version + 1 already.
-		 */
-		if (sent == read + 1)
+		foreach(lc, dp->reads)
 		{
-			trigdesc->trig_update_before_row = false;
-			return true;
+			if ((known = version_value_now((Node *) lfirst(lc), estate, &read,
+										   &readnull)))
+				break;
 		}
 	}
-
-	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
-
 	/*
-	 * The version every row stores, into the projection's constant: the
-	 * node is this plan's copy (kept with a generic plan), and the value is
-	 * copied into the projection as it is built, just below, so that the
-	 * next execution's value never meets this one's.  (A by-reference int8
-	 * is allocated here, in the statement's memory, with the projection;
-	 * the node is set back to NULL once built, so that it never points
-	 * into memory that went with the statement.)
+	 * NULL, or out of the column's range, matches no row; a version sent
+	 * that is not known now, or that the trigger would refuse: the rows'
+	 * check (or the trigger) decides.
 	 */
-	bump = castNode(Const, list_nth_node(TargetEntry, dp->tlist, dp->bumpno)->expr);
-	bump->constvalue = version_to_datum(read + 1, dp->typid);
-	bump->constisnull = false;
+	if (known && !readnull && read >= version_type_min(dp->typid) &&
+		read < version_type_max(dp->typid))
+	{
+		/*
+		 * A version the statement sets, known now too: the trigger accepts
+		 * the version read and the next one (outside mode 'server') and
+		 * stores the next one either way; anything else it refuses.
+		 */
+		if (dp->sent != NULL)
+		{
+			int64		sent = 0;
+			bool		sentnull;
 
-	rri->ri_oldTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
-	rri->ri_newTupleSlot = table_slot_create(rel, &estate->es_tupleTable);
-	if (mtstate->ps.ps_ExprContext == NULL)
-		ExecAssignExprContext(estate, &mtstate->ps);
-	rri->ri_projectNew = ExecBuildUpdateProjection(dp->tlist, true, dp->colnos,
-												   RelationGetDescr(rel),
-												   mtstate->ps.ps_ExprContext,
-												   rri->ri_newTupleSlot,
-												   &mtstate->ps);
-	rri->ri_projectNewInfoValid = true;
-	bump->constvalue = (Datum) 0;
-	bump->constisnull = true;
+			if (!version_value_now(dp->sent, estate, &sent, &sentnull) ||
+				sentnull || (sent != read && sent != read + 1))
+				known = false;
 
-	/* this statement's copy of the flags (InitResultRelInfo copied them) */
-	trigdesc->trig_update_before_row = false;
+			/*
+			 * The next version sent: every row reached stores what the
+			 * statement's own projection (built at the first row, as for
+			 * any UPDATE) assigns, the trigger's version + 1 already.
+			 */
+			else if (sent == read + 1)
+			{
+				trigdesc->trig_update_before_row = false;
+				return VDIRECT_CONST;
+			}
+		}
+	}
+	else
+		known = false;
+
+	if (known)
+	{
+		oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+
+		/*
+		 * The version every row stores, into the projection's constant: the
+		 * node is this plan's copy (kept with a generic plan), and the value
+		 * is copied into the projection as it is built, just below, so that
+		 * the next execution's value never meets this one's.  (A
+		 * by-reference int8 is allocated here, in the statement's memory,
+		 * with the projection; the node is set back to NULL once built, so
+		 * that it never points into memory that went with the statement.)
+		 */
+		bump = castNode(Const, list_nth_node(TargetEntry, dp->tlist, dp->bumpno)->expr);
+		bump->constvalue = version_to_datum(read + 1, dp->typid);
+		bump->constisnull = false;
+		version_set_projection(estate, mtstate, dp->tlist, dp->colnos);
+		bump->constvalue = (Datum) 0;
+		bump->constisnull = true;
+		MemoryContextSwitchTo(oldcxt);
+		return VDIRECT_CONST;
+	}
+
+	/* each row checked by the projection, under the rule of the plan's verdict */
+	if (dp->rowtlist == NIL || dp->rowuv != v->uv)
+		return VDIRECT_NONE;
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+	version_set_projection(estate, mtstate, dp->rowtlist, dp->rowcolnos);
 	MemoryContextSwitchTo(oldcxt);
-	return true;
+	return VDIRECT_ROW;
+}
+
+/* The call of version_next in a projection made by version_row_projection. */
+static Node *
+version_row_call(List *tlist, AttrNumber vatt, List *colnos)
+{
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	forboth(lc, tlist, lc2, colnos)
+	{
+		Expr	   *e = lfirst_node(TargetEntry, lc)->expr;
+
+		if (lfirst_int(lc2) != vatt)
+			continue;
+		/* under the cast to an int2 or int4 column */
+		if (castNode(FuncExpr, e)->funcid == F_INT4_INT8 ||
+			((FuncExpr *) e)->funcid == F_INT2_INT8)
+			e = linitial(((FuncExpr *) e)->args);
+		return (Node *) castNode(FuncExpr, e);
+	}
+	return NULL;
 }
 
 /* A copy of dp, in the current memory context, for other executions. */
@@ -481,5 +720,105 @@ version_direct_plan_copy(VersionDirectPlan *dp)
 	copy->reads = list_copy(dp->reads);
 	copy->tlist = copyObject(dp->tlist);
 	copy->colnos = list_copy(dp->colnos);
+	copy->rowtlist = copyObject(dp->rowtlist);
+	copy->rowcolnos = list_copy(dp->rowcolnos);
+	copy->rowexpr = version_row_call(copy->rowtlist, copy->vatt, copy->rowcolnos);
 	return copy;
+}
+
+/*
+ * The row at tid of rel, whatever its visibility (the one a statement's
+ * projection is checking), for an error message; NULL if it cannot be read.
+ */
+static HeapTuple
+version_fetch_row(Relation rel, ItemPointer tid)
+{
+	TupleTableSlot *slot;
+	HeapTuple	tuple = NULL;
+
+	if (tid == NULL || !ItemPointerIsValid(tid))
+		return NULL;
+	slot = table_slot_create(rel, NULL);
+	if (table_tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
+		tuple = ExecCopySlotHeapTuple(slot);
+	ExecDropSingleTupleTableSlot(slot);
+	return tuple;
+}
+
+/*
+ * lockctl_internal.version_next(current bigint, sent bigint, row tid)
+ * RETURNS bigint: the version an updated row stores, once the check of the
+ * statement that calls it passed: its rule and its table are those the
+ * statement registered for this very call (version_running_rowcheck); any
+ * other call is refused.  Not STRICT: NULL versions are compared.
+ */
+PG_FUNCTION_INFO_V1(lockctl_version_next);
+Datum
+lockctl_version_next(PG_FUNCTION_ARGS)
+{
+	VersionRowCheck *rc = (VersionRowCheck *) fcinfo->flinfo->fn_extra;
+	bool		oldnull = PG_ARGISNULL(0);
+	bool		newnull = PG_ARGISNULL(1);
+	int64		oldv = oldnull ? 0 : PG_GETARG_INT64(0);
+	int64		newv = newnull ? 0 : PG_GETARG_INT64(1);
+	bool		match;
+
+	if (rc == NULL)
+	{
+		rc = version_running_rowcheck(fcinfo->flinfo->fn_expr);
+		if (rc == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("lockctl_internal.version_next() is only called by lockctl's version check"),
+					 errhint("Update the versioned table: the check is part of the UPDATE.")));
+		fcinfo->flinfo->fn_extra = rc;
+	}
+	if (!rc->stats_ready)
+	{
+		rc->stats = rc->counted ? version_stats_entry(rc->rootrelid, true) : NULL;
+		rc->stats_ready = true;
+	}
+
+	/*
+	 * Counted as the trigger counts: a row that passes, once, even if the
+	 * statement fails later (a constraint).  Once: the projection of a row
+	 * that another transaction updated meanwhile is evaluated again on its
+	 * newest version (EvalPlanQual), where the trigger fires only on that
+	 * one; so is the next row's, when that newest version no longer
+	 * matches the statement's WHERE.  Neither has been processed yet, so a
+	 * call made while es_processed is what it was at the last row that
+	 * passed stands for that row: counted already if it passes, and taking
+	 * back that row's count if it is a conflict.  A statement that ends
+	 * with its last row that passed not updated takes its count back too
+	 * (version_ExecutorEnd).
+	 */
+	match = version_row_match(rc->kind, oldnull, oldv, newnull, newv);
+	if (rc->passed && rc->passed_at == rc->estate->es_processed)
+	{
+		if (!match)
+		{
+			version_stats_add(rc->stats, VSTAT_CHECKED, PG_UINT64_MAX); /* - 1 */
+			rc->passed = false;
+		}
+	}
+	else if (match && (oldnull || oldv < version_type_max(rc->typid)))
+	{
+		version_stats_bump(rc->stats, VSTAT_CHECKED);
+		rc->passed = true;
+		rc->passed_at = rc->estate->es_processed;
+	}
+	if (!match || (!oldnull && oldv >= version_type_max(rc->typid)))
+	{
+		/* an error, with the row's key: the table is the statement's, locked */
+		Relation	rel = table_open(rc->relid, NoLock);
+		HeapTuple	tuple = version_fetch_row(rel, PG_ARGISNULL(2) ? NULL :
+											  (ItemPointer) PG_GETARG_POINTER(2));
+
+		if (!match)
+			version_conflict_error(rel, tuple, rc->attnum, rc->mode, rc->stats,
+								   oldnull, oldv, newnull, newv);
+		(void) version_next_of(rel, tuple, rc->typid, oldnull, oldv);
+		table_close(rel, NoLock);
+	}
+	PG_RETURN_INT64(oldnull ? 1 : oldv + 1);
 }

@@ -67,6 +67,7 @@ typedef struct VersionStmtGroup
 	bool		direct;			/* the statement bumps the version itself
 								 * (version_direct.c): rows counted at its end */
 	bool		counted;		/* its table has counters (not temporary) */
+	VersionRowCheck *rowcheck;	/* the projection checks each row, or NULL */
 	struct VersionStmtGroup *next;	/* the statement's next group */
 } VersionStmtGroup;
 
@@ -727,13 +728,42 @@ version_new_group(QueryDesc *queryDesc, VersionStmt **stmt, CmdType op,
 	return grp;
 }
 
-/* The UPDATE of grp bumps the version itself: its rows counted at the end. */
-static void
-version_group_direct(VersionStmtGroup *grp, ResultRelInfo *rri)
+/*
+ * The UPDATE of grp stores the version itself (how: path, with what was
+ * found of its plan, dp): its rows counted at the end.  Returns false if
+ * the trigger checks its rows.
+ */
+static bool
+version_group_direct(VersionStmtGroup *grp, EState *estate, ResultRelInfo *rri,
+					 VersionDirectPath path, VersionDirectPlan *dp)
 {
+	VersionRowCheck *rc;
+
+	if (path == VDIRECT_NONE)
+		return false;
 	grp->direct = true;
 	grp->counted = rri->ri_RelationDesc->rd_rel->relpersistence !=
 		RELPERSISTENCE_TEMP;
+	if (path == VDIRECT_ROW)
+	{
+		/* what its calls of version_next look for (in the statement's memory) */
+		rc = palloc(sizeof(VersionRowCheck));
+		rc->expr = dp->rowexpr;
+		rc->relid = RelationGetRelid(rri->ri_RelationDesc);
+		rc->attnum = dp->vatt;
+		rc->typid = dp->typid;
+		rc->mode = dp->mode;
+		rc->kind = (VersionRowKind) dp->rowkind;
+		rc->rootrelid = grp->rootrelid;
+		rc->counted = grp->counted;
+		rc->estate = estate;
+		rc->stats_ready = false;
+		rc->stats = NULL;
+		rc->passed = false;
+		rc->passed_at = 0;
+		grp->rowcheck = rc;
+	}
+	return true;
 }
 
 /* Is this UPDATE of mt update_versioned()'s own? */
@@ -808,9 +838,10 @@ version_classify_kept(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	 * Taken, the direct path leaves the trigger out of this statement: the
 	 * verdict, on the stack, is never handed over.
 	 */
-	if (version_direct_update(queryDesc, mtstate, t, &vd, e->direct))
-		version_group_direct(grp, rri);
-	else
+	if (!version_group_direct(grp, estate, rri,
+							 version_direct_update(queryDesc, mtstate, t, &vd,
+												   e->direct),
+							 e->direct))
 	{
 		v = version_new_verdict();
 		*v = vd;
@@ -834,7 +865,7 @@ version_classify_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	VersionDirectPlan *dp = version_direct_plan(queryDesc, mtstate, t, vatt, v);
 	VersionPlanEntry *e;
 
-	if (dp != NULL && dp->params)
+	if (dp != NULL && (dp->params || dp->rowtlist != NIL))
 	{
 		MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -850,8 +881,9 @@ version_classify_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 			MemoryContextSwitchTo(oldcxt);
 		}
 	}
-	if (version_direct_update(queryDesc, mtstate, t, v, dp))
-		version_group_direct(grp, rri);
+	(void) version_group_direct(grp, queryDesc->estate, rri,
+								version_direct_update(queryDesc, mtstate, t, v, dp),
+								dp);
 }
 
 /*
@@ -1055,11 +1087,29 @@ version_ExecutorEnd(QueryDesc *queryDesc)
 	{
 		for (VersionStmtGroup *grp = stmt->groups; grp != NULL; grp = grp->next)
 		{
-			/* the rows the trigger would have seen: those it updated */
+			/*
+			 * The rows the trigger would have seen: those it updated
+			 * (counted as checked here, unless version_next counted them
+			 * as it checked them).
+			 */
 			if (grp->direct)
 			{
+				VersionRowCheck *rc = grp->rowcheck;
+
 				grp->counts.rows = queryDesc->estate->es_processed;
-				if (grp->counted && grp->counts.rows > 0)
+
+				/*
+				 * The last row that passed version_next's check was not
+				 * updated: another transaction changed it meanwhile, and
+				 * its newest version no longer matched the WHERE clause
+				 * (where the trigger is not fired at all).
+				 */
+				if (rc != NULL && rc->passed && rc->passed_at == grp->counts.rows)
+				{
+					version_stats_add(rc->stats, VSTAT_CHECKED, PG_UINT64_MAX); /* - 1 */
+					rc->passed = false;
+				}
+				if (grp->counted && grp->counts.rows > 0 && grp->rowcheck == NULL)
 					version_stats_add(version_stats_entry(grp->rootrelid, true),
 									  VSTAT_CHECKED, grp->counts.rows);
 			}
@@ -1074,6 +1124,28 @@ version_ExecutorEnd(QueryDesc *queryDesc)
 		prev_ExecutorEnd(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
+}
+
+/*
+ * The statement whose projection made the call expr of
+ * lockctl_internal.version_next, among the running ones; NULL if none did.
+ * The node is the statement's own (its plan's, or made for it), so no
+ * other call can pass for it.
+ */
+VersionRowCheck *
+version_running_rowcheck(Node *expr)
+{
+	if (expr == NULL)
+		return NULL;
+	for (VersionStmt *stmt = running; stmt != NULL; stmt = stmt->outer)
+	{
+		for (VersionStmtGroup *grp = stmt->groups; grp != NULL; grp = grp->next)
+		{
+			if (grp->rowcheck != NULL && grp->rowcheck->expr == expr)
+				return grp->rowcheck;
+		}
+	}
+	return NULL;
 }
 
 /*

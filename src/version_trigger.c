@@ -99,9 +99,6 @@ static HeapTuple version_on_update(TriggerData *td, VersionTrigState *st,
 								   VersionVerdict *v);
 static HeapTuple version_on_delete(TriggerData *td, VersionTrigState *st,
 								   VersionVerdict *v);
-static void version_refuse_conflict(TriggerData *td, VersionTrigState *st,
-									bool oldnull, int64 oldv,
-									bool newnull, int64 newv);
 static VersionVerdict *version_verdict(VersionTrigState *st);
 
 /* ---------------------------------------------------------------------
@@ -425,8 +422,12 @@ version_show(bool isnull, int64 v)
 static char *
 version_row_key(Relation rel, HeapTuple tuple)
 {
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel, false);
+	Oid			pkoid;
 	char	   *desc = NULL;
+
+	if (tuple == NULL)
+		return pstrdup("(ctid)=(unknown)");	/* not found again */
+	pkoid = RelationGetPrimaryKeyIndex(rel, false);
 
 	if (OidIsValid(pkoid))
 	{
@@ -621,26 +622,30 @@ version_refuse(TriggerData *td, VersionTrigState *st, VersionRefusal why)
 			 errtable(rel)));
 }
 
-/* The version sent is not the current one: 40001. */
-static void
-version_refuse_conflict(TriggerData *td, VersionTrigState *st,
-						bool oldnull, int64 oldv, bool newnull, int64 newv)
+/*
+ * The version sent is not the current one: 40001.  oldtuple is the row as
+ * the check saw it (for its key); stats NULL: not counted.  Shared with
+ * the check in a statement's projection (version_direct.c).
+ */
+void
+version_conflict_error(Relation rel, HeapTuple oldtuple, AttrNumber attnum,
+					   VersionMode mode, VersionStatsEntry *stats,
+					   bool oldnull, int64 oldv, bool newnull, int64 newv)
 {
-	Relation	rel = td->tg_relation;
 	const char *colname = NameStr(TupleDescAttr(RelationGetDescr(rel),
-												st->attnum - 1)->attname);
+												attnum - 1)->attname);
 	char	   *sent = version_show(newnull, newv);
 	char	   *cur = version_show(oldnull, oldv);
-	bool		orm_style = (st->mode == VERSION_MODE_STRICT &&
+	bool		orm_style = (mode == VERSION_MODE_STRICT &&
 							 !oldnull && !newnull && oldv < PG_INT64_MAX &&
 							 newv == oldv + 1);
 
-	version_stats_bump(st->stats, VSTAT_CONFLICTS);
+	version_stats_bump(stats, VSTAT_CONFLICTS);
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("version conflict on table \"%s\", row %s: version sent %s, current version %s",
 					RelationGetRelationName(rel),
-					version_row_key(rel, td->tg_trigtuple), sent, cur),
+					version_row_key(rel, oldtuple), sent, cur),
 			 errdetail("The UPDATE set \"%s\" to %s; the row's current version is %s.",
 					   colname, sent, cur),
 			 orm_style ?
@@ -648,6 +653,54 @@ version_refuse_conflict(TriggerData *td, VersionTrigState *st,
 					 quote_identifier(colname)) :
 			 errhint("Read the row again, recompute the change and retry."),
 			 errtable(rel)));
+}
+
+/*
+ * Does a row whose version is oldv get an UPDATE that assigns newv, under
+ * rule kind?  A NULL version (a row that was there before versioning was
+ * enabled, in a nullable column) is matched by NULL where the version
+ * assigned is compared.
+ */
+bool
+version_row_match(VersionRowKind kind, bool oldnull, int64 oldv,
+				  bool newnull, int64 newv)
+{
+	switch (kind)
+	{
+		case VROW_NEXT:
+			return true;
+		case VROW_WHERE_SENT:
+			return !oldnull && !newnull &&
+				(newv == oldv || (oldv < PG_INT64_MAX && newv == oldv + 1));
+		case VROW_EXACT:
+		case VROW_ORM:
+			if (oldnull || newnull)
+				return oldnull && newnull;
+			return newv == oldv ||
+				(kind == VROW_ORM && oldv < PG_INT64_MAX && newv == oldv + 1);
+	}
+	return false;				/* keep compiler quiet */
+}
+
+/*
+ * The version an updated row stores: current + 1, or 1 for a NULL one;
+ * an error at the column type's maximum.
+ */
+int64
+version_next_of(Relation rel, HeapTuple oldtuple, Oid typid,
+				bool oldnull, int64 oldv)
+{
+	if (oldnull)
+		return 1;
+	if (oldv >= version_type_max(typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("version of row %s of table \"%s\" cannot go past " INT64_FORMAT,
+						version_row_key(rel, oldtuple),
+						RelationGetRelationName(rel), oldv),
+				 errhint("Widen the version column, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE bigint."),
+				 errtable(rel)));
+	return oldv + 1;
 }
 
 /*
@@ -686,7 +739,7 @@ version_on_update(TriggerData *td, VersionTrigState *st, VersionVerdict *v)
 	int64		oldv = 0;
 	int64		newv = 0;
 	int64		storev;
-	bool		match;
+	VersionRowKind kind;
 
 	if (v == NULL)
 		version_refuse(td, st, VREFUSE_UNCLASSIFIED);
@@ -700,24 +753,19 @@ version_on_update(TriggerData *td, VersionTrigState *st, VersionVerdict *v)
 		newv = version_from_datum(d, st->typid);
 
 	if (v->cascade || v->assign == VASSIGN_OVERWRITE)
-		match = true;			/* a referential action; version = version */
+		kind = VROW_NEXT;		/* a referential action; version = version */
 	else if (v->uv)
-	{
-		/* update_versioned(): the expected version, in every mode */
-		match = (oldnull && newnull) || (!oldnull && !newnull && newv == oldv);
-	}
+		kind = VROW_EXACT;		/* update_versioned(): in every mode */
 	else if (v->where_checked)
 	{
 		/* the row matched version = <read>: the read is proved */
+		kind = VROW_NEXT;
 		if (v->assign == VASSIGN_SENT || v->assign == VASSIGN_UNKNOWN)
 		{
 			if (st->mode == VERSION_MODE_SERVER)
 				version_refuse(td, st, VREFUSE_SERVER_SET);
-			match = !oldnull && !newnull &&
-				(newv == oldv || (oldv < PG_INT64_MAX && newv == oldv + 1));
+			kind = VROW_WHERE_SENT;
 		}
-		else
-			match = true;
 	}
 	else
 	{
@@ -737,35 +785,13 @@ version_on_update(TriggerData *td, VersionTrigState *st, VersionVerdict *v)
 				version_refuse(td, st, VREFUSE_UNKNOWN);
 				break;
 		}
-
-		/*
-		 * The version read is the version assigned.  A NULL version (a row
-		 * that was there before versioning was enabled, in a nullable
-		 * column) is matched by NULL and becomes 1.
-		 */
-		if (oldnull || newnull)
-			match = (oldnull && newnull);
-		else
-			match = (newv == oldv ||
-					 (st->mode == VERSION_MODE_ORM && oldv < PG_INT64_MAX &&
-					  newv == oldv + 1));
+		/* the version read is the version assigned */
+		kind = st->mode == VERSION_MODE_ORM ? VROW_ORM : VROW_EXACT;
 	}
-	if (!match)
-		version_refuse_conflict(td, st, oldnull, oldv, newnull, newv);
-
-	storev = 1;
-	if (!oldnull)
-	{
-		if (oldv >= version_type_max(st->typid))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("version of row %s of table \"%s\" cannot go past " INT64_FORMAT,
-							version_row_key(rel, oldtuple),
-							RelationGetRelationName(rel), oldv),
-					 errhint("Widen the version column, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE bigint."),
-					 errtable(rel)));
-		storev = oldv + 1;
-	}
+	if (!version_row_match(kind, oldnull, oldv, newnull, newv))
+		version_conflict_error(rel, oldtuple, st->attnum, st->mode, st->stats,
+							   oldnull, oldv, newnull, newv);
+	storev = version_next_of(rel, oldtuple, st->typid, oldnull, oldv);
 
 	version_stats_bump(st->stats, VSTAT_CHECKED);
 	/* a row that moves to another partition is deleted next: not a DELETE */
