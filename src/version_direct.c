@@ -678,8 +678,14 @@ version_direct_update(QueryDesc *queryDesc, ModifyTableState *mtstate,
 		return VDIRECT_CONST;
 	}
 
-	/* each row checked by the projection, under the rule of the plan's verdict */
-	if (dp->rowtlist == NIL || dp->rowuv != v->uv)
+	/*
+	 * Each row checked by the projection, under the rule of the plan's
+	 * verdict; by the function it was made with, still the one of that name
+	 * (a kept plan does not depend on it: an ALTER EXTENSION UPDATE that
+	 * made it again leaves it to the trigger).
+	 */
+	if (dp->rowtlist == NIL || dp->rowuv != v->uv ||
+		((FuncExpr *) dp->rowexpr)->funcid != lockctl_func_oid(&version_next_fn, true))
 		return VDIRECT_NONE;
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 	version_set_projection(estate, mtstate, dp->rowtlist, dp->rowcolnos);
