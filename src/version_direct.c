@@ -286,6 +286,43 @@ version_row_kind(VersionVerdict *v, VersionMode mode)
 }
 
 /*
+ * The subplan's values of the assigned columns as a new-row projection
+ * takes them, the outer tuple's columns in the order of colnos; NIL if the
+ * subplan does not give one per column.  *vpos: the entry (from 0) of
+ * column vatt, or -1 if the statement does not assign it.
+ */
+static List *
+version_outer_tlist(Plan *subplan, List *colnos, AttrNumber vatt, int *vpos)
+{
+	List	   *tlist = NIL;
+	int			resno = 0;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	*vpos = -1;
+	forboth(lc, subplan->targetlist, lc2, colnos)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		Node	   *e = (Node *) tle->expr;
+
+		if (tle->resjunk)
+			break;
+		if (lfirst_int(lc2) == vatt)
+			*vpos = resno;
+		resno++;
+		tlist = lappend(tlist,
+						makeTargetEntry((Expr *) makeVar(OUTER_VAR, resno,
+														 exprType(e),
+														 exprTypmod(e),
+														 exprCollation(e), 0),
+										resno, NULL, false));
+	}
+	if (resno != list_length(colnos))
+		return NIL;
+	return tlist;
+}
+
+/*
  * The projection that checks each row (see the head of this file): the
  * subplan's values of the assigned columns (the outer tuple), and for the
  * version column lockctl_internal.version_next(old version, value sent,
@@ -298,45 +335,29 @@ version_row_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
 					   Index rti, Form_pg_attribute att, int kind)
 {
 	Oid			fnoid = lockctl_func_oid(&version_next_fn, true);
-	List	   *tlist = NIL;
-	TargetEntry *vtle = NULL;
+	List	   *tlist;
+	TargetEntry *vtle;
 	Expr	   *sent = NULL;
 	Expr	   *old;
 	Expr	   *ctid;
 	FuncExpr   *call;
-	int			resno = 0;
-	ListCell   *lc;
-	ListCell   *lc2;
+	int			vpos;
 
 	if (!OidIsValid(fnoid))
 		return false;
-	forboth(lc, subplan->targetlist, lc2, colnos)
-	{
-		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		Node	   *e = (Node *) tle->expr;
-		TargetEntry *out;
-
-		if (tle->resjunk)
-			break;
-		out = makeTargetEntry((Expr *) makeVar(OUTER_VAR, resno + 1,
-											   exprType(e), exprTypmod(e),
-											   exprCollation(e), 0),
-							  resno + 1, NULL, false);
-		if (lfirst_int(lc2) == dp->vatt)
-		{
-			if (exprType(e) != att->atttypid)
-				return false;
-			sent = out->expr;
-			vtle = out;
-		}
-		resno++;
-		tlist = lappend(tlist, out);
-	}
-	if (resno != list_length(colnos))
+	tlist = version_outer_tlist(subplan, colnos, dp->vatt, &vpos);
+	if (tlist == NIL)
 		return false;
-	if (vtle == NULL)
+	if (vpos >= 0)
 	{
-		vtle = makeTargetEntry(NULL, resno + 1, NULL, false);
+		vtle = list_nth_node(TargetEntry, tlist, vpos);
+		sent = vtle->expr;
+		if (exprType((Node *) sent) != att->atttypid)
+			return false;
+	}
+	else
+	{
+		vtle = makeTargetEntry(NULL, list_length(tlist) + 1, NULL, false);
 		tlist = lappend(tlist, vtle);
 		colnos = lappend_int(list_copy(colnos), dp->vatt);
 	}
@@ -465,10 +486,8 @@ version_const_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rri->ri_RelationDesc),
 										  dp->vatt - 1);
 	AttrNumber	vatt = dp->vatt;
-	List	   *tlist = NIL;
-	int			resno = 0;
+	List	   *tlist;
 	ListCell   *lc;
-	ListCell   *lc2;
 	Expr	   *bump;
 
 	/* the values the version is compared with */
@@ -513,35 +532,18 @@ version_const_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
 	 */
 	bump = (Expr *) makeConst(att->atttypid, -1, InvalidOid, att->attlen,
 							  (Datum) 0, true, att->attbyval);
-	dp->bumpno = -1;
-	forboth(lc, subplan->targetlist, lc2, colnos)
-	{
-		TargetEntry *tle = lfirst_node(TargetEntry, lc);
-		Node	   *e = (Node *) tle->expr;
-		Expr	   *x;
-
-		if (tle->resjunk)
-			break;
-		if (lfirst_int(lc2) == vatt)
-		{
-			x = bump;
-			dp->bumpno = resno;
-		}
-		else
-			x = (Expr *) makeVar(OUTER_VAR, resno + 1, exprType(e),
-								 exprTypmod(e), exprCollation(e), 0);
-		resno++;
-		tlist = lappend(tlist, makeTargetEntry(x, resno, NULL, false));
-	}
-	if (resno != list_length(colnos))
+	tlist = version_outer_tlist(subplan, colnos, vatt, &dp->bumpno);
+	if (tlist == NIL)
 		return false;
-	if (v->assign == VASSIGN_NONE)
+	if (dp->bumpno >= 0)
+		list_nth_node(TargetEntry, tlist, dp->bumpno)->expr = bump;
+	else if (v->assign == VASSIGN_NONE)
 	{
-		dp->bumpno = resno;
-		tlist = lappend(tlist, makeTargetEntry(bump, resno + 1, NULL, false));
+		dp->bumpno = list_length(tlist);
+		tlist = lappend(tlist, makeTargetEntry(bump, dp->bumpno + 1, NULL, false));
 		colnos = lappend_int(list_copy(colnos), vatt);
 	}
-	if (dp->bumpno < 0)
+	else
 		return false;
 
 	dp->tlist = tlist;
