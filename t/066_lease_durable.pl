@@ -109,14 +109,18 @@ ok($t7 > $t1 && $t7 > $t2 && $t7 > $t6,
 is(q1($b, "SELECT lockctl.acquire('x1', 'other', '1 hour')"), '',
 	'the carried lease on x1 is held');
 
-# a waiter on b for the carried lease waits until it is released
+# a waiter on b for the carried lease waits until it is released, and is
+# woken by that release (within 20 s of it: its wait of an hour ends no
+# other way, but a wake-up not for it could still grant it, later)
 my $w = LockctlNode::start_waiter($b, 'w1',
-	"lockctl.acquire('x1', 'w1', '1 hour', '5 min')");
+	"lockctl.acquire('x1', 'w1', '1 hour', '1 hour')");
 LockctlNode::wait_for_waiters($b, 'x1', 1);
 is(q1($b, "SELECT count(*) FROM got"), '0', 'the waiter waits for x1');
+my $since = LockctlNode::server_now($b);
 is(q1($b, "SET ROLE alice; SELECT lockctl.release('x1', $t1)"), 't',
 	'alice releases x1 on b with its old token');
-LockctlNode::wait_for_got($b, 'w1');
+is(LockctlNode::granted_promptly($b, 'w1', $since), 't',
+	'the release of the carried lease wakes the waiter');
 my $tw = q1($b, "SELECT token FROM got WHERE who = 'w1'");
 ok($tw > $t7, 'the waiter got x1 with a token of the new era');
 $w->quit;
