@@ -3,12 +3,13 @@
  * version_update.c
  *	  lockctl.update_versioned(): update one row by primary key if and only
  *	  if its version is the expected one, through a prepared UPDATE that
- *	  the version trigger checks.
+ *	  lockctl checks with the version trigger's rule (in the UPDATE's own
+ *	  projection where it can: version_direct.c).
  *
  * update_versioned() builds one UPDATE per (table, set of columns), with
  * every identifier quoted, prepares it once per backend (the plan is
  * forgotten when the table's relcache entry is invalidated) and runs it
- * with the caller's privileges; the trigger does the check.
+ * with the caller's privileges; the check is the trigger's rule.
  *
  * A call goes in named steps: uv_open (privileges, the table, its trigger,
  * its key), uv_columns (the changes), uv_plan (the cached plan),
