@@ -63,6 +63,7 @@
 
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -452,9 +453,12 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	dp->vatt = vatt;
 	colnos = (List *) list_nth(mt->updateColnosLists, 0);
 
-	/* the rows' check in the projection */
+	/*
+	 * The rows' check in the projection: a heap's rows, whose old row (the
+	 * projection's scan tuple) has its ctid, for the error messages.
+	 */
 	kind = version_row_kind(v, mode);
-	if (kind >= 0 && mt->canSetTag &&
+	if (kind >= 0 && mt->canSetTag && rel->rd_rel->relam == HEAP_TABLE_AM_OID &&
 		version_row_projection(dp, subplan, colnos, rri->ri_RangeTableIndex,
 							   att, kind))
 		dp->rowuv = v->uv;
