@@ -132,6 +132,22 @@ extern bool version_op_is_equality(Oid opno);
 extern Plan *version_find_scan(Plan *plan, Index rti);
 
 /*
+ * Which rule the version of an updated row must obey (the trigger's, for
+ * each verdict; version_row_match): the rows' own check, whether the
+ * trigger or the statement's projection (version_direct.c) makes it.
+ */
+typedef enum VersionRowKind
+{
+	VROW_NEXT,					/* anything: the WHERE clause proved it, or
+								 * version = version */
+	VROW_EXACT,					/* the version assigned is the current one
+								 * (NULL matches NULL) */
+	VROW_ORM,					/* ... or the current one + 1 (mode 'orm') */
+	VROW_WHERE_SENT				/* compared in WHERE and assigned: the
+								 * current one or the next, not NULL */
+} VersionRowKind;
+
+/*
  * What the direct path (version_direct.c) needs of a plan: found once per
  * plan, kept with a generic plan (version_plan.c).
  */
@@ -153,27 +169,11 @@ typedef struct VersionDirectPlan
 	List	   *rowtlist;
 	List	   *rowcolnos;
 	Node	   *rowexpr;		/* its call of lockctl_internal.version_next */
-	int			rowkind;		/* a VersionRowKind */
+	VersionRowKind rowkind;
 	bool		rowuv;			/* made for update_versioned()'s UPDATE */
 	VersionMode mode;			/* the trigger's mode */
 	AttrNumber	vatt;			/* the version column */
 } VersionDirectPlan;
-
-/*
- * Which rule the version of an updated row must obey (the trigger's, for
- * each verdict; version_row_match): the rows' own check, whether the
- * trigger or the statement's projection (version_direct.c) makes it.
- */
-typedef enum VersionRowKind
-{
-	VROW_NEXT,					/* anything: the WHERE clause proved it, or
-								 * version = version */
-	VROW_EXACT,					/* the version assigned is the current one
-								 * (NULL matches NULL) */
-	VROW_ORM,					/* ... or the current one + 1 (mode 'orm') */
-	VROW_WHERE_SENT				/* compared in WHERE and assigned: the
-								 * current one or the next, not NULL */
-} VersionRowKind;
 
 /*
  * A statement whose UPDATE checks its rows in its own projection, as the
@@ -181,12 +181,9 @@ typedef enum VersionRowKind
  */
 typedef struct VersionRowCheck
 {
-	Node	   *expr;			/* the FuncExpr of the projection */
+	VersionDirectPlan *dp;		/* the plan's: rowexpr, rowkind, vatt, typid,
+								 * mode (outlives the statement) */
 	Oid			relid;
-	AttrNumber	attnum;
-	Oid			typid;
-	VersionMode mode;
-	VersionRowKind kind;
 	Oid			rootrelid;		/* the table versioning was enabled on */
 	bool		counted;		/* its table has counters (not temporary) */
 	struct EState *estate;		/* the statement's: es_processed */
@@ -199,6 +196,8 @@ typedef struct VersionRowCheck
 
 /* version_statement.c */
 extern VersionRowCheck *version_running_rowcheck(Node *expr);
+/* version_direct.c */
+extern void version_rowcheck_unpass(VersionRowCheck *rc);
 
 /* How version_direct_update() left the UPDATE. */
 typedef enum VersionDirectPath

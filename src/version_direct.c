@@ -333,7 +333,7 @@ version_outer_tlist(Plan *subplan, List *colnos, AttrNumber vatt, int *vpos)
  */
 static bool
 version_row_projection(VersionDirectPlan *dp, Plan *subplan, List *colnos,
-					   Index rti, Form_pg_attribute att, int kind)
+					   Index rti, Form_pg_attribute att, VersionRowKind kind)
 {
 	Oid			fnoid = lockctl_func_oid(&version_next_fn, true);
 	List	   *tlist;
@@ -460,7 +460,7 @@ version_direct_plan(QueryDesc *queryDesc, ModifyTableState *mtstate,
 	kind = version_row_kind(v, mode);
 	if (kind >= 0 && mt->canSetTag && rel->rd_rel->relam == HEAP_TABLE_AM_OID &&
 		version_row_projection(dp, subplan, colnos, rri->ri_RangeTableIndex,
-							   att, kind))
+							   att, (VersionRowKind) kind))
 		dp->rowuv = v->uv;
 
 	/* the version read + 1, where every row reached has the version read */
@@ -739,6 +739,18 @@ version_direct_plan_copy(VersionDirectPlan *dp)
 }
 
 /*
+ * Take back the count of the last row that passed rc's check: a later call
+ * for the same row (EvalPlanQual) refused it, or the statement ended
+ * without updating it.
+ */
+void
+version_rowcheck_unpass(VersionRowCheck *rc)
+{
+	version_stats_add(rc->stats, VSTAT_CHECKED, PG_UINT64_MAX); /* - 1 */
+	rc->passed = false;
+}
+
+/*
  * The row at tid of rel, whatever its visibility (the one a statement's
  * projection is checking), for an error message; NULL if it cannot be read.
  */
@@ -804,22 +816,19 @@ lockctl_version_next(PG_FUNCTION_ARGS)
 	 * with its last row that passed not updated takes its count back too
 	 * (version_ExecutorEnd).
 	 */
-	match = version_row_match(rc->kind, oldnull, oldv, newnull, newv);
+	match = version_row_match(rc->dp->rowkind, oldnull, oldv, newnull, newv);
 	if (rc->passed && rc->passed_at == rc->estate->es_processed)
 	{
 		if (!match)
-		{
-			version_stats_add(rc->stats, VSTAT_CHECKED, PG_UINT64_MAX); /* - 1 */
-			rc->passed = false;
-		}
+			version_rowcheck_unpass(rc);
 	}
-	else if (match && (oldnull || oldv < version_type_max(rc->typid)))
+	else if (match && (oldnull || oldv < version_type_max(rc->dp->typid)))
 	{
 		version_stats_bump(rc->stats, VSTAT_CHECKED);
 		rc->passed = true;
 		rc->passed_at = rc->estate->es_processed;
 	}
-	if (!match || (!oldnull && oldv >= version_type_max(rc->typid)))
+	if (!match || (!oldnull && oldv >= version_type_max(rc->dp->typid)))
 	{
 		/* an error, with the row's key: the table is the statement's, locked */
 		Relation	rel = table_open(rc->relid, NoLock);
@@ -827,9 +836,9 @@ lockctl_version_next(PG_FUNCTION_ARGS)
 											  (ItemPointer) PG_GETARG_POINTER(2));
 
 		if (!match)
-			version_conflict_error(rel, tuple, rc->attnum, rc->mode, rc->stats,
+			version_conflict_error(rel, tuple, rc->dp->vatt, rc->dp->mode, rc->stats,
 								   oldnull, oldv, newnull, newv);
-		(void) version_next_of(rel, tuple, rc->typid, oldnull, oldv);
+		(void) version_next_of(rel, tuple, rc->dp->typid, oldnull, oldv);
 		table_close(rel, NoLock);
 	}
 	PG_RETURN_INT64(oldnull ? 1 : oldv + 1);

@@ -747,20 +747,12 @@ version_group_direct(VersionStmtGroup *grp, EState *estate, ResultRelInfo *rri,
 	if (path == VDIRECT_ROW)
 	{
 		/* what its calls of version_next look for (in the statement's memory) */
-		rc = palloc(sizeof(VersionRowCheck));
-		rc->expr = dp->rowexpr;
+		rc = palloc0(sizeof(VersionRowCheck));
+		rc->dp = dp;
 		rc->relid = RelationGetRelid(rri->ri_RelationDesc);
-		rc->attnum = dp->vatt;
-		rc->typid = dp->typid;
-		rc->mode = dp->mode;
-		rc->kind = (VersionRowKind) dp->rowkind;
 		rc->rootrelid = grp->rootrelid;
 		rc->counted = grp->counted;
 		rc->estate = estate;
-		rc->stats_ready = false;
-		rc->stats = NULL;
-		rc->passed = false;
-		rc->passed_at = 0;
 		grp->rowcheck = rc;
 	}
 	return true;
@@ -1105,10 +1097,7 @@ version_ExecutorEnd(QueryDesc *queryDesc)
 				 * (where the trigger is not fired at all).
 				 */
 				if (rc != NULL && rc->passed && rc->passed_at == grp->counts.rows)
-				{
-					version_stats_add(rc->stats, VSTAT_CHECKED, PG_UINT64_MAX); /* - 1 */
-					rc->passed = false;
-				}
+					version_rowcheck_unpass(rc);
 				if (grp->counted && grp->counts.rows > 0 && grp->rowcheck == NULL)
 					version_stats_add(version_stats_entry(grp->rootrelid, true),
 									  VSTAT_CHECKED, grp->counts.rows);
@@ -1141,7 +1130,7 @@ version_running_rowcheck(Node *expr)
 	{
 		for (VersionStmtGroup *grp = stmt->groups; grp != NULL; grp = grp->next)
 		{
-			if (grp->rowcheck != NULL && grp->rowcheck->expr == expr)
+			if (grp->rowcheck != NULL && grp->rowcheck->dp->rowexpr == expr)
 				return grp->rowcheck;
 		}
 	}
