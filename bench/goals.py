@@ -18,6 +18,10 @@ can be trusted: that of the paired ratios, and those of both cases'
 throughputs.  A goal whose cases the run did not measure (a run of some
 groups only) is left out, not counted as met.
 
+After the goals, the bounds (BOUNDS): cases that are not product paths but
+the least a product path must write, against the write floor, so that a
+goal out of reach on the machine shows as such in the same run.
+
 Exits 0 whatever the figures say: the goals are what the issues ask for,
 reported, not a test (speed is never judged by a timed test here).
 """
@@ -58,6 +62,18 @@ GOALS = [
      "10-acquire_all", "baseline", (1, 8, 32), 0.5),
 ]
 
+# Bounds, not goals: what no design of the product path can beat, measured
+# beside it (same shape as GOALS, without a target).  The held hold row
+# alone is the one write every reserve makes; one confirmed row is a sale
+# at the cost of one row of lockctl's shape (bench/README.md, "What bounds
+# a sale").
+BOUNDS = [
+    (21, "the hold row alone (a live hold's INSERT) vs write floor", "hotpool",
+     "30-hold_row_insert", "write", (32, 64), None),
+    (21, "one confirmed row (INSERT) vs write floor", "hotpool",
+     "40-confirmed_row_insert", "write", (32, 64), None),
+]
+
 
 def load(path):
     rows = {}
@@ -74,10 +90,10 @@ def fnum(value):
         return None
 
 
-def evaluate(rows):
-    """The measured goals, as dicts, in GOALS' order."""
+def evaluate(rows, goals=GOALS):
+    """The measured goals (or bounds), as dicts, in their list's order."""
     out = []
-    for issue, what, group, case, against, clients, target in GOALS:
+    for issue, what, group, case, against, clients, target in goals:
         for c in clients:
             r = rows.get((group, case, c))
             if r is None:
@@ -101,14 +117,15 @@ def evaluate(rows):
                 "issue": issue, "what": what, "clients": c, "ratio": ratio,
                 "medians": medians, "paired_spread": paired_spread,
                 "target": target,
-                "met": ratio is not None and ratio >= target,
+                "met": (ratio is not None and target is not None
+                        and ratio >= target),
                 "spread": fnum(r["spread_pct"]),
                 "base_spread": fnum(base["spread_pct"]) if base else None,
             })
     return out
 
 
-def markdown(results):
+def markdown(results, bounds=()):
     lines = [
         "| Issue | Goal | Clients | Ratio (paired) | Of medians | Target | Met "
         "| Spreads (paired / case / against) |",
@@ -129,6 +146,21 @@ def markdown(results):
     met = sum(1 for g in results if g["met"])
     lines.append("")
     lines.append("%d of %d goals met." % (met, len(results)))
+    if bounds:
+        lines += [
+            "",
+            "Bounds, not goals (what a sale cannot beat, in the same run):",
+            "",
+            "| Issue | Bound | Clients | Ratio (paired) | Of medians "
+            "| Spreads (paired / case / against) |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for g in bounds:
+            ratio = "failed" if g["ratio"] is None else "%.2f" % g["ratio"]
+            lines.append("| #%d | %s | %d | %s | %s | %s / %s / %s |" % (
+                g["issue"], g["what"], g["clients"], ratio,
+                "-" if g["medians"] is None else "%.2f" % g["medians"],
+                pct(g["paired_spread"]), pct(g["spread"]), pct(g["base_spread"])))
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +168,8 @@ def main(argv):
     if len(argv) not in (2, 3):
         sys.stderr.write("usage: bench/goals.py RESULTS.csv [OUT.md]\n")
         return 2
-    text = markdown(evaluate(load(argv[1])))
+    rows = load(argv[1])
+    text = markdown(evaluate(rows), evaluate(rows, BOUNDS))
     sys.stdout.write(text)
     if len(argv) == 3:
         with open(argv[2], "w") as f:
