@@ -163,9 +163,9 @@ sub server_now
 # have an array of them).  For waits of an hour behind
 # leases of an hour: no deadline or expiry ends them, but a waiter that
 # the release did not wake may still be granted at a later wake-up that
-# was not for it (one came 60 s after the start of the server when the
-# wake-ups of sets were left out on purpose, t/028), which the bound
-# catches.  It is that far above the milliseconds a wake-up takes so that
+# was not for it (PostgreSQL wakes every backend once, 60 s after its
+# connection started: the leftover timer of authentication_timeout,
+# docs/testing.md), which the bound catches.  It is that far above the milliseconds a wake-up takes so that
 # a loaded machine does not trip it.
 sub granted_promptly
 {
