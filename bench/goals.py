@@ -19,8 +19,8 @@ throughputs.  A goal whose cases the run did not measure (a run of some
 groups only) is left out, not counted as met.
 
 After the goals, the bounds (BOUNDS): cases that are not product paths but
-the least a product path must write, against the write floor, so that a
-goal out of reach on the machine shows as such in the same run.
+the least a product path writes, against the write floor, so that a goal
+out of reach on the machine shows as such in the same run.
 
 Exits 0 whatever the figures say: the goals are what the issues ask for,
 reported, not a test (speed is never judged by a timed test here).
@@ -62,11 +62,11 @@ GOALS = [
      "10-acquire_all", "baseline", (1, 8, 32), 0.5),
 ]
 
-# Bounds, not goals: what no design of the product path can beat, measured
-# beside it (same shape as GOALS, without a target).  The held hold row
-# alone is the one write every reserve makes; one confirmed row is a sale
-# at the cost of one row of lockctl's shape (bench/README.md, "What bounds
-# a sale").
+# Bounds, not goals: what the product path cannot beat while it writes
+# lockctl's hold rows, measured beside it (same shape as GOALS, without a
+# target).  A live hold's row alone is the one write every reserve makes;
+# one confirmed row is a sale at the cost of one row of that shape
+# (bench/README.md, "What bounds a sale").
 BOUNDS = [
     (21, "the hold row alone (a live hold's INSERT) vs write floor", "hotpool",
      "30-hold_row_insert", "write", (32, 64), None),
