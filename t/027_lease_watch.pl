@@ -61,8 +61,9 @@ sub watching { return q1('SELECT watching FROM lockctl.lease_stats'); }
 
 # Watches and leases last an hour, so that no timeout or expiry ends a
 # watch that the end it waits for did not wake.  A watcher that was not
-# woken may still see the end at a later wake-up that was not for it (one
-# comes 60 s after each connection started: docs/testing.md); woken_promptly says
+# woken may still see the end at a later wake-up that was not for it
+# (PostgreSQL's, authentication_timeout after each connection started,
+# which t/LockctlNode.pm moves to 10 minutes); woken_promptly says
 # whether WHO's watch ended within 20 s of SINCE (server_now, just before
 # the end that must wake it), which catches that.
 sub server_now { return LockctlNode::server_now($node); }

@@ -39,6 +39,16 @@ lockctl.expiry_interval = '100ms'
 max_worker_processes = 16
 CONF
 
+# Every node: PostgreSQL wakes each backend once, authentication_timeout
+# after its connection started (the log-in's timer is left armed: see
+# docs/testing.md).  At the default 60 s that wake-up can fall within the
+# 20 s in which granted_promptly and t/027's woken_promptly expect a
+# waiter to be woken, and grant a waiter whose wake-up is missing; at the
+# longest value allowed it comes after any of those waits.
+our $NODE_CONF = <<'CONF';
+authentication_timeout = '10min'
+CONF
+
 # LockctlNode->new(NAME, %opt): a node with lockctl in
 # shared_preload_libraries.  Options: preload (default 1; 0 leaves lockctl
 # out, and then the extension too), worker (the expiry worker's test
@@ -54,7 +64,8 @@ sub new
 
 	$node->init($opt{streaming} ? (allows_streaming => 1) : ());
 	$node->append_conf('postgresql.conf',
-		($preload ? "shared_preload_libraries = 'lockctl'\n" : '')
+		$NODE_CONF
+		  . ($preload ? "shared_preload_libraries = 'lockctl'\n" : '')
 		  . ($opt{worker} ? $WORKER_CONF : '')
 		  . ($opt{conf} // ''));
 	return $node unless $start;
@@ -163,9 +174,8 @@ sub server_now
 # have an array of them).  For waits of an hour behind
 # leases of an hour: no deadline or expiry ends them, but a waiter that
 # the release did not wake may still be granted at a later wake-up that
-# was not for it (PostgreSQL wakes every backend once, 60 s after its
-# connection started: the leftover timer of authentication_timeout,
-# docs/testing.md), which the bound catches.  It is that far above the milliseconds a wake-up takes so that
+# was not for it (PostgreSQL wakes every backend once, authentication_timeout
+# after its connection started: $NODE_CONF above), which the bound catches.  It is that far above the milliseconds a wake-up takes so that
 # a loaded machine does not trip it.
 sub granted_promptly
 {
