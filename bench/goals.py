@@ -62,7 +62,7 @@ GOALS = [
      "10-acquire_all", "baseline", (1, 8, 32), 0.5),
 ]
 
-# Bounds, not goals: what the product path cannot beat while it writes
+# Bounds, not goals: what bounds the product path while it writes
 # lockctl's hold rows, measured beside it (same shape as GOALS, without a
 # target).  A live hold's row alone is the one write every reserve makes;
 # one confirmed row is a sale at the cost of one row of that shape
