@@ -3,8 +3,8 @@
 -- design of the pool's counts (slot rows, or the escrow in shared memory
 -- issue 21 proposes), with the table's own indexes and CHECK, through the
 -- executor, alone in its transaction.  A sale (reserve + confirm) writes
--- this row and more (it writes it without the executor, a few percent of
--- CPU less), so this ratio to the write floor bounds the sale's
+-- this row and more (the row without the executor, which costs it less
+-- CPU than this INSERT), so this ratio to the write floor bounds the sale's
 -- (bench/README.md, "What bounds a sale").
 INSERT INTO bench_hot_holds (pool_id, slot, quantity, created, expires)
 VALUES (1, 0, 1, now(), now() + interval '5 minutes');
