@@ -106,6 +106,16 @@ LOCKCTL_DEB_PACKAGES=(
     procps
     git
 )
+# The ORM matrix's Hibernate, and a JDK to run its check from source: only
+# the orm phase needs Java, so only it installs these (scripts/test,
+# scripts/orm-check), not the demo.
+LOCKCTL_ORM_DEB_PACKAGES=(
+    default-jdk-headless
+    libhibernate3-java
+    libjavassist-java
+    libpostgresql-jdbc-java
+    libslf4j-java
+)
 if [ -z "$LOCKCTL_OWN_PG_CONFIG" ]; then
     LOCKCTL_DEB_PACKAGES+=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR")
 fi
@@ -136,6 +146,24 @@ lockctl_install_deps() {
     [ -x "$PG_CONFIG" ] || lockctl_die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
     [ -f "$("$PG_CONFIG" --pgxs)" ] || lockctl_die "$PG_CONFIG has no PGXS ($("$PG_CONFIG" --pgxs)): the server's development files are missing"
     lockctl_install_optional node-pg
+}
+
+# Install whichever of the named Debian packages are missing (apt-get only
+# runs when one is), for phases that need more than lockctl_install_deps
+# does: the ORM matrix's Java, the HA drill's Patroni.  Without their
+# Recommends unless --with-recommends comes first.
+lockctl_install_missing() {
+    local missing=() p recommends=--no-install-recommends
+    if [ "${1:-}" = --with-recommends ]; then recommends=; shift; fi
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    lockctl_log "installing from Debian's archive: ${missing[*]}"
+    lockctl_apt update -qq
+    lockctl_apt install -y -qq ${recommends:+"$recommends"} \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" >/dev/null
 }
 
 # Optional packages: installed where they can be, skipped with a note where

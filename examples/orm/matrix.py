@@ -5,14 +5,17 @@ lockctl, and write the table of what they verified.
     /usr/bin/python3 examples/orm/matrix.py DSN [--out FILE] [--check FILE...]
 
 Each check (sqlalchemy_check.py, django_check.py, activerecord_check.rb,
-sequelize_check.js, typeorm_check.js, drivers_check.py, drivers_check.js)
+sequelize_check.js, typeorm_check.js, HibernateCheck.java, drivers_check.py,
+drivers_check.js)
 prints TAP-style lines and ROW/CELL lines (matrixlib.py).  This prints the
 TAP lines, then "N passed, M failed"; --out writes the Markdown of
 docs/orm-matrix.md; --check compares that Markdown with the table between
 the markers of each file named (scripts/orm-check names docs/orm-matrix.md),
 and fails if they differ (the committed table must be the one the suite
 verified).
-Needs examples/orm/node_modules (npm ci) for the Node.js checks.
+Needs examples/orm/node_modules (npm ci) for the Node.js checks, and for
+Hibernate's the server's password in PGPASSWORD (PgJDBC connects over TCP:
+the DSN's host, or 127.0.0.1 when that is a socket directory).
 """
 
 import argparse
@@ -24,12 +27,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
 BOUND = 180         # seconds one check may run
 
+# Hibernate and what it needs, as Debian installs them (libhibernate3-java,
+# libjavassist-java, libpostgresql-jdbc-java, libslf4j-java); the check runs
+# from its source (java's single-file mode), so nothing is built.
+JAVA_JARS = ["hibernate3", "hibernate-commons-annotations", "geronimo-jpa_2.0_spec",
+             "geronimo-jta-1.2-spec", "dom4j", "commons-collections3", "antlr",
+             "javassist", "slf4j-api", "slf4j-nop", "postgresql"]
+JAVA_CLASSPATH = ":".join(f"/usr/share/java/{j}.jar" for j in JAVA_JARS)
+
 CHECKS = [
     [PYTHON, "sqlalchemy_check.py"],
     [PYTHON, "django_check.py"],
     ["ruby", "activerecord_check.rb"],
     ["node", "sequelize_check.js"],
     ["node", "typeorm_check.js"],
+    ["java", "-cp", JAVA_CLASSPATH, "HibernateCheck.java"],
     [PYTHON, "drivers_check.py"],
     ["node", "drivers_check.js"],
 ]
@@ -72,7 +84,7 @@ def run(dsn):
                     failed += 1
                     bad += 1
         if rc != 0 and bad == 0:
-            print(f"not ok - {cmd[1]} failed (exit {rc})")
+            print(f"not ok - {cmd[-1]} failed (exit {rc})")
             failed += 1
     return rows, order, passed, failed
 
