@@ -153,6 +153,31 @@ public class HibernateCheck {
         }
     }
 
+    /** The SQLSTATE an HQL statement (with parameters name, value, ...) failed with, or null. */
+    static String hqlState(String hql, Object... params) {
+        try {
+            inTx(s -> {
+                org.hibernate.Query q = s.createQuery(hql);
+                for (int i = 0; i < params.length; i += 2)
+                    q.setParameter((String) params[i], params[i + 1]);
+                return q.executeUpdate();
+            });
+            return null;
+        } catch (RuntimeException e) {
+            return sqlstate(e);
+        }
+    }
+
+    /** Whether fn, in a session of its own, raised StaleObjectStateException. */
+    static StaleObjectStateException stale(Function<Session, Object> fn) {
+        try {
+            inTx(fn);
+            return null;
+        } catch (StaleObjectStateException e) {
+            return e;
+        }
+    }
+
     static Doc load(int id) {
         return inTx(s -> (Doc) s.get(Doc.class, id));
     }
@@ -220,12 +245,7 @@ public class HibernateCheck {
             a.setBody("A");
             save(a);
             b.setBody("B");
-            Throwable err = null;
-            try {
-                save(b);
-            } catch (StaleObjectStateException e) {
-                err = e;
-            }
+            Throwable err = stale(s -> { s.update(b); return null; });
             Doc r = load(2);
             return new Result(err != null && "A".equals(r.getBody()) && r.getVersion() == 1,
                               "StaleObjectStateException", describe(r));
@@ -275,13 +295,7 @@ public class HibernateCheck {
         });
 
         check("bulk write", () -> {
-            String code = null;
-            try {
-                inTx(s -> s.createQuery("update Doc set body = :b where id = :id")
-                            .setParameter("b", "bulk").setParameter("id", 4).executeUpdate());
-            } catch (RuntimeException e) {
-                code = sqlstate(e);
-            }
+            String code = hqlState("update Doc set body = :b where id = :id", "b", "bulk", "id", 4);
             int v = load(4).getVersion();
             int n = inTx(s -> s.createQuery("update Doc set body = :b where id = :id and version = :v")
                              .setParameter("b", "bulk").setParameter("id", 4).setParameter("v", v)
@@ -303,19 +317,8 @@ public class HibernateCheck {
             a.setN(1);
             save(a);
             b.setN(2);
-            Throwable err = null;
-            try {
-                inTx(s -> s.merge(b));
-            } catch (StaleObjectStateException e) {
-                err = e;
-            }
-            String code = null;
-            try {
-                inTx(s -> s.createQuery("update versioned Doc set n = n + 1 where id = :id")
-                            .setParameter("id", 5).executeUpdate());
-            } catch (RuntimeException e) {
-                code = sqlstate(e);
-            }
+            Throwable err = stale(s -> s.merge(b));
+            String code = hqlState("update versioned Doc set n = n + 1 where id = :id", "id", 5);
             Doc r = load(5);
             return new Result(err != null && "09000".equals(code) && r.getN() == 1 && r.getVersion() == 1,
                               "merge() of a stale copy: StaleObjectStateException; HQL `update versioned`: refused (09000)",
@@ -327,20 +330,9 @@ public class HibernateCheck {
             Doc b = load(6);
             a.setBody("A");
             save(a);
-            Throwable err = null;
-            try {
-                inTx(s -> { s.delete(b); return null; });
-            } catch (StaleObjectStateException e) {
-                err = e;
-            }
+            Throwable err = stale(s -> { s.delete(b); return null; });
             boolean kept = load(6) != null;
-            String code = null;
-            try {
-                inTx(s -> s.createQuery("delete from Doc where id = :id")
-                            .setParameter("id", 6).executeUpdate());
-            } catch (RuntimeException e) {
-                code = sqlstate(e);
-            }
+            String code = hqlState("delete from Doc where id = :id", "id", 6);
             inTx(s -> { s.delete(a); return null; });
             return new Result(err != null && kept && "09000".equals(code) && load(6) == null,
                               "delete(): checked (stale: StaleObjectStateException); HQL delete without the version: refused (09000)",
