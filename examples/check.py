@@ -146,17 +146,18 @@ def check_python(dsn, conn):
     conn.execute("DROP TABLE lease_example_output")
 
 
-def check_node(dsn):
-    nodedir = os.path.join(HERE, "node")
+def node_env(dsn, what):
+    """The environment for an example of examples/node, or None (reported
+    as a failure of what) when the pg driver cannot be found."""
     env = dict(os.environ)
     # pg from examples/node/node_modules (npm ci), or from NODE_PATH (Debian's
     # node-pg in /usr/share/nodejs).
-    found = subprocess.run(["node", "-e", "require.resolve('pg')"], cwd=nodedir, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    found = subprocess.run(["node", "-e", "require.resolve('pg')"], cwd=os.path.join(HERE, "node"),
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     if not found:
-        report(False, "node checkout: the pg driver is missing (run npm ci in examples/node, "
+        report(False, f"{what}: the pg driver is missing (run npm ci in examples/node, "
                       "or install Debian's node-pg and set NODE_PATH=/usr/share/nodejs)")
-        return
+        return None
     # pg reads the PG* variables; a libpq keyword string becomes them.
     for item in dsn.split():
         k, _, v = item.partition("=")
@@ -164,6 +165,14 @@ def check_node(dsn):
                "user": "PGUSER", "password": "PGPASSWORD"}.get(k)
         if key:
             env[key] = v
+    return env
+
+
+def check_node(dsn):
+    nodedir = os.path.join(HERE, "node")
+    env = node_env(dsn, "node checkout")
+    if env is None:
+        return
     rc, out = finish(start(["node", "checkout.js", "--pool", "example:check-concert",
                             "--capacity", "5", "--customers", "8", "--ttl", "3"], nodedir, env))
     report(rc == 0, "node checkout: exits 0", out)
@@ -173,6 +182,27 @@ def check_node(dsn):
     report(out.count("(retried: same hold)") == 3,
            "node checkout: a retried reserve with the same idempotency key returns the same hold",
            out)
+
+
+def check_webhooks(dsn, conn):
+    """examples/python/webhook.py and examples/node/webhook.js: 4 copies of a
+    webhook at once, a late retry and a forged copy; one charge."""
+    # A new event id each run: the charges table and the request keys stay.
+    run = conn.execute("SELECT to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS')").fetchone()[0]
+    want = "deliveries=5 charged=1 replayed=4 forged_refused=yes charges=1 amount=4200 same_answer=yes ok"
+    rc, out = finish(start([PYTHON, "webhook.py", dsn, "--event", f"evt_py_{run}"],
+                           os.path.join(HERE, "python")))
+    report(rc == 0 and f"summary: {want}" in out,
+           "python webhook: 4 copies at once and a late retry charge once and get one answer; "
+           "a forged copy is refused (22023)", out)
+    env = node_env(dsn, "node webhook")
+    if env is None:
+        return
+    rc, out = finish(start(["node", "webhook.js", "--event", f"evt_node_{run}"],
+                           os.path.join(HERE, "node"), env))
+    report(rc == 0 and f"summary: {want}" in out,
+           "node webhook: 4 copies at once and a late retry charge once and get one answer; "
+           "a forged copy is refused (22023)", out)
 
 
 def main():
@@ -188,6 +218,10 @@ def main():
             check_node(dsn)
         else:
             report(None, "node checkout: this build has no reservations (lockctl.reserve, confirm)")
+        if {"claim_request", "complete_request"} <= have:
+            check_webhooks(dsn, conn)
+        else:
+            report(None, "webhooks: this build has no idempotent requests (lockctl.claim_request)")
     print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
     sys.exit(1 if results["failed"] else 0)
 
