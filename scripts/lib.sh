@@ -124,33 +124,22 @@ fi
 # something is.  Without their Recommends: nothing here needs them, and on
 # a minimal system they bring a mail server that may fail to configure.
 lockctl_install_deps() {
-    local missing=() p
+    local wanted=() p
     for p in "${LOCKCTL_DEB_PACKAGES[@]}"; do
         # A machine may already have Node.js and npm from elsewhere (some
         # builds of nodejs ship npm and conflict with Debian's npm package).
         case $p in nodejs|npm) command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue ;; esac
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        wanted+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        lockctl_log "installing from Debian's archive: ${missing[*]}"
-        lockctl_apt update -qq
-        if [ -z "$LOCKCTL_OWN_PG_CONFIG" ] &&
-           ! apt-cache show "postgresql-server-dev-$PG_MAJOR" >/dev/null 2>&1; then
-            lockctl_die "this machine's Debian archive has no PostgreSQL $PG_MAJOR (it offers $(lockctl_archive_major)); unset PG_MAJOR, or choose that one"
-        fi
-        lockctl_apt install -y -qq \
-            --no-install-recommends \
-            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-            "${missing[@]}" >/dev/null
-    fi
+    lockctl_install_missing "${wanted[@]}"
     [ -x "$PG_CONFIG" ] || lockctl_die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
     [ -f "$("$PG_CONFIG" --pgxs)" ] || lockctl_die "$PG_CONFIG has no PGXS ($("$PG_CONFIG" --pgxs)): the server's development files are missing"
     lockctl_install_optional node-pg
 }
 
 # Install whichever of the named Debian packages are missing (apt-get only
-# runs when one is), for phases that need more than lockctl_install_deps
-# does: the ORM matrix's Java, the HA drill's Patroni.  Without their
+# runs when one is): lockctl_install_deps' list, and what only some phases
+# need (the ORM matrix's Java, the HA drill's Patroni).  Without their
 # Recommends unless --with-recommends comes first.
 lockctl_install_missing() {
     local missing=() p recommends=--no-install-recommends
@@ -161,6 +150,15 @@ lockctl_install_missing() {
     [ ${#missing[@]} -gt 0 ] || return 0
     lockctl_log "installing from Debian's archive: ${missing[*]}"
     lockctl_apt update -qq
+    # A package the archive does not have: say which, before apt-get fails.
+    for p in "${missing[@]}"; do
+        apt-cache show "$p" >/dev/null 2>&1 && continue
+        case $p in
+            postgresql-*-"$PG_MAJOR"|postgresql-"$PG_MAJOR")
+                lockctl_die "this machine's Debian archive has no PostgreSQL $PG_MAJOR (it offers $(lockctl_archive_major)); unset PG_MAJOR, or choose that one" ;;
+            *)  lockctl_die "this machine's Debian archive has no package $p" ;;
+        esac
+    done
     lockctl_apt install -y -qq ${recommends:+"$recommends"} \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         "${missing[@]}" >/dev/null
