@@ -54,7 +54,7 @@ _PG_init(void)
 	VersionInit();
 	LeaseInit();
 	FenceTableInit();
-	ReserveInit();
+	ReserveCapsInit();
 	KeptExprsInit();
 	RequestInit();
 	WorkerInit();

@@ -37,7 +37,7 @@
 extern void VersionInit(void);	/* version_stats.c */
 extern void LeaseInit(void);	/* lease.c */
 extern void FenceTableInit(void);	/* fence_table.c */
-extern void ReserveInit(void);	/* reserve.c */
+extern void ReserveCapsInit(void);	/* reserve_caps.c */
 extern void KeptExprsInit(void);	/* kept_exprs.c */
 extern void RequestInit(void);	/* request.c */
 extern void WorkerInit(void);	/* worker.c */

@@ -2,8 +2,8 @@
  *
  * reserve.c
  *	  What reservations (src/reserve.sql) need from C: the role a hold
- *	  belongs to, whether the caller may act on it, and the settings that
- *	  cap a role's holds.
+ *	  belongs to, and whether the caller may act on it.  The caps on a
+ *	  role's holds are reserve_caps.c's.
  *
  * A hold belongs to the role that took it: the session's role at the call
  * (SET ROLE's, else the session user's), which SECURITY DEFINER does not
@@ -13,56 +13,18 @@
  * that inherit it, superusers); to every other role the hold does not
  * exist.  Idempotency keys are scoped the same way: one per (pool, role).
  *
- * The caps are ordinary settings read in the caller's session, PGC_SUSET so
- * that a role cannot raise its own: a DBA sets them in postgresql.conf, per
- * database or per role (ALTER ROLE ... SET).  reserve counts with a LIMIT
- * of the cap over an index on (taken_by, status), so a check costs at most
- * the cap, nothing when it is 0.
- *
  * src/reserve.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 
 #include "lockctl.h"
 #include "reserve.h"
-
-/* Settings (read by reserve through current_setting, by reserve_range here) */
-static int	lockctl_max_holds_per_role = 0;
-static int	lockctl_max_kept_holds_per_role = 0;
-
-/*
- * Define the settings of reservations.
- */
-void
-ReserveInit(void)
-{
-	DefineCustomIntVariable("lockctl.max_holds_per_role",
-							gettext_noop("Maximum number of live holds of one role in one database (0: no limit)."),
-							gettext_noop("lockctl.reserve refuses a new hold with SQLSTATE 53400 when the calling role has this many live holds."),
-							&lockctl_max_holds_per_role,
-							0, 0, INT_MAX,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("lockctl.max_kept_holds_per_role",
-							gettext_noop("Maximum number of cancelled and expired holds of one role kept until purged, in one database (0: no limit)."),
-							gettext_noop("lockctl.reserve refuses a new hold with SQLSTATE 53400 when the calling role has this many finished holds that lockctl.retention still keeps."),
-							&lockctl_max_kept_holds_per_role,
-							0, 0, INT_MAX,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-}
 
 /*
  * The role a call acts for: SET ROLE's role, else the session user.
@@ -73,15 +35,6 @@ ReserveActingRole(void)
 	Oid			role = GetCurrentRoleId();
 
 	return OidIsValid(role) ? role : GetSessionUserId();
-}
-
-/*
- * Whether either cap on a role's holds is set in this session.
- */
-bool
-ReserveRoleCapsOn(void)
-{
-	return lockctl_max_holds_per_role > 0 || lockctl_max_kept_holds_per_role > 0;
 }
 
 /*

@@ -25,11 +25,12 @@ extern Oid	ReserveActingRole(void);
 extern bool ReserveMayActFor(const char *owner);
 
 /*
- * Whether lockctl.max_holds_per_role or lockctl.max_kept_holds_per_role
- * is set (above 0) in this session: only then is a new hold counted
- * against them (lockctl_internal.check_role_caps).
+ * reserve_caps.c: whether lockctl.max_holds_per_role or
+ * lockctl.max_kept_holds_per_role is set (above 0) in this session: only
+ * then is a new hold counted against them (lockctl_internal.check_role_caps).
  */
 extern bool ReserveRoleCapsOn(void);
+extern void ReserveLockRoleCaps(const char *role);
 
 /*
  * The direct paths of a sale's steps, for lockctl.reserve and confirm

@@ -848,8 +848,8 @@ BEGIN
     -- The role's caps, counted up to the cap (reservations_role_idx; the
     -- role's cart items and waitlist entries count too,
     -- src/reserve_cart.sql): a check costs at most the cap, nothing when
-    -- both settings are 0.  Two concurrent calls of one role may both pass
-    -- at cap - 1.
+    -- both settings are 0.  Exact under concurrency: a second transaction
+    -- of the role waits for the first to end (src/reserve_caps.c).
     v_role := lockctl_internal.acting_role();
     IF current_setting('lockctl.max_holds_per_role')::integer > 0
        OR current_setting('lockctl.max_kept_holds_per_role')::integer > 0 THEN

@@ -899,6 +899,16 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 			break;
 	}
 
+	role = (Name) palloc0(NAMEDATALEN);
+	namestrcpy(role, GetUserNameFromId(ReserveActingRole(), false));
+
+	/*
+	 * With a cap set, the role's caps lock before the calendar's row, the
+	 * order every reserve takes them in (src/reserve_caps.c).
+	 */
+	if (ReserveRoleCapsOn())
+		ReserveLockRoleCaps(NameStr(*role));
+
 	/*
 	 * Capacity k > 1: one taker at a time (the count below must see every
 	 * hold taken before it).  The capacity never changes, so reading it
@@ -909,8 +919,6 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 		args[0] = Int64GetDatum(cal);
 		(void) range_run(RANGE_PLAN_LOCK, args, NULL, 0, NULL, NULL);
 	}
-	role = (Name) palloc0(NAMEDATALEN);
-	namestrcpy(role, GetUserNameFromId(ReserveActingRole(), false));
 
 	/* A retry with the same key gets the hold the first call made. */
 	if (keyed && range_keyed(cal, NameGetDatum(role), key, resource, during,

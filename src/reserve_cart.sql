@@ -95,74 +95,17 @@ REVOKE ALL ON lockctl.carts, lockctl.cart_items FROM PUBLIC;
 -- of its caps: lockctl.max_holds_per_role (its live holds, the items of its
 -- live carts and its waiting waitlist entries) or
 -- lockctl.max_kept_holds_per_role (its cancelled and expired holds and
--- cart items not purged yet).  Each count stops at the cap
--- (reservations_role_idx, carts_role_idx, waitlist_entries_role_idx), so a
--- check costs at most the cap.  reserve calls it only when a cap is set.
+-- cart items not purged yet).  Exact under concurrency: when a cap is set,
+-- it takes a lock on (database, role) held until the transaction ends and
+-- counts with the latest snapshot (src/reserve_caps.c).  Each count stops
+-- at the cap (reservations_role_idx, carts_role_idx,
+-- waitlist_entries_role_idx), so a check costs at most the cap.  reserve
+-- calls it only when a cap is set.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION lockctl_internal.check_role_caps(role name, adding integer)
     RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
-AS $fn$
-#variable_conflict use_variable
-DECLARE
-    v_cap integer;
-    v_n bigint;
-BEGIN
-    v_cap := current_setting('lockctl.max_holds_per_role')::integer;
-    IF v_cap > 0 THEN
-        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                       WHERE r.taken_by = role AND r.status = 'held'
-                                       LIMIT v_cap) AS x)
-             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
-                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
-                                       WHERE c.taken_by = role AND c.status = 'held'
-                                       LIMIT v_cap) AS x)
-             + (SELECT count(*) FROM (SELECT FROM lockctl.waitlist_entries AS w
-                                       WHERE w.taken_by = role AND w.status = 'waiting'
-                                       LIMIT v_cap) AS x)
-             -- Range holds of calendars (src/reserve_calendar.sql).
-             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
-                                       WHERE g.taken_by = role AND g.status = 'held'
-                                       LIMIT v_cap) AS x);
-        IF v_n >= v_cap THEN
-            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-                MESSAGE = format('role "%s" has too many live holds', role),
-                DETAIL = format('It has %s live holds in this database, the most lockctl.max_holds_per_role allows.', v_cap),
-                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
-        ELSIF v_n + adding > v_cap THEN
-            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-                MESSAGE = format('role "%s" has too many live holds', role),
-                DETAIL = format('It has %s live holds in this database (cart items and waitlist entries included); %s more would pass %s, the most lockctl.max_holds_per_role allows.',
-                                v_n, adding, v_cap),
-                HINT = 'Confirm or cancel holds first, or ask an administrator to raise "lockctl.max_holds_per_role".';
-        END IF;
-    END IF;
-    v_cap := current_setting('lockctl.max_kept_holds_per_role')::integer;
-    IF v_cap > 0 THEN
-        v_n := (SELECT count(*) FROM (SELECT FROM lockctl.reservations AS r
-                                       WHERE r.taken_by = role
-                                         AND r.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
-                                       LIMIT v_cap) AS x)
-             + (SELECT count(*) FROM (SELECT FROM lockctl.carts AS c
-                                        JOIN lockctl.cart_items AS i ON i.cart_id = c.id
-                                       WHERE c.taken_by = role
-                                         AND c.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
-                                       LIMIT v_cap) AS x)
-             + (SELECT count(*) FROM (SELECT FROM lockctl.range_reservations AS g
-                                       WHERE g.taken_by = role
-                                         AND g.status = ANY (ARRAY['cancelled', 'expired']::lockctl.hold_status[])
-                                       LIMIT v_cap) AS x);
-        IF v_n >= v_cap THEN
-            RAISE EXCEPTION USING ERRCODE = 'configuration_limit_exceeded',
-                MESSAGE = format('role "%s" has too many finished holds kept', role),
-                DETAIL = format('It has %s cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.', v_cap),
-                HINT = 'They are purged after "lockctl.retention"; an administrator may raise "lockctl.max_kept_holds_per_role" or lower "lockctl.retention".';
-        END IF;
-    END IF;
-END;
-$fn$;
+    LANGUAGE C VOLATILE
+    AS 'MODULE_PATHNAME', 'lockctl_check_role_caps';
 COMMENT ON FUNCTION lockctl_internal.check_role_caps(name, integer) IS 'lockctl internal: raise 53400 when a role may not take more holds (lockctl.max_holds_per_role, lockctl.max_kept_holds_per_role)';
 REVOKE ALL ON FUNCTION lockctl_internal.check_role_caps(name, integer) FROM PUBLIC;
 
