@@ -31,6 +31,7 @@ extern bool ReserveMayActFor(const char *owner);
  */
 extern bool ReserveRoleCapsOn(void);
 extern void ReserveLockRoleCaps(const char *role);
+extern void ReserveCheckRoleCaps(const char *role, int32 adding);
 
 /*
  * The direct paths of a sale's steps, for lockctl.reserve and confirm

@@ -149,7 +149,6 @@ typedef enum RangePlan
 	RANGE_PLAN_CALENDAR,		/* the calendar of a name: id, capacity */
 	RANGE_PLAN_LOCK,			/* capacity k > 1: lock the calendar row */
 	RANGE_PLAN_KEYED,			/* the hold a key made: id, during */
-	RANGE_PLAN_CAPS,			/* the caps on the role's holds */
 	RANGE_PLAN_PEAK,			/* capacity k > 1: the most holds at an instant */
 	RANGE_PLAN_INSERT,			/* the hold */
 	RANGE_NPLANS
@@ -167,8 +166,6 @@ static const char *const range_plan_sql[RANGE_NPLANS] = {
 	" WHERE r.calendar_id OPERATOR(pg_catalog.=) $1"
 	"   AND r.taken_by OPERATOR(pg_catalog.=) $2"
 	"   AND r.idempotency_key OPERATOR(pg_catalog.=) $3",
-	/* $1 role */
-	"SELECT lockctl_internal.check_role_caps($1, 1)",
 	/* $1 calendar, $2 during */
 	"SELECT lockctl_internal.range_peak($1, $2)",
 
@@ -185,12 +182,11 @@ static const char *const range_plan_sql[RANGE_NPLANS] = {
 	" ON CONFLICT DO NOTHING"
 };
 
-static const int range_plan_nargs[RANGE_NPLANS] = {1, 1, 3, 1, 2, 9};
+static const int range_plan_nargs[RANGE_NPLANS] = {1, 1, 3, 2, 9};
 static const Oid range_plan_argtypes[RANGE_NPLANS][9] = {
 	{TEXTOID},
 	{INT8OID},
 	{INT8OID, NAMEOID, TEXTOID},
-	{NAMEOID},
 	{INT8OID, TSTZRANGEOID},
 	{INT8OID, INT8OID, TSTZRANGEOID, INT8OID, TEXTOID, NAMEOID,
 	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID},
@@ -926,10 +922,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 		return true;
 
 	if (ReserveRoleCapsOn())
-	{
-		args[0] = NameGetDatum(role);
-		(void) range_run(RANGE_PLAN_CAPS, args, NULL, 0, NULL, NULL);
-	}
+		ReserveCheckRoleCaps(NameStr(*role), 1);
 
 	id = LeaseEraNextval(range_oid(&range_oid_seq, NoLock));
 	if (capacity > 1)

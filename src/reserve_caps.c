@@ -40,12 +40,12 @@
 #include <limits.h>
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 
@@ -95,9 +95,8 @@ static const char *const caps_count_sql =
 "         LIMIT $3) AS x)";
 
 /*
- * Kept for the backend's life: it names only lockctl's own tables, which
- * an ALTER EXTENSION UPDATE may change, so it is made again when its
- * SPI plan says it is no longer valid (SPI_plan_is_valid).
+ * Prepared once per backend (SPI_keepplan): the plan cache analyses it
+ * again when one of its tables changes.
  */
 static SPIPlanPtr caps_count_plan = NULL;
 
@@ -146,64 +145,43 @@ void
 ReserveLockRoleCaps(const char *role)
 {
 	LOCKTAG		tag;
-	Oid			roleid = get_role_oid(role, true);
 
-	/* a name that is no role (never from acting_role) locks by its hash */
-	if (OidIsValid(roleid))
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, roleid, 0,
-							 RESERVE_CAPS_LOCK_FIELD4);
-	else
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-							 hash_bytes((const unsigned char *) role, strlen(role)),
-							 1, RESERVE_CAPS_LOCK_FIELD4);
+	/* role is always the acting role's name (acting_role), so it exists */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, get_role_oid(role, false), 0,
+						 RESERVE_CAPS_LOCK_FIELD4);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /*
- * lockctl_internal.check_role_caps(role name, adding integer) returns void:
- * raise 53400 when role may not take adding more holds in this database
+ * Raise 53400 when role may not take adding more holds in this database
  * (see the head of this file).  Takes the caps' lock first when a cap is
- * set, and keeps it until the transaction ends.
+ * set, and keeps it until the transaction ends.  reserve_range calls it
+ * directly; the SQL functions through lockctl_internal.check_role_caps.
  */
-PG_FUNCTION_INFO_V1(lockctl_check_role_caps);
-Datum
-lockctl_check_role_caps(PG_FUNCTION_ARGS)
+void
+ReserveCheckRoleCaps(const char *role, int32 adding)
 {
 	int			maxlive = lockctl_max_holds_per_role;
 	int			maxkept = lockctl_max_kept_holds_per_role;
-	const char *role;
-	int32		adding;
+	NameData	rolename;
 	Datum		values[3];
 	bool		isnull;
 	int64		live;
 	int64		kept;
 	int			rc;
 
-	lockctl_arg_not_null(fcinfo, 0, "role");
-	lockctl_arg_not_null(fcinfo, 1, "adding");
-	role = NameStr(*PG_GETARG_NAME(0));
-	adding = PG_GETARG_INT32(1);
-	if (adding < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("adding of lockctl_internal.check_role_caps must not be negative")));
 	if (maxlive <= 0 && maxkept <= 0)
-		PG_RETURN_VOID();
+		return;
 
 	ReserveLockRoleCaps(role);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (caps_count_plan == NULL || !SPI_plan_is_valid(caps_count_plan))
+	if (caps_count_plan == NULL)
 	{
 		Oid			argtypes[3] = {NAMEOID, INT4OID, INT4OID};
 		SPIPlanPtr	plan;
 
-		if (caps_count_plan != NULL)
-		{
-			SPI_freeplan(caps_count_plan);
-			caps_count_plan = NULL;
-		}
 		plan = SPI_prepare_cursor(caps_count_sql, 3, argtypes,
 								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
@@ -213,7 +191,8 @@ lockctl_check_role_caps(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_keepplan failed");
 		caps_count_plan = plan;
 	}
-	values[0] = PG_GETARG_DATUM(0);
+	namestrcpy(&rolename, role);
+	values[0] = NameGetDatum(&rolename);
 	values[1] = Int32GetDatum(Max(maxlive, 0));
 	values[2] = Int32GetDatum(Max(maxkept, 0));
 
@@ -256,5 +235,22 @@ lockctl_check_role_caps(PG_FUNCTION_ARGS)
 				 errdetail("It has %d cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.",
 						   maxkept),
 				 errhint("They are purged after \"lockctl.retention\"; an administrator may raise \"lockctl.max_kept_holds_per_role\" or lower \"lockctl.retention\".")));
+}
+
+/*
+ * lockctl_internal.check_role_caps(role name, adding integer) returns
+ * void: ReserveCheckRoleCaps for reserve, reserve_cart and wait_for.
+ */
+PG_FUNCTION_INFO_V1(lockctl_check_role_caps);
+Datum
+lockctl_check_role_caps(PG_FUNCTION_ARGS)
+{
+	lockctl_arg_not_null(fcinfo, 0, "role");
+	lockctl_arg_not_null(fcinfo, 1, "adding");
+	if (PG_GETARG_INT32(1) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adding of lockctl_internal.check_role_caps must not be negative")));
+	ReserveCheckRoleCaps(NameStr(*PG_GETARG_NAME(0)), PG_GETARG_INT32(1));
 	PG_RETURN_VOID();
 }
