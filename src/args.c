@@ -28,17 +28,22 @@
 static const char *lockctl_fn_name(FunctionCallInfo fcinfo);
 
 /*
- * The schema-qualified name of the function being called, for messages.
- * Only used on error paths, so the catalog lookup costs nothing normally.
+ * The schema-qualified name of the function being called, for messages:
+ * lockctl.x for the API, lockctl_internal.x for the functions the API calls.
+ * Only used on error paths, so the catalog lookups cost nothing normally.
  */
 static const char *
 lockctl_fn_name(FunctionCallInfo fcinfo)
 {
 	char	   *name = NULL;
+	char	   *schema = NULL;
 
 	if (fcinfo->flinfo && OidIsValid(fcinfo->flinfo->fn_oid))
+	{
 		name = get_func_name(fcinfo->flinfo->fn_oid);
-	return psprintf("lockctl.%s", name ? name : "?");
+		schema = get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid));
+	}
+	return psprintf("%s.%s", schema ? schema : "lockctl", name ? name : "?");
 }
 
 /*
