@@ -180,9 +180,39 @@ RESET lockctl.max_kept_holds_per_role;
 -- no call that was refused took a unit
 SELECT holds_taken, confirmed FROM lockctl.pool_status WHERE resource = 'rl-seats';
 
+-- A capped role's check reads its own entries of the role indexes and no
+-- others (src/reserve_caps.c), however many live holds other roles have:
+-- web's reserve with mallory's 300 live holds in the database neither
+-- scans lockctl.reservations nor reservations_due_idx (every live hold of
+-- every role: what the generic plan of a count query chose), and reads
+-- web's own 2 entries of reservations_role_idx, once.
+SELECT lockctl.create_pool('rl-many', 1000);
+SET ROLE regress_roles_mallory;
+SELECT count(lockctl.reserve('rl-many', 1, 'm' || g)) AS mallory_live_holds
+  FROM generate_series(1, 300) AS g;
+RESET ROLE;
+SET lockctl.max_holds_per_role = 1000;
+SET ROLE regress_roles_web;
+SELECT count(*) AS webs_live_holds FROM lockctl.holds WHERE status = 'held';
+RESET ROLE;
+-- the pending statistics of earlier transactions flushed, so that the
+-- xact counters below count this transaction's reads alone
+SELECT pg_stat_force_next_flush();
+BEGIN;
+SET LOCAL ROLE regress_roles_web;
+SELECT lockctl.reserve('rl-many', 1, 'web') IS NOT NULL AS web_reserves_capped;
+RESET ROLE;
+SELECT pg_stat_get_xact_numscans('lockctl.reservations'::regclass) AS table_scans,
+       pg_stat_get_xact_numscans('lockctl.reservations_due_idx'::regclass) AS due_index_scans,
+       pg_stat_get_xact_numscans('lockctl.reservations_role_idx'::regclass) AS role_index_scans,
+       pg_stat_get_xact_tuples_returned('lockctl.reservations_role_idx'::regclass) AS role_index_entries_read;
+ROLLBACK;
+RESET lockctl.max_holds_per_role;
+
 -- Clean up.
 SET client_min_messages = warning;
 SELECT lockctl.drop_pool('rl-seats');
+SELECT lockctl.drop_pool('rl-many');
 DELETE FROM lockctl.request_keys WHERE scope::text LIKE 'regress_roles_%';
 DROP SCHEMA rl CASCADE;
 DROP ROLE regress_roles_payments, regress_roles_lazy, regress_roles_mallory,

@@ -30,8 +30,9 @@ extern bool ReserveMayActFor(const char *owner);
  * then is a new hold counted against them (lockctl_internal.check_role_caps).
  */
 extern bool ReserveRoleCapsOn(void);
-extern void ReserveLockRoleCaps(const char *role);
-extern void ReserveCheckRoleCaps(const char *role, int32 adding);
+extern bool ReserveLockRoleCaps(const char *role);
+extern void ReserveUnlockRoleCaps(const char *role);
+extern bool ReserveCheckRoleCaps(const char *role, int32 adding);
 
 /*
  * The direct paths of a sale's steps, for lockctl.reserve and confirm

@@ -903,7 +903,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 	 * order every reserve takes them in (src/reserve_caps.c).
 	 */
 	if (ReserveRoleCapsOn())
-		ReserveLockRoleCaps(NameStr(*role));
+		(void) ReserveLockRoleCaps(NameStr(*role));
 
 	/*
 	 * Capacity k > 1: one taker at a time (the count below must see every

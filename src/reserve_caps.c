@@ -13,23 +13,35 @@
  *
  * A count alone cannot be exact: two transactions of one role at cap - 1
  * would each count the committed holds, miss the other's uncommitted one,
- * and both pass.  So the check first takes a transaction-level lock on
- * (database, role) in PostgreSQL's lock manager, held until the
- * transaction ends: the next transaction of the same role waits there
- * until this one has committed or rolled back, and then counts with the
- * latest snapshot (SPI_execute_snapshot, as the foreign-key checks do), so
- * that it sees every committed hold even under REPEATABLE READ, where the
- * transaction's own snapshot predates them.  The price is that one role's
- * new holds in one database are taken one transaction at a time while a cap
- * is set for it; roles without a cap never take the lock.  The wait shows
- * in pg_locks (an advisory lock, objsubid 19528), honours lock_timeout and
+ * and both pass.  So the check first takes a lock on (database, role) in
+ * PostgreSQL's lock manager, and counts with a dirty snapshot, which also
+ * sees the holds of transactions still in progress.  lockctl.reserve's C
+ * path (reserve_sale.c) gives the lock back as soon as its hold is
+ * inserted, in a pool without a per-holder limit: the next transaction of
+ * the role counts that hold, in progress or not.  When a count at the cap includes holds of a transaction in
+ * progress, the check gives the lock back, waits for that transaction (as a
+ * unique index waits for an inserter in progress) and counts again: the cap
+ * is neither passed if it commits nor refused if it rolls back.  The
+ * PL/pgSQL callers (reserve_by_sql, reserve_cart, wait_for),
+ * reserve_range and a reserve in a pool that limits its holders keep the
+ * lock until their transaction ends: they may wait for rows between the
+ * check and their insertion.  Roles without
+ * a cap never take the lock.  The wait shows in pg_locks (an advisory lock,
+ * objsubid 19528, or the transaction waited for), honours lock_timeout and
  * statement_timeout, and is seen by the deadlock detector.  The tag's
  * field4 is one no SQL-level advisory lock uses (they use 1 and 2), so no
  * role can take or hold it from SQL.
  *
- * Each count stops at the cap (reservations_role_idx, carts_role_idx,
- * waitlist_entries_role_idx, range_reservations' role index), so a check
- * costs at most the cap.
+ * Each count reads the role's own entries of its table's role index
+ * (reservations_role_idx, carts_role_idx with cart_items_pkey,
+ * waitlist_entries_role_idx, range_reservations_role_idx) directly, and
+ * stops at the cap, so a check costs at most the cap, whatever other roles
+ * hold.  A planned query could not promise that: its generic plan chose
+ * reservations_due_idx (every live hold of every role, filtered by role)
+ * when the database has few roles, and cost 25 ms with another role's
+ * 50,000 live holds.  The query is kept for tables not as installed; it
+ * counts with the latest snapshot (committed holds only, and this
+ * transaction's), so with it the lock is kept until the transaction ends.
  *
  * src/reserve_caps.c
  *
@@ -39,6 +51,13 @@
 
 #include <limits.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -46,7 +65,10 @@
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "lockctl.h"
@@ -136,44 +158,287 @@ ReserveRoleCapsOn(void)
 
 /*
  * Take the transaction-level lock of role's caps in this database, waiting
- * for the transaction of the same role that holds it.  The check takes it;
- * a caller that locks rows of its own before the check (reserve_range
- * locks its calendar) takes it first, so that two transactions of one role
- * cannot wait for each other's locks in the opposite order.
+ * for the transaction of the same role that holds it; true when this
+ * transaction held it already.  The check takes it; a caller that locks
+ * rows of its own before the check (reserve_range locks its calendar)
+ * takes it first, so that two transactions of one role cannot wait for
+ * each other's locks in the opposite order.
  */
-void
+bool
 ReserveLockRoleCaps(const char *role)
 {
 	LOCKTAG		tag;
+	LockAcquireResult res;
 
 	/* role is always the acting role's name (acting_role), so it exists */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, get_role_oid(role, false), 0,
 						 RESERVE_CAPS_LOCK_FIELD4);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	res = LockAcquire(&tag, ExclusiveLock, false, false);
+	return res == LOCKACQUIRE_ALREADY_HELD || res == LOCKACQUIRE_ALREADY_CLEAR;
 }
 
 /*
- * Raise 53400 when role may not take adding more holds in this database
- * (see the head of this file).  Takes the caps' lock first when a cap is
- * set, and keeps it until the transaction ends.  reserve_range calls it
- * directly; the SQL functions through lockctl_internal.check_role_caps.
+ * Give back one hold of role's caps lock taken in this transaction (by
+ * ReserveLockRoleCaps or ReserveCheckRoleCaps).  The lock is free for the
+ * role's other transactions once every hold of it is given back, or at the
+ * transaction's end.
  */
 void
-ReserveCheckRoleCaps(const char *role, int32 adding)
+ReserveUnlockRoleCaps(const char *role)
 {
-	int			maxlive = lockctl_max_holds_per_role;
-	int			maxkept = lockctl_max_kept_holds_per_role;
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, get_role_oid(role, false), 0,
+						 RESERVE_CAPS_LOCK_FIELD4);
+	(void) LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
+ * The OID of lockctl.<relname>, or InvalidOid.
+ */
+static Oid
+caps_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("lockctl", true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
+/*
+ * After tup was found with the dirty snapshot snap: keep in *inprogress the
+ * first other transaction in progress seen writing a counted row (its
+ * inserter, or a deleter or updater of it), which the check may wait for
+ * when the count is at the cap, and note in *own that a counted row is
+ * this transaction's own uncommitted one.
+ */
+static inline void
+caps_note_writer(Snapshot snap, HeapTuple tup, TransactionId *inprogress,
+				 bool *own)
+{
+	if (!TransactionIdIsValid(*inprogress))
+	{
+		if (TransactionIdIsValid(snap->xmin))
+			*inprogress = snap->xmin;
+		else if (TransactionIdIsValid(snap->xmax))
+			*inprogress = snap->xmax;
+	}
+	if (!*own &&
+		TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tup->t_data)))
+		*own = true;
+}
+
+/*
+ * The number of rows of lockctl.<table> whose taken_by is role and whose
+ * status is one of statuses (labels of the status column's enum), up to
+ * limit, read through lockctl.<index> with snap: a btree index whose first
+ * key column is taken_by and, when status_key, whose second is status.
+ * With items, the rows are carts and what is counted is their items
+ * (lockctl.cart_items through cart_items_pkey, keyed by cart_id first).
+ * Every row found is checked again against role and status, so that an
+ * index entry of an older version of a row (a hold since confirmed: the
+ * partial index keeps its entry until vacuum) never counts.  Returns -1
+ * when a table or index is not as installed (the caller counts by query).
+ */
+static int64
+caps_count_index(const char *table, const char *index, bool status_key,
+				 const char *const *statuses, int nstatuses, bool items,
+				 const char *role, Snapshot snap, int64 limit,
+				 TransactionId *inprogress, bool *own)
+{
+	Oid			relid = caps_relid(table);
+	Oid			idxid = caps_relid(index);
+	Oid			itemsid = InvalidOid;
+	Oid			itemsidx = InvalidOid;
+	Relation	rel;
+	Relation	idx;
+	Relation	irel;
+	TupleDesc	desc;
+	AttrNumber	att_role;
+	AttrNumber	att_status;
+	AttrNumber	att_id = InvalidAttrNumber;
+	AttrNumber	att_cart = InvalidAttrNumber;
+	Oid			statustype;
+	Oid			wanted[4];
+	NameData	rolename;
+	bool		plain;
+	int64		n = 0;
+	int			i;
+
+	Assert(nstatuses >= 1 && nstatuses <= lengthof(wanted));
+	if (!OidIsValid(relid) || !OidIsValid(idxid))
+		return -1;
+	att_role = get_attnum(relid, "taken_by");
+	att_status = get_attnum(relid, "status");
+	if (items)
+	{
+		att_id = get_attnum(relid, "id");
+		itemsid = caps_relid("cart_items");
+		itemsidx = caps_relid("cart_items_pkey");
+		if (!OidIsValid(itemsid) || !OidIsValid(itemsidx))
+			return -1;
+		att_cart = get_attnum(itemsid, "cart_id");
+		if (att_id == InvalidAttrNumber || att_cart == InvalidAttrNumber ||
+			get_atttype(relid, att_id) != INT8OID ||
+			get_atttype(itemsid, att_cart) != INT8OID)
+			return -1;
+	}
+	if (att_role == InvalidAttrNumber || att_status == InvalidAttrNumber ||
+		get_atttype(relid, att_role) != NAMEOID)
+		return -1;
+	statustype = get_atttype(relid, att_status);
+	if (!type_is_enum(statustype))
+		return -1;
+
+	rel = table_open(relid, AccessShareLock);
+	idx = index_open(idxid, AccessShareLock);
+	plain = idx->rd_index->indrelid == relid &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indisvalid &&
+		idx->rd_index->indnkeyatts >= (status_key ? 2 : 1) &&
+		idx->rd_index->indkey.values[0] == att_role &&
+		(!status_key || idx->rd_index->indkey.values[1] == att_status) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+	index_close(idx, NoLock);
+	if (plain && items)
+	{
+		idx = index_open(itemsidx, AccessShareLock);
+		plain = idx->rd_index->indrelid == itemsid &&
+			idx->rd_rel->relam == BTREE_AM_OID &&
+			idx->rd_index->indisvalid &&
+			idx->rd_index->indkey.values[0] == att_cart &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+		index_close(idx, NoLock);
+	}
+	if (!plain)
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+	desc = RelationGetDescr(rel);
+	irel = items ? table_open(itemsid, AccessShareLock) : NULL;
+	namestrcpy(&rolename, role);
+	for (i = 0; i < nstatuses; i++)
+		wanted[i] = DatumGetObjectId(DirectFunctionCall2(enum_in,
+														 CStringGetDatum(statuses[i]),
+														 ObjectIdGetDatum(statustype)));
+
+	for (i = 0; i < nstatuses && n < limit; i++)
+	{
+		ScanKeyData keys[2];
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		/* keyed by the table's column numbers, as systable_beginscan wants */
+		ScanKeyInit(&keys[0], att_role, BTEqualStrategyNumber, F_NAMEEQ,
+					NameGetDatum(&rolename));
+		ScanKeyInit(&keys[1], att_status, BTEqualStrategyNumber, F_ENUM_EQ,
+					ObjectIdGetDatum(wanted[i]));
+		scan = systable_beginscan(rel, idxid, true, snap, status_key ? 2 : 1, keys);
+		while (n < limit && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Datum		d;
+
+			d = heap_getattr(tup, att_status, desc, &isnull);
+			if (isnull || DatumGetObjectId(d) != wanted[i])
+				continue;
+			d = heap_getattr(tup, att_role, desc, &isnull);
+			if (isnull || strcmp(NameStr(*DatumGetName(d)), role) != 0)
+				continue;
+			caps_note_writer(snap, tup, inprogress, own);
+			if (!items)
+				n++;
+			else
+			{
+				ScanKeyData ikey;
+				SysScanDesc iscan;
+				HeapTuple	item;
+
+				d = heap_getattr(tup, att_id, desc, &isnull);
+				if (isnull)
+					continue;
+				ScanKeyInit(&ikey, att_cart, BTEqualStrategyNumber, F_INT8EQ, d);
+				iscan = systable_beginscan(irel, itemsidx, true, snap, 1, &ikey);
+				while (n < limit && HeapTupleIsValid(item = systable_getnext(iscan)))
+				{
+					caps_note_writer(snap, item, inprogress, own);
+					n++;
+				}
+				systable_endscan(iscan);
+			}
+		}
+		systable_endscan(scan);
+	}
+	if (irel != NULL)
+		table_close(irel, NoLock);
+	table_close(rel, NoLock);
+	return n;
+}
+
+/*
+ * The role's live holds (up to maxlive) and finished holds kept (up to
+ * maxkept), as caps_count_sql counts them, read from the role indexes with
+ * snap; false when a table or index is not as installed.
+ */
+static bool
+caps_count_direct(const char *role, int maxlive, int maxkept, Snapshot snap,
+				  int64 *live, int64 *kept, TransactionId *inprogress,
+				  bool *own)
+{
+	static const char *const held[] = {"held"};
+	static const char *const waiting[] = {"waiting"};
+	static const char *const finished[] = {"cancelled", "expired"};
+	int64		c;
+
+	*live = *kept = 0;
+	if (maxlive > 0)
+	{
+		if ((c = caps_count_index("reservations", "reservations_role_idx", true,
+								  held, 1, false, role, snap, maxlive, inprogress, own)) < 0)
+			return false;
+		*live += c;
+		if ((c = caps_count_index("carts", "carts_role_idx", true,
+								  held, 1, true, role, snap, maxlive - *live, inprogress, own)) < 0)
+			return false;
+		*live += c;
+		if ((c = caps_count_index("waitlist_entries", "waitlist_entries_role_idx", false,
+								  waiting, 1, false, role, snap, maxlive - *live, inprogress, own)) < 0)
+			return false;
+		*live += c;
+		if ((c = caps_count_index("range_reservations", "range_reservations_role_idx", true,
+								  held, 1, false, role, snap, maxlive - *live, inprogress, own)) < 0)
+			return false;
+		*live += c;
+	}
+	if (maxkept > 0)
+	{
+		if ((c = caps_count_index("reservations", "reservations_role_idx", true,
+								  finished, 2, false, role, snap, maxkept, inprogress, own)) < 0)
+			return false;
+		*kept += c;
+		if ((c = caps_count_index("carts", "carts_role_idx", true,
+								  finished, 2, true, role, snap, maxkept - *kept, inprogress, own)) < 0)
+			return false;
+		*kept += c;
+		if ((c = caps_count_index("range_reservations", "range_reservations_role_idx", true,
+								  finished, 2, false, role, snap, maxkept - *kept, inprogress, own)) < 0)
+			return false;
+		*kept += c;
+	}
+	return true;
+}
+
+/*
+ * The same counts by caps_count_sql, for tables not as installed.
+ */
+static void
+caps_count_by_sql(const char *role, int maxlive, int maxkept, Snapshot snap,
+				  int64 *live, int64 *kept)
+{
 	NameData	rolename;
 	Datum		values[3];
 	bool		isnull;
-	int64		live;
-	int64		kept;
 	int			rc;
-
-	if (maxlive <= 0 && maxkept <= 0)
-		return;
-
-	ReserveLockRoleCaps(role);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -195,24 +460,94 @@ ReserveCheckRoleCaps(const char *role, int32 adding)
 	values[0] = NameGetDatum(&rolename);
 	values[1] = Int32GetDatum(Max(maxlive, 0));
 	values[2] = Int32GetDatum(Max(maxkept, 0));
-
-	/*
-	 * The latest snapshot, taken now that the lock is ours: it sees the
-	 * holds of every transaction of this role that held the lock before,
-	 * and (not read-only: the command counter is advanced first) this
-	 * transaction's own.
-	 */
-	rc = SPI_execute_snapshot(caps_count_plan, values, NULL,
-							  GetLatestSnapshot(), InvalidSnapshot,
-							  false, false, 1);
+	rc = SPI_execute_snapshot(caps_count_plan, values, NULL, snap,
+							  InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "counting the holds of role \"%s\" failed: %s", role,
 			 SPI_result_code_string(rc));
-	live = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-	kept = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 2, &isnull));
+	*live = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	*kept = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
+}
+
+/*
+ * Raise 53400 when role may not take adding more holds in this database
+ * (see the head of this file).  When a cap is set, returns with the caps'
+ * lock taken once more by this call, and says whether the caller may give
+ * it back (ReserveUnlockRoleCaps) as soon as its holds are inserted: true
+ * when the count read the role indexes with a dirty snapshot, so that the
+ * next check sees those holds while their transaction is still in
+ * progress; false when it had to count by query with the latest snapshot,
+ * which sees committed holds only, so that the lock must be kept until the
+ * transaction ends.  Returns false when no cap is set (no lock taken).
+ *
+ * A count at the cap that includes holds of another transaction in
+ * progress (inserted, or being confirmed or cancelled) waits for that
+ * transaction and counts again, as a unique index waits for an inserter in
+ * progress: the cap is neither passed when it commits nor refused when it
+ * rolls back.  The lock is given back (this call's hold of it) before
+ * waiting, so that the transaction waited for can take it again.  Only a
+ * transaction with no uncommitted hold of its own counted, and that did not
+ * hold the lock already (reserve_range takes it before its calendar row;
+ * the PL/pgSQL callers keep it until the end), waits: any other is refused
+ * at once, as if the others' holds were committed, because two
+ * transactions that each count the other's holds, or one that waits while
+ * it keeps the lock the other wants, would wait for each other (a
+ * deadlock, where the lock kept until the end made one wait for the
+ * other).  So waits on the caps never form a cycle.
+ */
+bool
+ReserveCheckRoleCaps(const char *role, int32 adding)
+{
+	int			maxlive = Max(lockctl_max_holds_per_role, 0);
+	int			maxkept = Max(lockctl_max_kept_holds_per_role, 0);
+	int64		live;
+	int64		kept;
+	bool		direct;
+
+	if (maxlive <= 0 && maxkept <= 0)
+		return false;
+
+	for (;;)
+	{
+		SnapshotData dirty;
+		TransactionId inprogress = InvalidTransactionId;
+		bool		own = false;
+		bool		held;
+
+		held = ReserveLockRoleCaps(role);
+
+		/*
+		 * The command counter advanced first, so that the count sees this
+		 * transaction's own holds of earlier statements and calls.
+		 */
+		CommandCounterIncrement();
+		InitDirtySnapshot(dirty);
+		direct = caps_count_direct(role, maxlive, maxkept, &dirty,
+								   &live, &kept, &inprogress, &own);
+		if (!direct)
+		{
+			/*
+			 * The latest snapshot, taken now that the lock is ours: it sees
+			 * the holds of every transaction of this role that held the
+			 * lock before (they kept it until they ended), even under
+			 * REPEATABLE READ.
+			 */
+			Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+			caps_count_by_sql(role, maxlive, maxkept, snap, &live, &kept);
+			UnregisterSnapshot(snap);
+			break;
+		}
+		if (!TransactionIdIsValid(inprogress) || own || held ||
+			((maxlive <= 0 || live + adding <= maxlive) &&
+			 (maxkept <= 0 || kept < maxkept)))
+			break;
+		ReserveUnlockRoleCaps(role);
+		XactLockTableWait(inprogress, NULL, NULL, XLTW_None);
+	}
 
 	if (maxlive > 0 && live >= maxlive)
 		ereport(ERROR,
@@ -235,6 +570,7 @@ ReserveCheckRoleCaps(const char *role, int32 adding)
 				 errdetail("It has %d cancelled or expired holds in this database that are not purged yet, the most lockctl.max_kept_holds_per_role allows.",
 						   maxkept),
 				 errhint("They are purged after \"lockctl.retention\"; an administrator may raise \"lockctl.max_kept_holds_per_role\" or lower \"lockctl.retention\".")));
+	return direct;
 }
 
 /*
@@ -251,6 +587,7 @@ lockctl_check_role_caps(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("adding of lockctl_internal.check_role_caps must not be negative")));
-	ReserveCheckRoleCaps(NameStr(*PG_GETARG_NAME(0)), PG_GETARG_INT32(1));
+	/* the PL/pgSQL callers keep the lock until the transaction ends */
+	(void) ReserveCheckRoleCaps(NameStr(*PG_GETARG_NAME(0)), PG_GETARG_INT32(1));
 	PG_RETURN_VOID();
 }

@@ -14,7 +14,7 @@
  * call those paths directly.
  *
  * They do the common case only: arguments within their bounds, no
- * idempotency key, the per-role caps off, a pool that exists with a slot
+ * idempotency key, a pool that exists with a slot
  * free and unlocked, a hold that is live and the caller's.  Every other
  * case goes, before anything is written, to the PL/pgSQL function that
  * handles them all by statement and raises every error, with the same
@@ -241,31 +241,51 @@ lockctl_reserve(PG_FUNCTION_ARGS)
 	bool		maxph_null;
 	bool		found;
 	NameData	taken_by;
+	bool		capped;
 	TimestampTz now;
 	Datum		values[7];
 	bool		nulls[7];
 	int64		id;
 
-	if (!sale_reserve_args_plain(fcinfo) || ReserveRoleCapsOn())
+	if (!sale_reserve_args_plain(fcinfo))
 		return sale_hand_over(&reserve_by_sql, fcinfo);
 	resource = PG_GETARG_DATUM(0);
 	quantity = PG_GETARG_INT64(1);
 	holder = PG_ARGISNULL(2) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(2));
+	namestrcpy(&taken_by, GetUserNameFromId(ReserveActingRole(), false));
 
 	/*
-	 * The pool, then the fast path's slot: taken from this backend's own
-	 * one upwards.  No pool, or no slot free and unlocked (the middle and
-	 * slow paths wait or lock every slot): the statements decide, nothing
-	 * having been written.
+	 * The pool, the role's caps when one is set, then the fast path's slot:
+	 * taken from this backend's own one upwards.  No pool, or no slot free
+	 * and unlocked (the middle and slow paths wait or lock every slot): the
+	 * statements decide, nothing having been written.
+	 *
+	 * The caps are checked where reserve_by_sql checks them, after the pool
+	 * is found and before a slot is locked, so that every reserve takes the
+	 * caps' lock before slot rows.  The check says whether the lock may be
+	 * given back once the hold is in (reserve_caps.c); it is, unless the
+	 * pool limits its holders: between the two the holder's row may wait
+	 * for another transaction of the role, which must then not be waiting
+	 * for this one's caps' lock.  Handed over below, reserve_by_sql takes
+	 * the lock again and keeps it.
 	 */
 	sale_begin();
-	if (!ReservePoolOf(resource, &pool, &slots, &found) || !found || slots <= 0 ||
-		ReserveTakeSlot(pool, MyProcPid % slots, slots, quantity,
-						&slot, &maxph, &maxph_null) != 1)
+	if (!ReservePoolOf(resource, &pool, &slots, &found) || !found || slots <= 0)
 	{
 		PopActiveSnapshot();
 		return sale_hand_over(&reserve_by_sql, fcinfo);
 	}
+	capped = ReserveRoleCapsOn() && ReserveCheckRoleCaps(NameStr(taken_by), 1);
+	if (ReserveTakeSlot(pool, MyProcPid % slots, slots, quantity,
+						&slot, &maxph, &maxph_null) != 1)
+	{
+		if (capped)
+			ReserveUnlockRoleCaps(NameStr(taken_by));
+		PopActiveSnapshot();
+		return sale_hand_over(&reserve_by_sql, fcinfo);
+	}
+	if (!maxph_null)
+		capped = false;			/* kept until the transaction ends */
 
 	/* From here the slot row is written: no handing over the whole call. */
 	if (!maxph_null)
@@ -299,7 +319,6 @@ lockctl_reserve(PG_FUNCTION_ARGS)
 	}
 
 	/* the hold, as reserve_by_sql inserts it */
-	namestrcpy(&taken_by, GetUserNameFromId(ReserveActingRole(), false));
 	now = GetCurrentTimestamp();
 	values[0] = Int64GetDatum(pool);
 	values[1] = Int32GetDatum(slot);
@@ -320,6 +339,14 @@ lockctl_reserve(PG_FUNCTION_ARGS)
 		if (isnull)
 			elog(ERROR, "lockctl_internal.insert_hold_by_sql returned no id");
 	}
+
+	/*
+	 * The hold is in: the role's next check sees it (dirty snapshot) while
+	 * this transaction is in progress, so the caps' lock need not wait for
+	 * its end (reserve_caps.c).
+	 */
+	if (capped)
+		ReserveUnlockRoleCaps(NameStr(taken_by));
 	PopActiveSnapshot();
 	PG_RETURN_INT64(id);
 }
