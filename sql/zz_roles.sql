@@ -185,16 +185,13 @@ SELECT holds_taken, confirmed FROM lockctl.pool_status WHERE resource = 'rl-seat
 -- web's reserve with mallory's 300 live holds in the database neither
 -- scans lockctl.reservations nor reservations_due_idx (every live hold of
 -- every role: what the generic plan of a count query chose), and reads
--- web's own 2 entries of reservations_role_idx, once.
+-- web's own entries of reservations_role_idx, in one scan.
 SELECT lockctl.create_pool('rl-many', 1000);
 SET ROLE regress_roles_mallory;
 SELECT count(lockctl.reserve('rl-many', 1, 'm' || g)) AS mallory_live_holds
   FROM generate_series(1, 300) AS g;
 RESET ROLE;
 SET lockctl.max_holds_per_role = 1000;
-SET ROLE regress_roles_web;
-SELECT count(*) AS webs_live_holds FROM lockctl.holds WHERE status = 'held';
-RESET ROLE;
 -- the pending statistics of earlier transactions flushed, so that the
 -- xact counters below count this transaction's reads alone
 SELECT pg_stat_force_next_flush();
@@ -205,7 +202,8 @@ RESET ROLE;
 SELECT pg_stat_get_xact_numscans('lockctl.reservations'::regclass) AS table_scans,
        pg_stat_get_xact_numscans('lockctl.reservations_due_idx'::regclass) AS due_index_scans,
        pg_stat_get_xact_numscans('lockctl.reservations_role_idx'::regclass) AS role_index_scans,
-       pg_stat_get_xact_tuples_returned('lockctl.reservations_role_idx'::regclass) AS role_index_entries_read;
+       pg_stat_get_xact_tuples_returned('lockctl.reservations_role_idx'::regclass) < 300
+         AS none_of_mallorys_read;
 ROLLBACK;
 RESET lockctl.max_holds_per_role;
 

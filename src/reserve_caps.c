@@ -385,45 +385,49 @@ caps_count_direct(const char *role, int maxlive, int maxkept, Snapshot snap,
 				  int64 *live, int64 *kept, TransactionId *inprogress,
 				  bool *own)
 {
-	static const char *const held[] = {"held"};
-	static const char *const waiting[] = {"waiting"};
+	/* where caps_count_sql counts, in its order */
+	static const struct
+	{
+		const char *table;
+		const char *index;
+		bool		status_key; /* status is the index's second key column */
+		bool		items;		/* the rows are carts: count their items */
+		const char *live;		/* the status of a live one */
+		bool		kept;		/* cancelled and expired ones are kept holds */
+	}			sources[] = {
+		{"reservations", "reservations_role_idx", true, false, "held", true},
+		{"carts", "carts_role_idx", true, true, "held", true},
+		{"waitlist_entries", "waitlist_entries_role_idx", false, false, "waiting", false},
+		{"range_reservations", "range_reservations_role_idx", true, false, "held", true},
+	};
 	static const char *const finished[] = {"cancelled", "expired"};
-	int64		c;
+	int			i;
 
 	*live = *kept = 0;
-	if (maxlive > 0)
+	for (i = 0; i < lengthof(sources); i++)
 	{
-		if ((c = caps_count_index("reservations", "reservations_role_idx", true,
-								  held, 1, false, role, snap, maxlive, inprogress, own)) < 0)
-			return false;
-		*live += c;
-		if ((c = caps_count_index("carts", "carts_role_idx", true,
-								  held, 1, true, role, snap, maxlive - *live, inprogress, own)) < 0)
-			return false;
-		*live += c;
-		if ((c = caps_count_index("waitlist_entries", "waitlist_entries_role_idx", false,
-								  waiting, 1, false, role, snap, maxlive - *live, inprogress, own)) < 0)
-			return false;
-		*live += c;
-		if ((c = caps_count_index("range_reservations", "range_reservations_role_idx", true,
-								  held, 1, false, role, snap, maxlive - *live, inprogress, own)) < 0)
-			return false;
-		*live += c;
-	}
-	if (maxkept > 0)
-	{
-		if ((c = caps_count_index("reservations", "reservations_role_idx", true,
-								  finished, 2, false, role, snap, maxkept, inprogress, own)) < 0)
-			return false;
-		*kept += c;
-		if ((c = caps_count_index("carts", "carts_role_idx", true,
-								  finished, 2, true, role, snap, maxkept - *kept, inprogress, own)) < 0)
-			return false;
-		*kept += c;
-		if ((c = caps_count_index("range_reservations", "range_reservations_role_idx", true,
-								  finished, 2, false, role, snap, maxkept - *kept, inprogress, own)) < 0)
-			return false;
-		*kept += c;
+		int64		c;
+
+		if (maxlive > 0)
+		{
+			c = caps_count_index(sources[i].table, sources[i].index,
+								 sources[i].status_key, &sources[i].live, 1,
+								 sources[i].items, role, snap, maxlive - *live,
+								 inprogress, own);
+			if (c < 0)
+				return false;
+			*live += c;
+		}
+		if (maxkept > 0 && sources[i].kept)
+		{
+			c = caps_count_index(sources[i].table, sources[i].index,
+								 sources[i].status_key, finished, 2,
+								 sources[i].items, role, snap, maxkept - *kept,
+								 inprogress, own);
+			if (c < 0)
+				return false;
+			*kept += c;
+		}
 	}
 	return true;
 }
