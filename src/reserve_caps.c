@@ -223,7 +223,7 @@ caps_note_writer(Snapshot snap, HeapTuple tup, TransactionId *inprogress,
 			*inprogress = snap->xmax;
 	}
 	if (!*own &&
-		TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tup->t_data)))
+		TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)))
 		*own = true;
 }
 
