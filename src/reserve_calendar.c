@@ -922,7 +922,7 @@ range_reserve(FunctionCallInfo fcinfo, TypeCacheEntry *typcache, int64 *result)
 		return true;
 
 	if (ReserveRoleCapsOn())
-		ReserveCheckRoleCaps(NameStr(*role), 1);
+		(void) ReserveCheckRoleCaps(NameStr(*role), 1);	/* kept until the end */
 
 	id = LeaseEraNextval(range_oid(&range_oid_seq, NoLock));
 	if (capacity > 1)

@@ -18,15 +18,15 @@
  * sees the holds of transactions still in progress.  lockctl.reserve's C
  * path (reserve_sale.c) gives the lock back as soon as its hold is
  * inserted, in a pool without a per-holder limit: the next transaction of
- * the role counts that hold, in progress or not.  When a count at the cap includes holds of a transaction in
- * progress, the check gives the lock back, waits for that transaction (as a
- * unique index waits for an inserter in progress) and counts again: the cap
- * is neither passed if it commits nor refused if it rolls back.  The
- * PL/pgSQL callers (reserve_by_sql, reserve_cart, wait_for),
- * reserve_range and a reserve in a pool that limits its holders keep the
- * lock until their transaction ends: they may wait for rows between the
- * check and their insertion.  Roles without
- * a cap never take the lock.  The wait shows in pg_locks (an advisory lock,
+ * the role counts that hold, in progress or not.  When a count at the cap
+ * includes holds of a transaction in progress, the check gives the lock
+ * back, waits for that transaction (as a unique index waits for an inserter
+ * in progress) and counts again: the cap is neither passed if it commits
+ * nor refused if it rolls back.  The PL/pgSQL callers (reserve_by_sql,
+ * reserve_cart, wait_for), reserve_range and a reserve in a pool that
+ * limits its holders keep the lock until their transaction ends: they may
+ * wait for rows between the check and their insertion.  Roles without a cap
+ * never take the lock.  The wait shows in pg_locks (an advisory lock,
  * objsubid 19528, or the transaction waited for), honours lock_timeout and
  * statement_timeout, and is seen by the deadlock detector.  The tag's
  * field4 is one no SQL-level advisory lock uses (they use 1 and 2), so no
@@ -462,8 +462,8 @@ caps_count_by_sql(const char *role, int maxlive, int maxkept, Snapshot snap,
 	}
 	namestrcpy(&rolename, role);
 	values[0] = NameGetDatum(&rolename);
-	values[1] = Int32GetDatum(Max(maxlive, 0));
-	values[2] = Int32GetDatum(Max(maxkept, 0));
+	values[1] = Int32GetDatum(maxlive);
+	values[2] = Int32GetDatum(maxkept);
 	rc = SPI_execute_snapshot(caps_count_plan, values, NULL, snap,
 							  InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)

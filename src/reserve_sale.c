@@ -14,8 +14,8 @@
  * call those paths directly.
  *
  * They do the common case only: arguments within their bounds, no
- * idempotency key, a pool that exists with a slot
- * free and unlocked, a hold that is live and the caller's.  Every other
+ * idempotency key, a pool that exists with a slot free and unlocked, a
+ * hold that is live and the caller's.  Every other
  * case goes, before anything is written, to the PL/pgSQL function that
  * handles them all by statement and raises every error, with the same
  * arguments: lockctl_internal.reserve_by_sql and confirm_by_sql (src/
