@@ -205,6 +205,40 @@ SELECT pg_stat_get_xact_numscans('lockctl.reservations'::regclass) AS table_scan
        pg_stat_get_xact_tuples_returned('lockctl.reservations_role_idx'::regclass) < 300
          AS none_of_mallorys_read;
 ROLLBACK;
+
+-- What the count knows of the tables (their OIDs, columns and indexes) is
+-- kept between calls and worked out again when they change: with
+-- reservations_role_idx made again (a new OID), then made in another shape
+-- (its columns in the other order: the count asks the query instead), and
+-- after the rollback that brings the first one back, mallory at her cap is
+-- refused, and one below it is not.
+SELECT count(*) AS m_live, count(*) + 1 AS m_live_1 FROM lockctl.reservations
+ WHERE taken_by = 'regress_roles_mallory' AND status = 'held' \gset
+SET lockctl.max_holds_per_role = :m_live;
+SET ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap;
+RESET ROLE;
+BEGIN;
+DROP INDEX lockctl.reservations_role_idx;
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status <> 'confirmed';
+SET LOCAL ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_index_made_again;
+RESET ROLE;
+DROP INDEX lockctl.reservations_role_idx;
+CREATE INDEX reservations_role_idx ON lockctl.reservations (status, taken_by)
+    WHERE status <> 'confirmed';
+SET LOCAL ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_counted_by_query;
+RESET ROLE;
+ROLLBACK;
+SET ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_index_back;
+RESET ROLE;
+SET lockctl.max_holds_per_role = :m_live_1;
+SET ROLE regress_roles_mallory;
+SELECT lockctl.reserve('rl-many', 1, 'one more') IS NOT NULL AS one_below_the_cap;
+RESET ROLE;
 RESET lockctl.max_holds_per_role;
 
 -- Clean up.

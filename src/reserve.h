@@ -55,6 +55,8 @@ extern bool ReserveChargeHolder(int64 pool, Datum holder, int64 delta, int64 *un
 extern bool ReserveInsertHold(const Datum *values, const bool *nulls, int64 *id);
 extern int	ReserveConfirmHold(int64 id, TimestampTz at, int64 *pool, int32 *slot,
 							   int64 *quantity);
+/* reserve_hold.c: the OID of a label of an enum type (InvalidOid: none) */
+extern Oid	ReserveEnumValue(Oid typid, const char *label);
 
 /* reserve_checks.c */
 extern bool ReserveStatusIsHeld(Oid status);

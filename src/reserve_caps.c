@@ -39,7 +39,10 @@
  * hold.  A planned query could not promise that: its generic plan chose
  * reservations_due_idx (every live hold of every role, filtered by role)
  * when the database has few roles, and cost 25 ms with another role's
- * 50,000 live holds.  The query is kept for tables not as installed; it
+ * 50,000 live holds.  What a count needs of each table (its OID, its
+ * index's, the column numbers and enum values) is worked out once and kept
+ * until the table or index changes, so that nothing is looked up by name
+ * under the lock.  The query is kept for tables not as installed; it
  * counts with the latest snapshot (committed holds only, and this
  * transaction's), so with it the lock is kept until the transaction ends.
  *
@@ -67,9 +70,11 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "lockctl.h"
 #include "reserve.h"
@@ -194,14 +199,169 @@ ReserveUnlockRoleCaps(const char *role)
 }
 
 /*
- * The OID of lockctl.<relname>, or InvalidOid.
+ * Where caps_count_sql counts, in its order: a table, its role index (a
+ * btree whose first key column is taken_by and, when status_key, whose
+ * second is status), the status of a live row, and whether its cancelled
+ * and expired rows are kept holds.  With items, the rows are carts and
+ * what is counted is their items (lockctl.cart_items through
+ * cart_items_pkey, keyed by cart_id first).
  */
-static Oid
-caps_relid(const char *relname)
+typedef struct CapsSource
 {
-	Oid			nsp = get_namespace_oid("lockctl", true);
+	const char *table;
+	const char *index;
+	bool		status_key;
+	bool		items;
+	const char *live;
+	bool		kept;
+} CapsSource;
 
-	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+static const CapsSource caps_sources[] = {
+	{"reservations", "reservations_role_idx", true, false, "held", true},
+	{"carts", "carts_role_idx", true, true, "held", true},
+	{"waitlist_entries", "waitlist_entries_role_idx", false, false, "waiting", false},
+	{"range_reservations", "range_reservations_role_idx", true, false, "held", true},
+};
+
+#define CAPS_NSOURCES	lengthof(caps_sources)
+
+/*
+ * What a count needs of one source, worked out at its first count and
+ * again after an invalidation of its table, of its index, of cart_items or
+ * of cart_items_pkey (any change of them, or their drop), so that a check
+ * looks nothing up by name: the count runs under the caps' lock, where
+ * every instruction is one the role's other sessions wait for.
+ */
+typedef struct CapsShape
+{
+	bool		valid;			/* worked out since the last invalidation */
+	bool		plain;			/* as installed: the count reads the index */
+	Oid			relid;			/* the table (lockctl_direct_open_named's) */
+	Oid			nspid;
+	Oid			built_for;		/* the table it was worked out for */
+	Oid			idxid;			/* the role index */
+	AttrNumber	att_role;		/* taken_by, status, id (carts) */
+	AttrNumber	att_status;
+	AttrNumber	att_id;
+	Oid			live;			/* the enum values counted */
+	Oid			finished[2];	/* 'cancelled', 'expired' (kept sources) */
+	Oid			itemsid;		/* carts: lockctl.cart_items */
+	Oid			itemsidx;		/* and cart_items_pkey */
+	AttrNumber	att_cart;
+} CapsShape;
+
+static CapsShape caps_shapes[CAPS_NSOURCES];
+
+static void
+caps_shape_inval(Datum arg, Oid relid)
+{
+	for (int i = 0; i < CAPS_NSOURCES; i++)
+	{
+		CapsShape  *sh = &caps_shapes[i];
+
+		if (!OidIsValid(relid) || relid == sh->built_for ||
+			relid == sh->idxid || relid == sh->itemsid || relid == sh->itemsidx)
+			sh->valid = false;
+	}
+}
+
+/*
+ * Whether indexoid is a valid plain btree on relid whose first key column
+ * is first and, when second is valid, whose second is second.
+ */
+static bool
+caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second)
+{
+	HeapTuple	tup;
+	Form_pg_index index;
+	bool		plain;
+
+	if (!OidIsValid(indexoid))
+		return false;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	index = (Form_pg_index) GETSTRUCT(tup);
+	plain = index->indrelid == relid && index->indisvalid &&
+		index->indisready && index->indislive &&
+		index->indnkeyatts >= (second != InvalidAttrNumber ? 2 : 1) &&
+		index->indkey.values[0] == first &&
+		(second == InvalidAttrNumber || index->indkey.values[1] == second) &&
+		heap_attisnull(tup, Anum_pg_index_indexprs, NULL);
+	ReleaseSysCache(tup);
+	return plain && lockctl_direct_index_am(indexoid) == BTREE_AM_OID;
+}
+
+/* The column attname of relid of type typid (any type if InvalidOid), or 0. */
+static AttrNumber
+caps_column(Oid relid, const char *attname, Oid typid)
+{
+	AttrNumber	attnum = get_attnum(relid, attname);
+
+	if (attnum <= 0 ||
+		(OidIsValid(typid) && get_atttype(relid, attnum) != typid))
+		return InvalidAttrNumber;
+	return attnum;
+}
+
+/*
+ * Work out the shape of source i, whose table rel is open; sh->plain says
+ * whether the count may read it directly.
+ */
+static void
+caps_shape_build(int i, Relation rel)
+{
+	static bool registered = false;
+	const CapsSource *src = &caps_sources[i];
+	CapsShape  *sh = &caps_shapes[i];
+	Oid			relid = RelationGetRelid(rel);
+	Oid			statustype;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(caps_shape_inval, (Datum) 0);
+		registered = true;
+	}
+
+	/*
+	 * Valid from here: an invalidation that arrives while the catalogs are
+	 * read below makes the next count work it out again.
+	 */
+	sh->valid = true;
+	sh->plain = false;
+	sh->built_for = relid;
+	sh->idxid = get_relname_relid(src->index, RelationGetNamespace(rel));
+	sh->itemsid = sh->itemsidx = InvalidOid;
+
+	sh->att_role = caps_column(relid, "taken_by", NAMEOID);
+	sh->att_status = caps_column(relid, "status", InvalidOid);
+	if (sh->att_role == InvalidAttrNumber || sh->att_status == InvalidAttrNumber)
+		return;
+	statustype = get_atttype(relid, sh->att_status);
+	if (!type_is_enum(statustype))
+		return;
+	sh->live = ReserveEnumValue(statustype, src->live);
+	sh->finished[0] = ReserveEnumValue(statustype, "cancelled");
+	sh->finished[1] = ReserveEnumValue(statustype, "expired");
+	if (!OidIsValid(sh->live) ||
+		(src->kept && (!OidIsValid(sh->finished[0]) || !OidIsValid(sh->finished[1]))))
+		return;
+	if (!caps_index_plain(sh->idxid, relid, sh->att_role,
+						  src->status_key ? sh->att_status : InvalidAttrNumber))
+		return;
+	if (src->items)
+	{
+		sh->att_id = caps_column(relid, "id", INT8OID);
+		sh->itemsid = get_relname_relid("cart_items", RelationGetNamespace(rel));
+		sh->itemsidx = get_relname_relid("cart_items_pkey", RelationGetNamespace(rel));
+		if (sh->att_id == InvalidAttrNumber || !OidIsValid(sh->itemsid))
+			return;
+		sh->att_cart = caps_column(sh->itemsid, "cart_id", INT8OID);
+		if (sh->att_cart == InvalidAttrNumber ||
+			!caps_index_plain(sh->itemsidx, sh->itemsid, sh->att_cart, InvalidAttrNumber))
+			return;
+	}
+	sh->plain = true;
 }
 
 /*
@@ -228,151 +388,117 @@ caps_note_writer(Snapshot snap, HeapTuple tup, TransactionId *inprogress,
 }
 
 /*
- * The number of rows of lockctl.<table> whose taken_by is role and whose
- * status is one of statuses (labels of the status column's enum), up to
- * limit, read through lockctl.<index> with snap: a btree index whose first
- * key column is taken_by and, when status_key, whose second is status.
- * With items, the rows are carts and what is counted is their items
- * (lockctl.cart_items through cart_items_pkey, keyed by cart_id first).
- * Every row found is checked again against role and status, so that an
- * index entry of an older version of a row (a hold since confirmed: the
- * partial index keeps its entry until vacuum) never counts.  Returns -1
- * when a table or index is not as installed (the caller counts by query).
+ * The rows of source sh (table rel, items irel) whose taken_by is role and
+ * whose status is status, up to limit, read through its role index with
+ * snap, added to *n.  Every row found is checked again against role and
+ * status, so that an index entry of an older version of a row (a hold
+ * since confirmed: the partial index keeps its entry until vacuum) never
+ * counts.
  */
-static int64
-caps_count_index(const char *table, const char *index, bool status_key,
-				 const char *const *statuses, int nstatuses, bool items,
-				 const char *role, Snapshot snap, int64 limit,
-				 TransactionId *inprogress, bool *own)
+static void
+caps_count_status(CapsShape *sh, Relation rel, Relation irel, bool status_key,
+				  Name role, Oid status, Snapshot snap, int64 limit, int64 *n,
+				  TransactionId *inprogress, bool *own)
 {
-	Oid			relid = caps_relid(table);
-	Oid			idxid = caps_relid(index);
-	Oid			itemsid = InvalidOid;
-	Oid			itemsidx = InvalidOid;
-	Relation	rel;
-	Relation	idx;
-	Relation	irel;
-	TupleDesc	desc;
-	AttrNumber	att_role;
-	AttrNumber	att_status;
-	AttrNumber	att_id = InvalidAttrNumber;
-	AttrNumber	att_cart = InvalidAttrNumber;
-	Oid			statustype;
-	Oid			wanted[4];
-	NameData	rolename;
-	bool		plain;
-	int64		n = 0;
-	int			i;
+	TupleDesc	desc = RelationGetDescr(rel);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
 
-	Assert(nstatuses >= 1 && nstatuses <= lengthof(wanted));
-	if (!OidIsValid(relid) || !OidIsValid(idxid))
-		return -1;
-	att_role = get_attnum(relid, "taken_by");
-	att_status = get_attnum(relid, "status");
-	if (items)
+	/* keyed by the table's column numbers, as systable_beginscan wants */
+	ScanKeyInit(&keys[0], sh->att_role, BTEqualStrategyNumber, F_NAMEEQ,
+				NameGetDatum(role));
+	ScanKeyInit(&keys[1], sh->att_status, BTEqualStrategyNumber, F_ENUM_EQ,
+				ObjectIdGetDatum(status));
+	scan = systable_beginscan(rel, sh->idxid, true, snap, status_key ? 2 : 1, keys);
+	while (*n < limit && HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
-		att_id = get_attnum(relid, "id");
-		itemsid = caps_relid("cart_items");
-		itemsidx = caps_relid("cart_items_pkey");
-		if (!OidIsValid(itemsid) || !OidIsValid(itemsidx))
-			return -1;
-		att_cart = get_attnum(itemsid, "cart_id");
-		if (att_id == InvalidAttrNumber || att_cart == InvalidAttrNumber ||
-			get_atttype(relid, att_id) != INT8OID ||
-			get_atttype(itemsid, att_cart) != INT8OID)
-			return -1;
-	}
-	if (att_role == InvalidAttrNumber || att_status == InvalidAttrNumber ||
-		get_atttype(relid, att_role) != NAMEOID)
-		return -1;
-	statustype = get_atttype(relid, att_status);
-	if (!type_is_enum(statustype))
-		return -1;
+		bool		isnull;
+		Datum		d;
 
-	rel = table_open(relid, AccessShareLock);
-	idx = index_open(idxid, AccessShareLock);
-	plain = idx->rd_index->indrelid == relid &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
-		idx->rd_index->indisvalid &&
-		idx->rd_index->indnkeyatts >= (status_key ? 2 : 1) &&
-		idx->rd_index->indkey.values[0] == att_role &&
-		(!status_key || idx->rd_index->indkey.values[1] == att_status) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
-	index_close(idx, NoLock);
-	if (plain && items)
-	{
-		idx = index_open(itemsidx, AccessShareLock);
-		plain = idx->rd_index->indrelid == itemsid &&
-			idx->rd_rel->relam == BTREE_AM_OID &&
-			idx->rd_index->indisvalid &&
-			idx->rd_index->indkey.values[0] == att_cart &&
-			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
-		index_close(idx, NoLock);
-	}
-	if (!plain)
-	{
-		table_close(rel, NoLock);
-		return -1;
-	}
-	desc = RelationGetDescr(rel);
-	irel = items ? table_open(itemsid, AccessShareLock) : NULL;
-	namestrcpy(&rolename, role);
-	for (i = 0; i < nstatuses; i++)
-		wanted[i] = DatumGetObjectId(DirectFunctionCall2(enum_in,
-														 CStringGetDatum(statuses[i]),
-														 ObjectIdGetDatum(statustype)));
-
-	for (i = 0; i < nstatuses && n < limit; i++)
-	{
-		ScanKeyData keys[2];
-		SysScanDesc scan;
-		HeapTuple	tup;
-
-		/* keyed by the table's column numbers, as systable_beginscan wants */
-		ScanKeyInit(&keys[0], att_role, BTEqualStrategyNumber, F_NAMEEQ,
-					NameGetDatum(&rolename));
-		ScanKeyInit(&keys[1], att_status, BTEqualStrategyNumber, F_ENUM_EQ,
-					ObjectIdGetDatum(wanted[i]));
-		scan = systable_beginscan(rel, idxid, true, snap, status_key ? 2 : 1, keys);
-		while (n < limit && HeapTupleIsValid(tup = systable_getnext(scan)))
+		d = heap_getattr(tup, sh->att_status, desc, &isnull);
+		if (isnull || DatumGetObjectId(d) != status)
+			continue;
+		d = heap_getattr(tup, sh->att_role, desc, &isnull);
+		if (isnull || strcmp(NameStr(*DatumGetName(d)), NameStr(*role)) != 0)
+			continue;
+		caps_note_writer(snap, tup, inprogress, own);
+		if (irel == NULL)
+			(*n)++;
+		else
 		{
-			bool		isnull;
-			Datum		d;
+			ScanKeyData ikey;
+			SysScanDesc iscan;
+			HeapTuple	item;
 
-			d = heap_getattr(tup, att_status, desc, &isnull);
-			if (isnull || DatumGetObjectId(d) != wanted[i])
+			d = heap_getattr(tup, sh->att_id, desc, &isnull);
+			if (isnull)
 				continue;
-			d = heap_getattr(tup, att_role, desc, &isnull);
-			if (isnull || strcmp(NameStr(*DatumGetName(d)), role) != 0)
-				continue;
-			caps_note_writer(snap, tup, inprogress, own);
-			if (!items)
-				n++;
-			else
+			ScanKeyInit(&ikey, sh->att_cart, BTEqualStrategyNumber, F_INT8EQ, d);
+			iscan = systable_beginscan(irel, sh->itemsidx, true, snap, 1, &ikey);
+			while (*n < limit && HeapTupleIsValid(item = systable_getnext(iscan)))
 			{
-				ScanKeyData ikey;
-				SysScanDesc iscan;
-				HeapTuple	item;
-
-				d = heap_getattr(tup, att_id, desc, &isnull);
-				if (isnull)
-					continue;
-				ScanKeyInit(&ikey, att_cart, BTEqualStrategyNumber, F_INT8EQ, d);
-				iscan = systable_beginscan(irel, itemsidx, true, snap, 1, &ikey);
-				while (n < limit && HeapTupleIsValid(item = systable_getnext(iscan)))
-				{
-					caps_note_writer(snap, item, inprogress, own);
-					n++;
-				}
-				systable_endscan(iscan);
+				caps_note_writer(snap, item, inprogress, own);
+				(*n)++;
 			}
+			systable_endscan(iscan);
 		}
-		systable_endscan(scan);
+	}
+	systable_endscan(scan);
+}
+
+/*
+ * Source i's live rows of role (up to maxlive, added to *live) and, when
+ * it keeps finished ones, its cancelled and expired rows (up to maxkept,
+ * added to *kept), read with snap; a limit of 0 or less counts nothing.
+ * False when its tables or indexes are not as installed (the caller counts
+ * by query).
+ */
+static bool
+caps_count_source(int i, Name role, Snapshot snap, int64 maxlive,
+				  int64 maxkept, int64 *live, int64 *kept,
+				  TransactionId *inprogress, bool *own)
+{
+	const CapsSource *src = &caps_sources[i];
+	CapsShape  *sh = &caps_shapes[i];
+	Relation	rel;
+	Relation	irel = NULL;
+
+	/* at the caps already (or a cap not set): nothing more to read here */
+	if (*live >= maxlive && (!src->kept || *kept >= maxkept))
+		return true;
+	rel = lockctl_direct_open_named(src->table, &sh->relid, &sh->nspid,
+									AccessShareLock);
+	if (rel == NULL)
+		return false;
+	if (!sh->valid || sh->built_for != RelationGetRelid(rel))
+		caps_shape_build(i, rel);
+	if (sh->plain && src->items)
+		irel = lockctl_direct_open(sh->itemsid, AccessShareLock);
+
+	/* an invalidation taken in with cart_items' lock: worked out again next */
+	if (!sh->plain || !sh->valid || (src->items && irel == NULL))
+	{
+		if (irel != NULL)
+			table_close(irel, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	if (*live < maxlive)
+		caps_count_status(sh, rel, irel, src->status_key, role, sh->live,
+						  snap, maxlive, live, inprogress, own);
+	if (src->kept)
+	{
+		for (int f = 0; f < lengthof(sh->finished) && *kept < maxkept; f++)
+			caps_count_status(sh, rel, irel, src->status_key, role,
+							  sh->finished[f], snap, maxkept, kept,
+							  inprogress, own);
 	}
 	if (irel != NULL)
 		table_close(irel, NoLock);
 	table_close(rel, NoLock);
-	return n;
+	return true;
 }
 
 /*
@@ -385,49 +511,15 @@ caps_count_direct(const char *role, int maxlive, int maxkept, Snapshot snap,
 				  int64 *live, int64 *kept, TransactionId *inprogress,
 				  bool *own)
 {
-	/* where caps_count_sql counts, in its order */
-	static const struct
-	{
-		const char *table;
-		const char *index;
-		bool		status_key; /* status is the index's second key column */
-		bool		items;		/* the rows are carts: count their items */
-		const char *live;		/* the status of a live one */
-		bool		kept;		/* cancelled and expired ones are kept holds */
-	}			sources[] = {
-		{"reservations", "reservations_role_idx", true, false, "held", true},
-		{"carts", "carts_role_idx", true, true, "held", true},
-		{"waitlist_entries", "waitlist_entries_role_idx", false, false, "waiting", false},
-		{"range_reservations", "range_reservations_role_idx", true, false, "held", true},
-	};
-	static const char *const finished[] = {"cancelled", "expired"};
-	int			i;
+	NameData	rolename;
 
+	namestrcpy(&rolename, role);
 	*live = *kept = 0;
-	for (i = 0; i < lengthof(sources); i++)
+	for (int i = 0; i < CAPS_NSOURCES; i++)
 	{
-		int64		c;
-
-		if (maxlive > 0)
-		{
-			c = caps_count_index(sources[i].table, sources[i].index,
-								 sources[i].status_key, &sources[i].live, 1,
-								 sources[i].items, role, snap, maxlive - *live,
-								 inprogress, own);
-			if (c < 0)
-				return false;
-			*live += c;
-		}
-		if (maxkept > 0 && sources[i].kept)
-		{
-			c = caps_count_index(sources[i].table, sources[i].index,
-								 sources[i].status_key, finished, 2,
-								 sources[i].items, role, snap, maxkept - *kept,
-								 inprogress, own);
-			if (c < 0)
-				return false;
-			*kept += c;
-		}
+		if (!caps_count_source(i, &rolename, snap, maxlive, maxkept,
+							   live, kept, inprogress, own))
+			return false;
 	}
 	return true;
 }

@@ -155,9 +155,12 @@ hold_shape_inval_proc(Datum arg, int cacheid, uint32 hashvalue)
 	hold_shape.valid = false;
 }
 
-/* the OID of label of enum type typid, or InvalidOid */
-static Oid
-hold_enum_value(Oid typid, const char *label)
+/*
+ * The OID of label of enum type typid, or InvalidOid: for the shapes of
+ * lockctl's tables, here and in reserve_caps.c.
+ */
+Oid
+ReserveEnumValue(Oid typid, const char *label)
 {
 	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(typid),
 									  CStringGetDatum(label));
@@ -246,8 +249,8 @@ hold_shape_build(Relation rel)
 	status_type = TupleDescAttr(desc, s->attnum[HC_STATUS])->atttypid;
 	if (get_typtype(status_type) != TYPTYPE_ENUM)
 		return;
-	s->held = hold_enum_value(status_type, "held");
-	s->confirmed = hold_enum_value(status_type, "confirmed");
+	s->held = ReserveEnumValue(status_type, "held");
+	s->confirmed = ReserveEnumValue(status_type, "confirmed");
 	if (!OidIsValid(s->held) || !OidIsValid(s->confirmed))
 		return;
 	if (!hold_defaults_ok(rel, s) || !lockctl_kept_immediate(rel))
