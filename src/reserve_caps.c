@@ -478,8 +478,8 @@ caps_count_source(int i, Name role, Snapshot snap, int64 maxlive,
 	/*
 	 * A table without a single page has no row, committed or in progress
 	 * (an insert extends the table before it places its row): nothing to
-	 * scan.  Where only pools are used, so are carts, waitlists and
-	 * calendars' tables, and their scans were a third of the check.
+	 * scan.  Where only pools are used, the tables of carts, waitlists and
+	 * calendars have no page, and their scans were a third of the check.
 	 */
 	if (sh->plain && sh->valid && RelationGetNumberOfBlocks(rel) == 0)
 	{
