@@ -209,7 +209,8 @@ ROLLBACK;
 -- What the count knows of the tables (their OIDs, columns and indexes) is
 -- kept between calls and worked out again when they change: with
 -- reservations_role_idx made again (a new OID), then made in another shape
--- (its columns in the other order: the count asks the query instead), and
+-- (its columns in the other order, or a predicate that leaves out counted
+-- rows: the count asks the query instead), and
 -- after the rollback that brings the first one back, mallory at her cap is
 -- refused, and one below it is not.
 SELECT count(*) AS m_live, count(*) + 1 AS m_live_1 FROM lockctl.reservations
@@ -230,6 +231,21 @@ CREATE INDEX reservations_role_idx ON lockctl.reservations (status, taken_by)
     WHERE status <> 'confirmed';
 SET LOCAL ROLE regress_roles_mallory;
 SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_counted_by_query;
+RESET ROLE;
+-- in the installed shape but with a predicate that leaves out the rows
+-- counted: read directly, it would hold no entry of mallory's
+DROP INDEX lockctl.reservations_role_idx;
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status = 'confirmed';
+SET LOCAL ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_other_predicate;
+RESET ROLE;
+-- and one that keeps every row counted (read directly)
+DROP INDEX lockctl.reservations_role_idx;
+CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
+    WHERE status IN ('held', 'cancelled', 'expired');
+SET LOCAL ROLE regress_roles_mallory;
+SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_covering_predicate;
 RESET ROLE;
 ROLLBACK;
 SET ROLE regress_roles_mallory;

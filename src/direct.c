@@ -19,10 +19,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "funcapi.h"
@@ -155,18 +158,33 @@ lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 	return found == ncols;
 }
 
-/* the access method of index indexoid */
-Oid
-lockctl_direct_index_am(Oid indexoid)
+/*
+ * Whether the index whose pg_index row is indextup may be read or written
+ * by the direct paths as PostgreSQL's executor would: a btree that is
+ * valid, ready and live, with no expression among its columns and, unless
+ * partial_ok, no predicate.  A caller that accepts a predicate must prove
+ * that the rows it reads satisfy it (reserve_caps.c).  Why each matters:
+ * an index being built concurrently (not ready) must still get entries
+ * from the executor's inserts, which the direct paths do not make; an
+ * expression or a predicate would need evaluating per row.
+ */
+bool
+lockctl_direct_index_plain(HeapTuple indextup, bool partial_ok)
 {
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+	Form_pg_index index = (Form_pg_index) GETSTRUCT(indextup);
+	HeapTuple	tup;
 	Oid			am;
 
+	if (!index->indisvalid || !index->indisready || !index->indislive ||
+		!heap_attisnull(indextup, Anum_pg_index_indexprs, NULL) ||
+		(!partial_ok && !heap_attisnull(indextup, Anum_pg_index_indpred, NULL)))
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(index->indexrelid));
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", indexoid);
+		elog(ERROR, "cache lookup failed for relation %u", index->indexrelid);
 	am = ((Form_pg_class) GETSTRUCT(tup))->relam;
 	ReleaseSysCache(tup);
-	return am;
+	return am == BTREE_AM_OID;
 }
 
 /*

@@ -16,6 +16,7 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -82,7 +83,7 @@ typedef struct LockctlDirectColumn
 } LockctlDirectColumn;
 extern bool lockctl_direct_columns(Relation rel, const LockctlDirectColumn *cols,
 								   int ncols, int *attnum);
-extern Oid	lockctl_direct_index_am(Oid indexoid);
+extern bool lockctl_direct_index_plain(HeapTuple indextup, bool partial_ok);
 extern bool lockctl_direct_is_ours(Oid funcid, void *fn);
 /* a C function's composite result: its descriptor, kept between calls */
 typedef struct LockctlResultDesc

@@ -57,7 +57,6 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -726,10 +725,8 @@ request_shape_build(Relation rel)
 			  index->indkey.values[1] == s->attnum[RK_KEY] + 1) ||
 			 (index->indkey.values[0] == s->attnum[RK_KEY] + 1 &&
 			  index->indkey.values[1] == s->attnum[RK_SCOPE] + 1));
-		plain = idx->rd_rel->relam == BTREE_AM_OID &&
-			ii->ii_Expressions == NIL && ii->ii_Predicate == NIL &&
+		plain = lockctl_direct_index_plain(idx->rd_indextuple, false) &&
 			ii->ii_ExclusionOps == NULL && index->indimmediate &&
-			index->indisvalid && index->indisready && index->indislive &&
 			(!index->indisunique || is_pk);
 		index_close(idx, NoLock);
 		if (!plain)

@@ -59,11 +59,13 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -76,6 +78,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "lockctl.h"
 #include "reserve.h"
@@ -267,8 +270,9 @@ caps_shape_inval(Datum arg, Oid relid)
 }
 
 /*
- * Whether indexoid is a valid plain btree on relid whose first key column
- * is first and, when second is valid, whose second is second.
+ * Whether indexoid is a plain btree on relid (lockctl_direct_index_plain)
+ * whose first key column is first and, when second is valid, whose second
+ * is second.
  */
 static bool
 caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second)
@@ -283,14 +287,58 @@ caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second)
 	if (!HeapTupleIsValid(tup))
 		return false;
 	index = (Form_pg_index) GETSTRUCT(tup);
-	plain = index->indrelid == relid && index->indisvalid &&
-		index->indisready && index->indislive &&
+	plain = index->indrelid == relid &&
 		index->indnkeyatts >= (second != InvalidAttrNumber ? 2 : 1) &&
 		index->indkey.values[0] == first &&
 		(second == InvalidAttrNumber || index->indkey.values[1] == second) &&
-		heap_attisnull(tup, Anum_pg_index_indexprs, NULL);
+		lockctl_direct_index_plain(tup, true);
 	ReleaseSysCache(tup);
-	return plain && lockctl_direct_index_am(indexoid) == BTREE_AM_OID;
+	return plain;
+}
+
+/*
+ * Whether index indexoid has an entry for every row whose status (column
+ * att of enum type typid) is one of the n values counted: it has no
+ * predicate, or status = v implies its predicate for each v, as the
+ * planner proves it before it reads a partial index.  The installed role
+ * indexes leave out what is never counted ('confirmed' rows, or every
+ * waitlist entry but the 'waiting' ones); one made again with another
+ * predicate would make the count miss rows, so the count asks the query.
+ */
+static bool
+caps_index_covers(Oid indexoid, AttrNumber att, Oid typid, const Oid *values,
+				  int n)
+{
+	Relation	irel;
+	List	   *pred;
+	bool		covers = true;
+	Oid			eqop;
+
+	irel = index_open(indexoid, AccessShareLock);
+	pred = RelationGetIndexPredicate(irel);
+	index_close(irel, NoLock);
+	if (pred == NIL)
+		return true;
+	if (n == 0)
+		return false;
+	eqop = lookup_type_cache(typid, TYPECACHE_EQ_OPR)->eq_opr;
+	if (!OidIsValid(eqop))
+		return false;
+	for (int i = 0; i < n && covers; i++)
+	{
+		Expr	   *clause;
+
+		/* the index's predicate reads the table as range table entry 1 */
+		clause = make_opclause(eqop, BOOLOID, false,
+							   (Expr *) makeVar(1, att, typid, -1, InvalidOid, 0),
+							   (Expr *) makeConst(typid, -1, InvalidOid, sizeof(Oid),
+												  ObjectIdGetDatum(values[i]),
+												  false, true),
+							   InvalidOid, InvalidOid);
+		set_opfuncid((OpExpr *) clause);
+		covers = predicate_implied_by(pred, list_make1(clause), false);
+	}
+	return covers;
 }
 
 /* The column attname of relid of type typid (any type if InvalidOid), or 0. */
@@ -317,6 +365,7 @@ caps_shape_build(int i, Relation rel)
 	CapsShape  *sh = &caps_shapes[i];
 	Oid			relid = RelationGetRelid(rel);
 	Oid			statustype;
+	Oid			counted[3];
 
 	if (!registered)
 	{
@@ -350,6 +399,12 @@ caps_shape_build(int i, Relation rel)
 	if (!caps_index_plain(sh->idxid, relid, sh->att_role,
 						  src->status_key ? sh->att_status : InvalidAttrNumber))
 		return;
+	counted[0] = sh->live;
+	counted[1] = sh->finished[0];
+	counted[2] = sh->finished[1];
+	if (!caps_index_covers(sh->idxid, sh->att_status, statustype, counted,
+						   src->kept ? 3 : 1))
+		return;
 	if (src->items)
 	{
 		sh->att_id = caps_column(relid, "id", INT8OID);
@@ -359,7 +414,8 @@ caps_shape_build(int i, Relation rel)
 			return;
 		sh->att_cart = caps_column(sh->itemsid, "cart_id", INT8OID);
 		if (sh->att_cart == InvalidAttrNumber ||
-			!caps_index_plain(sh->itemsidx, sh->itemsid, sh->att_cart, InvalidAttrNumber))
+			!caps_index_plain(sh->itemsidx, sh->itemsid, sh->att_cart, InvalidAttrNumber) ||
+			!caps_index_covers(sh->itemsidx, InvalidAttrNumber, InvalidOid, NULL, 0))
 			return;
 	}
 	sh->plain = true;

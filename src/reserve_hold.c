@@ -54,7 +54,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_index.h"
@@ -268,10 +267,7 @@ hold_shape_build(Relation rel)
 		index = (Form_pg_index) GETSTRUCT(tup);
 		if (index->indisprimary && index->indnatts == 1 &&
 			index->indkey.values[0] == s->attnum[HC_ID] + 1 &&
-			index->indisvalid && index->indisready && index->indislive &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
-			lockctl_direct_index_am(indexoid) == BTREE_AM_OID)
+			lockctl_direct_index_plain(tup, false))
 			s->pkoid = indexoid;
 		ReleaseSysCache(tup);
 	}

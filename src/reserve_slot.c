@@ -61,7 +61,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
@@ -236,10 +235,7 @@ slot_shape_build(Relation rel)
 			if (index->indnatts == 2 &&
 				index->indkey.values[0] == s->attnum[SC_POOL] + 1 &&
 				index->indkey.values[1] == s->attnum[SC_SLOT] + 1 &&
-				index->indisvalid && index->indisready && index->indislive &&
-				heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-				heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
-				lockctl_direct_index_am(indexoid) == BTREE_AM_OID)
+				lockctl_direct_index_plain(tup, false))
 				s->pkoid = indexoid;
 			else
 				ok = false;
