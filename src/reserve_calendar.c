@@ -56,7 +56,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/namespace.h"
@@ -445,13 +444,11 @@ range_calendar_direct(Datum resource, int64 *cal, int32 *capacity)
 		att_id != InvalidAttrNumber && att_resource != InvalidAttrNumber &&
 		att_capacity != InvalidAttrNumber &&
 		idx->rd_index->indrelid == relid &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
-		idx->rd_index->indisunique && idx->rd_index->indisvalid &&
+		lockctl_direct_index_plain(idx->rd_indextuple, false) &&
+		idx->rd_index->indisunique &&
 		idx->rd_index->indnatts == 1 &&
 		idx->rd_index->indkey.values[0] == att_resource &&
-		idx->rd_opfamily[0] == TEXT_BTREE_FAM_OID &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+		idx->rd_opfamily[0] == TEXT_BTREE_FAM_OID;
 	index_close(idx, NoLock);
 	if (!plain)
 	{

@@ -56,7 +56,6 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "fmgr.h"
@@ -197,10 +196,8 @@ holder_shape_build(Relation rel)
 		if (index->indisprimary && index->indnatts == 2 &&
 			index->indkey.values[0] == s->attnum[HU_POOL] + 1 &&
 			index->indkey.values[1] == s->attnum[HU_HOLDER] + 1 &&
-			idx->rd_rel->relam == BTREE_AM_OID &&
-			ii->ii_Expressions == NIL && ii->ii_Predicate == NIL &&
-			index->indimmediate && index->indisvalid &&
-			index->indisready && index->indislive)
+			lockctl_direct_index_plain(idx->rd_indextuple, false) &&
+			index->indimmediate)
 		{
 			s->pkoid = RelationGetRelid(idx);
 			s->pkinfo = ii;

@@ -38,7 +38,6 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
@@ -90,14 +89,12 @@ pool_index_ok(Relation idx, const PoolShape *s)
 {
 	Form_pg_index index = idx->rd_index;
 
-	return index->indisunique && index->indisvalid && index->indislive &&
+	return index->indisunique &&
+		lockctl_direct_index_plain(idx->rd_indextuple, false) &&
 		IndexRelationGetNumberOfKeyAttributes(idx) == 1 &&
 		index->indkey.values[0] == s->att_resource &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
 		idx->rd_opfamily[0] == TEXT_BTREE_FAM_OID &&
-		idx->rd_indcollation[0] == s->collation &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+		idx->rd_indcollation[0] == s->collation;
 }
 
 static void
