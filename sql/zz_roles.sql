@@ -240,7 +240,7 @@ CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
 SET LOCAL ROLE regress_roles_mallory;
 SELECT rl.outcome($$SELECT lockctl.reserve('rl-many', 1, 'one more')$$) AS at_the_cap_other_predicate;
 RESET ROLE;
--- and one that keeps every row counted (read directly)
+-- and one that keeps every row counted: refused as well
 DROP INDEX lockctl.reservations_role_idx;
 CREATE INDEX reservations_role_idx ON lockctl.reservations (taken_by, status)
     WHERE status IN ('held', 'cancelled', 'expired');

@@ -270,12 +270,14 @@ caps_shape_inval(Datum arg, Oid relid)
 }
 
 /*
- * Whether indexoid is a plain btree on relid (lockctl_direct_index_plain)
+ * Whether indexoid is a plain btree on relid (lockctl_direct_index_plain;
+ * with a predicate only when partial_ok, for caps_index_covers to judge)
  * whose first key column is first and, when second is valid, whose second
  * is second.
  */
 static bool
-caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second)
+caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second,
+				 bool partial_ok)
 {
 	HeapTuple	tup;
 	Form_pg_index index;
@@ -291,7 +293,7 @@ caps_index_plain(Oid indexoid, Oid relid, AttrNumber first, AttrNumber second)
 		index->indnkeyatts >= (second != InvalidAttrNumber ? 2 : 1) &&
 		index->indkey.values[0] == first &&
 		(second == InvalidAttrNumber || index->indkey.values[1] == second) &&
-		lockctl_direct_index_plain(tup, true);
+		lockctl_direct_index_plain(tup, partial_ok);
 	ReleaseSysCache(tup);
 	return plain;
 }
@@ -319,8 +321,6 @@ caps_index_covers(Oid indexoid, AttrNumber att, Oid typid, const Oid *values,
 	index_close(irel, NoLock);
 	if (pred == NIL)
 		return true;
-	if (n == 0)
-		return false;
 	eqop = lookup_type_cache(typid, TYPECACHE_EQ_OPR)->eq_opr;
 	if (!OidIsValid(eqop))
 		return false;
@@ -397,7 +397,8 @@ caps_shape_build(int i, Relation rel)
 		(src->kept && (!OidIsValid(sh->finished[0]) || !OidIsValid(sh->finished[1]))))
 		return;
 	if (!caps_index_plain(sh->idxid, relid, sh->att_role,
-						  src->status_key ? sh->att_status : InvalidAttrNumber))
+						  src->status_key ? sh->att_status : InvalidAttrNumber,
+						  true))
 		return;
 	counted[0] = sh->live;
 	counted[1] = sh->finished[0];
@@ -414,8 +415,8 @@ caps_shape_build(int i, Relation rel)
 			return;
 		sh->att_cart = caps_column(sh->itemsid, "cart_id", INT8OID);
 		if (sh->att_cart == InvalidAttrNumber ||
-			!caps_index_plain(sh->itemsidx, sh->itemsid, sh->att_cart, InvalidAttrNumber) ||
-			!caps_index_covers(sh->itemsidx, InvalidAttrNumber, InvalidOid, NULL, 0))
+			!caps_index_plain(sh->itemsidx, sh->itemsid, sh->att_cart,
+							  InvalidAttrNumber, false))
 			return;
 	}
 	sh->plain = true;
